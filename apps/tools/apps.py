@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ToolsConfig(AppConfig):
+    name = "apps.tools"
+    label = "tools"
+    verbose_name = "Scores and music21 tools"
+
+    def ready(self) -> None:
+        # Importing the declarations fills the tool registry once, at start-up.
+        from apps.tools import declarations  # noqa: F401

@@ -1,0 +1,77 @@
+"""The one family of domain errors. Services raise these; each edge (MCP, HTTP, the command line) translates them
+once, using `code` and `http_status`. Their messages are written for the person or assistant who made the call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApplicationError(Exception):
+    code = "application_error"
+    http_status = 400
+
+    def __init__(self, message: str, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": "error", "error": self.code, "message": self.message, **self.extra}
+
+
+class InvalidArguments(ApplicationError):
+    code = "invalid_arguments"
+
+
+class UnknownTool(ApplicationError):
+    code = "unknown_tool"
+    http_status = 404
+
+
+class NotFound(ApplicationError):
+    code = "not_found"
+    http_status = 404
+
+
+class AlreadyExists(ApplicationError):
+    code = "already_exists"
+    http_status = 409
+
+
+class UnsupportedFormat(ApplicationError):
+    code = "unsupported_format"
+
+
+class ScoreParseError(ApplicationError):
+    code = "unparseable_score"
+    http_status = 422
+
+
+class AnalysisError(ApplicationError):
+    """The music itself does not allow the analysis (no notes, no chords, a melody out of every range...)."""
+
+    code = "analysis_failed"
+    http_status = 422
+
+
+class RejectedInput(ApplicationError):
+    """Input refused because it is oversized or looks hostile. `kind` names what was seen, for security events."""
+
+    code = "rejected_input"
+    http_status = 400
+
+    def __init__(self, message: str, *, kind: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message, extra=extra)
+        self.kind = kind
+
+
+class InsufficientScope(ApplicationError):
+    code = "insufficient_scope"
+    http_status = 403
+
+    def __init__(self, scope: str, tool: str) -> None:
+        super().__init__(
+            f"The tool {tool!r} needs the scope {scope!r}, which this token was not granted.",
+            extra={"required_scope": scope},
+        )
+        self.scope = scope

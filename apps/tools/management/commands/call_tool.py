@@ -1,0 +1,46 @@
+"""`python manage.py call_tool TOOL --user USERNAME --args JSON`: one tool call, as that user, on the shared path."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from apps.tools.errors import ApplicationError
+from apps.tools.invocation import Caller, invoke_tool
+from apps.tools.registry import TOOLS
+
+
+class Command(BaseCommand):
+    help = "Call a music21 tool as a user and print its JSON result (exit 1 with the error on stderr on failure)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("tool", nargs="?", help="Tool name; omit with --list.")
+        parser.add_argument("--user", help="Username to act as (the owner of the scores).")
+        parser.add_argument("--args", dest="arguments", default="{}", help="Tool arguments as a JSON object.")
+        parser.add_argument("--list", action="store_true", help="List the tools and their scopes.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["list"]:
+            for tool in TOOLS.values():
+                self.stdout.write(f"{tool.name:24} {tool.scope or '-':15} {tool.group}")
+            return
+        if not options["tool"] or not options["user"]:
+            raise CommandError("Give a tool name and --user USERNAME (or --list).")
+        try:
+            arguments = json.loads(options["arguments"])
+        except json.JSONDecodeError as exc:
+            raise CommandError(
+                f"invalid_arguments: --args is not valid JSON ({exc.msg} at column {exc.colno})."
+            ) from None
+        try:
+            user = get_user_model().objects.get(username=options["user"])
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"not_found: no user {options['user']!r}.") from None
+        try:
+            result = invoke_tool(options["tool"], arguments, caller=Caller.operator(user))
+        except ApplicationError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from None
+        self.stdout.write(json.dumps(result, indent=2, ensure_ascii=False))

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+SCORE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
+score_id_validator = RegexValidator(
+    SCORE_ID_PATTERN,
+    "A score id is 1 to 128 letters, digits, dots, dashes or underscores, starting with a letter or digit.",
+)
+
+
+class SourceFormat(models.TextChoices):
+    CORPUS = "corpus", "music21 corpus"
+    TINYNOTATION = "tinynotation", "tinyNotation"
+    ABC = "abc", "ABC"
+    MUSICXML = "musicxml", "MusicXML"
+    MXL = "mxl", "Compressed MusicXML"
+    MIDI = "midi", "MIDI"
+    HUMDRUM = "humdrum", "Humdrum"
+
+
+class Score(models.Model):
+    """A score owned by one user. The source is kept as given; the parsed stream lives only in memory."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scores")
+    score_id = models.CharField(max_length=128, validators=[score_id_validator])
+    title = models.CharField(max_length=300, blank=True)
+    composer = models.CharField(max_length=300, blank=True)
+    source_format = models.CharField(max_length=20, choices=SourceFormat.choices)
+    source_origin = models.CharField(
+        max_length=500, blank=True, help_text="Where the source came from: a corpus path or an imported file's name."
+    )
+    source_text = models.TextField(blank=True)
+    source_bytes = models.BinaryField(null=True, blank=True)
+    content_sha256 = models.CharField(max_length=64)
+    derived_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="derivatives",
+        help_text="The score this one was generated from (harmonisation, counterpoint, transposition...).",
+    )
+    derivation = models.CharField(max_length=40, blank=True, help_text="The tool that generated this score.")
+
+    parts_count = models.PositiveIntegerField(default=0)
+    measures_count = models.PositiveIntegerField(default=0)
+    notes_count = models.PositiveIntegerField(default=0)
+    lowest_pitch = models.CharField(max_length=10, blank=True)
+    highest_pitch = models.CharField(max_length=10, blank=True)
+    key_signatures = models.JSONField(default=list, blank=True)
+    time_signatures = models.JSONField(default=list, blank=True)
+    duration_quarters = models.FloatField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "score_id"], name="unique_score_id_per_owner")]
+        indexes = [models.Index(fields=["owner", "created_at", "id"])]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.score_id
+
+    @property
+    def source(self) -> str | bytes:
+        return bytes(self.source_bytes) if self.source_bytes is not None else self.source_text
+
+    @property
+    def is_derived(self) -> bool:
+        return bool(self.derivation)

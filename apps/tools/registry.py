@@ -1,0 +1,76 @@
+"""The tool registry: each tool is declared once (name, description, arguments, scope, guard group, function).
+
+Transports (MCP over HTTP or stdio, the `call_tool` command) list tools from here and call them only through
+`apps.tools.invocation.invoke_tool`; nothing else keeps a list of tools.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from apps.tools.invocation import Caller
+
+# Guard groups: the circuit breakers and concurrency limits are kept per group, so that a failing importer cannot
+# stop analyses, for example.
+GROUPS = ("music_analysis", "score_import", "composition", "export", "system")
+
+
+class ToolArguments(BaseModel):
+    """Base of every tool's argument model. Unknown arguments are refused (see STRICT_VALIDATION)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+ToolFunction = Callable[["Caller", Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    arguments: type[ToolArguments]
+    scope: str | None
+    group: str
+    function: ToolFunction
+    input_schema: dict[str, Any] = field(default_factory=dict)
+
+
+TOOLS: dict[str, Tool] = {}
+
+
+def tool(
+    name: str, *, arguments: type[ToolArguments], scope: str | None, group: str
+) -> Callable[[ToolFunction], ToolFunction]:
+    """Declare the decorated function as the tool `name`; its docstring is the description clients see."""
+    if group not in GROUPS:
+        raise ValueError(f"Unknown guard group {group!r} for tool {name!r}")
+
+    def register(function: ToolFunction) -> ToolFunction:
+        if name in TOOLS:
+            raise ValueError(f"Tool {name!r} is declared twice")
+        TOOLS[name] = Tool(
+            name=name,
+            description=inspect.cleandoc(function.__doc__ or ""),
+            arguments=arguments,
+            scope=scope,
+            group=group,
+            function=function,
+            input_schema=_schema(arguments),
+        )
+        return function
+
+    return register
+
+
+def _schema(arguments: type[ToolArguments]) -> dict[str, Any]:
+    schema = arguments.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    return schema

@@ -1,0 +1,48 @@
+"""Reads of scores, always scoped to their owner: there is no selector that can return another user's score."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING
+
+from django.db.models import QuerySet
+
+from apps.tools.errors import InvalidArguments, NotFound
+from apps.tools.models import Score
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+
+def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
+    """The owner's score with this id. Another user's score is reported exactly as a missing one."""
+    try:
+        return Score.objects.get(owner=owner, score_id=score_id)
+    except Score.DoesNotExist:
+        raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.") from None
+
+
+def score_list(*, owner: AbstractBaseUser, limit: int, cursor: str | None = None) -> tuple[list[Score], str | None]:
+    """A page of the owner's scores, newest first, and the cursor for the next page (None on the last)."""
+    queryset: QuerySet[Score] = Score.objects.filter(owner=owner).defer("source_text", "source_bytes")
+    if cursor:
+        created_at, pk = _decode_cursor(cursor)
+        queryset = queryset.filter(created_at__lte=created_at).exclude(created_at=created_at, id__gte=pk)
+    page = list(queryset.order_by("-created_at", "-id")[: limit + 1])
+    next_cursor = _encode_cursor(page[limit - 1]) if len(page) > limit else None
+    return page[:limit], next_cursor
+
+
+def _encode_cursor(score: Score) -> str:
+    raw = json.dumps([score.created_at.isoformat(), score.pk]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, int]:
+    try:
+        created_at, pk = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(created_at), int(pk)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidArguments("The cursor is not one returned by list_scores.") from exc

@@ -1,0 +1,406 @@
+"""Analysis of a whole score: key, chords, harmony, voice leading. Pure functions from a music21 stream to a dict.
+
+The stream comes from the shared parsed-score cache, so nothing here may change it: music21 calls that would
+(`chordify`, `stripTies`, `transpose`) make new streams, and nothing is inserted into the original.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from music21 import chord, interval, key, pitch, roman, stream
+
+from apps.tools.errors import AnalysisError
+
+# music21's names for the key-finding profiles. "aarden" is the profile `analyze('key')` uses by default.
+KEY_ALGORITHMS = {
+    "aarden": "AardenEssen",
+    "krumhansl": "KrumhanslSchmuckler",
+    "bellman": "BellmanBudge",
+    "temperley": "TemperleyKostkaPayne",
+    "simple": "SimpleWeights",
+}
+DEFAULT_KEY_ALGORITHM = "aarden"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def _require_notes(music: stream.Stream) -> None:
+    if not any(True for _ in music.recurse().notes):
+        raise AnalysisError("The score has no notes to analyse.")
+
+
+def _key_dict(found: key.Key) -> dict[str, Any]:
+    return {
+        "key": f"{found.tonic.name} {found.mode}",
+        "tonic": found.tonic.name,
+        "mode": found.mode,
+        "correlation": _round(found.correlationCoefficient),
+    }
+
+
+def score_key(music: stream.Score) -> key.Key:
+    """The key of the whole score (every part) by music21's default profile."""
+    _require_notes(music)
+    return music.analyze(KEY_ALGORITHMS[DEFAULT_KEY_ALGORITHM])
+
+
+def key_analysis(music: stream.Score, *, algorithm: str = "all") -> dict[str, Any]:
+    """The key of the whole score with its confidence, the runner-up keys, and (for 'all') every profile's answer.
+
+    Every part counts: the pitch-class histogram is built from the whole score, not its first part.
+    """
+    _require_notes(music)
+    names = list(KEY_ALGORITHMS) if algorithm == "all" else [algorithm]
+    if any(name not in KEY_ALGORITHMS for name in names):
+        raise AnalysisError(f"Unknown key algorithm {algorithm!r}; use one of: all, {', '.join(KEY_ALGORITHMS)}.")
+    results = {name: music.analyze(KEY_ALGORITHMS[name]) for name in names}
+    primary_name = DEFAULT_KEY_ALGORITHM if algorithm == "all" else algorithm
+    primary = results[primary_name]
+    answer = _key_dict(primary)
+    agreeing = sum(1 for found in results.values() if _key_dict(found)["key"] == answer["key"])
+    return {
+        "key": answer["key"],
+        "tonic": answer["tonic"],
+        "mode": answer["mode"],
+        "confidence": answer["correlation"],
+        "algorithm": primary_name,
+        "alternatives": [_key_dict(alt) for alt in primary.alternateInterpretations[:4]],
+        "by_algorithm": {name: _key_dict(found) for name, found in results.items()},
+        "agreement": f"{agreeing} of {len(results)}",
+    }
+
+
+# --- Chords -----------------------------------------------------------------------------------------------------
+
+_TRIAD_INVERSIONS = {0: "", 1: "6", 2: "64"}
+_SEVENTH_INVERSIONS = {0: "7", 1: "65", 2: "43", 3: "42"}
+
+
+def roman_figure(rn: roman.RomanNumeral, in_key: key.Key) -> str:
+    """The figure a musician would write: 'V7', 'viio6', 'VII' in minor, rather than music21's literal spelling
+    of every accidental ('V75#3', 'bVII'); unusual chords keep music21's own figure."""
+    numeral = rn.romanNumeralAlone
+    prefix = rn.frontAlterationString
+    # In minor, music21 writes the natural sixth and seventh degrees as 'bVI' and 'bVII'; harmony textbooks
+    # write VI and VII (the subtonic), so drop the flat when the root is the natural-minor degree.
+    if in_key.mode == "minor" and prefix == "b" and numeral.upper() in ("VI", "VII"):
+        natural = in_key.getScale("minor").pitchFromDegree(6 if numeral.upper() == "VI" else 7)
+        if rn.root().name == natural.name:
+            prefix = ""
+    if rn.isTriad():
+        inversions, quality = _TRIAD_INVERSIONS, "o" if rn.isDiminishedTriad() else "+" if rn.isAugmentedTriad() else ""
+    elif rn.isSeventh():
+        inversions = _SEVENTH_INVERSIONS
+        quality = "o" if rn.isDiminishedSeventh() else "ø" if rn.isHalfDiminishedSeventh() else ""
+    else:
+        return rn.figure
+    inversion = rn.inversion()
+    if inversion not in inversions:
+        return rn.figure
+    return f"{prefix}{numeral}{quality}{inversions[inversion]}"
+
+
+@dataclass(frozen=True)
+class Sonority:
+    """One vertical slice of the score: every pitch sounding from `offset` until the next change."""
+
+    offset: float
+    measure: int | None
+    beat: float
+    pitches: tuple[str, ...]
+    bass: str
+    figure: str
+    degree: int
+    root: str
+    quality: str
+    inversion: int
+    top: str
+    name: str
+
+
+def sonorities(music: stream.Score, in_key: key.Key) -> list[Sonority]:
+    """The score's chords (all parts sounded together) with their Roman numerals in `in_key`."""
+    slices: list[Sonority] = []
+    for ch in music.chordify().flatten().getElementsByClass(chord.Chord):
+        if not ch.pitches:
+            continue
+        rn = roman.romanNumeralFromChord(ch, in_key)
+        ordered = sorted(ch.pitches, key=lambda p: p.ps)
+        slices.append(
+            Sonority(
+                offset=float(ch.offset),
+                measure=ch.measureNumber,
+                beat=_round(float(ch.beat)) or 1.0,
+                pitches=tuple(p.nameWithOctave for p in ordered),
+                bass=ordered[0].nameWithOctave,
+                figure=roman_figure(rn, in_key),
+                degree=int(rn.scaleDegree),
+                root=rn.root().name,
+                quality=ch.quality,
+                inversion=rn.inversion() if rn.isTriad() or rn.isSeventh() else 0,
+                top=ordered[-1].nameWithOctave,
+                name=ch.pitchedCommonName,
+            )
+        )
+    return slices
+
+
+def chord_analysis(music: stream.Score, *, limit: int = 500) -> dict[str, Any]:
+    """Every chord of the score with measure, beat, pitches, common name and Roman numeral in the score's key."""
+    in_key = score_key(music)
+    chords = sonorities(music, in_key)
+    return {
+        "key": f"{in_key.tonic.name} {in_key.mode}",
+        "chord_count": len(chords),
+        "chords": [
+            {
+                "measure": s.measure,
+                "beat": s.beat,
+                "pitches": list(s.pitches),
+                "name": s.name,
+                "roman_numeral": s.figure,
+            }
+            for s in chords[:limit]
+        ],
+        "truncated": len(chords) > limit,
+    }
+
+
+# --- Harmony ----------------------------------------------------------------------------------------------------
+
+# Harmonic function of a chord by the scale degree of its root.
+_FUNCTIONS = {1: "tonic", 3: "tonic", 6: "tonic", 2: "predominant", 4: "predominant", 5: "dominant", 7: "dominant"}
+
+
+def harmony_analysis(music: stream.Score, *, analysis_type: str = "roman") -> dict[str, Any]:
+    """The harmony as a Roman-numeral progression ('roman'), as tonic/predominant/dominant functions
+    ('functional'), or as the cadences at the phrase endings ('cadences')."""
+    in_key = score_key(music)
+    chords = sonorities(music, in_key)
+    base = {"key": f"{in_key.tonic.name} {in_key.mode}", "analysis_type": analysis_type}
+    if analysis_type == "roman":
+        progression = _merge_repeats(chords)
+        return {
+            **base,
+            "progression": [{"measure": s.measure, "beat": s.beat, "roman_numeral": s.figure} for s in progression],
+            "figures": " ".join(s.figure for s in progression),
+        }
+    if analysis_type == "functional":
+        progression = _merge_repeats(chords)
+        functions = [_FUNCTIONS.get(s.degree, "other") for s in progression]
+        counts = {name: functions.count(name) for name in ("tonic", "predominant", "dominant", "other")}
+        return {
+            **base,
+            "functions": [
+                {"measure": s.measure, "beat": s.beat, "roman_numeral": s.figure, "function": function}
+                for s, function in zip(progression, functions, strict=True)
+            ],
+            "counts": counts,
+            "summary": " ".join({"tonic": "T", "predominant": "PD", "dominant": "D"}.get(f, "?") for f in functions),
+        }
+    if analysis_type == "cadences":
+        cadences = _cadences(music, chords, in_key)
+        return {**base, "cadences": cadences, "count": len(cadences)}
+    raise AnalysisError(f"Unknown analysis_type {analysis_type!r}; use roman, functional or cadences.")
+
+
+def _merge_repeats(chords: list[Sonority]) -> list[Sonority]:
+    merged: list[Sonority] = []
+    for s in chords:
+        if not merged or merged[-1].figure != s.figure:
+            merged.append(s)
+    return merged
+
+
+def phrase_end_offsets(music: stream.Score) -> list[float]:
+    """Where phrases end: fermatas in the top part (chorales mark them so), else notes followed by a rest; the
+    last note always ends one."""
+    top = music.parts[0] if music.parts else music
+    notes = list(top.flatten().notesAndRests)
+    ends: list[float] = []
+    for element in notes:
+        if not element.isRest and any(e.name == "fermata" for e in element.expressions):
+            ends.append(float(element.offset))
+    if not ends:
+        for position, element in enumerate(notes[:-1]):
+            if not element.isRest and notes[position + 1].isRest:
+                ends.append(float(element.offset))
+    sounding = [n for n in notes if not n.isRest]
+    if sounding:
+        last = float(sounding[-1].offset)
+        if last not in ends:
+            ends.append(last)
+    return sorted(ends)
+
+
+def _cadences(music: stream.Score, chords: list[Sonority], in_key: key.Key) -> list[dict[str, Any]]:
+    by_offset = {s.offset: s for s in chords}
+    found: list[dict[str, Any]] = []
+    for end in phrase_end_offsets(music):
+        # The chord sounding at the phrase end, and the last one before it on another root: passing notes
+        # re-slice a chord, but the cadence is the change of harmony.
+        final = by_offset.get(end) or next((s for s in reversed(chords) if s.offset <= end), None)
+        if final is None:
+            continue
+        before = [s for s in chords if s.offset < final.offset and s.root != final.root]
+        if not before:
+            continue
+        penultimate = before[-1]
+        kind = _cadence_kind(penultimate, final, in_key)
+        found.append(
+            {
+                "measure": final.measure,
+                "beat": final.beat,
+                "progression": f"{penultimate.figure} → {final.figure}",
+                "type": kind,
+            }
+        )
+    return found
+
+
+def _cadence_kind(penultimate: Sonority, final: Sonority, in_key: key.Key) -> str:
+    tonic = in_key.tonic.name
+    root_motion = interval.Interval(noteStart=_pitch(penultimate.root), noteEnd=_pitch(final.root)).semitones % 12
+    dominant_like = penultimate.degree in (5, 7) or (root_motion == 5 and penultimate.quality in ("major", "other"))
+    if final.degree == 1:
+        if penultimate.degree in (5, 7):
+            perfect = (
+                penultimate.degree == 5
+                and penultimate.inversion == 0
+                and final.inversion == 0
+                and _pitch(final.top).name == tonic
+            )
+            return "perfect authentic" if perfect else "imperfect authentic"
+        if penultimate.degree == 4:
+            return "plagal"
+    if final.degree == 5 and final.quality == "major":
+        if in_key.mode == "minor" and penultimate.degree == 4 and penultimate.inversion == 1:
+            return "phrygian half"
+        return "half"
+    if penultimate.degree == 5 and final.degree == 6:
+        return "deceptive"
+    if dominant_like and root_motion == 5:
+        # V-I in another key: the phrase cadences in a closely related key (a tonicisation).
+        return f"authentic in the key of {final.figure.rstrip('0123456789')}"
+    return "other"
+
+
+def _pitch(name: str) -> pitch.Pitch:
+    return pitch.Pitch(name)
+
+
+# --- Voice leading ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Event:
+    offset: float
+    end: float
+    midi: float | None  # None for a rest
+    name: str | None
+    measure: int | None
+    beat: float
+
+
+def _events(part: stream.Part) -> list[_Event]:
+    """The part as a sequence of sounding pitches (the top note of a chord), tied notes merged."""
+    events: list[_Event] = []
+    for element in part.stripTies().flatten().notesAndRests:
+        start = float(element.offset)
+        end = start + float(element.quarterLength)
+        if element.isRest:
+            midi, name = None, None
+        else:
+            top = max(element.pitches, key=lambda p: p.ps)
+            midi, name = top.ps, top.nameWithOctave
+        events.append(_Event(start, end, midi, name, element.measureNumber, _round(float(element.beat)) or 1.0))
+    return events
+
+
+def _sounding(events: list[_Event], at: float) -> _Event | None:
+    for event in events:
+        if event.offset <= at < event.end:
+            return event
+    return None
+
+
+def voice_leading_analysis(music: stream.Score) -> dict[str, Any]:
+    """Parallel fifths, parallel octaves (and unisons) and voice crossings between every pair of parts."""
+    _require_notes(music)
+    parts = list(music.parts) or [music]
+    names = [p.partName or p.id or f"Part {i + 1}" for i, p in enumerate(parts)]
+    voices = [_events(p) for p in parts]
+    parallels: list[dict[str, Any]] = []
+    crossings: list[dict[str, Any]] = []
+    for (upper, upper_name, upper_events), (lower, lower_name, lower_events) in itertools.combinations(
+        zip(range(len(parts)), names, voices, strict=True), 2
+    ):  # every pair, upper part first in score order
+        onsets = sorted({e.offset for e in upper_events} | {e.offset for e in lower_events})
+        previous: tuple[_Event, _Event] | None = None
+        crossed = False
+        for at in onsets:
+            a, b = _sounding(upper_events, at), _sounding(lower_events, at)
+            if a is None or b is None or a.midi is None or b.midi is None:
+                previous, crossed = None, False
+                continue
+            where = a if a.offset == at else b
+            if previous is not None:
+                kind = _parallel(previous, (a, b))
+                if kind:
+                    parallels.append(
+                        {
+                            "type": kind,
+                            "parts": [upper_name, lower_name],
+                            "measure": where.measure,
+                            "beat": where.beat,
+                            "from": [previous[0].name, previous[1].name],
+                            "to": [a.name, b.name],
+                        }
+                    )
+            # Crossings only between neighbouring voices: soprano below tenor is already alto-crossing somewhere.
+            if lower == upper + 1 and a.midi < b.midi and not crossed:
+                crossings.append(
+                    {
+                        "parts": [upper_name, lower_name],
+                        "measure": where.measure,
+                        "beat": where.beat,
+                        "pitches": [a.name, b.name],
+                        "detail": f"{upper_name} ({a.name}) goes below {lower_name} ({b.name})",
+                    }
+                )
+            crossed = a.midi < b.midi
+            previous = (a, b)
+    fifths = [p for p in parallels if p["type"] == "parallel fifths"]
+    octaves = [p for p in parallels if p["type"] != "parallel fifths"]
+    return {
+        "parts": names,
+        "parallel_fifths": fifths,
+        "parallel_octaves": octaves,
+        "voice_crossings": crossings,
+        "summary": {
+            "parallel_fifths": len(fifths),
+            "parallel_octaves": len(octaves),
+            "voice_crossings": len(crossings),
+        },
+    }
+
+
+def _parallel(before: tuple[_Event, _Event], after: tuple[_Event, _Event]) -> str | None:
+    """'parallel fifths' or 'parallel octaves' when both voices move the same way into the same perfect interval."""
+    (a0, b0), (a1, b1) = before, after
+    motion_a, motion_b = (a1.midi or 0) - (a0.midi or 0), (b1.midi or 0) - (b0.midi or 0)  # callers skip rests
+    if motion_a == 0 or motion_b == 0 or (motion_a > 0) != (motion_b > 0):
+        return None
+    first = interval.Interval(noteStart=_pitch(b0.name or ""), noteEnd=_pitch(a0.name or ""))
+    second = interval.Interval(noteStart=_pitch(b1.name or ""), noteEnd=_pitch(a1.name or ""))
+    simple = (first.semiSimpleName, second.semiSimpleName)
+    if simple == ("P5", "P5"):
+        return "parallel fifths"
+    if simple[0] in ("P1", "P8") and simple[1] in ("P1", "P8"):
+        return "parallel octaves"
+    return None

@@ -1,0 +1,134 @@
+"""Analyses over many works of the bundled music21 corpus, spread over Celery workers in chunks.
+
+A job is cut into chunks of a few works; each chunk is one Celery task (`apps.tools.tasks.analyze_corpus_chunk`)
+that needs only music21, not the database, so any worker on any machine can take it. Without a broker (the
+embedded default) the chunks run one after another in this process. Either way the caller hears progress after
+every chunk and can cancel between chunks (and, with workers, revoke what is queued or running).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from music21 import common, corpus, stream
+
+from apps.tools.errors import ApplicationError, InvalidArguments
+from apps.tools.services.analysis import key_analysis
+from apps.tools.services.summary import score_summary
+
+CORPUS_ANALYSES = ("key", "summary")
+CHUNK_SIZE = 8  # works per task: small enough for steady progress and balance, large enough to amortise dispatch
+POLL_SECONDS = 0.25
+
+Progress = Callable[[int, int, str], None]
+
+
+class Cancelled(ApplicationError):
+    code = "cancelled"
+    http_status = 499
+
+
+def corpus_select(*, composer: str | None = None, pattern: str | None = None, limit: int) -> list[str]:
+    """Corpus paths ('bach/bwv66.6.mxl') of a composer's works, or matching a glob such as 'bach/bwv1*'."""
+    root = Path(common.getCorpusFilePath())
+    if composer is not None:
+        name = composer.strip().lower()
+        if not name.isidentifier():
+            raise InvalidArguments(f"{composer!r} is not a composer name in the music21 corpus (e.g. 'bach').")
+        found = [Path(p) for p in corpus.getComposer(name)]
+        if not found:
+            raise InvalidArguments(f"The music21 corpus has no works by {composer!r}; try 'bach' or 'mozart'.")
+    elif pattern is not None:
+        glob = pattern.strip()
+        if not glob or glob.startswith("/") or ".." in glob:
+            raise InvalidArguments(f"{pattern!r} is not a corpus path pattern (for example 'bach/bwv1*').")
+        found = [Path(p) for p in corpus.getPaths() if _matches(Path(p).relative_to(root).as_posix(), glob)]
+        if not found:
+            raise InvalidArguments(f"No corpus work matches {pattern!r}.")
+    else:
+        raise InvalidArguments("Give a composer or a path pattern.")
+    paths = sorted(p.relative_to(root).as_posix() for p in found)
+    return paths[:limit]
+
+
+def _matches(relative: str, glob: str) -> bool:
+    stem = relative.rsplit(".", 1)[0]
+    return fnmatch.fnmatchcase(relative, glob) or fnmatch.fnmatchcase(stem, glob)
+
+
+def corpus_analyze_works(paths: list[str], analysis: str) -> list[dict[str, Any]]:
+    """Analyse each work; a work that fails is reported with its error and does not stop the others."""
+    results = []
+    for path in paths:
+        started = time.perf_counter()
+        try:
+            music = corpus.parse(path)
+            if not isinstance(music, stream.Score):
+                raise InvalidArguments("not a single score")
+            if analysis == "key":
+                found = key_analysis(music, algorithm="aarden")
+                outcome: dict[str, Any] = {"key": found["key"], "confidence": found["confidence"]}
+            else:
+                outcome = score_summary(music)
+            results.append({"path": path, **outcome, "seconds": round(time.perf_counter() - started, 3)})
+        except Exception as exc:  # one bad file in a corpus job is a result, not a failure of the job
+            results.append({"path": path, "error": f"{type(exc).__name__}: {exc}"[:300]})
+    return results
+
+
+def corpus_analyze(
+    paths: list[str],
+    *,
+    analysis: str,
+    progress: Progress | None = None,
+    is_cancelled: Callable[[], bool] = lambda: False,
+) -> list[dict[str, Any]]:
+    """Run the analysis over `paths` in chunks (Celery tasks when a broker is configured), reporting progress."""
+    from apps.tools.tasks import analyze_corpus_chunk
+
+    if analysis not in CORPUS_ANALYSES:
+        raise InvalidArguments(f"Unknown corpus analysis {analysis!r}; use one of: {', '.join(CORPUS_ANALYSES)}.")
+    chunks = [paths[i : i + CHUNK_SIZE] for i in range(0, len(paths), CHUNK_SIZE)]
+    report = progress or (lambda done, total, message: None)
+    report(0, len(paths), f"{len(paths)} works in {len(chunks)} chunks")
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        results: list[dict[str, Any]] = []
+        for chunk in chunks:
+            if is_cancelled():
+                raise Cancelled(f"Cancelled after {len(results)} of {len(paths)} works.")
+            results.extend(analyze_corpus_chunk.apply(args=(chunk, analysis)).get())
+            report(len(results), len(paths), chunk[-1])
+        return results
+    return _run_on_workers(chunks, analysis, total=len(paths), report=report, is_cancelled=is_cancelled)
+
+
+def _run_on_workers(
+    chunks: list[list[str]], analysis: str, *, total: int, report: Progress, is_cancelled: Callable[[], bool]
+) -> list[dict[str, Any]]:
+    from celery import group
+
+    from apps.tools.tasks import analyze_corpus_chunk
+
+    job = group(analyze_corpus_chunk.s(chunk, analysis) for chunk in chunks).apply_async()
+    done_chunks = -1
+    try:
+        while not job.ready():
+            if is_cancelled():
+                job.revoke(terminate=True)
+                raise Cancelled(f"Cancelled; {job.completed_count()} of {len(chunks)} chunks had finished.")
+            completed = job.completed_count()
+            if completed != done_chunks:
+                done_chunks = completed
+                report(min(total, completed * CHUNK_SIZE), total, f"{completed} of {len(chunks)} chunks done")
+            time.sleep(POLL_SECONDS)
+        results = [work for chunk in job.get(propagate=True) for work in chunk]
+    finally:
+        if job.ready():
+            job.forget()  # results live in Redis until forgotten
+    report(total, total, "done")
+    return results

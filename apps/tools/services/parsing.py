@@ -1,0 +1,276 @@
+"""Turning user-supplied sources into music21 scores, safely.
+
+Everything here is pure: a source goes in, a `music21.stream.Score` comes out, or a domain error that says what was
+wrong. Limits are applied before any parser sees the input; XML goes through defusedxml (no entity expansion, no
+external references) before music21 builds a score from the already-parsed tree.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+from music21 import converter, corpus, stream
+from music21.musicxml.xmlToM21 import MusicXMLImporter
+
+from apps.tools.errors import InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
+
+SOURCE_TYPES = ("corpus", "tinynotation", "abc", "musicxml", "midi", "humdrum", "file", "auto")
+
+# MusicXML rarely nests deeper than a dozen levels; anything far past that is built to exhaust a parser.
+MAX_XML_DEPTH = 64
+# A compressed MusicXML file may not unpack to more than this many times its own size limit.
+MAX_MXL_EXPANSION = 4
+
+FILE_EXTENSIONS = {
+    ".xml": "musicxml",
+    ".musicxml": "musicxml",
+    ".mxl": "mxl",
+    ".mid": "midi",
+    ".midi": "midi",
+    ".abc": "abc",
+    ".krn": "humdrum",
+    ".tny": "tinynotation",
+}
+CORPUS_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+
+
+@dataclass(frozen=True)
+class ParsedSource:
+    """A parsed score and the source to store for it (text or bytes) under its real format."""
+
+    score: stream.Score
+    format: str
+    text: str = ""
+    data: bytes | None = None
+    origin: str = ""
+
+
+def parse_source(source_type: str, source: object, *, max_bytes: int, import_root: Path | None) -> ParsedSource:
+    """Parse `source` given as `source_type` (one of SOURCE_TYPES) into a score, within `max_bytes`."""
+    if source_type not in SOURCE_TYPES:
+        raise UnsupportedFormat(
+            f"Unknown source_type {source_type!r}; use one of: {', '.join(SOURCE_TYPES)}.",
+            extra={"supported": list(SOURCE_TYPES)},
+        )
+    if not isinstance(source, str):
+        raise InvalidArguments(f"source must be a string, got {type(source).__name__}.")
+    _check_size(len(source.encode("utf-8", errors="surrogatepass")), max_bytes, "source")
+    if source_type == "auto":
+        source_type = detect_source_type(source)
+    if source_type == "file":
+        return _parse_file(source, max_bytes=max_bytes, import_root=import_root)
+    if source_type == "midi":
+        data = decode_base64(source, what="MIDI source")
+        _check_size(len(data), max_bytes, "decoded MIDI")
+        return ParsedSource(parse_stored("midi", data=data), "midi", data=data)
+    if source_type == "corpus":
+        path = source.strip()
+        return ParsedSource(parse_stored("corpus", text=path), "corpus", text=path, origin=path)
+    return ParsedSource(parse_stored(source_type, text=source), source_type, text=source)
+
+
+def parse_stored(source_format: str, *, text: str = "", data: bytes | None = None) -> stream.Score:
+    """Parse a source already accepted and stored (also the path for re-parsing after a cache miss)."""
+    parser = _PARSERS.get(source_format)
+    if parser is None:
+        raise UnsupportedFormat(f"Cannot parse stored format {source_format!r}.")
+    try:
+        parsed = parser(data if data is not None else text)
+    except (RejectedInput, ScoreParseError, InvalidArguments):
+        raise
+    except Exception as exc:  # music21's parsers raise a wide variety of exceptions on bad input
+        raise ScoreParseError(f"The {source_format} source could not be parsed: {_describe(exc)}") from exc
+    return _as_score(parsed, source_format)
+
+
+def detect_source_type(source: str) -> str:
+    """Guess the type of a source from its content, or say clearly that it cannot be told."""
+    head = source.lstrip()[:2000]
+    if head.startswith("<"):
+        return "musicxml"
+    if head.startswith("TVRoZ"):  # base64 of "MThd", the MIDI header
+        return "midi"
+    if head.startswith("**") or "\n**kern" in head or head.startswith("!!"):
+        return "humdrum"
+    if re.search(r"^X:\s*\d+", head, re.MULTILINE) or re.search(r"^K:", head, re.MULTILINE):
+        return "abc"
+    if head.lower().startswith("tinynotation:"):
+        return "tinynotation"
+    stripped = source.strip()
+    if CORPUS_PATH.match(stripped) and _in_corpus(stripped):
+        return "corpus"
+    if re.match(r"^(\d+/\d+\s+)?[a-gA-Gr][#\-n]*['\d,.~]*", stripped):
+        return "tinynotation"
+    raise UnsupportedFormat(
+        "Could not tell the source type from the content; pass source_type explicitly "
+        f"({', '.join(t for t in SOURCE_TYPES if t != 'auto')})."
+    )
+
+
+def decode_base64(source: str, *, what: str) -> bytes:
+    cleaned = "".join(source.split())
+    try:
+        return base64.b64decode(cleaned, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidArguments(f"The {what} is not valid base64 ({exc}).") from exc
+
+
+def safe_xml_root(text: str | bytes) -> Element:
+    """Parse XML with entity expansion and external references forbidden, and bound its depth."""
+    try:
+        root = SafeET.fromstring(text, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise RejectedInput(
+            f"The XML declares entities or external references, which are refused ({type(exc).__name__}).",
+            kind="xml_entities",
+        ) from exc
+    except ParseError as exc:
+        raise ScoreParseError(f"The MusicXML is not well-formed XML: {exc}.") from exc
+    _check_depth(root)
+    return root
+
+
+def _check_depth(root: Element) -> None:
+    stack = [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        if depth > MAX_XML_DEPTH:
+            raise RejectedInput(f"The XML nests deeper than {MAX_XML_DEPTH} levels.", kind="xml_depth")
+        stack.extend((child, depth + 1) for child in element)
+
+
+def _check_size(size: int, max_bytes: int, what: str) -> None:
+    if size > max_bytes:
+        raise RejectedInput(
+            f"The {what} is {size:,} bytes, over the limit of {max_bytes:,} bytes (MAX_SCORE_BYTES).",
+            kind="oversize",
+        )
+
+
+def _parse_file(name: str, *, max_bytes: int, import_root: Path | None) -> ParsedSource:
+    if import_root is None:
+        raise UnsupportedFormat("File imports are disabled on this server (SCORE_IMPORT_ROOT is not set).")
+    if "\x00" in name:
+        raise RejectedInput("The file name contains a NUL byte.", kind="path_traversal")
+    root = import_root.resolve()
+    path = (root / name).resolve()  # an absolute `name` replaces root; both cases are checked below
+    if not path.is_relative_to(root):
+        raise RejectedInput(f"The file {name!r} is outside the import folder.", kind="path_traversal")
+    if not path.is_file():
+        raise InvalidArguments(f"No file {name!r} in the import folder.")
+    source_format = FILE_EXTENSIONS.get(path.suffix.lower())
+    if source_format is None:
+        raise UnsupportedFormat(
+            f"Unknown file type {path.suffix or '(none)'!r}; supported: {', '.join(sorted(FILE_EXTENSIONS))}."
+        )
+    _check_size(path.stat().st_size, max_bytes, "file")
+    origin = str(path.relative_to(root))
+    raw = path.read_bytes()
+    if source_format in ("midi", "mxl"):
+        if source_format == "mxl":
+            _check_mxl(raw, max_bytes)
+        return ParsedSource(parse_stored(source_format, data=raw), source_format, data=raw, origin=origin)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return ParsedSource(parse_stored(source_format, text=text), source_format, text=text, origin=origin)
+
+
+def _check_mxl(raw: bytes, max_bytes: int) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile as exc:
+        raise ScoreParseError("The .mxl file is not a valid compressed MusicXML (zip) archive.") from exc
+    if unpacked > max_bytes * MAX_MXL_EXPANSION:
+        raise RejectedInput(f"The .mxl archive unpacks to {unpacked:,} bytes, too large.", kind="oversize")
+
+
+def _parse_musicxml(text: str | bytes) -> stream.Score:
+    return MusicXMLImporter().xmlRootToScore(safe_xml_root(text))
+
+
+def _parse_mxl(data: bytes) -> stream.Score:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = [n for n in archive.namelist() if not n.startswith("META-INF/")]
+        container = "META-INF/container.xml"
+        if container in archive.namelist():
+            rootfile = safe_xml_root(archive.read(container)).find(".//rootfile")
+            if rootfile is not None and rootfile.get("full-path"):
+                names = [rootfile.get("full-path", "")]
+        xml_names = [n for n in names if n.lower().endswith((".xml", ".musicxml"))]
+        if not xml_names:
+            raise ScoreParseError("The .mxl archive holds no MusicXML document.")
+        return _parse_musicxml(archive.read(xml_names[0]))
+
+
+def _parse_tinynotation(text: str) -> stream.Score:
+    """One part per non-empty line, top part first (e.g. "4/4 c'2 d'2" over "4/4 c2 g2")."""
+    body = text.strip()
+    if body.lower().startswith("tinynotation:"):
+        body = body[len("tinynotation:") :]
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    if not lines:
+        raise ScoreParseError("The tinyNotation source is empty.")
+    score = stream.Score()
+    for line in lines:
+        score.insert(0, converter.parse("tinyNotation: " + line))
+    return score
+
+
+def _parse_corpus(path: str) -> stream.Score:
+    if not CORPUS_PATH.match(path) or ".." in path:
+        raise InvalidArguments(f"{path!r} is not a corpus path (for example 'bach/bwv66.6').")
+    if not _in_corpus(path):
+        raise InvalidArguments(f"No work {path!r} in the music21 corpus.")
+    return corpus.parse(path)
+
+
+def _in_corpus(path: str) -> bool:
+    try:
+        return bool(corpus.getWork(path))
+    except Exception:  # music21 raises CorpusException, or others on odd paths, for "not found"
+        return False
+
+
+_PARSERS = {
+    "corpus": _parse_corpus,
+    "tinynotation": _parse_tinynotation,
+    "abc": lambda text: converter.parse(text, format="abc"),
+    "musicxml": _parse_musicxml,
+    "mxl": _parse_mxl,
+    "midi": lambda data: converter.parse(data, format="midi"),
+    "humdrum": lambda text: converter.parse(text, format="humdrum"),
+}
+
+
+def _as_score(parsed: object, source_format: str) -> stream.Score:
+    if isinstance(parsed, stream.Opus):
+        scores = list(parsed.scores)
+        if len(scores) != 1:
+            raise ScoreParseError(f"The {source_format} source holds {len(scores)} pieces; import them one at a time.")
+        parsed = scores[0]
+    if isinstance(parsed, stream.Part):
+        score = stream.Score()
+        score.insert(0, parsed)
+        parsed = score
+    if not isinstance(parsed, stream.Score):
+        raise ScoreParseError(f"The {source_format} source did not produce a score.")
+    if not parsed.recurse().notes.first():
+        raise ScoreParseError(f"The {source_format} source contains no notes.")
+    return parsed
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]

@@ -1,0 +1,63 @@
+"""Engraving notation as SVG with verovio, from the score's MusicXML."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import verovio
+from music21 import stream
+from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+from apps.tools.errors import AnalysisError, InvalidArguments
+
+_OPTIONS = {
+    "pageWidth": 2100,
+    "pageHeight": 2970,
+    "adjustPageHeight": True,
+    "scale": 40,
+    "footer": "none",
+    "svgViewBox": True,
+}
+# A verovio toolkit holds the loaded document: one per thread, so concurrent renders never share one.
+_local = threading.local()
+
+
+def _toolkit() -> verovio.toolkit:
+    toolkit = getattr(_local, "toolkit", None)
+    if toolkit is None:
+        verovio.enableLog(verovio.LOG_OFF)
+        toolkit = verovio.toolkit()
+        toolkit.setOptions(_OPTIONS)
+        _local.toolkit = toolkit
+    return toolkit
+
+
+def render_svg(
+    score: stream.Score, *, measure_start: int | None = None, measure_end: int | None = None, page: int = 1
+) -> dict[str, Any]:
+    """SVG of one page of the score, or of the measures `measure_start`..`measure_end` (inclusive)."""
+    selection = score
+    if measure_start is not None or measure_end is not None:
+        selection = _measure_range(score, measure_start, measure_end)
+    toolkit = _toolkit()
+    if not toolkit.loadData(GeneralObjectExporter(selection).parse().decode("utf-8")):
+        raise AnalysisError("The notation renderer could not read this score's MusicXML.")
+    page_count = toolkit.getPageCount()
+    if not 1 <= page <= page_count:
+        raise InvalidArguments(f"page must be between 1 and {page_count} for this selection, got {page}.")
+    return {"svg": toolkit.renderToSVG(page), "page": page, "page_count": page_count}
+
+
+def _measure_range(score: stream.Score, start: int | None, end: int | None) -> stream.Score:
+    numbers = sorted({m.number for m in score.recurse().getElementsByClass(stream.Measure)})
+    if not numbers:
+        raise AnalysisError("This score has no measures to select from.")
+    first, last = numbers[0], numbers[-1]
+    start = first if start is None else start
+    end = last if end is None else end
+    if start > end:
+        raise InvalidArguments(f"measure_start ({start}) is after measure_end ({end}).")
+    if start < first or end > last:
+        raise InvalidArguments(f"The score's measures are numbered {first} to {last}; asked for {start} to {end}.")
+    return score.measures(start, end)

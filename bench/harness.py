@@ -1,0 +1,112 @@
+"""Shared pieces of the benchmarks: an isolated database, timing, and the ratio table."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def setup_django() -> None:
+    """Django on a throw-away SQLite database (unless DATABASE_URL is set), so a benchmark never touches yours."""
+    if "DATABASE_URL" not in os.environ:
+        db = Path(tempfile.mkdtemp(prefix="m21-bench-")) / "bench.sqlite3"
+        os.environ["DATABASE_URL"] = f"sqlite:///{db}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "music21_platform.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+@dataclass(frozen=True)
+class Timing:
+    samples: list[float]  # seconds
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p99(self) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def measure(work: Callable[[], object], *, repeat: int, warmup: int = 3) -> Timing:
+    for _ in range(warmup):
+        work()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        work()
+        samples.append(time.perf_counter() - start)
+    return Timing(samples)
+
+
+def interleaved(
+    platform: Callable[[], object], direct: Callable[[], object], *, repeat: int, warmup: int = 3
+) -> tuple[Timing, Timing]:
+    """Time both sides alternately, so that a noisy neighbour on this shared machine hurts both equally."""
+    for _ in range(warmup):
+        platform()
+        direct()
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        platform()
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        direct()
+        theirs.append(time.perf_counter() - start)
+    return Timing(ours), Timing(theirs)
+
+
+@dataclass(frozen=True)
+class Row:
+    section: str
+    name: str
+    platform: Timing
+    direct: Timing
+
+    def cells(self) -> list[str]:
+        ms = 1000.0
+        return [
+            self.name,
+            f"{self.platform.p50 * ms:.2f}",
+            f"{self.direct.p50 * ms:.2f}",
+            f"{self.platform.p50 / self.direct.p50:.2f}x",
+            f"{(self.platform.p50 - self.direct.p50) * ms:+.2f}",
+            f"{self.platform.p99 * ms:.2f}",
+            f"{self.direct.p99 * ms:.2f}",
+            f"{(self.platform.p99 - self.direct.p99) * ms:+.2f}",
+        ]
+
+
+HEADER = [
+    "benchmark",
+    "platform p50 ms",
+    "music21 p50 ms",
+    "ratio p50",
+    "added p50 ms",
+    "platform p99 ms",
+    "music21 p99 ms",
+    "added p99 ms",
+]
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table, ready to paste into docs/performance.md."""
+    lines: list[str] = []
+    for section in dict.fromkeys(r.section for r in rows):
+        lines.append(f"\n### {section}\n")
+        lines.append("| " + " | ".join(HEADER) + " |")
+        lines.append("|" + "---|" * len(HEADER))
+        lines.extend("| " + " | ".join(r.cells()) + " |" for r in rows if r.section == section)
+    return "\n".join(lines)

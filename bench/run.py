@@ -1,0 +1,34 @@
+"""`make bench`: every benchmark, one table of ratios measured side by side in the same run.
+
+Usage: python bench/run.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import setup_django, table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=30, help="timed calls per benchmark and side")
+    args = parser.parse_args()
+    setup_django()
+    from bench import overhead
+
+    started = time.perf_counter()
+    rows = overhead.run(repeat=args.repeat)
+    print(table(rows))
+    elapsed = time.perf_counter() - started
+    print(f"\n(total {elapsed:.1f} s; ratio = platform / direct music21, same process, same score)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

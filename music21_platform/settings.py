@@ -1,0 +1,274 @@
+"""Settings for the music21 platform, read from the environment.
+
+One module for every environment. With nothing set it runs on embedded defaults (SQLite, the local-memory cache,
+Celery tasks in process) so that `make run` works straight after a clone. Every value is validated here, at
+start-up: a bad one stops the process with a message that names the variable. Secrets can also be given as
+`<NAME>_FILE` (a path whose contents are the value), as container platforms mount them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_env = environ.Env()
+_problems: list[str] = []
+
+
+def _raw(name: str) -> str | None:
+    """The variable's value, or the contents of the file named by `<NAME>_FILE`."""
+    value = os.environ.get(name)
+    file_name = os.environ.get(f"{name}_FILE")
+    if value is None and file_name:
+        try:
+            value = Path(file_name).read_text().strip()
+        except OSError as exc:
+            _problems.append(f"{name}_FILE: cannot read {file_name!r} ({exc.strerror})")
+    if value is not None and value.strip() == "":
+        return None
+    return value
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = _raw(name)
+    return default if value is None else value.strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Only `true` or `false` (any case): a typo such as `ture` must not silently mean false."""
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        _problems.append(f"{name}: expected true or false, got {value!r}")
+        return default
+    return lowered == "true"
+
+
+def env_number(name: str, default: float, *, kind: type = int, minimum: float = 0, strict_min: bool = False) -> float:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = kind(value.strip())
+    except ValueError:
+        _problems.append(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+        return default
+    if number < minimum or (strict_min and number == minimum):
+        relation = "greater than" if strict_min else "at least"
+        _problems.append(f"{name}: must be {relation} {minimum}, got {value!r}")
+        return default
+    return number
+
+
+def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str | None:
+    value = env_str(name, default)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        _problems.append(f"{name}: scheme must be one of {', '.join(schemes)}, got {value!r}")
+        return default
+    return value
+
+
+# --- Core -------------------------------------------------------------------------------------------------------
+
+DEPLOYMENT_ENV = env_str("DEPLOYMENT_ENV", "development")
+if DEPLOYMENT_ENV not in ("development", "test", "staging", "production"):
+    _problems.append(f"DEPLOYMENT_ENV: expected development, test, staging or production, got {DEPLOYMENT_ENV!r}")
+DEBUG = env_bool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key:
+        if DEPLOYMENT_ENV in ("staging", "production") and len(key) < 32:
+            _problems.append("SECRET_KEY: must be at least 32 characters outside development")
+        return key
+    if DEBUG or DEPLOYMENT_ENV in ("development", "test"):
+        # No secret default in code: a local run gets a random key, kept in a git-ignored file so that sessions
+        # survive restarts of `make run`.
+        key_file = BASE_DIR / ".secret_key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(50))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+    _problems.append("SECRET_KEY: required when DEBUG is off outside development (or set SECRET_KEY_FILE)")
+    return ""
+
+
+SECRET_KEY = _secret_key()
+
+PUBLIC_URL = (env_url("PUBLIC_URL", "http://127.0.0.1:8000", schemes=("http", "https")) or "").rstrip("/")
+_public_host = urlsplit(PUBLIC_URL).hostname or "127.0.0.1"
+ALLOWED_HOSTS = _env.list("ALLOWED_HOSTS", default=[_public_host, "127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "apps.tools",
+    "apps.security",
+    "apps.compliance",
+    "apps.mcp_bridge",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "music21_platform.urls"
+WSGI_APPLICATION = "music21_platform.wsgi.application"
+ASGI_APPLICATION = "music21_platform.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Data -------------------------------------------------------------------------------------------------------
+
+_database_url = env_url(
+    "DATABASE_URL",
+    f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+    schemes=("sqlite", "postgres", "postgresql", "pgsql", "psql"),
+)
+try:
+    DATABASES = {"default": _env.db_url_config(_database_url)}
+except (ImproperlyConfigured, ValueError) as exc:  # pragma: no cover - message path
+    _problems.append(f"DATABASE_URL: {exc}")
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several threads (uvicorn, worker threads for music21) share one file: wait for locks instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env_number("DB_CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "m21",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "music21"}}
+
+# --- Celery -----------------------------------------------------------------------------------------------------
+
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp", "memory"))
+# Without a broker, tasks run in the calling process: the embedded default for a laptop and for tests.
+CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_TIME_LIMIT = 60 * 30
+CELERY_TASK_SOFT_TIME_LIMIT = 60 * 29
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# --- Product limits ---------------------------------------------------------------------------------------------
+
+REQUIRE_AUTH = env_bool("REQUIRE_AUTH", True)
+STRICT_VALIDATION = env_bool("STRICT_VALIDATION", True)
+MAX_CONCURRENT_REQUESTS = env_number("MAX_CONCURRENT_REQUESTS", 50, minimum=1)
+REQUEST_TIMEOUT = env_number("REQUEST_TIMEOUT", 30.0, kind=float, minimum=0, strict_min=True)
+BH_MAX_CONCURRENT_ANALYSIS = env_number("BH_MAX_CONCURRENT_ANALYSIS", 20, minimum=1)
+MAX_SCORES_IN_MEMORY = env_number("MAX_SCORES_IN_MEMORY", 2000, minimum=0)
+MAX_MEMORY_GB = env_number("MAX_MEMORY_GB", 8.0, kind=float, minimum=0, strict_min=True)
+MAX_SCORE_BYTES = env_number("MAX_SCORE_BYTES", 5 * 1024 * 1024, minimum=1)
+ENABLE_CACHING = env_bool("ENABLE_CACHING", True)
+RATE_LIMIT_PER_MINUTE = env_number("RATE_LIMIT_PER_MINUTE", 100, minimum=1)
+RATE_LIMIT_BURST = env_number("RATE_LIMIT_BURST", 20, minimum=0)
+LOCKOUT_DURATION = env_number("LOCKOUT_DURATION", 300, minimum=0)
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+OTEL_ENABLED = env_bool("OTEL_ENABLED", False)
+AUDIT_LOG_ENABLED = env_bool("AUDIT_LOG_ENABLED", True)
+
+SCORE_IMPORT_ROOT: Path | None = None
+_import_root = env_str("SCORE_IMPORT_ROOT")
+if _import_root:
+    SCORE_IMPORT_ROOT = Path(_import_root).resolve()
+    if not SCORE_IMPORT_ROOT.is_dir():
+        _problems.append(f"SCORE_IMPORT_ROOT: {_import_root!r} is not a directory")
+
+# --- Web --------------------------------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve static files straight from the apps in development so `make run` needs no collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if PUBLIC_URL.startswith("https://"):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"music21": {"level": "WARNING"}},
+}
+
+if _problems:
+    raise ImproperlyConfigured("Invalid configuration:\n  " + "\n  ".join(_problems))

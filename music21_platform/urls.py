@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from apps.tools import views as tool_views
+
+admin.site.site_header = "music21 platform"
+admin.site.site_title = "music21 platform admin"
+admin.site.index_title = "Administration"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("health", tool_views.health, name="health"),
+]

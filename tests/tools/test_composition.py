@@ -1,0 +1,198 @@
+"""Composition tools: the music they store is valid, in range, and what was asked for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from music21 import pitch, roman
+
+from apps.tools.errors import InvalidArguments
+from apps.tools.selectors import score_get
+from apps.tools.services.counterpoint import check_counterpoint
+from apps.tools.services.scores import score_stream
+
+MELODY = "4/4 c'4 d' e' c' f' e' d'2 e'4 g' f' d' c'1"
+FUX_DORIAN = "4/4 d1 f e d g f a g f e d"  # Fux's cantus firmus in the dorian mode
+
+
+def _music(user: Any, score_id: str) -> Any:
+    return score_stream(score=score_get(owner=user, score_id=score_id))
+
+
+def _pitches(part: Any) -> list[int]:
+    return [n.pitch.midi for n in part.recurse().notes]
+
+
+@pytest.fixture
+def melody(alice: Any, call: Any) -> str:
+    call(alice, "import_score", score_id="melody", source=MELODY, source_type="tinynotation")
+    return "melody"
+
+
+@pytest.fixture
+def cantus(alice: Any, call: Any) -> str:
+    call(alice, "import_score", score_id="cantus", source=FUX_DORIAN, source_type="tinynotation")
+    return "cantus"
+
+
+# --- Transposition ----------------------------------------------------------------------------------------------
+
+
+def test_transposing_a_chorale_up_a_fifth_moves_every_note_and_the_key(chorale: Any, alice: Any, call: Any) -> None:
+    result = call(alice, "transpose_score", score_id="chorale", interval="P5")
+    assert result["new_score_id"] == "chorale-transposed"
+    assert (result["key_signature_before"], result["key_signature_after"]) == ("3 sharps", "4 sharps")
+    before, after = _music(alice, "chorale"), _music(alice, result["new_score_id"])
+    for original, moved in zip(before.parts, after.parts, strict=True):
+        assert [p + 7 for p in _pitches(original)] == _pitches(moved)
+    assert call(alice, "key_analysis", score_id=result["new_score_id"])["key"] == "C# minor"
+
+
+def test_transposing_down_by_a_named_interval(chorale: Any, alice: Any, call: Any) -> None:
+    result = call(alice, "transpose_score", score_id="chorale", interval="-m3", new_score_id="lower")
+    assert (result["new_score_id"], result["semitones"], result["direction"]) == ("lower", -3, "down")
+    key = call(alice, "key_analysis", score_id="lower")
+    assert (pitch.Pitch(key["tonic"]).pitchClass, key["mode"]) == (3, "minor")  # D# (or E-, as music21 spells it)
+
+
+@pytest.mark.parametrize("bad", ["P6", "fifth", "X9", "P36"])
+def test_a_bad_interval_is_refused_by_name(chorale: Any, alice: Any, call: Any, bad: str) -> None:
+    with pytest.raises(InvalidArguments, match=bad):
+        call(alice, "transpose_score", score_id="chorale", interval=bad)
+    assert call(alice, "list_scores")["scores"][0]["score_id"] == "chorale"  # nothing stored
+
+
+# --- Harmonisation ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["chorale", "classical", "jazz", "pop"])
+def test_harmonisation_keeps_the_melody_and_spells_the_chords_it_names(
+    melody: str, alice: Any, call: Any, style: str
+) -> None:
+    result = call(alice, "harmonize_melody", score_id=melody, style=style)
+    music = _music(alice, result["new_score_id"])
+    assert [p.partName for p in music.parts] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert _pitches(music.parts[0]) == _pitches(_music(alice, melody).parts[0])
+    assert len(music.parts[3].getElementsByClass("Measure")) == 4
+    assert result["key"] == "C major"
+    assert result["progression"][-1] in ("I", "Imaj7")  # ends on the tonic
+    columns = zip(*(list(p.recurse().notes) for p in music.parts), strict=True)
+    for figure, column in zip(result["progression"], columns, strict=True):
+        chord_tones = {p.name for p in roman.RomanNumeral(figure, "C").pitches}
+        s, a, t, b = (n.pitch for n in column)
+        assert {a.name, t.name, b.name} <= chord_tones, figure
+        assert s.midi >= a.midi >= t.midi >= b.midi  # no crossing
+        assert 40 <= b.midi <= 62 and 48 <= t.midi <= 67 and 55 <= a.midi <= 74  # SATB ranges
+
+
+def test_chorale_style_writes_no_parallel_fifths_or_octaves(melody: str, alice: Any, call: Any) -> None:
+    result = call(alice, "harmonize_melody", score_id=melody, style="chorale")
+    analysis = call(alice, "voice_leading_analysis", score_id=result["new_score_id"])
+    assert analysis["summary"]["parallel_fifths"] == 0
+    assert analysis["summary"]["parallel_octaves"] == 0
+    assert analysis["summary"]["voice_crossings"] == 0
+
+
+def test_only_the_voices_asked_for_are_written(chorale: Any, alice: Any, call: Any) -> None:
+    result = call(alice, "harmonize_melody", score_id="chorale", voice_parts=["soprano", "bass"])
+    music = _music(alice, result["new_score_id"])
+    assert [p.partName for p in music.parts] == ["Soprano", "Bass"]
+    assert result["voice_parts"] == ["soprano", "bass"]
+    assert len(music.parts[1].getElementsByClass("Measure")) == 10  # the chorale's measures, pickup included
+
+
+def test_the_melody_must_be_among_the_voices(melody: str, alice: Any, call: Any) -> None:
+    with pytest.raises(InvalidArguments, match="soprano"):
+        call(alice, "harmonize_melody", score_id=melody, voice_parts=["alto", "bass"])
+
+
+# --- Counterpoint -----------------------------------------------------------------------------------------------
+
+NOTES_PER_INNER_MEASURE = {1: 1, 2: 2, 3: 4}
+
+
+@pytest.mark.parametrize("species", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("position", ["above", "below"])
+def test_every_species_against_fux_cantus_breaks_no_rule(
+    cantus: str, alice: Any, call: Any, species: int, position: str
+) -> None:
+    result = call(alice, "generate_counterpoint", score_id=cantus, species=species, voice_position=position)
+    assert result["violations"] == []
+    music = _music(alice, result["new_score_id"])
+    line, cf = (music.parts[0], music.parts[1]) if position == "above" else (music.parts[1], music.parts[0])
+    assert (line.partName, cf.partName) == ("Counterpoint", "Cantus firmus")
+    measures = line.getElementsByClass("Measure")
+    assert len(measures) == 11
+    if species in NOTES_PER_INNER_MEASURE:
+        assert all(len(m.notes) == NOTES_PER_INNER_MEASURE[species] for m in measures[1:-1])
+    if species == 4:
+        assert all(m.notes[0].tie is not None and m.notes[0].tie.type == "stop" for m in measures[1:-1])
+    final, cantus_final = line.recurse().notes[-1].pitch, cf.recurse().notes[-1].pitch
+    assert final.name == "D" and (final.midi - cantus_final.midi) % 12 == 0
+    above = all(a.pitch.midi >= b.pitch.midi for a, b in _aligned(line, cf))
+    assert above == (position == "above") or all(a.pitch.midi == b.pitch.midi for a, b in _aligned(line, cf))
+
+
+def _aligned(line: Any, cf: Any) -> list[tuple[Any, Any]]:
+    cantus_by_measure = {m.number: m.notes[0] for m in cf.getElementsByClass("Measure")}
+    return [(n, cantus_by_measure[n.measureNumber]) for n in line.recurse().notes]
+
+
+def test_the_checker_catches_planted_parallel_fifths_and_a_bad_ending() -> None:
+    cantus = [62, 65, 64, 62]  # D F E D
+    notes = [
+        {"measure": 1, "beat": 1.0, "midi": 69, "held": False},  # A: a fifth
+        {"measure": 2, "beat": 1.0, "midi": 72, "held": False},  # C: a fifth again, both voices up
+        {"measure": 3, "beat": 1.0, "midi": 67, "held": False},
+        {"measure": 4, "beat": 1.0, "midi": 69, "held": False},  # ends on a fifth
+    ]
+    rules = {(v["rule"], v["measure"]) for v in check_counterpoint(cantus, notes, species=1)}
+    assert ("parallel_fifths", 2) in rules
+    assert ("ending", 4) in rules
+
+
+def test_the_checker_catches_an_unprepared_dissonance() -> None:
+    cantus = [62, 64, 62]
+    notes = [
+        {"measure": 1, "beat": 1.0, "midi": 74, "held": False},
+        {"measure": 2, "beat": 1.0, "midi": 65, "held": False},  # F against E: a minor second on the downbeat
+        {"measure": 3, "beat": 1.0, "midi": 74, "held": False},
+    ]
+    found = check_counterpoint(cantus, notes, species=1)
+    assert {"rule": "dissonant_downbeat", "measure": 2, "detail": "a dissonance (1 semitone) on the downbeat"} in found
+
+
+# --- Style imitation --------------------------------------------------------------------------------------------
+
+
+def test_imitation_is_reproducible_and_fills_every_measure(chorale: Any, alice: Any, call: Any) -> None:
+    first = call(alice, "imitate_style", score_id="chorale", length=6, seed=7, new_score_id="a")
+    again = call(alice, "imitate_style", score_id="chorale", length=6, seed=7, new_score_id="b")
+    other = call(alice, "imitate_style", score_id="chorale", length=6, seed=8, new_score_id="c")
+    a, b, c = (_music(alice, s).parts[0] for s in ("a", "b", "c"))
+    assert _pitches(a) == _pitches(b)
+    assert _pitches(a) != _pitches(c)
+    measures = a.getElementsByClass("Measure")
+    assert len(measures) == 6 and all(m.duration.quarterLength == 4.0 for m in measures)
+    assert first["key"] == "F# minor" and a.recurse().notes[-1].pitch.name == "F#"
+    assert first["measures"] == again["measures"] == other["measures"] == 6
+
+
+def test_imitation_of_a_corpus_composer(alice: Any, call: Any) -> None:
+    result = call(alice, "imitate_style", composer="bach", length=4, seed=1)
+    assert result["new_score_id"] == "bach-imitation"
+    assert result["sources"] == 8
+    music = _music(alice, "bach-imitation").parts[0]
+    assert len(music.getElementsByClass("Measure")) == 4
+    assert music.recurse().notes[-1].pitch.name == result["key"].split()[0]
+
+
+def test_composition_leaves_the_source_score_unchanged(chorale: Any, alice: Any, call: Any) -> None:
+    before = [_pitches(p) for p in _music(alice, "chorale").parts]
+    call(alice, "transpose_score", score_id="chorale", interval="M2")
+    call(alice, "harmonize_melody", score_id="chorale")
+    call(alice, "generate_counterpoint", score_id="chorale", species=2)
+    call(alice, "imitate_style", score_id="chorale")
+    assert [_pitches(p) for p in _music(alice, "chorale").parts] == before
+    assert call(alice, "score_info", score_id="chorale")["notes"] == 165

@@ -1,0 +1,100 @@
+"""analyze_corpus: a corpus-sized job in chunks, in process (no broker) or on a real Celery worker (REDIS_URL)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from music21 import corpus
+
+from apps.tools.errors import InvalidArguments
+from apps.tools.invocation import Caller, invoke_tool
+from apps.tools.services.corpus import CHUNK_SIZE, Cancelled
+
+
+@pytest.fixture(scope="module")
+def celery_worker() -> Iterator[None]:
+    """A real Celery worker process when a broker is configured; without one the chunks run in process."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        yield None
+        return
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "music21_platform",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "music21_platform.settings"},
+    )
+    from music21_platform.celery import app
+
+    try:
+        for _ in range(120):
+            if app.control.ping(timeout=0.5):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the Celery worker did not start")
+        yield None
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def test_every_work_gets_the_key_music21_finds(celery_worker: None, alice: Any, call: Any) -> None:
+    progress: list[tuple[int, int]] = []
+    caller = Caller(user=alice, scopes=frozenset({"music21:read"}), progress=lambda d, t, m: progress.append((d, t)))
+    result = invoke_tool("analyze_corpus", {"path_pattern": "bach/bwv6*", "analysis": "key"}, caller=caller)
+
+    works = result["results"]
+    assert len(works) > CHUNK_SIZE  # several chunks
+    assert [w["path"] for w in works] == sorted(w["path"] for w in works)
+    for work in works[:: max(1, len(works) // 5)]:
+        expected = corpus.parse(work["path"]).analyze("key")
+        assert work["key"] == f"{expected.tonic.name} {expected.mode}", work["path"]
+    assert result["summary"]["works"] == len(works)
+    assert sum(result["summary"]["modes"].values()) == len(works) - result["summary"]["failed"]
+    # Progress starts at 0, never goes back, and ends with every work done.
+    assert progress[0][0] == 0 and progress[-1] == (len(works), len(works))
+    assert [d for d, _ in progress] == sorted(d for d, _ in progress)
+
+
+def test_a_cancelled_job_stops(celery_worker: None, alice: Any) -> None:
+    caller = Caller(user=alice, scopes=frozenset({"music21:read"}))
+    caller.cancelled.set()
+    with pytest.raises(Cancelled, match="Cancelled"):
+        invoke_tool("analyze_corpus", {"composer": "bach", "limit": 40}, caller=caller)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"composer": "nobody"}, "no works by 'nobody'"),
+        ({"composer": "bach; rm"}, "not a composer name"),
+        ({"path_pattern": "../../etc/*"}, "not a corpus path pattern"),
+        ({"path_pattern": "zzz/*"}, "No corpus work matches"),
+    ],
+)
+def test_bad_queries_are_named(alice: Any, call: Any, arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArguments, match=message):
+        call(alice, "analyze_corpus", **arguments)
+
+
+def test_composer_and_pattern_are_exclusive(alice: Any, call: Any) -> None:
+    with pytest.raises(InvalidArguments, match="exactly one of composer or path_pattern"):
+        call(alice, "analyze_corpus", composer="bach", path_pattern="bach/*")

@@ -1,0 +1,196 @@
+"""Importing scores: every source type on real music, and every kind of bad input refused with nothing stored."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from music21 import corpus, midi
+
+from apps.tools.errors import AlreadyExists, InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
+from apps.tools.models import Score
+from apps.tools.services.export import musicxml_text
+
+KERN = "**kern\t**kern\n*M4/4\t*M4/4\n=1\t=1\n4c\t4e\n4d\t4f\n4e\t4g\n4f\t4a\n=2\t=2\n1c\t1e\n*-\t*-\n"
+ABC = "X:1\nT:Test Tune\nM:4/4\nL:1/4\nK:G\nGABc|d2 B2|cBAG|G4|\n"
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+]>
+<score-partwise><work><work-title>&lol4;</work-title></work></score-partwise>"""
+
+EXTERNAL_ENTITY = """<?xml version="1.0"?>
+<!DOCTYPE score-partwise [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<score-partwise><work><work-title>&xxe;</work-title></work></score-partwise>"""
+
+
+def test_bach_chorale_from_the_corpus_has_the_known_shape(alice: Any, call: Any) -> None:
+    result = call(alice, "import_score", score_id="bwv66.6", source="bach/bwv66.6", source_type="corpus")
+
+    assert result["status"] == "success"
+    assert (result["parts"], result["measures"], result["notes"]) == (4, 10, 165)
+    assert result["pitch_range"] == {"lowest": "F#2", "highest": "E5"}
+    stored = Score.objects.get(owner=alice, score_id="bwv66.6")
+    assert stored.key_signatures == ["3 sharps"]
+    assert stored.time_signatures == ["4/4"]
+    assert stored.source_text == "bach/bwv66.6"
+
+
+def test_score_info_reports_parts_measures_and_signatures(chorale: Any, alice: Any, call: Any) -> None:
+    info = call(alice, "score_info", score_id="chorale")
+
+    assert [p["name"] for p in info["parts"]] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert info["measures"] == 10
+    assert info["notes"] == 165
+    assert info["time_signatures"] == ["4/4"]
+    assert info["key_signatures"] == ["3 sharps"]
+    assert info["duration_quarters"] == 36.0
+
+
+@pytest.mark.parametrize(
+    ("source_type", "source", "parts", "notes"),
+    [
+        ("tinynotation", "4/4 c'2 d'2 e'1\n4/4 f2 g2 a1", 2, 6),
+        ("abc", ABC, 1, 11),
+        ("humdrum", KERN, 2, 10),
+    ],
+)
+def test_text_formats_import_with_their_notes(
+    alice: Any, call: Any, source_type: str, source: str, parts: int, notes: int
+) -> None:
+    result = call(alice, "import_score", score_id=f"s-{source_type}", source=source, source_type=source_type)
+
+    assert (result["parts"], result["notes"]) == (parts, notes)
+    assert Score.objects.get(owner=alice, score_id=f"s-{source_type}").source_text == source
+
+
+def test_abc_title_is_kept(alice: Any, call: Any) -> None:
+    assert call(alice, "import_score", score_id="tune", source=ABC, source_type="abc")["title"] == "Test Tune"
+
+
+def test_musicxml_text_import_matches_the_original_notes(alice: Any, call: Any) -> None:
+    xml = musicxml_text(corpus.parse("bach/bwv66.6"))
+
+    result = call(alice, "import_score", score_id="xml", source=xml, source_type="musicxml")
+
+    assert (result["parts"], result["measures"], result["notes"]) == (4, 10, 165)
+
+
+def test_midi_is_imported_from_base64_and_stored_as_bytes(alice: Any, call: Any) -> None:
+    data = midi.translate.streamToMidiFile(corpus.parse("bach/bwv66.6")).writestr()
+
+    result = call(alice, "import_score", score_id="mid", source=base64.b64encode(data).decode(), source_type="midi")
+
+    assert result["parts"] == 4
+    assert bytes(Score.objects.get(owner=alice, score_id="mid").source_bytes) == data
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [("bach/bwv66.6", "corpus"), (ABC, "abc"), (KERN, "humdrum"), ("4/4 c4 d e f g1", "tinynotation")],
+)
+def test_auto_detects_the_source_type(alice: Any, call: Any, source: str, expected: str) -> None:
+    assert call(alice, "import_score", score_id="auto", source=source)["source_format"] == expected
+
+
+def test_file_import_reads_only_under_the_import_root(alice: Any, call: Any, settings: Any, tmp_path: Any) -> None:
+    root = tmp_path / "imports"
+    root.mkdir()
+    (root / "tune.abc").write_text(ABC)
+    (tmp_path / "secret.abc").write_text(ABC)
+    (root / "link.abc").symlink_to(tmp_path / "secret.abc")
+    settings.SCORE_IMPORT_ROOT = root
+
+    assert call(alice, "import_score", score_id="f", source="tune.abc", source_type="file")["notes"] == 11
+    for escape in ("../secret.abc", str(tmp_path / "secret.abc"), "link.abc", "../../../../etc/passwd"):
+        with pytest.raises(RejectedInput, match="outside the import folder") as caught:
+            call(alice, "import_score", score_id="escape", source=escape, source_type="file")
+        assert caught.value.kind == "path_traversal"
+    assert not Score.objects.filter(score_id="escape").exists()
+
+
+def test_file_import_is_refused_when_no_root_is_configured(alice: Any, call: Any, settings: Any) -> None:
+    settings.SCORE_IMPORT_ROOT = None
+
+    with pytest.raises(UnsupportedFormat, match="SCORE_IMPORT_ROOT"):
+        call(alice, "import_score", score_id="f", source="../../etc/passwd", source_type="file")
+
+
+@pytest.mark.parametrize(("document", "kind"), [(BILLION_LAUGHS, "xml_entities"), (EXTERNAL_ENTITY, "xml_entities")])
+def test_xml_entities_are_refused(alice: Any, call: Any, document: str, kind: str) -> None:
+    with pytest.raises(RejectedInput, match="entities") as caught:
+        call(alice, "import_score", score_id="bomb", source=document, source_type="musicxml")
+
+    assert caught.value.kind == kind
+    assert not Score.objects.exists()
+
+
+def test_deeply_nested_xml_is_refused(alice: Any, call: Any) -> None:
+    document = "<score-partwise>" + "<a>" * 5000 + "</a>" * 5000 + "</score-partwise>"
+
+    with pytest.raises(RejectedInput, match="deeper than") as caught:
+        call(alice, "import_score", score_id="deep", source=document, source_type="musicxml")
+    assert caught.value.kind == "xml_depth"
+
+
+def test_fifty_megabytes_of_text_is_refused_before_parsing(alice: Any, call: Any) -> None:
+    with pytest.raises(RejectedInput, match="over the limit") as caught:
+        call(alice, "import_score", score_id="huge", source="c4 " * (50 * 1024 * 1024 // 3), source_type="tinynotation")
+
+    assert caught.value.kind == "oversize"
+    assert not Score.objects.exists()
+
+
+def test_invalid_base64_midi_is_refused(alice: Any, call: Any) -> None:
+    with pytest.raises(InvalidArguments, match="not valid base64"):
+        call(alice, "import_score", score_id="m", source="this is not base64!!", source_type="midi")
+
+
+def test_base64_that_is_not_midi_is_refused(alice: Any, call: Any) -> None:
+    with pytest.raises(ScoreParseError, match="midi"):
+        call(alice, "import_score", score_id="m", source=base64.b64encode(b"hello").decode(), source_type="midi")
+
+
+def test_malformed_musicxml_names_the_problem(alice: Any, call: Any) -> None:
+    with pytest.raises(ScoreParseError, match="not well-formed"):
+        call(alice, "import_score", score_id="x", source="<score-partwise><part>", source_type="musicxml")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"score_id": "a", "source": "c4", "source_type": "lilypond"}, "source_type"),
+        ({"score_id": 5, "source": "c4"}, "score_id"),
+        ({"score_id": "a", "source": ["c4"]}, "source"),
+        ({"score_id": "../etc", "source": "c4"}, "score_id"),
+        ({"source": "c4"}, "score_id: required"),
+        ({"score_id": "a", "source": "c4", "overwrite": True}, "overwrite: unknown argument"),
+    ],
+)
+def test_wrong_arguments_are_named(alice: Any, call: Any, arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArguments, match=message):
+        call(alice, "import_score", **arguments)
+    assert not Score.objects.exists()
+
+
+def test_unknown_corpus_work_is_named(alice: Any, call: Any) -> None:
+    with pytest.raises(InvalidArguments, match="No work 'bach/bwv9999'"):
+        call(alice, "import_score", score_id="x", source="bach/bwv9999", source_type="corpus")
+
+
+def test_a_duplicate_id_is_refused_and_the_original_kept(chorale: Any, alice: Any, call: Any) -> None:
+    with pytest.raises(AlreadyExists, match="already have a score with id 'chorale'"):
+        call(alice, "import_score", score_id="chorale", source="4/4 c4 d e f", source_type="tinynotation")
+
+    assert Score.objects.get(owner=alice, score_id="chorale").notes_count == 165
+
+
+def test_the_same_id_may_be_used_by_two_owners(chorale: Any, bob: Any, call: Any) -> None:
+    call(bob, "import_score", score_id="chorale", source="4/4 c4 d e f", source_type="tinynotation")
+
+    assert sorted(Score.objects.values_list("owner__username", "notes_count")) == [("alice", 165), ("bob", 4)]

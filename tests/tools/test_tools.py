@@ -1,0 +1,242 @@
+"""The tools as a caller sees them through the invocation path: results, ownership, export, rendering, errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from music21 import converter, corpus
+
+from apps.security.scopes import READ
+from apps.tools.errors import InsufficientScope, InvalidArguments, NotFound, UnknownTool, UnsupportedFormat
+from apps.tools.models import Score
+from apps.tools.registry import TOOLS
+from apps.tools.services.cache import ParsedScoreCache, parsed_scores
+from apps.tools.services.parsing import parse_stored
+
+SCORE_TOOLS = [
+    ("score_info", {}),
+    ("export_score", {"format": "musicxml"}),
+    ("render_score", {}),
+    ("key_analysis", {}),
+    ("chord_analysis", {}),
+    ("harmony_analysis", {"analysis_type": "cadences"}),
+    ("voice_leading_analysis", {}),
+    ("pattern_recognition", {}),
+    ("transpose_score", {"interval": "P5"}),
+    ("delete_score", {}),
+]
+
+
+def test_every_spec_tool_is_declared_once_with_a_schema() -> None:
+    expected = {
+        "import_score",
+        "list_scores",
+        "score_info",
+        "export_score",
+        "delete_score",
+        "key_analysis",
+        "chord_analysis",
+        "harmony_analysis",
+        "voice_leading_analysis",
+        "pattern_recognition",
+        "harmonize_melody",
+        "generate_counterpoint",
+        "imitate_style",
+        "transpose_score",
+        "render_score",
+        "health_check",
+    }
+    assert expected <= set(TOOLS)
+    for tool in TOOLS.values():
+        assert tool.description, tool.name
+        assert tool.input_schema["type"] == "object", tool.name
+
+
+@pytest.mark.parametrize(("tool", "extra"), SCORE_TOOLS)
+def test_bob_cannot_reach_alices_score_through_any_tool(
+    chorale: Any, bob: Any, call: Any, tool: str, extra: dict[str, Any]
+) -> None:
+    with pytest.raises(NotFound, match="No score with id 'chorale'"):
+        call(bob, tool, score_id="chorale", **extra)
+
+    assert Score.objects.filter(score_id="chorale").count() == 1
+
+
+def test_bob_does_not_see_alices_scores_in_his_list(chorale: Any, bob: Any, call: Any) -> None:
+    assert call(bob, "list_scores")["scores"] == []
+
+
+def test_list_scores_pages_through_every_score_once(alice: Any, call: Any) -> None:
+    for number in range(5):
+        call(alice, "import_score", score_id=f"s{number}", source="4/4 c4 d e f", source_type="tinynotation")
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = call(alice, "list_scores", limit=2, **({"cursor": cursor} if cursor else {}))
+        seen += [s["score_id"] for s in page["scores"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == [f"s{n}" for n in range(5)]
+    assert seen[0] == "s4"  # newest first
+
+
+def test_delete_removes_the_score_and_its_parsed_copy(chorale: Any, alice: Any, call: Any) -> None:
+    pk = Score.objects.get(owner=alice, score_id="chorale").pk
+    call(alice, "score_info", score_id="chorale")
+
+    assert call(alice, "delete_score", score_id="chorale")["deleted"] is True
+    assert not Score.objects.filter(pk=pk).exists()
+    assert not any(key[0] == pk for key in parsed_scores._entries)
+    with pytest.raises(NotFound):
+        call(alice, "score_info", score_id="chorale")
+
+
+def test_musicxml_export_reimports_to_the_same_notes(chorale: Any, alice: Any, call: Any) -> None:
+    exported = call(alice, "export_score", score_id="chorale", format="musicxml")
+
+    assert exported["media_type"] == "application/vnd.recordare.musicxml+xml"
+    assert exported["encoding"] == "utf-8"
+    again = converter.parse(exported["content"], format="musicxml")
+    original = corpus.parse("bach/bwv66.6")
+    assert _notes(again) == _notes(original)
+
+
+def test_midi_export_round_trips_the_pitches(chorale: Any, alice: Any, call: Any) -> None:
+    exported = call(alice, "export_score", score_id="chorale", format="midi")
+
+    assert exported["media_type"] == "audio/midi"
+    data = base64.b64decode(exported["content"])
+    assert data[:4] == b"MThd"
+    again = converter.parse(data, format="midi")
+    original = corpus.parse("bach/bwv66.6")
+    assert sorted(_onsets_and_pitches(again)) == sorted(_onsets_and_pitches(original))
+
+
+def test_mxl_export_is_a_compressed_musicxml_that_reimports(chorale: Any, alice: Any, call: Any) -> None:
+    exported = call(alice, "export_score", score_id="chorale", format="mxl")
+
+    data = base64.b64decode(exported["content"])
+    assert data[:2] == b"PK"
+    assert _notes(parse_stored("mxl", data=data)) == _notes(corpus.parse("bach/bwv66.6"))
+
+
+@pytest.mark.parametrize("fmt", ["abc", "humdrum", "lilypond", "pdf"])
+def test_formats_music21_cannot_write_are_refused_by_name(chorale: Any, alice: Any, call: Any, fmt: str) -> None:
+    with pytest.raises(UnsupportedFormat, match=f"Cannot export '{fmt}'"):
+        call(alice, "export_score", score_id="chorale", format=fmt)
+
+
+def test_unknown_export_format_lists_the_real_ones(chorale: Any, alice: Any, call: Any) -> None:
+    with pytest.raises(UnsupportedFormat, match="musicxml, mxl, midi, svg, braille"):
+        call(alice, "export_score", score_id="chorale", format="wav")
+
+
+def test_export_never_returns_a_server_path(chorale: Any, alice: Any, call: Any) -> None:
+    for fmt in ("musicxml", "midi", "svg", "braille"):
+        exported = call(alice, "export_score", score_id="chorale", format=fmt)
+        assert "/tmp" not in exported["content"][:500]  # noqa: S108 - looking for a leaked server path
+        assert exported["size_bytes"] > 100
+
+
+def test_render_draws_notation_glyphs(chorale: Any, alice: Any, call: Any) -> None:
+    rendered = call(alice, "render_score", score_id="chorale")
+
+    svg = rendered["svg"]
+    assert svg.startswith("<svg")
+    assert 'class="note"' in svg
+    assert svg.count('class="note"') >= 165  # one group per notehead at least
+    assert "<use" in svg  # SMuFL glyphs are drawn by reference
+
+
+def test_render_a_measure_range_draws_fewer_notes(chorale: Any, alice: Any, call: Any) -> None:
+    whole = call(alice, "render_score", score_id="chorale")["svg"].count('class="note"')
+    part = call(alice, "render_score", score_id="chorale", measure_start=1, measure_end=2)["svg"].count('class="note"')
+
+    assert 0 < part < whole
+
+
+def test_render_refuses_measures_the_score_does_not_have(chorale: Any, alice: Any, call: Any) -> None:
+    with pytest.raises(InvalidArguments, match="numbered 0 to 9"):
+        call(alice, "render_score", score_id="chorale", measure_start=3, measure_end=40)
+
+
+def test_a_read_only_caller_cannot_import_and_is_told_the_scope(alice: Any, call: Any) -> None:
+    with pytest.raises(InsufficientScope, match="music21:write"):
+        call(alice, "import_score", scopes=frozenset({READ}), score_id="x", source="c4")
+
+
+def test_unknown_tool_lists_the_real_ones(alice: Any, call: Any) -> None:
+    with pytest.raises(UnknownTool, match="key_analysis"):
+        call(alice, "analyse_everything")
+
+
+def test_health_check_reports_database_and_cache(alice: Any, call: Any) -> None:
+    result = call(alice, "health_check")
+
+    assert result["checks"] == {"database": "ok", "cache": "ok"}
+    assert result["versions"]["music21"].startswith("10.")
+
+
+def test_parsed_score_cache_holds_at_most_its_bound() -> None:
+    cache = ParsedScoreCache(capacity=3)
+    for pk in range(10):
+        cache.put((pk, "x"), object())  # type: ignore[arg-type]
+
+    assert len(cache) == 3
+    assert (9, "x") in cache and (0, "x") not in cache
+    assert cache.stats.evictions == 7
+
+
+def test_a_cache_hit_skips_parsing(chorale: Any, alice: Any, call: Any, monkeypatch: Any) -> None:
+    from apps.tools.services import scores
+
+    call(alice, "score_info", score_id="chorale")
+    monkeypatch.setattr(scores, "parse_stored", lambda *a, **k: pytest.fail("parsed again despite the cache"))
+
+    assert call(alice, "score_info", score_id="chorale")["notes"] == 165
+
+
+def test_call_tool_prints_the_json_result(chorale: Any, capsys: Any) -> None:
+    call_command("call_tool", "score_info", user="alice", arguments='{"score_id": "chorale"}')
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "success"
+    assert result["measures"] == 10
+
+
+def test_call_tool_reports_errors_in_one_line(chorale: Any) -> None:
+    with pytest.raises(CommandError, match=r"^not_found: No score with id 'nope'"):
+        call_command("call_tool", "score_info", user="alice", arguments='{"score_id": "nope"}')
+    with pytest.raises(CommandError, match="not valid JSON"):
+        call_command("call_tool", "score_info", user="alice", arguments="{score_id")
+    with pytest.raises(CommandError, match="no user 'mallory'"):
+        call_command("call_tool", "score_info", user="mallory", arguments="{}")
+
+
+def _notes(score: Any) -> list[tuple[float, str, float]]:
+    return [
+        (float(n.getOffsetInHierarchy(score)), n.nameWithOctave, float(n.quarterLength)) for n in score.recurse().notes
+    ]
+
+
+def _onsets_and_pitches(score: Any) -> list[tuple[float, int]]:
+    stripped = score.stripTies()
+    return [
+        (round(float(n.getOffsetInHierarchy(stripped)), 2), p.midi) for n in stripped.recurse().notes for p in n.pitches
+    ]
+
+
+def test_the_tool_reference_in_docs_matches_the_registry() -> None:
+    from django.conf import settings
+
+    from apps.tools.docs import tools_markdown
+
+    written = (settings.BASE_DIR / "docs" / "tools.md").read_text()
+    assert written == tools_markdown(), "docs/tools.md is out of date: run `python manage.py tools_doc`"
