@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.security.oauth_settings import oauth2_provider_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _env = environ.Env()
@@ -120,6 +122,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "oauth2_provider",
     "apps.tools",
     "apps.security",
     "apps.compliance",
@@ -171,6 +174,8 @@ except (ImproperlyConfigured, ValueError) as exc:  # pragma: no cover - message 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several threads (uvicorn, worker threads for music21) share one file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Tests start server subprocesses (mcp_stdio) that must see the test database: keep it in a file.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_number("DB_CONN_MAX_AGE", 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -227,6 +232,17 @@ if _import_root:
     if not SCORE_IMPORT_ROOT.is_dir():
         _problems.append(f"SCORE_IMPORT_ROOT: {_import_root!r} is not a directory")
 
+# --- OAuth 2.1 (django-oauth-toolkit) ---------------------------------------------------------------------------
+
+OAUTH2_PROVIDER = oauth2_provider_settings(PUBLIC_URL)
+# django-oauth-toolkit's own models (named explicitly so that our models' foreign keys to them resolve).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"  # noqa: S105 - a model name
+OAUTH_REGISTRATIONS_PER_HOUR = env_number("OAUTH_REGISTRATIONS_PER_HOUR", 20, minimum=1)
+
 # --- Web --------------------------------------------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -235,7 +251,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/privacy/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from apps.tools import views as tool_views
 
@@ -12,4 +12,5 @@ admin.site.index_title = "Administration"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", tool_views.health, name="health"),
+    path("", include("apps.security.urls")),
 ]

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import uvicorn
 from django.contrib.auth import get_user_model
+from django.utils import timezone
+from oauth2_provider.models import AccessToken, Application, set_token_value
 
+from apps.security import scopes
+from apps.security.oauth_settings import oauth2_provider_settings
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.services.cache import parsed_scores
 
@@ -43,3 +53,53 @@ def call() -> ToolCall:
 def chorale(alice: Any, call: ToolCall) -> dict[str, Any]:
     """alice's import of bach/bwv66.6 as 'chorale'."""
     return call(alice, "import_score", score_id="chorale", source="bach/bwv66.6", source_type="corpus")
+
+
+@pytest.fixture
+def live_site(transactional_db: None, settings: Any) -> Iterator[str]:
+    """The whole site (Django and /mcp) served by uvicorn in a thread; yields its base URL, which is also
+    PUBLIC_URL (and the OAuth issuer) for the duration of the test."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings.PUBLIC_URL = base_url
+    settings.OAUTH2_PROVIDER = oauth2_provider_settings(base_url)
+
+    from music21_platform.asgi import build_application
+
+    server = uvicorn.Server(uvicorn.Config(build_application(), lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        threading.Event().wait(0.01)
+    else:  # pragma: no cover - start-up failure
+        raise RuntimeError("uvicorn did not start")
+    yield base_url
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture
+def token_for(transactional_db: None) -> Any:
+    """An access token for `user` with `scope`, issued to a registered public client, as the flow would."""
+
+    def issue(user: Any, scope: str = f"{scopes.READ} {scopes.WRITE}", *, expires_in: int = 3600) -> str:
+        application = Application.objects.create(
+            name=f"test client of {user.username}",
+            client_type=Application.CLIENT_PUBLIC,
+            authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+            redirect_uris="http://127.0.0.1:9/callback",
+        )
+        raw = secrets.token_urlsafe(32)
+        token = AccessToken(
+            user=user, application=application, scope=scope, expires=timezone.now() + timedelta(seconds=expires_in)
+        )
+        set_token_value(token, raw)  # stored as a checksum only, as the server stores the tokens it issues
+        token.save()
+        return raw
+
+    return issue

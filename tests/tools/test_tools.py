@@ -240,3 +240,13 @@ def test_the_tool_reference_in_docs_matches_the_registry() -> None:
 
     written = (settings.BASE_DIR / "docs" / "tools.md").read_text()
     assert written == tools_markdown(), "docs/tools.md is out of date: run `python manage.py tools_doc`"
+
+
+@pytest.mark.django_db(transaction=True)  # the worker thread has its own database connection
+def test_render_works_from_worker_threads(chorale: Any, alice: Any, call: Any) -> None:
+    # Transports run tools in worker threads; verovio must find its fonts there too.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(call, alice, "render_score", score_id="chorale", measure_end=2).result()
+    assert 'class="note"' in result["svg"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import verovio
@@ -19,6 +20,7 @@ _OPTIONS = {
     "footer": "none",
     "svgViewBox": True,
 }
+_RESOURCES = str(Path(verovio.__file__).parent / "data")
 # A verovio toolkit holds the loaded document: one per thread, so concurrent renders never share one.
 _local = threading.local()
 
@@ -27,7 +29,10 @@ def _toolkit() -> verovio.toolkit:
     toolkit = getattr(_local, "toolkit", None)
     if toolkit is None:
         verovio.enableLog(verovio.LOG_OFF)
-        toolkit = verovio.toolkit()
+        # verovio remembers its font resources per thread, set only in the thread that imported it: worker
+        # threads must point their toolkit at the bundled data themselves, or every render fails.
+        toolkit = verovio.toolkit(False)
+        toolkit.setResourcePath(_RESOURCES)
         toolkit.setOptions(_OPTIONS)
         _local.toolkit = toolkit
     return toolkit

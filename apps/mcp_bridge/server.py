@@ -1,0 +1,204 @@
+"""The MCP server: the tool registry served over MCP, every call on the single invocation path.
+
+Nothing here knows a tool by name. Tools are listed from `apps.tools.registry.TOOLS` and called through
+`apps.tools.invocation.invoke_tool`; who is calling comes from the transport (a verified bearer token over HTTP,
+the `--user` of `mcp_stdio`), passed in as `identify`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import functools
+import json
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import mcp_types as types
+from django.db import close_old_connections
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import INVALID_PARAMS
+
+from apps.security import scopes
+from apps.tools.errors import ApplicationError, NotFound
+from apps.tools.invocation import Caller, invoke_tool
+from apps.tools.registry import TOOLS
+
+T = TypeVar("T")
+Identify = Callable[[ServerRequestContext[Any, Any]], Awaitable[Caller]]
+
+SCORE_URI_PREFIX = "score://"
+RESOURCE_NOT_FOUND = -32002  # the MCP specification's code for resources/read of an unknown URI
+INSTRUCTIONS = (
+    "music21 analysis and composition tools. Import a score first (import_score, e.g. source 'bach/bwv66.6' with "
+    "source_type 'corpus'), then refer to it by its score_id. Your scores are also readable as resources "
+    "score://{score_id} (MusicXML)."
+)
+
+
+async def in_worker(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking work (the ORM, music21) in a worker thread, never on the event loop.
+
+    If the awaiting request is cancelled, it stops waiting at once; the thread finishes (or, for tools that
+    watch `Caller.cancelled`, stops at its next step) on its own.
+    """
+
+    def run() -> T:
+        # Worker threads are reused: drop connections that went stale or past CONN_MAX_AGE, as Django's
+        # request cycle would.
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+
+
+def _listing() -> list[types.Tool]:
+    listing = []
+    for tool in TOOLS.values():
+        read_only = tool.scope in (scopes.READ, None)
+        listing.append(
+            types.Tool(
+                name=tool.name,
+                description=tool.description,
+                input_schema=tool.input_schema,
+                annotations=types.ToolAnnotations(
+                    read_only_hint=read_only,
+                    destructive_hint=tool.name == "delete_score",
+                    open_world_hint=False,
+                ),
+            )
+        )
+    return listing
+
+
+def _success(result: dict[str, Any]) -> types.CallToolResult:
+    """Structured content for programs, and the same as JSON text for models; an SVG also as a picture."""
+    content: list[Any] = [types.TextContent(text=json.dumps(result, ensure_ascii=False))]
+    if result.get("media_type") == "image/svg+xml" and isinstance(result.get("svg"), str):
+        content.append(types.ImageContent(data=_base64(result["svg"]), mime_type="image/svg+xml"))
+    return types.CallToolResult(content=content, structured_content=result)
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _failure(error: ApplicationError) -> types.CallToolResult:
+    """A tool error the model can read and correct: `code: message`, and the same structured."""
+    detail = error.as_dict()
+    return types.CallToolResult(
+        content=[types.TextContent(text=f"{error.code}: {error}")], structured_content=detail, is_error=True
+    )
+
+
+def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, int, str], None] | None:
+    """A function worker threads call to send MCP progress notifications, when the client asked for them."""
+    meta = ctx.meta or {}
+    token = meta.get("progress_token", meta.get("progressToken"))  # type: ignore[call-overload]
+    if token is None:
+        return None
+
+    def report(done: int, total: int, message: str) -> None:
+        with contextlib.suppress(Exception):  # progress is best effort; the call goes on if the client went away
+            anyio.from_thread.run(
+                functools.partial(
+                    ctx.session.send_progress_notification,
+                    progress_token=token,
+                    progress=done,
+                    total=total,
+                    message=message,
+                    related_request_id=None if ctx.request_id is None else str(ctx.request_id),
+                )
+            )
+
+    return report
+
+
+def build_server(*, identify: Identify, name: str = "music21-platform") -> Server[Any]:
+    """The MCP server over the tool registry; `identify` turns a request into the Caller it acts for."""
+    from music21 import __version__ as music21_version
+
+    async def list_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=_listing())
+
+    async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
+        cancelled = threading.Event()
+        try:
+            caller = dataclasses.replace(await identify(ctx), progress=_progress_reporter(ctx), cancelled=cancelled)
+            result = await in_worker(invoke_tool, params.name, params.arguments or {}, caller=caller)
+        except ApplicationError as error:
+            return _failure(error)
+        finally:
+            cancelled.set()  # the client cancelled (or the call ended): long tools stop at their next step
+        return _success(result)
+
+    async def list_resources(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListResourcesResult:
+        caller = await identify(ctx)
+        cursor = getattr(params, "cursor", None) if params else None
+        arguments = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        try:
+            page = await in_worker(invoke_tool, "list_scores", arguments, caller=caller)
+        except ApplicationError as error:
+            raise MCPError(INVALID_PARAMS, f"{error.code}: {error}") from error
+        return types.ListResourcesResult(
+            resources=[
+                types.Resource(
+                    uri=f"{SCORE_URI_PREFIX}{s['score_id']}",
+                    name=s["score_id"],
+                    title=s["title"] or s["score_id"],
+                    description=f"{s['parts']} parts, {s['measures']} measures, {s['notes']} notes",
+                    mime_type="application/vnd.recordare.musicxml+xml",
+                )
+                for s in page["scores"]
+            ],
+            next_cursor=page["next_cursor"],
+        )
+
+    async def list_templates(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(
+            resource_templates=[
+                types.ResourceTemplate(
+                    uri_template=SCORE_URI_PREFIX + "{score_id}",
+                    name="score",
+                    description="One of your scores, as MusicXML.",
+                    mime_type="application/vnd.recordare.musicxml+xml",
+                )
+            ]
+        )
+
+    async def read_resource(ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams) -> Any:
+        caller = await identify(ctx)
+        uri = str(params.uri)
+        if not uri.startswith(SCORE_URI_PREFIX):
+            raise MCPError(RESOURCE_NOT_FOUND, f"Unknown resource {uri!r}; scores are score://{{score_id}}.")
+        score_id = uri.removeprefix(SCORE_URI_PREFIX)
+        try:
+            exported = await in_worker(
+                invoke_tool, "export_score", {"score_id": score_id, "format": "musicxml"}, caller=caller
+            )
+        except ApplicationError as error:
+            code = RESOURCE_NOT_FOUND if isinstance(error, NotFound) else INVALID_PARAMS
+            raise MCPError(code, f"{error.code}: {error}", data={"uri": uri}) from error
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=uri, mime_type=exported["media_type"], text=exported["content"])]
+        )
+
+    return Server(
+        name,
+        version=music21_version,
+        title="music21 platform",
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_templates,
+        on_read_resource=read_resource,
+    )

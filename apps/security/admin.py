@@ -1,0 +1,57 @@
+"""Admin for client policies; django-oauth-toolkit registers its own clients, tokens and grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from oauth2_provider.admin import ApplicationAdmin
+from oauth2_provider.models import Application
+
+from apps.security.models import ClientPolicy
+from apps.security.services import client_disable, client_enable
+
+
+class ClientPolicyInline(admin.StackedInline):
+    model = ClientPolicy
+    can_delete = False
+    readonly_fields = ("registration_ip", "created_at")
+    extra = 0
+
+
+class PlatformApplicationAdmin(ApplicationAdmin):
+    inlines = [ClientPolicyInline]
+    list_display = (
+        "name",
+        "client_id",
+        "client_type",
+        "authorization_grant_type",
+        "registration_source",
+        "status",
+        "created",
+    )
+    list_filter = ("client_type", "authorization_grant_type", "registration_source", "policy__disabled")
+    search_fields = ("name", "client_id")
+    list_select_related = ("policy", "user")
+    actions = ["disable_clients", "enable_clients"]
+
+    @admin.display(description="status")
+    def status(self, application: Application) -> str:
+        policy = getattr(application, "policy", None)
+        return "disabled" if policy is not None and policy.disabled else "enabled"
+
+    @admin.action(description="Disable the selected clients (and revoke their tokens)")
+    def disable_clients(self, request: Any, queryset: Any) -> None:
+        for application in queryset:
+            client_disable(application=application, reason=f"disabled by {request.user.get_username()}")
+        messages.success(request, f"Disabled {queryset.count()} client(s); their tokens were revoked.")
+
+    @admin.action(description="Enable the selected clients")
+    def enable_clients(self, request: Any, queryset: Any) -> None:
+        for application in queryset:
+            client_enable(application=application)
+        messages.success(request, f"Enabled {queryset.count()} client(s).")
+
+
+admin.site.unregister(Application)
+admin.site.register(Application, PlatformApplicationAdmin)

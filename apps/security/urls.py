@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from oauth2_provider import urls as oauth2_urls
+from oauth2_provider import views as oauth2_views
+
+from apps.security import views
+
+# The OAuth endpoints under /o/: django-oauth-toolkit's views, our registration. Device flow and the
+# application-management pages are not offered (the admin manages clients).
+oauth_patterns = (
+    [
+        path("authorize/", views.AuthorizationView.as_view(), name="authorize"),
+        path("token/", oauth2_views.TokenView.as_view(), name="token"),
+        path("revoke_token/", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
+        path("introspect/", oauth2_views.IntrospectTokenView.as_view(), name="introspect"),
+        path("register/", views.ClientRegistrationView.as_view(), name="dcr-register"),
+        path(
+            "register/<str:client_id>/",
+            oauth2_views.DynamicClientRegistrationManagementView.as_view(),
+            name="dcr-register-management",
+        ),
+    ],
+    "oauth2_provider",
+)
+
+urlpatterns = [
+    path("o/", include(oauth_patterns)),
+    path("", include(oauth2_urls.metadata_urlpatterns)),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+]

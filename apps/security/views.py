@@ -1,0 +1,161 @@
+"""HTTP edges of the OAuth provider. django-oauth-toolkit does the protocol; these views add the platform's
+registration policy (redirect URIs, a per-IP limit) and the login page."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from oauth2_provider import views as oauth2_views
+from oauth2_provider.models import Application
+from oauth2_provider.views import DynamicClientRegistrationView
+
+from apps.security.models import ClientPolicy
+from apps.security.validators import accepted_resources
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+REGISTRATION_WINDOW_SECONDS = 3600
+
+
+def _cors(response: HttpResponse) -> HttpResponse:
+    # Browser-based MCP clients (the MCP Inspector) register from another origin; the endpoint takes no cookies.
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Access-Control-Allow-Headers"] = "Content-Type, Authorization, MCP-Protocol-Version"
+    response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    return response
+
+
+def _error(error: str, description: str, status: int = 400) -> JsonResponse:
+    return JsonResponse({"error": error, "error_description": description}, status=status)
+
+
+def redirect_uri_problem(uri: Any) -> str | None:
+    """Why a redirect URI is refused, or None: https anywhere, http only to this machine, never a fragment."""
+    if not isinstance(uri, str) or not uri:
+        return f"{uri!r} is not a URI"
+    parts = urlsplit(uri)
+    if parts.fragment or "#" in uri:
+        return f"{uri!r} has a fragment, which redirect URIs must not have"
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return None
+    if parts.scheme == "http":
+        return f"{uri!r} uses http on a host other than loopback (127.0.0.1, localhost, [::1]); use https"
+    return f"{uri!r} must be an https URI (or http on loopback)"
+
+
+def client_ip(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def _registration_allowed(ip: str) -> int | None:
+    """None when this IP may register another client; else the seconds until it may."""
+    window = int(time.time() // REGISTRATION_WINDOW_SECONDS)
+    key = f"oauth-registrations:{ip}:{window}"
+    cache.add(key, 0, REGISTRATION_WINDOW_SECONDS)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, REGISTRATION_WINDOW_SECONDS)
+        count = 1
+    if count > settings.OAUTH_REGISTRATIONS_PER_HOUR:
+        return REGISTRATION_WINDOW_SECONDS - int(time.time() % REGISTRATION_WINDOW_SECONDS)
+    return None
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class ClientRegistrationView(DynamicClientRegistrationView):
+    """RFC 7591 registration, open to anyone (MCP clients register themselves), limited per IP."""
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _cors(HttpResponse(status=204))
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            metadata = json.loads(request.body or b"{}")
+        except ValueError:
+            return _cors(_error("invalid_client_metadata", "The request body must be a JSON object."))
+        if isinstance(metadata, dict):
+            uris = metadata.get("redirect_uris", [])
+            for uri in uris if isinstance(uris, list) else []:
+                problem = redirect_uri_problem(uri)
+                if problem:
+                    return _cors(_error("invalid_redirect_uri", problem))
+            for grant in metadata.get("grant_types", []) if isinstance(metadata.get("grant_types"), list) else []:
+                if grant in ("implicit", "password"):
+                    return _cors(_error("invalid_client_metadata", f"The {grant} grant is not offered (OAuth 2.1)."))
+            if metadata.get("response_types") not in (None, ["code"]):
+                return _cors(_error("invalid_client_metadata", "Only the response type 'code' is offered."))
+        retry_after = _registration_allowed(client_ip(request))
+        if retry_after is not None:
+            response = _error(
+                "too_many_requests",
+                f"Too many client registrations from this address; try again in {retry_after} seconds.",
+                status=429,
+            )
+            response["Retry-After"] = str(retry_after)
+            return _cors(response)
+        response = super().post(request, *args, **kwargs)
+        if response.status_code == 201:
+            client_id = json.loads(response.content)["client_id"]
+            application = Application.objects.get(client_id=client_id)
+            ClientPolicy.objects.create(application=application, registration_ip=client_ip(request) or None)
+        return _cors(response)
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+class AuthorizationView(oauth2_views.AuthorizationView):
+    """DOT's consent step, with each scope shown by name beside its plain-words explanation.
+
+    Before DOT sees the request, two OAuth 2.1 rules are enforced here, on the page and again on the submitted
+    form (whose hidden fields a user agent could alter): PKCE with S256 is required, and `resource` may only
+    name this server. The refusal is shown on the page rather than redirected, so an unverified redirect URI is
+    never followed.
+    """
+
+    def _refusal(self, params: Any) -> HttpResponse | None:
+        problem = None
+        if not params.get("code_challenge"):
+            problem = ("invalid_request", "PKCE is required: send a code_challenge with code_challenge_method=S256.")
+        elif params.get("code_challenge_method") != "S256":
+            problem = ("invalid_request", "Only the S256 code_challenge_method is accepted; 'plain' is refused.")
+        else:
+            resources = params.getlist("resource") if hasattr(params, "getlist") else []
+            resources = [r for value in resources for r in value.split()]
+            outsiders = [r for r in resources if r not in accepted_resources()]
+            if outsiders:
+                problem = (
+                    "invalid_target",
+                    f"This server issues tokens only for {settings.PUBLIC_URL}/mcp, not {outsiders[0]!r}.",
+                )
+        if problem is None:
+            return None
+        error = {"error": problem[0], "description": problem[1]}
+        return render(self.request, self.template_name, {"error": error}, status=400)
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self._refusal(request.GET) or super().get(request, *args, **kwargs)
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self._refusal(request.POST) or super().post(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        scopes = context.get("scopes") or []
+        descriptions = context.get("scopes_descriptions") or []
+        context["scopes_with_descriptions"] = list(zip(scopes, descriptions, strict=False))
+        return context

@@ -1,0 +1,170 @@
+"""MCP over HTTP with the SDK's own client against the real app under uvicorn, with platform tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+import anyio
+import httpx2 as httpx
+import pytest
+from oauth2_provider.models import AccessToken
+
+from apps.security import scopes
+from apps.tools.registry import TOOLS
+from tests.mcp_bridge.conftest import mcp_session
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}},
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def _text(result: Any) -> str:
+    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic YWxpY2U6cGFzc3dvcmQ="])
+def test_without_a_valid_token_mcp_answers_401_pointing_at_the_metadata(
+    live_site: str, authorization: str | None
+) -> None:
+    headers = dict(MCP_HEADERS, **({"Authorization": authorization} if authorization else {}))
+    response = httpx.post(f"{live_site}/mcp", json=INITIALIZE, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert (
+        f'resource_metadata="{live_site}/.well-known/oauth-protected-resource/mcp"'
+        in (response.headers["WWW-Authenticate"])
+    )
+
+
+def test_a_token_holder_lists_every_tool_and_analyses_a_chorale(live_site: str, alice: Any, token_for: Any) -> None:
+    token = token_for(alice)
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, token) as session:
+            listed = await session.list_tools()
+            assert {t.name for t in listed.tools} == set(TOOLS)
+            key_tool = next(t for t in listed.tools if t.name == "key_analysis")
+            assert key_tool.input_schema["required"] == ["score_id"]
+            assert key_tool.annotations.read_only_hint is True
+
+            imported = await session.call_tool(
+                "import_score", {"score_id": "chorale", "source": "bach/bwv66.6", "source_type": "corpus"}
+            )
+            assert not imported.is_error, _text(imported)
+            assert imported.structured_content["measures"] == 10
+            assert imported.structured_content["notes"] == 165
+
+            key = await session.call_tool("key_analysis", {"score_id": "chorale"})
+            assert key.structured_content["key"] == "F# minor"
+            assert json.loads(_text(key))["key"] == "F# minor"  # the same result as text for the model
+
+    anyio.run(conversation)
+
+
+def test_notation_and_binary_exports_come_back_as_content(live_site: str, alice: Any, token_for: Any) -> None:
+    token = token_for(alice)
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, token) as session:
+            await session.call_tool("import_score", {"score_id": "c", "source": "bach/bwv66.6"})
+            rendered = await session.call_tool("render_score", {"score_id": "c", "measure_end": 2})
+            assert not rendered.is_error, _text(rendered)
+            images = [c for c in rendered.content if c.type == "image"]
+            assert images and images[0].mime_type == "image/svg+xml"
+            svg = base64.b64decode(images[0].data).decode()
+            assert svg.lstrip().startswith("<svg") or "<svg" in svg[:300]
+            assert 'class="note"' in svg
+
+            midi = await session.call_tool("export_score", {"score_id": "c", "format": "midi"})
+            assert midi.structured_content["media_type"] == "audio/midi"
+            assert base64.b64decode(midi.structured_content["content"]).startswith(b"MThd")
+
+    anyio.run(conversation)
+
+
+def test_scores_are_resources_of_their_owner(live_site: str, alice: Any, bob: Any, token_for: Any) -> None:
+    alice_token, bob_token = token_for(alice), token_for(bob)
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, alice_token) as session:
+            await session.call_tool("import_score", {"score_id": "chorale", "source": "bach/bwv66.6"})
+            listed = await session.list_resources()
+            assert [str(r.uri) for r in listed.resources] == ["score://chorale"]
+            read = await session.read_resource("score://chorale")
+            assert "<score-partwise" in read.contents[0].text
+        async with mcp_session(live_site, bob_token) as session:
+            assert (await session.list_resources()).resources == []
+            with pytest.raises(Exception, match="not_found"):
+                await session.read_resource("score://chorale")
+
+    anyio.run(conversation)
+
+
+def test_a_read_only_token_cannot_import_and_is_told_which_scope(live_site: str, alice: Any, token_for: Any) -> None:
+    token = token_for(alice, scopes.READ)
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, token) as session:
+            result = await session.call_tool("import_score", {"score_id": "x", "source": "bach/bwv66.6"})
+            assert result.is_error
+            assert "music21:write" in _text(result)
+            assert result.structured_content["error"] == "insufficient_scope"
+            assert (await session.list_resources()).resources == []
+
+    anyio.run(conversation)
+
+
+def test_bob_cannot_reach_alices_scores_even_by_guessing_ids(
+    live_site: str, alice: Any, bob: Any, token_for: Any
+) -> None:
+    alice_token, bob_token = token_for(alice), token_for(bob)
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, alice_token) as session:
+            await session.call_tool("import_score", {"score_id": "chorale", "source": "bach/bwv66.6"})
+        async with mcp_session(live_site, bob_token) as session:
+            for tool, extra in [
+                ("score_info", {}),
+                ("export_score", {"format": "musicxml"}),
+                ("render_score", {}),
+                ("key_analysis", {}),
+                ("delete_score", {}),
+            ]:
+                result = await session.call_tool(tool, {"score_id": "chorale", **extra})
+                assert result.is_error
+                assert result.structured_content["error"] == "not_found", tool
+        async with mcp_session(live_site, alice_token) as session:
+            still_there = await session.call_tool("score_info", {"score_id": "chorale"})
+            assert still_there.structured_content["notes"] == 165
+
+    anyio.run(conversation)
+
+
+def test_a_revoked_token_stops_working_at_once(live_site: str, alice: Any, token_for: Any) -> None:
+    token = token_for(alice)
+
+    async def first() -> None:
+        async with mcp_session(live_site, token) as session:
+            assert not (await session.call_tool("list_scores", {})).is_error
+
+    anyio.run(first)
+    AccessToken.objects.get(token_checksum=hashlib.sha256(token.encode()).hexdigest()).revoke()
+    response = httpx.post(
+        f"{live_site}/mcp", json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}")
+    )
+    assert response.status_code == 401
+
+
+def test_an_expired_token_is_refused(live_site: str, alice: Any, token_for: Any) -> None:
+    token = token_for(alice, expires_in=-5)
+    response = httpx.post(
+        f"{live_site}/mcp", json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}")
+    )
+    assert response.status_code == 401

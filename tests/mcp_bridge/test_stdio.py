@@ -1,0 +1,61 @@
+"""The same conversation over stdio, with the SDK's stdio client starting `manage.py mcp_stdio`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import anyio
+import pytest
+from django.conf import settings
+from django.db import connection
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from apps.tools.registry import TOOLS
+
+
+def _database_url() -> str:
+    """The URL of the test database this test runs on, for the server subprocess."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        if connection.is_in_memory_db():
+            pytest.fail("the stdio test needs a file-based SQLite test database (see DATABASES TEST NAME)")
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stdio_serves_the_same_tools_as_the_named_user(alice: Any) -> None:
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["manage.py", "mcp_stdio", "--user", "alice"],
+        env={**os.environ, "DATABASE_URL": _database_url()},
+        cwd=str(settings.BASE_DIR),
+    )
+
+    async def conversation() -> None:
+        async with (
+            stdio_client(server) as (read_stream, write_stream),
+            ClientSession(read_stream, write_stream) as session,
+        ):
+            await session.initialize()
+            assert {t.name for t in (await session.list_tools()).tools} == set(TOOLS)
+            imported = await session.call_tool(
+                "import_score", {"score_id": "chorale", "source": "bach/bwv66.6", "source_type": "corpus"}
+            )
+            assert not imported.is_error
+            key = await session.call_tool("key_analysis", {"score_id": "chorale"})
+            assert key.structured_content["key"] == "F# minor"
+
+    anyio.run(conversation)
+    assert alice.scores.get(score_id="chorale").notes_count == 165  # stored for alice, in the same database
+
+
+def test_stdio_refuses_an_unknown_user(db: None) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="No active user 'nobody'"):
+        call_command("mcp_stdio", user="nobody")

@@ -1,0 +1,298 @@
+"""The OAuth 2.1 provider over real HTTP: discovery, registration, PKCE, refresh rotation, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import httpx2
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+from oauth2_provider.models import AccessToken, Application
+
+from apps.security.services import client_disable, token_verify
+from tests.security.oauth_flow import REDIRECT_URI, Browser, exchange, full_flow, pkce_pair, register
+
+
+def _verify(base_url: str, raw: str) -> Any:
+    return token_verify(raw_token=raw, resource=f"{base_url}/mcp")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    cache.clear()
+
+
+# --- Discovery --------------------------------------------------------------------------------------------------
+
+
+def test_authorization_server_metadata_names_every_endpoint(live_site: str) -> None:
+    response = httpx2.get(f"{live_site}/.well-known/oauth-authorization-server")
+    assert response.status_code == 200
+    meta = response.json()
+    assert meta["issuer"] == live_site
+    assert meta["authorization_endpoint"] == f"{live_site}/o/authorize/"
+    assert meta["token_endpoint"] == f"{live_site}/o/token/"
+    assert meta["registration_endpoint"] == f"{live_site}/o/register/"
+    assert meta["revocation_endpoint"] == f"{live_site}/o/revoke_token/"
+    assert meta["introspection_endpoint"] == f"{live_site}/o/introspect/"
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert meta["response_types_supported"] == ["code"]
+    assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
+    assert meta["scopes_supported"] == ["music21:admin", "music21:read", "music21:write"]
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize("path", ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"])
+def test_protected_resource_metadata_points_at_this_server(live_site: str, path: str) -> None:
+    meta = httpx2.get(f"{live_site}{path}").json()
+    assert meta["resource"] == f"{live_site}/mcp"
+    assert meta["authorization_servers"] == [live_site]
+    assert meta["bearer_methods_supported"] == ["header"]
+    assert "music21:read" in meta["scopes_supported"]
+
+
+# --- Registration -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error", "named"),
+    [
+        ({"redirect_uris": ["http://evil.example/cb"]}, "invalid_redirect_uri", "http://evil.example/cb"),
+        ({"redirect_uris": ["https://app.example/cb#frag"]}, "invalid_redirect_uri", "fragment"),
+        ({"redirect_uris": ["ftp://app.example/cb"]}, "invalid_redirect_uri", "https"),
+        ({"redirect_uris": []}, "invalid_client_metadata", "redirect_uris is required"),
+        ({"grant_types": ["implicit"]}, "invalid_client_metadata", "implicit"),
+        ({"grant_types": ["password"]}, "invalid_client_metadata", "password"),
+        ({"response_types": ["token"]}, "invalid_client_metadata", "response type"),
+    ],
+)
+def test_bad_registrations_are_refused_with_the_reason(
+    live_site: str, metadata: dict[str, Any], error: str, named: str
+) -> None:
+    body = {"client_name": "x", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none", **metadata}
+    response = httpx2.post(f"{live_site}/o/register/", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+    assert named in response.json()["error_description"]
+    assert not Application.objects.filter(name="x").exists()
+
+
+def test_a_registered_client_appears_for_administrators(live_site: str) -> None:
+    client = register(live_site, client_name="Claude test")
+    application = Application.objects.get(client_id=client["client_id"])
+    assert application.name == "Claude test"
+    assert application.client_type == "public"
+    assert application.policy.registration_ip == "127.0.0.1"
+    assert client["redirect_uris"] == [REDIRECT_URI]
+
+
+def test_registration_is_rate_limited_per_address(live_site: str, settings: Any) -> None:
+    settings.OAUTH_REGISTRATIONS_PER_HOUR = 2
+    register(live_site)
+    register(live_site)
+    response = httpx2.post(
+        f"{live_site}/o/register/", json={"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
+    )
+    assert response.status_code == 429
+    assert 0 < int(response.headers["Retry-After"]) <= 3600
+
+
+def test_a_confidential_client_gets_a_secret_that_works_for_client_credentials(live_site: str) -> None:
+    client = register(
+        live_site,
+        grant_types=["client_credentials"],
+        token_endpoint_auth_method="client_secret_basic",
+        redirect_uris=[],
+    )
+    assert client["client_secret"]
+    token = httpx2.post(
+        f"{live_site}/o/token/",
+        data={"grant_type": "client_credentials", "scope": "music21:read"},
+        auth=(client["client_id"], client["client_secret"]),
+    )
+    assert token.status_code == 200, token.text
+    verified = _verify(live_site, token.json()["access_token"])
+    assert verified is not None and verified.user_id is None  # a token for the client itself, no user
+    wrong = httpx2.post(
+        f"{live_site}/o/token/", data={"grant_type": "client_credentials"}, auth=(client["client_id"], "nope")
+    )
+    assert wrong.status_code == 401
+
+
+# --- The authorization-code flow --------------------------------------------------------------------------------
+
+
+def test_the_full_flow_gives_a_token_for_the_user_and_scopes(live_site: str, alice: Any) -> None:
+    tokens = full_flow(live_site)
+    verified = _verify(live_site, tokens["access_token"])
+    assert verified is not None
+    assert verified.user_id == alice.pk
+    assert verified.scopes == {"music21:read", "music21:write"}
+    assert verified.resource == f"{live_site}/mcp"
+    assert tokens["token_type"] == "Bearer"
+    assert 3500 <= tokens["expires_in"] <= 3600
+
+
+def test_the_consent_page_names_the_client_and_explains_the_scopes(live_site: str, alice: Any) -> None:
+    client = register(live_site, client_name="Helpful Assistant")
+    page = Browser.logged_in(live_site, "alice").authorize_page(client["client_id"], pkce_pair()[1])
+    assert page.status_code == 200
+    assert "Helpful Assistant" in page.text
+    assert "See your scores and run analyses" in page.text
+    assert "Import new scores" in page.text
+    assert 'href="/static/css/site.css"' in page.text
+
+
+def test_denying_consent_sends_the_client_an_access_denied(live_site: str, alice: Any) -> None:
+    client = register(live_site)
+    browser = Browser.logged_in(live_site, "alice")
+    query = browser.consent(browser.authorize_page(client["client_id"], pkce_pair()[1]), allow=False)
+    assert query["error"] == ["access_denied"]
+    assert "code" not in query
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"code_challenge": "x" * 43, "code_challenge_method": "plain"}, {}],
+    ids=["plain", "missing"],
+)
+def test_pkce_plain_or_missing_is_refused(live_site: str, alice: Any, extra: dict[str, str]) -> None:
+    client = register(live_site)
+    browser = Browser.logged_in(live_site, "alice")
+    page = browser.authorize_page(client["client_id"], None, **extra)
+    location = page.headers.get("location", "")
+    assert page.status_code >= 400 or "cannot be authorised" in page.text or "error=" in location
+    assert "code=" not in location
+    assert not AccessToken.objects.filter(user=alice).exists()
+
+
+def test_a_wrong_verifier_is_refused(live_site: str, alice: Any) -> None:
+    client = register(live_site)
+    _, challenge = pkce_pair()
+    browser = Browser.logged_in(live_site, "alice")
+    code = browser.consent(browser.authorize_page(client["client_id"], challenge))["code"][0]
+    response = exchange(live_site, client["client_id"], code, pkce_pair()[0])
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_a_code_used_twice_is_refused_and_its_tokens_revoked(live_site: str, alice: Any) -> None:
+    tokens = full_flow(live_site)
+    assert _verify(live_site, tokens["access_token"]) is not None
+    again = exchange(live_site, tokens["client_id"], tokens["code"], tokens["verifier"])
+    assert again.status_code == 400
+    assert _verify(live_site, tokens["access_token"]) is None
+    refresh = httpx2.post(
+        f"{live_site}/o/token/",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": tokens["client_id"],
+        },
+    )
+    assert refresh.status_code == 400
+
+
+def test_refresh_rotates_and_a_used_refresh_token_is_refused(live_site: str, alice: Any) -> None:
+    tokens = full_flow(live_site)
+
+    def refresh(token: str) -> httpx2.Response:
+        return httpx2.post(
+            f"{live_site}/o/token/",
+            data={"grant_type": "refresh_token", "refresh_token": token, "client_id": tokens["client_id"]},
+        )
+
+    first = refresh(tokens["refresh_token"])
+    assert first.status_code == 200, first.text
+    assert first.json()["refresh_token"] != tokens["refresh_token"]
+    assert _verify(live_site, first.json()["access_token"]) is not None
+    replay = refresh(tokens["refresh_token"])
+    assert replay.status_code == 400
+    # Reuse of a rotated token revokes the family: the newer tokens stop working too.
+    assert _verify(live_site, first.json()["access_token"]) is None
+
+
+def test_a_redirect_uri_mismatch_is_refused(live_site: str, alice: Any) -> None:
+    client = register(live_site)
+    browser = Browser.logged_in(live_site, "alice")
+    page = browser.authorize_page(client["client_id"], pkce_pair()[1], redirect_uri="http://127.0.0.1:9/other")
+    assert page.status_code == 400 or "cannot be authorised" in page.text
+    assert "location" not in page.headers
+
+
+def test_the_password_grant_is_refused(live_site: str, alice: Any) -> None:
+    client = register(live_site)
+    response = httpx2.post(
+        f"{live_site}/o/token/",
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "client_id": client["client_id"],
+        },
+    )
+    assert response.status_code in (400, 401)
+    assert not AccessToken.objects.filter(user=alice).exists()
+
+
+def test_a_token_for_another_resource_cannot_be_obtained(live_site: str, alice: Any) -> None:
+    client = register(live_site)
+    _, challenge = pkce_pair()
+    browser = Browser.logged_in(live_site, "alice")
+    page = browser.authorize_page(client["client_id"], challenge, resource="https://evil.example/mcp")
+    assert page.status_code == 400
+    assert "invalid_target" in page.text and "https://evil.example/mcp" in page.text
+
+
+def test_a_token_recorded_for_another_resource_is_refused(live_site: str, alice: Any) -> None:
+    tokens = full_flow(live_site)
+    row = AccessToken.objects.get(token_checksum=hashlib.sha256(tokens["access_token"].encode()).hexdigest())
+    row.resource = ["https://other.example/mcp"]
+    row.save()
+    assert _verify(live_site, tokens["access_token"]) is None
+
+
+def test_an_expired_token_is_refused(live_site: str, alice: Any) -> None:
+    tokens = full_flow(live_site)
+    AccessToken.objects.filter(user=alice).update(expires=timezone.now() - timedelta(seconds=1))
+    assert _verify(live_site, tokens["access_token"]) is None
+
+
+def test_a_revoked_token_is_refused(live_site: str, alice: Any) -> None:
+    tokens = full_flow(live_site)
+    response = httpx2.post(
+        f"{live_site}/o/revoke_token/",
+        data={"token": tokens["access_token"], "client_id": tokens["client_id"]},
+    )
+    assert response.status_code == 200
+    assert _verify(live_site, tokens["access_token"]) is None
+
+
+def test_a_disabled_client_loses_its_tokens_and_cannot_get_new_ones(live_site: str, alice: Any) -> None:
+    tokens = full_flow(live_site)
+    client_disable(application=Application.objects.get(client_id=tokens["client_id"]), reason="test")
+    assert _verify(live_site, tokens["access_token"]) is None
+    browser = Browser.logged_in(live_site, "alice")
+    page = browser.authorize_page(tokens["client_id"], pkce_pair()[1])
+    assert page.status_code == 400 or "cannot be authorised" in page.text
+
+
+def test_introspection_for_a_confidential_client(live_site: str, alice: Any) -> None:
+    tokens = full_flow(live_site)
+    resource_server = register(
+        live_site,
+        grant_types=["client_credentials"],
+        token_endpoint_auth_method="client_secret_basic",
+        redirect_uris=[],
+    )
+    response = httpx2.post(
+        f"{live_site}/o/introspect/",
+        data={"token": tokens["access_token"]},
+        auth=(resource_server["client_id"], resource_server["client_secret"]),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["active"] is True
+    assert response.json()["username"] == "alice"
