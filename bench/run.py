@@ -20,10 +20,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=30, help="timed calls per benchmark and side")
     args = parser.parse_args()
     setup_django()
-    from bench import overhead
+    from bench import mcp_roundtrip, overhead
 
     started = time.perf_counter()
     rows = overhead.run(repeat=args.repeat)
+    rows += mcp_roundtrip.run(repeat=args.repeat)
     print(table(rows))
     elapsed = time.perf_counter() - started
     print(f"\n(total {elapsed:.1f} s; ratio = platform / direct music21, same process, same score)")

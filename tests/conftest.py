@@ -1,15 +1,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import uvicorn
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, set_token_value
@@ -103,3 +108,41 @@ def token_for(transactional_db: None) -> Any:
         return raw
 
     return issue
+
+
+@pytest.fixture(scope="session")
+def celery_worker() -> Iterator[None]:
+    """A real Celery worker process when a broker is configured; without one the chunks run in process."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        yield None
+        return
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "music21_platform",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "music21_platform.settings"},
+    )
+    from music21_platform.celery import app
+
+    try:
+        for _ in range(120):
+            if app.control.ping(timeout=0.5):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the Celery worker did not start")
+        yield None
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

@@ -12,7 +12,7 @@ from apps.security import views
 oauth_patterns = (
     [
         path("authorize/", views.AuthorizationView.as_view(), name="authorize"),
-        path("token/", oauth2_views.TokenView.as_view(), name="token"),
+        path("token/", views.TokenView.as_view(), name="token"),
         path("revoke_token/", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
         path("introspect/", oauth2_views.IntrospectTokenView.as_view(), name="introspect"),
         path("register/", views.ClientRegistrationView.as_view(), name="dcr-register"),

@@ -23,6 +23,9 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
 def accepted_resources() -> set[str]:
     return {f"{settings.PUBLIC_URL}/mcp", settings.PUBLIC_URL, f"{settings.PUBLIC_URL}/"}
 

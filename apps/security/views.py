@@ -20,9 +20,8 @@ from oauth2_provider.models import Application
 from oauth2_provider.views import DynamicClientRegistrationView
 
 from apps.security.models import ClientPolicy
-from apps.security.validators import accepted_resources
+from apps.security.validators import LOOPBACK_HOSTS, accepted_resources
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 REGISTRATION_WINDOW_SECONDS = 3600
 
 
@@ -159,3 +158,30 @@ class AuthorizationView(oauth2_views.AuthorizationView):
         descriptions = context.get("scopes_descriptions") or []
         context["scopes_with_descriptions"] = list(zip(scopes, descriptions, strict=False))
         return context
+
+
+def _loopback_origin(request: HttpRequest) -> str | None:
+    origin = request.headers.get("Origin", "")
+    return origin if origin and urlsplit(origin).hostname in LOOPBACK_HOSTS else None
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class TokenView(oauth2_views.TokenView):
+    """DOT's token endpoint. Browser-based tools on this machine (the MCP Inspector on localhost) may read its
+    answers: oauthlib allows CORS only for https origins, and a local tool's page is plain http."""
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = HttpResponse(status=204)
+        origin = _loopback_origin(request)
+        if origin:
+            response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+            response["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
+        return response
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        origin = _loopback_origin(request)
+        if origin and "Access-Control-Allow-Origin" not in response:
+            response["Access-Control-Allow-Origin"] = origin
+        return response

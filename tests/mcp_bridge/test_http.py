@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from typing import Any
 
 import anyio
@@ -168,3 +169,59 @@ def test_an_expired_token_is_refused(live_site: str, alice: Any, token_for: Any)
         f"{live_site}/mcp", json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}")
     )
     assert response.status_code == 401
+
+
+def test_a_corpus_job_reports_progress_as_it_goes(
+    live_site: str, alice: Any, token_for: Any, celery_worker: None
+) -> None:
+    token = token_for(alice, scopes.READ)
+    progress: list[tuple[float, float | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total))
+
+    async def conversation() -> Any:
+        async with mcp_session(live_site, token) as session:
+            return await session.call_tool(
+                "analyze_corpus", {"path_pattern": "bach/bwv6*", "analysis": "key"}, progress_callback=on_progress
+            )
+
+    result = anyio.run(conversation)
+    assert not result.is_error, _text(result)
+    works = result.structured_content["summary"]["works"]
+    assert works > 8
+    assert len(progress) >= 3  # the start, at least one chunk, the end
+    assert progress[0][0] == 0 and progress[-1] == (works, works)
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+
+
+def test_closing_the_call_stops_the_corpus_job(
+    live_site: str, alice: Any, token_for: Any, settings: Any, monkeypatch: Any
+) -> None:
+    # Chunks run in this process here (eager), so the test can count them; with workers the same flag revokes
+    # the queued tasks instead.
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    from apps.tools.services import corpus
+
+    chunks_run: list[int] = []
+    original = corpus.corpus_analyze_works
+
+    def slow_chunk(paths: list[str], analysis: str) -> list[dict[str, Any]]:
+        chunks_run.append(len(paths))
+        time.sleep(0.3)
+        return original(paths, analysis)
+
+    monkeypatch.setattr("apps.tools.tasks.corpus_analyze_works", slow_chunk)
+    token = token_for(alice, scopes.READ)
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, token) as session:
+            with anyio.move_on_after(1.0):
+                await session.call_tool("analyze_corpus", {"composer": "bach", "limit": 200})
+
+    anyio.run(conversation)
+    time.sleep(1.5)  # time for the worker thread to notice at its next chunk
+    stopped_at = len(chunks_run)
+    time.sleep(1.0)
+    assert len(chunks_run) == stopped_at  # nothing more runs
+    assert stopped_at < 200 / 8  # far from the 25 chunks of the whole job

@@ -296,3 +296,23 @@ def test_introspection_for_a_confidential_client(live_site: str, alice: Any) -> 
     assert response.status_code == 200, response.text
     assert response.json()["active"] is True
     assert response.json()["username"] == "alice"
+
+
+def test_a_browser_tool_on_localhost_may_read_the_token_response(live_site: str, alice: Any) -> None:
+    client = register(live_site)
+    verifier, challenge = pkce_pair()
+    browser = Browser.logged_in(live_site, "alice")
+    code = browser.consent(browser.authorize_page(client["client_id"], challenge))["code"][0]
+    response = httpx2.post(
+        f"{live_site}/o/token/",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "client_id": client["client_id"],
+            "code_verifier": verifier,
+        },
+        headers={"Origin": "http://localhost:6274"},  # the MCP Inspector's page
+    )
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:6274"

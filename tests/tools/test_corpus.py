@@ -2,58 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings
 from music21 import corpus
 
 from apps.tools.errors import InvalidArguments
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.services.corpus import CHUNK_SIZE, Cancelled
-
-
-@pytest.fixture(scope="module")
-def celery_worker() -> Iterator[None]:
-    """A real Celery worker process when a broker is configured; without one the chunks run in process."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        yield None
-        return
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "music21_platform",
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "music21_platform.settings"},
-    )
-    from music21_platform.celery import app
-
-    try:
-        for _ in range(120):
-            if app.control.ping(timeout=0.5):
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the Celery worker did not start")
-        yield None
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
 
 
 def test_every_work_gets_the_key_music21_finds(celery_worker: None, alice: Any, call: Any) -> None:
