@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -19,15 +20,35 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, set_token_value
 
-from apps.security import scopes
+from apps.security import guards, scopes
 from apps.security.oauth_settings import oauth2_provider_settings
-from apps.tools.invocation import Caller, invoke_tool
+from apps.tools.invocation import Caller, invoke_tool, runner_shutdown
 from apps.tools.services.cache import parsed_scores
 
 
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    # Tools run in worker threads (the timeout guard), which have their own database connections: every test's
+    # data must be committed to be seen, so every database test is transactional.
+    for item in items:
+        item.add_marker(pytest.mark.django_db(transaction=True))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tool_threads_end_with_the_session() -> Iterator[None]:
+    yield
+    runner_shutdown()  # their database connections would otherwise keep the test database from being dropped
+
+
 @pytest.fixture(autouse=True)
-def _fresh_parsed_score_cache() -> None:
+def _fresh_guards(settings: Any) -> None:
+    """Each test starts with an empty parsed-score cache, its own guard namespace in Redis (xdist workers share
+    one Redis), generous rate limits, and closed breakers."""
     parsed_scores.clear()
+    settings.GUARD_NAMESPACE = f"m21-test-{uuid.uuid4().hex[:12]}"
+    settings.RATE_LIMIT_PER_MINUTE = 100_000
+    settings.RATE_LIMIT_BURST = 100_000
+    guards.rate_limits_reset()
+    guards.breakers_forget()
 
 
 @pytest.fixture

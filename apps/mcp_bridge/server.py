@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import mcp_types as types
 from django.db import close_old_connections
 from mcp.server.context import ServerRequestContext
@@ -106,6 +107,9 @@ def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, in
     if token is None:
         return None
 
+    # The report comes from whichever thread runs the tool: hand it back to this event loop explicitly.
+    loop = anyio.lowlevel.current_token()
+
     def report(done: int, total: int, message: str) -> None:
         with contextlib.suppress(Exception):  # progress is best effort; the call goes on if the client went away
             anyio.from_thread.run(
@@ -116,7 +120,8 @@ def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, in
                     total=total,
                     message=message,
                     related_request_id=None if ctx.request_id is None else str(ctx.request_id),
-                )
+                ),
+                token=loop,
             )
 
     return report

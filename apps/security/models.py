@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from oauth2_provider.models import Application
 
@@ -38,3 +39,59 @@ class ConsumedAuthorizationCode(models.Model):
 
     def __str__(self) -> str:
         return f"code {self.code_sha256[:8]}… of {self.application_id}"
+
+
+class SecurityEvent(models.Model):
+    """Something security-relevant happened: a refused token, a scope violation, hostile input, a block."""
+
+    class Kind(models.TextChoices):
+        AUTH_FAILURE = "auth_failure", "authentication failure"
+        LOGIN_FAILURE = "login_failure", "failed login"
+        SCOPE_VIOLATION = "scope_violation", "missing scope"
+        CROSS_TENANT = "cross_tenant", "another user's score"
+        RATE_LIMIT = "rate_limit", "rate limit hit"
+        HOSTILE_INPUT = "hostile_input", "hostile input"
+        BLOCKED = "blocked", "address or client blocked"
+
+    class Severity(models.TextChoices):
+        INFO = "info"
+        WARNING = "warning"
+        HIGH = "high"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.WARNING)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    client_id = models.CharField(max_length=100, blank=True, db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["ip", "created_at"]), models.Index(fields=["kind", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.severity}) at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Block(models.Model):
+    """An address or client refused until `until`, after too many security events in a window."""
+
+    class Target(models.TextChoices):
+        IP = "ip", "IP address"
+        CLIENT = "client", "OAuth client"
+
+    target = models.CharField(max_length=8, choices=Target.choices)
+    value = models.CharField(max_length=100)
+    reason = models.CharField(max_length=200)
+    until = models.DateTimeField(db_index=True)
+    lifted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["target", "value", "until"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_target_display()} {self.value} until {self.until:%Y-%m-%d %H:%M}"

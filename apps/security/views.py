@@ -60,7 +60,7 @@ def client_ip(request: HttpRequest) -> str:
 def _registration_allowed(ip: str) -> int | None:
     """None when this IP may register another client; else the seconds until it may."""
     window = int(time.time() // REGISTRATION_WINDOW_SECONDS)
-    key = f"oauth-registrations:{ip}:{window}"
+    key = f"{settings.GUARD_NAMESPACE}:oauth-registrations:{ip}:{window}"
     cache.add(key, 0, REGISTRATION_WINDOW_SECONDS)
     try:
         count = cache.incr(key)

@@ -249,7 +249,7 @@ class CorpusArgs(ToolArguments):
         return self
 
 
-@tool("analyze_corpus", arguments=CorpusArgs, scope=READ, group="music_analysis")
+@tool("analyze_corpus", arguments=CorpusArgs, scope=READ, group="music_analysis", timeout_setting="CORPUS_JOB_TIMEOUT")
 def analyze_corpus(caller: Caller, args: CorpusArgs) -> dict[str, Any]:
     """Analyse many works of the bundled music21 corpus (a composer, or a path pattern) as a background job on
     the Celery workers, with progress notifications; cancel the call to stop it. Returns each work's result."""

@@ -75,3 +75,35 @@ class InsufficientScope(ApplicationError):
             extra={"required_scope": scope},
         )
         self.scope = scope
+
+
+# --- Refusals by the guards of the invocation path ------------------------------------------------------------
+
+
+class RateLimited(ApplicationError):
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, extra={"retry_after": round(retry_after, 1)})
+        self.retry_after = retry_after
+
+
+class Blocked(ApplicationError):
+    code = "blocked"
+    http_status = 403
+
+
+class Busy(ApplicationError):
+    code = "busy"
+    http_status = 503
+
+
+class CircuitOpen(ApplicationError):
+    code = "circuit_open"
+    http_status = 503
+
+
+class TimedOut(ApplicationError):
+    code = "timeout"
+    http_status = 504

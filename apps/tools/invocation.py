@@ -10,16 +10,29 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.db import close_old_connections
 from pydantic import ValidationError
 
-from apps.security import scopes
-from apps.tools.errors import ApplicationError, InsufficientScope, InvalidArguments, UnknownTool
+from apps.security import events, guards, metrics, scopes
+from apps.tools.errors import (
+    ApplicationError,
+    InsufficientScope,
+    InvalidArguments,
+    NotFound,
+    RateLimited,
+    RejectedInput,
+    TimedOut,
+    UnknownTool,
+)
 from apps.tools.registry import TOOLS, Tool
 
 if TYPE_CHECKING:
@@ -62,13 +75,76 @@ def get_tool(name: str) -> Tool:
 
 
 def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) -> dict[str, Any]:
-    """Run tool `name` with `arguments` as `caller` and return its JSON-serialisable result."""
+    """Run tool `name` with `arguments` as `caller` and return its JSON-serialisable result.
+
+    The guards, in order: block list -> scope -> arguments -> rate limit -> bulkhead -> circuit breaker ->
+    timeout -> run; every outcome is counted, and refusals that matter to security are recorded as events.
+    """
     tool = get_tool(name)
-    if not scopes.has_scope(caller.scopes, tool.scope):
-        raise InsufficientScope(tool.scope or "", tool.name)
-    parsed = validate_arguments(tool, arguments)
+    started = time.perf_counter()
+    status = "error"
     try:
-        result = tool.function(caller, parsed)
+        events.block_check(ip=caller.ip, client_id=caller.client_id)
+        if not scopes.has_scope(caller.scopes, tool.scope):
+            raise InsufficientScope(tool.scope or "", tool.name)
+        parsed = validate_arguments(tool, arguments)
+        guards.rate_limit_check(group=tool.group, user_id=caller.user.pk, client_id=caller.client_id)
+        with guards.bulkhead(tool.group):
+            result = guards.call_through_breaker(tool.group, _run_with_timeout, tool, caller, parsed)
+        status = "success"
+        return {"status": "success", **result}
+    except ApplicationError as error:
+        status = error.code
+        _record_security_event(error, tool, caller, arguments)
+        raise
+    finally:
+        metrics.REQUESTS.labels(tool=tool.name, status=status).inc()
+        metrics.REQUEST_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
+
+
+_runner: ThreadPoolExecutor | None = None
+_runner_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _runner
+    with _runner_lock:
+        if _runner is None:
+            # Sized past the bulkhead so that the bulkhead, not the pool, is what refuses excess calls.
+            _runner = ThreadPoolExecutor(max_workers=settings.MAX_CONCURRENT_REQUESTS + 4, thread_name_prefix="tool")
+        return _runner
+
+
+def runner_shutdown() -> None:
+    """Stop the tool threads (and so close their database connections): at process exit, and in tests."""
+    global _runner
+    with _runner_lock:
+        if _runner is not None:
+            _runner.shutdown(wait=True, cancel_futures=True)
+            _runner = None
+
+
+def _run_with_timeout(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
+    """Answer within REQUEST_TIMEOUT whatever the tool does. Past it the caller gets a timeout error at once and
+    `caller.cancelled` is set, so tools that work in steps (analyze_corpus) stop at the next one; the bulkhead
+    slot stays taken until the work ends, so runaway work can never exceed its compartment."""
+    limit = float(getattr(settings, tool.timeout_setting))
+    future = _pool().submit(_run, tool, caller, parsed)
+    try:
+        return future.result(timeout=limit)
+    except FutureTimeout:
+        caller.cancelled.set()
+        raise TimedOut(
+            f"The tool {tool.name!r} did not finish within {limit:g} s ({tool.timeout_setting}); try a smaller "
+            "score, a measure range or fewer works."
+        ) from None
+
+
+def _run(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
+    close_old_connections()
+    started = time.perf_counter()
+    try:
+        return tool.function(caller, parsed)
     except ApplicationError:
         raise
     except Exception as exc:
@@ -77,7 +153,27 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
             f"The tool {tool.name!r} failed unexpectedly; the error was logged under request id {caller.request_id}.",
             extra={"request_id": caller.request_id},
         ) from exc
-    return {"status": "success", **result}
+    finally:
+        metrics.ANALYSIS_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
+        close_old_connections()
+
+
+def _record_security_event(error: ApplicationError, tool: Tool, caller: Caller, arguments: Any) -> None:
+    who = {"user": caller.user, "client_id": caller.client_id, "ip": caller.ip}
+    if isinstance(error, InsufficientScope):
+        events.security_event_record(kind="scope_violation", tool=tool.name, required=tool.scope, **who)
+    elif isinstance(error, RejectedInput):
+        events.security_event_record(
+            kind="hostile_input", input_kind=error.kind, tool=tool.name, message=str(error)[:200], **who
+        )
+    elif isinstance(error, RateLimited):
+        events.security_event_record(kind="rate_limit", severity="info", tool=tool.name, group=tool.group, **who)
+    elif isinstance(error, NotFound) and isinstance(arguments, dict) and isinstance(arguments.get("score_id"), str):
+        from apps.tools.models import Score
+
+        others = Score.objects.filter(score_id=arguments["score_id"]).exclude(owner=caller.user)
+        if others.exists():
+            events.security_event_record(kind="cross_tenant", tool=tool.name, score_id=arguments["score_id"], **who)
 
 
 def validate_arguments(tool: Tool, arguments: dict[str, Any] | None) -> Any:

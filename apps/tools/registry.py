@@ -39,13 +39,21 @@ class Tool:
     group: str
     function: ToolFunction
     input_schema: dict[str, Any] = field(default_factory=dict)
+    # The setting that bounds a call's time (REQUEST_TIMEOUT). Only background jobs that
+    # report progress and stop when cancelled (analyze_corpus) take longer.
+    timeout_setting: str = "REQUEST_TIMEOUT"
 
 
 TOOLS: dict[str, Tool] = {}
 
 
 def tool(
-    name: str, *, arguments: type[ToolArguments], scope: str | None, group: str
+    name: str,
+    *,
+    arguments: type[ToolArguments],
+    scope: str | None,
+    group: str,
+    timeout_setting: str = "REQUEST_TIMEOUT",
 ) -> Callable[[ToolFunction], ToolFunction]:
     """Declare the decorated function as the tool `name`; its docstring is the description clients see."""
     if group not in GROUPS:
@@ -62,6 +70,7 @@ def tool(
             group=group,
             function=function,
             input_schema=_schema(arguments),
+            timeout_setting=timeout_setting,
         )
         return function
 

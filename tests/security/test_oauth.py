@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
@@ -18,11 +17,6 @@ from tests.security.oauth_flow import REDIRECT_URI, Browser, exchange, full_flow
 
 def _verify(base_url: str, raw: str) -> Any:
     return token_verify(raw_token=raw, resource=f"{base_url}/mcp")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> None:
-    cache.clear()
 
 
 # --- Discovery --------------------------------------------------------------------------------------------------

@@ -1,0 +1,128 @@
+"""Security events: record them, count them, and block an address or client that produces too many.
+
+Recording never fails a call: if the database cannot take the event, it is logged instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from apps.security import metrics
+from apps.security.models import Block, SecurityEvent
+from apps.tools.errors import Blocked
+
+logger = logging.getLogger("apps.security.events")
+
+# Events that count toward a block: what an attacker produces, not what an honest client stumbles into.
+COUNTED = {
+    SecurityEvent.Kind.AUTH_FAILURE,
+    SecurityEvent.Kind.LOGIN_FAILURE,
+    SecurityEvent.Kind.SCOPE_VIOLATION,
+    SecurityEvent.Kind.CROSS_TENANT,
+    SecurityEvent.Kind.HOSTILE_INPUT,
+    SecurityEvent.Kind.RATE_LIMIT,
+}
+
+
+def security_event_record(
+    *,
+    kind: str,
+    severity: str = SecurityEvent.Severity.WARNING,
+    user: Any = None,
+    client_id: str | None = None,
+    ip: str | None = None,
+    **detail: Any,
+) -> None:
+    """Store one security event, count it, and block its source if it crossed the threshold."""
+    label = detail.get("input_kind", kind) if kind == SecurityEvent.Kind.HOSTILE_INPUT else kind
+    metrics.SECURITY_VIOLATIONS.labels(kind=label).inc()
+    try:
+        SecurityEvent.objects.create(
+            kind=kind,
+            severity=severity,
+            user=user if getattr(user, "pk", None) else None,
+            client_id=client_id or "",
+            ip=ip or None,
+            detail=detail,
+        )
+    except Exception:  # the event must not turn a refusal into a crash
+        logger.exception("could not store security event %s (%s)", kind, detail)
+    else:
+        logger.warning(
+            "security event %s user=%s client=%s ip=%s %s", kind, getattr(user, "pk", None), client_id, ip, detail
+        )
+    if kind in COUNTED:
+        for target, value in ((Block.Target.IP, ip), (Block.Target.CLIENT, client_id)):
+            if value:
+                _count_toward_block(target, value)
+
+
+def _count_toward_block(target: str, value: str) -> None:
+    window = settings.SECURITY_BLOCK_WINDOW
+    key = f"{settings.GUARD_NAMESPACE}:violations:{target}:{value}:{int(time.time() // window)}"
+    try:
+        cache.add(key, 0, window)
+        count = cache.incr(key)
+    except Exception:  # the cache is down: no block decision, the events are still stored
+        logger.exception("could not count a security event toward a block")
+        return
+    if count == settings.SECURITY_BLOCK_THRESHOLD:
+        until = timezone.now() + timedelta(seconds=settings.LOCKOUT_DURATION)
+        Block.objects.create(
+            target=target,
+            value=value,
+            reason=f"{count} security events within {window} s",
+            until=until,
+        )
+        cache.delete(f"m21:blocked:{target}:{value}")
+        metrics.SECURITY_VIOLATIONS.labels(kind="blocked").inc()
+        SecurityEvent.objects.create(
+            kind=SecurityEvent.Kind.BLOCKED,
+            severity=SecurityEvent.Severity.HIGH,
+            client_id=value if target == Block.Target.CLIENT else "",
+            ip=value if target == Block.Target.IP else None,
+            detail={"target": target, "until": until.isoformat(), "events": count},
+        )
+
+
+def _blocked_until(target: str, value: str) -> float:
+    """Unix time until which `value` is blocked (0 if not), cached briefly so the check costs no query."""
+    key = f"m21:blocked:{target}:{value}"
+    cached = cache.get(key)
+    if cached is None:
+        block = (
+            Block.objects.filter(target=target, value=value, lifted=False, until__gt=timezone.now())
+            .order_by("-until")
+            .first()
+        )
+        cached = block.until.timestamp() if block else 0.0
+        cache.set(key, cached, 10)
+    return float(cached)
+
+
+def block_check(*, ip: str | None, client_id: str | None) -> None:
+    """Refuse a blocked address or client, saying until when."""
+    for target, value in ((Block.Target.IP, ip), (Block.Target.CLIENT, client_id)):
+        if not value:
+            continue
+        until = _blocked_until(target, value)
+        if until > time.time():
+            metrics.BLOCKED.labels(reason="blocked").inc()
+            when = datetime.fromtimestamp(until, tz=UTC).strftime("%H:%M:%S UTC")
+            raise Blocked(
+                f"This {dict(Block.Target.choices)[target]} is blocked until {when} after repeated security violations."
+            )
+
+
+def block_lift(*, block: Block) -> None:
+    """Lift a block before it expires (an administrator's action)."""
+    block.lifted = True
+    block.save(update_fields=["lifted"])
+    cache.delete(f"m21:blocked:{block.target}:{block.value}")

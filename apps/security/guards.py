@@ -1,0 +1,226 @@
+"""The guards of the invocation path: rate limits, bulkheads and circuit breakers.
+
+State that must hold across processes and replicas (rate-limit buckets, breaker states) lives in Redis when
+`REDIS_URL` is set; if Redis cannot be reached, each guard falls back to this process's own state, logs it once,
+and goes back to Redis by itself when it answers again (see apps.security.redis).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pybreaker
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from apps.security import metrics
+from apps.security.redis import redis_failed, redis_recovered, shared_redis
+from apps.tools.errors import ApplicationError, Busy, CircuitOpen, RateLimited, TimedOut
+
+# --- Rate limits: a token bucket per (group, user) and per (group, client) ------------------------------------
+#
+# Hand-written because the libraries at hand count fixed windows (django-ratelimit), which cannot express
+# "RATE_LIMIT_PER_MINUTE sustained with bursts of RATE_LIMIT_BURST". The bucket is updated atomically in Redis by
+# this script, so every process and replica draws from the same bucket.
+
+_BUCKET_SCRIPT = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or capacity
+local at = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
+return {allowed, tostring(wait)}
+"""
+
+_local_buckets: dict[str, tuple[float, float]] = {}
+_local_lock = threading.Lock()
+
+
+def _bucket_parameters() -> tuple[float, float]:
+    capacity = float(max(1, settings.RATE_LIMIT_BURST))
+    rate = settings.RATE_LIMIT_PER_MINUTE / 60.0
+    return capacity, rate
+
+
+def _take_local(key: str, capacity: float, rate: float, now: float) -> float:
+    with _local_lock:
+        tokens, at = _local_buckets.get(key, (capacity, now))
+        tokens = min(capacity, tokens + max(0.0, now - at) * rate)
+        if tokens >= 1:
+            _local_buckets[key] = (tokens - 1, now)
+            return 0.0
+        _local_buckets[key] = (tokens, now)
+        return (1 - tokens) / rate
+
+
+def _take(key: str) -> float:
+    """Take a token from bucket `key`; 0 when allowed, else the seconds until a token is available."""
+    capacity, rate = _bucket_parameters()
+    now = time.time()
+    client = shared_redis()
+    if client is not None:
+        try:
+            allowed, wait = client.eval(_BUCKET_SCRIPT, 1, f"{settings.GUARD_NAMESPACE}:rl:{key}", capacity, rate, now)
+        except RedisError as exc:
+            redis_failed(exc)
+        else:
+            redis_recovered()
+            return 0.0 if int(allowed) else float(wait)
+    return _take_local(key, capacity, rate, now)
+
+
+def rate_limit_check(*, group: str, user_id: Any, client_id: str | None) -> None:
+    """Refuse the call with the time to wait when the user's or the client's bucket for this group is empty."""
+    keys = [f"{group}:user:{user_id}"] + ([f"{group}:client:{client_id}"] if client_id else [])
+    wait = max(_take(key) for key in keys)
+    if wait > 0:
+        metrics.BLOCKED.labels(reason="rate_limit").inc()
+        raise RateLimited(
+            f"Rate limit reached for {group} tools ({settings.RATE_LIMIT_PER_MINUTE} per minute, bursts of "
+            f"{settings.RATE_LIMIT_BURST}); retry in {wait:.1f} s.",
+            retry_after=wait,
+        )
+
+
+def rate_limits_reset() -> None:
+    """Forget this process's fallback buckets (tests, or an administrator lifting limits)."""
+    with _local_lock:
+        _local_buckets.clear()
+
+
+# --- Bulkheads: bounded concurrency per process ---------------------------------------------------------------
+
+BULKHEAD_WAIT_SECONDS = 2.0
+_semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_semaphores_lock = threading.Lock()
+
+
+def _semaphore(name: str, size: int) -> threading.BoundedSemaphore:
+    with _semaphores_lock:
+        key = (name, size)  # a changed setting (tests) gets a fresh semaphore
+        if key not in _semaphores:
+            _semaphores[key] = threading.BoundedSemaphore(size)
+        return _semaphores[key]
+
+
+@contextlib.contextmanager
+def bulkhead(group: str) -> Iterator[None]:
+    """At most MAX_CONCURRENT_REQUESTS calls in this process, and BH_MAX_CONCURRENT_ANALYSIS analyses; a call
+    beyond waits up to BULKHEAD_WAIT_SECONDS, then is refused as busy."""
+    compartments = [("all", settings.MAX_CONCURRENT_REQUESTS)]
+    if group == "music_analysis":
+        compartments.append(("music_analysis", settings.BH_MAX_CONCURRENT_ANALYSIS))
+    held: list[threading.BoundedSemaphore] = []
+    try:
+        for name, size in compartments:
+            semaphore = _semaphore(name, size)
+            if not semaphore.acquire(timeout=BULKHEAD_WAIT_SECONDS):
+                metrics.BLOCKED.labels(reason="busy").inc()
+                raise Busy(
+                    f"The server is busy ({size} {'analyses' if name != 'all' else 'calls'} in progress); "
+                    "try again in a few seconds."
+                )
+            held.append(semaphore)
+        metrics.CONCURRENT.inc()
+        try:
+            yield
+        finally:
+            metrics.CONCURRENT.dec()
+    finally:
+        for semaphore in reversed(held):
+            semaphore.release()
+
+
+# --- Circuit breakers: one per guard group, state shared through Redis ----------------------------------------
+
+
+def _callers_fault(exc: BaseException) -> bool:
+    """Excluded from the failure count: only the server's own failures open a breaker, not bad input."""
+    return isinstance(exc, ApplicationError) and not isinstance(exc, TimedOut) and exc.code != "internal_error"
+
+
+class _StateChanges(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        metrics.BREAKER_STATE_CHANGES.labels(circuit_name=cb.name).inc()
+
+
+_breakers: dict[str, pybreaker.CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def _storage(group: str) -> pybreaker.CircuitBreakerStorage:
+    client = shared_redis()
+    if client is not None:
+        try:
+            return pybreaker.CircuitRedisStorage(
+                pybreaker.STATE_CLOSED, client, namespace=f"{settings.GUARD_NAMESPACE}:cb:{group}"
+            )
+        except RedisError as exc:
+            redis_failed(exc)
+    return pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+
+
+def breaker(group: str) -> pybreaker.CircuitBreaker:
+    """The breaker of a guard group (thresholds from CB_FAILURE_THRESHOLD and CB_RECOVERY_TIMEOUT)."""
+    with _breakers_lock:
+        existing = _breakers.get(group)
+        if existing is None or (
+            existing.fail_max,
+            existing.reset_timeout,
+        ) != (settings.CB_FAILURE_THRESHOLD, settings.CB_RECOVERY_TIMEOUT):
+            existing = pybreaker.CircuitBreaker(
+                fail_max=settings.CB_FAILURE_THRESHOLD,
+                reset_timeout=settings.CB_RECOVERY_TIMEOUT,
+                exclude=[_callers_fault],
+                listeners=[_StateChanges()],
+                state_storage=_storage(group),
+                name=group,
+                throw_new_error_on_trip=False,  # the call that trips the breaker reports its own error
+            )
+            _breakers[group] = existing
+        return existing
+
+
+def call_through_breaker(group: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run `function` under the group's breaker; an open breaker refuses at once."""
+    try:
+        return breaker(group).call(function, *args, **kwargs)
+    except pybreaker.CircuitBreakerError:
+        metrics.BLOCKED.labels(reason="circuit_open").inc()
+        raise CircuitOpen(
+            f"The {group} tools are failing and are paused for up to {settings.CB_RECOVERY_TIMEOUT:.0f} s "
+            "(circuit breaker open); try again later."
+        ) from None
+
+
+def breaker_states() -> dict[str, dict[str, Any]]:
+    from apps.tools.registry import GROUPS
+
+    return {group: {"state": breaker(group).current_state, "failures": breaker(group).fail_counter} for group in GROUPS}
+
+
+def breaker_reset(group: str) -> None:
+    """Close a group's breaker (an administrator's action)."""
+    breaker(group).close()
+
+
+def breakers_forget() -> None:
+    """Drop this process's breaker objects (tests); shared state in Redis is untouched."""
+    with _breakers_lock:
+        _breakers.clear()

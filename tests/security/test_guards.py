@@ -1,0 +1,323 @@
+"""The guards of the invocation path: rate limits, bulkheads, timeouts, circuit breakers, security events, blocks."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from prometheus_client import REGISTRY
+
+from apps.security import guards
+from apps.security.models import Block, SecurityEvent
+from apps.tools.errors import Blocked, Busy, CircuitOpen, RateLimited, RejectedInput, TimedOut
+from apps.tools.invocation import Caller, InternalError, invoke_tool
+from apps.tools.registry import TOOLS, Tool, ToolArguments
+
+ENTITY_BOMB = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+    "<score-partwise><part-list/>&lol2;</score-partwise>"
+)
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def extra_tool() -> Iterator[Callable[..., str]]:
+    """Declare a test-only tool for the duration of a test (the registry is otherwise fixed at start-up)."""
+    added: list[str] = []
+
+    def declare(name: str, function: Callable[[], Any], *, group: str = "music_analysis") -> str:
+        TOOLS[name] = Tool(
+            name=name,
+            description="test only",
+            arguments=ToolArguments,
+            scope=None,
+            group=group,
+            function=lambda caller, args: function(),
+        )
+        added.append(name)
+        return name
+
+    yield declare
+    for name in added:
+        TOOLS.pop(name, None)
+
+
+def _as(
+    user: Any, *, ip: str = "10.0.0.1", client_id: str | None = "client-1", scopes: frozenset[str] | None = None
+) -> Caller:
+    return Caller(user=user, scopes=scopes or frozenset({"music21:read", "music21:write"}), ip=ip, client_id=client_id)
+
+
+# --- Rate limits ------------------------------------------------------------------------------------------------
+
+
+def test_a_burst_over_the_limit_is_refused_with_the_retry_time_then_served_again(alice: Any, settings: Any) -> None:
+    settings.RATE_LIMIT_PER_MINUTE = 60  # one a second
+    settings.RATE_LIMIT_BURST = 2
+    before = _metric("music21_blocked_requests_total", reason="rate_limit")
+    invoke_tool("list_scores", {}, caller=_as(alice))
+    invoke_tool("list_scores", {}, caller=_as(alice))
+    with pytest.raises(RateLimited) as refused:
+        invoke_tool("list_scores", {}, caller=_as(alice))
+    assert 0 < refused.value.retry_after <= 1.0
+    assert "retry in" in str(refused.value)
+    assert _metric("music21_blocked_requests_total", reason="rate_limit") == before + 1
+    assert SecurityEvent.objects.filter(kind="rate_limit", user=alice).count() == 1
+    time.sleep(refused.value.retry_after + 0.05)
+    assert invoke_tool("list_scores", {}, caller=_as(alice))["status"] == "success"
+
+
+def test_limits_are_per_group_and_per_user(alice: Any, bob: Any, settings: Any) -> None:
+    settings.RATE_LIMIT_PER_MINUTE = 1
+    settings.RATE_LIMIT_BURST = 1
+    invoke_tool("list_scores", {}, caller=_as(alice))
+    with pytest.raises(RateLimited):
+        invoke_tool("list_scores", {}, caller=_as(alice, client_id="client-2"))
+    invoke_tool("list_scores", {}, caller=_as(bob, client_id="client-3"))  # bob has his own bucket
+    invoke_tool("health_check", {}, caller=_as(alice, client_id="client-4"))  # another group, another bucket
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="sharing a limit across processes needs Redis")
+def test_two_processes_share_one_rate_limit(alice: Any, settings: Any) -> None:
+    settings.RATE_LIMIT_PER_MINUTE = 1
+    settings.RATE_LIMIT_BURST = 3
+    script = (
+        "import django; django.setup()\n"
+        "from apps.security import guards\n"
+        f"for _ in range(3): guards.rate_limit_check(group='score_import', user_id={alice.pk}, client_id=None)\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+        "GUARD_NAMESPACE": settings.GUARD_NAMESPACE,
+        "RATE_LIMIT_PER_MINUTE": "1",
+        "RATE_LIMIT_BURST": "3",
+    }
+    subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", script], env=env, cwd=django_settings.BASE_DIR, check=True, timeout=60
+    )
+    with pytest.raises(RateLimited):  # the other process took the whole burst
+        invoke_tool("list_scores", {}, caller=_as(alice, client_id=None))
+
+
+# --- Bulkheads and timeouts -------------------------------------------------------------------------------------
+
+
+def test_analyses_beyond_the_bulkhead_are_told_the_server_is_busy(
+    alice: Any, settings: Any, extra_tool: Any, monkeypatch: Any
+) -> None:
+    settings.BH_MAX_CONCURRENT_ANALYSIS = 1
+    monkeypatch.setattr(guards, "BULKHEAD_WAIT_SECONDS", 0.2)
+    release = threading.Event()
+    extra_tool("test_hold", lambda: release.wait(10) and {})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        holding = pool.submit(invoke_tool, "test_hold", {}, caller=_as(alice))
+        time.sleep(0.2)
+        with pytest.raises(Busy, match="busy"):
+            invoke_tool("test_hold", {}, caller=_as(alice))
+        invoke_tool("list_scores", {}, caller=_as(alice))  # another compartment is not affected
+        release.set()
+        assert holding.result(timeout=10) == {"status": "success"}
+
+
+def test_a_call_past_the_timeout_is_answered_on_time_while_others_are_served(
+    alice: Any, bob: Any, settings: Any, extra_tool: Any
+) -> None:
+    settings.REQUEST_TIMEOUT = 0.5
+    extra_tool("test_sleep", lambda: time.sleep(3) or {})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.perf_counter()
+        slow = pool.submit(invoke_tool, "test_sleep", {}, caller=_as(alice))
+        assert invoke_tool("list_scores", {}, caller=_as(bob))["status"] == "success"
+        with pytest.raises(TimedOut, match=r"0.5 s"):
+            slow.result(timeout=5)
+        assert time.perf_counter() - started < 1.5
+    assert _metric("mcp_requests_total", tool="test_sleep", status="timeout") >= 1
+
+
+# --- Circuit breakers -------------------------------------------------------------------------------------------
+
+
+def test_repeated_failures_open_the_breaker_and_a_trial_call_closes_it(
+    alice: Any, settings: Any, extra_tool: Any
+) -> None:
+    settings.CB_FAILURE_THRESHOLD = 2
+    settings.CB_RECOVERY_TIMEOUT = 1.0
+    failing = {"on": True}
+
+    def flaky() -> dict[str, Any]:
+        if failing["on"]:
+            raise RuntimeError("the renderer crashed")
+        return {"ok": True}
+
+    extra_tool("test_flaky", flaky, group="export")
+    changes = _metric("music21_circuit_breaker_state_changes_total", circuit_name="export")
+    for _ in range(2):
+        with pytest.raises(InternalError):
+            invoke_tool("test_flaky", {}, caller=_as(alice))
+    failing["on"] = False
+    with pytest.raises(CircuitOpen, match="export tools"):
+        invoke_tool("test_flaky", {}, caller=_as(alice))
+    assert guards.breaker_states()["export"]["state"] == "open"
+    invoke_tool("list_scores", {}, caller=_as(alice))  # other groups keep working
+    time.sleep(1.1)
+    assert invoke_tool("test_flaky", {}, caller=_as(alice))["ok"] is True
+    assert guards.breaker_states()["export"]["state"] == "closed"
+    assert _metric("music21_circuit_breaker_state_changes_total", circuit_name="export") >= changes + 2
+
+
+def test_bad_input_does_not_open_a_breaker(alice: Any, settings: Any, tmp_path: Any) -> None:
+    settings.SCORE_IMPORT_ROOT = tmp_path
+    settings.CB_FAILURE_THRESHOLD = 1
+    for _ in range(3):
+        with pytest.raises(RejectedInput):
+            invoke_tool(
+                "import_score",
+                {"score_id": "x", "source": "../../etc/passwd", "source_type": "file"},
+                caller=_as(alice, ip="10.9.9.9"),
+            )
+    assert guards.breaker_states()["score_import"]["state"] == "closed"
+
+
+def test_an_administrator_can_reset_a_breaker(alice: Any, settings: Any, extra_tool: Any) -> None:
+    settings.CB_FAILURE_THRESHOLD = 1
+    settings.CB_RECOVERY_TIMEOUT = 300
+    extra_tool("test_broken", lambda: 1 / 0, group="composition")
+    with pytest.raises(InternalError):
+        invoke_tool("test_broken", {}, caller=_as(alice))
+    with pytest.raises(CircuitOpen):
+        invoke_tool("test_broken", {}, caller=_as(alice))
+    guards.breaker_reset("composition")
+    with pytest.raises(InternalError):  # reaches the tool again
+        invoke_tool("test_broken", {}, caller=_as(alice))
+
+
+# --- Security events and blocks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "input_kind"),
+    [
+        ({"source": ENTITY_BOMB, "source_type": "musicxml"}, "xml_entities"),
+        ({"source": "../../etc/passwd", "source_type": "file"}, "path_traversal"),
+        ({"source": "a" * (5 * 1024 * 1024 + 1), "source_type": "abc"}, "oversize"),
+        ({"source": base64.b64encode(b"MThd" + b"\0" * 10).decode() + "!!", "source_type": "midi"}, None),
+    ],
+)
+def test_hostile_input_is_recorded_and_counted(
+    alice: Any, settings: Any, tmp_path: Any, arguments: dict[str, Any], input_kind: str | None
+) -> None:
+    settings.SCORE_IMPORT_ROOT = tmp_path
+    before = _metric("music21_security_violations_total", kind=input_kind or "none")
+    with pytest.raises(Exception):  # noqa: B017 - each case has its own error; the event is what is checked
+        invoke_tool("import_score", {"score_id": "x", **arguments}, caller=_as(alice))
+    events = SecurityEvent.objects.filter(kind="hostile_input", user=alice)
+    if input_kind is None:  # invalid base64 is a mistake, not an attack
+        assert not events.exists()
+        return
+    event = events.get()
+    assert event.detail["input_kind"] == input_kind
+    assert (event.ip, event.client_id) == ("10.0.0.1", "client-1")
+    assert _metric("music21_security_violations_total", kind=input_kind) == before + 1
+    assert not alice.scores.exists()
+
+
+def test_scope_violations_and_cross_tenant_attempts_are_recorded(alice: Any, bob: Any, call: Any) -> None:
+    call(alice, "import_score", score_id="secret", source="bach/bwv66.6")
+    with pytest.raises(Exception, match=r"not_found|No score"):
+        invoke_tool("score_info", {"score_id": "secret"}, caller=_as(bob))
+    with pytest.raises(Exception, match="music21:write"):
+        invoke_tool("delete_score", {"score_id": "secret"}, caller=_as(bob, scopes=frozenset({"music21:read"})))
+    kinds = set(SecurityEvent.objects.filter(user=bob).values_list("kind", flat=True))
+    assert kinds == {"cross_tenant", "scope_violation"}
+    with pytest.raises(Exception, match="No score"):
+        invoke_tool("score_info", {"score_id": "never-existed"}, caller=_as(bob))
+    assert SecurityEvent.objects.filter(user=bob, kind="cross_tenant").count() == 1  # a plain miss is no attack
+
+
+def test_an_address_with_too_many_violations_is_blocked(alice: Any, bob: Any, settings: Any) -> None:
+    settings.SECURITY_BLOCK_THRESHOLD = 3
+    settings.LOCKOUT_DURATION = 60
+    hostile = _as(alice, ip="10.6.6.6", client_id=None, scopes=frozenset({"music21:read"}))
+    for _ in range(3):
+        with pytest.raises(Exception, match="music21:write"):
+            invoke_tool("delete_score", {"score_id": "x"}, caller=hostile)
+    with pytest.raises(Blocked, match="blocked until"):
+        invoke_tool("list_scores", {}, caller=hostile)
+    block = Block.objects.get(value="10.6.6.6")
+    assert block.target == "ip"
+    assert SecurityEvent.objects.filter(kind="blocked", ip="10.6.6.6").exists()
+    assert invoke_tool("list_scores", {}, caller=_as(bob, ip="10.7.7.7"))["status"] == "success"
+    from apps.security.events import block_lift
+
+    block_lift(block=block)
+    assert invoke_tool("list_scores", {}, caller=hostile)["status"] == "success"
+
+
+# --- Degradation ------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_redis(port: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(  # noqa: S603 - the redis-server of this machine
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],  # noqa: S607
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return server
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server program")
+def test_guards_keep_serving_while_redis_is_down_and_share_again_when_it_returns(
+    alice: Any, settings: Any, monkeypatch: Any
+) -> None:
+    # A private Redis on another port, so that stopping it does not disturb anything else.
+    from apps.security import redis as guard_redis
+
+    port = _free_port()
+    server = _start_redis(port)
+    monkeypatch.setattr(guard_redis, "RETRY_AFTER_FAILURE", 0.5)
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    guards.breakers_forget()
+    try:
+        assert invoke_tool("list_scores", {}, caller=_as(alice))["status"] == "success"
+        assert not guard_redis.redis_degraded()
+        server.terminate()
+        server.wait(timeout=10)
+        for _ in range(5):
+            started = time.perf_counter()
+            assert invoke_tool("list_scores", {}, caller=_as(alice))["status"] == "success"
+            assert time.perf_counter() - started < 1.0  # no call hangs on the dead Redis
+        assert guard_redis.redis_degraded()
+        server = _start_redis(port)
+        time.sleep(0.6)
+        assert invoke_tool("list_scores", {}, caller=_as(alice))["status"] == "success"
+        assert not guard_redis.redis_degraded()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        guard_redis.redis_recovered()
