@@ -213,6 +213,11 @@ REQUIRE_AUTH = env_bool("REQUIRE_AUTH", True)
 STRICT_VALIDATION = env_bool("STRICT_VALIDATION", True)
 MAX_CONCURRENT_REQUESTS = env_number("MAX_CONCURRENT_REQUESTS", 50, minimum=1)
 REQUEST_TIMEOUT = env_number("REQUEST_TIMEOUT", 30.0, kind=float, minimum=0, strict_min=True)
+# Tool calls run in this many killable worker processes (0: in threads of the serving process, which cannot be
+# stopped at the time limit, only abandoned; see apps/tools/runner.py). Processes by default outside development.
+TOOL_WORKER_PROCESSES = env_number(
+    "TOOL_WORKER_PROCESSES", 0 if DEPLOYMENT_ENV in ("development", "test") else (os.cpu_count() or 2)
+)
 # analyze_corpus runs as a background job with progress and cancellation; it has its own, longer bound.
 CORPUS_JOB_TIMEOUT = env_number("CORPUS_JOB_TIMEOUT", 900.0, kind=float, minimum=0, strict_min=True)
 BH_MAX_CONCURRENT_ANALYSIS = env_number("BH_MAX_CONCURRENT_ANALYSIS", 20, minimum=1)

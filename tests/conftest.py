@@ -22,7 +22,8 @@ from oauth2_provider.models import AccessToken, Application, set_token_value
 
 from apps.security import guards, scopes
 from apps.security.oauth_settings import oauth2_provider_settings
-from apps.tools.invocation import Caller, invoke_tool, runner_shutdown
+from apps.tools.invocation import Caller, invoke_tool
+from apps.tools.runner import runner_shutdown
 from apps.tools.services.cache import parsed_scores
 
 
@@ -47,6 +48,9 @@ def _fresh_guards(settings: Any) -> None:
     settings.GUARD_NAMESPACE = f"m21-test-{uuid.uuid4().hex[:12]}"
     settings.RATE_LIMIT_PER_MINUTE = 100_000
     settings.RATE_LIMIT_BURST = 100_000
+    # Tools run in threads of the test process, so that tests can change settings and declare test-only tools;
+    # tests/tools/test_runner.py covers the worker processes.
+    settings.TOOL_WORKER_PROCESSES = 0
     guards.rate_limits_reset()
     guards.breakers_forget()
 

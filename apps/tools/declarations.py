@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from typing import Annotated, Any, Literal
 
@@ -249,7 +250,14 @@ class CorpusArgs(ToolArguments):
         return self
 
 
-@tool("analyze_corpus", arguments=CorpusArgs, scope=READ, group="music_analysis", timeout_setting="CORPUS_JOB_TIMEOUT")
+@tool(
+    "analyze_corpus",
+    arguments=CorpusArgs,
+    scope=READ,
+    group="music_analysis",
+    timeout_setting="CORPUS_JOB_TIMEOUT",
+    isolated=False,  # its work runs on Celery; it reports progress and stops when cancelled, from this process
+)
 def analyze_corpus(caller: Caller, args: CorpusArgs) -> dict[str, Any]:
     """Analyse many works of the bundled music21 corpus (a composer, or a path pattern) as a background job on
     the Celery workers, with progress notifications; cancel the call to stop it. Returns each work's result."""
@@ -423,6 +431,7 @@ def health_check(caller: Caller, args: NoArgs) -> dict[str, Any]:
             "python": platform.python_version(),
         },
         "parsed_scores_cached": len(parsed_scores),
+        "process": os.getpid(),  # which worker answered, for operators chasing one process's trouble
     }
 
 

@@ -18,6 +18,18 @@ class ApplicationError(Exception):
     def as_dict(self) -> dict[str, Any]:
         return {"status": "error", "error": self.code, "message": self.message, **self.extra}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross from tool worker processes to the server: rebuild them with their attributes, whatever
+        # each subclass's constructor takes.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[ApplicationError], message: str, state: dict[str, Any]) -> ApplicationError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidArguments(ApplicationError):
     code = "invalid_arguments"

@@ -13,16 +13,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import close_old_connections
 from pydantic import ValidationError
 
 from apps.security import events, guards, metrics, scopes
+from apps.tools import runner
 from apps.tools.errors import (
     ApplicationError,
     InsufficientScope,
@@ -30,7 +28,6 @@ from apps.tools.errors import (
     NotFound,
     RateLimited,
     RejectedInput,
-    TimedOut,
     UnknownTool,
 )
 from apps.tools.registry import TOOLS, Tool
@@ -102,46 +99,13 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
         metrics.REQUEST_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
 
 
-_runner: ThreadPoolExecutor | None = None
-_runner_lock = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _runner
-    with _runner_lock:
-        if _runner is None:
-            # Sized past the bulkhead so that the bulkhead, not the pool, is what refuses excess calls.
-            _runner = ThreadPoolExecutor(max_workers=settings.MAX_CONCURRENT_REQUESTS + 4, thread_name_prefix="tool")
-        return _runner
-
-
-def runner_shutdown() -> None:
-    """Stop the tool threads (and so close their database connections): at process exit, and in tests."""
-    global _runner
-    with _runner_lock:
-        if _runner is not None:
-            _runner.shutdown(wait=True, cancel_futures=True)
-            _runner = None
-
-
 def _run_with_timeout(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
-    """Answer within REQUEST_TIMEOUT whatever the tool does. Past it the caller gets a timeout error at once and
-    `caller.cancelled` is set, so tools that work in steps (analyze_corpus) stop at the next one; the bulkhead
-    slot stays taken until the work ends, so runaway work can never exceed its compartment."""
-    limit = float(getattr(settings, tool.timeout_setting))
-    future = _pool().submit(_run, tool, caller, parsed)
-    try:
-        return future.result(timeout=limit)
-    except FutureTimeout:
-        caller.cancelled.set()
-        raise TimedOut(
-            f"The tool {tool.name!r} did not finish within {limit:g} s ({tool.timeout_setting}); try a smaller "
-            "score, a measure range or fewer works."
-        ) from None
+    """Answer within the tool's time limit whatever the tool does (see apps.tools.runner for how it is stopped)."""
+    return runner.run_tool(tool, caller, parsed, limit=float(getattr(settings, tool.timeout_setting)))
 
 
-def _run(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
-    close_old_connections()
+def run_function(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
+    """The tool's own work, wherever the runner puts it: unexpected exceptions become an InternalError."""
     started = time.perf_counter()
     try:
         return tool.function(caller, parsed)
@@ -155,7 +119,6 @@ def _run(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
         ) from exc
     finally:
         metrics.ANALYSIS_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
-        close_old_connections()
 
 
 def _record_security_event(error: ApplicationError, tool: Tool, caller: Caller, arguments: Any) -> None:

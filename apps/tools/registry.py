@@ -42,6 +42,9 @@ class Tool:
     # The setting that bounds a call's time (REQUEST_TIMEOUT). Only background jobs that
     # report progress and stop when cancelled (analyze_corpus) take longer.
     timeout_setting: str = "REQUEST_TIMEOUT"
+    # Whether the tool may run in a killable worker process (apps.tools.runner); tools that report progress and
+    # watch the cancel flag run in the serving process instead.
+    isolated: bool = True
 
 
 TOOLS: dict[str, Tool] = {}
@@ -54,6 +57,7 @@ def tool(
     scope: str | None,
     group: str,
     timeout_setting: str = "REQUEST_TIMEOUT",
+    isolated: bool = True,
 ) -> Callable[[ToolFunction], ToolFunction]:
     """Declare the decorated function as the tool `name`; its docstring is the description clients see."""
     if group not in GROUPS:
@@ -71,6 +75,7 @@ def tool(
             function=function,
             input_schema=_schema(arguments),
             timeout_setting=timeout_setting,
+            isolated=isolated,
         )
         return function
 

@@ -1,0 +1,60 @@
+"""Tool calls in killable worker processes (TOOL_WORKER_PROCESSES > 0): a runaway call is really stopped."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from apps.tools.errors import TimedOut
+from apps.tools.runner import runner_shutdown
+
+HEAVY = "beethoven/opus59no1/movement1"  # 5,669 notes: chord analysis takes several seconds
+
+
+@pytest.fixture
+def worker_processes(settings: Any) -> Iterator[None]:
+    settings.TOOL_WORKER_PROCESSES = 1
+    runner_shutdown()  # the next call starts a pool of this size
+    yield
+    runner_shutdown()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_runaway_call_is_killed_with_its_worker_and_service_goes_on(
+    worker_processes: None, alice: Any, call: Any, settings: Any
+) -> None:
+    call(alice, "import_score", score_id="quartet", source=HEAVY, source_type="corpus")
+    worker = call(alice, "health_check")["process"]
+    assert worker != os.getpid()  # tools run in the worker, not in the server process
+
+    settings.REQUEST_TIMEOUT = 1.0
+    started = time.perf_counter()
+    with pytest.raises(TimedOut, match="was stopped"):
+        call(alice, "chord_analysis", score_id="quartet")
+    assert time.perf_counter() - started < 2.5  # answered about when the limit passed
+
+    time.sleep(0.5)
+    assert not _alive(worker)  # the runaway work is gone, not running on in the background
+    settings.REQUEST_TIMEOUT = 30.0
+    replacement = call(alice, "health_check")["process"]
+    assert replacement != worker
+    assert call(alice, "score_info", score_id="quartet")["notes"] > 5000
+
+
+def test_errors_cross_from_the_worker_with_their_details(worker_processes: None, alice: Any, call: Any) -> None:
+    from apps.tools.errors import NotFound
+
+    with pytest.raises(NotFound, match="No score with id 'missing'") as raised:
+        call(alice, "score_info", score_id="missing")
+    assert raised.value.as_dict()["error"] == "not_found"
