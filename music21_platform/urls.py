@@ -12,5 +12,6 @@ admin.site.index_title = "Administration"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", tool_views.health, name="health"),
+    path("health/ready", tool_views.ready, name="ready"),
     path("", include("apps.security.urls")),
 ]

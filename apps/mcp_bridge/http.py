@@ -21,9 +21,10 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerRequestContext
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.applications import Starlette
 
 from apps.mcp_bridge.server import build_server, in_worker
+from apps.security import metrics
+from apps.security.events import security_event_record
 from apps.security.services import token_verify
 from apps.tools.errors import ApplicationError
 from apps.tools.invocation import Caller
@@ -46,6 +47,7 @@ class PlatformTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         verified = await in_worker(token_verify, raw_token=token, resource=resource_url())
+        metrics.AUTH_ATTEMPTS.labels(result="success" if verified else "failure").inc()
         if verified is None:
             return None
         return AccessToken(
@@ -109,10 +111,37 @@ def _transport_security() -> TransportSecuritySettings:
     )
 
 
-def build_mcp_app() -> Starlette:
+class RecordRefusedTokens:
+    """ASGI middleware around /mcp: a request that presented a bearer token and was answered 401 is an
+    authentication failure, recorded with its address (a request without any token is just discovery)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not any(name == b"authorization" for name, _ in scope.get("headers", [])):
+            await self.app(scope, receive, send)
+            return
+
+        async def observe(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                client = scope.get("client")
+                await in_worker(
+                    security_event_record,
+                    kind="auth_failure",
+                    ip=client[0] if client else None,
+                    endpoint="/mcp",
+                    reason="bearer token refused (unknown, expired, revoked, disabled client or other resource)",
+                )
+            await send(message)
+
+        await self.app(scope, receive, observe)
+
+
+def build_mcp_app() -> Any:
     """The Starlette app serving /mcp; its lifespan runs the SDK's session manager."""
     server = build_server(identify=identify)
-    return server.streamable_http_app(
+    app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,
         transport_security=_transport_security(),
@@ -124,3 +153,4 @@ def build_mcp_app() -> Starlette:
         ),
         token_verifier=PlatformTokenVerifier(),
     )
+    return RecordRefusedTokens(app)

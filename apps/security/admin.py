@@ -8,7 +8,8 @@ from django.contrib import admin, messages
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.models import Application
 
-from apps.security.models import ClientPolicy
+from apps.security.events import block_lift
+from apps.security.models import Block, ClientPolicy, SecurityEvent
 from apps.security.services import client_disable, client_enable
 
 
@@ -55,3 +56,42 @@ class PlatformApplicationAdmin(ApplicationAdmin):
 
 admin.site.unregister(Application)
 admin.site.register(Application, PlatformApplicationAdmin)
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(admin.ModelAdmin):
+    """Read-only: security events are evidence."""
+
+    list_display = ("created_at", "kind", "severity", "user", "client_id", "ip")
+    list_filter = ("kind", "severity", "created_at")
+    search_fields = ("client_id", "ip", "user__username")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("kind", "severity", "user", "client_id", "ip", "detail", "created_at")
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Block)
+class BlockAdmin(admin.ModelAdmin):
+    list_display = ("target", "value", "reason", "until", "lifted", "created_at")
+    list_filter = ("target", "lifted")
+    search_fields = ("value",)
+    readonly_fields = ("target", "value", "reason", "until", "created_at")
+    actions = ["lift_blocks"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    @admin.action(description="Lift the selected blocks now")
+    def lift_blocks(self, request: Any, queryset: Any) -> None:
+        for block in queryset:
+            block_lift(block=block)
+        messages.success(request, f"Lifted {queryset.count()} block(s).")

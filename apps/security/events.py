@@ -5,6 +5,7 @@ Recording never fails a call: if the database cannot take the event, it is logge
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from apps.security import metrics
@@ -81,7 +83,7 @@ def _count_toward_block(target: str, value: str) -> None:
             reason=f"{count} security events within {window} s",
             until=until,
         )
-        cache.delete(f"m21:blocked:{target}:{value}")
+        cache.delete(f"{settings.GUARD_NAMESPACE}:blocked:{target}:{value}")
         metrics.SECURITY_VIOLATIONS.labels(kind="blocked").inc()
         SecurityEvent.objects.create(
             kind=SecurityEvent.Kind.BLOCKED,
@@ -94,16 +96,25 @@ def _count_toward_block(target: str, value: str) -> None:
 
 def _blocked_until(target: str, value: str) -> float:
     """Unix time until which `value` is blocked (0 if not), cached briefly so the check costs no query."""
-    key = f"m21:blocked:{target}:{value}"
-    cached = cache.get(key)
+    key = f"{settings.GUARD_NAMESPACE}:blocked:{target}:{value}"
+    try:
+        cached = cache.get(key)
+    except Exception:  # the cache is down: ask the database
+        cached = None
     if cached is None:
-        block = (
-            Block.objects.filter(target=target, value=value, lifted=False, until__gt=timezone.now())
-            .order_by("-until")
-            .first()
-        )
+        try:
+            block = (
+                Block.objects.filter(target=target, value=value, lifted=False, until__gt=timezone.now())
+                .order_by("-until")
+                .first()
+            )
+        except (OperationalError, InterfaceError):
+            # With the database down every call fails anyway, with a clear error; the block list is no reason
+            # to fail differently.
+            return 0.0
         cached = block.until.timestamp() if block else 0.0
-        cache.set(key, cached, 10)
+        with contextlib.suppress(Exception):
+            cache.set(key, cached, 10)
     return float(cached)
 
 
@@ -125,4 +136,4 @@ def block_lift(*, block: Block) -> None:
     """Lift a block before it expires (an administrator's action)."""
     block.lifted = True
     block.save(update_fields=["lifted"])
-    cache.delete(f"m21:blocked:{block.target}:{block.value}")
+    cache.delete(f"{settings.GUARD_NAMESPACE}:blocked:{block.target}:{block.value}")

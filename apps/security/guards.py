@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from apps.security import metrics
 from apps.security.redis import redis_failed, redis_recovered, shared_redis
-from apps.tools.errors import ApplicationError, Busy, CircuitOpen, RateLimited, TimedOut
+from apps.tools.errors import ApplicationError, Busy, CircuitOpen, RateLimited
 
 # --- Rate limits: a token bucket per (group, user) and per (group, client) ------------------------------------
 #
@@ -152,7 +152,7 @@ def bulkhead(group: str) -> Iterator[None]:
 
 def _callers_fault(exc: BaseException) -> bool:
     """Excluded from the failure count: only the server's own failures open a breaker, not bad input."""
-    return isinstance(exc, ApplicationError) and not isinstance(exc, TimedOut) and exc.code != "internal_error"
+    return isinstance(exc, ApplicationError) and exc.code not in ("timeout", "internal_error", "unavailable")
 
 
 class _StateChanges(pybreaker.CircuitBreakerListener):

@@ -19,8 +19,10 @@ from oauth2_provider import views as oauth2_views
 from oauth2_provider.models import Application
 from oauth2_provider.views import DynamicClientRegistrationView
 
+from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
 from apps.security.validators import LOOPBACK_HOSTS, accepted_resources
+from apps.tools.errors import Blocked
 
 REGISTRATION_WINDOW_SECONDS = 3600
 
@@ -57,6 +59,15 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
+def _blocked_response(request: HttpRequest) -> JsonResponse | None:
+    """403 for an address blocked after repeated security violations (see apps.security.events)."""
+    try:
+        block_check(ip=client_ip(request), client_id=None)
+    except Blocked as error:
+        return _error("access_denied", str(error), status=403)
+    return None
+
+
 def _registration_allowed(ip: str) -> int | None:
     """None when this IP may register another client; else the seconds until it may."""
     window = int(time.time() // REGISTRATION_WINDOW_SECONDS)
@@ -80,6 +91,9 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         return _cors(HttpResponse(status=204))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refused = _blocked_response(request)
+        if refused is not None:
+            return _cors(refused)
         try:
             metadata = json.loads(request.body or b"{}")
         except ValueError:
@@ -180,7 +194,18 @@ class TokenView(oauth2_views.TokenView):
         return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refused = _blocked_response(request)
+        if refused is not None:
+            return refused
         response = super().post(request, *args, **kwargs)
+        if response.status_code == 401:  # a wrong client secret: counts toward blocking the address
+            security_event_record(
+                kind="auth_failure",
+                ip=client_ip(request),
+                client_id=str(request.POST.get("client_id", ""))[:100] or None,
+                endpoint="/o/token/",
+                reason="client authentication failed",
+            )
         origin = _loopback_origin(request)
         if origin and "Access-Control-Allow-Origin" not in response:
             response["Access-Control-Allow-Origin"] = origin

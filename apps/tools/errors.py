@@ -119,3 +119,10 @@ class CircuitOpen(ApplicationError):
 class TimedOut(ApplicationError):
     code = "timeout"
     http_status = 504
+
+
+class ServiceUnavailable(ApplicationError):
+    """A dependency of the server (the database) is down: the call fails fast and can be retried later."""
+
+    code = "unavailable"
+    http_status = 503

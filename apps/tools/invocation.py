@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from pydantic import ValidationError
 
 from apps.security import events, guards, metrics, scopes
@@ -28,6 +29,7 @@ from apps.tools.errors import (
     NotFound,
     RateLimited,
     RejectedInput,
+    ServiceUnavailable,
     UnknownTool,
 )
 from apps.tools.registry import TOOLS, Tool
@@ -111,6 +113,11 @@ def run_function(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
         return tool.function(caller, parsed)
     except ApplicationError:
         raise
+    except (OperationalError, InterfaceError) as exc:
+        logger.error("tool %s: the database is unavailable (%s, request %s)", tool.name, exc, caller.request_id)
+        raise ServiceUnavailable(
+            f"The database is unavailable; nothing was changed. Try again in a moment (request id {caller.request_id})."
+        ) from exc
     except Exception as exc:
         logger.exception("tool %s failed (request %s)", tool.name, caller.request_id)
         raise InternalError(

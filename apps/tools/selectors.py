@@ -7,7 +7,9 @@ import binascii
 import json
 from typing import TYPE_CHECKING
 
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import QuerySet
+from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from apps.tools.errors import InvalidArguments, NotFound
 from apps.tools.models import Score
@@ -16,6 +18,23 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 
+def _reconnect(retry_state: RetryCallState) -> None:
+    # The failed connection is unusable: drop it so that the next attempt opens a fresh one.
+    connection.close()
+
+
+# Reads are idempotent, so a transient connection error (a database restart, a dropped idle connection) is worth
+# two more tries with a short backoff; writes are never retried here.
+retry_transient_reads = retry(
+    retry=retry_if_exception_type((OperationalError, InterfaceError)),
+    stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.05, max=0.5),
+    before_sleep=_reconnect,
+    reraise=True,
+)
+
+
+@retry_transient_reads
 def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
     """The owner's score with this id. Another user's score is reported exactly as a missing one."""
     try:
@@ -24,6 +43,7 @@ def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
         raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.") from None
 
 
+@retry_transient_reads
 def score_list(*, owner: AbstractBaseUser, limit: int, cursor: str | None = None) -> tuple[list[Score], str | None]:
     """A page of the owner's scores, newest first, and the cursor for the next page (None on the last)."""
     queryset: QuerySet[Score] = Score.objects.filter(owner=owner).defer("source_text", "source_bytes")

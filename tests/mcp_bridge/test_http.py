@@ -225,3 +225,16 @@ def test_closing_the_call_stops_the_corpus_job(
     time.sleep(1.0)
     assert len(chunks_run) == stopped_at  # nothing more runs
     assert stopped_at < 200 / 8  # far from the 25 chunks of the whole job
+
+
+def test_refused_tokens_are_recorded_as_auth_failures(live_site: str, alice: Any, token_for: Any) -> None:
+    from apps.security.models import SecurityEvent
+
+    httpx.post(f"{live_site}/mcp", json=INITIALIZE, headers=MCP_HEADERS)  # discovery: no token, no failure
+    assert not SecurityEvent.objects.exists()
+    response = httpx.post(
+        f"{live_site}/mcp", json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization="Bearer stolen-or-guessed")
+    )
+    assert response.status_code == 401
+    event = SecurityEvent.objects.get()
+    assert (event.kind, event.ip, event.detail["endpoint"]) == ("auth_failure", "127.0.0.1", "/mcp")

@@ -321,3 +321,40 @@ def test_guards_keep_serving_while_redis_is_down_and_share_again_when_it_returns
         server.terminate()
         server.wait(timeout=10)
         guard_redis.redis_recovered()
+
+
+# The shared PostgreSQL cannot be stopped under other test runs, so a dropped connection is simulated here by
+# making the score query raise the error Django raises when the server goes away.
+
+
+def test_a_transient_database_error_on_a_read_is_retried(chorale: Any, alice: Any, monkeypatch: Any) -> None:
+    from django.db import OperationalError
+
+    from apps.tools.models import Score
+
+    real_get = Score.objects.get
+    failures = iter([OperationalError("server closed the connection unexpectedly")])
+
+    def flaky_get(*args: Any, **kwargs: Any) -> Any:
+        for failure in failures:
+            raise failure
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(Score.objects, "get", flaky_get)
+    assert invoke_tool("score_info", {"score_id": "chorale"}, caller=_as(alice))["notes"] == 165
+
+
+def test_with_the_database_down_calls_fail_fast_with_a_clear_error(chorale: Any, alice: Any, monkeypatch: Any) -> None:
+    from django.db import OperationalError
+
+    from apps.tools.errors import ServiceUnavailable
+    from apps.tools.models import Score
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(Score.objects, "get", down)
+    started = time.perf_counter()
+    with pytest.raises(ServiceUnavailable, match="database is unavailable; nothing was changed"):
+        invoke_tool("score_info", {"score_id": "chorale"}, caller=_as(alice))
+    assert time.perf_counter() - started < 2.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -310,3 +311,60 @@ def test_a_browser_tool_on_localhost_may_read_the_token_response(live_site: str,
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:6274"
+
+
+# --- Credentials under attack -----------------------------------------------------------------------------------
+
+
+def _login_token(http: httpx2.Client) -> str:
+    page = http.get("/accounts/login/")
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+
+
+def test_repeated_failed_sign_ins_lock_the_account_from_that_address(live_site: str, alice: Any, settings: Any) -> None:
+    from apps.security.models import SecurityEvent
+
+    http = httpx2.Client(base_url=live_site)
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        http.post(
+            "/accounts/login/",
+            data={"username": "alice", "password": "wrong", "csrfmiddlewaretoken": _login_token(http)},
+        )
+    locked = http.post(
+        "/accounts/login/",
+        data={
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "csrfmiddlewaretoken": _login_token(http),
+        },
+    )
+    assert locked.status_code == 429
+    assert "Too many failed sign-ins" in locked.text
+    assert SecurityEvent.objects.filter(kind="login_failure", ip="127.0.0.1").count() >= settings.AXES_FAILURE_LIMIT
+    assert SecurityEvent.objects.filter(kind="blocked", detail__lockout="login").exists()
+
+
+def test_a_wrong_client_secret_is_recorded_and_a_blocked_address_is_refused(live_site: str, settings: Any) -> None:
+    from apps.security.models import SecurityEvent
+
+    settings.SECURITY_BLOCK_THRESHOLD = 3
+    client = register(
+        live_site,
+        grant_types=["client_credentials"],
+        token_endpoint_auth_method="client_secret_basic",
+        redirect_uris=[],
+    )
+    for _ in range(3):
+        response = httpx2.post(
+            f"{live_site}/o/token/", data={"grant_type": "client_credentials"}, auth=(client["client_id"], "guess")
+        )
+        assert response.status_code == 401
+    assert SecurityEvent.objects.filter(kind="auth_failure", detail__endpoint="/o/token/").count() == 3
+    refused = httpx2.post(
+        f"{live_site}/o/token/",
+        data={"grant_type": "client_credentials"},
+        auth=(client["client_id"], client["client_secret"]),
+    )
+    assert refused.status_code == 403
+    assert "blocked until" in refused.json()["error_description"]
+    assert httpx2.post(f"{live_site}/o/register/", json={"redirect_uris": [REDIRECT_URI]}).status_code == 403

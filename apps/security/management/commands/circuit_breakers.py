@@ -1,0 +1,28 @@
+"""`python manage.py circuit_breakers [--reset GROUP|all]`: show the breakers of the guard groups, or close one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from apps.security.guards import breaker_reset, breaker_states
+from apps.tools.registry import GROUPS
+
+
+class Command(BaseCommand):
+    help = "Show the circuit breakers (state and consecutive failures per guard group), or reset one."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--reset", metavar="GROUP", help=f"Close this group's breaker ({', '.join(GROUPS)}, all).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        group = options["reset"]
+        if group:
+            if group != "all" and group not in GROUPS:
+                raise CommandError(f"Unknown group {group!r}; use one of: {', '.join(GROUPS)}, all.")
+            for name in GROUPS if group == "all" else [group]:
+                breaker_reset(name)
+            self.stdout.write(f"reset: {group}")
+        for name, state in breaker_states().items():
+            self.stdout.write(f"{name:16} {state['state']:10} failures={state['failures']}")

@@ -1,0 +1,37 @@
+"""Sign-in outcomes become metrics and security events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axes.signals import user_locked_out
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.dispatch import receiver
+
+from apps.security import metrics
+from apps.security.events import security_event_record
+
+
+def _ip(request: Any) -> str | None:
+    return request.META.get("REMOTE_ADDR") if request is not None else None
+
+
+@receiver(user_login_failed)
+def login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+    metrics.AUTH_ATTEMPTS.labels(result="failure").inc()
+    security_event_record(kind="login_failure", ip=_ip(request), username=str(credentials.get("username", ""))[:150])
+
+
+@receiver(user_logged_in)
+def logged_in(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    metrics.AUTH_ATTEMPTS.labels(result="success").inc()
+
+
+@receiver(user_locked_out)
+def locked_out(
+    sender: Any, request: Any = None, username: str | None = None, ip_address: str | None = None, **kwargs: Any
+) -> None:
+    metrics.AUTH_ATTEMPTS.labels(result="locked_out").inc()
+    security_event_record(
+        kind="blocked", severity="high", ip=ip_address, lockout="login", username=(username or "")[:150]
+    )

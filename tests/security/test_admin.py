@@ -1,0 +1,64 @@
+"""Administrators see security events, lift blocks and disable clients from the admin."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+from oauth2_provider.models import Application
+
+from apps.security.models import Block, ClientPolicy, SecurityEvent
+
+
+def _admin_client() -> Client:
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "a long admin password 1")
+    client = Client()
+    client.force_login(admin)
+    return client
+
+
+def test_security_pages_render_and_events_cannot_be_edited(db: None) -> None:
+    client = _admin_client()
+    event = SecurityEvent.objects.create(kind="auth_failure", ip="10.1.1.1", detail={"endpoint": "/mcp"})
+    for url in [
+        "/admin/security/securityevent/",
+        f"/admin/security/securityevent/{event.pk}/change/",
+        "/admin/security/block/",
+        "/admin/oauth2_provider/application/",
+    ]:
+        assert client.get(url).status_code == 200, url
+    assert client.get("/admin/security/securityevent/add/").status_code == 403
+    client.post(f"/admin/security/securityevent/{event.pk}/delete/", {"post": "yes"})
+    assert SecurityEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_lifting_a_block_from_the_admin(db: None) -> None:
+    client = _admin_client()
+    block = Block.objects.create(
+        target="ip", value="10.2.2.2", reason="test", until=timezone.now() + timedelta(hours=1)
+    )
+    response = client.post(
+        "/admin/security/block/", {"action": "lift_blocks", "_selected_action": [block.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    block.refresh_from_db()
+    assert block.lifted
+
+
+def test_disabling_a_client_from_the_admin(db: None) -> None:
+    client = _admin_client()
+    application = Application.objects.create(
+        name="rogue",
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="http://127.0.0.1:9/cb",
+    )
+    client.post(
+        "/admin/oauth2_provider/application/",
+        {"action": "disable_clients", "_selected_action": [application.pk]},
+        follow=True,
+    )
+    assert ClientPolicy.objects.get(application=application).disabled
+    assert "disabled" in client.get("/admin/oauth2_provider/application/").content.decode()
