@@ -180,6 +180,42 @@ def test_repeated_failures_open_the_breaker_and_a_trial_call_closes_it(
     assert _metric("music21_circuit_breaker_state_changes_total", circuit_name="export") >= changes + 2
 
 
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="sharing a breaker across processes needs Redis")
+def test_two_processes_share_one_breaker(alice: Any, settings: Any, extra_tool: Any) -> None:
+    settings.CB_FAILURE_THRESHOLD = 2
+    settings.CB_RECOVERY_TIMEOUT = 300
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+        "GUARD_NAMESPACE": settings.GUARD_NAMESPACE,
+        "CB_FAILURE_THRESHOLD": "2",
+        "CB_RECOVERY_TIMEOUT": "300",
+    }
+    failing_elsewhere = (
+        "import django; django.setup()\n"
+        "from apps.security import guards\n"
+        "def crash(): raise RuntimeError('the renderer crashed')\n"
+        "for _ in range(2):\n"
+        "    try: guards.call_through_breaker('composition', crash)\n"
+        "    except RuntimeError: pass\n"
+    )
+    subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", failing_elsewhere], env=env, cwd=django_settings.BASE_DIR, check=True, timeout=60
+    )
+    extra_tool("test_fine", lambda: {"ok": True}, group="composition")
+    with pytest.raises(CircuitOpen):  # opened by the other process
+        invoke_tool("test_fine", {}, caller=_as(alice))
+    subprocess.run(  # an administrator resets it from another shell
+        [sys.executable, "manage.py", "circuit_breakers", "--reset", "composition"],
+        env=env,
+        cwd=django_settings.BASE_DIR,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    assert invoke_tool("test_fine", {}, caller=_as(alice))["ok"] is True
+
+
 def test_bad_input_does_not_open_a_breaker(alice: Any, settings: Any, tmp_path: Any) -> None:
     settings.SCORE_IMPORT_ROOT = tmp_path
     settings.CB_FAILURE_THRESHOLD = 1
@@ -213,6 +249,13 @@ def test_an_administrator_can_reset_a_breaker(alice: Any, settings: Any, extra_t
     ("arguments", "input_kind"),
     [
         ({"source": ENTITY_BOMB, "source_type": "musicxml"}, "xml_entities"),
+        (
+            {
+                "source": "<score-partwise>" + "<a>" * 100 + "</a>" * 100 + "</score-partwise>",
+                "source_type": "musicxml",
+            },
+            "xml_depth",
+        ),
         ({"source": "../../etc/passwd", "source_type": "file"}, "path_traversal"),
         ({"source": "a" * (5 * 1024 * 1024 + 1), "source_type": "abc"}, "oversize"),
         ({"source": base64.b64encode(b"MThd" + b"\0" * 10).decode() + "!!", "source_type": "midi"}, None),
