@@ -125,6 +125,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "oauth2_provider",
     "axes",
+    "rest_framework",
+    "auditlog",
+    "django_celery_beat",
     "apps.tools",
     "apps.security",
     "apps.compliance",
@@ -141,6 +144,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "auditlog.middleware.AuditlogMiddleware",
 ]
 
 ROOT_URLCONF = "music21_platform.urls"
@@ -209,6 +213,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_TIME_LIMIT = 60 * 30
 CELERY_TASK_SOFT_TIME_LIMIT = 60 * 29
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Periodic tasks (retention, due privacy requests, audit sealing) live in the database, editable in the admin.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 
 # --- Product limits ---------------------------------------------------------------------------------------------
 
@@ -240,6 +247,11 @@ SECURITY_BLOCK_WINDOW = env_number("SECURITY_BLOCK_WINDOW", 300, minimum=1)
 METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 OTEL_ENABLED = env_bool("OTEL_ENABLED", False)
 AUDIT_LOG_ENABLED = env_bool("AUDIT_LOG_ENABLED", True)
+# Seconds between writing audit events and sealing them into the hash chain (a thread per process); 0 leaves
+# sealing to the periodic task and to verify_audit_chain.
+AUDIT_SEAL_INTERVAL = env_number("AUDIT_SEAL_INTERVAL", 1.0, kind=float, minimum=0)
+# A person's own erasure request runs after this many hours, during which they or an administrator can cancel it.
+ERASURE_GRACE_HOURS = env_number("ERASURE_GRACE_HOURS", 72.0, kind=float, minimum=0)
 
 SCORE_IMPORT_ROOT: Path | None = None
 _import_root = env_str("SCORE_IMPORT_ROOT")
@@ -258,6 +270,18 @@ OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"  # noqa: S1
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
 OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"  # noqa: S105 - a model name
 OAUTH_REGISTRATIONS_PER_HOUR = env_number("OAUTH_REGISTRATIONS_PER_HOUR", 20, minimum=1)
+
+# The privacy and compliance JSON API (Django REST framework): a signed-in session or an OAuth bearer token.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "oauth2_provider.contrib.rest_framework.OAuth2Authentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "apps.compliance.api.exception_handler",
+}
+AUDITLOG_INCLUDE_ALL_MODELS = False
 
 # --- Web --------------------------------------------------------------------------------------------------------
 

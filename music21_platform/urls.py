@@ -14,4 +14,5 @@ urlpatterns = [
     path("health", tool_views.health, name="health"),
     path("health/ready", tool_views.ready, name="ready"),
     path("", include("apps.security.urls")),
+    path("", include("apps.compliance.urls")),
 ]

@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, set_token_value
 
+from apps.compliance import audit
 from apps.security import guards, scopes
 from apps.security.oauth_settings import oauth2_provider_settings
 from apps.tools.invocation import Caller, invoke_tool
@@ -51,6 +52,9 @@ def _fresh_guards(settings: Any) -> None:
     # Tools run in threads of the test process, so that tests can change settings and declare test-only tools;
     # tests/tools/test_runner.py covers the worker processes.
     settings.TOOL_WORKER_PROCESSES = 0
+    # Tests seal the audit trail when they check it; a sealing thread would race the database flush between tests.
+    settings.AUDIT_SEAL_INTERVAL = 0
+    audit._subjects.clear()
     guards.rate_limits_reset()
     guards.breakers_forget()
 

@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from apps.compliance.audit import audit_record
 from apps.security import metrics
 from apps.security.models import Block, SecurityEvent
 from apps.tools.errors import Blocked
@@ -85,6 +86,7 @@ def _count_toward_block(target: str, value: str) -> None:
         )
         cache.delete(f"{settings.GUARD_NAMESPACE}:blocked:{target}:{value}")
         metrics.SECURITY_VIOLATIONS.labels(kind="blocked").inc()
+        audit_record(action="security.blocked", outcome="blocked", target=f"{target}:{value}"[:300])
         SecurityEvent.objects.create(
             kind=SecurityEvent.Kind.BLOCKED,
             severity=SecurityEvent.Severity.HIGH,
@@ -137,3 +139,4 @@ def block_lift(*, block: Block) -> None:
     block.lifted = True
     block.save(update_fields=["lifted"])
     cache.delete(f"{settings.GUARD_NAMESPACE}:blocked:{block.target}:{block.value}")
+    audit_record(action="security.block_lifted", outcome="success", target=f"{block.target}:{block.value}"[:300])

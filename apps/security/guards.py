@@ -17,6 +17,7 @@ import pybreaker
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from apps.compliance.audit import audit_record
 from apps.security import metrics
 from apps.security.redis import redis_failed, redis_recovered, shared_redis
 from apps.tools.errors import ApplicationError, Busy, CircuitOpen, RateLimited
@@ -98,6 +99,22 @@ def rate_limit_check(*, group: str, user_id: Any, client_id: str | None) -> None
         )
 
 
+def rate_limits_forget(*, user_id: Any) -> None:
+    """Drop a user's buckets everywhere (erasure): their id must not linger in Redis."""
+    from apps.tools.registry import GROUPS
+
+    keys = [f"{group}:user:{user_id}" for group in GROUPS]
+    with _local_lock:
+        for key in keys:
+            _local_buckets.pop(key, None)
+    client = shared_redis()
+    if client is not None:
+        try:
+            client.delete(*[f"{settings.GUARD_NAMESPACE}:rl:{key}" for key in keys])
+        except RedisError as exc:
+            redis_failed(exc)
+
+
 def rate_limits_reset() -> None:
     """Forget this process's fallback buckets (tests, or an administrator lifting limits)."""
     with _local_lock:
@@ -158,6 +175,7 @@ def _callers_fault(exc: BaseException) -> bool:
 class _StateChanges(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
         metrics.BREAKER_STATE_CHANGES.labels(circuit_name=cb.name).inc()
+        audit_record(action="breaker.state", outcome=new_state.name, target=cb.name, detail={"from": old_state.name})
 
 
 _breakers: dict[str, pybreaker.CircuitBreaker] = {}
@@ -218,6 +236,7 @@ def breaker_states() -> dict[str, dict[str, Any]]:
 def breaker_reset(group: str) -> None:
     """Close a group's breaker (an administrator's action)."""
     breaker(group).close()
+    audit_record(action="breaker.reset", outcome="closed", target=group)
 
 
 def breakers_forget() -> None:

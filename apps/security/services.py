@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 
+from apps.compliance.audit import audit_record
 from apps.security.models import ClientPolicy
 
 if TYPE_CHECKING:
@@ -69,7 +70,9 @@ def client_disable(*, application: Application, reason: str = "") -> None:
         application=application, defaults={"disabled": True, "disabled_reason": reason[:200]}
     )
     token_revoke_all(application=application)
+    audit_record(action="oauth.client_disabled", outcome="success", target=f"client:{application.client_id}")
 
 
 def client_enable(*, application: Application) -> None:
     ClientPolicy.objects.update_or_create(application=application, defaults={"disabled": False, "disabled_reason": ""})
+    audit_record(action="oauth.client_enabled", outcome="success", target=f"client:{application.client_id}")

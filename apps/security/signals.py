@@ -8,6 +8,7 @@ from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 
+from apps.compliance.audit import audit_record
 from apps.security import metrics
 from apps.security.events import security_event_record
 
@@ -20,11 +21,13 @@ def _ip(request: Any) -> str | None:
 def login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
     metrics.AUTH_ATTEMPTS.labels(result="failure").inc()
     security_event_record(kind="login_failure", ip=_ip(request), username=str(credentials.get("username", ""))[:150])
+    audit_record(action="auth.login", outcome="failure", ip=_ip(request))
 
 
 @receiver(user_logged_in)
 def logged_in(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
     metrics.AUTH_ATTEMPTS.labels(result="success").inc()
+    audit_record(action="auth.login", outcome="success", user=user, ip=_ip(request))
 
 
 @receiver(user_locked_out)
@@ -35,3 +38,4 @@ def locked_out(
     security_event_record(
         kind="blocked", severity="high", ip=ip_address, lockout="login", username=(username or "")[:150]
     )
+    audit_record(action="auth.lockout", outcome="locked_out", ip=ip_address)

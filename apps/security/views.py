@@ -19,6 +19,7 @@ from oauth2_provider import views as oauth2_views
 from oauth2_provider.models import Application
 from oauth2_provider.views import DynamicClientRegistrationView
 
+from apps.compliance.audit import audit_record
 from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
 from apps.security.validators import LOOPBACK_HOSTS, accepted_resources
@@ -123,6 +124,13 @@ class ClientRegistrationView(DynamicClientRegistrationView):
             client_id = json.loads(response.content)["client_id"]
             application = Application.objects.get(client_id=client_id)
             ClientPolicy.objects.create(application=application, registration_ip=client_ip(request) or None)
+            audit_record(
+                action="oauth.client_registered",
+                outcome="success",
+                client_id=client_id,
+                ip=client_ip(request),
+                target=f"client:{client_id}",
+            )
         return _cors(response)
 
 

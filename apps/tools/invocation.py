@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from pydantic import ValidationError
 
+from apps.compliance.audit import audit_record
 from apps.security import events, guards, metrics, scopes
 from apps.tools import runner
 from apps.tools.errors import (
@@ -97,8 +98,33 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
         _record_security_event(error, tool, caller, arguments)
         raise
     finally:
+        elapsed = time.perf_counter() - started
+        audit_record(
+            action=f"tool.{tool.name}",
+            outcome=status,
+            user=caller.user,
+            client_id=caller.client_id,
+            ip=caller.ip,
+            target=_targets(arguments),
+            duration_ms=elapsed * 1000,
+            request_id=caller.request_id,
+            transport=caller.transport,
+        )
         metrics.REQUESTS.labels(tool=tool.name, status=status).inc()
-        metrics.REQUEST_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
+        metrics.REQUEST_DURATION.labels(tool=tool.name).observe(elapsed)
+
+
+def _targets(arguments: dict[str, Any] | None) -> str:
+    """The score ids a call names, for the audit trail."""
+    if not isinstance(arguments, dict):
+        return ""
+    names: list[str] = []
+    for key, value in arguments.items():
+        if key.endswith("score_id") and isinstance(value, str):
+            names.append(f"score:{value[:128]}")
+        elif key.endswith("score_ids") and isinstance(value, list):
+            names.extend(f"score:{v[:128]}" for v in value[:10] if isinstance(v, str))
+    return " ".join(names)
 
 
 def _run_with_timeout(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""Admin for the audit trail (read-only), retention, and data-subject requests. Actions call services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from apps.compliance import audit, services
+from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy, RetentionRun
+from apps.tools.errors import ApplicationError
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "action", "outcome", "actor", "client_id", "target", "duration", "seq")
+    list_filter = ("outcome", "transport", ("created_at", admin.DateFieldListFilter), "action")
+    search_fields = ("=actor", "=client_id", "=request_id", "action", "target")
+    date_hierarchy = "created_at"
+    show_full_result_count = False  # counting a million rows on every page is what makes such lists slow
+    list_per_page = 100
+    readonly_fields = ("ip_address",)
+    exclude = ("ip",)
+
+    @admin.display(description="duration")
+    def duration(self, event: AuditEvent) -> str:
+        return f"{event.duration_ms:.1f} ms" if event.duration_ms is not None else ""
+
+    @admin.display(description="IP address")
+    def ip_address(self, event: AuditEvent) -> str:
+        return audit.ip_reveal(event) or "(not readable: no address, or its person was erased)"
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    list_display = ("category", "days", "enabled", "updated_at")
+    list_editable = ("days", "enabled")
+    actions = ["preview"]
+
+    @admin.action(description="Dry run: count what every policy would remove now")
+    def preview(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from apps.compliance.retention import retention_apply
+
+        run = retention_apply(dry_run=True)
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(run.removed.items())) or "nothing"
+        self.message_user(request, f"A run now would remove {summary}.")
+
+
+@admin.register(RetentionRun)
+class RetentionRunAdmin(ReadOnlyAdmin):
+    list_display = ("started_at", "dry_run", "total_removed", "removed", "duration_ms")
+    list_filter = ("dry_run",)
+
+    @admin.display(description="rows removed")
+    def total_removed(self, run: RetentionRun) -> int:
+        return run.total
+
+
+@admin.register(DataSubjectRequest)
+class DataSubjectRequestAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "subject", "status", "requested_at", "due", "scheduled_for", "handled_by", "export")
+    list_filter = ("kind", "status", "via")
+    search_fields = ("subject__username", "subject__email", "=subject_pseudonym")
+    list_select_related = ("subject", "handled_by", "archive")
+    readonly_fields = (
+        "subject",
+        "subject_pseudonym",
+        "kind",
+        "status",
+        "requested_at",
+        "due_at",
+        "scheduled_for",
+        "completed_at",
+        "handled_by",
+        "via",
+        "export",
+    )
+    actions = ["approve", "run_now", "cancel"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # requests are filed by their subject, or from the user's page (start an export or erasure)
+
+    @admin.display(description="due", ordering="due_at")
+    def due(self, obj: DataSubjectRequest) -> str:
+        if obj.is_overdue:
+            return format_html('<strong class="overdue" style="color:#ba2121">overdue since {}</strong>', obj.due_at)
+        return obj.due_at.strftime("%Y-%m-%d")
+
+    @admin.display(description="export")
+    def export(self, obj: DataSubjectRequest) -> str:
+        archive = getattr(obj, "archive", None)
+        if archive is None or archive.expires_at <= timezone.now():
+            return ""
+        url = reverse("privacy-api-download", args=[obj.pk])
+        return format_html('<a href="{}">download ({} KB)</a>', url, max(1, archive.size // 1024))
+
+    def _each(self, request: HttpRequest, queryset: QuerySet, verb: str, action: Any) -> None:
+        done = 0
+        for found in queryset:
+            try:
+                action(found)
+                done += 1
+            except ApplicationError as error:
+                self.message_user(request, error.message, messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} request(s) {verb}.")
+
+    @admin.action(description="Approve (erasures run after the grace period)")
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(request, queryset, "approved", lambda r: services.subject_request_approve(request=r, by=request.user))
+
+    @admin.action(description="Run now (skip the grace period)")
+    def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(
+            request,
+            queryset,
+            "started",
+            lambda r: services.subject_request_approve(request=r, by=request.user, run_now=True),
+        )
+
+    @admin.action(description="Cancel")
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(request, queryset, "cancelled", lambda r: services.subject_request_cancel(request=r, by=request.user))

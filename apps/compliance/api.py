@@ -1,0 +1,180 @@
+"""The privacy and compliance JSON API (Django REST framework), for integrations. Thin: each view calls a service.
+
+Authentication: a signed-in session (with CSRF) or an OAuth bearer token. Reading and exporting need
+`music21:read`, erasure `music21:write`, reports `music21:admin` (or a staff session).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, NotAuthenticated, PermissionDenied
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from apps.compliance import reports, services
+from apps.compliance.models import DataSubjectRequest
+from apps.security import scopes
+from apps.tools.errors import ApplicationError, NotFound, RateLimited
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Domain errors become JSON with their code and message; a rate limit says when to retry."""
+    if isinstance(exc, ApplicationError):
+        response = Response(exc.as_dict(), status=exc.http_status)
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+        return response
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, APIException):
+        response.data = {"status": "error", "error": exc.default_code, "message": str(exc.detail)}
+    return response
+
+
+def _token_scopes(request: Request) -> frozenset[str] | None:
+    """The bearer token's scopes, or None for a session."""
+    if isinstance(request.successful_authenticator, OAuth2Authentication):
+        return frozenset(request.auth.scope.split())
+    return None
+
+
+class HasScope(BasePermission):
+    """Tokens need the view's scope (for the method); sessions are the person themselves."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            raise NotAuthenticated("Sign in, or send an OAuth bearer token.")
+        granted = _token_scopes(request)
+        if granted is None:
+            return True
+        needed = view.required_scope(request)
+        if not scopes.has_scope(granted, needed):
+            raise PermissionDenied(f"This needs the {needed} scope, which the token was not granted.")
+        return True
+
+
+class RequestSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DataSubjectRequest
+        fields = ["id", "kind", "status", "requested_at", "due_at", "scheduled_for", "completed_at", "download_url"]
+
+    def get_download_url(self, obj: DataSubjectRequest) -> str | None:
+        if obj.kind == DataSubjectRequest.Kind.EXPORT and obj.status == DataSubjectRequest.Status.COMPLETED:
+            return f"/privacy/api/requests/{obj.pk}/download"
+        return None
+
+
+class NewRequestSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=DataSubjectRequest.Kind.choices)
+    password = serializers.CharField(required=False, allow_blank=True, write_only=True)
+
+
+class _PrivacyView(APIView):
+    permission_classes = [HasScope]
+
+    def required_scope(self, request: Request) -> str:
+        return scopes.READ
+
+    def _own_request(self, request: Request, pk: int) -> DataSubjectRequest:
+        found = DataSubjectRequest.objects.filter(pk=pk, subject=request.user).first()
+        if found is None:
+            raise NotFound(f"You have no request #{pk}.")
+        return found
+
+
+class InventoryView(_PrivacyView):
+    def get(self, request: Request) -> Response:
+        return Response({"status": "success", "held": services.subject_inventory(user=request.user)})
+
+
+class RequestListView(_PrivacyView):
+    def required_scope(self, request: Request) -> str:
+        if request.method == "POST" and request.data.get("kind") == DataSubjectRequest.Kind.ERASURE:
+            return scopes.WRITE
+        return scopes.READ
+
+    def get(self, request: Request) -> Response:
+        rows = DataSubjectRequest.objects.filter(subject=request.user)
+        return Response({"status": "success", "requests": RequestSerializer(rows, many=True).data})
+
+    def post(self, request: Request) -> Response:
+        incoming = NewRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        created = services.subject_request_create(
+            subject=request.user,
+            kind=incoming.validated_data["kind"],
+            password=incoming.validated_data.get("password"),
+            via="api",
+        )
+        created.refresh_from_db()
+        return Response(
+            {"status": "success", "request": RequestSerializer(created).data}, status=status.HTTP_201_CREATED
+        )
+
+
+class RequestDetailView(_PrivacyView):
+    def get(self, request: Request, pk: int) -> Response:
+        return Response({"status": "success", "request": RequestSerializer(self._own_request(request, pk)).data})
+
+
+class RequestCancelView(_PrivacyView):
+    def required_scope(self, request: Request) -> str:
+        return scopes.WRITE
+
+    def post(self, request: Request, pk: int) -> Response:
+        found = self._own_request(request, pk)
+        services.subject_request_cancel(request=found, by=request.user)
+        found.refresh_from_db()
+        return Response({"status": "success", "request": RequestSerializer(found).data})
+
+
+class RequestDownloadView(_PrivacyView):
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        archive = services.subject_export_download(request=self._own_request(request, pk), by=request.user)
+        return export_response(archive)
+
+
+def export_response(archive: Any) -> HttpResponse:
+    response = HttpResponse(bytes(archive.content), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="music21-export-{archive.request_id}.zip"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class ReportSerializer(serializers.Serializer):
+    report_type = serializers.ChoiceField(choices=reports.REPORT_TYPES)
+    start_date = serializers.DateField()
+    end_date = serializers.DateField()
+
+
+class IsStaffOrAdminToken(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            raise NotAuthenticated("Sign in as staff, or send a bearer token with the music21:admin scope.")
+        granted = _token_scopes(request)
+        if granted is None:
+            if not request.user.is_staff:
+                raise PermissionDenied("Compliance reports are for staff.")
+            return True
+        if scopes.ADMIN not in granted:
+            raise PermissionDenied(f"This needs the {scopes.ADMIN} scope, which the token was not granted.")
+        return True
+
+
+class ReportView(APIView):
+    """POST /compliance/report {"report_type", "start_date", "end_date"} -> the report as JSON."""
+
+    permission_classes = [IsStaffOrAdminToken]
+
+    def post(self, request: Request) -> Response:
+        incoming = ReportSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        return Response(reports.report_build(**incoming.validated_data))

@@ -1,0 +1,292 @@
+"""The audit trail: record events, seal them into a hash chain, verify the chain.
+
+Writing is one INSERT with no lock, so tool calls never queue behind each other for the trail. Sealing runs apart
+(a thread in each process that wrote, the periodic `compliance.seal_audit` task, and `verify_audit_chain` itself):
+under a lock on the chain head it takes the unsealed rows in id order, gives each the next `seq`, `prev_hash` =
+the hash before it and `hash` = SHA-256(prev_hash + canonical JSON of the row). Editing or deleting a sealed row
+breaks the chain at that row.
+
+Personal data: events carry the person's pseudonym, never their id or name, and their IP address encrypted with
+their own key (see apps.compliance.models). Events with no person keep only a truncated IP address.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+
+from apps.compliance.models import AuditChainHead, AuditEvent, SubjectKey
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+logger = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+SEAL_BATCH = 500
+
+
+# --- Subjects -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subject:
+    pseudonym: str
+    key: str
+
+    @functools.cached_property
+    def fernet(self) -> Fernet:
+        return Fernet(self.key.encode())
+
+
+_subjects: dict[int, Subject] = {}
+_subjects_lock = threading.Lock()
+
+
+def subject_for(user: AbstractBaseUser | None) -> Subject | None:
+    """The person's pseudonym and key, created on first use; cached per process (they never change, and erasure
+    forgets them through `subject_forget`)."""
+    if user is None or user.pk is None:
+        return None
+    found = _subjects.get(user.pk)
+    if found is not None:
+        return found
+    row = SubjectKey.objects.filter(user_id=user.pk).first()
+    if row is None:
+        try:
+            with transaction.atomic():
+                row = SubjectKey.objects.create(
+                    user_id=user.pk, pseudonym=secrets.token_hex(16), key=Fernet.generate_key().decode()
+                )
+        except IntegrityError:  # created by another call at the same moment
+            row = SubjectKey.objects.get(user_id=user.pk)
+    subject = Subject(pseudonym=row.pseudonym, key=row.key)
+    with _subjects_lock:
+        _subjects[user.pk] = subject
+    return subject
+
+
+def subject_forget(user_id: int) -> None:
+    with _subjects_lock:
+        _subjects.pop(user_id, None)
+
+
+def ip_reveal(event: AuditEvent) -> str | None:
+    """The event's IP address if it can still be read (its person not erased), for administrators."""
+    if not event.ip:
+        return None
+    if not event.ip.startswith("gAAAA"):
+        return event.ip  # truncated, stored in clear
+    row = SubjectKey.objects.filter(pseudonym=event.actor).first()
+    if row is None:
+        return None
+    try:
+        return Fernet(row.key.encode()).decrypt(event.ip.encode()).decode()
+    except InvalidToken:
+        return None
+
+
+def _truncated(ip: str) -> str:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address) + f"/{prefix}"
+
+
+# --- Recording ----------------------------------------------------------------------------------------------------
+
+
+def audit_record(
+    *,
+    action: str,
+    outcome: str,
+    user: AbstractBaseUser | None = None,
+    subject: Subject | None = None,
+    client_id: str | None = None,
+    ip: str | None = None,
+    target: str = "",
+    duration_ms: float | None = None,
+    request_id: str = "",
+    transport: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent | None:
+    """Append one event. Never raises: a trail that cannot be written is logged loudly, and the action it
+    describes is not undone for it."""
+    if not settings.AUDIT_LOG_ENABLED:
+        return None
+    try:
+        subject = subject or subject_for(user)
+        stored_ip = ""
+        if ip:
+            stored_ip = subject.fernet.encrypt(ip.encode()).decode() if subject else _truncated(ip)
+        event = AuditEvent.objects.create(
+            actor=subject.pseudonym if subject else "",
+            client_id=client_id or "",
+            action=action,
+            target=target[:300],
+            outcome=outcome,
+            duration_ms=duration_ms,
+            ip=stored_ip,
+            request_id=request_id,
+            transport=transport,
+            detail=detail or {},
+        )
+    except DatabaseError:
+        logger.exception("could not write the audit event %s %s", action, outcome)
+        return None
+    _sealer.wake()
+    return event
+
+
+# --- Sealing ------------------------------------------------------------------------------------------------------
+
+
+def _canonical(event: AuditEvent) -> bytes:
+    fields = {
+        "seq": event.seq,
+        "created_at": event.created_at.isoformat(),
+        "actor": event.actor,
+        "client_id": event.client_id,
+        "action": event.action,
+        "target": event.target,
+        "outcome": event.outcome,
+        "duration_ms": event.duration_ms,
+        "ip": event.ip,
+        "request_id": event.request_id,
+        "transport": event.transport,
+        "detail": event.detail,
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def event_hash(prev_hash: str, event: AuditEvent) -> str:
+    return hashlib.sha256(prev_hash.encode() + _canonical(event)).hexdigest()
+
+
+def audit_seal(*, batch: int = SEAL_BATCH) -> int:
+    """Seal every unsealed event into the chain; returns how many. Safe to run in several processes at once."""
+    sealed = 0
+    while True:
+        try:
+            count = _seal_batch(batch)
+        except _HeadMoved:
+            continue  # another sealer went first: take the next batch from its head
+        sealed += count
+        if count < batch:
+            return sealed
+
+
+class _HeadMoved(Exception):
+    pass
+
+
+def _seal_batch(batch: int) -> int:
+    with transaction.atomic():
+        AuditChainHead.objects.get_or_create(pk=1)
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+        rows = list(AuditEvent.objects.filter(seq__isnull=True).order_by("id")[:batch])
+        if not rows:
+            return 0
+        seq, prev = head.seq, head.hash
+        for row in rows:
+            seq += 1
+            row.seq, row.prev_hash = seq, prev
+            row.hash = prev = event_hash(prev, row)
+        # Claim the head first (a conditional update, so that two sealers cannot both extend it), then the rows.
+        if not AuditChainHead.objects.filter(pk=1, seq=head.seq).update(seq=seq, hash=prev):
+            raise _HeadMoved
+        AuditEvent.objects.bulk_update(rows, ["seq", "prev_hash", "hash"])
+        return len(rows)
+
+
+class _Sealer:
+    """A daemon thread per process that seals soon after events are written (AUDIT_SEAL_INTERVAL seconds)."""
+
+    def __init__(self) -> None:
+        self._pending = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        interval = float(getattr(settings, "AUDIT_SEAL_INTERVAL", 0))
+        if interval <= 0:
+            return
+        self._pending.set()
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        from django.db import close_old_connections
+
+        while True:
+            self._pending.wait()
+            time.sleep(max(float(getattr(settings, "AUDIT_SEAL_INTERVAL", 1.0)), 0.05))
+            self._pending.clear()
+            try:
+                close_old_connections()
+                audit_seal()
+            except Exception:  # the periodic task and the verify command seal whatever is left
+                logger.exception("sealing the audit trail failed; will retry")
+                self._pending.set()
+                time.sleep(5)
+
+
+_sealer = _Sealer()
+
+
+# --- Verifying ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    verified: int
+    unsealed: int
+    broken_event_id: int | None = None
+    broken_seq: int | None = None
+    problem: str = ""
+
+
+def audit_verify(*, seal_first: bool = True) -> ChainReport:
+    """Walk the chain from its start (after retention's pruning) to its head and report the first broken link."""
+    if seal_first:
+        audit_seal()
+    head, _ = AuditChainHead.objects.get_or_create(pk=1)
+    expected_seq, prev = head.pruned_through_seq, head.pruned_through_hash
+    verified = 0
+    rows = AuditEvent.objects.filter(seq__isnull=False).order_by("seq").iterator(chunk_size=2000)
+    for row in rows:
+        expected_seq += 1
+        if row.seq != expected_seq:
+            return ChainReport(
+                False, verified, 0, row.pk, expected_seq, f"event at position {expected_seq} is missing (deleted)"
+            )
+        if row.prev_hash != prev:
+            return ChainReport(False, verified, 0, row.pk, row.seq, "its previous-hash does not match the chain")
+        if event_hash(prev, row) != row.hash:
+            return ChainReport(False, verified, 0, row.pk, row.seq, "its contents were changed after sealing")
+        prev = row.hash
+        verified += 1
+    if expected_seq != head.seq or prev != head.hash:
+        return ChainReport(
+            False, verified, 0, None, expected_seq + 1, f"the chain ends at {expected_seq} but its head is {head.seq}"
+        )
+    unsealed = AuditEvent.objects.filter(seq__isnull=True).count()
+    return ChainReport(True, verified, unsealed)

@@ -1,0 +1,112 @@
+"""The privacy pages (/privacy/) and the administrators' readable report. Thin: each view calls one service."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from apps.compliance import reports, services
+from apps.compliance.api import export_response
+from apps.compliance.models import DataSubjectRequest
+from apps.tools.errors import ApplicationError
+
+
+@login_required
+def privacy_home(request: HttpRequest) -> HttpResponse:
+    own = DataSubjectRequest.objects.filter(subject=request.user).select_related("archive")
+    return render(
+        request,
+        "compliance/privacy.html",
+        {
+            "held": services.subject_inventory(user=request.user),
+            "requests": own[:20],
+            "open_erasure": own.filter(kind="erasure", status__in=DataSubjectRequest.OPEN).first(),
+            "now": timezone.now(),
+            "grace_hours": f"{settings.ERASURE_GRACE_HOURS:g} hours",
+        },
+    )
+
+
+@login_required
+@require_POST
+def privacy_export(request: HttpRequest) -> HttpResponse:
+    try:
+        services.subject_request_create(subject=request.user, kind=DataSubjectRequest.Kind.EXPORT)
+        messages.success(request, "Your export is being prepared. It appears below when it is ready.")
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    return HttpResponseRedirect(reverse("privacy"))
+
+
+@login_required
+@require_POST
+def privacy_erasure(request: HttpRequest) -> HttpResponse:
+    try:
+        created = services.subject_request_create(
+            subject=request.user, kind=DataSubjectRequest.Kind.ERASURE, password=request.POST.get("password", "")
+        )
+        messages.success(
+            request,
+            f"Your account and everything held about you will be erased on "
+            f"{created.scheduled_for:%d %B %Y at %H:%M} UTC. You can cancel until then.",
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    return HttpResponseRedirect(reverse("privacy"))
+
+
+@login_required
+@require_POST
+def privacy_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    found = get_object_or_404(DataSubjectRequest, pk=pk, subject=request.user)
+    try:
+        services.subject_request_cancel(request=found, by=request.user)
+        messages.success(request, f"Your {found.kind} request was cancelled.")
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    return HttpResponseRedirect(reverse("privacy"))
+
+
+@login_required
+def privacy_download(request: HttpRequest, pk: int) -> HttpResponse:
+    found = get_object_or_404(DataSubjectRequest, pk=pk, subject=request.user)
+    try:
+        return export_response(services.subject_export_download(request=found, by=request.user))
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return HttpResponseRedirect(reverse("privacy"))
+
+
+@staff_member_required
+def report_page(request: HttpRequest) -> HttpResponse:
+    """The same reports as POST /compliance/report, readable, for administrators (linked from the admin)."""
+    report, error = None, None
+    if request.GET.get("report_type"):
+        try:
+            report = reports.report_build(
+                report_type=request.GET["report_type"],
+                start_date=request.GET.get("start_date", ""),
+                end_date=request.GET.get("end_date", ""),
+            )
+        except ApplicationError as exc:
+            error = exc.message
+    return render(
+        request,
+        "compliance/report.html",
+        {
+            "report": report,
+            "report_json": json.dumps(report, indent=2) if report else "",
+            "error": error,
+            "form": request.GET,
+            "title": "Compliance report",
+        },
+    )
