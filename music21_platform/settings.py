@@ -181,6 +181,9 @@ except (ImproperlyConfigured, ValueError) as exc:  # pragma: no cover - message 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several threads (uvicorn, worker threads for music21) share one file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # A transaction that reads then writes (the audit sealer) must take the write lock at its start: a deferred
+    # transaction upgrading its lock while another writes fails at once with "database is locked".
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     # Tests start server subprocesses (mcp_stdio) that must see the test database: keep it in a file.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
 else:

@@ -140,11 +140,20 @@ def token_for(transactional_db: None) -> Any:
 
 
 @pytest.fixture(scope="session")
-def celery_worker() -> Iterator[None]:
-    """A real Celery worker process when a broker is configured; without one the chunks run in process."""
+def celery_worker(django_db_setup: None, worker_id: str) -> Iterator[None]:
+    """A real Celery worker process when a broker is configured; without one, tasks run in process.
+
+    The worker uses this test session's database and its own queue (xdist sessions share one Redis)."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         yield None
         return
+    from django.db import connection
+
+    from music21_platform.celery import app
+
+    queue = f"test-{worker_id}-{uuid.uuid4().hex[:8]}"
+    app.conf.task_default_queue = queue
+    database_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -158,15 +167,22 @@ def celery_worker() -> Iterator[None]:
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            f"--queues={queue}",
+            f"--hostname={queue}@localhost",
         ],
         cwd=settings.BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "music21_platform.settings"},
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+            "DATABASE_URL": database_url,
+            "CELERY_QUEUE": queue,
+            "AUDIT_SEAL_INTERVAL": "0",
+        },
     )
-    from music21_platform.celery import app
 
     try:
         for _ in range(120):
-            if app.control.ping(timeout=0.5):
+            if app.control.ping(destination=[f"{queue}@localhost"], timeout=0.5):
                 break
             time.sleep(0.5)
         else:

@@ -1,0 +1,121 @@
+"""The audit trail: every call recorded, sealed into a hash chain that exposes any edit or deletion."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from apps.compliance import audit
+from apps.compliance.models import AuditEvent, SubjectKey
+from apps.tools.invocation import Caller, invoke_tool
+
+
+def _verify() -> str:
+    out = StringIO()
+    call_command("verify_audit_chain", stdout=out)
+    return out.getvalue()
+
+
+def test_each_tool_call_is_recorded_with_who_what_and_outcome(chorale: Any, alice: Any) -> None:
+    caller = Caller(user=alice, scopes=frozenset({"music21:read"}), client_id="client-9", ip="203.0.113.7")
+    invoke_tool("key_analysis", {"score_id": "chorale"}, caller=caller)
+    with pytest.raises(Exception):  # noqa: B017 - a missing score; the record is what is checked
+        invoke_tool("key_analysis", {"score_id": "nope"}, caller=caller)
+    pseudonym = SubjectKey.objects.get(user=alice).pseudonym
+    calls = AuditEvent.objects.filter(action="tool.key_analysis").order_by("id")
+    assert [(e.outcome, e.target) for e in calls] == [("success", "score:chorale"), ("not_found", "score:nope")]
+    first = calls[0]
+    assert first.actor == pseudonym and first.client_id == "client-9"
+    assert first.request_id == caller.request_id and first.duration_ms > 0
+    # The IP address is stored encrypted with alice's key: readable to administrators, not in the row.
+    assert "203.0.113.7" not in first.ip and audit.ip_reveal(first) == "203.0.113.7"
+    assert str(alice.pk) not in (first.actor, first.target)
+
+
+def test_the_chain_verifies_and_counts_every_event(chorale: Any, alice: Any, call: Any) -> None:
+    call(alice, "score_info", score_id="chorale")
+    total = AuditEvent.objects.count()
+    assert f"{total} events verified" in _verify()
+    assert AuditEvent.objects.filter(seq__isnull=True).count() == 0
+
+
+def test_an_edited_row_breaks_the_chain_at_that_row(chorale: Any, alice: Any, call: Any) -> None:
+    for _ in range(3):
+        call(alice, "score_info", score_id="chorale")
+    audit.audit_seal()
+    victim = AuditEvent.objects.order_by("seq")[1]
+    AuditEvent.objects.filter(pk=victim.pk).update(outcome="success-but-edited")  # what a tamperer would do in SQL
+    with pytest.raises(CommandError, match=rf"audit event id {victim.pk} .*changed after sealing"):
+        _verify()
+
+
+def test_a_deleted_row_breaks_the_chain_and_is_named(chorale: Any, alice: Any, call: Any) -> None:
+    for _ in range(3):
+        call(alice, "score_info", score_id="chorale")
+    audit.audit_seal()
+    victim = AuditEvent.objects.order_by("seq")[2]
+    AuditEvent.objects.filter(pk=victim.pk).delete()
+    with pytest.raises(CommandError, match=rf"position {victim.seq}\).*missing"):
+        _verify()
+
+
+def test_the_last_row_deleted_is_noticed_too(chorale: Any, alice: Any, call: Any) -> None:
+    call(alice, "score_info", score_id="chorale")
+    audit.audit_seal()
+    AuditEvent.objects.filter(pk=AuditEvent.objects.order_by("-seq")[0].pk).delete()
+    with pytest.raises(CommandError, match="head"):
+        _verify()
+
+
+def test_events_cannot_be_changed_or_deleted_through_the_orm(chorale: Any) -> None:
+    event = AuditEvent.objects.first()
+    event.outcome = "edited"
+    with pytest.raises(ValueError, match="append-only"):
+        event.save()
+    with pytest.raises(ValueError, match="append-only"):
+        event.delete()
+
+
+def test_sealing_from_two_threads_builds_one_chain(chorale: Any, alice: Any, call: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(40):
+        call(alice, "score_info", score_id="chorale")
+
+    def seal() -> int:
+        from django.db import connection
+
+        try:
+            return audit.audit_seal(batch=7)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        sealed = sum(pool.map(lambda _: seal(), range(2)))
+    assert sealed == AuditEvent.objects.count()
+    assert "verified" in _verify()
+
+
+def test_security_relevant_actions_are_audited(live_site: str, alice: Any) -> None:
+    import httpx2 as httpx
+
+    with httpx.Client(base_url=live_site, follow_redirects=False) as browser:
+        page = browser.get("/accounts/login/")
+        token = page.cookies["csrftoken"]
+        browser.post(
+            "/accounts/login/",
+            data={"username": "alice", "password": "wrong", "csrfmiddlewaretoken": token},
+            headers={"Referer": live_site},
+        )
+        browser.post(
+            "/accounts/login/",
+            data={"username": "alice", "password": "correct horse battery staple", "csrfmiddlewaretoken": token},
+            headers={"Referer": live_site},
+        )
+    logins = list(AuditEvent.objects.filter(action="auth.login").order_by("id").values_list("outcome", "actor"))
+    pseudonym = SubjectKey.objects.get(user=alice).pseudonym
+    assert logins == [("failure", ""), ("success", pseudonym)]

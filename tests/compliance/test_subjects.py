@@ -1,0 +1,166 @@
+"""Data-subject rights: the export holds everything of the person and nothing of anyone else; erasure leaves no row
+that refers to them, while the audit trail still verifies."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+import zipfile
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from music21 import converter, midi
+
+from apps.compliance import services
+from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, SubjectKey
+from apps.compliance.services import RequestRefused
+from apps.security.models import SecurityEvent
+from apps.tools.invocation import Caller, invoke_tool
+from apps.tools.models import Score
+from apps.tools.services.cache import parsed_scores
+
+PASSWORD = "correct horse battery staple"
+
+
+def _midi() -> bytes:
+    return midi.translate.streamToMidiFile(converter.parse("tinyNotation: 4/4 c4 e g c'")).writestr()
+
+
+@pytest.fixture
+def alices_library(alice: Any, bob: Any, call: Any) -> dict[str, bytes]:
+    """alice: a corpus chorale, tinyNotation, MIDI, and a transposition; bob: one tinyNotation score."""
+    call(alice, "import_score", score_id="chorale", source="bach/bwv66.6", source_type="corpus")
+    call(alice, "import_score", score_id="tune", source="tinyNotation: 4/4 c4 d e f g1", source_type="tinynotation")
+    midi = _midi()
+    call(alice, "import_score", score_id="ping", source=base64.b64encode(midi).decode(), source_type="midi")
+    call(alice, "transpose_score", score_id="tune", interval="P5")
+    call(bob, "import_score", score_id="bobs-secret", source="tinyNotation: 3/4 a4 b c'", source_type="tinynotation")
+    return {
+        s.score_id: (s.source if isinstance(s.source, bytes) else s.source.encode())
+        for s in Score.objects.filter(owner=alice)
+    }
+
+
+def _wait_for(request_id: int, status: str = "completed", seconds: float = 60) -> DataSubjectRequest:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = DataSubjectRequest.objects.get(pk=request_id)
+        if found.status == status:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"request {request_id} is {found.status}, not {status}")
+
+
+def test_the_export_holds_every_score_byte_for_byte_and_nothing_of_bob(
+    alices_library: dict[str, bytes], alice: Any, celery_worker: None
+) -> None:
+    request = services.subject_request_create(subject=alice, kind="export")
+    _wait_for(request.pk)  # built by the Celery task (a real worker when a broker is configured)
+    archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
+    manifest = json.loads(archive.read("manifest.json"))
+    assert set(manifest["categories"]) == {
+        "account", "scores", "derived_scores", "oauth_clients", "oauth_tokens", "oauth_grants",
+        "security_events", "audit_events", "privacy_requests",
+    }  # fmt: skip
+    by_id = {entry["score_id"]: entry["file"] for entry in manifest["scores"]}
+    assert set(by_id) == set(alices_library) == {"chorale", "tune", "ping", "tune-transposed"}
+    for score_id, source in alices_library.items():
+        assert archive.read(by_id[score_id]) == source
+    assert by_id["tune-transposed"].startswith("derived_scores/")
+    assert manifest["categories"]["scores"]["count"] == 3 and manifest["categories"]["derived_scores"]["count"] == 1
+    everything = b"".join(archive.read(name) for name in archive.namelist())
+    assert b"bobs-secret" not in everything and b"bob@example.com" not in everything
+    audit_events = json.loads(archive.read("audit_events.json"))
+    assert {"tool.import_score", "tool.transpose_score"} <= {e["action"] for e in audit_events}
+
+
+def test_erasure_leaves_no_row_that_refers_to_alice(
+    alices_library: dict[str, bytes], alice: Any, bob: Any, token_for: Any, call: Any, live_site: str
+) -> None:
+    import httpx2 as httpx
+
+    token = token_for(alice)
+    call(alice, "key_analysis", score_id="chorale")  # now parsed and cached in this process
+    chorale_pk = Score.objects.get(owner=alice, score_id="chorale").pk
+    assert any(key[0] == chorale_pk for key in parsed_scores._entries)
+    invoke_tool(
+        "score_info",
+        {"score_id": "chorale"},
+        caller=Caller(user=alice, scopes=frozenset({"music21:read"}), ip="198.51.100.4"),
+    )
+    SecurityEvent.objects.create(kind="login_failure", user=alice, ip="198.51.100.4", detail={"username": "alice"})
+    alice_id = alice.pk
+
+    settings.ERASURE_GRACE_HOURS = 0
+    request = services.subject_request_create(subject=alice, kind="erasure", password=PASSWORD)
+    services.subject_requests_run_due()  # the periodic task's work
+    assert DataSubjectRequest.objects.get(pk=request.pk).status == "completed"
+
+    assert not get_user_model().objects.filter(pk=alice_id).exists()
+    checked = []
+    for model in apps.get_models():
+        for field in model._meta.get_fields():
+            if (field.many_to_one or field.one_to_one) and field.concrete and field.related_model is get_user_model():
+                assert not model._default_manager.filter(**{field.attname: alice_id}).exists(), (model, field.name)
+                checked.append(f"{model._meta.label}.{field.name}")
+    # Scores, tokens, grants, clients, security events, requests, subject keys, sign-in and admin history...
+    assert {"tools.Score.owner", "oauth2_provider.AccessToken.user", "compliance.SubjectKey.user"} <= set(checked)
+    assert len(checked) >= 10
+    assert not SubjectKey.objects.filter(user_id=alice_id).exists()
+    assert not any(key[0] == chorale_pk for key in parsed_scores._entries)
+    assert Score.objects.filter(owner=bob).count() == 1  # bob keeps everything
+    assert SecurityEvent.objects.filter(ip="198.51.100.4").count() == 0  # anonymised, not linked
+
+    # Her token no longer opens /mcp.
+    response = httpx.post(
+        f"{live_site}/mcp",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    )
+    assert response.status_code == 401
+
+    # The trail still verifies, and says the erasure happened.
+    out = StringIO()
+    call_command("verify_audit_chain", stdout=out)
+    assert "verified" in out.getvalue()
+    erased = AuditEvent.objects.get(action="privacy.erasure")
+    assert erased.outcome == "completed" and erased.detail["scores"] == 4
+    # Her past events remain, but nothing links them to her any more.
+    assert AuditEvent.objects.filter(actor=erased.actor, action="tool.import_score").count() == 3
+    assert not SubjectKey.objects.filter(pseudonym=erased.actor).exists()
+
+
+def test_erasure_needs_the_password_and_waits_for_the_grace_period(alice: Any, chorale: Any) -> None:
+    with pytest.raises(RequestRefused, match="password"):
+        services.subject_request_create(subject=alice, kind="erasure", password="guess")
+    request = services.subject_request_create(subject=alice, kind="erasure", password=PASSWORD)
+    assert request.status == "scheduled" and request.scheduled_for > request.requested_at
+    assert services.subject_requests_run_due() == 0  # the grace period has not passed
+    with pytest.raises(RequestRefused, match="already open"):
+        services.subject_request_create(subject=alice, kind="erasure", password=PASSWORD)
+    services.subject_request_cancel(request=request, by=alice)
+    DataSubjectRequest.objects.filter(pk=request.pk).update(scheduled_for=request.requested_at)
+    assert services.subject_requests_run_due() == 0  # cancelled requests never run
+    assert Score.objects.filter(owner=alice).count() == 1
+
+
+def test_an_administrator_approves_a_request_filed_for_someone(alice: Any, chorale: Any, celery_worker: None) -> None:
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
+    request = services.subject_request_create(subject=alice, kind="erasure", handled_by=admin, via="admin")
+    assert request.status == "pending"
+    assert services.subject_requests_run_due() == 0
+    services.subject_request_approve(request=request, by=admin, run_now=True)
+    _wait_for(request.pk)
+    assert not get_user_model().objects.filter(username="alice").exists()
+
+
+def test_an_unknown_kind_is_refused_by_name(alice: Any) -> None:
+    with pytest.raises(RequestRefused, match="'copy'"):
+        services.subject_request_create(subject=alice, kind="copy")
