@@ -154,7 +154,7 @@ def celery_worker(django_db_setup: None, worker_id: str) -> Iterator[None]:
     queue = f"test-{worker_id}-{uuid.uuid4().hex[:8]}"
     app.conf.task_default_queue = queue
     database_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
-    worker = subprocess.Popen(
+    worker = subprocess.Popen(  # noqa: S603 - our own interpreter
         [
             sys.executable,
             "-m",

@@ -123,7 +123,8 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve (erasures run after the grace period)")
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._each(request, queryset, "approved", lambda r: services.subject_request_approve(request=r, by=request.user))
+        approve = services.subject_request_approve
+        self._each(request, queryset, "approved", lambda r: approve(request=r, by=request.user))
 
     @admin.action(description="Run now (skip the grace period)")
     def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -136,4 +137,5 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel")
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._each(request, queryset, "cancelled", lambda r: services.subject_request_cancel(request=r, by=request.user))
+        cancel = services.subject_request_cancel
+        self._each(request, queryset, "cancelled", lambda r: cancel(request=r, by=request.user))

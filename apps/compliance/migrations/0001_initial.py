@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,111 +15,210 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='AuditChainHead',
+            name="AuditChainHead",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.BigIntegerField(default=0)),
-                ('hash', models.CharField(default='0000000000000000000000000000000000000000000000000000000000000000', max_length=64)),
-                ('pruned_through_seq', models.BigIntegerField(default=0)),
-                ('pruned_through_hash', models.CharField(default='0000000000000000000000000000000000000000000000000000000000000000', max_length=64)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seq", models.BigIntegerField(default=0)),
+                (
+                    "hash",
+                    models.CharField(
+                        default="0000000000000000000000000000000000000000000000000000000000000000", max_length=64
+                    ),
+                ),
+                ("pruned_through_seq", models.BigIntegerField(default=0)),
+                (
+                    "pruned_through_hash",
+                    models.CharField(
+                        default="0000000000000000000000000000000000000000000000000000000000000000", max_length=64
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'audit chain head',
+                "verbose_name": "audit chain head",
             },
         ),
         migrations.CreateModel(
-            name='RetentionPolicy',
+            name="RetentionPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('category', models.CharField(choices=[('scores', 'scores'), ('derived_scores', 'derived scores'), ('audit_events', 'audit events'), ('security_events', 'security events'), ('expired_tokens', 'expired tokens and grants'), ('export_files', 'finished export files')], max_length=32, unique=True)),
-                ('days', models.PositiveIntegerField(help_text='Keep records of this category this many days, then delete them.')),
-                ('enabled', models.BooleanField(default=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("scores", "scores"),
+                            ("derived_scores", "derived scores"),
+                            ("audit_events", "audit events"),
+                            ("security_events", "security events"),
+                            ("expired_tokens", "expired tokens and grants"),
+                            ("export_files", "finished export files"),
+                        ],
+                        max_length=32,
+                        unique=True,
+                    ),
+                ),
+                (
+                    "days",
+                    models.PositiveIntegerField(
+                        help_text="Keep records of this category this many days, then delete them."
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'retention policies',
-                'ordering': ['category'],
+                "verbose_name_plural": "retention policies",
+                "ordering": ["category"],
             },
         ),
         migrations.CreateModel(
-            name='RetentionRun',
+            name="RetentionRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('duration_ms', models.FloatField(default=0)),
-                ('dry_run', models.BooleanField(default=False)),
-                ('removed', models.JSONField(default=dict, help_text='Rows removed (or, in a dry run, that would be) per category.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("started_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("duration_ms", models.FloatField(default=0)),
+                ("dry_run", models.BooleanField(default=False)),
+                (
+                    "removed",
+                    models.JSONField(
+                        default=dict, help_text="Rows removed (or, in a dry run, that would be) per category."
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-started_at'],
+                "ordering": ["-started_at"],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor', models.CharField(blank=True, db_index=True, help_text="The person's pseudonym.", max_length=32)),
-                ('client_id', models.CharField(blank=True, db_index=True, max_length=100)),
-                ('action', models.CharField(db_index=True, max_length=80)),
-                ('target', models.CharField(blank=True, max_length=300)),
-                ('outcome', models.CharField(db_index=True, max_length=40)),
-                ('duration_ms', models.FloatField(blank=True, null=True)),
-                ('ip', models.TextField(blank=True, help_text="Encrypted with the person's key, or a truncated address.")),
-                ('request_id', models.CharField(blank=True, max_length=32)),
-                ('transport', models.CharField(blank=True, max_length=20)),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('seq', models.BigIntegerField(blank=True, null=True, unique=True)),
-                ('prev_hash', models.CharField(blank=True, max_length=64)),
-                ('hash', models.CharField(blank=True, max_length=64)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "actor",
+                    models.CharField(blank=True, db_index=True, help_text="The person's pseudonym.", max_length=32),
+                ),
+                ("client_id", models.CharField(blank=True, db_index=True, max_length=100)),
+                ("action", models.CharField(db_index=True, max_length=80)),
+                ("target", models.CharField(blank=True, max_length=300)),
+                ("outcome", models.CharField(db_index=True, max_length=40)),
+                ("duration_ms", models.FloatField(blank=True, null=True)),
+                (
+                    "ip",
+                    models.TextField(blank=True, help_text="Encrypted with the person's key, or a truncated address."),
+                ),
+                ("request_id", models.CharField(blank=True, max_length=32)),
+                ("transport", models.CharField(blank=True, max_length=20)),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                ("seq", models.BigIntegerField(blank=True, null=True, unique=True)),
+                ("prev_hash", models.CharField(blank=True, max_length=64)),
+                ("hash", models.CharField(blank=True, max_length=64)),
             ],
             options={
-                'ordering': ['-id'],
-                'indexes': [models.Index(fields=['action', 'created_at'], name='compliance__action_d31323_idx'), models.Index(fields=['actor', 'created_at'], name='compliance__actor_bccdd6_idx'), models.Index(fields=['outcome', 'created_at'], name='compliance__outcome_d50fad_idx')],
+                "ordering": ["-id"],
+                "indexes": [
+                    models.Index(fields=["action", "created_at"], name="compliance__action_d31323_idx"),
+                    models.Index(fields=["actor", "created_at"], name="compliance__actor_bccdd6_idx"),
+                    models.Index(fields=["outcome", "created_at"], name="compliance__outcome_d50fad_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='DataSubjectRequest',
+            name="DataSubjectRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subject_pseudonym', models.CharField(db_index=True, max_length=32)),
-                ('kind', models.CharField(choices=[('export', 'export'), ('erasure', 'erasure')], max_length=10)),
-                ('status', models.CharField(choices=[('pending', 'awaiting approval'), ('scheduled', 'scheduled'), ('running', 'running'), ('completed', 'completed'), ('cancelled', 'cancelled'), ('failed', 'failed')], db_index=True, default='pending', max_length=10)),
-                ('requested_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('due_at', models.DateTimeField(help_text='The legal deadline: one month after the request.')),
-                ('scheduled_for', models.DateTimeField(blank=True, help_text='When an approved request runs.', null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('via', models.CharField(default='privacy page', max_length=20)),
-                ('note', models.CharField(blank=True, max_length=500)),
-                ('handled_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('subject', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='privacy_requests', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("subject_pseudonym", models.CharField(db_index=True, max_length=32)),
+                ("kind", models.CharField(choices=[("export", "export"), ("erasure", "erasure")], max_length=10)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "awaiting approval"),
+                            ("scheduled", "scheduled"),
+                            ("running", "running"),
+                            ("completed", "completed"),
+                            ("cancelled", "cancelled"),
+                            ("failed", "failed"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("requested_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("due_at", models.DateTimeField(help_text="The legal deadline: one month after the request.")),
+                (
+                    "scheduled_for",
+                    models.DateTimeField(blank=True, help_text="When an approved request runs.", null=True),
+                ),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("via", models.CharField(default="privacy page", max_length=20)),
+                ("note", models.CharField(blank=True, max_length=500)),
+                (
+                    "handled_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "subject",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="privacy_requests",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'data-subject request',
-                'ordering': ['-requested_at'],
+                "verbose_name": "data-subject request",
+                "ordering": ["-requested_at"],
             },
         ),
         migrations.CreateModel(
-            name='ExportArchive',
+            name="ExportArchive",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('content', models.BinaryField()),
-                ('size', models.PositiveIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField(db_index=True)),
-                ('downloads', models.PositiveIntegerField(default=0)),
-                ('request', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='archive', to='compliance.datasubjectrequest')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("content", models.BinaryField()),
+                ("size", models.PositiveIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField(db_index=True)),
+                ("downloads", models.PositiveIntegerField(default=0)),
+                (
+                    "request",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="archive",
+                        to="compliance.datasubjectrequest",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SubjectKey',
+            name="SubjectKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pseudonym', models.CharField(max_length=32, unique=True)),
-                ('key', models.CharField(help_text="Fernet key for the personal data in this person's audit events.", max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='subject_key', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("pseudonym", models.CharField(max_length=32, unique=True)),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="Fernet key for the personal data in this person's audit events.", max_length=64
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="subject_key",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
     ]

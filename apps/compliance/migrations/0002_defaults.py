@@ -21,12 +21,20 @@ def create(apps, schema_editor):
     CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
     IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    nightly, _ = CrontabSchedule.objects.get_or_create(minute="30", hour="3", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC")
+    nightly, _ = CrontabSchedule.objects.get_or_create(
+        minute="30", hour="3", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
+    )
     every_5_min, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
     every_minute, _ = IntervalSchedule.objects.get_or_create(every=1, period="minutes")
-    PeriodicTask.objects.get_or_create(name="Apply retention policies", defaults={"task": "compliance.apply_retention", "crontab": nightly})
-    PeriodicTask.objects.get_or_create(name="Run due data-subject requests", defaults={"task": "compliance.run_due_requests", "interval": every_5_min})
-    PeriodicTask.objects.get_or_create(name="Seal the audit trail", defaults={"task": "compliance.seal_audit", "interval": every_minute})
+    PeriodicTask.objects.get_or_create(
+        name="Apply retention policies", defaults={"task": "compliance.apply_retention", "crontab": nightly}
+    )
+    PeriodicTask.objects.get_or_create(
+        name="Run due data-subject requests", defaults={"task": "compliance.run_due_requests", "interval": every_5_min}
+    )
+    PeriodicTask.objects.get_or_create(
+        name="Seal the audit trail", defaults={"task": "compliance.seal_audit", "interval": every_minute}
+    )
 
 
 class Migration(migrations.Migration):
