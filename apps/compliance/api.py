@@ -33,8 +33,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, APIException):
-        response.data = {"status": "error", "error": exc.default_code, "message": str(exc.detail)}
+        response.data = {"status": "error", "error": exc.default_code, "message": _message(exc.detail)}
     return response
+
+
+def _message(detail: Any) -> str:
+    """`{"kind": ["\"copy\" is not a valid choice."]}` -> `kind: "copy" is not a valid choice.`"""
+    if isinstance(detail, dict):
+        return " ".join(f"{field}: {_message(problem)}" for field, problem in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_message(problem) for problem in detail)
+    return str(detail)
 
 
 def _token_scopes(request: Request) -> frozenset[str] | None:
