@@ -78,7 +78,8 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     """Run tool `name` with `arguments` as `caller` and return its JSON-serialisable result.
 
     The guards, in order: block list -> scope -> arguments -> rate limit -> bulkhead -> circuit breaker ->
-    timeout -> run; every outcome is counted, and refusals that matter to security are recorded as events.
+    timeout -> run; every outcome is audited and counted, and refusals that matter to security are recorded as
+    security events.
     """
     tool = get_tool(name)
     started = time.perf_counter()

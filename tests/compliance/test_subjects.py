@@ -100,7 +100,7 @@ def test_erasure_leaves_no_row_that_refers_to_alice(
 
     settings.ERASURE_GRACE_HOURS = 0
     request = services.subject_request_create(subject=alice, kind="erasure", password=PASSWORD)
-    services.subject_requests_run_due()  # the periodic task's work
+    call_command("run_due_requests", stdout=StringIO())  # the periodic task's work
     assert DataSubjectRequest.objects.get(pk=request.pk).status == "completed"
 
     assert not get_user_model().objects.filter(pk=alice_id).exists()
@@ -164,3 +164,22 @@ def test_an_administrator_approves_a_request_filed_for_someone(alice: Any, chora
 def test_an_unknown_kind_is_refused_by_name(alice: Any) -> None:
     with pytest.raises(RequestRefused, match="'copy'"):
         services.subject_request_create(subject=alice, kind="copy")
+
+
+def test_other_processes_drop_erased_scores_from_their_caches(alice: Any, chorale: Any, monkeypatch: Any) -> None:
+    from music21 import stream
+
+    from apps.tools.services import cache as cache_module
+
+    # Another process's cache, holding alice's chorale (its own instance; they meet only through the shared cache).
+    elsewhere = cache_module.ParsedScoreCache(capacity=10)
+    chorale_pk = Score.objects.get(owner=alice, score_id="chorale").pk
+    elsewhere.get((0, ""))  # its first look at the purge list
+    elsewhere.put((chorale_pk, "h"), stream.Score())
+    elsewhere.put((999_999, "h"), stream.Score())
+    monkeypatch.setattr(cache_module, "PURGE_CHECK_SECONDS", 0.0)
+    settings.ERASURE_GRACE_HOURS = 0
+    services.subject_request_create(subject=alice, kind="erasure", password=PASSWORD)
+    services.subject_requests_run_due()
+    elsewhere.get((0, ""))  # its next lookup reads the purge list
+    assert (chorale_pk, "h") not in elsewhere and (999_999, "h") in elsewhere
