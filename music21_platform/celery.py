@@ -5,9 +5,34 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "music21_platform.settings")
 
 app = Celery("music21_platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _serve_worker_metrics(**kwargs: object) -> None:
+    """A worker has no web server: with WORKER_METRICS_PORT set it serves its own /metrics (every pool process's
+    values when PROMETHEUS_MULTIPROC_DIR is set)."""
+    port = os.environ.get("WORKER_METRICS_PORT")
+    if not port:
+        return
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    start_http_server(int(port), registry=registry)
+
+
+@worker_process_init.connect
+def _start_tracing_in_pool_process(**kwargs: object) -> None:
+    from music21_platform.tracing import tracing_setup
+
+    tracing_setup()

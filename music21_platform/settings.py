@@ -8,6 +8,7 @@ start-up: a bad one stops the process with a message that names the variable. Se
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
@@ -125,6 +126,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "oauth2_provider",
     "axes",
+    "django_prometheus",
     "rest_framework",
     "auditlog",
     "django_celery_beat",
@@ -135,6 +137,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -145,6 +148,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "music21_platform.urls"
@@ -248,6 +252,14 @@ CB_RECOVERY_TIMEOUT = env_number("CB_RECOVERY_TIMEOUT", 60.0, kind=float, minimu
 SECURITY_BLOCK_THRESHOLD = env_number("SECURITY_BLOCK_THRESHOLD", 20, minimum=1)
 SECURITY_BLOCK_WINDOW = env_number("SECURITY_BLOCK_WINDOW", 300, minimum=1)
 METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# Who may read /metrics without a token: loopback by default; add the scraper's network in a cluster.
+METRICS_ALLOWED_NETWORKS = []
+for _cidr in _env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]):
+    try:
+        METRICS_ALLOWED_NETWORKS.append(ipaddress.ip_network(_cidr.strip(), strict=False))
+    except ValueError:
+        _problems.append(f"METRICS_ALLOWED_NETWORKS: {_cidr!r} is not a network such as 10.0.0.0/8")
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 OTEL_ENABLED = env_bool("OTEL_ENABLED", False)
 AUDIT_LOG_ENABLED = env_bool("AUDIT_LOG_ENABLED", True)
 # Seconds between writing audit events and sealing them into the hash chain (a thread per process); 0 leaves

@@ -13,6 +13,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", tool_views.health, name="health"),
     path("health/ready", tool_views.ready, name="ready"),
+    path("metrics", tool_views.metrics_view, name="metrics"),
+    path("server_stats", tool_views.ServerStatsView.as_view(), name="server-stats"),
     path("", include("apps.security.urls")),
     path("", include("apps.compliance.urls")),
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
-from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotAuthenticated, PermissionDenied
 from rest_framework.permissions import BasePermission
@@ -21,6 +20,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from apps.compliance import reports, services
 from apps.compliance.models import DataSubjectRequest
 from apps.security import scopes
+from apps.security.permissions import IsStaffOrAdminToken, token_scopes
 from apps.tools.errors import ApplicationError, NotFound, RateLimited
 
 
@@ -46,20 +46,13 @@ def _message(detail: Any) -> str:
     return str(detail)
 
 
-def _token_scopes(request: Request) -> frozenset[str] | None:
-    """The bearer token's scopes, or None for a session."""
-    if isinstance(request.successful_authenticator, OAuth2Authentication):
-        return frozenset(request.auth.scope.split())
-    return None
-
-
 class HasScope(BasePermission):
     """Tokens need the view's scope (for the method); sessions are the person themselves."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not request.user or not request.user.is_authenticated:
             raise NotAuthenticated("Sign in, or send an OAuth bearer token.")
-        granted = _token_scopes(request)
+        granted = token_scopes(request)
         if granted is None:
             return True
         needed = view.required_scope(request)
@@ -162,20 +155,6 @@ class ReportSerializer(serializers.Serializer):
     report_type = serializers.ChoiceField(choices=reports.REPORT_TYPES)
     start_date = serializers.DateField()
     end_date = serializers.DateField()
-
-
-class IsStaffOrAdminToken(BasePermission):
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if not request.user or not request.user.is_authenticated:
-            raise NotAuthenticated("Sign in as staff, or send a bearer token with the music21:admin scope.")
-        granted = _token_scopes(request)
-        if granted is None:
-            if not request.user.is_staff:
-                raise PermissionDenied("Compliance reports are for staff.")
-            return True
-        if scopes.ADMIN not in granted:
-            raise PermissionDenied(f"This needs the {scopes.ADMIN} scope, which the token was not granted.")
-        return True
 
 
 class ReportView(APIView):

@@ -10,3 +10,6 @@ class SecurityConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.security import signals  # noqa: F401 - connects the sign-in receivers
+        from apps.security.monitoring import process_metrics_start
+
+        process_metrics_start()

@@ -1,4 +1,9 @@
-"""The platform's Prometheus metrics, defined once. Names and labels are part of the product contract (SPEC.md)."""
+"""The platform's Prometheus metrics, defined once. Names and labels are part of the product contract (SPEC.md).
+
+Several processes (uvicorn workers, tool worker processes, Celery workers) each count their own calls. With
+PROMETHEUS_MULTIPROC_DIR set (before the process starts), prometheus_client keeps every process's values in files
+there and /metrics adds them up; each gauge says how (`multiprocess_mode`). Without it, each process reports its own.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ REQUEST_DURATION = Histogram(
     ["tool"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-CONCURRENT = Gauge("mcp_concurrent_requests", "Tool calls in flight in this process.")
+CONCURRENT = Gauge("mcp_concurrent_requests", "Tool calls in flight.", multiprocess_mode="livesum")
 ANALYSIS_DURATION = Histogram(
     "music21_analysis_duration_seconds",
     "Time spent in the music21 work of a call.",
@@ -24,3 +29,12 @@ BLOCKED = Counter("music21_blocked_requests_total", "Calls refused by a guard, b
 BREAKER_STATE_CHANGES = Counter(
     "music21_circuit_breaker_state_changes", "Circuit breaker state changes.", ["circuit_name"]
 )
+FILES_PROCESSED = Counter("music21_files_processed", "Scores imported and corpus works analysed.")
+QUEUE_SIZE = Gauge("music21_analysis_queue_size", "Tasks waiting in the Celery queue.", multiprocess_mode="mostrecent")
+MEMORY = Gauge("music21_memory_usage_bytes", "Memory of the serving processes.", ["type"], multiprocess_mode="livesum")
+CPU = Gauge("music21_cpu_usage_percent", "CPU use of the serving processes.", multiprocess_mode="livesum")
+OPEN_FDS = Gauge("music21_open_file_descriptors", "Open file descriptors.", multiprocess_mode="livesum")
+BREAKER_OPEN = Gauge(
+    "music21_circuit_breaker_open", "1 while a group's breaker is open.", ["circuit_name"], multiprocess_mode="max"
+)
+READY = Gauge("music21_ready", "1 if the last readiness check passed.", multiprocess_mode="mostrecent")

@@ -11,3 +11,7 @@ class ToolsConfig(AppConfig):
     def ready(self) -> None:
         # Importing the declarations fills the tool registry once, at start-up.
         from apps.tools import declarations  # noqa: F401
+        from music21_platform.tracing import tracing_setup
+
+        # Before the first request, so that the Django instrumentation wraps the middleware.
+        tracing_setup()

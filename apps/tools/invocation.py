@@ -34,6 +34,7 @@ from apps.tools.errors import (
     UnknownTool,
 )
 from apps.tools.registry import TOOLS, Tool
+from music21_platform.tracing import span
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -84,35 +85,42 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     tool = get_tool(name)
     started = time.perf_counter()
     status = "error"
-    try:
-        events.block_check(ip=caller.ip, client_id=caller.client_id)
-        if not scopes.has_scope(caller.scopes, tool.scope):
-            raise InsufficientScope(tool.scope or "", tool.name)
-        parsed = validate_arguments(tool, arguments)
-        guards.rate_limit_check(group=tool.group, user_id=caller.user.pk, client_id=caller.client_id)
-        with guards.bulkhead(tool.group):
-            result = guards.call_through_breaker(tool.group, _run_with_timeout, tool, caller, parsed)
-        status = "success"
-        return {"status": "success", **result}
-    except ApplicationError as error:
-        status = error.code
-        _record_security_event(error, tool, caller, arguments)
-        raise
-    finally:
-        elapsed = time.perf_counter() - started
-        audit_record(
-            action=f"tool.{tool.name}",
-            outcome=status,
-            user=caller.user,
-            client_id=caller.client_id,
-            ip=caller.ip,
-            target=_targets(arguments),
-            duration_ms=elapsed * 1000,
-            request_id=caller.request_id,
-            transport=caller.transport,
-        )
-        metrics.REQUESTS.labels(tool=tool.name, status=status).inc()
-        metrics.REQUEST_DURATION.labels(tool=tool.name).observe(elapsed)
+    targets = _targets(arguments)
+    attributes = {"tool.name": tool.name, "tool.group": tool.group, "score.id": targets or None}
+    with span("tool_call", **attributes, transport=caller.transport, request_id=caller.request_id) as call_span:
+        try:
+            with span("guards.admit"):
+                events.block_check(ip=caller.ip, client_id=caller.client_id)
+                if not scopes.has_scope(caller.scopes, tool.scope):
+                    raise InsufficientScope(tool.scope or "", tool.name)
+                parsed = validate_arguments(tool, arguments)
+                guards.rate_limit_check(group=tool.group, user_id=caller.user.pk, client_id=caller.client_id)
+            with span("guards.bulkhead"), guards.bulkhead(tool.group), span("music21.run"):
+                result = guards.call_through_breaker(tool.group, _run_with_timeout, tool, caller, parsed)
+            status = "success"
+            return {"status": "success", **result}
+        except ApplicationError as error:
+            status = error.code
+            _record_security_event(error, tool, caller, arguments)
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            with span("audit.record"):
+                audit_record(
+                    action=f"tool.{tool.name}",
+                    outcome=status,
+                    user=caller.user,
+                    client_id=caller.client_id,
+                    ip=caller.ip,
+                    target=targets,
+                    duration_ms=elapsed * 1000,
+                    request_id=caller.request_id,
+                    transport=caller.transport,
+                )
+            metrics.REQUESTS.labels(tool=tool.name, status=status).inc()
+            metrics.REQUEST_DURATION.labels(tool=tool.name).observe(elapsed)
+            if call_span is not None:
+                call_span.set_attribute("outcome", status)
 
 
 def _targets(arguments: dict[str, Any] | None) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from music21 import common, corpus, stream
 
+from apps.security.metrics import FILES_PROCESSED
 from apps.tools.errors import ApplicationError, InvalidArguments
 from apps.tools.services.analysis import key_analysis
 from apps.tools.services.summary import score_summary
@@ -76,6 +77,7 @@ def corpus_analyze_works(paths: list[str], analysis: str) -> list[dict[str, Any]
             else:
                 outcome = score_summary(music)
             results.append({"path": path, **outcome, "seconds": round(time.perf_counter() - started, 3)})
+            FILES_PROCESSED.inc()
         except Exception as exc:  # one bad file in a corpus job is a result, not a failure of the job
             results.append({"path": path, "error": f"{type(exc).__name__}: {exc}"[:300]})
     return results

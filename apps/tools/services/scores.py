@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from music21 import stream
 from music21.musicxml.m21ToXml import GeneralObjectExporter
 
+from apps.security.metrics import FILES_PROCESSED
 from apps.tools.errors import AlreadyExists, InvalidArguments
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.selectors import score_get
@@ -32,7 +33,9 @@ def score_import(*, owner: AbstractBaseUser, score_id: str, source: str, source_
     parsed = parse_source(
         source_type, source, max_bytes=settings.MAX_SCORE_BYTES, import_root=settings.SCORE_IMPORT_ROOT
     )
-    return _store(owner=owner, score_id=score_id, parsed=parsed)
+    stored = _store(owner=owner, score_id=score_id, parsed=parsed)
+    FILES_PROCESSED.inc()
+    return stored
 
 
 def score_store_generated(
