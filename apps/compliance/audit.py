@@ -57,12 +57,21 @@ _subjects_lock = threading.Lock()
 
 def subject_for(user: AbstractBaseUser | None) -> Subject | None:
     """The person's pseudonym and key, created on first use; cached per process (they never change, and erasure
-    forgets them through `subject_forget`)."""
+    forgets them through `subject_forget`). None when the database cannot be reached: the call then fails on its
+    own terms, not on the trail's."""
     if user is None or user.pk is None:
         return None
     found = _subjects.get(user.pk)
     if found is not None:
         return found
+    try:
+        return _subject_load(user)
+    except DatabaseError:
+        logger.exception("cannot load the subject key of user %s", user.pk)
+        return None
+
+
+def _subject_load(user: AbstractBaseUser) -> Subject:
     row = SubjectKey.objects.filter(user_id=user.pk).first()
     if row is None:
         try:

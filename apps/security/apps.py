@@ -10,6 +10,8 @@ class SecurityConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.security import signals  # noqa: F401 - connects the sign-in receivers
+        from apps.security.metrics import series_initialise
         from apps.security.monitoring import process_metrics_start
 
+        series_initialise()
         process_metrics_start()

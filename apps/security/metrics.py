@@ -38,3 +38,21 @@ BREAKER_OPEN = Gauge(
     "music21_circuit_breaker_open", "1 while a group's breaker is open.", ["circuit_name"], multiprocess_mode="max"
 )
 READY = Gauge("music21_ready", "1 if the last readiness check passed.", multiprocess_mode="mostrecent")
+
+
+def series_initialise() -> None:
+    """Create each labelled series at zero, so that dashboards and alerts see 0 rather than no data."""
+    from apps.security.models import SecurityEvent
+    from apps.tools.registry import GROUPS
+
+    for result in ("success", "failure", "invalid_token", "locked_out"):
+        AUTH_ATTEMPTS.labels(result=result)
+    for reason in ("rate_limit", "busy", "circuit_open", "blocked"):
+        BLOCKED.labels(reason=reason)
+    for kind in SecurityEvent.Kind.values:
+        SECURITY_VIOLATIONS.labels(kind=kind)
+    for group in GROUPS:
+        BREAKER_STATE_CHANGES.labels(circuit_name=group)
+        BREAKER_OPEN.labels(circuit_name=group)
+    for memory_type in ("rss", "vms"):
+        MEMORY.labels(type=memory_type)

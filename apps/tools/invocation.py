@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from pydantic import ValidationError
 
-from apps.compliance.audit import audit_record
+from apps.compliance.audit import audit_record, subject_for
 from apps.security import events, guards, metrics, scopes
 from apps.tools import runner
 from apps.tools.errors import (
@@ -34,12 +34,14 @@ from apps.tools.errors import (
     UnknownTool,
 )
 from apps.tools.registry import TOOLS, Tool
+from music21_platform.logs import call_context
 from music21_platform.tracing import span
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 logger = logging.getLogger(__name__)
+calls_log = logging.getLogger("music21_platform.calls")
 
 
 class InternalError(ApplicationError):
@@ -87,6 +89,15 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     status = "error"
     targets = _targets(arguments)
     attributes = {"tool.name": tool.name, "tool.group": tool.group, "score.id": targets or None}
+    subject = subject_for(caller.user)
+    context = call_context.set(
+        {
+            "request_id": caller.request_id,
+            "user": subject.pseudonym if subject else None,
+            "client_id": caller.client_id,
+            "tool": tool.name,
+        }
+    )
     with span("tool_call", **attributes, transport=caller.transport, request_id=caller.request_id) as call_span:
         try:
             with span("guards.admit"):
@@ -109,7 +120,7 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
                 audit_record(
                     action=f"tool.{tool.name}",
                     outcome=status,
-                    user=caller.user,
+                    subject=subject,
                     client_id=caller.client_id,
                     ip=caller.ip,
                     target=targets,
@@ -121,6 +132,8 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
             metrics.REQUEST_DURATION.labels(tool=tool.name).observe(elapsed)
             if call_span is not None:
                 call_span.set_attribute("outcome", status)
+            calls_log.info("tool call", extra={"outcome": status, "duration_ms": round(elapsed * 1000, 2)})
+            call_context.reset(context)
 
 
 def _targets(arguments: dict[str, Any] | None) -> str:

@@ -1,0 +1,249 @@
+"""What operators see: /metrics counts what happened (in one process and across two uvicorn workers), access to
+it is limited, a tool call is one span tree, logs are JSON lines about the call, /server_stats answers staff."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from apps.tools.errors import NotFound
+from apps.tools.invocation import Caller, invoke_tool
+
+SPEC_METRICS = [
+    "mcp_requests_total",
+    "mcp_request_duration_seconds",
+    "mcp_concurrent_requests",
+    "music21_analysis_duration_seconds",
+    "music21_files_processed_total",
+    "music21_analysis_queue_size",
+    "music21_auth_attempts_total",
+    "music21_security_violations_total",
+    "music21_blocked_requests_total",
+    "music21_memory_usage_bytes",
+    "music21_cpu_usage_percent",
+    "music21_open_file_descriptors",
+    "music21_circuit_breaker_state_changes_total",
+]
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def _scrape(**headers: str) -> dict[Any, float]:
+    response = Client().get("/metrics", REMOTE_ADDR="127.0.0.1", headers=headers)
+    assert response.status_code == 200
+    return _samples(response.content.decode())
+
+
+def test_metrics_count_a_known_sequence_of_calls(alice: Any, call: Any, settings: Any) -> None:
+    before = _scrape()
+    call(alice, "import_score", score_id="tune", source="tinyNotation: 4/4 c4 d e f", source_type="tinynotation")
+    call(alice, "score_info", score_id="tune")
+    call(alice, "score_info", score_id="tune")
+    with pytest.raises(NotFound):
+        call(alice, "score_info", score_id="missing")
+    after = _scrape()
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert delta("mcp_requests_total", tool="score_info", status="success") == 2
+    assert delta("mcp_requests_total", tool="score_info", status="not_found") == 1
+    assert delta("mcp_requests_total", tool="import_score", status="success") == 1
+    assert delta("mcp_request_duration_seconds_count", tool="score_info") == 3
+    assert delta("music21_analysis_duration_seconds_count", tool="score_info") == 3
+    assert delta("music21_files_processed_total") == 1
+    assert _value(after, "music21_memory_usage_bytes", type="rss") > 10_000_000
+    assert _value(after, "music21_open_file_descriptors") > 0
+    names = {name for name, _ in after}
+    for metric in SPEC_METRICS:
+        assert any(name == metric or name.startswith(metric + "_") for name in names), metric
+
+
+def test_metrics_are_for_allowed_networks_or_the_token(db: None, settings: Any) -> None:
+    settings.METRICS_TOKEN = "scrape-secret-123"
+    assert Client().get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
+    wrong = Client().get("/metrics", REMOTE_ADDR="203.0.113.9", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403
+    right = Client().get("/metrics", REMOTE_ADDR="203.0.113.9", headers={"Authorization": "Bearer scrape-secret-123"})
+    assert right.status_code == 200 and b"mcp_requests_total" in right.content
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mcp_call(base: str, token: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(
+        f"{base}/mcp",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "Connection": "close",  # a fresh connection each time, so that both workers get calls
+        },
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    for line in response.text.splitlines():
+        if line.startswith("data: "):
+            return json.loads(line.removeprefix("data: "))["result"]["structuredContent"]
+    return json.loads(response.text)["result"]["structuredContent"]
+
+
+def test_metrics_add_up_across_two_uvicorn_workers(
+    alice: Any, chorale: Any, token_for: Any, tmp_path: Path, settings: Any
+) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+        "DATABASE_URL": _database_url(),
+        "PUBLIC_URL": base,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "RATE_LIMIT_PER_MINUTE": "100000",
+        "RATE_LIMIT_BURST": "100000",
+        "GUARD_NAMESPACE": settings.GUARD_NAMESPACE,
+        "AUDIT_SEAL_INTERVAL": "0",
+    }
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter
+        [sys.executable, "-m", "uvicorn", "music21_platform.asgi:application", "--port", str(port), "--workers", "2"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        token = token_for(alice)
+        workers = {_mcp_call(base, token, "health_check", {})["process"] for _ in range(12)}
+        for _ in range(8):
+            _mcp_call(base, token, "score_info", {"score_id": "chorale"})
+        totals = []
+        for _ in range(6):  # each scrape is answered by either worker: each must see both workers' counts
+            text = httpx.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=30).text
+            samples = _samples(text)
+            totals.append(
+                (
+                    _value(samples, "mcp_requests_total", tool="score_info", status="success"),
+                    _value(samples, "mcp_requests_total", tool="health_check", status="success"),
+                )
+            )
+        assert totals == [(8.0, 12.0)] * 6, (totals, workers)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_tool_call_is_one_span_tree_without_personal_data(chorale: Any, alice: Any, settings: Any) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings.OTEL_ENABLED = True
+    invoke_tool("key_analysis", {"score_id": "chorale"}, caller=Caller(user=alice, scopes=frozenset({"music21:read"})))
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    exporter.clear()
+    root = spans["tool_call"]
+    assert root.attributes["tool.name"] == "key_analysis" and root.attributes["outcome"] == "success"
+    assert root.attributes["score.id"] == "score:chorale"
+    for child in ("guards.admit", "guards.bulkhead", "audit.record"):
+        assert spans[child].parent.span_id == root.context.span_id, child
+    assert spans["music21.run"].parent.span_id == spans["guards.bulkhead"].context.span_id
+    everything = json.dumps([dict(s.attributes) for s in spans.values()])
+    assert "alice" not in everything
+    assert not any(
+        k.startswith(("user", "enduser", "client.address", "net.peer")) for s in spans.values() for k in s.attributes
+    )
+
+
+def test_tracing_off_creates_no_spans(chorale: Any, alice: Any, settings: Any) -> None:
+    from music21_platform import tracing
+
+    settings.OTEL_ENABLED = False
+    assert tracing.span("tool_call") is tracing._NULL
+
+
+def test_each_call_logs_a_json_line_with_its_context(chorale: Any, alice: Any) -> None:
+    from music21_platform.logs import CallContextFilter, Formatter
+
+    stream = StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(Formatter())
+    handler.addFilter(CallContextFilter())
+    calls = logging.getLogger("music21_platform.calls")
+    calls.addHandler(handler)
+    calls.setLevel(logging.INFO)
+    try:
+        caller = Caller(user=alice, scopes=frozenset({"music21:read"}), client_id="client-7")
+        invoke_tool("score_info", {"score_id": "chorale"}, caller=caller)
+    finally:
+        calls.removeHandler(handler)
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["tool"] == "score_info" and line["outcome"] == "success" and line["client_id"] == "client-7"
+    assert line["request_id"] == caller.request_id and line["duration_ms"] > 0
+    assert line["user"] and line["user"] != "alice" and line["user"] != str(alice.pk)  # a pseudonym
+
+
+def test_server_stats_are_for_staff_and_admin_tokens(live_site: str, alice: Any, chorale: Any, token_for: Any) -> None:
+    assert httpx.get(f"{live_site}/server_stats").status_code in (401, 403)
+    with_read = httpx.get(f"{live_site}/server_stats", headers={"Authorization": f"Bearer {token_for(alice)}"})
+    assert with_read.status_code == 403 and "music21:admin" in with_read.json()["message"]
+    admin_token = token_for(alice, "music21:admin")
+    stats = httpx.get(f"{live_site}/server_stats", headers={"Authorization": f"Bearer {admin_token}"}).json()
+    assert stats["scores_held"] == 1 and stats["uptime_seconds"] > 0
+    assert set(stats["breakers"]) == {"music_analysis", "score_import", "composition", "export", "system"}
+    assert stats["parsed_score_cache"]["capacity"] == settings.MAX_SCORES_IN_MEMORY
+    staff = get_user_model().objects.create_user("ops", "ops@example.com", "x" * 20, is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    assert client.get("/server_stats").json()["requests"]["total"] >= 1
