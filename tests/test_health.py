@@ -33,3 +33,26 @@ def test_readiness_is_503_and_says_why_when_the_broker_is_down(live_site: str, s
     assert response.status_code == 503
     assert response.json()["checks"]["broker"].startswith("error")
     assert response.json()["checks"]["database"] == "ok"
+
+
+def test_readiness_is_503_naming_the_database_while_it_is_unreachable_and_200_after(db: None, tmp_path: Any) -> None:
+    from django.db import connection
+    from django.test import Client
+
+    original = dict(connection.settings_dict)
+    connection.close()
+    # Really unreachable from this process: a port nothing listens on, or a SQLite file in a missing folder.
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = str(tmp_path / "missing" / "db.sqlite3")
+    else:
+        connection.settings_dict["PORT"] = "1"
+    try:
+        down = Client().get("/health/ready")
+        assert down.status_code == 503
+        assert down.json()["checks"]["database"].startswith("error")
+        assert down.json()["checks"]["cache"].startswith("ok")
+    finally:
+        connection.close()
+        connection.settings_dict.update(original)
+    again = Client().get("/health/ready")
+    assert again.status_code == 200 and again.json()["checks"]["database"] == "ok"
