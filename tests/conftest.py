@@ -23,6 +23,7 @@ from oauth2_provider.models import AccessToken, Application, set_token_value
 from apps.compliance import audit
 from apps.security import guards, scopes
 from apps.security.oauth_settings import oauth2_provider_settings
+from apps.security.services import token_epoch_bump
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.runner import runner_shutdown
 from apps.tools.services.cache import parsed_scores
@@ -55,6 +56,7 @@ def _fresh_guards(settings: Any) -> None:
     # Tests seal the audit trail when they check it; a sealing thread would race the database flush between tests.
     settings.AUDIT_SEAL_INTERVAL = 0
     audit._subjects.clear()
+    token_epoch_bump()  # the database was flushed since: forget verified tokens and users
     guards.rate_limits_reset()
     guards.breakers_forget()
 

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
@@ -25,7 +24,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from apps.mcp_bridge.server import build_server, in_worker
 from apps.security import metrics
 from apps.security.events import security_event_record
-from apps.security.services import token_verify
+from apps.security.services import token_verify, user_active_get
 from apps.tools.errors import ApplicationError
 from apps.tools.invocation import Caller
 
@@ -86,7 +85,7 @@ async def identify(ctx: ServerRequestContext[Any, Any]) -> Caller:
 
 
 def _active_user(pk: int) -> Any:
-    user = get_user_model().objects.filter(pk=pk, is_active=True).first()
+    user = user_active_get(pk=pk)
     if user is None:
         raise NoUser("The account this token was issued for no longer exists or is disabled.")
     return user

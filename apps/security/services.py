@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
@@ -18,6 +23,9 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 
+logger = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class VerifiedToken:
     user_id: int | None  # None for client-credentials tokens, which act for no user
@@ -27,10 +35,80 @@ class VerifiedToken:
     resource: str | None
 
 
+# Verified tokens are remembered per process for a few seconds, so that a busy client's calls do not each query
+# the database. Anything that can invalidate a token (revocation, a disabled client or user, erasure) bumps a
+# shared epoch in the cache (Redis in production), and a remembered token is only trusted under the epoch it was
+# verified in: revocation still takes effect at the next call, in every process.
+TOKEN_CACHE_SECONDS = 10.0
+TOKEN_EPOCH_KEY = "oauth:token-epoch"  # noqa: S105 - a cache key
+_verified: dict[tuple[str, str], tuple[VerifiedToken, Any, float]] = {}
+_verified_lock = threading.Lock()
+
+
+def token_epoch() -> Any:
+    """The current invalidation epoch, or None if the shared cache cannot be read (then nothing is trusted)."""
+    try:
+        return cache.get_or_set(TOKEN_EPOCH_KEY, lambda: uuid.uuid4().hex, timeout=None)
+    except Exception:
+        return None
+
+
+def token_epoch_bump(**kwargs: Any) -> None:
+    """Invalidate every remembered token in every process (signal receiver and service helper)."""
+    try:
+        cache.set(TOKEN_EPOCH_KEY, uuid.uuid4().hex, timeout=None)
+    except Exception:  # the cache is down: no process can read an epoch either, so none trusts its memory
+        logger.warning("could not bump the token epoch", exc_info=True)
+    with _verified_lock:
+        _verified.clear()
+        _users.clear()
+
+
 def token_verify(*, raw_token: str, resource: str) -> VerifiedToken | None:
     """The token's grant if it is a live token of an enabled client, issued for `resource` (or for no particular
     resource); None otherwise. Tokens are stored as checksums, so this never compares secrets directly."""
     checksum = hashlib.sha256(raw_token.encode("utf-8")).hexdigest()
+    epoch = token_epoch()
+    remembered = _verified.get((checksum, resource))
+    now = time.monotonic()
+    if remembered is not None and epoch is not None:
+        verified, verified_epoch, at = remembered
+        if verified_epoch == epoch and now - at < TOKEN_CACHE_SECONDS and verified.expires_at > timezone.now():
+            return verified
+    found = _token_verify_uncached(checksum, resource)
+    if found is not None and epoch is not None:
+        with _verified_lock:
+            if len(_verified) > 10_000:
+                _verified.clear()
+            _verified[(checksum, resource)] = (found, epoch, now)
+    return found
+
+
+_users: dict[int, tuple[Any, Any, float]] = {}
+
+
+def user_active_get(*, pk: int) -> Any | None:
+    """The active user a verified token acts for, remembered like verified tokens (a user's change bumps the
+    epoch), or None if the account is gone or disabled."""
+    from django.contrib.auth import get_user_model
+
+    epoch = token_epoch()
+    remembered = _users.get(pk)
+    now = time.monotonic()
+    if remembered is not None and epoch is not None:
+        user, user_epoch, at = remembered
+        if user_epoch == epoch and now - at < TOKEN_CACHE_SECONDS:
+            return user
+    user = get_user_model().objects.filter(pk=pk, is_active=True).first()
+    if user is not None and epoch is not None:
+        with _verified_lock:
+            if len(_users) > 10_000:
+                _users.clear()
+            _users[pk] = (user, epoch, now)
+    return user
+
+
+def _token_verify_uncached(checksum: str, resource: str) -> VerifiedToken | None:
     token = (
         AccessToken.objects.select_related("application")
         .filter(token_checksum=checksum)

@@ -39,3 +39,20 @@ def locked_out(
         kind="blocked", severity="high", ip=ip_address, lockout="login", username=(username or "")[:150]
     )
     audit_record(action="auth.lockout", outcome="locked_out", ip=ip_address)
+
+
+def _connect_token_invalidation() -> None:
+    """Whatever can make a token invalid forgets the remembered verifications (apps.security.services)."""
+    from django.contrib.auth import get_user_model
+    from django.db.models.signals import post_delete, post_save
+    from oauth2_provider.models import AccessToken, Application, RefreshToken
+
+    from apps.security.models import ClientPolicy
+    from apps.security.services import token_epoch_bump
+
+    for model in (AccessToken, RefreshToken, Application, ClientPolicy, get_user_model()):
+        post_save.connect(token_epoch_bump, sender=model, dispatch_uid=f"token-epoch-save-{model.__name__}")
+        post_delete.connect(token_epoch_bump, sender=model, dispatch_uid=f"token-epoch-delete-{model.__name__}")
+
+
+_connect_token_invalidation()

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
@@ -368,3 +369,20 @@ def test_a_wrong_client_secret_is_recorded_and_a_blocked_address_is_refused(live
     assert refused.status_code == 403
     assert "blocked until" in refused.json()["error_description"]
     assert httpx2.post(f"{live_site}/o/register/", json={"redirect_uris": [REDIRECT_URI]}).status_code == 403
+
+
+def test_a_verified_token_is_remembered_until_anything_revokes_it(alice: Any, token_for: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from oauth2_provider.models import AccessToken
+
+    from apps.security.services import token_verify
+
+    raw = token_for(alice)
+    resource = f"{django_settings.PUBLIC_URL}/mcp"
+    assert token_verify(raw_token=raw, resource=resource) is not None
+    with CaptureQueriesContext(connection) as queries:
+        assert token_verify(raw_token=raw, resource=resource) is not None
+    assert len(queries) == 0  # the hot path does not touch the database
+    AccessToken.objects.get(user=alice).revoke()  # what /o/revoke_token/ does
+    assert token_verify(raw_token=raw, resource=resource) is None
