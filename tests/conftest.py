@@ -142,13 +142,20 @@ def token_for(transactional_db: None) -> Any:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup: None, worker_id: str) -> Iterator[None]:
+def celery_worker(
+    django_db_setup: None, worker_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int | None]:
     """A real Celery worker process when a broker is configured; without one, tasks run in process.
 
-    The worker uses this test session's database and its own queue (xdist sessions share one Redis)."""
+    The worker uses this test session's database and its own queue (xdist sessions share one Redis), and serves
+    its metrics (multiprocess mode) on the port this fixture yields."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         yield None
         return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    metrics_dir = tmp_path_factory.mktemp("worker-metrics")
     from django.db import connection
 
     from music21_platform.celery import app
@@ -179,6 +186,8 @@ def celery_worker(django_db_setup: None, worker_id: str) -> Iterator[None]:
             "DATABASE_URL": database_url,
             "CELERY_QUEUE": queue,
             "AUDIT_SEAL_INTERVAL": "0",
+            "WORKER_METRICS_PORT": str(metrics_port),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         },
     )
 
@@ -189,7 +198,7 @@ def celery_worker(django_db_setup: None, worker_id: str) -> Iterator[None]:
             time.sleep(0.5)
         else:
             pytest.fail("the Celery worker did not start")
-        yield None
+        yield metrics_port
     finally:
         worker.terminate()
         worker.wait(timeout=30)

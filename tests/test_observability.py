@@ -247,3 +247,16 @@ def test_server_stats_are_for_staff_and_admin_tokens(live_site: str, alice: Any,
     client = Client()
     client.force_login(staff)
     assert client.get("/server_stats").json()["requests"]["total"] >= 1
+
+
+@pytest.mark.skipif(not settings.CELERY_BROKER_URL, reason="needs a broker and a real Celery worker")
+def test_a_celery_worker_reports_the_analyses_it_did(celery_worker: int, alice: Any) -> None:
+    def processed() -> float:
+        text = httpx.get(f"http://127.0.0.1:{celery_worker}/metrics", timeout=10).text
+        return _value(_samples(text), "music21_files_processed_total")
+
+    before = processed()
+    caller = Caller(user=alice, scopes=frozenset({"music21:read"}))
+    result = invoke_tool("analyze_corpus", {"path_pattern": "bach/bwv6*", "analysis": "key"}, caller=caller)
+    analysed = len([w for w in result["results"] if "error" not in w])
+    assert analysed > 0 and processed() - before == analysed
