@@ -43,7 +43,12 @@ READY = Gauge("music21_ready", "1 if the last readiness check passed.", multipro
 def series_initialise() -> None:
     """Create each labelled series at zero, so that dashboards and alerts see 0 rather than no data."""
     from apps.security.models import SecurityEvent
-    from apps.tools.registry import GROUPS
+    from apps.tools.registry import GROUPS, TOOLS
+
+    for tool in TOOLS:
+        REQUESTS.labels(tool=tool, status="success")
+        REQUEST_DURATION.labels(tool=tool)
+        ANALYSIS_DURATION.labels(tool=tool)
 
     for result in ("success", "failure", "invalid_token", "locked_out"):
         AUTH_ATTEMPTS.labels(result=result)
