@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import ipaddress
 import logging
@@ -12,7 +13,7 @@ from typing import Any
 
 import psutil
 from django.conf import settings
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from apps.security import guards, metrics
@@ -47,10 +48,14 @@ _started_for: list[int] = []
 
 
 def process_metrics_start() -> None:
-    """Start this process's metrics thread once (per pid: a forked worker starts its own)."""
+    """Start this process's metrics thread once (per pid: a forked worker starts its own). In multiprocess mode,
+    a process that exits cleanly removes its live gauges from the sums; one that is killed leaves them until the
+    directory is emptied at the next start (the container entrypoint and the systemd units do)."""
     if not settings.METRICS_ENABLED or os.getpid() in _started_for:
         return
     _started_for.append(os.getpid())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        atexit.register(multiprocess.mark_process_dead, os.getpid())
     threading.Thread(target=_process_metrics_loop, name="process-metrics", daemon=True).start()
 
 
