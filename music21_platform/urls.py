@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from apps.security.admin_views import breakers_view
 from apps.tools import views as tool_views
 
 admin.site.site_header = "music21 platform"
@@ -10,6 +11,7 @@ admin.site.site_title = "music21 platform admin"
 admin.site.index_title = "Administration"
 
 urlpatterns = [
+    path("admin/security/breakers/", admin.site.admin_view(breakers_view), name="admin-breakers"),
     path("admin/", admin.site.urls),
     path("health", tool_views.health, name="health"),
     path("health/ready", tool_views.ready, name="ready"),

@@ -15,3 +15,10 @@ class SecurityConfig(AppConfig):
 
         series_initialise()
         process_metrics_start()
+
+        from django.db.models.signals import post_migrate
+
+        from apps.security.roles import roles_ensure
+
+        # After every app's migrations (sender unset): each app's permissions exist by the last signal.
+        post_migrate.connect(roles_ensure, dispatch_uid="security-roles")

@@ -92,6 +92,7 @@ class Block(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["target", "value", "until"])]
+        permissions = [("manage_circuit_breakers", "Can see and reset circuit breakers")]
 
     def __str__(self) -> str:
         return f"{self.get_target_display()} {self.value} until {self.until:%Y-%m-%d %H:%M}"

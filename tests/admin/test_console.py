@@ -1,0 +1,110 @@
+"""The admin console: every page renders for a superuser, and each staff role sees exactly its part."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from apps.security import guards
+from apps.tools.invocation import InternalError, invoke_tool
+from apps.tools.registry import TOOLS, Tool, ToolArguments
+
+
+def _signed_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _staff(username: str, role: str | None) -> Any:
+    user = get_user_model().objects.create_user(username, f"{username}@example.com", "x" * 20, is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def test_every_registered_model_has_a_list_and_an_add_or_read_page_for_a_superuser(alice: Any, chorale: Any) -> None:
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
+    client = _signed_in(root)
+    assert client.get("/admin/").status_code == 200
+    for model, model_admin in admin.site._registry.items():
+        meta = model._meta
+        url = f"/admin/{meta.app_label}/{meta.model_name}/"
+        assert client.get(url).status_code == 200, url
+        if model_admin.has_add_permission(client.get(url).wsgi_request):
+            assert client.get(f"{url}add/").status_code == 200, f"{url}add/"
+        first = model._default_manager.first()
+        if first is not None:
+            assert client.get(f"{url}{first.pk}/change/").status_code == 200, f"{url}{first.pk}/change/"
+    assert client.get("/admin/security/breakers/").status_code == 200
+
+
+ROLE_PAGES = {
+    "/admin/compliance/datasubjectrequest/": {"compliance officer"},
+    "/admin/compliance/auditevent/": {"compliance officer", "security officer"},
+    "/admin/compliance/retentionpolicy/": {"compliance officer"},
+    "/admin/auditlog/logentry/": {"compliance officer"},
+    "/admin/security/securityevent/": {"security officer"},
+    "/admin/security/block/": {"security officer"},
+    "/admin/security/breakers/": {"security officer"},
+    "/admin/oauth2_provider/application/": {"security officer"},
+    "/admin/tools/score/": set(),
+    "/admin/auth/user/": set(),
+}
+
+
+@pytest.mark.parametrize("role", ["compliance officer", "security officer", None])
+def test_each_role_sees_exactly_its_pages(db: None, role: str | None) -> None:
+    client = _signed_in(_staff("officer", role))
+    for url, roles in ROLE_PAGES.items():
+        status = client.get(url).status_code
+        assert (status == 200) == (role in roles), f"{role} on {url}: {status}"
+
+
+def test_a_compliance_officer_cannot_change_an_oauth_client(db: None) -> None:
+    from oauth2_provider.models import Application
+
+    application = Application.objects.create(
+        name="c", client_type="public", authorization_grant_type="authorization-code", redirect_uris="http://127.0.0.1/"
+    )
+    client = _signed_in(_staff("officer", "compliance officer"))
+    response = client.post(f"/admin/oauth2_provider/application/{application.pk}/change/", {"name": "renamed"})
+    assert response.status_code == 403
+    application.refresh_from_db()
+    assert application.name == "c"
+
+
+def test_a_security_officer_resets_an_open_breaker_and_calls_go_through(alice: Any, settings: Any) -> None:
+    settings.CB_FAILURE_THRESHOLD = 1
+    settings.CB_RECOVERY_TIMEOUT = 300
+    state = {"fail": True}
+
+    def flaky() -> dict[str, Any]:
+        if state["fail"]:
+            raise RuntimeError("engraver crashed")
+        return {"ok": True}
+
+    TOOLS["test_flaky_export"] = Tool(
+        name="test_flaky_export", description="test only", arguments=ToolArguments, scope=None, group="export",
+        function=lambda caller, args: flaky(),
+    )  # fmt: skip
+    try:
+        from apps.tools.invocation import Caller
+
+        caller = Caller.operator(alice)
+        with pytest.raises(InternalError):
+            invoke_tool("test_flaky_export", {}, caller=caller)
+        assert guards.breaker_states()["export"]["state"] == "open"
+        client = _signed_in(_staff("sec", "security officer"))
+        page = client.get("/admin/security/breakers/").content.decode()
+        assert 'data-group="export"' in page and ">open<" in page
+        client.post("/admin/security/breakers/", {"group": "export"})
+        state["fail"] = False
+        assert invoke_tool("test_flaky_export", {}, caller=caller)["ok"] is True
+    finally:
+        TOOLS.pop("test_flaky_export", None)
