@@ -108,3 +108,28 @@ def test_a_security_officer_resets_an_open_breaker_and_calls_go_through(alice: A
         assert invoke_tool("test_flaky_export", {}, caller=caller)["ok"] is True
     finally:
         TOOLS.pop("test_flaky_export", None)
+
+
+def test_the_dashboard_counts_the_calls_of_the_last_24_hours(alice: Any, call: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.compliance.models import AuditEvent
+    from apps.security.models import SecurityEvent
+    from apps.tools.errors import NotFound
+
+    call(alice, "import_score", score_id="tune", source="tinyNotation: 4/4 c4 d e f", source_type="tinynotation")
+    for _ in range(3):
+        call(alice, "score_info", score_id="tune")
+    with pytest.raises(NotFound):
+        call(alice, "score_info", score_id="missing")
+    old = AuditEvent.objects.create(action="tool.score_info", outcome="success")
+    AuditEvent.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=30))  # outside the window
+    SecurityEvent.objects.create(kind="cross_tenant", client_id="client-x")
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
+    page = _signed_in(root).get("/admin/").content.decode()
+    assert '<strong id="calls-24h">5</strong>' in page and '<strong id="errors-24h">1</strong>' in page
+    assert '<td>score_info</td><td class="calls">4</td>' in page
+    assert "another user&#x27;s score · client-x" in page or "another user's score · client-x" in page
+    assert page.count("<rect") == 48  # two charts of 24 hours
