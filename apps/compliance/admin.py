@@ -139,3 +139,78 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         cancel = services.subject_request_cancel
         self._each(request, queryset, "cancelled", lambda r: cancel(request=r, by=request.user))
+
+
+# --- Users: what is held about each person, and starting their requests ---------------------------------------------
+
+from django.contrib.auth import get_user_model  # noqa: E402 - grouped with the user admin it serves
+from django.contrib.auth.admin import UserAdmin  # noqa: E402
+
+from apps.security.models import SecurityEvent  # noqa: E402
+from apps.tools.models import Score  # noqa: E402
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    max_num = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ScoreInline(_ReadOnlyInline):
+    model = Score
+    fields = ("score_id", "title", "source_format", "derivation", "created_at")
+    readonly_fields = fields
+    fk_name = "owner"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).defer("source_text", "source_bytes")
+
+
+class RequestInline(_ReadOnlyInline):
+    model = DataSubjectRequest
+    fk_name = "subject"
+    fields = ("kind", "status", "requested_at", "due_at", "completed_at")
+    readonly_fields = fields
+
+
+class SecurityEventInline(_ReadOnlyInline):
+    model = SecurityEvent
+    fields = ("created_at", "kind", "severity", "client_id", "ip")
+    readonly_fields = fields
+
+
+class PlatformUserAdmin(UserAdmin):
+    inlines = [ScoreInline, RequestInline, SecurityEventInline]
+    actions = ["start_export", "start_erasure"]
+
+    def _start(self, request: HttpRequest, queryset: QuerySet, kind: str) -> None:
+        started = 0
+        for person in queryset:
+            try:
+                services.subject_request_create(subject=person, kind=kind, handled_by=request.user, via="admin")
+                started += 1
+            except ApplicationError as error:
+                self.message_user(request, f"{person}: {error.message}", messages.ERROR)
+        if started:
+            self.message_user(
+                request, f"{started} {kind} request(s) filed; approve them under Data-subject requests to run them."
+            )
+
+    @admin.action(description="Start an export of their data (awaits approval)")
+    def start_export(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._start(request, queryset, DataSubjectRequest.Kind.EXPORT)
+
+    @admin.action(description="Start an erasure of their data (awaits approval)")
+    def start_erasure(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._start(request, queryset, DataSubjectRequest.Kind.ERASURE)
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), PlatformUserAdmin)

@@ -10,7 +10,7 @@ from oauth2_provider.models import Application
 
 from apps.security.events import block_lift
 from apps.security.models import Block, ClientPolicy, SecurityEvent
-from apps.security.services import client_disable, client_enable
+from apps.security.services import client_disable, client_enable, client_secret_rotate, token_revoke_all
 
 
 class ClientPolicyInline(admin.StackedInline):
@@ -34,7 +34,7 @@ class PlatformApplicationAdmin(ApplicationAdmin):
     list_filter = ("client_type", "authorization_grant_type", "registration_source", "policy__disabled")
     search_fields = ("name", "client_id")
     list_select_related = ("policy", "user")
-    actions = ["disable_clients", "enable_clients"]
+    actions = ["disable_clients", "enable_clients", "revoke_client_tokens", "rotate_secrets"]
 
     @admin.display(description="status")
     def status(self, application: Application) -> str:
@@ -52,6 +52,22 @@ class PlatformApplicationAdmin(ApplicationAdmin):
         for application in queryset:
             client_enable(application=application)
         messages.success(request, f"Enabled {queryset.count()} client(s).")
+
+    @admin.action(description="Revoke every token of the selected clients")
+    def revoke_client_tokens(self, request: Any, queryset: Any) -> None:
+        revoked = sum(token_revoke_all(application=application) for application in queryset)
+        messages.success(request, f"Revoked {revoked} token(s).")
+
+    @admin.action(description="Rotate the secret of the selected confidential clients (shown once)")
+    def rotate_secrets(self, request: Any, queryset: Any) -> None:
+        for application in queryset:
+            if application.client_type != Application.CLIENT_CONFIDENTIAL:
+                messages.error(request, f"{application.name}: a public client has no secret.")
+                continue
+            secret = client_secret_rotate(application=application)
+            messages.warning(
+                request, f"New secret of {application.name} ({application.client_id}), shown only now: {secret}"
+            )
 
 
 admin.site.unregister(Application)

@@ -154,3 +154,15 @@ def client_disable(*, application: Application, reason: str = "") -> None:
 def client_enable(*, application: Application) -> None:
     ClientPolicy.objects.update_or_create(application=application, defaults={"disabled": False, "disabled_reason": ""})
     audit_record(action="oauth.client_enabled", outcome="success", target=f"client:{application.client_id}")
+
+
+def client_secret_rotate(*, application: Application) -> str:
+    """Give a confidential client a new secret (stored hashed) and return it, once. Its tokens stay valid; the old
+    secret stops working for new grants at once."""
+    from oauth2_provider.generators import generate_client_secret
+
+    secret = generate_client_secret()
+    application.client_secret = secret  # hashed on save by django-oauth-toolkit
+    application.save(update_fields=["client_secret"])
+    audit_record(action="oauth.client_secret_rotated", outcome="success", target=f"client:{application.client_id}")
+    return secret

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from apps.tools.errors import ApplicationError
@@ -29,6 +34,7 @@ class ScoreAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = (
         "notation",
+        "download",
         "owner",
         "score_id",
         "source_format",
@@ -48,7 +54,7 @@ class ScoreAdmin(admin.ModelAdmin):
         "updated_at",
     )
     fieldsets = (
-        (None, {"fields": ("notation", "owner", "score_id", "title", "composer")}),
+        (None, {"fields": ("notation", "download", "owner", "score_id", "title", "composer")}),
         (
             "Summary",
             {
@@ -102,3 +108,32 @@ class ScoreAdmin(admin.ModelAdmin):
             encoded,
             obj.score_id,
         )
+
+    @admin.display(description="Source")
+    def download(self, obj: Score) -> str:
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:tools_score_source", args=[obj.pk])
+        return format_html('<a href="{}" class="download-source">Download the source as stored</a>', url)
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "<int:pk>/source/",
+                self.admin_site.admin_view(self.source_view),
+                name="tools_score_source",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def source_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The score's source byte for byte, for staff who may view scores."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        score = get_object_or_404(Score, pk=pk)
+        source = score.source
+        body = source if isinstance(source, bytes) else source.encode("utf-8")
+        media = "application/octet-stream" if isinstance(source, bytes) else "text/plain; charset=utf-8"
+        response = HttpResponse(body, content_type=media)
+        response["Content-Disposition"] = f'attachment; filename="{score.score_id}.{score.source_format}"'
+        return response

@@ -133,3 +133,56 @@ def test_the_dashboard_counts_the_calls_of_the_last_24_hours(alice: Any, call: A
     assert '<td>score_info</td><td class="calls">4</td>' in page
     assert "another user&#x27;s score · client-x" in page or "another user's score · client-x" in page
     assert page.count("<rect") == 48  # two charts of 24 hours
+
+
+def test_rotating_a_secret_from_the_admin_retires_the_old_one(live_site: str) -> None:
+    import re
+
+    import httpx2
+    from oauth2_provider.models import Application
+
+    from tests.security.oauth_flow import register
+
+    registered = register(
+        live_site,
+        grant_types=["client_credentials"],
+        token_endpoint_auth_method="client_secret_basic",
+        redirect_uris=[],
+    )
+    application = Application.objects.get(client_id=registered["client_id"])
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
+    response = _signed_in(root).post(
+        "/admin/oauth2_provider/application/",
+        {"action": "rotate_secrets", "_selected_action": [application.pk]},
+        follow=True,
+    )
+    new_secret = re.search(r"shown only now: ([A-Za-z0-9]+)", response.content.decode()).group(1)
+
+    def token_with(secret: str) -> int:
+        return httpx2.post(
+            f"{live_site}/o/token/",
+            data={"grant_type": "client_credentials", "scope": "music21:read"},
+            auth=(registered["client_id"], secret),
+        ).status_code
+
+    assert token_with(registered["client_secret"]) == 401
+    assert token_with(new_secret) == 200
+
+
+def test_an_administrator_downloads_a_scores_source_and_starts_a_persons_export(alice: Any, call: Any) -> None:
+    from apps.compliance.models import DataSubjectRequest
+    from apps.tools.models import Score
+
+    source = "tinyNotation: 3/4 e4 f# g a2."
+    call(alice, "import_score", score_id="waltz", source=source, source_type="tinynotation")
+    score = Score.objects.get(score_id="waltz")
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
+    client = _signed_in(root)
+    page = client.get(f"/admin/tools/score/{score.pk}/change/").content.decode()
+    assert "data:image/svg+xml;base64," in page and "download-source" in page
+    assert client.get(f"/admin/tools/score/{score.pk}/source/").content == source.encode()
+    user_page = client.get(f"/admin/auth/user/{alice.pk}/change/").content.decode()
+    assert "waltz" in user_page  # her scores are listed on her page
+    client.post("/admin/auth/user/", {"action": "start_export", "_selected_action": [alice.pk]})
+    filed = DataSubjectRequest.objects.get(subject=alice)
+    assert filed.kind == "export" and filed.status == "pending" and filed.handled_by == root
