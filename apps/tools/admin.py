@@ -104,7 +104,8 @@ class ScoreAdmin(admin.ModelAdmin):
         # An <img> with a data URI: whatever text the score carries, a script inside the SVG never runs.
         encoded = base64.b64encode(svg.encode("utf-8")).decode("ascii")
         return format_html(
-            '<img src="data:image/svg+xml;base64,{}" alt="Notation of {}" style="max-width:100%;background:#fff">',
+            '<img src="data:image/svg+xml;base64,{}" alt="Notation of {}" width="840" '
+            'style="max-width:100%;height:auto;background:#fff">',
             encoded,
             obj.score_id,
         )
