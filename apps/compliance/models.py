@@ -34,11 +34,11 @@ class AuditEvent(models.Model):
     actor = models.CharField(max_length=32, blank=True, db_index=True, help_text="The person's pseudonym.")
     client_id = models.CharField(max_length=100, blank=True, db_index=True)
     action = models.CharField(max_length=80, db_index=True)
-    target = models.CharField(max_length=300, blank=True)
+    target = models.CharField(max_length=300, blank=True, db_index=True)
     outcome = models.CharField(max_length=40, db_index=True)
     duration_ms = models.FloatField(null=True, blank=True)
     ip = models.TextField(blank=True, help_text="Encrypted with the person's key, or a truncated address.")
-    request_id = models.CharField(max_length=32, blank=True)
+    request_id = models.CharField(max_length=32, blank=True, db_index=True)
     transport = models.CharField(max_length=20, blank=True)
     detail = models.JSONField(default=dict, blank=True)
 
