@@ -242,7 +242,7 @@ class SecurityEventInline(_ReadOnlyInline):
 
 class PlatformUserAdmin(UserAdmin):
     inlines = [ScoreInline, RequestInline, SecurityEventInline]
-    actions = ["start_export", "start_erasure"]
+    actions = ["start_export", "start_erasure", "revoke_tokens"]
 
     def _start(self, request: HttpRequest, queryset: QuerySet, kind: str) -> None:
         started = 0
@@ -256,6 +256,13 @@ class PlatformUserAdmin(UserAdmin):
             self.message_user(
                 request, f"{started} {kind} request(s) filed; approve them under Data-subject requests to run them."
             )
+
+    @admin.action(description="Revoke every token of the selected users")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from apps.security.services import token_revoke_all
+
+        revoked = sum(token_revoke_all(user=person) for person in queryset)
+        self.message_user(request, f"Revoked {revoked} token(s); the applications must ask the users again.")
 
     @admin.action(description="Start an export of their data (awaits approval)")
     def start_export(self, request: HttpRequest, queryset: QuerySet) -> None:

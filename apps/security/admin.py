@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from oauth2_provider.admin import ApplicationAdmin
-from oauth2_provider.models import Application
+from oauth2_provider.models import AccessToken, Application
 
 from apps.security.events import block_lift
 from apps.security.models import Block, ClientPolicy, SecurityEvent
@@ -20,8 +20,28 @@ class ClientPolicyInline(admin.StackedInline):
     extra = 0
 
 
+class TokenInline(admin.TabularInline):
+    """The client's live tokens (never their values) on its page."""
+
+    model = AccessToken
+    fk_name = "application"
+    fields = ("user", "scope", "created", "expires")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = "access tokens (revoke them with the action on the client list)"
+
+    def get_queryset(self, request: Any) -> Any:
+        return super().get_queryset(request).select_related("user").order_by("-created")
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
 class PlatformApplicationAdmin(ApplicationAdmin):
-    inlines = [ClientPolicyInline]
+    inlines = [ClientPolicyInline, TokenInline]
+    readonly_fields = (*ApplicationAdmin.readonly_fields, "last_used")
     list_display = (
         "name",
         "client_id",
@@ -35,6 +55,13 @@ class PlatformApplicationAdmin(ApplicationAdmin):
     search_fields = ("name", "client_id")
     list_select_related = ("policy", "user")
     actions = ["disable_clients", "enable_clients", "revoke_client_tokens", "rotate_secrets"]
+
+    @admin.display(description="last used")
+    def last_used(self, application: Application) -> str:
+        from apps.compliance.models import AuditEvent
+
+        last = AuditEvent.objects.filter(client_id=application.client_id).order_by("-id").only("created_at").first()
+        return f"{last.created_at:%Y-%m-%d %H:%M:%S} UTC" if last else "never"
 
     @admin.display(description="status")
     def status(self, application: Application) -> str:

@@ -186,3 +186,26 @@ def test_an_administrator_downloads_a_scores_source_and_starts_a_persons_export(
     client.post("/admin/auth/user/", {"action": "start_export", "_selected_action": [alice.pk]})
     filed = DataSubjectRequest.objects.get(subject=alice)
     assert filed.kind == "export" and filed.status == "pending" and filed.handled_by == root
+
+
+def test_tokens_revoked_from_the_admin_stop_working_on_mcp(live_site: str, alice: Any, token_for: Any) -> None:
+    import httpx2
+    from oauth2_provider.models import AccessToken
+
+    token = token_for(alice)
+
+    def mcp_status() -> int:
+        return httpx2.post(
+            f"{live_site}/mcp",
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        ).status_code
+
+    assert mcp_status() == 200
+    application = AccessToken.objects.get(user=alice).application
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
+    client = _signed_in(root)
+    page = client.get(f"/admin/oauth2_provider/application/{application.pk}/change/").content.decode()
+    assert "Last used" in page and "music21:read music21:write" in page  # its token is listed, not its value
+    client.post("/admin/auth/user/", {"action": "revoke_tokens", "_selected_action": [alice.pk]})
+    assert mcp_status() == 401
