@@ -243,6 +243,19 @@ class SecurityEventInline(_ReadOnlyInline):
 class PlatformUserAdmin(UserAdmin):
     inlines = [ScoreInline, RequestInline, SecurityEventInline]
     actions = ["start_export", "start_erasure", "revoke_tokens"]
+    fieldsets = (*UserAdmin.fieldsets, ("Activity", {"fields": ("audit_trail",)}))
+    readonly_fields = ("audit_trail",)
+
+    @admin.display(description="audit trail")
+    def audit_trail(self, person: Any) -> str:
+        """The person's events, found through their pseudonym (the trail never stores who they are)."""
+        from apps.compliance.models import SubjectKey
+
+        key = SubjectKey.objects.filter(user=person).first()
+        if key is None:
+            return "No recorded activity."
+        url = reverse("admin:compliance_auditevent_changelist") + f"?q={key.pseudonym}"
+        return format_html('<a href="{}" class="audit-trail">Their audit events (pseudonym {})</a>', url, key.pseudonym)
 
     def _start(self, request: HttpRequest, queryset: QuerySet, kind: str) -> None:
         started = 0

@@ -170,6 +170,8 @@ def test_rotating_a_secret_from_the_admin_retires_the_old_one(live_site: str) ->
 
 
 def test_an_administrator_downloads_a_scores_source_and_starts_a_persons_export(alice: Any, call: Any) -> None:
+    import re
+
     from apps.compliance.models import DataSubjectRequest
     from apps.tools.models import Score
 
@@ -183,6 +185,8 @@ def test_an_administrator_downloads_a_scores_source_and_starts_a_persons_export(
     assert client.get(f"/admin/tools/score/{score.pk}/source/").content == source.encode()
     user_page = client.get(f"/admin/auth/user/{alice.pk}/change/").content.decode()
     assert "waltz" in user_page  # her scores are listed on her page
+    trail = re.search(r'href="([^"]+)" class="audit-trail"', user_page).group(1).replace("&amp;", "&")
+    assert "tool.import_score" in client.get(trail).content.decode()  # her events, found by her pseudonym
     client.post("/admin/auth/user/", {"action": "start_export", "_selected_action": [alice.pk]})
     filed = DataSubjectRequest.objects.get(subject=alice)
     assert filed.kind == "export" and filed.status == "pending" and filed.handled_by == root
