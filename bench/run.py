@@ -18,6 +18,7 @@ from bench.harness import setup_django, table
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=30, help="timed calls per benchmark and side")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each throughput row")
     args = parser.parse_args()
     setup_django()
     from bench import mcp_roundtrip, overhead
@@ -28,7 +29,9 @@ def main() -> int:
     print(table(rows))
     elapsed = time.perf_counter() - started
     print(f"\n(total {elapsed:.1f} s; ratio = platform / direct music21, same process, same score)")
-    from bench import audit_admin
+    from bench import audit_admin, scale
+
+    print(scale.run(seconds=args.seconds))
 
     audit_admin.run()  # PostgreSQL only: a scratch database with a million audit events
     return 0

@@ -1,0 +1,197 @@
+"""Throughput under concurrency and cold start, through the whole MCP HTTP path (uvicorn, token, guards, audit,
+metrics), against plain music21 doing the same work in one process.
+
+- throughput: C concurrent clients (raw JSON-RPC over Streamable HTTP, one connection each, bounded loops on
+  loopback) calling a tool for S seconds against uvicorn with W workers: calls/s, p50/p99, errors.
+- cold start: from starting the server process to the first successful tool call, against a fresh Python process
+  that imports music21, parses the chorale and runs the same analysis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ARGUMENTS = {"score_info": {"score_id": "chorale"}, "key_analysis": {"score_id": "chorale", "algorithm": "aarden"}}
+
+
+def _server(port: int, workers: int) -> subprocess.Popen[bytes]:
+    metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
+    return subprocess.Popen(  # noqa: S603 - our own interpreter running uvicorn
+        [sys.executable, "-m", "uvicorn", "music21_platform.asgi:application", "--port", str(port),
+         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT,
+        env={**os.environ, "PUBLIC_URL": f"http://127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+             "LOG_LEVEL": "WARNING"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def _call(http: Any, base: str, token: str, tool: str) -> bool:
+    response = await http.post(
+        f"{base}/mcp",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": ARGUMENTS[tool]},
+        },
+    )
+    if response.status_code != 200:
+        return False
+    for line in response.text.splitlines():
+        if line.startswith("data: "):
+            result = json.loads(line.removeprefix("data: ")).get("result", {})
+            return not result.get("isError", True)
+    return False
+
+
+def _wait_ready(base: str, token: str, tool: str, timeout: float = 120) -> float:
+    import httpx2
+
+    started = time.perf_counter()
+
+    async def attempt() -> bool:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            return await _call(http, base, token, tool)
+
+    while time.perf_counter() - started < timeout:
+        try:
+            if asyncio.run(attempt()):
+                return time.perf_counter() - started
+        except Exception:  # not listening yet
+            time.sleep(0.05)
+    raise RuntimeError("the server did not answer in time")
+
+
+def throughput(token: str, *, workers: int, clients: int, seconds: float, tool: str) -> dict[str, Any]:
+    import httpx2
+
+    from bench.mcp_roundtrip import _free_port
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = _server(port, workers)
+    try:
+        _wait_ready(base, token, tool)
+        latencies: list[float] = []
+        errors = 0
+
+        async def client(deadline: float) -> None:
+            nonlocal errors
+            async with httpx2.AsyncClient(timeout=60, limits=httpx2.Limits(max_connections=1)) as http:
+                while time.perf_counter() < deadline:
+                    started = time.perf_counter()
+                    try:
+                        ok = await _call(http, base, token, tool)
+                    except Exception:
+                        ok = False
+                    latencies.append(time.perf_counter() - started)
+                    errors += 0 if ok else 1
+
+        async def run() -> float:
+            started = time.perf_counter()
+            await asyncio.gather(*(client(started + seconds) for _ in range(clients)))
+            return time.perf_counter() - started
+
+        elapsed = asyncio.run(run())
+        latencies.sort()
+        return {
+            "calls_per_s": len(latencies) / elapsed,
+            "p50_ms": latencies[len(latencies) // 2] * 1000,
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+            "errors": errors,
+            "calls": len(latencies),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def direct_rate(tool: str, seconds: float) -> float:
+    """Calls per second of the same music21 work, serially in this process (one core)."""
+    from music21 import corpus
+
+    from apps.tools.services.summary import score_summary
+
+    music = corpus.parse("bach/bwv66.6")
+    work = (lambda: score_summary(music)) if tool == "score_info" else (lambda: music.analyze("AardenEssen"))
+    work()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        work()
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def cold_start(token: str) -> tuple[float, float]:
+    from bench.mcp_roundtrip import _free_port
+
+    port = _free_port()
+    started = time.perf_counter()
+    server = _server(port, 1)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", token, "key_analysis")
+        platform = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "from music21 import corpus; corpus.parse('bach/bwv66.6').analyze('AardenEssen')"],
+        check=True,
+    )
+    return platform, time.perf_counter() - started
+
+
+def run(*, seconds: float = 20.0, clients: tuple[int, ...] = (1, 8, 32), workers: tuple[int, ...] = (1, 2)) -> str:
+    from bench.mcp_roundtrip import _token_for_bench_user
+
+    token = _token_for_bench_user()
+    lines = [
+        f"\n### Throughput over MCP HTTP ({seconds:g} s per row; direct = same music21 work, serially, one process)\n",
+        "| tool | workers | clients | calls/s | direct calls/s | ratio | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for tool in ("score_info", "key_analysis"):
+        direct = direct_rate(tool, min(seconds, 5.0))
+        for worker_count in workers:
+            for client_count in clients:
+                row = throughput(token, workers=worker_count, clients=client_count, seconds=seconds, tool=tool)
+                ratio = row["calls_per_s"] / direct
+                lines.append(
+                    f"| {tool} | {worker_count} | {client_count} | {row['calls_per_s']:.0f} | {direct:.0f} | "
+                    f"{ratio:.2f}x | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} |"
+                )
+    platform, plain = cold_start(token)
+    lines += [
+        "\n### Cold start\n",
+        "| from process start to | seconds |",
+        "|---|---|",
+        f"| the first successful MCP tool call (uvicorn, 1 worker) | {platform:.2f} |",
+        f"| plain music21: import, parse the chorale, analyse its key | {plain:.2f} |",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    sys.path.insert(0, str(ROOT))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    from bench.harness import setup_django
+
+    setup_django()
+    print(run(seconds=args.seconds))
