@@ -29,9 +29,10 @@ def main() -> int:
     print(table(rows))
     elapsed = time.perf_counter() - started
     print(f"\n(total {elapsed:.1f} s; ratio = platform / direct music21, same process, same score)")
-    from bench import audit_admin, memory, scale
+    from bench import audit_admin, corpus_scale, memory, scale
 
     print(scale.run(seconds=args.seconds))
+    print(corpus_scale.run())  # with REDIS_URL only: real Celery worker processes
     memory.run()
 
     audit_admin.run()  # PostgreSQL only: a scratch database with a million audit events
