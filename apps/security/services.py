@@ -41,8 +41,6 @@ class VerifiedToken:
 # verified in: revocation still takes effect at the next call, in every process.
 TOKEN_CACHE_SECONDS = 10.0
 TOKEN_EPOCH_KEY = "oauth:token-epoch"  # noqa: S105 - a cache key
-_verified: dict[tuple[str, str], tuple[VerifiedToken, Any, float]] = {}
-_verified_lock = threading.Lock()
 
 
 def token_epoch() -> Any:
@@ -53,15 +51,47 @@ def token_epoch() -> Any:
         return None
 
 
+class _EpochMemo:
+    """Values remembered for TOKEN_CACHE_SECONDS, trusted only under the epoch they were stored in."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, tuple[Any, Any, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, epoch: Any) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None or epoch is None:
+            return None
+        value, stored_epoch, at = entry
+        return value if stored_epoch == epoch and time.monotonic() - at < TOKEN_CACHE_SECONDS else None
+
+    def put(self, key: Any, value: Any, epoch: Any) -> None:
+        if value is None or epoch is None:
+            return
+        with self._lock:
+            if len(self._entries) > self.LIMIT:
+                self._entries.clear()
+            self._entries[key] = (value, epoch, time.monotonic())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_verified = _EpochMemo()
+_users = _EpochMemo()
+
+
 def token_epoch_bump(**kwargs: Any) -> None:
     """Invalidate every remembered token in every process (signal receiver and service helper)."""
     try:
         cache.set(TOKEN_EPOCH_KEY, uuid.uuid4().hex, timeout=None)
     except Exception:  # the cache is down: no process can read an epoch either, so none trusts its memory
         logger.warning("could not bump the token epoch", exc_info=True)
-    with _verified_lock:
-        _verified.clear()
-        _users.clear()
+    _verified.clear()
+    _users.clear()
 
 
 def token_verify(*, raw_token: str, resource: str) -> VerifiedToken | None:
@@ -69,22 +99,12 @@ def token_verify(*, raw_token: str, resource: str) -> VerifiedToken | None:
     resource); None otherwise. Tokens are stored as checksums, so this never compares secrets directly."""
     checksum = hashlib.sha256(raw_token.encode("utf-8")).hexdigest()
     epoch = token_epoch()
-    remembered = _verified.get((checksum, resource))
-    now = time.monotonic()
-    if remembered is not None and epoch is not None:
-        verified, verified_epoch, at = remembered
-        if verified_epoch == epoch and now - at < TOKEN_CACHE_SECONDS and verified.expires_at > timezone.now():
-            return verified
+    verified = _verified.get((checksum, resource), epoch)
+    if verified is not None and verified.expires_at > timezone.now():
+        return verified
     found = _token_verify_uncached(checksum, resource)
-    if found is not None and epoch is not None:
-        with _verified_lock:
-            if len(_verified) > 10_000:
-                _verified.clear()
-            _verified[(checksum, resource)] = (found, epoch, now)
+    _verified.put((checksum, resource), found, epoch)
     return found
-
-
-_users: dict[int, tuple[Any, Any, float]] = {}
 
 
 def user_active_get(*, pk: int) -> Any | None:
@@ -93,18 +113,10 @@ def user_active_get(*, pk: int) -> Any | None:
     from django.contrib.auth import get_user_model
 
     epoch = token_epoch()
-    remembered = _users.get(pk)
-    now = time.monotonic()
-    if remembered is not None and epoch is not None:
-        user, user_epoch, at = remembered
-        if user_epoch == epoch and now - at < TOKEN_CACHE_SECONDS:
-            return user
-    user = get_user_model().objects.filter(pk=pk, is_active=True).first()
-    if user is not None and epoch is not None:
-        with _verified_lock:
-            if len(_users) > 10_000:
-                _users.clear()
-            _users[pk] = (user, epoch, now)
+    user = _users.get(pk, epoch)
+    if user is None:
+        user = get_user_model().objects.filter(pk=pk, is_active=True).first()
+        _users.put(pk, user, epoch)
     return user
 
 
