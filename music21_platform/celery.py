@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "music21_platform.settings")
 
@@ -29,10 +29,3 @@ def _serve_worker_metrics(**kwargs: object) -> None:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
     start_http_server(int(port), registry=registry)
-
-
-@worker_process_init.connect
-def _start_tracing_in_pool_process(**kwargs: object) -> None:
-    from music21_platform.tracing import tracing_setup
-
-    tracing_setup()

@@ -16,14 +16,15 @@ from typing import Any
 from django.conf import settings
 
 _NULL = contextlib.nullcontext()
-_configured: list[int] = []
+_configured: list[bool] = []
 
 
 def tracing_setup() -> None:
-    """Install the exporter and the Django and Celery instrumentation, once per process."""
-    if not settings.OTEL_ENABLED or os.getpid() in _configured:
+    """Install the exporter and the Django and Celery instrumentation, once. Forked children (Celery's pool)
+    inherit both; the SDK restarts its export thread after a fork by itself."""
+    if not settings.OTEL_ENABLED or _configured:
         return
-    _configured.append(os.getpid())
+    _configured.append(True)
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
