@@ -92,17 +92,20 @@ def subject_forget(user_id: int) -> None:
         _subjects.pop(user_id, None)
 
 
-def ip_reveal(event: AuditEvent) -> str | None:
-    """The event's IP address if it can still be read (its person not erased), for administrators."""
+def ip_reveal(event: AuditEvent, *, subject: Subject | None = None) -> str | None:
+    """The event's IP address if it can still be read (its person not erased), for administrators and the
+    person's export (which passes the person's `subject`, so that a thousand events cost no thousand queries)."""
     if not event.ip:
         return None
     if not event.ip.startswith("gAAAA"):
         return event.ip  # truncated, stored in clear
-    row = SubjectKey.objects.filter(pseudonym=event.actor).first()
-    if row is None:
-        return None
+    if subject is None or subject.pseudonym != event.actor:
+        row = SubjectKey.objects.filter(pseudonym=event.actor).first()
+        if row is None:
+            return None
+        subject = Subject(pseudonym=row.pseudonym, key=row.key)
     try:
-        return Fernet(row.key.encode()).decrypt(event.ip.encode()).decode()
+        return subject.fernet.decrypt(event.ip.encode()).decode()
     except InvalidToken:
         return None
 

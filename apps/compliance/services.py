@@ -271,7 +271,7 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                     "target": e.target,
                     "outcome": e.outcome,
                     "client_id": e.client_id,
-                    "ip": audit.ip_reveal(e),
+                    "ip": audit.ip_reveal(e, subject=subject),
                     "duration_ms": e.duration_ms,
                     "request_id": e.request_id,
                 }
@@ -282,32 +282,22 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                 for r in DataSubjectRequest.objects.filter(subject=user)
             ],
         }
-        for category in ("account", "oauth_clients", "oauth_tokens", "oauth_grants", "security_events"):
-            files[category] = [f"{category}.json"]
-        files["audit_events"] = ["audit_events.json"]
-        files["privacy_requests"] = ["privacy_requests.json"]
+        categories = {
+            "scores": {"count": len(files["scores"]), "files": files["scores"]},
+            "derived_scores": {"count": len(files["derived_scores"]), "files": files["derived_scores"]},
+        }
         for category, content in data.items():
-            if category != "scores":
-                archive.writestr(f"{category}.json", json.dumps(content, indent=2, default=str))
+            if category == "scores":
+                continue  # their sources are the files above; their details go into the manifest
+            archive.writestr(f"{category}.json", json.dumps(content, indent=2, default=str))
+            count = 1 if isinstance(content, dict) else len(content)
+            categories[category] = {"count": count, "files": [f"{category}.json"]}
         manifest = {
             "format": "music21-platform personal data export, version 1",
             "subject": user.get_username(),
             "request": request.pk,
             "generated_at": _iso(timezone.now()),
-            "categories": {
-                category: {"count": _count(category, data, files), "files": files.get(category, [])}
-                for category in (
-                    "account",
-                    "scores",
-                    "derived_scores",
-                    "oauth_clients",
-                    "oauth_tokens",
-                    "oauth_grants",
-                    "security_events",
-                    "audit_events",
-                    "privacy_requests",
-                )
-            },
+            "categories": categories,
             "scores": scores,
         }
         archive.writestr("manifest.json", json.dumps(manifest, indent=2))
@@ -335,13 +325,6 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
         detail={"bytes": len(content), "scores": len(scores)},
     )
     return stored
-
-
-def _count(category: str, data: dict[str, Any], files: dict[str, list[str]]) -> int:
-    if category in ("scores", "derived_scores"):
-        return len(files[category])
-    value = data[category]
-    return 1 if isinstance(value, dict) else len(value)
 
 
 def subject_export_download(*, request: DataSubjectRequest, by: AbstractBaseUser) -> ExportArchive:
