@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -15,7 +17,9 @@ from django.utils.html import format_html
 
 from apps.compliance import audit, services
 from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy, RetentionRun
+from apps.security.models import SecurityEvent
 from apps.tools.errors import ApplicationError
+from apps.tools.models import Score
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -196,12 +200,6 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
 
 
 # --- Users: what is held about each person, and starting their requests ---------------------------------------------
-
-from django.contrib.auth import get_user_model  # noqa: E402 - grouped with the user admin it serves
-from django.contrib.auth.admin import UserAdmin  # noqa: E402
-
-from apps.security.models import SecurityEvent  # noqa: E402
-from apps.tools.models import Score  # noqa: E402
 
 
 class _ReadOnlyInline(admin.TabularInline):

@@ -70,6 +70,14 @@ def _take_local(key: str, capacity: float, rate: float, now: float) -> float:
         return (1 - tokens) / rate
 
 
+def _user_bucket(group: str, user_id: Any) -> str:
+    return f"{group}:user:{user_id}"
+
+
+def _redis_key(bucket: str) -> str:
+    return f"{settings.GUARD_NAMESPACE}:rl:{bucket}"
+
+
 def _take(key: str) -> float:
     """Take a token from bucket `key`; 0 when allowed, else the seconds until a token is available."""
     capacity, rate = _bucket_parameters()
@@ -77,7 +85,7 @@ def _take(key: str) -> float:
     client = shared_redis()
     if client is not None:
         try:
-            allowed, wait = client.eval(_BUCKET_SCRIPT, 1, f"{settings.GUARD_NAMESPACE}:rl:{key}", capacity, rate, now)
+            allowed, wait = client.eval(_BUCKET_SCRIPT, 1, _redis_key(key), capacity, rate, now)
         except RedisError as exc:
             redis_failed(exc)
         else:
@@ -88,7 +96,7 @@ def _take(key: str) -> float:
 
 def rate_limit_check(*, group: str, user_id: Any, client_id: str | None) -> None:
     """Refuse the call with the time to wait when the user's or the client's bucket for this group is empty."""
-    keys = [f"{group}:user:{user_id}"] + ([f"{group}:client:{client_id}"] if client_id else [])
+    keys = [_user_bucket(group, user_id)] + ([f"{group}:client:{client_id}"] if client_id else [])
     wait = max(_take(key) for key in keys)
     if wait > 0:
         metrics.BLOCKED.labels(reason="rate_limit").inc()
@@ -103,14 +111,14 @@ def rate_limits_forget(*, user_id: Any) -> None:
     """Drop a user's buckets everywhere (erasure): their id must not linger in Redis."""
     from apps.tools.registry import GROUPS
 
-    keys = [f"{group}:user:{user_id}" for group in GROUPS]
+    keys = [_user_bucket(group, user_id) for group in GROUPS]
     with _local_lock:
         for key in keys:
             _local_buckets.pop(key, None)
     client = shared_redis()
     if client is not None:
         try:
-            client.delete(*[f"{settings.GUARD_NAMESPACE}:rl:{key}" for key in keys])
+            client.delete(*[_redis_key(key) for key in keys])
         except RedisError as exc:
             redis_failed(exc)
 
