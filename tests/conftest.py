@@ -27,6 +27,7 @@ from apps.security.services import token_epoch_bump
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.runner import runner_shutdown
 from apps.tools.services.cache import parsed_scores
+from tests.support import free_port
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
@@ -152,9 +153,7 @@ def celery_worker(
     if settings.CELERY_TASK_ALWAYS_EAGER:
         yield None
         return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
+    metrics_port = free_port()
     metrics_dir = tmp_path_factory.mktemp("worker-metrics")
     from django.db import connection
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,12 @@ import httpx2 as httpx
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.tools.errors import NotFound
 from apps.tools.invocation import Caller, invoke_tool
+from tests.support import free_port, subprocess_database_url
 
 SPEC_METRICS = [
     "mcp_requests_total",
@@ -94,19 +93,6 @@ def test_metrics_are_for_allowed_networks_or_the_token(db: None, settings: Any) 
     assert right.status_code == 200 and b"mcp_requests_total" in right.content
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _mcp_call(base: str, token: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
     response = httpx.post(
         f"{base}/mcp",
@@ -128,14 +114,14 @@ def _mcp_call(base: str, token: str, tool: str, arguments: dict[str, Any]) -> di
 def test_metrics_add_up_across_two_uvicorn_workers(
     alice: Any, chorale: Any, token_for: Any, tmp_path: Path, settings: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "PUBLIC_URL": base,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "RATE_LIMIT_PER_MINUTE": "100000",

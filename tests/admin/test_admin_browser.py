@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from apps.compliance import services
 from apps.tools.errors import NotFound
 from apps.tools.models import Score
-from tests.compliance.test_privacy_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.support import ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, superuser
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
 
@@ -26,7 +25,7 @@ def test_an_administrator_reads_the_dashboard_a_score_and_a_request(
     with pytest.raises(NotFound):
         call(alice, "score_info", score_id="missing")
     request = services.subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
-    get_user_model().objects.create_superuser("root", "root@example.com", "a long admin password 1")
+    superuser()
     score = Score.objects.get(score_id="chorale")
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop on this thread
     ARTIFACTS.mkdir(exist_ok=True)
@@ -35,7 +34,7 @@ def test_an_administrator_reads_the_dashboard_a_score_and_a_request(
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{live_site}/admin/")
         page.fill("#id_username", "root")
-        page.fill("#id_password", "a long admin password 1")
+        page.fill("#id_password", ADMIN_PASSWORD)
         page.click("input[type=submit]")
         # import + 4 analyses + 1 refused call = 6 calls in the last 24 hours, 1 of them not successful.
         expect(page.locator("#calls-24h")).to_have_text("6")

@@ -8,17 +8,11 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.test import Client
 
 from apps.security import guards
 from apps.tools.invocation import InternalError, invoke_tool
 from apps.tools.registry import TOOLS, Tool, ToolArguments
-
-
-def _signed_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.support import signed_in, superuser
 
 
 def _staff(username: str, role: str | None) -> Any:
@@ -29,8 +23,8 @@ def _staff(username: str, role: str | None) -> Any:
 
 
 def test_every_registered_model_has_a_list_and_an_add_or_read_page_for_a_superuser(alice: Any, chorale: Any) -> None:
-    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
-    client = _signed_in(root)
+    root = superuser()
+    client = signed_in(root)
     assert client.get("/admin/").status_code == 200
     for model, model_admin in admin.site._registry.items():
         meta = model._meta
@@ -60,7 +54,7 @@ ROLE_PAGES = {
 
 @pytest.mark.parametrize("role", ["compliance officer", "security officer", None])
 def test_each_role_sees_exactly_its_pages(db: None, role: str | None) -> None:
-    client = _signed_in(_staff("officer", role))
+    client = signed_in(_staff("officer", role))
     for url, roles in ROLE_PAGES.items():
         status = client.get(url).status_code
         assert (status == 200) == (role in roles), f"{role} on {url}: {status}"
@@ -72,7 +66,7 @@ def test_a_compliance_officer_cannot_change_an_oauth_client(db: None) -> None:
     application = Application.objects.create(
         name="c", client_type="public", authorization_grant_type="authorization-code", redirect_uris="http://127.0.0.1/"
     )
-    client = _signed_in(_staff("officer", "compliance officer"))
+    client = signed_in(_staff("officer", "compliance officer"))
     response = client.post(f"/admin/oauth2_provider/application/{application.pk}/change/", {"name": "renamed"})
     assert response.status_code == 403
     application.refresh_from_db()
@@ -100,7 +94,7 @@ def test_a_security_officer_resets_an_open_breaker_and_calls_go_through(alice: A
         with pytest.raises(InternalError):
             invoke_tool("test_flaky_export", {}, caller=caller)
         assert guards.breaker_states()["export"]["state"] == "open"
-        client = _signed_in(_staff("sec", "security officer"))
+        client = signed_in(_staff("sec", "security officer"))
         page = client.get("/admin/security/breakers/").content.decode()
         assert 'data-group="export"' in page and ">open<" in page
         client.post("/admin/security/breakers/", {"group": "export"})
@@ -127,8 +121,8 @@ def test_the_dashboard_counts_the_calls_of_the_last_24_hours(alice: Any, call: A
     old = AuditEvent.objects.create(action="tool.score_info", outcome="success")
     AuditEvent.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=30))  # outside the window
     SecurityEvent.objects.create(kind="cross_tenant", client_id="client-x")
-    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
-    page = _signed_in(root).get("/admin/").content.decode()
+    root = superuser()
+    page = signed_in(root).get("/admin/").content.decode()
     assert '<strong id="calls-24h">5</strong>' in page and '<strong id="errors-24h">1</strong>' in page
     assert '<td>score_info</td><td class="calls">4</td>' in page
     assert "another user&#x27;s score · client-x" in page or "another user's score · client-x" in page
@@ -150,8 +144,8 @@ def test_rotating_a_secret_from_the_admin_retires_the_old_one(live_site: str) ->
         redirect_uris=[],
     )
     application = Application.objects.get(client_id=registered["client_id"])
-    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
-    response = _signed_in(root).post(
+    root = superuser()
+    response = signed_in(root).post(
         "/admin/oauth2_provider/application/",
         {"action": "rotate_secrets", "_selected_action": [application.pk]},
         follow=True,
@@ -178,8 +172,8 @@ def test_an_administrator_downloads_a_scores_source_and_starts_a_persons_export(
     source = "tinyNotation: 3/4 e4 f# g a2."
     call(alice, "import_score", score_id="waltz", source=source, source_type="tinynotation")
     score = Score.objects.get(score_id="waltz")
-    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
-    client = _signed_in(root)
+    root = superuser()
+    client = signed_in(root)
     page = client.get(f"/admin/tools/score/{score.pk}/change/").content.decode()
     assert "data:image/svg+xml;base64," in page and "download-source" in page
     assert client.get(f"/admin/tools/score/{score.pk}/source/").content == source.encode()
@@ -207,8 +201,8 @@ def test_tokens_revoked_from_the_admin_stop_working_on_mcp(live_site: str, alice
 
     assert mcp_status() == 200
     application = AccessToken.objects.get(user=alice).application
-    root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
-    client = _signed_in(root)
+    root = superuser()
+    client = signed_in(root)
     page = client.get(f"/admin/oauth2_provider/application/{application.pk}/change/").content.decode()
     assert "Last used" in page and "music21:read music21:write" in page  # its token is listed, not its value
     client.post("/admin/auth/user/", {"action": "revoke_tokens", "_selected_action": [alice.pk]})

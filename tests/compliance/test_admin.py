@@ -6,21 +6,14 @@ import time
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.test import Client
 
 from apps.compliance import services
 from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy
-
-
-def _admin() -> tuple[Any, Client]:
-    admin = get_user_model().objects.create_superuser("root", "root@example.com", "a long admin password 1")
-    client = Client()
-    client.force_login(admin)
-    return admin, client
+from tests.support import signed_in, superuser
 
 
 def test_compliance_pages_render_and_audit_events_cannot_be_changed(alice: Any, chorale: Any) -> None:
-    _, client = _admin()
+    client = signed_in(superuser())
     RetentionPolicy.objects.get_or_create(category="scores", defaults={"days": 30})
     services.subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
     event = AuditEvent.objects.filter(action="tool.import_score").first()
@@ -41,7 +34,8 @@ def test_compliance_pages_render_and_audit_events_cannot_be_changed(alice: Any, 
 
 
 def test_an_administrator_cancels_a_scheduled_erasure(alice: Any, chorale: Any) -> None:
-    admin, client = _admin()
+    admin = superuser()
+    client = signed_in(admin)
     request = services.subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
     client.post(
         "/admin/compliance/datasubjectrequest/",
@@ -55,7 +49,7 @@ def test_an_administrator_cancels_a_scheduled_erasure(alice: Any, chorale: Any) 
 
 
 def test_run_now_erases_at_once(alice: Any, chorale: Any, celery_worker: None) -> None:
-    _, client = _admin()
+    client = signed_in(superuser())
     request = services.subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
     client.post("/admin/compliance/datasubjectrequest/", {"action": "run_now", "_selected_action": [request.pk]})
     for _ in range(300):  # on a real worker when a broker is configured
@@ -69,7 +63,7 @@ def test_run_now_erases_at_once(alice: Any, chorale: Any, celery_worker: None) -
 def test_retention_edits_are_kept_in_the_model_history(db: None) -> None:
     from auditlog.models import LogEntry
 
-    _, client = _admin()
+    client = signed_in(superuser())
     policy, _ = RetentionPolicy.objects.get_or_create(category="security_events", defaults={"days": 180})
     response = client.post(
         f"/admin/compliance/retentionpolicy/{policy.pk}/change/",

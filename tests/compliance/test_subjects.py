@@ -25,6 +25,7 @@ from apps.security.models import SecurityEvent
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import Score
 from apps.tools.services.cache import parsed_scores
+from tests.support import superuser
 
 PASSWORD = "correct horse battery staple"
 
@@ -152,7 +153,7 @@ def test_erasure_needs_the_password_and_waits_for_the_grace_period(alice: Any, c
 
 
 def test_an_administrator_approves_a_request_filed_for_someone(alice: Any, chorale: Any, celery_worker: None) -> None:
-    admin = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
+    admin = superuser()
     request = services.subject_request_create(subject=alice, kind="erasure", handled_by=admin, via="admin")
     assert request.status == "pending"
     assert services.subject_requests_run_due() == 0

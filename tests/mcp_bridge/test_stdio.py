@@ -9,21 +9,11 @@ from typing import Any
 import anyio
 import pytest
 from django.conf import settings
-from django.db import connection
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from apps.tools.registry import TOOLS
-
-
-def _database_url() -> str:
-    """The URL of the test database this test runs on, for the server subprocess."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        if connection.is_in_memory_db():
-            pytest.fail("the stdio test needs a file-based SQLite test database (see DATABASES TEST NAME)")
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+from tests.support import subprocess_database_url
 
 
 @pytest.mark.django_db(transaction=True)
@@ -31,7 +21,7 @@ def test_stdio_serves_the_same_tools_as_the_named_user(alice: Any) -> None:
     server = StdioServerParameters(
         command=sys.executable,
         args=["manage.py", "mcp_stdio", "--user", "alice"],
-        env={**os.environ, "DATABASE_URL": _database_url()},
+        env={**os.environ, "DATABASE_URL": subprocess_database_url()},
         cwd=str(settings.BASE_DIR),
     )
 

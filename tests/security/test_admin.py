@@ -4,23 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import Application
 
 from apps.security.models import Block, ClientPolicy, SecurityEvent
-
-
-def _admin_client() -> Client:
-    admin = get_user_model().objects.create_superuser("root", "root@example.com", "a long admin password 1")
-    client = Client()
-    client.force_login(admin)
-    return client
+from tests.support import signed_in, superuser
 
 
 def test_security_pages_render_and_events_cannot_be_edited(db: None) -> None:
-    client = _admin_client()
+    client = signed_in(superuser())
     event = SecurityEvent.objects.create(kind="auth_failure", ip="10.1.1.1", detail={"endpoint": "/mcp"})
     for url in [
         "/admin/security/securityevent/",
@@ -35,7 +27,7 @@ def test_security_pages_render_and_events_cannot_be_edited(db: None) -> None:
 
 
 def test_lifting_a_block_from_the_admin(db: None) -> None:
-    client = _admin_client()
+    client = signed_in(superuser())
     block = Block.objects.create(
         target="ip", value="10.2.2.2", reason="test", until=timezone.now() + timedelta(hours=1)
     )
@@ -48,7 +40,7 @@ def test_lifting_a_block_from_the_admin(db: None) -> None:
 
 
 def test_disabling_a_client_from_the_admin(db: None) -> None:
-    client = _admin_client()
+    client = signed_in(superuser())
     application = Application.objects.create(
         name="rogue",
         client_type="public",

@@ -23,6 +23,7 @@ from apps.security.models import Block, SecurityEvent
 from apps.tools.errors import Blocked, Busy, CircuitOpen, RateLimited, RejectedInput, TimedOut
 from apps.tools.invocation import Caller, InternalError, invoke_tool
 from apps.tools.registry import TOOLS, Tool, ToolArguments
+from tests.support import free_port
 
 ENTITY_BOMB = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
@@ -314,12 +315,6 @@ def test_an_address_with_too_many_violations_is_blocked(alice: Any, bob: Any, se
 # --- Degradation ------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_redis(port: int) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(  # noqa: S603 - the redis-server of this machine
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],  # noqa: S607
@@ -341,7 +336,7 @@ def test_guards_keep_serving_while_redis_is_down_and_share_again_when_it_returns
     # A private Redis on another port, so that stopping it does not disturb anything else.
     from apps.security import redis as guard_redis
 
-    port = _free_port()
+    port = free_port()
     server = _start_redis(port)
     monkeypatch.setattr(guard_redis, "RETRY_AFTER_FAILURE", 0.5)
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"

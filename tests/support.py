@@ -1,0 +1,56 @@
+"""Helpers the tests share: a free port, the test database's URL for server subprocesses, a signed-in admin."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+
+# Page tests drive Debian's Chromium (never a browser download) and keep their screenshots here.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+# What the machine's closed network needs: no background connections to Google's hosts.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+ADMIN_PASSWORD = "a long admin password 1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def subprocess_database_url() -> str:
+    """The URL of the database this test runs on, for a server or worker subprocess."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        if connection.is_in_memory_db():
+            pytest.fail("server subprocesses need a file-based SQLite test database (see DATABASES TEST NAME)")
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def signed_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def superuser(username: str = "root") -> Any:
+    return get_user_model().objects.create_superuser(username, f"{username}@example.com", ADMIN_PASSWORD)
