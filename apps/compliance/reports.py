@@ -8,6 +8,7 @@ from typing import Any
 
 from auditlog.models import LogEntry
 from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from apps.compliance.audit import audit_verify
@@ -116,6 +117,4 @@ def _gdpr(start: datetime, end: datetime) -> dict[str, Any]:
 
 
 def _score_bytes() -> int:
-    from django.db.models.functions import Length
-
     return Score.objects.aggregate(n=Sum(Length("source_text")))["n"] or 0
