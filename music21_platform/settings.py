@@ -368,7 +368,9 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"music21": {"level": "WARNING"}},
+    # The MCP SDK logs every stateless request's transport start and end at INFO, and HTTP clients every request:
+    # noise that costs a formatted line per call.
+    "loggers": {name: {"level": "WARNING"} for name in ("music21", "mcp", "sse_starlette", "httpx", "httpx2")},
 }
 
 if _problems:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from apps.compliance.models import AuditChainHead, AuditEvent, SubjectKey
 
@@ -221,8 +221,21 @@ def _seal_batch(batch: int) -> int:
         # Claim the head first (a conditional update, so that two sealers cannot both extend it), then the rows.
         if not AuditChainHead.objects.filter(pk=1, seq=head.seq).update(seq=seq, hash=prev):
             raise _HeadMoved
-        AuditEvent.objects.bulk_update(rows, ["seq", "prev_hash", "hash"])
+        _rows_update(rows)
         return len(rows)
+
+
+def _rows_update(rows: list[AuditEvent]) -> None:
+    """Write the seals with one prepared UPDATE per row (bulk_update's CASE expression over a whole batch cost
+    more CPU to build than the database took to run it)."""
+    meta = AuditEvent._meta
+    quote = connection.ops.quote_name
+    columns = [quote(meta.get_field(name).column) for name in ("seq", "prev_hash", "hash")]
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    # identifiers from the model, values as parameters
+    sql = f"UPDATE {table} SET {columns[0]} = %s, {columns[1]} = %s, {columns[2]} = %s WHERE {pk} = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(row.seq, row.prev_hash, row.hash, row.pk) for row in rows])
 
 
 class _Sealer:

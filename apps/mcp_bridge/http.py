@@ -4,27 +4,36 @@ The SDK does the protocol and the bearer-token plumbing (401 with `WWW-Authentic
 this module only tells it how to verify our tokens and who a verified token acts for.
 
 Stateless mode: every POST is served on its own, with no session kept in this process, so any uvicorn worker or
-replica behind a load balancer can answer any request of the same client. Progress notifications of a long call
-still reach the client, on that call's own SSE response stream.
+replica behind a load balancer can answer any request of the same client. A call is answered with one JSON body,
+unless it asked for progress notifications: then on its own SSE response stream, which carries them.
 """
 
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 from django.conf import settings
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
+from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.context import ServerRequestContext
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl, Field
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.routing import Route
 
 from apps.mcp_bridge.server import build_server, in_worker
 from apps.security import metrics
 from apps.security.events import security_event_record
-from apps.security.services import token_verify, user_active_get
+from apps.security.services import token_authenticate
 from apps.tools.errors import ApplicationError
 from apps.tools.invocation import Caller
 
@@ -41,21 +50,29 @@ class NoUser(ApplicationError):
     http_status = 403
 
 
+class PlatformAccessToken(AccessToken):
+    """The SDK's verified token, carrying the account it acts for (looked up in the same worker-thread hop)."""
+
+    account: Any = Field(default=None, exclude=True)
+
+
 class PlatformTokenVerifier:
-    """Verifies bearer tokens against the platform's OAuth provider (see apps.security.services.token_verify)."""
+    """Verifies bearer tokens against the platform's OAuth provider (see apps.security.services.token_authenticate)."""
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        verified = await in_worker(token_verify, raw_token=token, resource=resource_url())
-        metrics.AUTH_ATTEMPTS.labels(result="success" if verified else "failure").inc()
-        if verified is None:
+        found = await in_worker(token_authenticate, raw_token=token, resource=resource_url())
+        metrics.AUTH_ATTEMPTS.labels(result="success" if found else "failure").inc()
+        if found is None:
             return None
-        return AccessToken(
+        verified, account = found
+        return PlatformAccessToken(
             token=token,
             client_id=verified.client_id,
             scopes=sorted(verified.scopes),
             expires_at=int(verified.expires_at.timestamp()),
             resource=verified.resource,
             subject=None if verified.user_id is None else str(verified.user_id),
+            account=account,
         )
 
 
@@ -63,7 +80,8 @@ async def identify(ctx: ServerRequestContext[Any, Any]) -> Caller:
     """The Caller a verified token acts for: its user, its scopes, its client, the request's address."""
     request = ctx.request
     user = request.scope.get("user") if request is not None else None
-    if not isinstance(user, AuthenticatedUser):  # the SDK's middleware lets no unauthenticated request through
+    if not isinstance(user, AuthenticatedUser) or not isinstance(user.access_token, PlatformAccessToken):
+        # the SDK's middleware lets no unauthenticated request through
         raise NoUser("This request carries no verified token.")
     token = user.access_token
     if token.expires_at is not None and token.expires_at < time.time():
@@ -73,22 +91,16 @@ async def identify(ctx: ServerRequestContext[Any, Any]) -> Caller:
             "This token was issued to a client without a user (client credentials); tools act for a user, so "
             "authorize with the authorization-code flow."
         )
-    account = await in_worker(_active_user, int(token.subject))
+    if token.account is None:
+        raise NoUser("The account this token was issued for no longer exists or is disabled.")
     client = request.client if request is not None else None
     return Caller(
-        user=account,
+        user=token.account,
         scopes=frozenset(token.scopes),
         client_id=token.client_id,
         ip=client.host if client else None,
         transport="mcp-http",
     )
-
-
-def _active_user(pk: int) -> Any:
-    user = user_active_get(pk=pk)
-    if user is None:
-        raise NoUser("The account this token was issued for no longer exists or is disabled.")
-    return user
 
 
 def _transport_security() -> TransportSecuritySettings:
@@ -137,19 +149,102 @@ class RecordRefusedTokens:
         await self.app(scope, receive, observe)
 
 
+class _ResponseModePerRequest(StreamableHTTPSessionManager):
+    """Answers a call that asked for no progress notifications with one JSON body, and a call that did (a
+    `progressToken` in its `_meta`) with an event stream that carries them: the stream costs the server and the
+    client about a millisecond per call, worth paying only when there is something to stream."""
+
+    @property  # type: ignore[override]
+    def json_response(self) -> bool:
+        return not _progress_wanted.get()
+
+    @json_response.setter
+    def json_response(self, value: bool) -> None:
+        pass  # decided per request, by ChooseResponseMode
+
+
+_progress_wanted: ContextVar[bool] = ContextVar("mcp_progress_wanted", default=True)
+PEEK_LIMIT = 64 * 1024  # a tools/call body worth reading ahead; anything larger is answered as a stream
+
+
+class ChooseResponseMode:
+    """ASGI middleware around /mcp: reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length
+    declares) to tell whether it asks for progress, then hands the same body on. A body it does not read gets
+    the event stream, which never loses a notification.
+
+    It then owns the connection's receive channel: when the client goes away before its answer (it closed the
+    call), the call is cancelled, whichever way it was to be answered; the tool's worker stops at its next step.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not _declared_small(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away while sending
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+        gone = anyio.Event()
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def watch(call: anyio.CancelScope) -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            call.cancel()
+
+        token = _progress_wanted.set(b'"progressToken"' in body)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(watch, group.cancel_scope)
+                await self.app(scope, replay, send)
+                group.cancel_scope.cancel()
+        finally:
+            _progress_wanted.reset(token)
+
+
+def _declared_small(scope: dict[str, Any]) -> bool:
+    length = next((value for name, value in scope.get("headers", []) if name == b"content-length"), None)
+    try:
+        return length is not None and 0 <= int(length) <= PEEK_LIMIT
+    except ValueError:
+        return False
+
+
 def build_mcp_app() -> Any:
-    """The Starlette app serving /mcp; its lifespan runs the SDK's session manager."""
-    server = build_server(identify=identify)
-    app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        stateless_http=True,
-        transport_security=_transport_security(),
-        auth=AuthSettings(
-            issuer_url=settings.PUBLIC_URL,
-            resource_server_url=resource_url(),
-            required_scopes=[],  # each tool checks its own scope on the invocation path
-            validate_token_resource=False,  # token_verify already refuses tokens issued for another resource
-        ),
-        token_verifier=PlatformTokenVerifier(),
+    """The Starlette app serving /mcp: the SDK's bearer-token middleware and its stateless Streamable HTTP
+    transport (any worker or replica can answer any request); the lifespan runs the SDK's session manager."""
+    manager = _ResponseModePerRequest(
+        app=build_server(identify=identify), stateless=True, security_settings=_transport_security()
     )
-    return RecordRefusedTokens(app)
+    endpoint = RequireAuthMiddleware(
+        StreamableHTTPASGIApp(manager),
+        [],  # each tool checks its own scope on the invocation path
+        build_resource_metadata_url(AnyHttpUrl(resource_url())),
+    )
+    app = Starlette(
+        routes=[Route(MCP_PATH, endpoint=endpoint)],
+        middleware=[
+            # token_authenticate refuses tokens issued for another resource itself
+            Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(PlatformTokenVerifier())),
+            Middleware(AuthContextMiddleware),
+        ],
+        lifespan=lambda app: manager.run(),
+    )
+    return RecordRefusedTokens(ChooseResponseMode(app))

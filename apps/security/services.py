@@ -97,27 +97,38 @@ def token_epoch_bump(**kwargs: Any) -> None:
 def token_verify(*, raw_token: str, resource: str) -> VerifiedToken | None:
     """The token's grant if it is a live token of an enabled client, issued for `resource` (or for no particular
     resource); None otherwise. Tokens are stored as checksums, so this never compares secrets directly."""
-    checksum = hashlib.sha256(raw_token.encode("utf-8")).hexdigest()
+    return _token_remembered(raw_token, resource, token_epoch())
+
+
+def token_authenticate(*, raw_token: str, resource: str) -> tuple[VerifiedToken, Any | None] | None:
+    """What a bearer token on an MCP request stands for: its grant and the active user it acts for (None for a
+    client-credentials token, or when the account is gone or disabled); None if the token is refused.
+
+    Both are remembered per process under one reading of the invalidation epoch (a user's change bumps it too),
+    so a busy client's call costs one cache read and no query."""
     epoch = token_epoch()
+    verified = _token_remembered(raw_token, resource, epoch)
+    if verified is None:
+        return None
+    if verified.user_id is None:
+        return verified, None
+    user = _users.get(verified.user_id, epoch)
+    if user is None:
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.filter(pk=verified.user_id, is_active=True).first()
+        _users.put(verified.user_id, user, epoch)
+    return verified, user
+
+
+def _token_remembered(raw_token: str, resource: str, epoch: Any) -> VerifiedToken | None:
+    checksum = hashlib.sha256(raw_token.encode("utf-8")).hexdigest()
     verified = _verified.get((checksum, resource), epoch)
     if verified is not None and verified.expires_at > timezone.now():
         return verified
     found = _token_verify_uncached(checksum, resource)
     _verified.put((checksum, resource), found, epoch)
     return found
-
-
-def user_active_get(*, pk: int) -> Any | None:
-    """The active user a verified token acts for, remembered like verified tokens (a user's change bumps the
-    epoch), or None if the account is gone or disabled."""
-    from django.contrib.auth import get_user_model
-
-    epoch = token_epoch()
-    user = _users.get(pk, epoch)
-    if user is None:
-        user = get_user_model().objects.filter(pk=pk, is_active=True).first()
-        _users.put(pk, user, epoch)
-    return user
 
 
 def _token_verify_uncached(checksum: str, resource: str) -> VerifiedToken | None:

@@ -36,9 +36,11 @@ retry_transient_reads = retry(
 
 @retry_transient_reads
 def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
-    """The owner's score with this id. Another user's score is reported exactly as a missing one."""
+    """The owner's score with this id. Another user's score is reported exactly as a missing one.
+
+    Its source is not read (a parsed-score cache hit does not need it; `score.source` still loads it)."""
     try:
-        return Score.objects.get(owner=owner, score_id=score_id)
+        return Score.objects.defer("source_text", "source_bytes").get(owner=owner, score_id=score_id)
     except Score.DoesNotExist:
         raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.") from None
 

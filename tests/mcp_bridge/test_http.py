@@ -195,6 +195,28 @@ def test_a_corpus_job_reports_progress_as_it_goes(
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
 
 
+def test_a_call_is_answered_as_json_unless_it_asks_for_progress(live_site: str, alice: Any, token_for: Any) -> None:
+    token = token_for(alice)
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": "2025-06-18"})
+
+    def call(meta: dict[str, Any]) -> httpx.Response:
+        arguments = {"score_id": f"c{len(meta)}", "source": "bach/bwv66.6", "source_type": "corpus"}
+        body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call"}
+        body["params"] = {"name": "import_score", "arguments": arguments, "_meta": meta}
+        return httpx.post(f"{live_site}/mcp", json=body, headers=headers)
+
+    plain = call({})
+    assert plain.status_code == 200
+    assert plain.headers["content-type"] == "application/json"
+    assert plain.json()["result"]["structuredContent"]["notes"] == 165
+
+    streamed = call({"progressToken": "p1"})
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    data = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(data[-1])["result"]["structuredContent"]["notes"] == 165
+
+
 def test_closing_the_call_stops_the_corpus_job(
     live_site: str, alice: Any, token_for: Any, settings: Any, monkeypatch: Any
 ) -> None:
