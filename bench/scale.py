@@ -49,6 +49,8 @@ async def _call(http: Any, base: str, token: str, tool: str) -> bool:
     )
     if response.status_code != 200:
         return False
+    if response.headers.get("content-type", "").startswith("application/json"):  # a call that asked for no progress
+        return not response.json().get("result", {}).get("isError", True)
     for line in response.text.splitlines():
         if line.startswith("data: "):
             result = json.loads(line.removeprefix("data: ")).get("result", {})

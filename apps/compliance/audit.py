@@ -90,6 +90,7 @@ def _subject_load(user: AbstractBaseUser) -> Subject:
 def subject_forget(user_id: int) -> None:
     with _subjects_lock:
         _subjects.pop(user_id, None)
+    _ip_sealed.cache_clear()  # it holds keys too
 
 
 def ip_reveal(event: AuditEvent, *, subject: Subject | None = None) -> str | None:
@@ -108,6 +109,14 @@ def ip_reveal(event: AuditEvent, *, subject: Subject | None = None) -> str | Non
         return subject.fernet.decrypt(event.ip.encode()).decode()
     except InvalidToken:
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_sealed(subject: Subject, ip: str) -> str:
+    """The address encrypted with the person's key, once per person and address in this process: a busy client's
+    calls then share one ciphertext (they share the person's pseudonym already), and erasure, which destroys the
+    key, still makes every copy unreadable."""
+    return subject.fernet.encrypt(ip.encode()).decode()
 
 
 def _truncated(ip: str) -> str:
@@ -144,7 +153,7 @@ def audit_record(
         subject = subject or subject_for(user)
         stored_ip = ""
         if ip:
-            stored_ip = subject.fernet.encrypt(ip.encode()).decode() if subject else _truncated(ip)
+            stored_ip = _ip_sealed(subject, ip) if subject else _truncated(ip)
         event = AuditEvent.objects.create(
             actor=subject.pseudonym if subject else "",
             client_id=client_id or "",

@@ -84,7 +84,7 @@ def _count_toward_block(target: str, value: str) -> None:
             reason=f"{count} security events within {window} s",
             until=until,
         )
-        cache.delete(f"{settings.GUARD_NAMESPACE}:blocked:{target}:{value}")
+        cache.delete(_block_key(target, value))
         metrics.SECURITY_VIOLATIONS.labels(kind="blocked").inc()
         audit_record(action="security.blocked", outcome="blocked", target=f"{target}:{value}"[:300])
         SecurityEvent.objects.create(
@@ -96,36 +96,46 @@ def _count_toward_block(target: str, value: str) -> None:
         )
 
 
-def _blocked_until(target: str, value: str) -> float:
-    """Unix time until which `value` is blocked (0 if not), cached briefly so the check costs no query."""
-    key = f"{settings.GUARD_NAMESPACE}:blocked:{target}:{value}"
+def _blocked_until(targets: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    """Unix time until which each (target, value) is blocked (0 if not), cached briefly so that the check costs
+    one cache read and no query."""
+    keys = {pair: _block_key(*pair) for pair in targets}
     try:
-        cached = cache.get(key)
+        cached = cache.get_many(list(keys.values()))
     except Exception:  # the cache is down: ask the database
-        cached = None
-    if cached is None:
+        cached = {}
+    until: dict[tuple[str, str], float] = {}
+    for pair, key in keys.items():
+        if key in cached:
+            until[pair] = float(cached[key])
+            continue
         try:
             block = (
-                Block.objects.filter(target=target, value=value, lifted=False, until__gt=timezone.now())
+                Block.objects.filter(target=pair[0], value=pair[1], lifted=False, until__gt=timezone.now())
                 .order_by("-until")
                 .first()
             )
         except (OperationalError, InterfaceError):
             # With the database down every call fails anyway, with a clear error; the block list is no reason
             # to fail differently.
-            return 0.0
-        cached = block.until.timestamp() if block else 0.0
+            until[pair] = 0.0
+            continue
+        until[pair] = block.until.timestamp() if block else 0.0
         with contextlib.suppress(Exception):
-            cache.set(key, cached, 10)
-    return float(cached)
+            cache.set(key, until[pair], 10)
+    return until
+
+
+def _block_key(target: str, value: str) -> str:
+    return f"{settings.GUARD_NAMESPACE}:blocked:{target}:{value}"
 
 
 def block_check(*, ip: str | None, client_id: str | None) -> None:
     """Refuse a blocked address or client, saying until when."""
-    for target, value in ((Block.Target.IP, ip), (Block.Target.CLIENT, client_id)):
-        if not value:
-            continue
-        until = _blocked_until(target, value)
+    targets = [(target, value) for target, value in ((Block.Target.IP, ip), (Block.Target.CLIENT, client_id)) if value]
+    if not targets:
+        return
+    for (target, _), until in _blocked_until(targets).items():
         if until > time.time():
             metrics.BLOCKED.labels(reason="blocked").inc()
             when = datetime.fromtimestamp(until, tz=UTC).strftime("%H:%M:%S UTC")
@@ -138,5 +148,5 @@ def block_lift(*, block: Block) -> None:
     """Lift a block before it expires (an administrator's action)."""
     block.lifted = True
     block.save(update_fields=["lifted"])
-    cache.delete(f"{settings.GUARD_NAMESPACE}:blocked:{block.target}:{block.value}")
+    cache.delete(_block_key(block.target, block.value))
     audit_record(action="security.block_lifted", outcome="success", target=f"{block.target}:{block.value}"[:300])

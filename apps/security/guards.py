@@ -11,6 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pybreaker
@@ -32,25 +33,26 @@ _BUCKET_SCRIPT = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or capacity
-local at = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = (1 - tokens) / rate
+local longest = 0
+for _, key in ipairs(KEYS) do
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1]) or capacity
+  local at = tonumber(state[2]) or now
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  if tokens >= 1 then
+    tokens = tokens - 1
+  else
+    longest = math.max(longest, (1 - tokens) / rate)
+  end
+  redis.call('HSET', key, 'tokens', tokens, 'at', now)
+  redis.call('EXPIRE', key, math.ceil(capacity / rate) + 60)
 end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
-redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
-return {allowed, tostring(wait)}
+return tostring(longest)
 """
 
 _local_buckets: dict[str, tuple[float, float]] = {}
 _local_lock = threading.Lock()
+_scripts: dict[int, Any] = {}
 
 
 def _bucket_parameters() -> tuple[float, float]:
@@ -78,26 +80,28 @@ def _redis_key(bucket: str) -> str:
     return f"{settings.GUARD_NAMESPACE}:rl:{bucket}"
 
 
-def _take(key: str) -> float:
-    """Take a token from bucket `key`; 0 when allowed, else the seconds until a token is available."""
+def _take(keys: list[str]) -> float:
+    """Take a token from each bucket in `keys` (one round trip to Redis); 0 when every bucket had one, else the
+    seconds until the emptiest has one again."""
     capacity, rate = _bucket_parameters()
     now = time.time()
     client = shared_redis()
     if client is not None:
         try:
-            allowed, wait = client.eval(_BUCKET_SCRIPT, 1, _redis_key(key), capacity, rate, now)
+            script = _scripts.get(id(client)) or _scripts.setdefault(id(client), client.register_script(_BUCKET_SCRIPT))
+            wait = script(keys=[_redis_key(key) for key in keys], args=[capacity, rate, now])
         except RedisError as exc:
             redis_failed(exc)
         else:
             redis_recovered()
-            return 0.0 if int(allowed) else float(wait)
-    return _take_local(key, capacity, rate, now)
+            return float(wait)
+    return max(_take_local(key, capacity, rate, now) for key in keys)
 
 
 def rate_limit_check(*, group: str, user_id: Any, client_id: str | None) -> None:
     """Refuse the call with the time to wait when the user's or the client's bucket for this group is empty."""
     keys = [_user_bucket(group, user_id)] + ([f"{group}:client:{client_id}"] if client_id else [])
-    wait = max(_take(key) for key in keys)
+    wait = _take(keys)
     if wait > 0:
         metrics.BLOCKED.labels(reason="rate_limit").inc()
         raise RateLimited(
@@ -186,6 +190,48 @@ class _StateChanges(pybreaker.CircuitBreakerListener):
         audit_record(action="breaker.state", outcome=new_state.name, target=cb.name, detail={"from": old_state.name})
 
 
+class _Breaker(pybreaker.CircuitBreaker):
+    """pybreaker's breaker, except that the guarded call runs outside the breaker's lock.
+
+    pybreaker 1.4 holds its lock for the whole of `call`, so each process let one call of a group through at a
+    time: a long chord analysis held up every key analysis behind it, and two uvicorn workers served at most
+    two calls at once. Here the lock covers only reading and changing the state. While the breaker is half-open,
+    one trial call goes through at a time and the others are refused as if it were still open.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trial_running = False
+
+    def call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            state = self.state  # the shared state, read from the storage
+            if state.name == pybreaker.STATE_OPEN:
+                opened_at = self._state_storage.opened_at
+                if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=self.reset_timeout):
+                    raise pybreaker.CircuitBreakerError("Timeout not elapsed yet, circuit breaker still open")
+                self.half_open()
+                state = self.state
+            trial = state.name == pybreaker.STATE_HALF_OPEN
+            if trial:
+                if self._trial_running:
+                    raise pybreaker.CircuitBreakerError("A trial call is under way, circuit breaker half-open")
+                self._trial_running = True
+            for listener in self.listeners:
+                listener.before_call(self, func, *args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            with self._lock:
+                self._trial_running = self._trial_running and not trial
+                state._handle_error(exc, reraise=False)  # counts it; trips the breaker at the threshold
+            raise
+        with self._lock:
+            self._trial_running = self._trial_running and not trial
+            state._handle_success()
+        return result
+
+
 _breakers: dict[str, pybreaker.CircuitBreaker] = {}
 _breakers_lock = threading.Lock()
 
@@ -210,7 +256,7 @@ def breaker(group: str) -> pybreaker.CircuitBreaker:
             existing.fail_max,
             existing.reset_timeout,
         ) != (settings.CB_FAILURE_THRESHOLD, settings.CB_RECOVERY_TIMEOUT):
-            existing = pybreaker.CircuitBreaker(
+            existing = _Breaker(
                 fail_max=settings.CB_FAILURE_THRESHOLD,
                 reset_timeout=settings.CB_RECOVERY_TIMEOUT,
                 exclude=[_callers_fault],

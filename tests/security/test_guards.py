@@ -181,6 +181,45 @@ def test_repeated_failures_open_the_breaker_and_a_trial_call_closes_it(
     assert _metric("music21_circuit_breaker_state_changes_total", circuit_name="export") >= changes + 2
 
 
+def test_calls_of_one_group_run_side_by_side_in_one_process(alice: Any, extra_tool: Any) -> None:
+    # Each call waits until the other has started: if the breaker let one call through at a time, the barrier
+    # would break instead.
+    meeting = threading.Barrier(2, timeout=10)
+    extra_tool("test_meet", lambda: {"met": meeting.wait() in (0, 1)}, group="music_analysis")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: invoke_tool("test_meet", {}, caller=_as(alice)), range(2)))
+    assert [r["met"] for r in results] == [True, True]
+
+
+def test_a_half_open_breaker_lets_one_trial_call_through_at_a_time(alice: Any, settings: Any, extra_tool: Any) -> None:
+    settings.CB_FAILURE_THRESHOLD = 1
+    settings.CB_RECOVERY_TIMEOUT = 0.2
+    started, release = threading.Event(), threading.Event()
+    mode = {"fail": True}
+
+    def trial() -> dict[str, Any]:
+        if mode["fail"]:
+            raise RuntimeError("the renderer crashed")
+        started.set()
+        release.wait(10)
+        return {"ok": True}
+
+    extra_tool("test_trial", trial, group="export")
+    with pytest.raises(InternalError):
+        invoke_tool("test_trial", {}, caller=_as(alice))
+    mode["fail"] = False
+    time.sleep(0.3)  # past the recovery timeout: the next call is the trial
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(invoke_tool, "test_trial", {}, caller=_as(alice))
+        assert started.wait(10)
+        with pytest.raises(CircuitOpen):  # a second call while the trial runs is refused
+            invoke_tool("test_trial", {}, caller=_as(alice))
+        release.set()
+        assert first.result(10)["ok"] is True
+    assert guards.breaker_states()["export"]["state"] == "closed"
+    assert invoke_tool("test_trial", {}, caller=_as(alice))["ok"] is True
+
+
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="sharing a breaker across processes needs Redis")
 def test_two_processes_share_one_breaker(alice: Any, settings: Any, extra_tool: Any) -> None:
     settings.CB_FAILURE_THRESHOLD = 2
