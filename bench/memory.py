@@ -1,7 +1,10 @@
 """Memory of a process holding MAX_SCORES_IN_MEMORY parsed scores, and proof that the bound holds: import three
-times as many distinct chorales as the bound allows through the invocation path and watch resident memory.
+times as many scores as the bound allows through the invocation path and watch resident memory.
 
-Runs in a child process of its own (a fresh interpreter, its own SQLite file) so that nothing else is in memory.
+The scores are the first MAX_SCORES_IN_MEMORY Bach works of the corpus, imported three times over under new ids
+(new rows, new cache entries): the works held at any moment then weigh the same, so any growth past the bound is
+the process's, not a run of longer chorales. Runs in a child process of its own (a fresh interpreter, its own
+SQLite file) so that nothing else is in memory.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def child(bound: int) -> None:
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("memory-bench")
     caller = Caller.operator(user)
-    chorales = [str(p) for p in corpus.getComposer("bach") if "bwv" in str(p)][: bound * 3]
+    chorales = [str(p) for p in corpus.getComposer("bach") if "bwv" in str(p)][:bound] * 3
     process = psutil.Process()
     samples = []
     for index, path in enumerate(chorales, start=1):
@@ -47,6 +50,7 @@ def child(bound: int) -> None:
             gc.collect()
             samples.append((index, len(parsed_scores), process.memory_info().rss))
     at_bound = next((rss for n, _, rss in samples if n >= bound), samples[0][2])
+    turned_over = next((rss for n, _, rss in samples if n > bound), at_bound)  # the first evictions
     last = samples[-1][2]
     print(f"\n### Memory with MAX_SCORES_IN_MEMORY={bound}\n")
     print("| scores imported | held in the cache | RSS MiB |\n|---|---|---|")
@@ -54,7 +58,8 @@ def child(bound: int) -> None:
         print(f"| {n} | {held} | {rss / 2**20:.0f} |")
     print(
         f"\nRSS at the bound {at_bound / 2**20:.0f} MiB, after {samples[-1][0]} imports {last / 2**20:.0f} MiB: "
-        f"{(last - at_bound) / at_bound * 100:+.1f}% (the bound holds when this stays within 10%)."
+        f"{(last - at_bound) / at_bound * 100:+.1f}% (the bound holds when this stays within 10%); from the first "
+        f"evictions on {(last - turned_over) / turned_over * 100:+.1f}%."
     )
 
 

@@ -2,7 +2,8 @@
 metrics), against plain music21 doing the same work in one process.
 
 - throughput: C concurrent clients (raw JSON-RPC over Streamable HTTP, one connection each, bounded loops on
-  loopback) calling a tool for S seconds against uvicorn with W workers: calls/s, p50/p99, errors.
+  loopback) calling a tool for S seconds against uvicorn with W workers, each with one tool process: calls/s,
+  p50/p99, errors (any answer but a successful result counts as one).
 - cold start: from starting the server process to the first successful tool call, against a fresh Python process
   that imports music21, parses the chorale and runs the same analysis.
 """
@@ -29,8 +30,10 @@ def _server(port: int, workers: int) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "uvicorn", "music21_platform.asgi:application", "--port", str(port),
          "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
         cwd=ROOT,
+        # As deployed: tool calls in killable worker processes, one per uvicorn worker on this 2-core machine
+        # (deploy/README.md: workers x tool processes = cores).
         env={**os.environ, "PUBLIC_URL": f"http://127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-             "LOG_LEVEL": "WARNING"},
+             "LOG_LEVEL": "WARNING", "TOOL_WORKER_PROCESSES": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -124,10 +127,14 @@ def direct_rate(tool: str, seconds: float) -> float:
     """Calls per second of the same music21 work, serially in this process (one core)."""
     from music21 import corpus
 
+    from apps.tools.services import analysis
     from apps.tools.services.summary import score_summary
 
     music = corpus.parse("bach/bwv66.6")
-    work = (lambda: score_summary(music)) if tool == "score_info" else (lambda: music.analyze("AardenEssen"))
+    if tool == "score_info":
+        work = lambda: score_summary(music)  # noqa: E731
+    else:
+        work = lambda: analysis.key_analysis(music, algorithm="aarden")  # noqa: E731
     work()
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -161,7 +168,8 @@ def run(*, seconds: float = 20.0, clients: tuple[int, ...] = (1, 8, 32), workers
 
     token = _token_for_bench_user()
     lines = [
-        f"\n### Throughput over MCP HTTP ({seconds:g} s per row; direct = same music21 work, serially, one process)\n",
+        f"\n### Throughput over MCP HTTP ({seconds:g} s per row; each uvicorn worker with one tool process; direct = "
+        "the same music21 work, serially, in one process)\n",
         "| tool | workers | clients | calls/s | direct calls/s | ratio | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

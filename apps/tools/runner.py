@@ -139,6 +139,11 @@ def _worker_start(database_name: str | None) -> None:
         connections["default"].settings_dict["NAME"] = database_name
 
 
+# A worker process remembers the users it has served: the serving process has already checked that the account
+# is active before it sends a call here, and tools use the user only as the owner of scores (its key).
+_worker_users: dict[Any, Any] = {}
+
+
 def _worker_run(
     name: str,
     user_pk: Any,
@@ -155,7 +160,12 @@ def _worker_run(
 
     close_old_connections()
     tool = TOOLS[name]
-    user = get_user_model().objects.get(pk=user_pk)
+    user = _worker_users.get(user_pk)
+    if user is None:
+        user = get_user_model().objects.get(pk=user_pk)
+        if len(_worker_users) >= 10_000:
+            _worker_users.clear()
+        _worker_users[user_pk] = user
     caller = Caller(
         user=user, scopes=frozenset(scopes), client_id=client_id, ip=ip, transport="worker", request_id=request_id
     )
