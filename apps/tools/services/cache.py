@@ -8,6 +8,8 @@ Callers must treat the streams they get back as read-only: other threads may be 
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import threading
 import time
@@ -15,14 +17,17 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from music21 import stream
+from redis.exceptions import RedisError
+
+from apps.security.redis import redis_failed, shared_redis
 
 logger = logging.getLogger(__name__)
 
-# Other processes learn of scores to drop (erasure) through the shared cache: a list of (epoch, score pks) that
-# each process reads at most once per PURGE_CHECK_SECONDS, on its next cache lookup.
-PURGE_KEY = "parsed-scores:purges"
+# Other processes learn of scores to drop (erasure) through a purge log that each process reads at most once per
+# PURGE_CHECK_SECONDS, on its next cache lookup, from where it last stopped. With Redis the log is a stream
+# (appends are atomic and ordered, so two erasures in two processes at once both arrive); without Redis there is
+# one process, and the log is a list in it.
 PURGE_CHECK_SECONDS = 1.0
 PURGE_HISTORY = 200
 
@@ -43,7 +48,7 @@ class ParsedScoreCache:
         self._lock = threading.Lock()
         self.stats = CacheStats()
         self._purge_checked = 0.0
-        self._purge_epoch: float | None = None
+        self._purge_position: str | None = None  # None: not read yet (the first read applies the whole log)
 
     @property
     def capacity(self) -> int:
@@ -84,18 +89,12 @@ class ParsedScoreCache:
         if not force and now - self._purge_checked < PURGE_CHECK_SECONDS:
             return
         self._purge_checked = now
-        try:
-            purges = cache.get(PURGE_KEY) or []
-        except Exception:  # the shared cache is down: purges wait for it
-            logger.warning("cannot read the parsed-score purge list", exc_info=True)
+        found = _purges_since(self._purge_position)
+        if found is None:  # the log cannot be read: purges wait for it
             return
-        seen = self._purge_epoch
-        for epoch, pks in purges:
-            if seen is None or epoch > seen:
-                for pk in pks:
-                    self.discard_score(pk)
-        if purges:
-            self._purge_epoch = max(epoch for epoch, _ in purges)
+        pks, self._purge_position = found
+        for pk in pks:
+            self.discard_score(pk)
 
     def clear(self) -> None:
         with self._lock:
@@ -112,15 +111,51 @@ parsed_scores = ParsedScoreCache()
 
 
 def parsed_scores_purge(pks: list[int]) -> None:
-    """Drop these scores from the parsed-score cache of this process now, and of every other process sharing the
-    cache within about a second (erasure)."""
+    """Drop these scores from the parsed-score cache of this process now, and of every other process within
+    about a second (erasure)."""
     for pk in pks:
         parsed_scores.discard_score(pk)
     if not pks:
         return
+    client = shared_redis()
+    if client is None:
+        if settings.REDIS_URL:
+            logger.error("Redis is down: other processes cannot be told to drop %d erased scores", len(pks))
+        with _local_lock:
+            _local_log.append((next(_local_positions), list(pks)))
+            del _local_log[:-PURGE_HISTORY]
+        return
     try:
-        purges = (cache.get(PURGE_KEY) or [])[-PURGE_HISTORY:]
-        purges.append((time.time(), list(pks)))
-        cache.set(PURGE_KEY, purges, timeout=None)
-    except Exception:
+        client.xadd(_log_key(), {"pks": json.dumps(list(pks))}, maxlen=PURGE_HISTORY, approximate=False)
+    except RedisError as exc:
+        redis_failed(exc)
         logger.exception("could not tell other processes to drop %d erased scores", len(pks))
+
+
+_local_log: list[tuple[int, list[int]]] = []
+_local_positions = itertools.count(1)
+_local_lock = threading.Lock()
+
+
+def _log_key() -> str:
+    return f"{settings.GUARD_NAMESPACE}:parsed-scores:purges"
+
+
+def _purges_since(position: str | None) -> tuple[list[int], str | None] | None:
+    """The score pks purged after `position` (None: the whole log) and the log's newest position; None if the
+    log cannot be read now."""
+    client = shared_redis()
+    if client is None:
+        with _local_lock:
+            entries = [(str(at), pks) for at, pks in _local_log if position is None or at > int(position)]
+    else:
+        try:
+            raw = client.xrange(_log_key(), min=f"({position}" if position else "-", max="+")
+        except RedisError as exc:
+            redis_failed(exc)
+            logger.warning("cannot read the parsed-score purge log", exc_info=True)
+            return None
+        entries = [(at.decode(), json.loads(fields[b"pks"])) for at, fields in raw]
+    if not entries:
+        return [], position if position is not None else "0"
+    return [pk for _, pks in entries for pk in pks], entries[-1][0]
