@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 
 from apps.compliance.models import AuditChainHead, AuditEvent, SubjectKey
 
@@ -154,18 +154,27 @@ def audit_record(
         stored_ip = ""
         if ip:
             stored_ip = _ip_sealed(subject, ip) if subject else _truncated(ip)
-        event = AuditEvent.objects.create(
-            actor=subject.pseudonym if subject else "",
-            client_id=client_id or "",
-            action=action,
-            target=target[:300],
-            outcome=outcome,
-            duration_ms=duration_ms,
-            ip=stored_ip,
-            request_id=request_id,
-            transport=transport,
-            detail=detail or {},
-        )
+        fields = {
+            "actor": subject.pseudonym if subject else "",
+            "client_id": client_id or "",
+            "action": action,
+            "target": target[:300],
+            "outcome": outcome,
+            "duration_ms": duration_ms,
+            "ip": stored_ip,
+            "request_id": request_id,
+            "transport": transport,
+            "detail": detail or {},
+        }
+        try:
+            event = AuditEvent.objects.create(**fields)
+        except (OperationalError, InterfaceError):
+            if connection.in_atomic_block:
+                raise
+            # A connection the database dropped (a restart; kept connections are not asked `SELECT 1` before
+            # every call, see music21_platform.db): one more try, on a fresh connection.
+            connection.close()
+            event = AuditEvent.objects.create(**fields)
     except DatabaseError:
         logger.exception("could not write the audit event %s %s", action, outcome)
         return None

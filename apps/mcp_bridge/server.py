@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 import mcp_types as types
-from django.db import close_old_connections
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
@@ -29,6 +28,7 @@ from apps.security import scopes
 from apps.tools.errors import ApplicationError, NotFound
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.registry import TOOLS
+from music21_platform.db import with_connections
 
 T = TypeVar("T")
 Identify = Callable[[ServerRequestContext[Any, Any]], Awaitable[Caller]]
@@ -49,16 +49,10 @@ async def in_worker(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     watch `Caller.cancelled`, stops at its next step) on its own.
     """
 
-    def run() -> T:
-        # Worker threads are reused: drop connections that went stale or past CONN_MAX_AGE, as Django's
-        # request cycle would.
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+    # Worker threads are reused: their connections are kept as Django's request cycle would keep them.
+    return await anyio.to_thread.run_sync(
+        functools.partial(with_connections, function, *args, **kwargs), abandon_on_cancel=True
+    )
 
 
 def _listing() -> list[types.Tool]:

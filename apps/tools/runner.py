@@ -23,9 +23,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import connections
 
 from apps.tools.errors import ApplicationError, TimedOut
+from music21_platform.db import with_connections
 
 if TYPE_CHECKING:
     from apps.tools.invocation import Caller
@@ -74,7 +75,7 @@ def run_tool(tool: Tool, caller: Caller, parsed: Any, *, limit: float) -> dict[s
     """Run the tool's function within `limit` seconds, or raise TimedOut."""
     if settings.TOOL_WORKER_PROCESSES > 0 and tool.isolated:
         return _in_process(tool, caller, parsed, limit=limit)
-    future = _thread_pool().submit(_run_here, tool, caller, parsed)
+    future = _thread_pool().submit(with_connections, _run_here, tool, caller, parsed)
     try:
         return future.result(timeout=limit)
     except FutureTimeout:
@@ -123,11 +124,7 @@ def _timed_out(tool: Tool, limit: float) -> TimedOut:
 def _run_here(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
     from apps.tools.invocation import run_function
 
-    close_old_connections()
-    try:
-        return run_function(tool, caller, parsed)
-    finally:
-        close_old_connections()
+    return run_function(tool, caller, parsed)
 
 
 def _worker_start(database_name: str | None) -> None:
@@ -144,7 +141,12 @@ def _worker_start(database_name: str | None) -> None:
 _worker_users: dict[Any, Any] = {}
 
 
-def _worker_run(
+def _worker_run(*call: Any) -> dict[str, Any]:
+    """The tool processes' entry point (arguments as _worker_call's)."""
+    return with_connections(_worker_call, *call)
+
+
+def _worker_call(
     name: str,
     user_pk: Any,
     scopes: list[str],
@@ -158,7 +160,6 @@ def _worker_run(
     from apps.tools.invocation import Caller, run_function
     from apps.tools.registry import TOOLS
 
-    close_old_connections()
     tool = TOOLS[name]
     user = _worker_users.get(user_pk)
     if user is None:

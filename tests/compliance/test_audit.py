@@ -6,6 +6,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -119,3 +120,26 @@ def test_security_relevant_actions_are_audited(live_site: str, alice: Any) -> No
     logins = list(AuditEvent.objects.filter(action="auth.login").order_by("id").values_list("outcome", "actor"))
     pseudonym = SubjectKey.objects.get(user=alice).pseudonym
     assert logins == [("failure", ""), ("success", pseudonym)]
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="kills a PostgreSQL backend (CI runs it)"
+)
+def test_a_call_right_after_the_database_dropped_its_connection_still_succeeds_and_is_audited(
+    chorale: Any, alice: Any
+) -> None:
+    import psycopg
+    from django.db import connection
+
+    from music21_platform.db import with_connections
+    from tests.support import subprocess_database_url
+
+    caller = Caller.operator(alice, transport="test")
+    with_connections(invoke_tool, "score_info", {"score_id": "chorale"}, caller=caller)  # leaves it recently used
+    backend = connection.connection.info.backend_pid
+    with psycopg.connect(subprocess_database_url().replace("postgres://", "postgresql://"), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+    result = with_connections(invoke_tool, "score_info", {"score_id": "chorale"}, caller=caller)
+    assert result["measures"] == 10
+    assert AuditEvent.objects.filter(action="tool.score_info", transport="test").count() == 2  # none lost
+    assert connection.connection.info.backend_pid != backend  # on a fresh connection
