@@ -197,6 +197,10 @@ class _Breaker(pybreaker.CircuitBreaker):
     time: a long chord analysis held up every key analysis behind it, and two uvicorn workers served at most
     two calls at once. Here the lock covers only reading and changing the state. While the breaker is half-open,
     one trial call goes through at a time and the others are refused as if it were still open.
+
+    A success resets the shared failure count only when it was not already zero: with Redis that is one round
+    trip per call instead of two. Failures in another process during this call are then not reset by it, so
+    the count is of failures not interrupted by a success that began after them.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -205,7 +209,10 @@ class _Breaker(pybreaker.CircuitBreaker):
 
     def call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            state = self.state  # the shared state, read from the storage
+            shared, failures = _snapshot(self._state_storage)
+            if shared != self._state.name:  # changed by another process: adopt it (listeners are told)
+                self.state = shared
+            state = self._state
             if state.name == pybreaker.STATE_OPEN:
                 opened_at = self._state_storage.opened_at
                 if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=self.reset_timeout):
@@ -228,8 +235,33 @@ class _Breaker(pybreaker.CircuitBreaker):
             raise
         with self._lock:
             self._trial_running = self._trial_running and not trial
-            state._handle_success()
+            if trial or failures:
+                state._handle_success()
+            else:  # the shared failure count was zero: nothing to reset (a Redis write less per call)
+                for listener in self.listeners:
+                    listener.success(self)
         return result
+
+
+class _SharedStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage, which can also read the state and the failure count in one round trip."""
+
+    def snapshot(self) -> tuple[str, int]:
+        try:
+            state, failures = self._redis.mget(self._namespace("state"), self._namespace("fail_counter"))
+        except RedisError:
+            self.logger.exception("RedisError: falling back to default circuit state")
+            return self._fallback_circuit_state, 0
+        if state is None:  # missing (expired or flushed): start again closed, as pybreaker does
+            self._initialize_redis_state(self._fallback_circuit_state)
+            return self._fallback_circuit_state, 0
+        return state.decode(), int(failures or 0)
+
+
+def _snapshot(storage: pybreaker.CircuitBreakerStorage) -> tuple[str, int]:
+    if isinstance(storage, _SharedStorage):
+        return storage.snapshot()
+    return storage.state, storage.counter
 
 
 _breakers: dict[str, pybreaker.CircuitBreaker] = {}
@@ -240,9 +272,7 @@ def _storage(group: str) -> pybreaker.CircuitBreakerStorage:
     client = shared_redis()
     if client is not None:
         try:
-            return pybreaker.CircuitRedisStorage(
-                pybreaker.STATE_CLOSED, client, namespace=f"{settings.GUARD_NAMESPACE}:cb:{group}"
-            )
+            return _SharedStorage(pybreaker.STATE_CLOSED, client, namespace=f"{settings.GUARD_NAMESPACE}:cb:{group}")
         except RedisError as exc:
             redis_failed(exc)
     return pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
