@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "music21_platform.settings")
 
@@ -29,3 +29,11 @@ def _serve_worker_metrics(**kwargs: object) -> None:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
     start_http_server(int(port), registry=registry)
+
+
+@worker_process_init.connect
+def _tune_gc(**kwargs: object) -> None:
+    """Each pool process analyses scores all day: the same collector settings as the web processes."""
+    from music21_platform.runtime import gc_tune
+
+    gc_tune()

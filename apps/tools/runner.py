@@ -27,6 +27,7 @@ from django.db import connections
 
 from apps.tools.errors import ApplicationError, TimedOut
 from music21_platform.db import with_connections
+from music21_platform.runtime import gc_tune
 
 if TYPE_CHECKING:
     from apps.tools.invocation import Caller
@@ -134,6 +135,7 @@ def _worker_start(database_name: str | None) -> None:
     django.setup()
     if database_name:
         connections["default"].settings_dict["NAME"] = database_name
+    gc_tune()
 
 
 # A worker process remembers the users it has served: the serving process has already checked that the account
