@@ -31,8 +31,10 @@ def child(bound: int) -> None:
 
     from apps.tools.invocation import Caller, invoke_tool
     from apps.tools.services.cache import parsed_scores
+    from music21_platform.runtime import gc_tune
 
     call_command("migrate", verbosity=0)
+    gc_tune()  # as every serving process does once started
     user = get_user_model().objects.create_user("memory-bench")
     caller = Caller.operator(user)
     chorales = [str(p) for p in corpus.getComposer("bach") if "bwv" in str(p)][:bound] * 3
