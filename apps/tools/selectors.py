@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from typing import TYPE_CHECKING
 
@@ -39,10 +40,23 @@ def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
     """The owner's score with this id. Another user's score is reported exactly as a missing one.
 
     Its source is not read (a parsed-score cache hit does not need it; `score.source` still loads it)."""
-    try:
-        return Score.objects.defer("source_text", "source_bytes").get(owner=owner, score_id=score_id)
-    except Score.DoesNotExist:
-        raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.") from None
+    # Every score tool call starts here: the query is written once (_score_by_owner_sql) instead of being built
+    # and compiled by the ORM on each call (0.5 ms of CPU on the test machine); the model's own field conversions
+    # still apply (Manager.raw).
+    score = next(iter(Score.objects.raw(_score_by_owner_sql(), [owner.pk, score_id])), None)
+    if score is None:
+        raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.")
+    return score
+
+
+@functools.cache
+def _score_by_owner_sql() -> str:
+    """SELECT of every column but the sources, by owner and score id (unique together)."""
+    quote = connection.ops.quote_name
+    meta = Score._meta
+    columns = ", ".join(quote(f.column) for f in meta.concrete_fields if f.name not in ("source_text", "source_bytes"))
+    owner, score_id = (quote(meta.get_field(name).column) for name in ("owner", "score_id"))
+    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {owner} = %s AND {score_id} = %s"  # noqa: S608 - names from the model
 
 
 @retry_transient_reads
