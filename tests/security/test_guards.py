@@ -135,6 +135,27 @@ def test_analyses_beyond_the_bulkhead_are_told_the_server_is_busy(
         assert holding.result(timeout=10) == {"status": "success"}
 
 
+def test_a_call_that_arrives_as_a_slot_frees_queues_behind_the_calls_already_waiting(settings: Any) -> None:
+    settings.MAX_CONCURRENT_REQUESTS = 1
+    admitted: list[str] = []
+
+    def enter(name: str) -> None:
+        with guards.bulkhead("score_import"):
+            admitted.append(name)
+
+    with guards.bulkhead("score_import"):  # the only slot is taken
+        waiting = threading.Thread(target=enter, args=("waiting since before",))
+        waiting.start()
+        compartment = guards._compartment("all", 1)
+        deadline = time.monotonic() + 10
+        while not compartment._waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+    # The slot has just been freed; with threading's semaphore this thread, still running, took it first.
+    enter("arrived as the slot freed")
+    waiting.join(timeout=10)
+    assert admitted == ["waiting since before", "arrived as the slot freed"]
+
+
 def test_a_call_past_the_timeout_is_answered_on_time_while_others_are_served(
     alice: Any, bob: Any, settings: Any, extra_tool: Any
 ) -> None:
