@@ -72,6 +72,18 @@ def _process_pool() -> Any:
         return _processes
 
 
+def runner_start() -> None:
+    """Start the tool worker processes now (serving processes call this once started), not at the first call:
+    calls that reach a pool still starting wait for whole interpreters to start (2 s and more here), long enough
+    for calls queued behind them in the bulkhead to be refused as busy."""
+    if settings.TOOL_WORKER_PROCESSES > 0:
+        _process_pool().schedule(_ready)  # the pool starts all its workers with its first task
+
+
+def _ready() -> None:
+    """The first task of a new pool: nothing to do."""
+
+
 def run_tool(tool: Tool, caller: Caller, parsed: Any, *, limit: float) -> dict[str, Any]:
     """Run the tool's function within `limit` seconds, or raise TimedOut."""
     if settings.TOOL_WORKER_PROCESSES > 0 and tool.isolated:

@@ -7,10 +7,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 from apps.tools.errors import TimedOut
-from apps.tools.runner import runner_shutdown
+from apps.tools.runner import runner_shutdown, runner_start
 
 HEAVY = "beethoven/opus59no1/movement1"  # 5,669 notes: chord analysis takes several seconds
 
@@ -58,3 +59,16 @@ def test_errors_cross_from_the_worker_with_their_details(worker_processes: None,
     with pytest.raises(NotFound, match="No score with id 'missing'") as raised:
         call(alice, "score_info", score_id="missing")
     assert raised.value.as_dict()["error"] == "not_found"
+
+
+def test_a_serving_process_starts_its_worker_before_the_first_call(
+    worker_processes: None, alice: Any, call: Any
+) -> None:
+    before = {child.pid for child in psutil.Process().children()}
+    runner_start()  # what music21_platform.asgi does once loaded
+    started: set[int] = set()
+    deadline = time.monotonic() + 60
+    while not started and time.monotonic() < deadline:
+        started = {child.pid for child in psutil.Process().children()} - before
+        time.sleep(0.05)
+    assert call(alice, "health_check")["process"] in started  # the first call is served by the worker already up
