@@ -451,7 +451,7 @@ def test_with_the_database_down_calls_fail_fast_with_a_clear_error(chorale: Any,
     def down(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("could not connect to server: Connection refused")
 
-    monkeypatch.setattr(Score.objects, "defer", down)  # score_get: Score.objects.defer(...).get(...)
+    monkeypatch.setattr(Score.objects, "raw", down)  # score_get's query
     started = time.perf_counter()
     with pytest.raises(ServiceUnavailable, match="database is unavailable; nothing was changed"):
         invoke_tool("score_info", {"score_id": "chorale"}, caller=_as(alice))
