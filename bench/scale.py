@@ -3,7 +3,8 @@ metrics), against plain music21 doing the same work in one process.
 
 - throughput: C concurrent clients (raw JSON-RPC over Streamable HTTP, one connection each, bounded loops on
   loopback) calling a tool for S seconds against uvicorn with W workers, each with one tool process: calls/s,
-  p50/p99, errors (any answer but a successful result counts as one).
+  p50/p99, errors (any answer but a successful result counts as one). One server per worker count serves all its
+  rows, each tool warmed by a first call before its rows.
 - cold start: from starting the server process to the first successful tool call, against a fresh Python process
   that imports music21, parses the chorale and runs the same analysis.
 """
@@ -11,12 +12,14 @@ metrics), against plain music21 doing the same work in one process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,48 +82,53 @@ def _wait_ready(base: str, token: str, tool: str, timeout: float = 120) -> float
     raise RuntimeError("the server did not answer in time")
 
 
-def throughput(token: str, *, workers: int, clients: int, seconds: float, tool: str) -> dict[str, Any]:
-    import httpx2
-
+@contextlib.contextmanager
+def _serving(workers: int) -> Iterator[str]:
+    """A server with `workers` uvicorn workers for the rows that use it; its base URL."""
     from bench.mcp_roundtrip import _free_port
 
     port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     server = _server(port, workers)
     try:
-        _wait_ready(base, token, tool)
-        latencies: list[float] = []
-        errors = 0
-
-        async def client(deadline: float) -> None:
-            nonlocal errors
-            async with httpx2.AsyncClient(timeout=60, limits=httpx2.Limits(max_connections=1)) as http:
-                while time.perf_counter() < deadline:
-                    started = time.perf_counter()
-                    try:
-                        ok = await _call(http, base, token, tool)
-                    except Exception:
-                        ok = False
-                    latencies.append(time.perf_counter() - started)
-                    errors += 0 if ok else 1
-
-        async def run() -> float:
-            started = time.perf_counter()
-            await asyncio.gather(*(client(started + seconds) for _ in range(clients)))
-            return time.perf_counter() - started
-
-        elapsed = asyncio.run(run())
-        latencies.sort()
-        return {
-            "calls_per_s": len(latencies) / elapsed,
-            "p50_ms": latencies[len(latencies) // 2] * 1000,
-            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-            "errors": errors,
-            "calls": len(latencies),
-        }
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def throughput(base: str, token: str, *, clients: int, seconds: float, tool: str) -> dict[str, Any]:
+    """`clients` clients calling `tool` for `seconds` against a server that has answered this tool already."""
+    import httpx2
+
+    latencies: list[float] = []
+    errors = 0
+
+    async def client(deadline: float) -> None:
+        nonlocal errors
+        async with httpx2.AsyncClient(timeout=60, limits=httpx2.Limits(max_connections=1)) as http:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                try:
+                    ok = await _call(http, base, token, tool)
+                except Exception:
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                errors += 0 if ok else 1
+
+    async def run() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(started + seconds) for _ in range(clients)))
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(run())
+    latencies.sort()
+    return {
+        "calls_per_s": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "errors": errors,
+        "calls": len(latencies),
+    }
 
 
 def direct_rate(tool: str, seconds: float) -> float:
@@ -144,17 +152,10 @@ def direct_rate(tool: str, seconds: float) -> float:
 
 
 def cold_start(token: str) -> tuple[float, float]:
-    from bench.mcp_roundtrip import _free_port
-
-    port = _free_port()
     started = time.perf_counter()
-    server = _server(port, 1)
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}", token, "key_analysis")
+    with _serving(1) as base:
+        _wait_ready(base, token, "key_analysis")
         platform = time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", "from music21 import corpus; corpus.parse('bach/bwv66.6').analyze('AardenEssen')"],
@@ -173,16 +174,23 @@ def run(*, seconds: float = 20.0, clients: tuple[int, ...] = (1, 8, 32), workers
         "| tool | workers | clients | calls/s | direct calls/s | ratio | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for tool in ("score_info", "key_analysis"):
-        direct = direct_rate(tool, min(seconds, 5.0))
-        for worker_count in workers:
-            for client_count in clients:
-                row = throughput(token, workers=worker_count, clients=client_count, seconds=seconds, tool=tool)
-                ratio = row["calls_per_s"] / direct
-                lines.append(
-                    f"| {tool} | {worker_count} | {client_count} | {row['calls_per_s']:.0f} | {direct:.0f} | "
-                    f"{ratio:.2f}x | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} |"
-                )
+    tools = ("score_info", "key_analysis")
+    direct = {tool: direct_rate(tool, min(seconds, 5.0)) for tool in tools}
+    rows: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for worker_count in workers:  # one server per worker count, every row of it after a warm-up of its tool
+        with _serving(worker_count) as base:
+            for tool in tools:
+                _wait_ready(base, token, tool)
+                for client_count in clients:
+                    rows[tool, worker_count, client_count] = throughput(
+                        base, token, clients=client_count, seconds=seconds, tool=tool
+                    )
+    for (tool, worker_count, client_count), row in sorted(rows.items(), key=lambda item: tools.index(item[0][0])):
+        ratio = row["calls_per_s"] / direct[tool]
+        lines.append(
+            f"| {tool} | {worker_count} | {client_count} | {row['calls_per_s']:.0f} | {direct[tool]:.0f} | "
+            f"{ratio:.2f}x | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} |"
+        )
     platform, plain = cold_start(token)
     lines += [
         "\n### Cold start\n",
