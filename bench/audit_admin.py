@@ -33,8 +33,19 @@ PAGES = [
 def _populate(rows: int) -> None:
     from django.db import connection
 
-    # Generated in the database: a million ORM saves would measure the loader, not the admin.
+    # Generated in the database: a million ORM saves would measure the loader, not the admin. The secondary
+    # indexes are dropped for the load and built again after it, which is quicker than updating 16 indexes
+    # row by row; the admin then meets the same indexes.
     with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'compliance_auditevent'
+            AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = 'compliance_auditevent'::regclass)
+            """
+        )
+        indexes = cursor.fetchall()
+        for name, _ in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
         cursor.execute(
             """
             INSERT INTO compliance_auditevent
@@ -57,6 +68,9 @@ def _populate(rows: int) -> None:
             """,
             [rows],
         )
+        cursor.execute("SET maintenance_work_mem = '256MB'")
+        for _, definition in indexes:
+            cursor.execute(definition)
         cursor.execute("ANALYZE compliance_auditevent")
 
 
