@@ -65,9 +65,10 @@ def _with_workers(processes: int, limit: int) -> float:
         worker.wait(timeout=60)
 
 
-def run(limit: int = 1000) -> str:
+def run(limit: int = 1000) -> tuple[str, float | None]:
+    """The corpus-job table, and the parallel efficiency of 2 worker processes against 1 (None when skipped)."""
     if not os.environ.get("REDIS_URL"):
-        return "\n(corpus job benchmark skipped: it needs REDIS_URL for the Celery broker)"
+        return "\n(corpus job benchmark skipped: it needs REDIS_URL for the Celery broker)", None
     os.environ.setdefault("CORPUS_JOB_TIMEOUT", "3600")
     from django.conf import settings
 
@@ -88,7 +89,7 @@ def run(limit: int = 1000) -> str:
         f"| analyze_corpus, 2 Celery worker processes | {two:.1f} | {serial / two:.2f}x | {serial / two / 2:.0%} |",
         f"\n(2 processes against 1: {one / two:.2f}x, efficiency {one / two / 2:.0%})",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines), one / two / 2
 
 
 if __name__ == "__main__":
@@ -101,4 +102,4 @@ if __name__ == "__main__":
     from bench.harness import setup_django
 
     setup_django()
-    print(run(limit=args.limit))
+    print(run(limit=args.limit)[0])

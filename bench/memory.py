@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -65,9 +66,10 @@ def child(bound: int) -> None:
     )
 
 
-def run(bound: int = 60) -> None:
+def run(bound: int = 60) -> float:
+    """Print the memory table; return RSS growth past the bound, in percent."""
     database = Path(tempfile.mkdtemp()) / "memory.sqlite3"
-    subprocess.run(  # noqa: S603 - our own interpreter
+    child_run = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, __file__, "--child", str(bound)],
         env={
             **os.environ,
@@ -80,7 +82,14 @@ def run(bound: int = 60) -> None:
             "LOG_LEVEL": "WARNING",
         },
         check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    print(child_run.stdout, end="")
+    growth = re.search(r"imports \d+ MiB: ([+-][\d.]+)%", child_run.stdout)
+    if growth is None:
+        raise RuntimeError("the memory benchmark printed no growth figure")
+    return float(growth.group(1))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`make bench`: every benchmark, one table of ratios measured side by side in the same run.
+"""`make bench`: every benchmark's table of ratios measured side by side in the same run, then the targets of
+docs/performance.md against this run's figures.
 
 Usage: python bench/run.py [--repeat N]
 """
@@ -9,10 +10,11 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import setup_django, table
+from bench.harness import Row, setup_django, table
 
 
 def main() -> int:
@@ -25,18 +27,57 @@ def main() -> int:
 
     started = time.perf_counter()
     rows = overhead.run(repeat=args.repeat)
-    rows += mcp_roundtrip.run(repeat=args.repeat)
-    print(table(rows))
+    mcp_rows = mcp_roundtrip.run(repeat=args.repeat)
+    print(table(rows + mcp_rows))
     elapsed = time.perf_counter() - started
     print(f"\n(total {elapsed:.1f} s; ratio = platform / direct music21, same process, same score)")
     from bench import audit_admin, corpus_scale, memory, scale
 
-    print(scale.run(seconds=args.seconds))
-    print(corpus_scale.run())  # with REDIS_URL only: real Celery worker processes
-    memory.run()
+    throughput_table, throughput = scale.run(seconds=args.seconds)
+    print(throughput_table)
+    corpus_table, efficiency = corpus_scale.run()  # with REDIS_URL only: real Celery worker processes
+    print(corpus_table)
+    growth = memory.run()
 
     audit_admin.run()  # PostgreSQL only: a scratch database with a million audit events
+    print(targets(mcp_rows, throughput, efficiency, growth, time.perf_counter() - started))
     return 0
+
+
+def targets(
+    mcp_rows: list[Row],
+    throughput: dict[tuple[str, int, int], dict[str, Any]],
+    efficiency: float | None,
+    growth: float,
+    seconds: float,
+) -> str:
+    """The issue's targets against this run's figures (docs/performance.md)."""
+    added_p50 = {row.name: (row.platform.p50 - row.direct.p50) * 1000 for row in mcp_rows}
+    added_p99 = {row.name: (row.platform.p99 - row.direct.p99) * 1000 for row in mcp_rows}
+    rate = throughput.get(("score_info", 2, 32), {}).get("calls_per_s", 0.0)
+    errors = sum(row["errors"] for row in throughput.values())
+
+    def each(values: dict[str, float]) -> str:
+        return ", ".join(f"{name} {value:+.1f} ms" for name, value in values.items())
+
+    def verdict(met: bool | None) -> str:
+        return "skipped" if met is None else ("met" if met else "**not met**")
+
+    lines = [
+        "\n### Targets in this run\n",
+        "| target | this run | |",
+        "|---|---|---|",
+        f"| added p50 per MCP call at most 3 ms | {each(added_p50)} | {verdict(max(added_p50.values()) <= 3)} |",
+        f"| added p99 per MCP call at most 15 ms | {each(added_p99)} | {verdict(max(added_p99.values()) <= 15)} |",
+        f"| score_info at least 300 calls/s, 2 workers, 32 clients | {rate:.0f} calls/s | {verdict(rate >= 300)} |",
+        f"| no errors in any throughput row | {errors} errors | {verdict(errors == 0)} |",
+        "| corpus job parallel efficiency at least 85%, 2 worker processes against 1 | "
+        + ("(needs REDIS_URL)" if efficiency is None else f"{efficiency:.0%}")
+        + f" | {verdict(None if efficiency is None else efficiency >= 0.85)} |",
+        f"| resident memory past the parsed-score bound within 10% | {growth:+.1f}% | {verdict(growth <= 10)} |",
+        f"| make bench under 10 minutes | {seconds / 60:.1f} min | {verdict(seconds < 600)} |",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

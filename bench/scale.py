@@ -164,7 +164,10 @@ def cold_start(token: str) -> tuple[float, float]:
     return platform, time.perf_counter() - started
 
 
-def run(*, seconds: float = 20.0, clients: tuple[int, ...] = (1, 8, 32), workers: tuple[int, ...] = (1, 2)) -> str:
+def run(
+    *, seconds: float = 20.0, clients: tuple[int, ...] = (1, 8, 32), workers: tuple[int, ...] = (1, 2)
+) -> tuple[str, dict[tuple[str, int, int], dict[str, Any]]]:
+    """The throughput and cold-start tables, and the throughput rows by (tool, workers, clients)."""
     from bench.mcp_roundtrip import _token_for_bench_user
 
     token = _token_for_bench_user()
@@ -199,7 +202,7 @@ def run(*, seconds: float = 20.0, clients: tuple[int, ...] = (1, 8, 32), workers
         f"| the first successful MCP tool call (uvicorn, 1 worker) | {platform:.2f} |",
         f"| plain music21: import, parse the chorale, analyse its key | {plain:.2f} |",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines), rows
 
 
 if __name__ == "__main__":
@@ -212,4 +215,4 @@ if __name__ == "__main__":
     from bench.harness import setup_django
 
     setup_django()
-    print(run(seconds=args.seconds))
+    print(run(seconds=args.seconds)[0])
