@@ -222,7 +222,7 @@ class ScoreInline(_ReadOnlyInline):
     fk_name = "owner"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).defer("source_text", "source_bytes")
+        return super().get_queryset(request).defer(*Score.SOURCE_FIELDS)
 
 
 class RequestInline(_ReadOnlyInline):

@@ -88,7 +88,7 @@ class ScoreAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # The list never shows the sources; they can be megabytes each.
-        return super().get_queryset(request).defer("source_text", "source_bytes")
+        return super().get_queryset(request).defer(*Score.SOURCE_FIELDS)
 
     def has_add_permission(self, request) -> bool:  # scores are imported through the tools
         return False

@@ -24,6 +24,9 @@ class SourceFormat(models.TextChoices):
 class Score(models.Model):
     """A score owned by one user. The source is kept as given; the parsed stream lives only in memory."""
 
+    # The source columns: large, and left behind by the reads that do not need them (`score.source` loads them).
+    SOURCE_FIELDS = ("source_text", "source_bytes")
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scores")
     score_id = models.CharField(max_length=128, validators=[score_id_validator])
     title = models.CharField(max_length=300, blank=True)

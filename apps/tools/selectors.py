@@ -54,7 +54,7 @@ def _score_by_owner_sql() -> str:
     """SELECT of every column but the sources, by owner and score id (unique together)."""
     quote = connection.ops.quote_name
     meta = Score._meta
-    columns = ", ".join(quote(f.column) for f in meta.concrete_fields if f.name not in ("source_text", "source_bytes"))
+    columns = ", ".join(quote(f.column) for f in meta.concrete_fields if f.name not in Score.SOURCE_FIELDS)
     owner, score_id = (quote(meta.get_field(name).column) for name in ("owner", "score_id"))
     return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {owner} = %s AND {score_id} = %s"  # noqa: S608 - names from the model
 
@@ -62,7 +62,7 @@ def _score_by_owner_sql() -> str:
 @retry_transient_reads
 def score_list(*, owner: AbstractBaseUser, limit: int, cursor: str | None = None) -> tuple[list[Score], str | None]:
     """A page of the owner's scores, newest first, and the cursor for the next page (None on the last)."""
-    queryset: QuerySet[Score] = Score.objects.filter(owner=owner).defer("source_text", "source_bytes")
+    queryset: QuerySet[Score] = Score.objects.filter(owner=owner).defer(*Score.SOURCE_FIELDS)
     if cursor:
         created_at, pk = _decode_cursor(cursor)
         queryset = queryset.filter(created_at__lte=created_at).exclude(created_at=created_at, id__gte=pk)

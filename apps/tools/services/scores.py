@@ -67,9 +67,8 @@ def score_stream(*, score: Score) -> stream.Score:
     cached = parsed_scores.get(key)
     if cached is not None:
         return cached
-    sources = ["source_text", "source_bytes"]
-    if score.get_deferred_fields() & set(sources):  # the selectors leave sources behind: fetched only on a miss
-        score.refresh_from_db(fields=sources)
+    if score.get_deferred_fields() & set(Score.SOURCE_FIELDS):  # the selectors leave them behind: read on a miss
+        score.refresh_from_db(fields=Score.SOURCE_FIELDS)
     data = bytes(score.source_bytes) if score.source_bytes is not None else None
     music = parse_stored(score.source_format, text=score.source_text, data=data)
     parsed_scores.put(key, music)
