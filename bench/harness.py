@@ -79,6 +79,14 @@ class Row:
     platform: Timing
     direct: Timing
 
+    @property
+    def added_p50_ms(self) -> float:
+        return (self.platform.p50 - self.direct.p50) * 1000
+
+    @property
+    def added_p99_ms(self) -> float:
+        return (self.platform.p99 - self.direct.p99) * 1000
+
     def cells(self) -> list[str]:
         ms = 1000.0
         return [
@@ -86,10 +94,10 @@ class Row:
             f"{self.platform.p50 * ms:.2f}",
             f"{self.direct.p50 * ms:.2f}",
             f"{self.platform.p50 / self.direct.p50:.2f}x",
-            f"{(self.platform.p50 - self.direct.p50) * ms:+.2f}",
+            f"{self.added_p50_ms:+.2f}",
             f"{self.platform.p99 * ms:.2f}",
             f"{self.direct.p99 * ms:.2f}",
-            f"{(self.platform.p99 - self.direct.p99) * ms:+.2f}",
+            f"{self.added_p99_ms:+.2f}",
         ]
 
 

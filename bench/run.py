@@ -52,8 +52,8 @@ def targets(
     seconds: float,
 ) -> str:
     """The issue's targets against this run's figures (docs/performance.md)."""
-    added_p50 = {row.name: (row.platform.p50 - row.direct.p50) * 1000 for row in mcp_rows}
-    added_p99 = {row.name: (row.platform.p99 - row.direct.p99) * 1000 for row in mcp_rows}
+    added_p50 = {row.name: row.added_p50_ms for row in mcp_rows}
+    added_p99 = {row.name: row.added_p99_ms for row in mcp_rows}
     rate = throughput.get(("score_info", 2, 32), {}).get("calls_per_s", 0.0)
     errors = sum(row["errors"] for row in throughput.values())
 

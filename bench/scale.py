@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -188,7 +189,8 @@ def run(
                     rows[tool, worker_count, client_count] = throughput(
                         base, token, clients=client_count, seconds=seconds, tool=tool
                     )
-    for (tool, worker_count, client_count), row in sorted(rows.items(), key=lambda item: tools.index(item[0][0])):
+    for tool, worker_count, client_count in itertools.product(tools, workers, clients):  # the table's order
+        row = rows[tool, worker_count, client_count]
         ratio = row["calls_per_s"] / direct[tool]
         lines.append(
             f"| {tool} | {worker_count} | {client_count} | {row['calls_per_s']:.0f} | {direct[tool]:.0f} | "
