@@ -10,24 +10,39 @@ unless it asked for progress notifications: then on its own SSE response stream,
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import pydantic_core
 from django.conf import settings
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
+from mcp.server.runner import serve_one
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
-from pydantic import AnyHttpUrl, Field
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import NoBackChannelError
+from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
+from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.transport_context import TransportContext
+from mcp_types import DEFAULT_NEGOTIATED_VERSION, ErrorData, JSONRPCError, JSONRPCRequest, JSONRPCResponse, RequestId
+from pydantic import AnyHttpUrl, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from apps.mcp_bridge.server import build_server, in_worker
@@ -36,6 +51,8 @@ from apps.security.events import security_event_record
 from apps.security.services import token_authenticate
 from apps.tools.errors import ApplicationError
 from apps.tools.invocation import Caller
+
+logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
 
@@ -152,7 +169,14 @@ class RecordRefusedTokens:
 class _ResponseModePerRequest(StreamableHTTPSessionManager):
     """Answers a call that asked for no progress notifications with one JSON body, and a call that did (a
     `progressToken` in its `_meta`) with an event stream that carries them: the stream costs the server and the
-    client about a millisecond per call, worth paying only when there is something to stream."""
+    client about a millisecond per call, worth paying only when there is something to stream.
+
+    A request answered with one JSON body is served by the SDK's single-request driver (`serve_one`: the same
+    server, handlers, validation and error mapping) straight from the body ChooseResponseMode has read, without
+    the per-request transport, memory streams and dispatcher task the SDK sets up to carry a stream. Anything
+    else (a stream, `initialize`, a notification, a malformed request, a wrong header) goes to the SDK's
+    transport, which answers it as it always has.
+    """
 
     @property  # type: ignore[override]
     def json_response(self) -> bool:
@@ -162,8 +186,81 @@ class _ResponseModePerRequest(StreamableHTTPSessionManager):
     def json_response(self, value: bool) -> None:
         pass  # decided per request, by ChooseResponseMode
 
+    async def _handle_stateless_request(
+        self, protocol_version_hint: str | None, scope: Any, receive: Any, send: Any
+    ) -> None:
+        body = _peeked_body.get()
+        request = Request(scope, receive)
+        message = None if body is None or _progress_wanted.get() else await self._answerable(request, body)
+        if message is None:
+            await super()._handle_stateless_request(protocol_version_hint, scope, receive, send)
+            return
+        dctx = _OneRequest(request_id=message.id, message_metadata=ServerMessageMetadata(request_context=request))
+        connection = Connection.from_envelope(protocol_version_hint or DEFAULT_NEGOTIATED_VERSION, None, None)
+        reply: JSONRPCResponse | JSONRPCError
+        try:
+            state = self._lifespan_state
+            result = await serve_one(
+                self.app, dctx, message.method, message.params, connection=connection, lifespan_state=state
+            )
+            reply = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
+        except Exception as exc:  # the SDK dispatcher's mapping, so that both paths answer alike
+            error = handler_exception_to_error_data(exc)
+            if error is None:
+                logger.exception("handler for %r raised", message.method)
+                error = ErrorData(code=0, message=str(exc))
+            reply = JSONRPCError(jsonrpc="2.0", id=message.id, error=error)
+        response = Response(reply.model_dump_json(by_alias=True, exclude_unset=True), media_type="application/json")
+        await response(scope, receive, send)
+
+    async def _answerable(self, request: Request, body: bytes) -> JSONRPCRequest | None:
+        """The request, when it passes every check the SDK's transport makes of a JSON-mode POST; else None."""
+        if (
+            request.method != "POST"
+            or MCP_SESSION_ID_HEADER in request.headers
+            or not check_accept_headers(request)[0]
+            or request.headers.get("content-type", "").split(";")[0].strip() != "application/json"
+        ):
+            return None
+        if await TransportSecurityMiddleware(self.security_settings).validate_request(request, is_post=True):
+            return None
+        try:
+            decoded = pydantic_core.from_json(body)
+            if not isinstance(decoded, dict) or "id" not in decoded or decoded.get("method") == "initialize":
+                return None
+            return JSONRPCRequest.model_validate(decoded)
+        except (ValueError, ValidationError):
+            return None
+
+
+@dataclass
+class _OneRequest:
+    """The SDK's `DispatchContext` for one request answered with one JSON body: nothing can reach the client
+    before the answer, so notifications are dropped (as the SDK's transport drops them in JSON mode) and
+    requests to the client are refused."""
+
+    request_id: RequestId
+    message_metadata: ServerMessageMetadata
+    transport: TransportContext = field(
+        default_factory=lambda: TransportContext(kind="streamable-http", can_send_request=False)
+    )
+    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
+    can_send_request: bool = False
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        raise NoBackChannelError(method)
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
+        return None
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return None
+
 
 _progress_wanted: ContextVar[bool] = ContextVar("mcp_progress_wanted", default=True)
+_peeked_body: ContextVar[bytes | None] = ContextVar("mcp_peeked_body", default=None)
 PEEK_LIMIT = 64 * 1024  # a tools/call body worth reading ahead; anything larger is answered as a stream
 
 
@@ -210,6 +307,7 @@ class ChooseResponseMode:
             call.cancel()
 
         token = _progress_wanted.set(b'"progressToken"' in body)
+        peeked = _peeked_body.set(body)
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(watch, group.cancel_scope)
@@ -217,6 +315,7 @@ class ChooseResponseMode:
                 group.cancel_scope.cancel()
         finally:
             _progress_wanted.reset(token)
+            _peeked_body.reset(peeked)
 
 
 def _declared_small(scope: dict[str, Any]) -> bool:

@@ -217,6 +217,41 @@ def test_a_call_is_answered_as_json_unless_it_asks_for_progress(live_site: str, 
     assert json.loads(data[-1])["result"]["structuredContent"]["notes"] == 165
 
 
+PING = {"jsonrpc": "2.0", "id": "ping-1", "method": "ping"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "answer"),
+    [
+        ({}, PING, 200, {"jsonrpc": "2.0", "id": "ping-1", "result": {}}),
+        ({}, {"jsonrpc": "2.0", "id": 2, "method": "no/such"}, 200, {"code": -32601}),
+        ({}, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"arguments": {}}}, 200, {"code": -32602}),
+        ({}, {"jsonrpc": "2.0", "method": "notifications/initialized"}, 202, None),
+        ({}, [PING], 400, {"code": -32602}),
+        ({}, b"{not json", 400, {"code": -32700}),
+        ({"Accept": "text/html"}, PING, 406, {"code": -32600}),
+        ({"Origin": "http://evil.example"}, PING, 403, None),
+    ],
+    ids=["ping", "unknown-method", "call-without-name", "notification", "batch", "not-json", "accept", "origin"],
+)
+def test_protocol_answers_hold_whichever_way_a_post_is_served(
+    live_site: str, alice: Any, token_for: Any, headers: dict[str, str], body: Any, status: int, answer: Any
+) -> None:
+    # A plain request is answered by the SDK's single-request driver, anything else by its transport: the
+    # client sees the SDK's answers either way.
+    sent = dict(MCP_HEADERS, Authorization=f"Bearer {token_for(alice)}", **{"MCP-Protocol-Version": "2025-06-18"})
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(f"{live_site}/mcp", content=content, headers={**sent, **headers})
+    assert response.status_code == status, response.text
+    if answer is None:
+        return
+    reply = response.json()
+    if "code" in answer:
+        assert reply["error"]["code"] == answer["code"]
+    else:
+        assert reply == answer
+
+
 def test_closing_the_call_stops_the_corpus_job(
     live_site: str, alice: Any, token_for: Any, settings: Any, monkeypatch: Any
 ) -> None:
