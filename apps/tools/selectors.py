@@ -6,7 +6,8 @@ import base64
 import binascii
 import functools
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import QuerySet
@@ -24,15 +25,33 @@ def _reconnect(retry_state: RetryCallState) -> None:
     connection.close()
 
 
-# Reads are idempotent, so a transient connection error (a database restart, a dropped idle connection) is worth
-# two more tries with a short backoff; writes are never retried here.
-retry_transient_reads = retry(
-    retry=retry_if_exception_type((OperationalError, InterfaceError)),
-    stop=stop_after_attempt(3),
-    wait=wait_exponential(multiplier=0.05, max=0.5),
-    before_sleep=_reconnect,
-    reraise=True,
-)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def retry_transient_reads(read: Callable[P, T]) -> Callable[P, T]:
+    """Reads are idempotent, so a transient connection error (a database restart, a dropped idle connection) is
+    worth two more tries on a fresh connection, the second after a short backoff; writes are never retried here.
+
+    The first try runs outside tenacity: its per-call set-up (a copy of the retry policy, its state machine) cost
+    0.1 ms on every score tool call, and is now paid only once a read has failed."""
+    retrying = retry(
+        retry=retry_if_exception_type((OperationalError, InterfaceError)),
+        stop=stop_after_attempt(2),
+        wait=wait_exponential(multiplier=0.05, max=0.5),
+        before_sleep=_reconnect,
+        reraise=True,
+    )(read)
+
+    @functools.wraps(read)
+    def first_try(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return read(*args, **kwargs)
+        except (OperationalError, InterfaceError):
+            connection.close()
+        return retrying(*args, **kwargs)
+
+    return first_try
 
 
 @retry_transient_reads

@@ -430,16 +430,19 @@ def test_a_transient_database_error_on_a_read_is_retried(chorale: Any, alice: An
 
     from apps.tools.models import Score
 
-    real_get = Score.objects.get
-    failures = iter([OperationalError("server closed the connection unexpectedly")])
+    real_raw = Score.objects.raw
+    failures = iter([OperationalError("server closed the connection unexpectedly")] * 2)
+    queries: list[str] = []
 
-    def flaky_get(*args: Any, **kwargs: Any) -> Any:
+    def flaky_raw(*args: Any, **kwargs: Any) -> Any:  # score_get's query
+        queries.append(args[0])
         for failure in failures:
             raise failure
-        return real_get(*args, **kwargs)
+        return real_raw(*args, **kwargs)
 
-    monkeypatch.setattr(Score.objects, "get", flaky_get)
+    monkeypatch.setattr(Score.objects, "raw", flaky_raw)
     assert invoke_tool("score_info", {"score_id": "chorale"}, caller=_as(alice))["notes"] == 165
+    assert len(queries) == 3  # two failures, then the third try answers
 
 
 def test_with_the_database_down_calls_fail_fast_with_a_clear_error(chorale: Any, alice: Any, monkeypatch: Any) -> None:
