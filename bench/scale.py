@@ -39,7 +39,7 @@ def _server(port: int, workers: int) -> subprocess.Popen[bytes]:
         # As deployed: tool calls in killable worker processes, one per uvicorn worker on this 2-core machine
         # (deploy/README.md: workers x tool processes = cores).
         env={**os.environ, "PUBLIC_URL": f"http://127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-             "LOG_LEVEL": "WARNING", "TOOL_WORKER_PROCESSES": "1"},
+             "TOOL_WORKER_PROCESSES": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
