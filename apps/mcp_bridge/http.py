@@ -1,11 +1,13 @@
 """MCP over Streamable HTTP at /mcp, protected by the platform's own OAuth tokens.
 
 The SDK does the protocol and the bearer-token plumbing (401 with `WWW-Authenticate: Bearer resource_metadata=...`);
-this module only tells it how to verify our tokens and who a verified token acts for.
+this module tells it how to verify our tokens and who a verified token acts for, and which of its two ways to
+answer a request.
 
 Stateless mode: every POST is served on its own, with no session kept in this process, so any uvicorn worker or
-replica behind a load balancer can answer any request of the same client. A call is answered with one JSON body,
-unless it asked for progress notifications: then on its own SSE response stream, which carries them.
+replica behind a load balancer can answer any request of the same client. A call is answered with one JSON body
+(by the SDK's single-request driver), unless it asked for progress notifications: then on its own SSE response
+stream (by the SDK's transport), which carries them.
 """
 
 from __future__ import annotations
