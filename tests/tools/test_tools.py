@@ -194,6 +194,29 @@ def test_parsed_score_cache_holds_at_most_its_bound() -> None:
     assert cache.stats.evictions == 7
 
 
+def test_evicted_scores_are_freed_once_a_tenth_of_the_cache_has_turned_over() -> None:
+    import gc
+    import weakref
+
+    from music21 import converter
+
+    cache = ParsedScoreCache(capacity=20)
+    gone = []
+    gc.disable()  # only the cache's own collection may free them (a parsed score is one big reference cycle)
+    try:
+        for pk in range(21):
+            score = converter.parse(f"tinyNotation: 4/4 c4 d e f{pk % 4 + 1}")
+            gone.append(weakref.ref(score))
+            cache.put((pk, "x"), score)
+        del score
+        assert gone[0]() is not None  # evicted, but one eviction is not yet a tenth of the capacity
+        cache.put((21, "x"), converter.parse("tinyNotation: 4/4 g1"))
+        assert gone[0]() is None and gone[1]() is None  # two evictions: collected
+        assert gone[2]() is not None  # still cached
+    finally:
+        gc.enable()
+
+
 def test_a_cache_hit_skips_parsing(chorale: Any, alice: Any, call: Any, monkeypatch: Any) -> None:
     from apps.tools.services import scores
 
