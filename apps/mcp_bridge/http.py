@@ -12,6 +12,7 @@ stream (by the SDK's transport), which carries them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -182,7 +183,7 @@ class _ResponseModePerRequest(StreamableHTTPSessionManager):
 
     @property  # type: ignore[override]
     def json_response(self) -> bool:
-        return not _progress_wanted.get()
+        return not _progress_wanted()
 
     @json_response.setter
     def json_response(self, value: bool) -> None:
@@ -191,9 +192,8 @@ class _ResponseModePerRequest(StreamableHTTPSessionManager):
     async def _handle_stateless_request(
         self, protocol_version_hint: str | None, scope: Any, receive: Any, send: Any
     ) -> None:
-        body = _peeked_body.get()
         request = Request(scope, receive)
-        message = None if body is None or _progress_wanted.get() else await self._answerable(request, body)
+        message = await self._answerable(request)
         if message is None:
             await super()._handle_stateless_request(protocol_version_hint, scope, receive, send)
             return
@@ -215,16 +215,23 @@ class _ResponseModePerRequest(StreamableHTTPSessionManager):
         response = Response(reply.model_dump_json(by_alias=True, exclude_unset=True), media_type="application/json")
         await response(scope, receive, send)
 
-    async def _answerable(self, request: Request, body: bytes) -> JSONRPCRequest | None:
-        """The request, when it passes every check the SDK's transport makes of a JSON-mode POST; else None."""
+    @functools.cached_property
+    def _security(self) -> TransportSecurityMiddleware:
+        return TransportSecurityMiddleware(self.security_settings)
+
+    async def _answerable(self, request: Request) -> JSONRPCRequest | None:
+        """The request, when it is answered with one JSON body and passes every check the SDK's transport makes
+        of a JSON-mode POST; else None."""
+        body = _peeked_body.get()
         if (
-            request.method != "POST"
+            body is None  # not read ahead (a GET, a DELETE, a large POST): a stream
+            or _progress_wanted()
             or MCP_SESSION_ID_HEADER in request.headers
             or not check_accept_headers(request)[0]
             or request.headers.get("content-type", "").split(";")[0].strip() != "application/json"
         ):
             return None
-        if await TransportSecurityMiddleware(self.security_settings).validate_request(request, is_post=True):
+        if await self._security.validate_request(request, is_post=True):
             return None
         try:
             decoded = pydantic_core.from_json(body)
@@ -261,8 +268,16 @@ class _OneRequest:
         return None
 
 
-_progress_wanted: ContextVar[bool] = ContextVar("mcp_progress_wanted", default=True)
+# The body of a POST that ChooseResponseMode read ahead; None when it did not (then the stream answers).
 _peeked_body: ContextVar[bytes | None] = ContextVar("mcp_peeked_body", default=None)
+
+
+def _progress_wanted() -> bool:
+    """Whether this request is answered as an event stream: it asked for progress, or its body was not read."""
+    body = _peeked_body.get()
+    return body is None or b'"progressToken"' in body
+
+
 PEEK_LIMIT = 64 * 1024  # a tools/call body worth reading ahead; anything larger is answered as a stream
 
 
@@ -308,7 +323,6 @@ class ChooseResponseMode:
             gone.set()
             call.cancel()
 
-        token = _progress_wanted.set(b'"progressToken"' in body)
         peeked = _peeked_body.set(body)
         try:
             async with anyio.create_task_group() as group:
@@ -316,7 +330,6 @@ class ChooseResponseMode:
                 await self.app(scope, replay, send)
                 group.cancel_scope.cancel()
         finally:
-            _progress_wanted.reset(token)
             _peeked_body.reset(peeked)
 
 
