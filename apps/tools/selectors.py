@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 
-def _reconnect(retry_state: RetryCallState) -> None:
+def _reconnect(retry_state: RetryCallState | None = None) -> None:
     # The failed connection is unusable: drop it so that the next attempt opens a fresh one.
     connection.close()
 
@@ -48,7 +48,7 @@ def retry_transient_reads(read: Callable[P, T]) -> Callable[P, T]:
         try:
             return read(*args, **kwargs)
         except (OperationalError, InterfaceError):
-            connection.close()
+            _reconnect()
         return retrying(*args, **kwargs)
 
     return first_try
