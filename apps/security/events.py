@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,18 +97,26 @@ def _count_toward_block(target: str, value: str) -> None:
         )
 
 
-def _blocked_until(targets: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
-    """Unix time until which each (target, value) is blocked (0 if not), cached briefly so that the check costs
-    one cache read and no query."""
+BLOCK_CACHE_SECONDS = 10
+
+
+def _blocked_until(
+    targets: list[tuple[str, str]], cached: dict[tuple[str, str], Any] | None = None
+) -> dict[tuple[str, str], float]:
+    """Unix time until which each (target, value) is blocked (0 if not), cached for BLOCK_CACHE_SECONDS so that
+    the check costs one cache read and no query. `cached`: the cache's entries as the guards' admission read them
+    from Redis (None for an entry not cached)."""
     keys = {pair: _block_key(*pair) for pair in targets}
-    try:
-        cached = cache.get_many(list(keys.values()))
-    except Exception:  # the cache is down: ask the database
-        cached = {}
+    if cached is None:
+        try:
+            found = cache.get_many(list(keys.values()))
+        except Exception:  # the cache is down: ask the database
+            found = {}
+        cached = {pair: found.get(key) for pair, key in keys.items()}
     until: dict[tuple[str, str], float] = {}
     for pair, key in keys.items():
-        if key in cached:
-            until[pair] = float(cached[key])
+        with contextlib.suppress(TypeError, ValueError):
+            until[pair] = float(int(cached[pair]))
             continue
         try:
             block = (
@@ -120,9 +129,11 @@ def _blocked_until(targets: list[tuple[str, str]]) -> dict[tuple[str, str], floa
             # to fail differently.
             until[pair] = 0.0
             continue
-        until[pair] = block.until.timestamp() if block else 0.0
+        # Whole seconds, rounded up: Django's Redis cache stores an int as its digits (anything else pickled), which
+        # the guards' admission script reads itself.
+        until[pair] = float(math.ceil(block.until.timestamp())) if block else 0.0
         with contextlib.suppress(Exception):
-            cache.set(key, until[pair], 10)
+            cache.set(key, int(until[pair]), BLOCK_CACHE_SECONDS)
     return until
 
 
@@ -130,12 +141,22 @@ def _block_key(target: str, value: str) -> str:
     return f"{settings.GUARD_NAMESPACE}:blocked:{target}:{value}"
 
 
-def block_check(*, ip: str | None, client_id: str | None) -> None:
-    """Refuse a blocked address or client, saying until when."""
-    targets = [(target, value) for target, value in ((Block.Target.IP, ip), (Block.Target.CLIENT, client_id)) if value]
+def _block_targets(ip: str | None, client_id: str | None) -> list[tuple[str, str]]:
+    return [(target, value) for target, value in ((Block.Target.IP, ip), (Block.Target.CLIENT, client_id)) if value]
+
+
+def block_cache_keys(*, ip: str | None, client_id: str | None) -> dict[tuple[str, str], str]:
+    """The cache's keys, as stored in Redis, of the block-list entries of an address and a client."""
+    return {pair: cache.make_and_validate_key(_block_key(*pair)) for pair in _block_targets(ip, client_id)}
+
+
+def block_check(*, ip: str | None, client_id: str | None, cached: dict[tuple[str, str], Any] | None = None) -> None:
+    """Refuse a blocked address or client, saying until when. `cached`: the block-list cache's entries, when the
+    caller has read them already (see apps.security.guards.admit)."""
+    targets = _block_targets(ip, client_id)
     if not targets:
         return
-    for (target, _), until in _blocked_until(targets).items():
+    for (target, _), until in _blocked_until(targets, cached).items():
         if until > time.time():
             metrics.BLOCKED.labels(reason="blocked").inc()
             when = datetime.fromtimestamp(until, tz=UTC).strftime("%H:%M:%S UTC")

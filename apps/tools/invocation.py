@@ -81,8 +81,8 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     """Run tool `name` with `arguments` as `caller` and return its JSON-serialisable result.
 
     The guards, in order: block list -> scope -> arguments -> rate limit -> bulkhead -> circuit breaker ->
-    timeout -> run; every outcome is audited and counted, and refusals that matter to security are recorded as
-    security events.
+    timeout -> run (the first four in one round trip to Redis, see `guards.admit`); every outcome is audited
+    and counted, and refusals that matter to security are recorded as security events.
     """
     tool = get_tool(name)
     started = time.perf_counter()
@@ -101,13 +101,14 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     with span("tool_call", **attributes, transport=caller.transport, request_id=caller.request_id) as call_span:
         try:
             with span("guards.admit"):
-                events.block_check(ip=caller.ip, client_id=caller.client_id)
-                if not scopes.has_scope(caller.scopes, tool.scope):
-                    raise InsufficientScope(tool.scope or "", tool.name)
-                parsed = validate_arguments(tool, arguments)
-                guards.rate_limit_check(group=tool.group, user_id=caller.user.pk, client_id=caller.client_id)
-            with span("guards.bulkhead"), guards.bulkhead(tool.group), span("music21.run"):
-                result = guards.call_through_breaker(tool.group, _run_with_timeout, tool, caller, parsed)
+                parsed, refusal = _checked(tool, caller, arguments)
+                reading = guards.admit(
+                    group=tool.group, user_id=caller.user.pk, client_id=caller.client_id, ip=caller.ip, refusal=refusal
+                )
+            with span("guards.bulkhead"), guards.bulkhead(tool.group) as at_once, span("music21.run"):
+                result = guards.call_through_breaker(
+                    tool.group, _run_with_timeout, tool, caller, parsed, reading=reading if at_once else None
+                )
             status = "success"
             return {"status": "success", **result}
         except ApplicationError as error:
@@ -134,6 +135,17 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
                 call_span.set_attribute("outcome", status)
             calls_log.info("tool call", extra={"outcome": status, "duration_ms": round(elapsed * 1000, 2)})
             call_context.reset(context)
+
+
+def _checked(tool: Tool, caller: Caller, arguments: dict[str, Any] | None) -> tuple[Any, ApplicationError | None]:
+    """The call's arguments validated, or what is wrong with the call itself (scope, arguments): refused by
+    `guards.admit`, after the block list."""
+    try:
+        if not scopes.has_scope(caller.scopes, tool.scope):
+            raise InsufficientScope(tool.scope or "", tool.name)
+        return validate_arguments(tool, arguments), None
+    except ApplicationError as error:
+        return None, error
 
 
 def _targets(arguments: dict[str, Any] | None) -> str:

@@ -12,15 +12,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from apps.security import guards
 from apps.security.models import Block, SecurityEvent
-from apps.tools.errors import Blocked, Busy, CircuitOpen, RateLimited, RejectedInput, TimedOut
+from apps.tools.errors import (
+    Blocked,
+    Busy,
+    CircuitOpen,
+    InsufficientScope,
+    InvalidArguments,
+    RateLimited,
+    RejectedInput,
+    TimedOut,
+)
 from apps.tools.invocation import Caller, InternalError, invoke_tool
 from apps.tools.registry import TOOLS, Tool, ToolArguments
 from tests.support import free_port
@@ -90,6 +101,29 @@ def test_limits_are_per_group_and_per_user(alice: Any, bob: Any, settings: Any) 
         invoke_tool("list_scores", {}, caller=_as(alice, client_id="client-2"))
     invoke_tool("list_scores", {}, caller=_as(bob, client_id="client-3"))  # bob has his own bucket
     invoke_tool("health_check", {}, caller=_as(alice, client_id="client-4"))  # another group, another bucket
+
+
+def test_calls_refused_for_their_scope_or_arguments_take_no_token(alice: Any, settings: Any) -> None:
+    settings.RATE_LIMIT_PER_MINUTE = 1
+    settings.RATE_LIMIT_BURST = 1
+    reader = _as(alice, scopes=frozenset({"music21:read"}))
+    for _ in range(3):
+        with pytest.raises(InsufficientScope):
+            invoke_tool("delete_score", {"score_id": "x"}, caller=reader)
+        with pytest.raises(InvalidArguments, match="limit"):
+            invoke_tool("list_scores", {"limit": "many"}, caller=reader)
+    assert invoke_tool("list_scores", {}, caller=reader)["status"] == "success"  # the group's one token was left
+    with pytest.raises(RateLimited):
+        invoke_tool("list_scores", {}, caller=reader)
+
+
+def test_a_blocked_address_is_told_so_whatever_else_is_wrong_with_its_call(alice: Any, settings: Any) -> None:
+    Block.objects.create(target="ip", value="10.9.9.9", reason="test", until=timezone.now() + timedelta(minutes=5))
+    blocked = _as(alice, ip="10.9.9.9", scopes=frozenset({"music21:read"}))
+    for name, arguments in (("delete_score", {"score_id": "x"}), ("list_scores", {"limit": "many"})):
+        with pytest.raises(Blocked, match="address is blocked until"):
+            invoke_tool(name, arguments, caller=blocked)
+    assert invoke_tool("list_scores", {}, caller=_as(alice, ip="10.9.9.8"))["status"] == "success"
 
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="sharing a limit across processes needs Redis")
