@@ -13,9 +13,12 @@ client below keeps one `redis.Redis` per pool (it is thread-safe: each command t
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from typing import Any
 
+import redis.asyncio
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.utils.functional import cached_property
@@ -47,3 +50,20 @@ class RedisCache(DjangoRedisCache):
             if client is None:
                 client = _clients[key] = _OneClientPerPool(self._servers, **self._options)
         return client
+
+
+# Asynchronous clients for reads the event loop makes itself (the token epoch on every MCP request, see
+# apps.security.services.token_epoch_async): one per event loop, as an asyncio connection belongs to its loop.
+ASYNC_TIMEOUT = 0.25  # seconds; past it the caller falls back to its worker-thread path
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = weakref.WeakKeyDictionary()
+
+
+def async_redis(backend: RedisCache) -> redis.asyncio.Redis:
+    """An asyncio client of the cache's (first) Redis server, for the running event loop."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = redis.asyncio.Redis.from_url(
+            backend._servers[0], socket_timeout=ASYNC_TIMEOUT, socket_connect_timeout=ASYNC_TIMEOUT
+        )
+    return client

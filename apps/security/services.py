@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
+from redis.exceptions import RedisError
 
 from apps.compliance.audit import audit_record
 from apps.security.models import ClientPolicy
+from apps.security.redis import RETRY_AFTER_FAILURE
+from music21_platform.cache import RedisCache, async_redis
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -43,12 +47,45 @@ TOKEN_CACHE_SECONDS = 10.0
 TOKEN_EPOCH_KEY = "oauth:token-epoch"  # noqa: S105 - a cache key
 
 
+def _new_epoch() -> int:
+    # An int, which Django's Redis cache stores as its digits: `token_epoch_async` reads it without Django.
+    return secrets.randbits(62)
+
+
 def token_epoch() -> Any:
     """The current invalidation epoch, or None if the shared cache cannot be read (then nothing is trusted)."""
     try:
-        return cache.get_or_set(TOKEN_EPOCH_KEY, lambda: uuid.uuid4().hex, timeout=None)
+        epoch = cache.get_or_set(TOKEN_EPOCH_KEY, _new_epoch, timeout=None)
+        if not isinstance(epoch, int):  # written by an earlier version (a uuid): replaced, which forgets all
+            epoch = _new_epoch()
+            cache.set(TOKEN_EPOCH_KEY, epoch, timeout=None)
+        return epoch
     except Exception:
         return None
+
+
+async def token_epoch_async() -> int | None:
+    """`token_epoch` from the event loop, without a worker thread: read in place from the process's own memory
+    cache, or with an asynchronous Redis client. None when that cannot tell (no epoch yet, another cache
+    backend, Redis unreachable): then ask `token_authenticate`, in a worker thread."""
+    backend = caches["default"]
+    if isinstance(backend, LocMemCache):  # memory of this process: no I/O
+        epoch = token_epoch()
+        return epoch if isinstance(epoch, int) else None
+    if not isinstance(backend, RedisCache) or time.monotonic() < _async_epoch_unreadable_until[0]:
+        return None
+    try:
+        value = await async_redis(backend).get(backend.make_and_validate_key(TOKEN_EPOCH_KEY))
+        return int(value) if value is not None else None
+    except (RedisError, OSError) as exc:  # not again for a while: the worker-thread path answers meanwhile
+        logger.warning("cannot read the token epoch from Redis (%s); verifying tokens in worker threads", exc)
+        _async_epoch_unreadable_until[0] = time.monotonic() + RETRY_AFTER_FAILURE
+        return None
+    except ValueError:
+        return None
+
+
+_async_epoch_unreadable_until = [0.0]
 
 
 class _EpochMemo:
@@ -87,7 +124,7 @@ _users = _EpochMemo()
 def token_epoch_bump(**kwargs: Any) -> None:
     """Invalidate every remembered token in every process (signal receiver and service helper)."""
     try:
-        cache.set(TOKEN_EPOCH_KEY, uuid.uuid4().hex, timeout=None)
+        cache.set(TOKEN_EPOCH_KEY, _new_epoch(), timeout=None)
     except Exception:  # the cache is down: no process can read an epoch either, so none trusts its memory
         logger.warning("could not bump the token epoch", exc_info=True)
     _verified.clear()
@@ -105,7 +142,7 @@ def token_authenticate(*, raw_token: str, resource: str) -> tuple[VerifiedToken,
     client-credentials token, or when the account is gone or disabled); None if the token is refused.
 
     Both are remembered per process under one reading of the invalidation epoch (a user's change bumps it too),
-    so a busy client's call costs one cache read and no query."""
+    so a busy client's call costs one cache read and no query (see also `token_authenticate_remembered`)."""
     epoch = token_epoch()
     verified = _token_remembered(raw_token, resource, epoch)
     if verified is None:
@@ -121,8 +158,26 @@ def token_authenticate(*, raw_token: str, resource: str) -> tuple[VerifiedToken,
     return verified, user
 
 
+def token_authenticate_remembered(
+    *, raw_token: str, resource: str, epoch: int | None
+) -> tuple[VerifiedToken, Any | None] | None:
+    """`token_authenticate`'s answer if this process remembers it under `epoch` (from `token_epoch_async`), with no
+    query, so that the event loop can answer a busy client itself; None when it must ask `token_authenticate`."""
+    verified = _verified.get((_checksum(raw_token), resource), epoch)
+    if verified is None or verified.expires_at <= timezone.now():
+        return None
+    if verified.user_id is None:
+        return verified, None
+    user = _users.get(verified.user_id, epoch)
+    return None if user is None else (verified, user)
+
+
+def _checksum(raw_token: str) -> str:
+    return hashlib.sha256(raw_token.encode("utf-8")).hexdigest()
+
+
 def _token_remembered(raw_token: str, resource: str, epoch: Any) -> VerifiedToken | None:
-    checksum = hashlib.sha256(raw_token.encode("utf-8")).hexdigest()
+    checksum = _checksum(raw_token)
     verified = _verified.get((checksum, resource), epoch)
     if verified is not None and verified.expires_at > timezone.now():
         return verified

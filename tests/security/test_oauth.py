@@ -386,3 +386,30 @@ def test_a_verified_token_is_remembered_until_anything_revokes_it(alice: Any, to
     assert len(queries) == 0  # the hot path does not touch the database
     AccessToken.objects.get(user=alice).revoke()  # what /o/revoke_token/ does
     assert token_verify(raw_token=raw, resource=resource) is None
+
+
+def test_the_event_loop_answers_a_remembered_token_and_nothing_else(alice: Any, bob: Any, token_for: Any) -> None:
+    import anyio
+
+    from apps.security.services import token_authenticate, token_authenticate_remembered, token_epoch_async
+
+    resource = f"{django_settings.PUBLIC_URL}/mcp"
+    raw, other = token_for(alice), token_for(bob)
+
+    def remembered(token: str) -> Any:
+        epoch = anyio.run(token_epoch_async)
+        assert epoch is not None  # the memory cache, or Redis under CI: both readable from the event loop
+        return token_authenticate_remembered(raw_token=token, resource=resource, epoch=epoch)
+
+    assert remembered(raw) is None  # never verified in this process: a worker thread must ask the database
+    verified, user = token_authenticate(raw_token=raw, resource=resource)
+    assert remembered(raw) == (verified, user) and user == alice
+    assert remembered(other) is None
+    assert token_authenticate_remembered(raw_token=raw, resource=f"{resource}-elsewhere", epoch=0) is None
+    bob.is_active = False
+    bob.save()  # any change to any user bumps the epoch
+    assert remembered(raw) is None
+    assert token_authenticate(raw_token=raw, resource=resource) is not None
+    AccessToken.objects.get(user=alice).revoke()
+    assert remembered(raw) is None
+    assert token_authenticate(raw_token=raw, resource=resource) is None
