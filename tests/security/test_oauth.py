@@ -413,3 +413,18 @@ def test_the_event_loop_answers_a_remembered_token_and_nothing_else(alice: Any, 
     AccessToken.objects.get(user=alice).revoke()
     assert remembered(raw) is None
     assert token_authenticate(raw_token=raw, resource=resource) is None
+
+
+def test_with_redis_unreachable_the_event_loop_leaves_tokens_to_the_worker_thread(monkeypatch: Any) -> None:
+    import anyio
+
+    from apps.security import services
+    from music21_platform.cache import RedisCache
+    from tests.support import free_port
+
+    unreachable = RedisCache(f"redis://127.0.0.1:{free_port()}/0", {})
+    monkeypatch.setattr(services, "caches", {"default": unreachable})
+    monkeypatch.setattr(services, "_async_epoch_unreadable_until", [0.0])
+    assert anyio.run(services.token_epoch_async) is None  # refused: no epoch, so nothing remembered is trusted
+    assert services._async_epoch_unreadable_until[0] > 0  # and Redis is left alone for a while
+    assert anyio.run(services.token_epoch_async) is None
