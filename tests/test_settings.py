@@ -54,3 +54,28 @@ def test_secrets_can_come_from_files(tmp_path: Path) -> None:
     key.write_text("k" * 50)
 
     assert _start(DEPLOYMENT_ENV="production", SECRET_KEY_FILE=str(key)).returncode == 0
+
+
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="PostgreSQL only")
+@pytest.mark.parametrize(("suffix", "prepared"), [("", True), ("?server_side_binding=false", False)])
+def test_postgresql_prepares_the_queries_it_repeats_unless_the_url_says_not_to(suffix: str, prepared: bool) -> None:
+    script = (
+        "import django; django.setup()\n"
+        "from django.db import connection\n"
+        "for _ in range(6):\n"
+        "    with connection.cursor() as cursor: cursor.execute('SELECT %s::int + 1', [1])\n"
+        "with connection.cursor() as cursor:\n"
+        "    cursor.execute('SELECT count(*) FROM pg_prepared_statements')\n"
+        "    print(cursor.fetchone()[0])\n"
+    )
+    url = os.environ["DATABASE_URL"].split("?")[0] + suffix
+    result = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "music21_platform.settings", "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert (int(result.stdout.split()[-1]) > 0) is prepared
