@@ -21,7 +21,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from apps.compliance.audit import audit_record
-from apps.security import metrics
+from apps.security import events, metrics
 from apps.security.redis import redis_failed, redis_recovered, shared_redis
 from apps.tools.errors import ApplicationError, Busy, CircuitOpen, RateLimited
 
@@ -157,16 +157,18 @@ def admit(
     token.
 
     With Redis this is one round trip, which also reads the group's shared breaker state: returned for
-    `call_through_breaker`, to use if the call goes straight on to it."""
-    from apps.security import events
-
+    `call_through_breaker`, to use if the call goes straight on to it. Without Redis (or when it fails) each
+    check reads its own state."""
+    cached: dict[tuple[str, str], Any] | None = None
+    wait: float | None = None
+    reading: BreakerReading | None = None
     client = shared_redis()
-    storage = breaker(group)._state_storage
     if client is not None:
         blocks = events.block_cache_keys(ip=ip, client_id=client_id)
+        storage = breaker(group)._state_storage
         reads = storage.keys() if isinstance(storage, _SharedStorage) else []
         try:
-            cached, wait, read = _admit_in_redis(
+            values, wait, read = _admit_in_redis(
                 client,
                 blocks=list(blocks.values()),
                 buckets=_buckets(group, user_id, client_id),
@@ -177,18 +179,15 @@ def admit(
             redis_failed(exc)
         else:
             redis_recovered()
-            # An entry not cached is looked up in the database here; if that finds a block, the script took a
-            # token from a blocked caller's bucket, once per block-list cache period.
-            events.block_check(ip=ip, client_id=client_id, cached=dict(zip(blocks, cached, strict=True)))
-            if refusal is not None:
-                raise refusal
-            _refuse_if_waiting(group, wait)
-            return BreakerReading(*read) if reads else None
-    events.block_check(ip=ip, client_id=client_id)
+            # An entry not cached is looked up in the database by block_check; if that finds a block, the script
+            # took a token from a blocked caller's bucket, once per block-list cache period.
+            cached = dict(zip(blocks, values, strict=True))
+            reading = BreakerReading(*read) if reads else None
+    events.block_check(ip=ip, client_id=client_id, cached=cached)
     if refusal is not None:
         raise refusal
-    rate_limit_check(group=group, user_id=user_id, client_id=client_id)
-    return None
+    _refuse_if_waiting(group, _take(_buckets(group, user_id, client_id)) if wait is None else wait)
+    return reading
 
 
 def rate_limits_forget(*, user_id: Any) -> None:

@@ -59,10 +59,10 @@ def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
     """The owner's score with this id. Another user's score is reported exactly as a missing one.
 
     Its source is not read (a parsed-score cache hit does not need it; `score.source` still loads it)."""
-    row = _score_row(owner.pk, score_id)
-    if row is None:
+    score = _score_row(owner.pk, score_id)
+    if score is None:
         raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.")
-    return row
+    return score
 
 
 def _score_row(owner_id: int, score_id: str) -> Score | None:
