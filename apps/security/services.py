@@ -163,8 +163,8 @@ def token_authenticate_remembered(
 ) -> tuple[VerifiedToken, Any | None] | None:
     """`token_authenticate`'s answer if this process remembers it under `epoch` (from `token_epoch_async`), with no
     query, so that the event loop can answer a busy client itself; None when it must ask `token_authenticate`."""
-    verified = _verified.get((_checksum(raw_token), resource), epoch)
-    if verified is None or verified.expires_at <= timezone.now():
+    verified = _verified_remembered(_checksum(raw_token), resource, epoch)
+    if verified is None:
         return None
     if verified.user_id is None:
         return verified, None
@@ -176,10 +176,16 @@ def _checksum(raw_token: str) -> str:
     return hashlib.sha256(raw_token.encode("utf-8")).hexdigest()
 
 
+def _verified_remembered(checksum: str, resource: str, epoch: Any) -> VerifiedToken | None:
+    """The token's grant as this process verified it under `epoch`, if it has not expired since."""
+    verified = _verified.get((checksum, resource), epoch)
+    return verified if verified is not None and verified.expires_at > timezone.now() else None
+
+
 def _token_remembered(raw_token: str, resource: str, epoch: Any) -> VerifiedToken | None:
     checksum = _checksum(raw_token)
-    verified = _verified.get((checksum, resource), epoch)
-    if verified is not None and verified.expires_at > timezone.now():
+    verified = _verified_remembered(checksum, resource, epoch)
+    if verified is not None:
         return verified
     found = _token_verify_uncached(checksum, resource)
     _verified.put((checksum, resource), found, epoch)
