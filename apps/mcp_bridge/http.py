@@ -6,12 +6,13 @@ answer a request.
 
 Stateless mode: every POST is served on its own, with no session kept in this process, so any uvicorn worker or
 replica behind a load balancer can answer any request of the same client. A call is answered with one JSON body
-(by the SDK's single-request driver), unless it asked for progress notifications: then on its own SSE response
-stream (by the SDK's transport), which carries them.
+(by the SDK's single-request driver, straight from `McpFront`), unless it asked for progress notifications: then
+on its own SSE response stream (by the SDK's transport), which carries them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -24,14 +25,14 @@ from urllib.parse import urlsplit
 import anyio
 import pydantic_core
 from django.conf import settings
-from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.runner import serve_one
-from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, check_accept_headers
+from mcp.server.streamable_http import MCP_PROTOCOL_VERSION_HEADER, MCP_SESSION_ID_HEADER, check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.dispatcher import CallOptions
@@ -40,11 +41,11 @@ from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import DEFAULT_NEGOTIATED_VERSION, ErrorData, JSONRPCError, JSONRPCRequest, JSONRPCResponse, RequestId
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import AnyHttpUrl, Field, ValidationError
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import Request
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -176,16 +177,9 @@ class RecordRefusedTokens:
 
 
 class _ResponseModePerRequest(StreamableHTTPSessionManager):
-    """Answers a call that asked for no progress notifications with one JSON body, and a call that did (a
-    `progressToken` in its `_meta`) with an event stream that carries them: the stream costs the server and the
-    client about a millisecond per call, worth paying only when there is something to stream.
-
-    A request answered with one JSON body is served by the SDK's single-request driver (`serve_one`: the same
-    server, handlers, validation and error mapping) straight from the body ChooseResponseMode has read, without
-    the per-request transport, memory streams and dispatcher task the SDK sets up to carry a stream. Anything
-    else (a stream, `initialize`, a notification, a malformed request, a wrong header) goes to the SDK's
-    transport, which answers it as it always has.
-    """
+    """The SDK's transport, for what `McpFront` does not answer itself (a stream, `initialize`, a notification, a
+    malformed request, a wrong header): answers a call that asked for no progress notifications with one JSON
+    body, and a call that did (a `progressToken` in its `_meta`) with an event stream that carries them."""
 
     @property  # type: ignore[override]
     def json_response(self) -> bool:
@@ -193,23 +187,22 @@ class _ResponseModePerRequest(StreamableHTTPSessionManager):
 
     @json_response.setter
     def json_response(self, value: bool) -> None:
-        pass  # decided per request, by ChooseResponseMode
+        pass  # decided per request, by McpFront
 
-    async def _handle_stateless_request(
-        self, protocol_version_hint: str | None, scope: Any, receive: Any, send: Any
-    ) -> None:
-        request = Request(scope, receive)
-        message = await self._answerable(request)
-        if message is None:
-            await super()._handle_stateless_request(protocol_version_hint, scope, receive, send)
-            return
+    async def answer_one(self, message: JSONRPCRequest, request: Request, protocol_version: str | None) -> Response:
+        """One request answered with one JSON body by the SDK's single-request driver (`serve_one`: the same
+        server, handlers, validation and error mapping as the transport's)."""
         dctx = _OneRequest(request_id=message.id, message_metadata=ServerMessageMetadata(request_context=request))
-        connection = Connection.from_envelope(protocol_version_hint or DEFAULT_NEGOTIATED_VERSION, None, None)
+        connection = Connection.from_envelope(protocol_version or DEFAULT_NEGOTIATED_VERSION, None, None)
         reply: JSONRPCResponse | JSONRPCError
         try:
-            state = self._lifespan_state
             result = await serve_one(
-                self.app, dctx, message.method, message.params, connection=connection, lifespan_state=state
+                self.app,
+                dctx,
+                message.method,
+                message.params,
+                connection=connection,
+                lifespan_state=self._lifespan_state,
             )
             reply = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
         except Exception as exc:  # the SDK dispatcher's mapping, so that both paths answer alike
@@ -218,20 +211,19 @@ class _ResponseModePerRequest(StreamableHTTPSessionManager):
                 logger.exception("handler for %r raised", message.method)
                 error = ErrorData(code=0, message=str(exc))
             reply = JSONRPCError(jsonrpc="2.0", id=message.id, error=error)
-        response = Response(reply.model_dump_json(by_alias=True, exclude_unset=True), media_type="application/json")
-        await response(scope, receive, send)
+        return Response(reply.model_dump_json(by_alias=True, exclude_unset=True), media_type="application/json")
 
     @functools.cached_property
     def _security(self) -> TransportSecurityMiddleware:
         return TransportSecurityMiddleware(self.security_settings)
 
-    async def _answerable(self, request: Request) -> JSONRPCRequest | None:
+    async def answerable(self, request: Request, body: bytes) -> JSONRPCRequest | None:
         """The request, when it is answered with one JSON body and passes every check the SDK's transport makes
-        of a JSON-mode POST; else None."""
-        body = _peeked_body.get()
+        of a JSON-mode POST on the protocol versions it serves statelessly; else None."""
+        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
         if (
-            body is None  # not read ahead (a GET, a DELETE, a large POST): a stream
-            or _progress_wanted()
+            b'"progressToken"' in body
+            or (version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS)  # the SDK's modern entry
             or MCP_SESSION_ID_HEADER in request.headers
             or not check_accept_headers(request)[0]
             or request.headers.get("content-type", "").split(";")[0].strip() != "application/json"
@@ -274,7 +266,7 @@ class _OneRequest:
         return None
 
 
-# The body of a POST that ChooseResponseMode read ahead; None when it did not (then the stream answers).
+# The body of a POST that McpFront read ahead; None when it did not (then the stream answers).
 _peeked_body: ContextVar[bytes | None] = ContextVar("mcp_peeked_body", default=None)
 
 
@@ -287,22 +279,42 @@ def _progress_wanted() -> bool:
 PEEK_LIMIT = 64 * 1024  # a tools/call body worth reading ahead; anything larger is answered as a stream
 
 
-class ChooseResponseMode:
-    """ASGI middleware around /mcp: reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length
-    declares) to tell whether it asks for progress, then hands the same body on. A body it does not read gets
-    the event stream, which never loses a notification.
+class McpFront:
+    """The front of /mcp, before the SDK's Starlette app:
 
-    It then owns the connection's receive channel: when the client goes away before its answer (it closed the
-    call), the call is cancelled, whichever way it was to be answered; the tool's worker stops at its next step.
+    - authenticates the bearer token, as the SDK's `AuthenticationMiddleware` and `AuthContextMiddleware` would
+      (with its `BearerAuthBackend`): the request's `user` and `auth`, and the SDK's auth context;
+    - reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length declares). An authenticated call
+      that wants one JSON body and passes the transport's checks is answered here by the SDK's single-request
+      driver (`_ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request
+      transport, memory streams and dispatcher task the SDK sets up to carry a stream. Anything else goes to the
+      SDK's app with the same body: a 401 with its `WWW-Authenticate` header, a stream, `initialize`, an error;
+    - owns the connection's receive channel once it has read the body: when the client goes away before its
+      answer (it closed the call), the call is cancelled, whichever way it was to be answered; the tool's worker
+      stops at its next step.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, manager: _ResponseModePerRequest, backend: BearerAuthBackend) -> None:
         self.app = app
+        self.manager = manager
+        self.backend = backend
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not _declared_small(scope):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        authenticated = await self.backend.authenticate(HTTPConnection(scope))
+        scope["auth"], scope["user"] = authenticated or (AuthCredentials(), UnauthenticatedUser())
+        context = auth_context_var.set(authenticated[1] if authenticated else None)
+        try:
+            if scope["method"] == "POST" and _declared_small(scope):
+                await self._post(scope, receive, send, authenticated=authenticated is not None)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            auth_context_var.reset(context)
+
+    async def _post(self, scope: dict[str, Any], receive: Any, send: Any, *, authenticated: bool) -> None:
         chunks: list[bytes] = []
         while True:
             message = await receive()
@@ -313,7 +325,7 @@ class ChooseResponseMode:
                 break
         body = b"".join(chunks)
         replayed = False
-        gone = anyio.Event()
+        gone = asyncio.Event()
 
         async def replay() -> dict[str, Any]:
             nonlocal replayed
@@ -323,19 +335,28 @@ class ChooseResponseMode:
             await gone.wait()
             return {"type": "http.disconnect"}
 
-        async def watch(call: anyio.CancelScope) -> None:
+        call = anyio.CancelScope()
+
+        async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
             gone.set()
             call.cancel()
 
         peeked = _peeked_body.set(body)
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(watch, group.cancel_scope)
-                await self.app(scope, replay, send)
-                group.cancel_scope.cancel()
+            with call:
+                request = Request(scope)
+                message = await self.manager.answerable(request, body) if authenticated else None
+                if message is None:
+                    await self.app(scope, replay, send)
+                    return
+                version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+                response = await self.manager.answer_one(message, request, version)
+                await response(scope, replay, send)
         finally:
+            watcher.cancel()
             _peeked_body.reset(peeked)
 
 
@@ -348,8 +369,9 @@ def _declared_small(scope: dict[str, Any]) -> bool:
 
 
 def build_mcp_app() -> Any:
-    """The Starlette app serving /mcp: the SDK's bearer-token middleware and its stateless Streamable HTTP
-    transport (any worker or replica can answer any request); the lifespan runs the SDK's session manager."""
+    """/mcp: `McpFront` (bearer tokens, calls answered with one JSON body) before the SDK's app: its bearer-token
+    check (401 with resource metadata) and its stateless Streamable HTTP transport (any worker or replica can
+    answer any request); the lifespan runs the SDK's session manager."""
     manager = _ResponseModePerRequest(
         app=build_server(identify=identify), stateless=True, security_settings=_transport_security()
     )
@@ -358,13 +380,6 @@ def build_mcp_app() -> Any:
         [],  # each tool checks its own scope on the invocation path
         build_resource_metadata_url(AnyHttpUrl(resource_url())),
     )
-    app = Starlette(
-        routes=[Route(MCP_PATH, endpoint=endpoint)],
-        middleware=[
-            # token_authenticate refuses tokens issued for another resource itself
-            Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(PlatformTokenVerifier())),
-            Middleware(AuthContextMiddleware),
-        ],
-        lifespan=lambda app: manager.run(),
-    )
-    return RecordRefusedTokens(ChooseResponseMode(app))
+    app = Starlette(routes=[Route(MCP_PATH, endpoint=endpoint)], lifespan=lambda app: manager.run())
+    # token_authenticate refuses tokens issued for another resource itself
+    return McpFront(RecordRefusedTokens(app), manager, BearerAuthBackend(PlatformTokenVerifier()))
