@@ -7,13 +7,16 @@ the `--user` of `mcp_stdio`), passed in as `identify`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import json
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import anyio
@@ -53,6 +56,45 @@ async def in_worker(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await anyio.to_thread.run_sync(
         functools.partial(with_connections, function, *args, **kwargs), abandon_on_cancel=True
     )
+
+
+# Threads that run tool calls for the event loop (as many as anyio lends its worker threads).
+_calls = ThreadPoolExecutor(max_workers=40, thread_name_prefix="mcp-call")
+
+
+async def until_answered(name: str, arguments: dict[str, Any], *, caller: Caller) -> dict[str, Any]:
+    """`invoke_tool` in a worker thread, resumed as soon as the call is answered (`Caller.answer`): the thread
+    then writes the call's audit event while this request's response goes out. The event is still written
+    before the thread takes another call, by the same thread, so it is lost only if the process dies in between
+    (as one written before the answer would be, had the process died a moment earlier).
+
+    If the awaiting request is cancelled, it stops waiting at once; the thread finishes as `in_worker`'s do.
+    """
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[Any] = loop.create_future()
+
+    def settle(outcome: Any) -> None:
+        if not answered.done():
+            answered.set_result(outcome)
+
+    def answer(outcome: Any) -> None:  # from the worker thread
+        loop.call_soon_threadsafe(settle, outcome)
+
+    def run() -> None:
+        try:
+            outcome: Any = with_connections(
+                invoke_tool, name, arguments, caller=dataclasses.replace(caller, answer=answer)
+            )
+        except BaseException as exc:  # handed to the awaiting request, which raises it
+            outcome = exc
+        answer(outcome)  # when the call ended before it could answer (an unexpected error)
+
+    # The thread runs in a copy of this context, as anyio's worker threads do (tracing, the auth context).
+    loop.run_in_executor(_calls, contextvars.copy_context().run, run)
+    outcome = await answered
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _listing() -> list[types.Tool]:
@@ -132,7 +174,7 @@ def build_server(*, identify: Identify, name: str = "music21-platform") -> Serve
         cancelled = threading.Event()
         try:
             caller = dataclasses.replace(await identify(ctx), progress=_progress_reporter(ctx), cancelled=cancelled)
-            result = await in_worker(invoke_tool, params.name, params.arguments or {}, caller=caller)
+            result = await until_answered(params.name, params.arguments or {}, caller=caller)
         except ApplicationError as error:
             return _failure(error)
         finally:

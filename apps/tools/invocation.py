@@ -63,6 +63,10 @@ class Caller:
     # transport wires both to its client (MCP progress notifications and cancellation).
     progress: Callable[[int, int, str], None] | None = field(default=None, compare=False, repr=False)
     cancelled: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    # A transport that can answer before the call's trail is written passes `answer`: invoke_tool calls it once
+    # with the outcome (the result, or the ApplicationError the call ends with) as soon as it is known and
+    # counted, then writes the audit event in the same thread (see apps.mcp_bridge.server.until_answered).
+    answer: Callable[[dict[str, Any] | ApplicationError], None] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def operator(cls, user: AbstractBaseUser, *, transport: str = "cli") -> Caller:
@@ -81,12 +85,13 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     """Run tool `name` with `arguments` as `caller` and return its JSON-serialisable result.
 
     The guards, in order: block list -> scope -> arguments -> rate limit -> bulkhead -> circuit breaker ->
-    timeout -> run (the first four in one round trip to Redis, see `guards.admit`); every outcome is audited
-    and counted, and refusals that matter to security are recorded as security events.
+    timeout -> run (the first four in one round trip to Redis, see `guards.admit`); every outcome is counted,
+    answered (`Caller.answer`, when the transport passed one), then audited, and refusals that matter to security
+    are recorded as security events.
     """
     tool = get_tool(name)
     started = time.perf_counter()
-    status = "error"
+    outcome: dict[str, Any] | ApplicationError | None = None  # None: an unexpected exception, raised as it is
     targets = _targets(arguments)
     attributes = {"tool.name": tool.name, "tool.group": tool.group, "score.id": targets or None}
     subject = subject_for(caller.user)
@@ -109,14 +114,20 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
                 result = guards.call_through_breaker(
                     tool.group, _run_with_timeout, tool, caller, parsed, reading=reading if at_once else None
                 )
-            status = "success"
-            return {"status": "success", **result}
+            outcome = {"status": "success", **result}
         except ApplicationError as error:
-            status = error.code
-            _record_security_event(error, tool, caller, arguments)
-            raise
+            outcome = error
         finally:
             elapsed = time.perf_counter() - started
+            status = outcome.code if isinstance(outcome, ApplicationError) else "success" if outcome else "error"
+            metrics.REQUESTS.labels(tool=tool.name, status=status).inc()
+            metrics.REQUEST_DURATION.labels(tool=tool.name).observe(elapsed)
+            if call_span is not None:
+                call_span.set_attribute("outcome", status)
+            if outcome is not None and caller.answer is not None:
+                caller.answer(outcome)  # the caller has its answer; the trail follows, in this thread
+            if isinstance(outcome, ApplicationError):
+                _record_security_event(outcome, tool, caller, arguments)
             with span("audit.record"):
                 audit_record(
                     action=f"tool.{tool.name}",
@@ -129,12 +140,11 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
                     request_id=caller.request_id,
                     transport=caller.transport,
                 )
-            metrics.REQUESTS.labels(tool=tool.name, status=status).inc()
-            metrics.REQUEST_DURATION.labels(tool=tool.name).observe(elapsed)
-            if call_span is not None:
-                call_span.set_attribute("outcome", status)
             calls_log.info("tool call", extra={"outcome": status, "duration_ms": round(elapsed * 1000, 2)})
             call_context.reset(context)
+        if isinstance(outcome, ApplicationError):
+            raise outcome
+        return outcome
 
 
 def _checked(tool: Tool, caller: Caller, arguments: dict[str, Any] | None) -> tuple[Any, ApplicationError | None]:

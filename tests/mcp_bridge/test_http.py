@@ -217,6 +217,49 @@ def test_a_call_is_answered_as_json_unless_it_asks_for_progress(live_site: str, 
     assert json.loads(data[-1])["result"]["structuredContent"]["notes"] == 165
 
 
+def test_a_call_is_answered_before_its_audit_event_is_written_and_the_event_follows(
+    live_site: str, alice: Any, token_for: Any, monkeypatch: Any
+) -> None:
+    import threading
+
+    from apps.compliance.models import AuditEvent
+    from apps.tools import invocation
+
+    held, written = threading.Event(), threading.Event()
+    original = invocation.audit_record
+
+    def audit_record_when_released(**event: Any) -> None:
+        held.wait(timeout=10)  # not released by then: the answers waited for the trail, which fails the test
+        original(**event)
+        written.set()
+
+    monkeypatch.setattr(invocation, "audit_record", audit_record_when_released)
+    token = token_for(alice)
+    answers: list[Any] = []
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, token) as session:
+            answers.append(await session.call_tool("import_score", {"score_id": "c", "source": "bach/bwv66.6"}))
+            answers.append(await session.call_tool("key_analysis", {"score_id": "missing"}))
+
+    try:
+        anyio.run(conversation)
+        assert not written.is_set()  # both answered while their trail waits
+    finally:
+        held.set()
+    assert answers[0].structured_content["notes"] == 165
+    assert answers[1].is_error and "not_found" in _text(answers[1])
+    assert written.wait(timeout=60)
+    deadline = time.monotonic() + 60
+    while AuditEvent.objects.filter(action__startswith="tool.").count() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events = AuditEvent.objects.filter(action__startswith="tool.").order_by("action")  # both were held: any order
+    assert [(e.action, e.outcome, e.transport) for e in events] == [
+        ("tool.import_score", "success", "mcp-http"),
+        ("tool.key_analysis", "not_found", "mcp-http"),
+    ]
+
+
 PING = {"jsonrpc": "2.0", "id": "ping-1", "method": "ping"}
 
 
