@@ -52,8 +52,12 @@ def targets(
     seconds: float,
 ) -> str:
     """The issue's targets against this run's figures (docs/performance.md)."""
-    added_p50 = {row.name: row.added_p50_ms for row in mcp_rows}
-    added_p99 = {row.name: row.added_p99_ms for row in mcp_rows}
+    from bench.mcp_roundtrip import SECTION
+
+    platform = [row for row in mcp_rows if row.section == SECTION]  # the minimal client's: what the platform adds
+    added_p50 = {row.name: row.added_p50_ms for row in platform}
+    added_p99 = {row.name: row.added_p99_ms for row in platform}
+    with_sdk = {row.name: row.added_p50_ms for row in mcp_rows if row.section != SECTION}
     rate = throughput.get(("score_info", 2, 32), {}).get("calls_per_s", 0.0)
     errors = sum(row["errors"] for row in throughput.values())
 
@@ -69,6 +73,7 @@ def targets(
         "|---|---|---|",
         f"| added p50 per MCP call at most 3 ms | {each(added_p50)} | {verdict(max(added_p50.values()) <= 3)} |",
         f"| added p99 per MCP call at most 15 ms | {each(added_p99)} | {verdict(max(added_p99.values()) <= 15)} |",
+        f"| (the same p50 with the Python SDK's client, its own CPU included) | {each(with_sdk)} | |",
         f"| score_info at least 300 calls/s, 2 workers, 32 clients | {rate:.0f} calls/s | {verdict(rate >= 300)} |",
         f"| no errors in any throughput row | {errors} errors | {verdict(errors == 0)} |",
         "| corpus job parallel efficiency at least 85%, 2 worker processes against 1 | "
