@@ -16,7 +16,6 @@ import functools
 import json
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import anyio
@@ -28,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INVALID_PARAMS
 
 from apps.security import scopes
+from apps.tools import runner
 from apps.tools.errors import ApplicationError, NotFound
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.registry import TOOLS
@@ -58,10 +58,6 @@ async def in_worker(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     )
 
 
-# Threads that run tool calls for the event loop (as many as anyio lends its worker threads).
-_calls = ThreadPoolExecutor(max_workers=40, thread_name_prefix="mcp-call")
-
-
 async def until_answered(name: str, arguments: dict[str, Any], *, caller: Caller) -> dict[str, Any]:
     """`invoke_tool` in a worker thread, resumed as soon as the call is answered (`Caller.answer`): the thread
     then writes the call's audit event while this request's response goes out. The event is still written
@@ -90,7 +86,7 @@ async def until_answered(name: str, arguments: dict[str, Any], *, caller: Caller
         answer(outcome)  # when the call ended before it could answer (an unexpected error)
 
     # The thread runs in a copy of this context, as anyio's worker threads do (tracing, the auth context).
-    loop.run_in_executor(_calls, contextvars.copy_context().run, run)
+    loop.run_in_executor(runner.call_threads(), contextvars.copy_context().run, run)
     outcome = await answered
     if isinstance(outcome, BaseException):
         raise outcome

@@ -43,7 +43,18 @@ class WorkerDied(ApplicationError):
 
 _threads: ThreadPoolExecutor | None = None
 _processes: Any = None
+_calls: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
+
+
+def call_threads() -> ThreadPoolExecutor:
+    """Threads in which an event loop runs whole tool calls (`invoke_tool`: guards, the wait for the tool's thread
+    or process, the audit event), as many as anyio lends its worker threads."""
+    global _calls
+    with _lock:
+        if _calls is None:
+            _calls = ThreadPoolExecutor(max_workers=40, thread_name_prefix="call")
+        return _calls
 
 
 def _thread_pool() -> ThreadPoolExecutor:
@@ -188,9 +199,12 @@ def _worker_call(
 
 
 def runner_shutdown() -> None:
-    """Stop the tool threads and worker processes (closing their database connections)."""
-    global _threads, _processes
+    """Stop the call threads, tool threads and worker processes (closing their database connections)."""
+    global _threads, _processes, _calls
     with _lock:
+        if _calls is not None:
+            _calls.shutdown(wait=True, cancel_futures=True)
+            _calls = None
         if _threads is not None:
             _threads.shutdown(wait=True, cancel_futures=True)
             _threads = None
