@@ -87,7 +87,7 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     The guards, in order: block list -> scope -> arguments -> rate limit -> bulkhead -> circuit breaker ->
     timeout -> run (the first four in one round trip to Redis, see `guards.admit`); every outcome is counted,
     answered (`Caller.answer`, when the transport passed one), then audited, and refusals that matter to security
-    are recorded as security events.
+    are then recorded as security events.
     """
     tool = get_tool(name)
     started = time.perf_counter()
@@ -126,8 +126,6 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
                 call_span.set_attribute("outcome", status)
             if outcome is not None and caller.answer is not None:
                 caller.answer(outcome)  # the caller has its answer; the trail follows, in this thread
-            if isinstance(outcome, ApplicationError):
-                _record_security_event(outcome, tool, caller, arguments)
             with span("audit.record"):
                 audit_record(
                     action=f"tool.{tool.name}",
@@ -143,6 +141,7 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
             calls_log.info("tool call", extra={"outcome": status, "duration_ms": round(elapsed * 1000, 2)})
             call_context.reset(context)
         if isinstance(outcome, ApplicationError):
+            _record_security_event(outcome, tool, caller, arguments)  # after the trail, which it must not stop
             raise outcome
         return outcome
 
