@@ -13,6 +13,7 @@ metrics), against plain music21 doing the same work in one process.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -52,7 +53,7 @@ def _wait_ready(base: str, token: str, tool: str, timeout: float = 120) -> float
     async def attempt() -> bool:
         client = _Client(base, token, tool)
         try:
-            return await client.call()
+            return await client.call() is None
         finally:
             await client.close()
 
@@ -99,7 +100,8 @@ class _Client:
         ).encode() + body
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def call(self) -> bool:
+    async def call(self) -> str | None:
+        """One call: None when it succeeded, else what went wrong, in a few words (shown under the table)."""
         try:
             if self.streams is None:
                 self.streams = await asyncio.open_connection(self.host, self.port)
@@ -109,13 +111,13 @@ class _Client:
             lines = head.decode("latin-1").split("\r\n")
             headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
             answer = await reader.readexactly(int(headers["content-length"]))
-            ok = lines[0].split(" ")[1] == "200" and headers.get("content-type") == "application/json"
-            if ok:
-                return json.loads(answer).get("result", {}).get("isError") is False
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, KeyError, ValueError):
-            pass
+            failure = _failure(lines[0].split(" ")[1], headers.get("content-type", ""), answer)
+            if failure is None:
+                return None
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, KeyError, ValueError) as exc:
+            failure = type(exc).__name__
         await self.close()
-        return False
+        return failure
 
     async def close(self) -> None:
         if self.streams is not None:
@@ -123,19 +125,35 @@ class _Client:
             self.streams = None
 
 
+def _failure(status: str, content_type: str, answer: bytes) -> str | None:
+    """None for a successful tool result; else the HTTP status, the JSON-RPC error code or the tool's error code."""
+    if status != "200":
+        return f"HTTP {status}"
+    if content_type != "application/json":
+        return f"answered as {content_type or 'nothing'}"
+    reply = json.loads(answer)
+    if "error" in reply:
+        return f"JSON-RPC error {reply['error'].get('code')}"
+    result = reply.get("result", {})
+    if result.get("isError") is False:
+        return None
+    text = next((c.get("text", "") for c in result.get("content", []) if c.get("type") == "text"), "")
+    return f"tool error {text.split(':', 1)[0]}"
+
+
 def throughput(base: str, token: str, *, clients: int, seconds: float, tool: str) -> dict[str, Any]:
     """`clients` clients calling `tool` for `seconds` against a server that has answered this tool already."""
     latencies: list[float] = []
-    errors = 0
+    failures: collections.Counter[str] = collections.Counter()
 
     async def client(deadline: float) -> None:
-        nonlocal errors
         connection = _Client(base, token, tool)
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            ok = await connection.call()
+            failure = await connection.call()
             latencies.append(time.perf_counter() - started)
-            errors += 0 if ok else 1
+            if failure is not None:
+                failures[failure] += 1
         await connection.close()
 
     async def run() -> float:
@@ -149,7 +167,8 @@ def throughput(base: str, token: str, *, clients: int, seconds: float, tool: str
         "calls_per_s": len(latencies) / elapsed,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "errors": errors,
+        "errors": sum(failures.values()),
+        "failures": dict(failures),
         "calls": len(latencies),
     }
 
@@ -218,6 +237,10 @@ def run(
             f"| {tool} | {worker_count} | {client_count} | {row['calls_per_s']:.0f} | {direct[tool]:.0f} | "
             f"{ratio:.2f}x | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} |"
         )
+    for (tool, worker_count, client_count), row in rows.items():
+        if row["failures"]:
+            kinds = ", ".join(f"{count} x {kind}" for kind, count in sorted(row["failures"].items()))
+            lines.append(f"\nErrors, {tool} with {worker_count} workers and {client_count} clients: {kinds}.")
     platform, plain = cold_start(token)
     lines += [
         "\n### Cold start\n",
