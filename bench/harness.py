@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
@@ -125,3 +126,20 @@ def table(rows: list[Row]) -> str:
         lines.append("|" + "---|" * len(HEADER))
         lines.extend("| " + " | ".join(r.cells()) + " |" for r in rows if r.section == section)
     return "\n".join(lines)
+
+
+def call_failure(status: str, content_type: str, answer: bytes) -> str | None:
+    """What is wrong with an MCP `tools/call` answer: None for a successful tool result; else the HTTP status, the
+    JSON-RPC error code or the tool's error code."""
+    if status != "200":
+        return f"HTTP {status}"
+    if content_type != "application/json":
+        return f"answered as {content_type or 'nothing'}"
+    reply = json.loads(answer)
+    if "error" in reply:
+        return f"JSON-RPC error {reply['error'].get('code')}"
+    result = reply.get("result", {})
+    if result.get("isError") is False:
+        return None
+    text = next((c.get("text", "") for c in result.get("content", []) if c.get("type") == "text"), "")
+    return f"tool error {text.split(':', 1)[0]}"

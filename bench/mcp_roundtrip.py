@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from bench.harness import Row, Timing
+from bench.harness import Row, Timing, call_failure
 
 SECTION = "MCP over HTTP (uvicorn process, OAuth token, minimal client) vs direct music21 (bach/bwv66.6)"
 SDK_SECTION = "The same calls with the Python SDK's client (its own CPU included) vs direct music21"
@@ -66,32 +66,32 @@ class LeanClient:
             {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
         )
         self.headers["MCP-Protocol-Version"] = initialized["protocolVersion"]
-        self._send({"jsonrpc": "2.0", "method": "notifications/initialized"}, expect=202)
+        status, _, body = self._exchange({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        if status != "202":
+            raise RuntimeError(f"notifications/initialized: HTTP {status}, {body[:300]!r}")
 
-    def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = self._post("tools/call", {"name": name, "arguments": arguments})
-        if result.get("isError") is not False:
-            raise RuntimeError(f"{name} failed: {result}")
-        return result
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> None:
+        failure = call_failure(*self._exchange(self._request("tools/call", {"name": name, "arguments": arguments})))
+        if failure is not None:
+            raise RuntimeError(f"{name} failed: {failure}")
 
     def _post(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        self.ids += 1
-        reply = self._send({"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params}, expect=200)
-        if reply.get("id") != self.ids or "result" not in reply:
-            raise RuntimeError(f"{method}: {reply}")
+        message = self._request(method, params)
+        status, content_type, body = self._exchange(message)
+        reply = json.loads(body) if (status, content_type) == ("200", "application/json") else {}
+        if reply.get("id") != message["id"] or "result" not in reply:
+            raise RuntimeError(f"{method}: HTTP {status}, {body[:300]!r}")
         return reply["result"]
 
-    def _send(self, message: dict[str, Any], *, expect: int) -> dict[str, Any]:
+    def _request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.ids += 1
+        return {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params}
+
+    def _exchange(self, message: dict[str, Any]) -> tuple[str, str, bytes]:
+        """POST one message: the answer's status, content type and body."""
         self.connection.request("POST", "/mcp", json.dumps(message), self.headers)
         response = self.connection.getresponse()
-        body = response.read()
-        if response.status != expect:
-            raise RuntimeError(f"HTTP {response.status}: {body[:300]!r}")
-        if expect == 202:
-            return {}
-        if response.getheader("Content-Type") != "application/json":
-            raise RuntimeError(f"not a JSON answer: {response.getheader('Content-Type')}")
-        return json.loads(body)
+        return str(response.status), response.getheader("Content-Type") or "", response.read()
 
     def close(self) -> None:
         self.connection.close()

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.harness import call_failure
+
 ROOT = Path(__file__).resolve().parent.parent
 ARGUMENTS = {"score_info": {"score_id": "chorale"}, "key_analysis": {"score_id": "chorale", "algorithm": "aarden"}}
 
@@ -111,7 +113,7 @@ class _Client:
             lines = head.decode("latin-1").split("\r\n")
             headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
             answer = await reader.readexactly(int(headers["content-length"]))
-            failure = _failure(lines[0].split(" ")[1], headers.get("content-type", ""), answer)
+            failure = call_failure(lines[0].split(" ")[1], headers.get("content-type", ""), answer)
             if failure is None:
                 return None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, KeyError, ValueError) as exc:
@@ -123,22 +125,6 @@ class _Client:
         if self.streams is not None:
             self.streams[1].close()
             self.streams = None
-
-
-def _failure(status: str, content_type: str, answer: bytes) -> str | None:
-    """None for a successful tool result; else the HTTP status, the JSON-RPC error code or the tool's error code."""
-    if status != "200":
-        return f"HTTP {status}"
-    if content_type != "application/json":
-        return f"answered as {content_type or 'nothing'}"
-    reply = json.loads(answer)
-    if "error" in reply:
-        return f"JSON-RPC error {reply['error'].get('code')}"
-    result = reply.get("result", {})
-    if result.get("isError") is False:
-        return None
-    text = next((c.get("text", "") for c in result.get("content", []) if c.get("type") == "text"), "")
-    return f"tool error {text.split(':', 1)[0]}"
 
 
 def throughput(base: str, token: str, *, clients: int, seconds: float, tool: str) -> dict[str, Any]:

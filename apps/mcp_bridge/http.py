@@ -189,11 +189,12 @@ class _ResponseModePerRequest(StreamableHTTPSessionManager):
     def json_response(self, value: bool) -> None:
         pass  # decided per request, by McpFront
 
-    async def answer_one(self, message: JSONRPCRequest, request: Request, protocol_version: str | None) -> Response:
+    async def answer_one(self, message: JSONRPCRequest, request: Request) -> Response:
         """One request answered with one JSON body by the SDK's single-request driver (`serve_one`: the same
         server, handlers, validation and error mapping as the transport's)."""
         dctx = _OneRequest(request_id=message.id, message_metadata=ServerMessageMetadata(request_context=request))
-        connection = Connection.from_envelope(protocol_version or DEFAULT_NEGOTIATED_VERSION, None, None)
+        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER) or DEFAULT_NEGOTIATED_VERSION
+        connection = Connection.from_envelope(version, None, None)
         reply: JSONRPCResponse | JSONRPCError
         try:
             result = await serve_one(
@@ -222,7 +223,7 @@ class _ResponseModePerRequest(StreamableHTTPSessionManager):
         of a JSON-mode POST on the protocol versions it serves statelessly; else None."""
         version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
         if (
-            b'"progressToken"' in body
+            _asks_for_progress(body)
             or (version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS)  # the SDK's modern entry
             or MCP_SESSION_ID_HEADER in request.headers
             or not check_accept_headers(request)[0]
@@ -273,7 +274,11 @@ _peeked_body: ContextVar[bytes | None] = ContextVar("mcp_peeked_body", default=N
 def _progress_wanted() -> bool:
     """Whether this request is answered as an event stream: it asked for progress, or its body was not read."""
     body = _peeked_body.get()
-    return body is None or b'"progressToken"' in body
+    return body is None or _asks_for_progress(body)
+
+
+def _asks_for_progress(body: bytes) -> bool:
+    return b'"progressToken"' in body
 
 
 PEEK_LIMIT = 64 * 1024  # a tools/call body worth reading ahead; anything larger is answered as a stream
@@ -352,8 +357,7 @@ class McpFront:
                 if message is None:
                     await self.app(scope, replay, send)
                     return
-                version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
-                response = await self.manager.answer_one(message, request, version)
+                response = await self.manager.answer_one(message, request)
                 await response(scope, replay, send)
         finally:
             watcher.cancel()
