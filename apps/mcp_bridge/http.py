@@ -45,7 +45,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import AnyHttpUrl, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -308,18 +308,20 @@ class McpFront:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        authenticated = await self.backend.authenticate(HTTPConnection(scope))
+        request = Request(scope)  # its headers parsed once, for the token and the transport's checks
+        authenticated = await self.backend.authenticate(request)
         scope["auth"], scope["user"] = authenticated or (AuthCredentials(), UnauthenticatedUser())
         context = auth_context_var.set(authenticated[1] if authenticated else None)
         try:
             if scope["method"] == "POST" and _declared_small(scope):
-                await self._post(scope, receive, send, authenticated=authenticated is not None)
+                await self._post(request, receive, send, authenticated=authenticated is not None)
             else:
                 await self.app(scope, receive, send)
         finally:
             auth_context_var.reset(context)
 
-    async def _post(self, scope: dict[str, Any], receive: Any, send: Any, *, authenticated: bool) -> None:
+    async def _post(self, request: Request, receive: Any, send: Any, *, authenticated: bool) -> None:
+        scope = request.scope
         chunks: list[bytes] = []
         while True:
             message = await receive()
@@ -352,7 +354,6 @@ class McpFront:
         watcher = asyncio.get_running_loop().create_task(watch())
         try:
             with call:
-                request = Request(scope)
                 message = await self.manager.answerable(request, body) if authenticated else None
                 if message is None:
                     await self.app(scope, replay, send)
