@@ -72,3 +72,23 @@ def test_a_serving_process_starts_its_worker_before_the_first_call(
         started = {child.pid for child in psutil.Process().children()} - before
         time.sleep(0.05)
     assert call(alice, "health_check")["process"] in started  # the first call is served by the worker already up
+
+
+def test_a_worker_killed_from_outside_fails_its_call_clearly_and_is_replaced(
+    worker_processes: None, alice: Any, call: Any
+) -> None:
+    import signal
+    import threading
+
+    from apps.tools.runner import WorkerDied
+
+    call(alice, "import_score", score_id="quartet", source=HEAVY, source_type="corpus")
+    worker = call(alice, "health_check")["process"]
+    # The operating system's OOM killer, or an operator, ends the worker in the middle of a long call.
+    threading.Timer(0.5, os.kill, (worker, signal.SIGKILL)).start()
+    with pytest.raises(WorkerDied, match=r"died \(exit code -9\); the call was not completed"):
+        call(alice, "chord_analysis", score_id="quartet")
+
+    replacement = call(alice, "health_check")["process"]
+    assert replacement != worker
+    assert call(alice, "score_info", score_id="quartet")["notes"] > 5000
