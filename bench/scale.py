@@ -5,7 +5,7 @@ metrics), against plain music21 doing the same work in one process.
   loops on loopback, written to cost the shared cores little: `_Client`) calling a tool for S seconds against
   uvicorn with W workers, each with one tool process: calls/s, p50/p99, errors (any answer but a successful
   result counts as one). One server per worker count serves all its rows, each tool warmed by a first call
-  before its rows.
+  before its rows; each row's connections are opened before its clock starts, spread evenly over the workers.
 - cold start: from starting the server process to the first successful tool call, against a fresh Python process
   that imports music21, parses the chorale and runs the same analysis.
 """
@@ -92,28 +92,23 @@ class _Client:
     def __init__(self, base: str, token: str, tool: str) -> None:
         parts = urlsplit(base)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        body = json.dumps(
-            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": ARGUMENTS[tool]}}
-        ).encode()
-        self.request = (
+        self.head = (
             f"POST /mcp HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {token}\r\n"
             "Accept: application/json, text/event-stream\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
+        )
+        self.request = self._request(tool, ARGUMENTS[tool])
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    def _request(self, tool: str, arguments: dict[str, Any]) -> bytes:
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+        ).encode()
+        return f"{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
     async def call(self) -> str | None:
         """One call: None when it succeeded, else what went wrong, in a few words (shown under the table)."""
         try:
-            if self.streams is None:
-                self.streams = await asyncio.open_connection(self.host, self.port)
-            reader, writer = self.streams
-            writer.write(self.request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
-            answer = await reader.readexactly(int(headers["content-length"]))
-            failure = call_failure(lines[0].split(" ")[1], headers.get("content-type", ""), answer)
+            failure = call_failure(*await self._exchange(self.request))
             if failure is None:
                 return None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, KeyError, ValueError) as exc:
@@ -121,19 +116,57 @@ class _Client:
         await self.close()
         return failure
 
+    async def serving_process(self) -> int:
+        """Which of the server's processes this connection reaches (the tool process behind it, by health_check)."""
+        status, content_type, answer = await self._exchange(self._request("health_check", {}))
+        if call_failure(status, content_type, answer) is not None:
+            raise RuntimeError(f"health_check failed: {answer[:300]!r}")
+        return int(json.loads(answer)["result"]["structuredContent"]["process"])
+
+    async def _exchange(self, request: bytes) -> tuple[str, str, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+        answer = await reader.readexactly(int(headers["content-length"]))
+        return lines[0].split(" ")[1], headers.get("content-type", ""), answer
+
     async def close(self) -> None:
         if self.streams is not None:
             self.streams[1].close()
             self.streams = None
 
 
-def throughput(base: str, token: str, *, clients: int, seconds: float, tool: str) -> dict[str, Any]:
-    """`clients` clients calling `tool` for `seconds` against a server that has answered this tool already."""
+async def _connected_evenly(base: str, token: str, tool: str, clients: int, workers: int) -> list[_Client]:
+    """`clients` connections spread evenly over the server's `workers` processes. Connections opened all at once
+    mostly reach one process (each uvicorn worker accepts every connection waiting when it wakes), so that a
+    2-worker row measured one worker: `key_analysis` with 8 clients served 26 calls/s with 2 workers, as with 1.
+    A connection that reaches a process already holding its share is closed and opened again."""
+    share = -(-clients // workers)
+    held: collections.Counter[int] = collections.Counter()
+    connections: list[_Client] = []
+    while len(connections) < clients:
+        for _ in range(50):
+            connection = _Client(base, token, tool)
+            process = await connection.serving_process()
+            if held[process] < share:
+                break
+            await connection.close()
+        held[process] += 1
+        connections.append(connection)
+    return connections
+
+
+def throughput(base: str, token: str, *, clients: int, seconds: float, tool: str, workers: int) -> dict[str, Any]:
+    """`clients` clients calling `tool` for `seconds` against a server with `workers` processes that has answered
+    this tool already, each client's connection opened beforehand (spread evenly over the processes)."""
     latencies: list[float] = []
     failures: collections.Counter[str] = collections.Counter()
 
-    async def client(deadline: float) -> None:
-        connection = _Client(base, token, tool)
+    async def client(connection: _Client, deadline: float) -> None:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             failure = await connection.call()
@@ -143,8 +176,9 @@ def throughput(base: str, token: str, *, clients: int, seconds: float, tool: str
         await connection.close()
 
     async def run() -> float:
+        connections = await _connected_evenly(base, token, tool, clients, workers)
         started = time.perf_counter()
-        await asyncio.gather(*(client(started + seconds) for _ in range(clients)))
+        await asyncio.gather(*(client(connection, started + seconds) for connection in connections))
         return time.perf_counter() - started
 
     elapsed = asyncio.run(run())
@@ -214,7 +248,7 @@ def run(
                 _wait_ready(base, token, tool)
                 for client_count in clients:
                     rows[tool, worker_count, client_count] = throughput(
-                        base, token, clients=client_count, seconds=seconds, tool=tool
+                        base, token, clients=client_count, seconds=seconds, tool=tool, workers=worker_count
                     )
     for tool, worker_count, client_count in itertools.product(tools, workers, clients):  # the table's order
         row = rows[tool, worker_count, client_count]
