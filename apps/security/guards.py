@@ -7,7 +7,6 @@ and goes back to Redis by itself when it answers again (see apps.security.redis)
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import threading
 import time
@@ -24,6 +23,7 @@ from apps.compliance.audit import audit_record
 from apps.security import events, metrics
 from apps.security.redis import redis_failed, redis_recovered, shared_redis
 from apps.tools.errors import ApplicationError, Busy, CircuitOpen, RateLimited
+from music21_platform.fairness import FairSemaphore
 
 # --- Rate limits: a token bucket per (group, user) and per (group, client) ------------------------------------
 #
@@ -217,50 +217,15 @@ def rate_limits_reset() -> None:
 BULKHEAD_WAIT_SECONDS = 2.0
 
 
-class _Compartment:
-    """A semaphore that admits waiting calls in the order they came: a freed slot is handed to the longest
-    waiter. threading.Semaphore lets a call that arrives just as a slot frees take it ahead of those already
-    waiting, so under steady load a few calls lost every race, waited out BULKHEAD_WAIT_SECONDS and were
-    refused as busy while later calls went through (p99 2-4 s, and errors, at 32 clients on one worker)."""
-
-    def __init__(self, size: int) -> None:
-        self._lock = threading.Lock()
-        self._free = size
-        self._waiting: collections.deque[threading.Event] = collections.deque()
-
-    def acquire(self, timeout: float) -> bool | None:
-        """True when a slot was free, False after waiting for one, None when none came in time."""
-        with self._lock:
-            if self._free and not self._waiting:
-                self._free -= 1
-                return True
-            turn = threading.Event()
-            self._waiting.append(turn)
-        if turn.wait(timeout):
-            return False
-        with self._lock:
-            if turn.is_set():  # handed a slot just as the wait ran out
-                return False
-            self._waiting.remove(turn)
-            return None
-
-    def release(self) -> None:
-        with self._lock:
-            if self._waiting:
-                self._waiting.popleft().set()  # the slot passes straight to the longest waiter
-            else:
-                self._free += 1
-
-
-_compartments: dict[tuple[str, int], _Compartment] = {}
+_compartments: dict[tuple[str, int], FairSemaphore] = {}
 _compartments_lock = threading.Lock()
 
 
-def _compartment(name: str, size: int) -> _Compartment:
+def _compartment(name: str, size: int) -> FairSemaphore:
     with _compartments_lock:
         key = (name, size)  # a changed setting (tests) gets a fresh compartment
         if key not in _compartments:
-            _compartments[key] = _Compartment(size)
+            _compartments[key] = FairSemaphore(size)
         return _compartments[key]
 
 
@@ -271,7 +236,7 @@ def bulkhead(group: str) -> Iterator[bool]:
     compartments = [("all", settings.MAX_CONCURRENT_REQUESTS)]
     if group == "music_analysis":
         compartments.append(("music_analysis", settings.BH_MAX_CONCURRENT_ANALYSIS))
-    held: list[_Compartment] = []
+    held: list[FairSemaphore] = []
     at_once = True
     try:
         for name, size in compartments:

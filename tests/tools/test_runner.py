@@ -104,7 +104,7 @@ def test_calls_waiting_for_a_busy_worker_get_it_in_their_order_of_arrival() -> N
 
     pool = ToolProcesses(0, None)  # no processes: the line is what is tested, with a stand-in for one
     worker = object()
-    pool._idle.append(worker)  # type: ignore[arg-type]
+    pool._give_back(worker)  # type: ignore[arg-type]
     assert pool._take() is worker
     served: list[int] = []
 
@@ -118,7 +118,7 @@ def test_calls_waiting_for_a_busy_worker_get_it_in_their_order_of_arrival() -> N
         threads.append(threading.Thread(target=wait_for_the_worker, args=(n,)))
         threads[-1].start()
         deadline = time.monotonic() + 10
-        while len(pool._waiting) < n + 1 and time.monotonic() < deadline:
+        while len(pool._free._waiting) < n + 1 and time.monotonic() < deadline:
             time.sleep(0.001)  # the next caller arrives only once this one is in line
     pool._give_back(worker)  # type: ignore[arg-type]
     for thread in threads:
