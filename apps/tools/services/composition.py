@@ -18,18 +18,14 @@ from music21 import interval as m21interval
 
 from apps.tools.errors import AnalysisError, InvalidArguments
 from apps.tools.services.counterpoint import generate_counterpoint  # noqa: F401 - part of this module's API
+from apps.tools.services.summary import key_signature_name
 
 # --- Transposition ----------------------------------------------------------------------------------------------
 
 
 def _key_signature_name(music: stream.Score) -> str:
     signature = next(iter(music.recurse().getElementsByClass(key.KeySignature)), None)
-    if signature is None:
-        return "none"
-    sharps = signature.sharps
-    if sharps == 0:
-        return "no sharps or flats"
-    return f"{abs(sharps)} {'sharp' if sharps > 0 else 'flat'}{'s' if abs(sharps) != 1 else ''}"
+    return "none" if signature is None else key_signature_name(signature.sharps)
 
 
 def transpose(music: stream.Score, *, interval: str) -> tuple[stream.Score, dict[str, Any]]:

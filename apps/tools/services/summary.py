@@ -81,13 +81,14 @@ class _Tally:
                     if self.highest is None or ps > self._highest_ps:
                         self.highest, self._highest_ps = each, ps
             elif isinstance(element, key.KeySignature):
-                self.key_signatures[_key_signature_name(element.sharps)] = None
+                self.key_signatures[key_signature_name(element.sharps)] = None
             elif isinstance(element, meter.TimeSignature):
                 self.time_signatures[element.ratioString] = None
         return notes
 
 
-def _key_signature_name(sharps: int) -> str:
+def key_signature_name(sharps: int) -> str:
+    """How the answers name a key signature: '3 sharps', '1 flat', 'no sharps or flats'."""
     if sharps == 0:
         return "no sharps or flats"
     count = abs(sharps)
