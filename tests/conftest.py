@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import secrets
 import socket
@@ -17,6 +18,7 @@ import pytest
 import uvicorn
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, set_token_value
 
@@ -41,6 +43,17 @@ def pytest_collection_modifyitems(items: list[Any]) -> None:
 def _tool_threads_end_with_the_session() -> Iterator[None]:
     yield
     runner_shutdown()  # their database connections would otherwise keep the test database from being dropped
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_namespace(worker_id: str) -> Iterator[None]:
+    """xdist workers share one Redis: each keeps its cache keys under its own prefix. Otherwise the token epoch
+    that every test bumps (below) would forget the other worker's verified tokens in the middle of its test, and
+    the workers would count each other's registrations and security events."""
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = f"m21-test-{worker_id}-{uuid.uuid4().hex[:8]}"
+    with override_settings(CACHES=caches):
+        yield
 
 
 @pytest.fixture(autouse=True)
