@@ -14,14 +14,24 @@ client below keeps one `redis.Redis` per pool (it is thread-safe: each command t
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import logging
+import os
+import select
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.utils.functional import cached_property
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 _clients: dict[tuple[Any, ...], RedisCacheClient] = {}
 _lock = threading.Lock()
@@ -67,3 +77,144 @@ def async_redis(backend: RedisCache) -> redis.asyncio.Redis:
             backend._servers[0], socket_timeout=ASYNC_TIMEOUT, socket_connect_timeout=ASYNC_TIMEOUT
         )
     return client
+
+
+# --- Values pushed to every process -------------------------------------------------------------------------------
+# A small integer that every process must see change at once (the token epoch, apps.security.services) is written
+# with `publish` and read with `pushed(...).current()`: a thread of each reading process is subscribed to its
+# changes and keeps it in memory, so reading it costs no round trip to Redis.
+
+_PUBLISH_SCRIPT = """
+if ARGV[2] == '1' then
+  if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return redis.call('GET', KEYS[1]) end
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+QUIET_SECONDS = 5.0  # a subscription silent this long is asked for a PING; one silent twice as long is dropped
+_pushed: dict[tuple[str, str], PushedValue] = {}
+
+
+def publish(backend: RedisCache, key: str, value: int, *, only_if_absent: bool = False) -> int:
+    """Set the cache's `key` to `value` and tell every subscribed process, in one atomic round trip; with
+    `only_if_absent`, only if the key holds nothing yet. Returns the value the key holds. Raises RedisError.
+    Stored as Django stores an int (its digits), so `cache.get(key)` reads it too."""
+    full_key = backend.make_and_validate_key(key)
+    held = _publish(backend._cache.get_client(write=True), full_key, value, only_if_absent)
+    watch = _pushed.get((backend._servers[0], full_key))
+    if watch is not None and held == value:
+        watch.wait_for(value)
+    return held
+
+
+def _publish(client: redis.Redis, full_key: str, value: int, only_if_absent: bool) -> int:
+    return int(client.eval(_PUBLISH_SCRIPT, 1, full_key, value, int(only_if_absent)))
+
+
+def pushed(backend: RedisCache, key: str, default: Callable[[], int]) -> PushedValue:
+    """This process's subscription to `key` (started on first use); `default` makes its first value if there is
+    none yet."""
+    full_key = backend.make_and_validate_key(key)
+    with _lock:
+        watch = _pushed.get((backend._servers[0], full_key))
+        if watch is None or watch.pid != os.getpid():  # a forked child does not inherit the thread
+            watch = _pushed[(backend._servers[0], full_key)] = PushedValue(backend._servers[0], full_key, default)
+        return watch
+
+
+class PushedValue:
+    """An integer held in Redis, kept in this process's memory by a thread subscribed to its changes.
+
+    `current()` vouches for a value only when nothing about it can be on its way: it answers None (then read Redis
+    yourself) before the subscription is up, after it is lost, and while a change has reached this process but is
+    not read yet (bytes waiting on the subscription's socket, or being read). Redis writes a published change to
+    every subscriber's socket in the same pass as its answer to the publisher, so once `publish` has returned in
+    any process of this machine, no `current()` here answers the value it replaced."""
+
+    def __init__(self, url: str, key: str, default: Callable[[], int]) -> None:
+        self.pid = os.getpid()
+        self.key = key
+        self._default = default
+        self._client = redis.Redis.from_url(url, socket_timeout=QUIET_SECONDS, socket_connect_timeout=1.0)
+        self._lock = threading.Lock()  # held while the subscription is read, and while `current()` looks at it
+        self._heard = threading.Condition(self._lock)
+        self._value: int | None = None
+        self._unread: select.poll | None = None  # `current()`'s own look at the subscription's socket
+        self._heard_at = 0.0
+        self._recent: collections.deque[int] = collections.deque(maxlen=64)  # the values messages brought
+        threading.Thread(target=self._run, name=f"pushed {key}", daemon=True).start()
+
+    def current(self) -> int | None:
+        if not self._lock.acquire(blocking=False):
+            return None  # the thread is reading the subscription: a change may be arriving
+        try:
+            if self._unread is None or self._value is None:
+                return None
+            if time.monotonic() - self._heard_at > 3 * QUIET_SECONDS or self._unread.poll(0):
+                return None  # the subscription has gone quiet, or holds a message not read yet
+            return self._value
+        finally:
+            self._lock.release()
+
+    def wait_for(self, value: int) -> None:
+        """Return once the subscription has brought `value`, which this process has just published (it is on its
+        way: Redis wrote it before answering the publisher). If it does not come within a second, the
+        subscription is dropped and started afresh, and nothing is vouched for meanwhile."""
+        with self._heard:
+            if self._unread is not None and not self._heard.wait_for(lambda: value in self._recent, timeout=1.0):
+                self._unread = None
+
+    def _run(self) -> None:
+        delay, told = 0.1, False
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                self._listen(pubsub)
+            except (RedisError, OSError, ValueError) as exc:
+                if self._unread is not None:  # it was up: a new outage
+                    delay, told = 0.1, False
+                if not told:
+                    logger.warning("no subscription to %s (%s); it is read from Redis meanwhile", self.key, exc)
+                    told = True
+            finally:
+                with self._lock:
+                    self._unread = None
+                with contextlib.suppress(RedisError, OSError):
+                    pubsub.close()
+            time.sleep(delay)
+            delay = min(delay * 2, QUIET_SECONDS)
+
+    def _listen(self, pubsub: Any) -> None:
+        pubsub.subscribe(self.key)
+        confirmed = pubsub.get_message(timeout=QUIET_SECONDS)
+        if not confirmed or confirmed["type"] != "subscribe":
+            raise ConnectionError(f"no confirmation of the subscription ({confirmed!r})")
+        # Read after subscribing: a change made after this read comes as a message, one made before is read here.
+        value = self._client.get(self.key)
+        if value is None or not value.isdigit():  # none yet, or not an int (written by an earlier version)
+            value = _publish(self._client, self.key, self._default(), only_if_absent=value is None)
+        poller, unread = select.poll(), select.poll()  # one poll object cannot be polled from two threads at once
+        for each in (poller, unread):
+            each.register(pubsub.connection._sock, select.POLLIN)
+        with self._lock:
+            self._value, self._unread, self._heard_at = int(value), unread, time.monotonic()
+        pinged = False
+        while True:
+            if self._unread is None:  # dropped by `wait_for`
+                raise ConnectionError("a change published here did not come back")
+            if not poller.poll(QUIET_SECONDS * 1000):
+                if pinged:
+                    raise ConnectionError(f"no answer to a PING within {QUIET_SECONDS:g} s")
+                pubsub.ping()
+                pinged = True
+                continue
+            with self._heard:
+                while (message := pubsub.get_message(timeout=0.0)) is not None:
+                    if message["type"] == "message":
+                        self._value = int(message["data"])
+                        self._recent.append(self._value)
+                    self._heard_at = time.monotonic()
+                    pinged = False
+                self._heard.notify_all()

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from apps.compliance.audit import audit_record
 from apps.security.models import ClientPolicy
 from apps.security.redis import RETRY_AFTER_FAILURE
-from music21_platform.cache import RedisCache, async_redis
+from music21_platform.cache import RedisCache, async_redis, publish, pushed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -42,7 +42,9 @@ class VerifiedToken:
 # Verified tokens are remembered per process for a few seconds, so that a busy client's calls do not each query
 # the database. Anything that can invalidate a token (revocation, a disabled client or user, erasure) bumps a
 # shared epoch in the cache (Redis in production), and a remembered token is only trusted under the epoch it was
-# verified in: revocation still takes effect at the next call, in every process.
+# verified in: revocation still takes effect at the next call, in every process. With Redis, each bump is
+# pushed to every process that reads the epoch (music21_platform.cache.PushedValue), which then knows it without
+# asking Redis on every call.
 TOKEN_CACHE_SECONDS = 10.0
 TOKEN_EPOCH_KEY = "oauth:token-epoch"  # noqa: S105 - a cache key
 
@@ -54,7 +56,17 @@ def _new_epoch() -> int:
 
 def token_epoch() -> Any:
     """The current invalidation epoch, or None if the shared cache cannot be read (then nothing is trusted)."""
+    backend = caches["default"]
     try:
+        if isinstance(backend, RedisCache):
+            pushed_epoch = _pushed_epoch(backend)
+            if pushed_epoch is not None:
+                return pushed_epoch
+            epoch = cache.get(TOKEN_EPOCH_KEY)
+            if isinstance(epoch, int):
+                return epoch
+            # None yet, or a uuid written by an earlier version (replaced, which forgets all)
+            return publish(backend, TOKEN_EPOCH_KEY, _new_epoch(), only_if_absent=epoch is None)
         epoch = cache.get_or_set(TOKEN_EPOCH_KEY, _new_epoch, timeout=None)
         if not isinstance(epoch, int):  # written by an earlier version (a uuid): replaced, which forgets all
             epoch = _new_epoch()
@@ -65,15 +77,18 @@ def token_epoch() -> Any:
 
 
 async def token_epoch_async() -> int | None:
-    """`token_epoch` from the event loop, without a worker thread: read in place from the process's own memory
-    cache, or with an asynchronous Redis client. None when that cannot tell (no epoch yet, another cache
-    backend, Redis unreachable): then ask `token_authenticate`, in a worker thread."""
+    """`token_epoch` from the event loop, without a worker thread: from this process's memory (the memory cache,
+    or the epoch Redis pushed here), else with an asynchronous Redis client. None when that cannot tell (no epoch
+    yet, another cache backend, Redis unreachable): then ask `token_authenticate`, in a worker thread."""
     backend = caches["default"]
     if isinstance(backend, LocMemCache):  # memory of this process: no I/O
         epoch = token_epoch()
         return epoch if isinstance(epoch, int) else None
-    if not isinstance(backend, RedisCache) or time.monotonic() < _async_epoch_unreadable_until[0]:
+    if not isinstance(backend, RedisCache):
         return None
+    pushed_epoch = _pushed_epoch(backend)
+    if pushed_epoch is not None or time.monotonic() < _async_epoch_unreadable_until[0]:
+        return pushed_epoch
     try:
         value = await async_redis(backend).get(backend.make_and_validate_key(TOKEN_EPOCH_KEY))
         return int(value) if value is not None else None
@@ -86,6 +101,10 @@ async def token_epoch_async() -> int | None:
 
 
 _async_epoch_unreadable_until = [0.0]
+
+
+def _pushed_epoch(backend: RedisCache) -> int | None:
+    return pushed(backend, TOKEN_EPOCH_KEY, _new_epoch).current()
 
 
 class _EpochMemo:
@@ -123,8 +142,12 @@ _users = _EpochMemo()
 
 def token_epoch_bump(**kwargs: Any) -> None:
     """Invalidate every remembered token in every process (signal receiver and service helper)."""
+    epoch, backend = _new_epoch(), caches["default"]
     try:
-        cache.set(TOKEN_EPOCH_KEY, _new_epoch(), timeout=None)
+        if isinstance(backend, RedisCache):
+            publish(backend, TOKEN_EPOCH_KEY, epoch)
+        else:
+            cache.set(TOKEN_EPOCH_KEY, epoch, timeout=None)
     except Exception:  # the cache is down: no process can read an epoch either, so none trusts its memory
         logger.warning("could not bump the token epoch", exc_info=True)
     _verified.clear()

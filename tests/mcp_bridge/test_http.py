@@ -5,17 +5,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 import anyio
 import httpx2 as httpx
 import pytest
+from django.conf import settings as django_settings
 from oauth2_provider.models import AccessToken
 
 from apps.security import scopes
 from apps.tools.registry import TOOLS
 from tests.mcp_bridge.conftest import mcp_session
+from tests.support import subprocess_database_url
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -161,6 +166,34 @@ def test_a_revoked_token_stops_working_at_once(live_site: str, alice: Any, token
         f"{live_site}/mcp", json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}")
     )
     assert response.status_code == 401
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="other processes reach this one through Redis")
+def test_a_token_revoked_by_another_process_stops_working_at_once(live_site: str, alice: Any, token_for: Any) -> None:
+    token = token_for(alice)
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}")
+    for _ in range(2):  # verified, then remembered by this server
+        assert httpx.post(f"{live_site}/mcp", json=INITIALIZE, headers=headers).status_code == 200
+    revoke = (  # an administrator's shell, or another server's /o/revoke_token/
+        "import django\n"
+        "from django.conf import settings\n"
+        f"settings.CACHES['default']['KEY_PREFIX'] = {django_settings.CACHES['default']['KEY_PREFIX']!r}\n"
+        "django.setup()\n"
+        "from oauth2_provider.models import AccessToken\n"
+        f"AccessToken.objects.get(token_checksum={hashlib.sha256(token.encode()).hexdigest()!r}).revoke()\n"
+    )
+    subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", revoke],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+            "DATABASE_URL": subprocess_database_url(),
+        },
+        cwd=django_settings.BASE_DIR,
+        check=True,
+        timeout=60,
+    )
+    assert httpx.post(f"{live_site}/mcp", json=INITIALIZE, headers=headers).status_code == 401
 
 
 def test_an_expired_token_is_refused(live_site: str, alice: Any, token_for: Any) -> None:

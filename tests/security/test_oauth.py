@@ -428,3 +428,29 @@ def test_with_redis_unreachable_the_event_loop_leaves_tokens_to_the_worker_threa
     assert anyio.run(services.token_epoch_async) is None  # refused: no epoch, so nothing remembered is trusted
     assert services._async_epoch_unreadable_until[0] > 0  # and Redis is left alone for a while
     assert anyio.run(services.token_epoch_async) is None
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="epochs are pushed to each process through Redis")
+def test_the_event_loop_knows_the_epoch_without_asking_redis_and_hears_a_bump_at_once(monkeypatch: Any) -> None:
+    import time
+
+    import anyio
+    from django.core.cache import cache, caches
+
+    from apps.security import services
+
+    deadline = time.monotonic() + 10  # the subscription is started by the first read, in its own thread
+    while services._pushed_epoch(caches["default"]) is None:
+        assert time.monotonic() < deadline, "the subscription to the token epoch did not come up"
+        time.sleep(0.02)
+
+    def no_round_trip(*args: Any) -> Any:
+        raise AssertionError("the event loop asked Redis for the epoch")
+
+    monkeypatch.setattr(services, "async_redis", no_round_trip)
+    assert anyio.run(services.token_epoch_async) == cache.get(services.TOKEN_EPOCH_KEY)
+    before = cache.get(services.TOKEN_EPOCH_KEY)
+    services.token_epoch_bump()  # what revoking a token does
+    after = cache.get(services.TOKEN_EPOCH_KEY)
+    assert after != before
+    assert anyio.run(services.token_epoch_async) == after  # already known here, still without asking Redis
