@@ -13,7 +13,6 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
-import json
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 import mcp_types as types
+import pydantic_core
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
@@ -112,12 +112,15 @@ def _listing() -> list[types.Tool]:
     return listing
 
 
-def _success(result: dict[str, Any]) -> types.CallToolResult:
-    """Structured content for programs, and the same as JSON text for models; an SVG also as a picture."""
-    content: list[Any] = [types.TextContent(text=json.dumps(result, ensure_ascii=False))]
+def _success(result: dict[str, Any]) -> dict[str, Any]:
+    """Structured content for programs, and the same as JSON text for models; an SVG also as a picture.
+
+    The CallToolResult's wire form, built directly: the SDK validates a handler's result against the protocol
+    version's schema either way, and a model built here would be dumped to this same dict first."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": pydantic_core.to_json(result).decode()}]
     if result.get("media_type") == "image/svg+xml" and isinstance(result.get("svg"), str):
-        content.append(types.ImageContent(data=_base64(result["svg"]), mime_type="image/svg+xml"))
-    return types.CallToolResult(content=content, structured_content=result)
+        content.append({"type": "image", "data": _base64(result["svg"]), "mimeType": "image/svg+xml"})
+    return {"content": content, "structuredContent": result, "isError": False}
 
 
 def _base64(text: str) -> str:
