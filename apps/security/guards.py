@@ -8,6 +8,7 @@ and goes back to Redis by itself when it answers again (see apps.security.redis)
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -63,8 +64,17 @@ if take and not blocked then
   end
 end
 reply[blocks + 1] = tostring(longest)
-for i = blocks + buckets + 1, #KEYS do
+local reads = tonumber(ARGV[7])
+for i = blocks + buckets + 1, blocks + buckets + reads do
   reply[#reply + 1] = redis.call('GET', KEYS[i])
+end
+for i = blocks + buckets + reads + 1, #KEYS do
+  local stamp = redis.call('GET', KEYS[i])
+  if not stamp then
+    stamp = ARGV[8]
+    redis.call('SET', KEYS[i], stamp, 'EX', tonumber(ARGV[9]))
+  end
+  reply[#reply + 1] = stamp
 end
 return reply
 """
@@ -104,17 +114,18 @@ def _buckets(group: str, user_id: Any, client_id: str | None) -> list[str]:
 
 
 def _admit_in_redis(
-    client: Any, *, blocks: list[str], buckets: list[str], take: bool, reads: list[str]
-) -> tuple[list[bytes | None], float, list[bytes | None]]:
-    """Run the admission script: the cached block-list entries, the seconds to wait for a token (0: taken), and
-    the values of `reads`. Raises RedisError."""
+    client: Any, *, blocks: list[str], buckets: list[str], take: bool, reads: list[str], stamps: tuple[str, ...] = ()
+) -> tuple[list[bytes | None], float, list[bytes | None], list[bytes]]:
+    """Run the admission script: the cached block-list entries, the seconds to wait for a token (0: taken), the
+    values of `reads`, and those of the `stamps` (see `stamp_renew`). Raises RedisError."""
     capacity, rate = _bucket_parameters()
     script = _scripts.get(id(client)) or _scripts.setdefault(id(client), client.register_script(_ADMIT_SCRIPT))
     reply = script(
-        keys=[*blocks, *(_redis_key(bucket) for bucket in buckets), *reads],
-        args=[len(blocks), len(buckets), int(take), capacity, rate, time.time()],
+        keys=[*blocks, *(_redis_key(bucket) for bucket in buckets), *reads, *(_stamp_key(s) for s in stamps)],
+        args=[len(blocks), len(buckets), int(take), capacity, rate, time.time(), len(reads), _new_stamp(), STAMP_TTL],
     )
-    return reply[: len(blocks)], float(reply[len(blocks)]), reply[len(blocks) + 1 :]
+    read_at, stamp_at = len(blocks) + 1, len(blocks) + 1 + len(reads)
+    return reply[: len(blocks)], float(reply[len(blocks)]), reply[read_at:stamp_at], reply[stamp_at:]
 
 
 def _take(keys: list[str]) -> float:
@@ -123,7 +134,7 @@ def _take(keys: list[str]) -> float:
     client = shared_redis()
     if client is not None:
         try:
-            _, wait, _ = _admit_in_redis(client, blocks=[], buckets=keys, take=True, reads=[])
+            _, wait, _, _ = _admit_in_redis(client, blocks=[], buckets=keys, take=True, reads=[])
         except RedisError as exc:
             redis_failed(exc)
         else:
@@ -149,31 +160,47 @@ def rate_limit_check(*, group: str, user_id: Any, client_id: str | None) -> None
     _refuse_if_waiting(group, _take(_buckets(group, user_id, client_id)))
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What the admission read on its way: the group's shared breaker state, for `call_through_breaker` to use if
+    the call goes straight on to it, and the current value of each stamp asked for (None without Redis)."""
+
+    breaker: BreakerReading | None = None
+    stamps: tuple[str | None, ...] = ()
+
+
 def admit(
-    *, group: str, user_id: Any, client_id: str | None, ip: str | None, refusal: ApplicationError | None = None
-) -> BreakerReading | None:
+    *,
+    group: str,
+    user_id: Any,
+    client_id: str | None,
+    ip: str | None,
+    refusal: ApplicationError | None = None,
+    stamps: tuple[str, ...] = (),
+) -> Admission:
     """Admit a call, or refuse it: a blocked address or client first, then `refusal` (the call's own fault,
     found before: a missing scope, invalid arguments), then an empty rate-limit bucket. A refused call takes no
     token.
 
-    With Redis this is one round trip, which also reads the group's shared breaker state: returned for
-    `call_through_breaker`, to use if the call goes straight on to it. Without Redis (or when it fails) each
-    check reads its own state."""
+    With Redis this is one round trip, which also reads the group's shared breaker state and the `stamps`.
+    Without Redis (or when it fails) each check reads its own state, and there are no stamps."""
     cached: dict[tuple[str, str], Any] | None = None
     wait: float | None = None
     reading: BreakerReading | None = None
+    stamped: tuple[str | None, ...] = (None,) * len(stamps)
     client = shared_redis()
     if client is not None:
         blocks = events.block_cache_keys(ip=ip, client_id=client_id)
         storage = breaker(group)._state_storage
         reads = storage.keys() if isinstance(storage, _SharedStorage) else []
         try:
-            values, wait, read = _admit_in_redis(
+            values, wait, read, stamp_values = _admit_in_redis(
                 client,
                 blocks=list(blocks.values()),
                 buckets=_buckets(group, user_id, client_id),
                 take=refusal is None,
                 reads=reads,
+                stamps=stamps,
             )
         except RedisError as exc:
             redis_failed(exc)
@@ -183,11 +210,41 @@ def admit(
             # took a token from a blocked caller's bucket, once per block-list cache period.
             cached = dict(zip(blocks, values, strict=True))
             reading = BreakerReading(*read) if reads else None
+            stamped = tuple(value.decode() for value in stamp_values)
     events.block_check(ip=ip, client_id=client_id, cached=cached)
     if refusal is not None:
         raise refusal
     _refuse_if_waiting(group, _take(_buckets(group, user_id, client_id)) if wait is None else wait)
-    return reading
+    return Admission(reading, stamped)
+
+
+# --- Stamps: a value in Redis that changes whenever what it stands for changes ---------------------------------
+#
+# A process may keep something it read from the database (a score's row) under the stamp the call's admission
+# read; a later call that reads the same stamp may use it again without the query. Whoever changes that thing
+# renews the stamp once the change is committed. A stamp missing from Redis (never set, expired, or lost with
+# Redis) is set afresh by the next admission, to a random value nothing was kept under.
+STAMP_TTL = 86_400  # seconds; a stamp nobody reads or renews for a day is set afresh when next read
+
+
+def _stamp_key(name: str) -> str:
+    return f"{settings.GUARD_NAMESPACE}:stamp:{name}"
+
+
+def _new_stamp() -> str:
+    return secrets.token_hex(8)
+
+
+def stamp_renew(name: str) -> None:
+    """Change the stamp `name`: what any process kept under its old value is read afresh. If Redis cannot be
+    reached, processes keep it until their own time limit on what they keep (see apps.tools.selectors)."""
+    client = shared_redis()
+    if client is None:
+        return
+    try:
+        client.set(_stamp_key(name), _new_stamp(), ex=STAMP_TTL)
+    except RedisError as exc:
+        redis_failed(exc)
 
 
 def rate_limits_forget(*, user_id: Any) -> None:

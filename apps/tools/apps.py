@@ -11,7 +11,9 @@ class ToolsConfig(AppConfig):
     def ready(self) -> None:
         # Importing the declarations fills the tool registry once, at start-up.
         from apps.tools import declarations  # noqa: F401
+        from apps.tools.signals import signals_connect
         from music21_platform.tracing import tracing_setup
 
         # Before the first request, so that the Django instrumentation wraps the middleware.
         tracing_setup()
+        signals_connect()

@@ -8,6 +8,7 @@ the request id and becomes an `InternalError` whose message never carries a trac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ from apps.tools.errors import (
     UnknownTool,
 )
 from apps.tools.registry import TOOLS, Tool
+from apps.tools.selectors import scores_stamp_name
 from music21_platform.logs import call_context
 from music21_platform.tracing import span
 
@@ -67,6 +69,9 @@ class Caller:
     # with the outcome (the result, or the ApplicationError the call ends with) as soon as it is known and
     # counted, then writes the audit event in the same thread (see apps.mcp_bridge.server.until_answered).
     answer: Callable[[dict[str, Any] | ApplicationError], None] | None = field(default=None, compare=False, repr=False)
+    # The stamp of the user's scores as the call's admission read it (None without Redis): score rows this
+    # process read under the same stamp are used again without a query (apps.tools.selectors.score_get).
+    scores_stamp: str | None = None
 
     @classmethod
     def operator(cls, user: AbstractBaseUser, *, transport: str = "cli") -> Caller:
@@ -107,12 +112,18 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
         try:
             with span("guards.admit"):
                 parsed, refusal = _checked(tool, caller, arguments)
-                reading = guards.admit(
-                    group=tool.group, user_id=caller.user.pk, client_id=caller.client_id, ip=caller.ip, refusal=refusal
+                admission = guards.admit(
+                    group=tool.group,
+                    user_id=caller.user.pk,
+                    client_id=caller.client_id,
+                    ip=caller.ip,
+                    refusal=refusal,
+                    stamps=(scores_stamp_name(caller.user.pk),),
                 )
+            runs_as = dataclasses.replace(caller, scores_stamp=admission.stamps[0])
             with span("guards.bulkhead"), guards.bulkhead(tool.group) as at_once, span("music21.run"):
                 result = guards.call_through_breaker(
-                    tool.group, _run_with_timeout, tool, caller, parsed, reading=reading if at_once else None
+                    tool.group, _run_with_timeout, tool, runs_as, parsed, reading=admission.breaker if at_once else None
                 )
             outcome = {"status": "success", **result}
         except ApplicationError as error:

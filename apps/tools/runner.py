@@ -109,6 +109,7 @@ def _in_process(tool: Tool, caller: Caller, parsed: Any, *, limit: float) -> dic
         caller.client_id,
         caller.ip,
         caller.request_id,
+        caller.scores_stamp,
         parsed.model_dump(),
     )
     try:
@@ -290,6 +291,7 @@ def _worker_call(
     client_id: str | None,
     ip: str | None,
     request_id: str,
+    scores_stamp: str | None,
     arguments: dict[str, Any],
 ) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
@@ -305,7 +307,13 @@ def _worker_call(
             _worker_users.clear()
         _worker_users[user_pk] = user
     caller = Caller(
-        user=user, scopes=frozenset(scopes), client_id=client_id, ip=ip, transport="worker", request_id=request_id
+        user=user,
+        scopes=frozenset(scopes),
+        client_id=client_id,
+        ip=ip,
+        transport="worker",
+        request_id=request_id,
+        scores_stamp=scores_stamp,
     )
     return run_function(tool, caller, tool.arguments.model_validate(arguments))
 

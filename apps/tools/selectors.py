@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import functools
 import json
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -54,14 +57,40 @@ def retry_transient_reads(read: Callable[P, T]) -> Callable[P, T]:
     return first_try
 
 
+# Score rows read by score tool calls, kept under the stamp of their owner's scores (see apps.security.guards):
+# the next call that reads the same stamp at its admission uses the row again without a query. Every change to a
+# user's scores renews the stamp once committed (apps.tools.signals), and nothing is kept longer than
+# SCORE_ROWS_SECONDS, which bounds how long a change can go unseen if the stamp could not be renewed.
+SCORE_ROWS_SECONDS = 10.0
+SCORE_ROWS_LIMIT = 10_000
+_score_rows: dict[tuple[Any, str], tuple[str, float, Score]] = {}
+_score_rows_lock = threading.Lock()
+
+
+def scores_stamp_name(owner_id: Any) -> str:
+    return f"scores:{owner_id}"
+
+
 @retry_transient_reads
-def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
+def score_get(*, owner: AbstractBaseUser, score_id: str, stamp: str | None = None) -> Score:
     """The owner's score with this id. Another user's score is reported exactly as a missing one.
 
-    Its source is not read (a parsed-score cache hit does not need it; `score.source` still loads it)."""
+    Its source is not read (a parsed-score cache hit does not need it; `score.source` still loads it). With
+    `stamp`, the stamp of the owner's scores read at the call's admission, a row this process read under the same
+    stamp is used again (a copy of it, as it was read)."""
+    key = (owner.pk, score_id)
+    if stamp is not None:
+        kept = _score_rows.get(key)
+        if kept is not None and kept[0] == stamp and time.monotonic() - kept[1] < SCORE_ROWS_SECONDS:
+            return copy.copy(kept[2])
     score = _score_row(owner.pk, score_id)
     if score is None:
         raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.")
+    if stamp is not None:
+        with _score_rows_lock:
+            if len(_score_rows) >= SCORE_ROWS_LIMIT:
+                _score_rows.clear()
+            _score_rows[key] = (stamp, time.monotonic(), copy.copy(score))
     return score
 
 

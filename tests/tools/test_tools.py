@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from music21 import converter, corpus
@@ -17,6 +21,7 @@ from apps.tools.models import Score
 from apps.tools.registry import TOOLS
 from apps.tools.services.cache import ParsedScoreCache, parsed_scores
 from apps.tools.services.parsing import parse_stored
+from tests.support import subprocess_database_url
 
 SCORE_TOOLS = [
     ("score_info", {}),
@@ -224,6 +229,50 @@ def test_a_cache_hit_skips_parsing(chorale: Any, alice: Any, call: Any, monkeypa
     monkeypatch.setattr(scores, "parse_stored", lambda *a, **k: pytest.fail("parsed again despite the cache"))
 
     assert call(alice, "score_info", score_id="chorale")["notes"] == 165
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="score rows are kept under stamps held in Redis")
+def test_a_score_row_is_read_once_while_nothing_changes(chorale: Any, alice: Any, call: Any, monkeypatch: Any) -> None:
+    from apps.tools import selectors
+
+    call(alice, "score_info", score_id="chorale")
+    monkeypatch.setattr(selectors, "_score_row", lambda *args: pytest.fail("the score's row was read again"))
+
+    assert call(alice, "key_analysis", score_id="chorale")["key"] == "F# minor"
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="other processes reach this one through Redis")
+def test_a_score_replaced_in_another_process_is_not_answered_from_memory(
+    chorale: Any, alice: Any, call: Any, settings: Any
+) -> None:
+    assert call(alice, "key_analysis", score_id="chorale")["key"] == "F# minor"  # its row is now kept here
+    c_major = {
+        "score_id": "chorale",
+        "source": "4/4 c4 e g c' g e c2",
+        "source_type": "tinynotation",
+    }
+    replace = (
+        "import django; django.setup()\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from apps.tools.invocation import Caller, invoke_tool\n"
+        "alice = Caller.operator(get_user_model().objects.get(username='alice'))\n"
+        "invoke_tool('delete_score', {'score_id': 'chorale'}, caller=alice)\n"
+        f"invoke_tool('import_score', {c_major!r}, caller=alice)\n"
+    )
+    subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", replace],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+            "DATABASE_URL": subprocess_database_url(),
+            "GUARD_NAMESPACE": settings.GUARD_NAMESPACE,
+        },
+        cwd=settings.BASE_DIR,
+        check=True,
+        timeout=120,
+    )
+
+    assert call(alice, "key_analysis", score_id="chorale")["key"] == "C major"
 
 
 def test_call_tool_prints_the_json_result(chorale: Any, capsys: Any) -> None:
