@@ -32,6 +32,7 @@ from apps.tools.errors import ApplicationError, NotFound
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.registry import TOOLS
 from music21_platform.db import with_connections
+from music21_platform.runtime import garbage_after_call
 
 T = TypeVar("T")
 Identify = Callable[[ServerRequestContext[Any, Any]], Awaitable[Caller]]
@@ -84,6 +85,8 @@ async def until_answered(name: str, arguments: dict[str, Any], *, caller: Caller
         except BaseException as exc:  # handed to the awaiting request, which raises it
             outcome = exc
         answer(outcome)  # when the call ended before it could answer (an unexpected error)
+        if runner.tools_run_here():  # a tool process does the same once it has sent its answer
+            garbage_after_call()
 
     # The thread runs in a copy of this context, as anyio's worker threads do (tracing, the auth context).
     loop.run_in_executor(runner.call_threads(), contextvars.copy_context().run, run)

@@ -29,7 +29,7 @@ from django.db import connections
 from apps.tools.errors import ApplicationError, TimedOut
 from music21_platform.db import with_connections
 from music21_platform.fairness import FairSemaphore
-from music21_platform.runtime import gc_tune
+from music21_platform.runtime import garbage_after_call, gc_tune
 
 if TYPE_CHECKING:
     from apps.tools.invocation import Caller
@@ -81,17 +81,22 @@ def _process_pool() -> ToolProcesses:
         return _processes
 
 
+def tools_run_here() -> bool:
+    """Whether tool functions run in threads of this process (TOOL_WORKER_PROCESSES = 0)."""
+    return settings.TOOL_WORKER_PROCESSES == 0
+
+
 def runner_start() -> None:
     """Start the tool worker processes now (serving processes call this once started), not at the first call:
     calls that reach a pool still starting wait for whole interpreters to start (2 s and more here), long enough
     for calls queued behind them in the bulkhead to be refused as busy."""
-    if settings.TOOL_WORKER_PROCESSES > 0:
+    if not tools_run_here():
         _process_pool()
 
 
 def run_tool(tool: Tool, caller: Caller, parsed: Any, *, limit: float) -> dict[str, Any]:
     """Run the tool's function within `limit` seconds, or raise TimedOut."""
-    if settings.TOOL_WORKER_PROCESSES > 0 and tool.isolated:
+    if not tools_run_here() and tool.isolated:
         return _in_process(tool, caller, parsed, limit=limit)
     future = _thread_pool().submit(with_connections, _run_here, tool, caller, parsed)
     try:
@@ -267,6 +272,7 @@ def _worker_main(pipe: Any, database_name: str | None) -> None:
         except Exception as error:  # an answer that cannot be pickled: say so rather than leave the caller waiting
             logger.exception("tool process: the answer to a call could not be sent back")
             pipe.send((False, WorkerDied(f"The tool's answer could not be returned ({type(error).__name__}).")))
+        garbage_after_call()
 
 
 def _worker_start(database_name: str | None) -> None:

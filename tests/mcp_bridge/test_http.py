@@ -293,6 +293,37 @@ def test_a_call_is_answered_before_its_audit_event_is_written_and_the_event_foll
     ]
 
 
+def test_the_garbage_a_call_leaves_is_collected_after_it_is_answered(
+    live_site: str, alice: Any, token_for: Any, monkeypatch: Any
+) -> None:
+    import gc
+    import threading
+
+    from apps.mcp_bridge import server
+
+    held, collected = threading.Event(), threading.Event()
+
+    def collect_when_released() -> None:
+        held.wait(timeout=10)  # not released by then: the answer waited for the collection, which fails the test
+        gc.collect(1)
+        collected.set()
+
+    monkeypatch.setattr(server, "garbage_after_call", collect_when_released)
+    token = token_for(alice)
+    answers: list[Any] = []
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, token) as session:
+            answers.append(await session.call_tool("import_score", {"score_id": "c", "source": "bach/bwv66.6"}))
+
+    try:
+        anyio.run(conversation)
+        assert answers[0].structured_content["notes"] == 165 and not collected.is_set()
+    finally:
+        held.set()
+    assert collected.wait(timeout=60)  # and then the call's thread collected it
+
+
 PING = {"jsonrpc": "2.0", "id": "ping-1", "method": "ping"}
 
 
