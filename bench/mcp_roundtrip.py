@@ -33,11 +33,13 @@ from bench.harness import Row, Timing, call_failure
 
 SECTION = "MCP over HTTP (uvicorn process, OAuth token, minimal client) vs direct music21 (bach/bwv66.6)"
 SDK_SECTION = "The same calls with the Python SDK's client (its own CPU included) vs direct music21"
-# Samples per side, in multiples of --repeat. chord_analysis takes 0.2-0.3 s a call and plain music21's time for it
-# is spread wide (the collector stalls some calls by hundreds of ms), so it gets twice --repeat, and the SDK's client
-# is timed on the two short tools only: what it adds does not depend on the tool, and its calls would take the
-# time that chord_analysis's samples need.
-REPEAT = {"score_info": 10, "key_analysis": 3, "chord_analysis": 2}
+# Samples per side, in multiples of --repeat. A median of n samples is uncertain by about 1.25 standard deviations
+# over the square root of n: chord_analysis's calls (0.15-0.3 s) spread by some 7 ms about their median, which
+# made the added milliseconds of two medians of 60 samples uncertain by +-1.6 ms, half the 3 ms target; 120 bring
+# that to about +-1.1 (18 s more). key_analysis's spread is narrower; 180 samples cost 3 s more than 90. The SDK's
+# client is timed on the two short tools only: what it adds does not depend on the tool, and its calls would take
+# the time that chord_analysis's samples need.
+REPEAT = {"score_info": 10, "key_analysis": 6, "chord_analysis": 4}
 SDK_TOOLS = ("score_info", "key_analysis")
 
 
