@@ -1,9 +1,13 @@
-"""Helpers the tests share: a free port, the test database's URL for server subprocesses, a signed-in admin."""
+"""Helpers the tests share: a free port, the test database's URL for server subprocesses, code run in another
+process of the same deployment, a signed-in admin."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,30 @@ def subprocess_database_url() -> str:
             pytest.fail("server subprocesses need a file-based SQLite test database (see DATABASES TEST NAME)")
         return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def in_another_process(code: str) -> None:
+    """Run `code`, once Django is set up, in a fresh interpreter that shares this test's database, cache keys and
+    guard namespace: another server of the same deployment, or an administrator's shell."""
+    cache_prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    script = (
+        "import django\n"
+        "from django.conf import settings\n"
+        f"settings.CACHES['default']['KEY_PREFIX'] = {cache_prefix!r}\n"
+        "django.setup()\n"
+    ) + code
+    subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", script],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+            "DATABASE_URL": subprocess_database_url(),
+            "GUARD_NAMESPACE": settings.GUARD_NAMESPACE,
+        },
+        cwd=settings.BASE_DIR,
+        check=True,
+        timeout=120,
+    )
 
 
 def signed_in(user: Any) -> Client:

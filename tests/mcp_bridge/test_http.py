@@ -5,9 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -20,7 +17,7 @@ from oauth2_provider.models import AccessToken
 from apps.security import scopes
 from apps.tools.registry import TOOLS
 from tests.mcp_bridge.conftest import mcp_session
-from tests.support import subprocess_database_url
+from tests.support import in_another_process
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -174,24 +171,10 @@ def test_a_token_revoked_by_another_process_stops_working_at_once(live_site: str
     headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}")
     for _ in range(2):  # verified, then remembered by this server
         assert httpx.post(f"{live_site}/mcp", json=INITIALIZE, headers=headers).status_code == 200
-    revoke = (  # an administrator's shell, or another server's /o/revoke_token/
-        "import django\n"
-        "from django.conf import settings\n"
-        f"settings.CACHES['default']['KEY_PREFIX'] = {django_settings.CACHES['default']['KEY_PREFIX']!r}\n"
-        "django.setup()\n"
+    checksum = hashlib.sha256(token.encode()).hexdigest()
+    in_another_process(  # an administrator's shell, or another server's /o/revoke_token/
         "from oauth2_provider.models import AccessToken\n"
-        f"AccessToken.objects.get(token_checksum={hashlib.sha256(token.encode()).hexdigest()!r}).revoke()\n"
-    )
-    subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-c", revoke],
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
-            "DATABASE_URL": subprocess_database_url(),
-        },
-        cwd=django_settings.BASE_DIR,
-        check=True,
-        timeout=60,
+        f"AccessToken.objects.get(token_checksum={checksum!r}).revoke()\n"
     )
     assert httpx.post(f"{live_site}/mcp", json=INITIALIZE, headers=headers).status_code == 401
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -21,7 +18,7 @@ from apps.tools.models import Score
 from apps.tools.registry import TOOLS
 from apps.tools.services.cache import ParsedScoreCache, parsed_scores
 from apps.tools.services.parsing import parse_stored
-from tests.support import subprocess_database_url
+from tests.support import in_another_process
 
 SCORE_TOOLS = [
     ("score_info", {}),
@@ -242,34 +239,19 @@ def test_a_score_row_is_read_once_while_nothing_changes(chorale: Any, alice: Any
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="other processes reach this one through Redis")
-def test_a_score_replaced_in_another_process_is_not_answered_from_memory(
-    chorale: Any, alice: Any, call: Any, settings: Any
-) -> None:
+def test_a_score_replaced_in_another_process_is_not_answered_from_memory(chorale: Any, alice: Any, call: Any) -> None:
     assert call(alice, "key_analysis", score_id="chorale")["key"] == "F# minor"  # its row is now kept here
     c_major = {
         "score_id": "chorale",
         "source": "4/4 c4 e g c' g e c2",
         "source_type": "tinynotation",
     }
-    replace = (
-        "import django; django.setup()\n"
+    in_another_process(
         "from django.contrib.auth import get_user_model\n"
         "from apps.tools.invocation import Caller, invoke_tool\n"
         "alice = Caller.operator(get_user_model().objects.get(username='alice'))\n"
         "invoke_tool('delete_score', {'score_id': 'chorale'}, caller=alice)\n"
         f"invoke_tool('import_score', {c_major!r}, caller=alice)\n"
-    )
-    subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-c", replace],
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
-            "DATABASE_URL": subprocess_database_url(),
-            "GUARD_NAMESPACE": settings.GUARD_NAMESPACE,
-        },
-        cwd=settings.BASE_DIR,
-        check=True,
-        timeout=120,
     )
 
     assert call(alice, "key_analysis", score_id="chorale")["key"] == "C major"
