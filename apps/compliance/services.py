@@ -22,6 +22,7 @@ from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive
 from apps.security.models import SecurityEvent
 from apps.tools.errors import ApplicationError, NotFound
 from apps.tools.models import Score, SourceFormat
+from apps.tools.selectors import score_rows_forget, scores_stamp_name
 from apps.tools.services.cache import parsed_scores_purge
 
 if TYPE_CHECKING:
@@ -386,7 +387,9 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
         get_user_model().objects.filter(pk=user_id).delete()
     audit.subject_forget(user_id)
     parsed_scores_purge(score_pks)
+    score_rows_forget(user_id)
     guards.rate_limits_forget(user_id=user_id)
+    guards.stamp_forget(scores_stamp_name(user_id))
 
 
 def _auditlog_forget(user_id: int) -> None:

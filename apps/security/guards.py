@@ -247,6 +247,18 @@ def stamp_renew(name: str) -> None:
         redis_failed(exc)
 
 
+def stamp_forget(name: str) -> None:
+    """Drop the stamp `name` from Redis (erasure: a user's id must not linger there); the next admission that
+    reads it sets it afresh."""
+    client = shared_redis()
+    if client is None:
+        return
+    try:
+        client.delete(_stamp_key(name))
+    except RedisError as exc:
+        redis_failed(exc)
+
+
 def rate_limits_forget(*, user_id: Any) -> None:
     """Drop a user's buckets everywhere (erasure): their id must not linger in Redis."""
     from apps.tools.registry import GROUPS

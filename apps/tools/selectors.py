@@ -71,6 +71,13 @@ def scores_stamp_name(owner_id: Any) -> str:
     return f"scores:{owner_id}"
 
 
+def score_rows_forget(owner_id: Any) -> None:
+    """Drop the rows this process keeps of the owner's scores (erasure)."""
+    with _score_rows_lock:
+        for key in [key for key in _score_rows if key[0] == owner_id]:
+            del _score_rows[key]
+
+
 @retry_transient_reads
 def score_get(*, owner: AbstractBaseUser, score_id: str, stamp: str | None = None) -> Score:
     """The owner's score with this id. Another user's score is reported exactly as a missing one.

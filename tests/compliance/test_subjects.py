@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from music21 import converter, midi
@@ -20,9 +21,13 @@ from music21 import converter, midi
 from apps.compliance import services
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, SubjectKey
 from apps.compliance.services import RequestRefused
+from apps.security import guards
 from apps.security.models import SecurityEvent
+from apps.security.redis import shared_redis
+from apps.tools import selectors
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import Score
+from apps.tools.selectors import scores_stamp_name
 from apps.tools.services.cache import parsed_scores
 from tests.support import superuser
 
@@ -100,6 +105,8 @@ def test_erasure_leaves_no_row_that_refers_to_alice(
     call(alice, "key_analysis", score_id="chorale")  # now parsed and cached in this process
     chorale_pk = Score.objects.get(owner=alice, score_id="chorale").pk
     assert any(key[0] == chorale_pk for key in parsed_scores._entries)
+    if settings.REDIS_URL:  # its row is kept too, under the stamp of her scores
+        assert (alice.pk, "chorale") in selectors._score_rows
     invoke_tool(
         "score_info",
         {"score_id": "chorale"},
@@ -124,6 +131,9 @@ def test_erasure_leaves_no_row_that_refers_to_alice(
     assert len(checked) >= 10
     assert not SubjectKey.objects.filter(user_id=alice_id).exists()
     assert not any(key[0] == chorale_pk for key in parsed_scores._entries)
+    assert not any(owner == alice_id for owner, _ in selectors._score_rows)
+    if settings.REDIS_URL:  # her id does not linger in Redis
+        assert not shared_redis().exists(guards._stamp_key(scores_stamp_name(alice_id)))
     assert Score.objects.filter(owner=bob).count() == 1  # bob keeps everything
     assert SecurityEvent.objects.filter(ip="198.51.100.4").count() == 0  # anonymised, not linked
 
