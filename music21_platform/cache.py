@@ -104,7 +104,7 @@ def publish(backend: RedisCache, key: str, value: int, *, only_if_absent: bool =
     full_key = backend.make_and_validate_key(key)
     held = _publish(backend._cache.get_client(write=True), full_key, value, only_if_absent)
     watch = _pushed.get((backend._servers[0], full_key))
-    if watch is not None and held == value:
+    if watch is not None and watch.pid == os.getpid() and held == value:  # not one a forked child inherited
         watch.wait_for(value)
     return held
 
