@@ -11,7 +11,7 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -238,23 +238,22 @@ def _new_stamp() -> str:
 def stamp_renew(name: str) -> None:
     """Change the stamp `name`: what any process kept under its old value is read afresh. If Redis cannot be
     reached, processes keep it until their own time limit on what they keep (see apps.tools.selectors)."""
-    client = shared_redis()
-    if client is None:
-        return
-    try:
-        client.set(_stamp_key(name), _new_stamp(), ex=STAMP_TTL)
-    except RedisError as exc:
-        redis_failed(exc)
+    _write_shared(lambda client: client.set(_stamp_key(name), _new_stamp(), ex=STAMP_TTL))
 
 
 def stamp_forget(name: str) -> None:
     """Drop the stamp `name` from Redis (erasure: a user's id must not linger there); the next admission that
     reads it sets it afresh."""
+    _write_shared(lambda client: client.delete(_stamp_key(name)))
+
+
+def _write_shared(write: Callable[[Any], Any]) -> None:
+    """`write` to the shared Redis, if there is one and it answers (a failure is recorded, not raised)."""
     client = shared_redis()
     if client is None:
         return
     try:
-        client.delete(_stamp_key(name))
+        write(client)
     except RedisError as exc:
         redis_failed(exc)
 
@@ -267,12 +266,7 @@ def rate_limits_forget(*, user_id: Any) -> None:
     with _local_lock:
         for key in keys:
             _local_buckets.pop(key, None)
-    client = shared_redis()
-    if client is not None:
-        try:
-            client.delete(*[_redis_key(key) for key in keys])
-        except RedisError as exc:
-            redis_failed(exc)
+    _write_shared(lambda client: client.delete(*[_redis_key(key) for key in keys]))
 
 
 def rate_limits_reset() -> None:
