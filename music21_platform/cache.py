@@ -79,6 +79,51 @@ def async_redis(backend: RedisCache) -> redis.asyncio.Redis:
     return client
 
 
+# --- Memory under a version ------------------------------------------------------------------------------------
+
+
+class EpochMemo:
+    """Values this process remembers for `seconds`, trusted only under the epoch (or stamp) they were stored
+    under: whoever can invalidate them changes the epoch, and a reader passes the one it has just read. None for
+    an epoch is never trusted. At `LIMIT` entries, everything is forgotten at once."""
+
+    LIMIT = 10_000
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._entries: dict[Any, tuple[Any, Any, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, epoch: Any) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None or epoch is None:
+            return None
+        value, stored_epoch, at = entry
+        return value if stored_epoch == epoch and time.monotonic() - at < self.seconds else None
+
+    def put(self, key: Any, value: Any, epoch: Any) -> None:
+        if value is None or epoch is None:
+            return
+        with self._lock:
+            if len(self._entries) > self.LIMIT:
+                self._entries.clear()
+            self._entries[key] = (value, epoch, time.monotonic())
+
+    def forget(self, keep: Callable[[Any], bool] | None = None) -> None:
+        """Forget every entry, or those whose key `keep` does not keep."""
+        with self._lock:
+            if keep is None:
+                self._entries.clear()
+            else:
+                self._entries = {key: entry for key, entry in self._entries.items() if keep(key)}
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Any:
+        return iter(list(self._entries))
+
+
 # --- Values pushed to every process -------------------------------------------------------------------------------
 # A small integer that every process must see change at once (the token epoch, apps.security.services) is written
 # with `publish` and read with `pushed(...).current()`: a thread of each reading process is subscribed to its
@@ -102,25 +147,21 @@ def publish(backend: RedisCache, key: str, value: int, *, only_if_absent: bool =
     `only_if_absent`, only if the key holds nothing yet. Returns the value the key holds. Raises RedisError.
     Stored as Django stores an int (its digits), so `cache.get(key)` reads it too."""
     full_key = backend.make_and_validate_key(key)
-    held = _publish(backend._cache.get_client(write=True), full_key, value, only_if_absent)
+    client = backend._cache.get_client(write=True)
+    held = int(client.eval(_PUBLISH_SCRIPT, 1, full_key, value, int(only_if_absent)))
     watch = _pushed.get((backend._servers[0], full_key))
     if watch is not None and watch.pid == os.getpid() and held == value:  # not one a forked child inherited
         watch.wait_for(value)
     return held
 
 
-def _publish(client: redis.Redis, full_key: str, value: int, only_if_absent: bool) -> int:
-    return int(client.eval(_PUBLISH_SCRIPT, 1, full_key, value, int(only_if_absent)))
-
-
-def pushed(backend: RedisCache, key: str, default: Callable[[], int]) -> PushedValue:
-    """This process's subscription to `key` (started on first use); `default` makes its first value if there is
-    none yet."""
+def pushed(backend: RedisCache, key: str) -> PushedValue:
+    """This process's subscription to `key` (started on first use)."""
     full_key = backend.make_and_validate_key(key)
     with _lock:
         watch = _pushed.get((backend._servers[0], full_key))
         if watch is None or watch.pid != os.getpid():  # a forked child does not inherit the thread
-            watch = _pushed[(backend._servers[0], full_key)] = PushedValue(backend._servers[0], full_key, default)
+            watch = _pushed[(backend._servers[0], full_key)] = PushedValue(backend._servers[0], full_key)
         return watch
 
 
@@ -133,10 +174,9 @@ class PushedValue:
     every subscriber's socket in the same pass as its answer to the publisher, so once `publish` has returned in
     any process of this machine, no `current()` here answers the value it replaced."""
 
-    def __init__(self, url: str, key: str, default: Callable[[], int]) -> None:
+    def __init__(self, url: str, key: str) -> None:
         self.pid = os.getpid()
         self.key = key
-        self._default = default
         self._client = redis.Redis.from_url(url, socket_timeout=QUIET_SECONDS, socket_connect_timeout=1.0)
         self._lock = threading.Lock()  # held while the subscription is read, and while `current()` looks at it
         self._heard = threading.Condition(self._lock)
@@ -193,13 +233,13 @@ class PushedValue:
             raise ConnectionError(f"no confirmation of the subscription ({confirmed!r})")
         # Read after subscribing: a change made after this read comes as a message, one made before is read here.
         value = self._client.get(self.key)
-        if value is None or not value.isdigit():  # none yet, or not an int (written by an earlier version)
-            value = _publish(self._client, self.key, self._default(), only_if_absent=value is None)
         poller, unread = select.poll(), select.poll()  # one poll object cannot be polled from two threads at once
         for each in (poller, unread):
             each.register(pubsub.connection._sock, select.POLLIN)
         with self._lock:
-            self._value, self._unread, self._heard_at = int(value), unread, time.monotonic()
+            # None (nothing vouched for) until the key holds an int: whoever sets it first publishes it too.
+            self._value = int(value) if value is not None and value.isdigit() else None
+            self._unread, self._heard_at = unread, time.monotonic()
         pinged = False
         while True:
             if self._unread is None:  # dropped by `wait_for`

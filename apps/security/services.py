@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,7 @@ from redis.exceptions import RedisError
 from apps.compliance.audit import audit_record
 from apps.security.models import ClientPolicy
 from apps.security.redis import RETRY_AFTER_FAILURE
-from music21_platform.cache import RedisCache, async_redis, publish, pushed
+from music21_platform.cache import EpochMemo, RedisCache, async_redis, publish, pushed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -104,40 +103,11 @@ _async_epoch_unreadable_until = [0.0]
 
 
 def _pushed_epoch(backend: RedisCache) -> int | None:
-    return pushed(backend, TOKEN_EPOCH_KEY, _new_epoch).current()
+    return pushed(backend, TOKEN_EPOCH_KEY).current()
 
 
-class _EpochMemo:
-    """Values remembered for TOKEN_CACHE_SECONDS, trusted only under the epoch they were stored in."""
-
-    LIMIT = 10_000
-
-    def __init__(self) -> None:
-        self._entries: dict[Any, tuple[Any, Any, float]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: Any, epoch: Any) -> Any | None:
-        entry = self._entries.get(key)
-        if entry is None or epoch is None:
-            return None
-        value, stored_epoch, at = entry
-        return value if stored_epoch == epoch and time.monotonic() - at < TOKEN_CACHE_SECONDS else None
-
-    def put(self, key: Any, value: Any, epoch: Any) -> None:
-        if value is None or epoch is None:
-            return
-        with self._lock:
-            if len(self._entries) > self.LIMIT:
-                self._entries.clear()
-            self._entries[key] = (value, epoch, time.monotonic())
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-_verified = _EpochMemo()
-_users = _EpochMemo()
+_verified = EpochMemo(TOKEN_CACHE_SECONDS)
+_users = EpochMemo(TOKEN_CACHE_SECONDS)
 
 
 def token_epoch_bump(**kwargs: Any) -> None:
@@ -150,8 +120,8 @@ def token_epoch_bump(**kwargs: Any) -> None:
             cache.set(TOKEN_EPOCH_KEY, epoch, timeout=None)
     except Exception:  # the cache is down: no process can read an epoch either, so none trusts its memory
         logger.warning("could not bump the token epoch", exc_info=True)
-    _verified.clear()
-    _users.clear()
+    _verified.forget()
+    _users.forget()
 
 
 def token_verify(*, raw_token: str, resource: str) -> VerifiedToken | None:

@@ -7,8 +7,6 @@ import binascii
 import copy
 import functools
 import json
-import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -18,6 +16,7 @@ from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_
 
 from apps.tools.errors import InvalidArguments, NotFound
 from apps.tools.models import Score
+from music21_platform.cache import EpochMemo
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -62,9 +61,7 @@ def retry_transient_reads(read: Callable[P, T]) -> Callable[P, T]:
 # user's scores renews the stamp once committed (apps.tools.signals), and nothing is kept longer than
 # SCORE_ROWS_SECONDS, which bounds how long a change can go unseen if the stamp could not be renewed.
 SCORE_ROWS_SECONDS = 10.0
-SCORE_ROWS_LIMIT = 10_000
-_score_rows: dict[tuple[Any, str], tuple[str, float, Score]] = {}
-_score_rows_lock = threading.Lock()
+_score_rows = EpochMemo(SCORE_ROWS_SECONDS)
 
 
 def scores_stamp_name(owner_id: Any) -> str:
@@ -73,9 +70,7 @@ def scores_stamp_name(owner_id: Any) -> str:
 
 def score_rows_forget(owner_id: Any) -> None:
     """Drop the rows this process keeps of the owner's scores (erasure)."""
-    with _score_rows_lock:
-        for key in [key for key in _score_rows if key[0] == owner_id]:
-            del _score_rows[key]
+    _score_rows.forget(keep=lambda key: key[0] != owner_id)
 
 
 @retry_transient_reads
@@ -85,19 +80,13 @@ def score_get(*, owner: AbstractBaseUser, score_id: str, stamp: str | None = Non
     Its source is not read (a parsed-score cache hit does not need it; `score.source` still loads it). With
     `stamp`, the stamp of the owner's scores read at the call's admission, a row this process read under the same
     stamp is used again (a copy of it, as it was read)."""
-    key = (owner.pk, score_id)
-    if stamp is not None:
-        kept = _score_rows.get(key)
-        if kept is not None and kept[0] == stamp and time.monotonic() - kept[1] < SCORE_ROWS_SECONDS:
-            return copy.copy(kept[2])
+    kept = _score_rows.get((owner.pk, score_id), stamp)
+    if kept is not None:
+        return copy.copy(kept)
     score = _score_row(owner.pk, score_id)
     if score is None:
         raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.")
-    if stamp is not None:
-        with _score_rows_lock:
-            if len(_score_rows) >= SCORE_ROWS_LIMIT:
-                _score_rows.clear()
-            _score_rows[key] = (stamp, time.monotonic(), copy.copy(score))
+    _score_rows.put((owner.pk, score_id), copy.copy(score), stamp)
     return score
 
 
