@@ -115,15 +115,15 @@ def _listing() -> list[types.Tool]:
     return listing
 
 
-def _success(result: dict[str, Any]) -> dict[str, Any]:
+def _success(result: dict[str, Any]) -> types.CallToolResult:
     """Structured content for programs, and the same as JSON text for models; an SVG also as a picture.
 
-    The CallToolResult's wire form, built directly: the SDK validates a handler's result against the protocol
-    version's schema either way, and a model built here would be dumped to this same dict first."""
-    content: list[dict[str, Any]] = [{"type": "text", "text": pydantic_core.to_json(result).decode()}]
+    Built as the SDK's model, so that the SDK shapes it for the protocol version the client negotiated (the
+    2026-07-28 result carries `resultType`, which a hand-built dict lacked)."""
+    content: list[types.ContentBlock] = [types.TextContent(text=pydantic_core.to_json(result).decode())]
     if result.get("media_type") == "image/svg+xml" and isinstance(result.get("svg"), str):
-        content.append({"type": "image", "data": _base64(result["svg"]), "mimeType": "image/svg+xml"})
-    return {"content": content, "structuredContent": result, "isError": False}
+        content.append(types.ImageContent(data=_base64(result["svg"]), mime_type="image/svg+xml"))
+    return types.CallToolResult(content=content, structured_content=result, is_error=False)
 
 
 def _base64(text: str) -> str:

@@ -1,4 +1,7 @@
-"""MCP clients (the SDK's own) for the tests of the MCP endpoint."""
+"""MCP clients (the SDK's own) for the tests of the MCP endpoint.
+
+Every end-to-end test that takes `mcp_mode` runs twice: once as the SDK's `mcp.Client` connects by default
+(`server/discover`, protocol 2026-07-28) and once with the initialize handshake of the 2025 era (`legacy`)."""
 
 from __future__ import annotations
 
@@ -6,18 +9,22 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx2
-from mcp.client.session import ClientSession
+import pytest
+from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 
+@pytest.fixture(params=["auto", "legacy"])
+def mcp_mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @contextlib.asynccontextmanager
-async def mcp_session(base_url: str, token: str | None) -> AsyncIterator[ClientSession]:
-    """An initialised MCP client session over Streamable HTTP, with `token` as its bearer token."""
+async def mcp_session(base_url: str, token: str | None, mode: str = "auto") -> AsyncIterator[Client]:
+    """A connected `mcp.Client` over Streamable HTTP in `mode`, with `token` as its bearer token."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=60) as http,
-        streamable_http_client(f"{base_url}/mcp", http_client=http) as (read_stream, write_stream),
-        ClientSession(read_stream, write_stream) as session,
+        Client(streamable_http_client(f"{base_url}/mcp", http_client=http), mode=mode) as client,
     ):
-        await session.initialize()
-        yield session
+        yield client

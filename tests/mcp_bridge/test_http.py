@@ -46,11 +46,13 @@ def test_without_a_valid_token_mcp_answers_401_pointing_at_the_metadata(
     )
 
 
-def test_a_token_holder_lists_every_tool_and_analyses_a_chorale(live_site: str, alice: Any, token_for: Any) -> None:
+def test_a_token_holder_lists_every_tool_and_analyses_a_chorale(
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any
+) -> None:
     token = token_for(alice)
 
     async def conversation() -> None:
-        async with mcp_session(live_site, token) as session:
+        async with mcp_session(live_site, token, mcp_mode) as session:
             listed = await session.list_tools()
             assert {t.name for t in listed.tools} == set(TOOLS)
             key_tool = next(t for t in listed.tools if t.name == "key_analysis")
@@ -71,11 +73,13 @@ def test_a_token_holder_lists_every_tool_and_analyses_a_chorale(live_site: str, 
     anyio.run(conversation)
 
 
-def test_notation_and_binary_exports_come_back_as_content(live_site: str, alice: Any, token_for: Any) -> None:
+def test_notation_and_binary_exports_come_back_as_content(
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any
+) -> None:
     token = token_for(alice)
 
     async def conversation() -> None:
-        async with mcp_session(live_site, token) as session:
+        async with mcp_session(live_site, token, mcp_mode) as session:
             await session.call_tool("import_score", {"score_id": "c", "source": "bach/bwv66.6"})
             rendered = await session.call_tool("render_score", {"score_id": "c", "measure_end": 2})
             assert not rendered.is_error, _text(rendered)
@@ -92,17 +96,19 @@ def test_notation_and_binary_exports_come_back_as_content(live_site: str, alice:
     anyio.run(conversation)
 
 
-def test_scores_are_resources_of_their_owner(live_site: str, alice: Any, bob: Any, token_for: Any) -> None:
+def test_scores_are_resources_of_their_owner(
+    mcp_mode: str, live_site: str, alice: Any, bob: Any, token_for: Any
+) -> None:
     alice_token, bob_token = token_for(alice), token_for(bob)
 
     async def conversation() -> None:
-        async with mcp_session(live_site, alice_token) as session:
+        async with mcp_session(live_site, alice_token, mcp_mode) as session:
             await session.call_tool("import_score", {"score_id": "chorale", "source": "bach/bwv66.6"})
             listed = await session.list_resources()
             assert [str(r.uri) for r in listed.resources] == ["score://chorale"]
             read = await session.read_resource("score://chorale")
             assert "<score-partwise" in read.contents[0].text
-        async with mcp_session(live_site, bob_token) as session:
+        async with mcp_session(live_site, bob_token, mcp_mode) as session:
             assert (await session.list_resources()).resources == []
             with pytest.raises(Exception, match="not_found"):
                 await session.read_resource("score://chorale")
@@ -110,11 +116,13 @@ def test_scores_are_resources_of_their_owner(live_site: str, alice: Any, bob: An
     anyio.run(conversation)
 
 
-def test_a_read_only_token_cannot_import_and_is_told_which_scope(live_site: str, alice: Any, token_for: Any) -> None:
+def test_a_read_only_token_cannot_import_and_is_told_which_scope(
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any
+) -> None:
     token = token_for(alice, scopes.READ)
 
     async def conversation() -> None:
-        async with mcp_session(live_site, token) as session:
+        async with mcp_session(live_site, token, mcp_mode) as session:
             result = await session.call_tool("import_score", {"score_id": "x", "source": "bach/bwv66.6"})
             assert result.is_error
             assert "music21:write" in _text(result)
@@ -125,14 +133,14 @@ def test_a_read_only_token_cannot_import_and_is_told_which_scope(live_site: str,
 
 
 def test_bob_cannot_reach_alices_scores_even_by_guessing_ids(
-    live_site: str, alice: Any, bob: Any, token_for: Any
+    mcp_mode: str, live_site: str, alice: Any, bob: Any, token_for: Any
 ) -> None:
     alice_token, bob_token = token_for(alice), token_for(bob)
 
     async def conversation() -> None:
-        async with mcp_session(live_site, alice_token) as session:
+        async with mcp_session(live_site, alice_token, mcp_mode) as session:
             await session.call_tool("import_score", {"score_id": "chorale", "source": "bach/bwv66.6"})
-        async with mcp_session(live_site, bob_token) as session:
+        async with mcp_session(live_site, bob_token, mcp_mode) as session:
             for tool, extra in [
                 ("score_info", {}),
                 ("export_score", {"format": "musicxml"}),
@@ -143,18 +151,18 @@ def test_bob_cannot_reach_alices_scores_even_by_guessing_ids(
                 result = await session.call_tool(tool, {"score_id": "chorale", **extra})
                 assert result.is_error
                 assert result.structured_content["error"] == "not_found", tool
-        async with mcp_session(live_site, alice_token) as session:
+        async with mcp_session(live_site, alice_token, mcp_mode) as session:
             still_there = await session.call_tool("score_info", {"score_id": "chorale"})
             assert still_there.structured_content["notes"] == 165
 
     anyio.run(conversation)
 
 
-def test_a_revoked_token_stops_working_at_once(live_site: str, alice: Any, token_for: Any) -> None:
+def test_a_revoked_token_stops_working_at_once(mcp_mode: str, live_site: str, alice: Any, token_for: Any) -> None:
     token = token_for(alice)
 
     async def first() -> None:
-        async with mcp_session(live_site, token) as session:
+        async with mcp_session(live_site, token, mcp_mode) as session:
             assert not (await session.call_tool("list_scores", {})).is_error
 
     anyio.run(first)
@@ -188,7 +196,7 @@ def test_an_expired_token_is_refused(live_site: str, alice: Any, token_for: Any)
 
 
 def test_a_corpus_job_reports_progress_as_it_goes(
-    live_site: str, alice: Any, token_for: Any, celery_worker: None
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any, celery_worker: None
 ) -> None:
     token = token_for(alice, scopes.READ)
     progress: list[tuple[float, float | None]] = []
@@ -197,7 +205,7 @@ def test_a_corpus_job_reports_progress_as_it_goes(
         progress.append((done, total))
 
     async def conversation() -> Any:
-        async with mcp_session(live_site, token) as session:
+        async with mcp_session(live_site, token, mcp_mode) as session:
             return await session.call_tool(
                 "analyze_corpus", {"path_pattern": "bach/bwv6*", "analysis": "key"}, progress_callback=on_progress
             )
@@ -234,7 +242,7 @@ def test_a_call_is_answered_as_json_unless_it_asks_for_progress(live_site: str, 
 
 
 def test_a_call_is_answered_before_its_audit_event_is_written_and_the_event_follows(
-    live_site: str, alice: Any, token_for: Any, monkeypatch: Any
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any, monkeypatch: Any
 ) -> None:
     import threading
 
@@ -254,7 +262,7 @@ def test_a_call_is_answered_before_its_audit_event_is_written_and_the_event_foll
     answers: list[Any] = []
 
     async def conversation() -> None:
-        async with mcp_session(live_site, token) as session:
+        async with mcp_session(live_site, token, mcp_mode) as session:
             answers.append(await session.call_tool("import_score", {"score_id": "c", "source": "bach/bwv66.6"}))
             answers.append(await session.call_tool("key_analysis", {"score_id": "missing"}))
 
@@ -277,7 +285,7 @@ def test_a_call_is_answered_before_its_audit_event_is_written_and_the_event_foll
 
 
 def test_the_garbage_a_call_leaves_is_collected_after_it_is_answered(
-    live_site: str, alice: Any, token_for: Any, monkeypatch: Any
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any, monkeypatch: Any
 ) -> None:
     import gc
     import threading
@@ -296,7 +304,7 @@ def test_the_garbage_a_call_leaves_is_collected_after_it_is_answered(
     answers: list[Any] = []
 
     async def conversation() -> None:
-        async with mcp_session(live_site, token) as session:
+        async with mcp_session(live_site, token, mcp_mode) as session:
             answers.append(await session.call_tool("import_score", {"score_id": "c", "source": "bach/bwv66.6"}))
 
     try:
@@ -343,7 +351,7 @@ def test_protocol_answers_hold_whichever_way_a_post_is_served(
 
 
 def test_closing_the_call_stops_the_corpus_job(
-    live_site: str, alice: Any, token_for: Any, settings: Any, monkeypatch: Any
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any, settings: Any, monkeypatch: Any
 ) -> None:
     # Chunks run in this process here (eager), so the test can count them; with workers the same flag revokes
     # the queued tasks instead.
@@ -362,7 +370,7 @@ def test_closing_the_call_stops_the_corpus_job(
     token = token_for(alice, scopes.READ)
 
     async def conversation() -> None:
-        async with mcp_session(live_site, token) as session:
+        async with mcp_session(live_site, token, mcp_mode) as session:
             with anyio.move_on_after(1.0):
                 await session.call_tool("analyze_corpus", {"composer": "bach", "limit": 200})
 

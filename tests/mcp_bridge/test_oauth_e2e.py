@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx2
+from mcp import Client
 from mcp.client.auth import OAuthClientProvider
-from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from oauth2_provider.models import AccessToken, Application
@@ -39,7 +39,9 @@ class MemoryStorage:
         self.client_info = client_info
 
 
-def test_an_mcp_client_with_only_the_url_gets_in_and_analyses_a_chorale(live_site: str, alice: Any) -> None:
+def test_an_mcp_client_with_only_the_url_gets_in_and_analyses_a_chorale(
+    mcp_mode: str, live_site: str, alice: Any
+) -> None:
     storage = MemoryStorage()
     redirect: dict[str, Any] = {}
     visited: list[str] = []
@@ -77,10 +79,8 @@ def test_an_mcp_client_with_only_the_url_gets_in_and_analyses_a_chorale(live_sit
     async def conversation() -> None:
         async with (
             httpx2.AsyncClient(auth=auth, timeout=60) as http,
-            streamable_http_client(f"{live_site}/mcp", http_client=http) as (read_stream, write_stream),
-            ClientSession(read_stream, write_stream) as session,
+            Client(streamable_http_client(f"{live_site}/mcp", http_client=http), mode=mcp_mode) as session,
         ):
-            await session.initialize()
             tools = {t.name for t in (await session.list_tools()).tools}
             assert {"import_score", "key_analysis", "render_score"} <= tools
             imported = await session.call_tool(

@@ -9,15 +9,15 @@ from typing import Any
 import anyio
 import pytest
 from django.conf import settings
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 from apps.tools.registry import TOOLS
 from tests.support import subprocess_database_url
 
 
 @pytest.mark.django_db(transaction=True)
-def test_stdio_serves_the_same_tools_as_the_named_user(alice: Any) -> None:
+def test_stdio_serves_the_same_tools_as_the_named_user(mcp_mode: str, alice: Any) -> None:
     server = StdioServerParameters(
         command=sys.executable,
         args=["manage.py", "mcp_stdio", "--user", "alice"],
@@ -26,11 +26,7 @@ def test_stdio_serves_the_same_tools_as_the_named_user(alice: Any) -> None:
     )
 
     async def conversation() -> None:
-        async with (
-            stdio_client(server) as (read_stream, write_stream),
-            ClientSession(read_stream, write_stream) as session,
-        ):
-            await session.initialize()
+        async with Client(server, mode=mcp_mode) as session:
             assert {t.name for t in (await session.list_tools()).tools} == set(TOOLS)
             imported = await session.call_tool(
                 "import_score", {"score_id": "chorale", "source": "bach/bwv66.6", "source_type": "corpus"}
