@@ -17,6 +17,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as oauth2_views
 from oauth2_provider.models import Application
+from oauth2_provider.oauth2_backends import _add_iss_to_redirect
+from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import DynamicClientRegistrationView
 
 from apps.compliance.audit import audit_record
@@ -173,6 +175,14 @@ class AuthorizationView(oauth2_views.AuthorizationView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return self._refusal(request.POST) or super().post(request, *args, **kwargs)
+
+    def redirect(self, redirect_to: str, application: Any) -> HttpResponse:
+        # RFC 9207 section 2: every authorization response names its issuer, error responses (a denied consent)
+        # included; django-oauth-toolkit 3.4.1 adds `iss` only to successful ones (django-oauth-toolkit#1846).
+        # Its own helper and issuer, so that both carry the same single `iss`; tests/security/test_oauth_bcp.py
+        # pins it (and passes unchanged once the library adds it itself).
+        issuer = oauth2_settings.oauth2_authorization_server_issuer(self.request)
+        return super().redirect(_add_iss_to_redirect(redirect_to, issuer), application)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
