@@ -9,7 +9,7 @@ class SecurityConfig(AppConfig):
     verbose_name = "Security"
 
     def ready(self) -> None:
-        from apps.security import signals  # noqa: F401 - connects the sign-in receivers
+        from apps.security import client_metadata, signals  # noqa: F401 - connect their receivers
         from apps.security.metrics import series_initialise
         from apps.security.monitoring import process_metrics_start
 
