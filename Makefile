@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# The JavaScript clients the interop tests drive (the MCP TypeScript SDK, the MCP conformance suite and the Node 22
+# they run on), exactly as tests/package-lock.json pins them.
+NODE_STAMP := tests/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format bench migrate
+.PHONY: install install-js run test lint format bench migrate
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +18,17 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Without Node.js and npm there is nothing to install with, and the tests that need these packages skip, saying so
+# (with Node.js but without the packages they fail: .ci/run installs npm).
+$(NODE_STAMP): tests/package.json tests/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix tests --prefer-offline --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \
+	else \
+	  echo "npm not found: tests/package.json is not installed (the JavaScript interop tests need Node.js and npm)"; \
+	fi
+
+install-js: $(NODE_STAMP)
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
@@ -27,7 +41,7 @@ run: migrate
 	@echo ""
 	$(BIN)/uvicorn music21_platform.asgi:application --host $(HOST) --port $(PORT)
 
-test: install
+test: install install-js
 	$(BIN)/python -m pytest -n 2
 
 lint: install
