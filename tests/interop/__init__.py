@@ -1,10 +1,10 @@
 """JavaScript clients run against the live server: where their runtime is, and how a test runs one.
 
-`make install` runs `npm ci --prefix tests`, which installs tests/package.json's exact versions (the lockfile) and,
-through the npm package `node`, a Node 22 binary that the conformance suite needs (it imports `fs.globSync`, new in
-Node 22). Every script runs on that binary, so the tests do not depend on the version of Node on the machine, only on
-there being one (with npm) to install the packages: without Node the tests skip, saying so; with Node but without the
-installed packages they fail, saying what to run.
+`make install-js` (which `make test` runs) runs `npm ci --prefix tests`: tests/package.json's exact versions (the
+lockfile) and, through the npm package `node`, a Node 22 binary, which the conformance suite needs (it imports
+`fs.globSync`, new in Node 22). Every script runs on that binary, so the tests do not depend on the version of Node on
+the machine, only on there being one (with npm) to install the packages: without Node the tests skip, saying so; with
+Node but without the installed packages they fail, saying what to run.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ def node() -> str:
     """The pinned Node binary; skips the test when the machine has no Node at all, fails when the packages are
     missing (a machine with Node runs these tests)."""
     if shutil.which("node") is None and not NODE.exists():
-        pytest.skip("Node.js is not installed: the JavaScript interop tests need node and npm (then: make install)")
+        pytest.skip("Node.js is not installed: the JavaScript interop tests need node and npm (then: make install-js)")
     if not NODE.exists():
-        pytest.fail(f"{NODE} is missing: run `npm ci --prefix tests` (make install does it)")
+        pytest.fail(f"{NODE} is missing: run `make install-js` (npm ci --prefix tests; make test does it)")
     return str(NODE)
 
 
