@@ -300,7 +300,7 @@ OAUTH_REGISTRATIONS_PER_HOUR = env_number("OAUTH_REGISTRATIONS_PER_HOUR", 20, mi
 # The privacy and compliance JSON API (Django REST framework): a signed-in session or an OAuth bearer token.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "oauth2_provider.contrib.rest_framework.OAuth2Authentication",
+        "apps.security.permissions.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

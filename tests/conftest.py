@@ -25,6 +25,7 @@ from oauth2_provider.models import AccessToken, Application, set_token_value
 from apps.compliance import audit
 from apps.security import guards, scopes
 from apps.security.oauth_settings import oauth2_provider_settings
+from apps.security.resources import api_resource, mcp_resource
 from apps.security.services import token_epoch_bump
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.runner import runner_shutdown
@@ -135,9 +136,20 @@ def live_site(transactional_db: None, settings: Any) -> Iterator[str]:
 
 @pytest.fixture
 def token_for(transactional_db: None) -> Any:
-    """An access token for `user` with `scope`, issued to a registered public client, as the flow would."""
+    """An access token for `user` with `scope`, issued to a registered public client, as the flow would.
 
-    def issue(user: Any, scope: str = f"{scopes.READ} {scopes.WRITE}", *, expires_in: int = 3600) -> str:
+    `resource` is its audience (RFC 8707): "mcp" (the default, as MCP clients ask) for PUBLIC_URL/mcp, "api" for
+    the HTTP APIs (PUBLIC_URL), None for a token issued without one, or any URL. music21:admin only for staff."""
+
+    def issue(
+        user: Any,
+        scope: str = f"{scopes.READ} {scopes.WRITE}",
+        *,
+        expires_in: int = 3600,
+        resource: str | None = "mcp",
+    ) -> str:
+        assert scopes.grantable(scope.split(), user=user) == scope.split(), f"{user} cannot be granted {scope}"
+        audience = {"mcp": mcp_resource(), "api": api_resource(), None: None}.get(resource, resource)
         application = Application.objects.create(
             name=f"test client of {user.username}",
             client_type=Application.CLIENT_PUBLIC,
@@ -146,7 +158,11 @@ def token_for(transactional_db: None) -> Any:
         )
         raw = secrets.token_urlsafe(32)
         token = AccessToken(
-            user=user, application=application, scope=scope, expires=timezone.now() + timedelta(seconds=expires_in)
+            user=user,
+            application=application,
+            scope=scope,
+            expires=timezone.now() + timedelta(seconds=expires_in),
+            resource=[audience] if audience else [],
         )
         set_token_value(token, raw)  # stored as a checksum only, as the server stores the tokens it issues
         token.save()

@@ -143,7 +143,7 @@ def test_metrics_add_up_across_two_uvicorn_workers(
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        token = token_for(alice)
+        token = token_for(alice, resource=f"{base}/mcp")  # that server's MCP endpoint
         workers = {_mcp_call(base, token, "health_check", {})["process"] for _ in range(12)}
         for _ in range(8):
             _mcp_call(base, token, "score_info", {"score_id": "chorale"})
@@ -222,14 +222,16 @@ def test_each_call_logs_a_json_line_with_its_context(chorale: Any, alice: Any) -
 
 def test_server_stats_are_for_staff_and_admin_tokens(live_site: str, alice: Any, chorale: Any, token_for: Any) -> None:
     assert httpx.get(f"{live_site}/server_stats").status_code in (401, 403)
-    with_read = httpx.get(f"{live_site}/server_stats", headers={"Authorization": f"Bearer {token_for(alice)}"})
+    with_read = httpx.get(
+        f"{live_site}/server_stats", headers={"Authorization": f"Bearer {token_for(alice, resource='api')}"}
+    )
     assert with_read.status_code == 403 and "music21:admin" in with_read.json()["message"]
-    admin_token = token_for(alice, "music21:admin")
+    staff = get_user_model().objects.create_user("ops", "ops@example.com", "x" * 20, is_staff=True)
+    admin_token = token_for(staff, "music21:admin", resource="api")
     stats = httpx.get(f"{live_site}/server_stats", headers={"Authorization": f"Bearer {admin_token}"}).json()
     assert stats["scores_held"] == 1 and stats["uptime_seconds"] > 0
     assert set(stats["breakers"]) == {"music_analysis", "score_import", "composition", "export", "system"}
     assert stats["parsed_score_cache"]["capacity"] == settings.MAX_SCORES_IN_MEMORY
-    staff = get_user_model().objects.create_user("ops", "ops@example.com", "x" * 20, is_staff=True)
     client = Client()
     client.force_login(staff)
     assert client.get("/server_stats").json()["requests"]["total"] >= 1

@@ -16,6 +16,7 @@ from apps.security.services import client_disable, client_enable, client_secret_
 class ClientPolicyInline(admin.StackedInline):
     model = ClientPolicy
     can_delete = False
+    fields = ("disabled", "disabled_reason", "may_introspect", "registration_ip", "created_at")
     readonly_fields = ("registration_ip", "created_at")
     extra = 0
 
@@ -49,9 +50,16 @@ class PlatformApplicationAdmin(ApplicationAdmin):
         "authorization_grant_type",
         "registration_source",
         "status",
+        "introspects",
         "created",
     )
-    list_filter = ("client_type", "authorization_grant_type", "registration_source", "policy__disabled")
+    list_filter = (
+        "client_type",
+        "authorization_grant_type",
+        "registration_source",
+        "policy__disabled",
+        "policy__may_introspect",
+    )
     search_fields = ("name", "client_id")
     list_select_related = ("policy", "user")
     actions = ["disable_clients", "enable_clients", "revoke_client_tokens", "rotate_secrets"]
@@ -67,6 +75,11 @@ class PlatformApplicationAdmin(ApplicationAdmin):
     def status(self, application: Application) -> str:
         policy = getattr(application, "policy", None)
         return "disabled" if policy is not None and policy.disabled else "enabled"
+
+    @admin.display(description="may introspect", boolean=True)
+    def introspects(self, application: Application) -> bool:
+        policy = getattr(application, "policy", None)
+        return policy is not None and policy.may_introspect
 
     @admin.action(description="Disable the selected clients (and revoke their tokens)")
     def disable_clients(self, request: Any, queryset: Any) -> None:

@@ -8,8 +8,8 @@ from oauth2_provider.models import Application
 
 
 class ClientPolicy(models.Model):
-    """An OAuth client's standing on this platform: an administrator can disable it, and registrations remember
-    where they came from."""
+    """An OAuth client's standing on this platform: an administrator can disable it, or trust it as a resource
+    server that may introspect tokens, and registrations remember where they came from."""
 
     application = models.OneToOneField(Application, on_delete=models.CASCADE, related_name="policy")
     disabled = models.BooleanField(
@@ -17,6 +17,14 @@ class ClientPolicy(models.Model):
         help_text="A disabled client cannot authorize or get tokens, and its existing tokens stop working.",
     )
     disabled_reason = models.CharField(max_length=200, blank=True)
+    may_introspect = models.BooleanField(
+        "may introspect tokens",
+        default=False,
+        help_text=(
+            "Trust this client as a resource server: it may ask /o/introspect/ about any token (whose it is, "
+            "what it may do). Leave it off for clients that registered themselves."
+        ),
+    )
     registration_ip = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

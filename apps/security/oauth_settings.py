@@ -76,6 +76,8 @@ def oauth2_provider_settings(public_url: str) -> dict[str, Any]:
         "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
         "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token", "client_credentials"],
         "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none", "client_secret_basic", "client_secret_post"],
+        # A token bound to a resource is accepted there only, not under it (apps.security.resources).
+        "RESOURCE_SERVER_TOKEN_RESOURCE_VALIDATOR": "apps.security.resources.audience_allows",
         "OAUTH2_PROTECTED_RESOURCE_IDENTIFIER": f"{public_url}/mcp",
         "OAUTH2_PROTECTED_RESOURCE_AUTHORIZATION_SERVERS": [public_url],
         "OAUTH2_PROTECTED_RESOURCE_NAME": "music21 platform (MCP)",

@@ -5,11 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
-from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from apps.security import scopes
+
+
+class BearerAuthentication(OAuth2Authentication):
+    """django-oauth-toolkit's bearer-token authentication (its request validator refuses a token issued for
+    another resource, or a registration access token). A bearer token that is refused is a 401 that says why,
+    not a request that carries on as anonymous, or as whoever the session cookie beside it belongs to."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        found = super().authenticate(request)
+        if found is None and request.headers.get("Authorization", "").startswith("Bearer "):
+            error = getattr(request, "oauth2_error", None) or {}
+            raise AuthenticationFailed(
+                error.get("error_description") or "The bearer token is invalid, expired or revoked."
+            )
+        return found
 
 
 def token_scopes(request: Request) -> frozenset[str] | None:
@@ -20,16 +35,15 @@ def token_scopes(request: Request) -> frozenset[str] | None:
 
 
 class IsStaffOrAdminToken(BasePermission):
-    """Operators: a staff session, or a token with the music21:admin scope."""
+    """Operators: a staff session, or a staff member's token with the music21:admin scope (only staff are granted
+    it; one whose staff rights were withdrawn since cannot use it)."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not request.user or not request.user.is_authenticated:
             raise NotAuthenticated("Sign in as staff, or send a bearer token with the music21:admin scope.")
         granted = token_scopes(request)
-        if granted is None:
-            if not request.user.is_staff:
-                raise PermissionDenied("This is for staff.")
-            return True
-        if scopes.ADMIN not in granted:
+        if granted is not None and scopes.ADMIN not in granted:
             raise PermissionDenied(f"This needs the {scopes.ADMIN} scope, which the token was not granted.")
+        if not request.user.is_staff:
+            raise PermissionDenied("This is for staff.")
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 READ = "music21:read"
 WRITE = "music21:write"
@@ -24,3 +25,17 @@ def has_scope(granted: Iterable[str], required: str | None) -> bool:
         return True
     granted = set(granted)
     return required in granted or ADMIN in granted
+
+
+def admin_grantable(*, user: Any, grant_type: str | None = None) -> bool:
+    """Whether a grant may carry music21:admin: only for an active staff account, never for client credentials
+    (a client acts for no person, so no one's staff rights stand behind it)."""
+    if grant_type == "client_credentials" or user is None:
+        return False
+    return bool(getattr(user, "is_staff", False) and getattr(user, "is_active", False))
+
+
+def grantable(requested: Iterable[str], *, user: Any, grant_type: str | None = None) -> list[str]:
+    """The requested scopes, in order, without those this grant may not carry."""
+    may_admin = admin_grantable(user=user, grant_type=grant_type)
+    return [scope for scope in requested if scope != ADMIN or may_admin]

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from apps.compliance.audit import audit_record
 from apps.security.models import ClientPolicy
 from apps.security.redis import RETRY_AFTER_FAILURE
+from apps.security.validators import is_registration_token
 from music21_platform.cache import EpochMemo, RedisCache, async_redis, publish, pushed
 
 if TYPE_CHECKING:
@@ -125,8 +126,9 @@ def token_epoch_bump(**kwargs: Any) -> None:
 
 
 def token_verify(*, raw_token: str, resource: str) -> VerifiedToken | None:
-    """The token's grant if it is a live token of an enabled client, issued for `resource` (or for no particular
-    resource); None otherwise. Tokens are stored as checksums, so this never compares secrets directly."""
+    """The token's grant if it is a live access token of an enabled client, issued for `resource` (or for no
+    particular resource; see apps.security.resources), and not a registration access token (RFC 7592); None
+    otherwise. Tokens are stored as checksums, so this never compares secrets directly."""
     return _token_remembered(raw_token, resource, token_epoch())
 
 
@@ -194,7 +196,7 @@ def _token_verify_uncached(checksum: str, resource: str) -> VerifiedToken | None
     )
     if token is None or token.is_expired() or token.application is None:
         return None
-    if not token.allows_audience(resource):
+    if is_registration_token(token.scope) or not token.allows_audience(resource):
         return None
     if ClientPolicy.objects.filter(application_id=token.application_id, disabled=True).exists():
         return None

@@ -7,18 +7,18 @@ from oauth2_provider import views as oauth2_views
 
 from apps.security import views
 
-# The OAuth endpoints under /o/: django-oauth-toolkit's views, our registration. Device flow and the
-# application-management pages are not offered (the admin manages clients).
+# The OAuth endpoints under /o/: django-oauth-toolkit's views, with the platform's rules where it has them. Device
+# flow and the application-management pages are not offered (the admin manages clients).
 oauth_patterns = (
     [
         path("authorize/", views.AuthorizationView.as_view(), name="authorize"),
         path("token/", views.TokenView.as_view(), name="token"),
         path("revoke_token/", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
-        path("introspect/", oauth2_views.IntrospectTokenView.as_view(), name="introspect"),
+        path("introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
         path("register/", views.ClientRegistrationView.as_view(), name="dcr-register"),
         path(
             "register/<str:client_id>/",
-            oauth2_views.DynamicClientRegistrationManagementView.as_view(),
+            views.ClientManagementView.as_view(),
             name="dcr-register-management",
         ),
     ],

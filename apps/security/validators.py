@@ -1,22 +1,28 @@
 """The OAuth request validator: django-oauth-toolkit's, plus this platform's rules.
 
 - a disabled client is treated as unknown everywhere (authorize, token, revoke, introspect);
-- `resource` (RFC 8707) may only name this platform's MCP endpoint (or its origin): a token for another
-  resource would be one an attacker can replay elsewhere;
-- an authorization code presented a second time revokes the tokens issued from its first use.
+- `resource` (RFC 8707) may only name this platform's MCP endpoint or its origin (apps.security.resources): a
+  token for another resource would be one an attacker can replay elsewhere;
+- an authorization code presented a second time revokes the tokens issued from its first use;
+- music21:admin is granted only to staff, on every path: consent, code exchange, refresh, client credentials;
+- a registration access token (RFC 7592) is not a bearer token for any API;
+- introspection answers only the resource servers an administrator trusts (`ResourceServerValidator`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from typing import Any
 
-from django.conf import settings
 from oauth2_provider.models import AccessToken, RefreshToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
-from oauthlib.oauth2.rfc6749 import errors
+from oauth2_provider.settings import oauth2_settings
+from oauthlib.oauth2.rfc6749 import errors, utils
 
+from apps.security import scopes
 from apps.security.models import ClientPolicy, ConsumedAuthorizationCode
+from apps.security.resources import accepted_resources, audience_refusal, resource_refusal
 
 
 def _sha256(value: str) -> str:
@@ -26,8 +32,14 @@ def _sha256(value: str) -> str:
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def accepted_resources() -> set[str]:
-    return {f"{settings.PUBLIC_URL}/mcp", settings.PUBLIC_URL, f"{settings.PUBLIC_URL}/"}
+def is_registration_token(scope: str) -> bool:
+    """Whether a token's scope makes it an RFC 7592 registration access token: django-oauth-toolkit stores those
+    as access tokens carrying its DCR_REGISTRATION_SCOPE. It manages its client's registration, nothing else."""
+    return oauth2_settings.DCR_REGISTRATION_SCOPE in scope.split()
+
+
+def _bearer_error(request: Any, description: str) -> None:
+    request.oauth2_error = OrderedDict([("error", "invalid_token"), ("error_description", description)])
 
 
 class PlatformOAuth2Validator(OAuth2Validator):
@@ -44,12 +56,27 @@ class PlatformOAuth2Validator(OAuth2Validator):
             if resource not in accepted_resources():
                 raise errors.CustomOAuth2Error(
                     error="invalid_target",
-                    description=f"This server issues tokens only for {settings.PUBLIC_URL}/mcp, not {resource!r}.",
+                    description=resource_refusal(resource),
                     request=request,
                 )
 
+    def validate_scopes(
+        self, client_id: str, requested: list[str], client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        if not super().validate_scopes(client_id, requested, client, request, *args, **kwargs):
+            return False
+        if request.user is None and request.grant_type is None:
+            # An authorization request read for the consent page: DOT validates it before the person is attached.
+            # The page offers only what the signed-in person may grant (views.AuthorizationView), and the
+            # submitted consent is validated again here, with the person.
+            return True
+        return scopes.grantable(requested, user=request.user, grant_type=request.grant_type) == list(requested)
+
     def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
+            # The person may have lost staff rights since consenting: the token gets what they can grant now
+            # (the token response names the narrower scope).
+            request.scopes = scopes.grantable(request.scopes, user=request.user, grant_type=request.grant_type)
             return True
         replayed = ConsumedAuthorizationCode.objects.filter(code_sha256=_sha256(code), application=client).first()
         if replayed is not None and replayed.access_token_checksum:
@@ -62,6 +89,24 @@ class PlatformOAuth2Validator(OAuth2Validator):
                 token.revoke()
         return False
 
+    def get_original_scopes(self, refresh_token: str, request: Any, *args: Any, **kwargs: Any) -> list[str]:
+        # A refresh keeps music21:admin only while its person is still staff; asking for it again after that is
+        # an invalid_scope (oauthlib allows only scopes within these).
+        original = utils.scope_to_list(super().get_original_scopes(refresh_token, request, *args, **kwargs))
+        return scopes.grantable(original or [], user=request.user, grant_type=request.grant_type)
+
+    def validate_bearer_token(self, token: str, scopes_: list[str], request: Any) -> bool:
+        if super().validate_bearer_token(token, scopes_, request):
+            if not is_registration_token(request.access_token.scope):
+                return True
+            _bearer_error(request, "A registration access token manages its client's registration, nothing else.")
+            return False
+        stored = AccessToken.objects.filter(token_checksum=_sha256(token)).only("resource").first() if token else None
+        request_uri = (getattr(request, "uri", None) or "").split("?")[0]
+        if stored is not None and stored.resource and not stored.allows_audience(request_uri):
+            _bearer_error(request, audience_refusal(stored.resource, request_uri))  # DOT's words do not say which
+        return False
+
     def save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> Any:
         saved = super().save_bearer_token(token, request, *args, **kwargs)
         if request.grant_type == "authorization_code" and getattr(request, "code", None):
@@ -71,3 +116,19 @@ class PlatformOAuth2Validator(OAuth2Validator):
                 defaults={"access_token_checksum": _sha256(token["access_token"])},
             )
         return saved
+
+
+def may_introspect(client: Any) -> bool:
+    return client is not None and ClientPolicy.objects.filter(application=client, may_introspect=True).exists()
+
+
+class ResourceServerValidator(PlatformOAuth2Validator):
+    """The introspection endpoint's validator: a client authenticates there only if an administrator trusts it
+    as a resource server (ClientPolicy.may_introspect), whether it sends its credentials or a bearer token.
+    Anyone can register a confidential client; introspection tells whose a token is and what it may do."""
+
+    def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        return super().authenticate_client(request, *args, **kwargs) and may_introspect(request.client)
+
+    def validate_bearer_token(self, token: str, scopes_: list[str], request: Any) -> bool:
+        return super().validate_bearer_token(token, scopes_, request) and may_introspect(request.client)

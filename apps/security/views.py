@@ -1,10 +1,12 @@
 """HTTP edges of the OAuth provider. django-oauth-toolkit does the protocol; these views add the platform's
-registration policy (redirect URIs, a per-IP limit) and the login page."""
+registration policy (redirect URIs, grants, a per-IP limit; for updates too), the consent page, introspection for
+trusted resource servers only, and the login page."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,9 +24,11 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import DynamicClientRegistrationView
 
 from apps.compliance.audit import audit_record
+from apps.security import scopes
 from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
-from apps.security.validators import LOOPBACK_HOSTS, accepted_resources
+from apps.security.resources import accepted_resources, resource_refusal
+from apps.security.validators import LOOPBACK_HOSTS, ResourceServerValidator
 from apps.tools.errors import Blocked
 
 REGISTRATION_WINDOW_SECONDS = 3600
@@ -86,6 +90,28 @@ def _registration_allowed(ip: str) -> int | None:
     return None
 
 
+def client_metadata_refusal(request: HttpRequest) -> JsonResponse | None:
+    """The platform's rules on the client metadata of a registration (RFC 7591) or of its update (RFC 7592), as
+    the error to answer, or None; django-oauth-toolkit then checks the rest."""
+    try:
+        metadata = json.loads(request.body or b"{}")
+    except ValueError:
+        metadata = None
+    if not isinstance(metadata, dict):
+        return _error("invalid_client_metadata", "The request body must be a JSON object.")
+    uris = metadata.get("redirect_uris", [])
+    for uri in uris if isinstance(uris, list) else []:
+        problem = redirect_uri_problem(uri)
+        if problem:
+            return _error("invalid_redirect_uri", problem)
+    for grant in metadata.get("grant_types", []) if isinstance(metadata.get("grant_types"), list) else []:
+        if grant in ("implicit", "password"):
+            return _error("invalid_client_metadata", f"The {grant} grant is not offered (OAuth 2.1).")
+    if metadata.get("response_types") not in (None, ["code"]):
+        return _error("invalid_client_metadata", "Only the response type 'code' is offered.")
+    return None
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class ClientRegistrationView(DynamicClientRegistrationView):
     """RFC 7591 registration, open to anyone (MCP clients register themselves), limited per IP."""
@@ -94,24 +120,9 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         return _cors(HttpResponse(status=204))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refused = _blocked_response(request)
+        refused = _blocked_response(request) or client_metadata_refusal(request)
         if refused is not None:
             return _cors(refused)
-        try:
-            metadata = json.loads(request.body or b"{}")
-        except ValueError:
-            return _cors(_error("invalid_client_metadata", "The request body must be a JSON object."))
-        if isinstance(metadata, dict):
-            uris = metadata.get("redirect_uris", [])
-            for uri in uris if isinstance(uris, list) else []:
-                problem = redirect_uri_problem(uri)
-                if problem:
-                    return _cors(_error("invalid_redirect_uri", problem))
-            for grant in metadata.get("grant_types", []) if isinstance(metadata.get("grant_types"), list) else []:
-                if grant in ("implicit", "password"):
-                    return _cors(_error("invalid_client_metadata", f"The {grant} grant is not offered (OAuth 2.1)."))
-            if metadata.get("response_types") not in (None, ["code"]):
-                return _cors(_error("invalid_client_metadata", "Only the response type 'code' is offered."))
         retry_after = _registration_allowed(client_ip(request))
         if retry_after is not None:
             response = _error(
@@ -136,19 +147,66 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         return _cors(response)
 
 
+@method_decorator(csrf_exempt, name="dispatch")
+class ClientManagementView(oauth2_views.DynamicClientRegistrationManagementView):
+    """RFC 7592: a client reads, updates or deletes its registration with its registration access token.
+
+    An update obeys registration's rules (`client_metadata_refusal`, checked before django-oauth-toolkit
+    authenticates the token: the rules are public, so answering them first tells nothing about the client).
+    A blocked address is refused, a wrong token counts toward blocking it, and every request is audited.
+    """
+
+    AUDIT_ACTIONS = {"GET": "oauth.client_read", "PUT": "oauth.client_updated", "DELETE": "oauth.client_deleted"}
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        client_id = str(kwargs.get("client_id", ""))[:100]
+        response = _blocked_response(request)
+        if response is None and request.method == "PUT":
+            response = client_metadata_refusal(request)
+        if response is None:
+            response = super().dispatch(request, *args, **kwargs)
+        if response.status_code == 401:
+            security_event_record(
+                kind="auth_failure",
+                ip=client_ip(request),
+                client_id=client_id or None,
+                endpoint="/o/register/<client_id>/",
+                reason="registration access token refused",
+            )
+        action = self.AUDIT_ACTIONS.get(request.method or "")
+        if action is not None:
+            audit_record(
+                action=action,
+                outcome="success" if response.status_code < 300 else "refused",
+                client_id=client_id,
+                ip=client_ip(request),
+                target=f"client:{client_id}",
+                detail={"status": response.status_code},
+            )
+        return response
+
+
 class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
 
 class AuthorizationView(oauth2_views.AuthorizationView):
-    """DOT's consent step, with each scope shown by name beside its plain-words explanation.
+    """DOT's consent step. The page names what the person is about to trust: whether the application registered
+    itself or an administrator registered it, the host it sends them back to, and each scope they can grant
+    beside its plain-words explanation. It is always shown: `approval_prompt=auto` does not skip it.
+
+    Scopes the person cannot grant (music21:admin, for anyone but staff) are not offered: the page lists the
+    others, and says so; when nothing is left, its only button returns to the application with access_denied.
+    The submitted form is validated again with the person attached (validators.PlatformOAuth2Validator).
 
     Before DOT sees the request, two OAuth 2.1 rules are enforced here, on the page and again on the submitted
     form (whose hidden fields a user agent could alter): PKCE with S256 is required, and `resource` may only
     name this server. The refusal is shown on the page rather than redirected, so an unverified redirect URI is
     never followed.
     """
+
+    withheld_scopes: Sequence[str] = ()
 
     def _refusal(self, params: Any) -> HttpResponse | None:
         problem = None
@@ -161,16 +219,18 @@ class AuthorizationView(oauth2_views.AuthorizationView):
             resources = [r for value in resources for r in value.split()]
             outsiders = [r for r in resources if r not in accepted_resources()]
             if outsiders:
-                problem = (
-                    "invalid_target",
-                    f"This server issues tokens only for {settings.PUBLIC_URL}/mcp, not {outsiders[0]!r}.",
-                )
+                problem = ("invalid_target", resource_refusal(outsiders[0]))
         if problem is None:
             return None
         error = {"error": problem[0], "description": problem[1]}
         return render(self.request, self.template_name, {"error": error}, status=400)
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if "approval_prompt" in request.GET:
+            # DOT lets a request's approval_prompt=auto override REQUEST_APPROVAL_PROMPT="force" and skip this page
+            # for a client the person approved before. Consent is asked every time, so the parameter is ignored.
+            request.GET = request.GET.copy()
+            del request.GET["approval_prompt"]
         return self._refusal(request.GET) or super().get(request, *args, **kwargs)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -184,11 +244,33 @@ class AuthorizationView(oauth2_views.AuthorizationView):
         issuer = oauth2_settings.oauth2_authorization_server_issuer(self.request)
         return super().redirect(_add_iss_to_redirect(redirect_to, issuer), application)
 
+    def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
+        requested, credentials = super().validate_authorization_request(request)
+        offered = scopes.grantable(requested, user=request.user)
+        self.withheld_scopes = [scope for scope in requested if scope not in offered]
+        # With nothing to offer, the form keeps the request's scopes so that its one button (deny) is valid.
+        return offered or requested, credentials
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        scopes = context.get("scopes") or []
-        descriptions = context.get("scopes_descriptions") or []
-        context["scopes_with_descriptions"] = list(zip(scopes, descriptions, strict=False))
+        offered = [
+            (scope, description)
+            for scope, description in zip(
+                context.get("scopes") or [], context.get("scopes_descriptions") or [], strict=False
+            )
+            if scope not in self.withheld_scopes
+        ]
+        context["scopes_with_descriptions"] = offered
+        context["withheld_scopes"] = self.withheld_scopes
+        context["nothing_grantable"] = bool(self.withheld_scopes) and not offered
+        application = context.get("application")
+        if application is not None:
+            source = application.registration_source
+            context["self_registered"] = source != Application.RegistrationSource.MANUAL
+            context["metadata_document"] = source == Application.RegistrationSource.CIMD
+        host = urlsplit(context.get("redirect_uri") or "").hostname
+        context["return_host"] = host
+        context["return_is_loopback"] = host in LOOPBACK_HOSTS
         return context
 
 
@@ -227,4 +309,22 @@ class TokenView(oauth2_views.TokenView):
         origin = _loopback_origin(request)
         if origin and "Access-Control-Allow-Origin" not in response:
             response["Access-Control-Allow-Origin"] = origin
+        return response
+
+
+class IntrospectTokenView(oauth2_views.IntrospectTokenView):
+    """RFC 7662 introspection, for the resource servers an administrator trusts (ClientPolicy.may_introspect):
+    anyone can register a confidential client, and the answer tells whose a token is and what it may do. Every
+    other caller, with client credentials or a bearer token, gets a 401 (RFC 7662 section 2.3)."""
+
+    validator_class = ResourceServerValidator
+
+    def unauthenticated_response(self, request: HttpRequest, oauthlib_request: Any = None) -> HttpResponse:
+        response = _error(
+            "invalid_client",
+            "Token introspection is only for resource servers an administrator of this server trusts; this "
+            "client is not one, or its credentials are wrong.",
+            status=401,
+        )
+        response["WWW-Authenticate"] = 'Basic realm="introspection"'
         return response

@@ -25,7 +25,7 @@ def _client(live_site: str, token: str) -> httpx.Client:
 def test_a_person_exports_their_data_through_the_api(
     live_site: str, alice: Any, chorale: Any, token_for: Any, celery_worker: None
 ) -> None:
-    with _client(live_site, token_for(alice, "music21:read")) as api:
+    with _client(live_site, token_for(alice, "music21:read", resource="api")) as api:
         held = api.get("/privacy/api/inventory").json()["held"]
         assert held["scores"] == 1
         created = api.post("/privacy/api/requests/", json={"kind": "export"})
@@ -45,12 +45,12 @@ def test_a_person_exports_their_data_through_the_api(
 def test_erasure_through_the_api_needs_the_write_scope_and_the_password(
     live_site: str, alice: Any, token_for: Any
 ) -> None:
-    with _client(live_site, token_for(alice, "music21:read")) as api:
+    with _client(live_site, token_for(alice, "music21:read", resource="api")) as api:
         refused = api.post(
             "/privacy/api/requests/", json={"kind": "erasure", "password": "correct horse battery staple"}
         )
         assert refused.status_code == 403 and "music21:write" in refused.json()["message"]
-    with _client(live_site, token_for(alice, "music21:read music21:write")) as api:
+    with _client(live_site, token_for(alice, "music21:read music21:write", resource="api")) as api:
         wrong = api.post("/privacy/api/requests/", json={"kind": "erasure", "password": "guess"})
         assert wrong.status_code == 400 and "password" in wrong.json()["message"]
         bad_kind = api.post("/privacy/api/requests/", json={"kind": "copy"})
@@ -66,7 +66,7 @@ def test_bob_cannot_see_or_cancel_alices_requests(live_site: str, alice: Any, bo
     from apps.compliance.services import subject_request_create
 
     request = subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
-    with _client(live_site, token_for(bob)) as api:
+    with _client(live_site, token_for(bob, resource="api")) as api:
         assert api.get(f"/privacy/api/requests/{request.pk}").status_code == 404
         assert api.post(f"/privacy/api/requests/{request.pk}/cancel").status_code == 404
         assert api.get(f"/privacy/api/requests/{request.pk}/download").status_code == 404
@@ -93,16 +93,17 @@ def test_a_soc2_report_counts_the_known_events_exactly(live_site: str, alice: An
     _known_events(alice, call)
     today = timezone.now().date().isoformat()
     body = {"report_type": "soc2", "start_date": today, "end_date": today}
-    with _client(live_site, token_for(alice, "music21:read")) as api:
+    with _client(live_site, token_for(alice, "music21:read", resource="api")) as api:
         assert api.post("/compliance/report", json=body).status_code == 403  # not an admin token
-    with _client(live_site, token_for(alice, "music21:admin")) as api:
+    officer = get_user_model().objects.create_user("officer", "o@example.com", "x" * 20, is_staff=True)
+    with _client(live_site, token_for(officer, "music21:admin", resource="api")) as api:
         report = api.post("/compliance/report", json=body).json()
     assert report["access_events"] == {"total": 3, "by_outcome": {"not_found": 1, "success": 2}}
     assert report["auth_failures"] == 3
     assert report["security_events_by_kind"] == {"auth_failure": 2, "login_failure": 1, "rate_limit": 1}
     assert report["audit_chain"]["intact"] is True
     yesterday = (timezone.now() - timedelta(days=1)).date().isoformat()
-    with _client(live_site, token_for(alice, "music21:admin")) as api:
+    with _client(live_site, token_for(officer, "music21:admin", resource="api")) as api:
         earlier = api.post("/compliance/report", json={**body, "start_date": yesterday, "end_date": yesterday}).json()
         assert earlier["access_events"]["total"] == 0
         bad = api.post("/compliance/report", json={**body, "start_date": "last week"})
@@ -122,7 +123,7 @@ def test_a_gdpr_report_counts_requests_and_retention(live_site: str, alice: Any,
     )  # fmt: skip
     RetentionRun.objects.create(removed={"scores": 4, "audit_events": 10})
     today = timezone.now().date().isoformat()
-    with _client(live_site, token_for(staff, "music21:admin")) as api:
+    with _client(live_site, token_for(staff, "music21:admin", resource="api")) as api:
         report = api.post("/compliance/report", json={"report_type": "gdpr", "start_date": today, "end_date": today})
     requests = report.json()["requests"]
     assert requests["received"] == 3 and requests["cancelled"] == 1 and requests["open"] == 2

@@ -276,24 +276,6 @@ def test_a_disabled_client_loses_its_tokens_and_cannot_get_new_ones(live_site: s
     assert page.status_code == 400 or "cannot be authorised" in page.text
 
 
-def test_introspection_for_a_confidential_client(live_site: str, alice: Any) -> None:
-    tokens = full_flow(live_site)
-    resource_server = register(
-        live_site,
-        grant_types=["client_credentials"],
-        token_endpoint_auth_method="client_secret_basic",
-        redirect_uris=[],
-    )
-    response = httpx2.post(
-        f"{live_site}/o/introspect/",
-        data={"token": tokens["access_token"]},
-        auth=(resource_server["client_id"], resource_server["client_secret"]),
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["active"] is True
-    assert response.json()["username"] == "alice"
-
-
 def test_a_browser_tool_on_localhost_may_read_the_token_response(live_site: str, alice: Any) -> None:
     client = register(live_site)
     verifier, challenge = pkce_pair()
