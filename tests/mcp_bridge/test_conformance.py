@@ -208,8 +208,12 @@ def _report(results: dict[str, list[Check]]) -> str:
         verdict = "FAIL" if "FAILURE" in statuses else "pass"
         if scenario in NOT_APPLICABLE:
             verdict = f"n/a ({verdict})"
-        warnings = [f"{c.id}: {c.message}" for c in results[scenario] if c.status == "WARNING"]
-        lines.append(f"{verdict:12} {scenario}" + "".join(f"\n{'':15}warning {w}" for w in warnings))
+        notes = [
+            f"{c.status.lower()} {c.id}: {c.message[:300]}"
+            for c in results[scenario]
+            if c.status == "WARNING" or (c.status == "FAILURE" and scenario in NOT_APPLICABLE)
+        ]
+        lines.append(f"{verdict:12} {scenario}" + "".join(f"\n{'':15}{note}" for note in notes))
     return "\n".join(lines)
 
 
