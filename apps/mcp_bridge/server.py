@@ -24,26 +24,37 @@ import pydantic_core
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
-from mcp_types.jsonrpc import INVALID_PARAMS
+from mcp_types.jsonrpc import INVALID_PARAMS, INVALID_REQUEST
 
+from apps.mcp_bridge.completions import (
+    MAX_VALUES,
+    SCORE_TEMPLATE,
+    SCORE_URI_PREFIX,
+    completion,
+    completion_source,
+    corpus_matching,
+    declared_matching,
+)
+from apps.mcp_bridge.prompts import PROMPTS, prompt_messages
 from apps.security import scopes
 from apps.tools import runner
-from apps.tools.errors import ApplicationError, NotFound
+from apps.tools.errors import ApplicationError
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.registry import TOOLS
+from apps.tools.selectors import score_ids_starting
 from music21_platform.db import with_connections
 from music21_platform.runtime import garbage_after_call
 
 T = TypeVar("T")
 Identify = Callable[[ServerRequestContext[Any, Any]], Awaitable[Caller]]
 
-SCORE_URI_PREFIX = "score://"
-RESOURCE_NOT_FOUND = -32002  # the MCP specification's code for resources/read of an unknown URI
 INSTRUCTIONS = (
     "music21 analysis and composition tools. Import a score first (import_score, e.g. source 'bach/bwv66.6' with "
     "source_type 'corpus'), then refer to it by its score_id. Your scores are also readable as resources "
-    "score://{score_id} (MusicXML)."
+    "score://{score_id} (MusicXML). The prompts (analyse_chorale, harmonise_melody, check_voice_leading...) lay out "
+    "the common workflows step by step."
 )
+MUSICXML = "application/vnd.recordare.musicxml+xml"
 
 
 async def in_worker(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -166,8 +177,19 @@ def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, in
 
 
 def build_server(*, identify: Identify, name: str = "music21-platform") -> Server[Any]:
-    """The MCP server over the tool registry; `identify` turns a request into the Caller it acts for."""
+    """The MCP server over the tool registry; `identify` turns a request into the Caller it acts for.
+
+    Every handler answers with the SDK's result models, which the SDK validates and shapes for the protocol
+    version of the request (2026-07-28's `resultType`, cache hints and server stamp included); failures are
+    `MCPError`s, mapped by the SDK alike in every era."""
     from music21 import __version__ as music21_version
+
+    async def caller_of(ctx: ServerRequestContext[Any, Any]) -> Caller:
+        """The caller of a request that is not a tool call (a tool call answers its errors as tool errors)."""
+        try:
+            return await identify(ctx)
+        except ApplicationError as error:
+            raise MCPError(INVALID_REQUEST, f"{error.code}: {error}") from error
 
     async def list_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=_listing())
@@ -183,10 +205,11 @@ def build_server(*, identify: Identify, name: str = "music21-platform") -> Serve
             cancelled.set()  # the client cancelled (or the call ended): long tools stop at their next step
         return _success(result)
 
-    async def list_resources(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListResourcesResult:
-        caller = await identify(ctx)
-        cursor = getattr(params, "cursor", None) if params else None
-        arguments = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+    async def list_resources(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams
+    ) -> types.ListResourcesResult:
+        caller = await caller_of(ctx)
+        arguments = {"limit": 200, **({"cursor": params.cursor} if params.cursor else {})}
         try:
             page = await in_worker(invoke_tool, "list_scores", arguments, caller=caller)
         except ApplicationError as error:
@@ -198,7 +221,7 @@ def build_server(*, identify: Identify, name: str = "music21-platform") -> Serve
                     name=s["score_id"],
                     title=s["title"] or s["score_id"],
                     description=f"{s['parts']} parts, {s['measures']} measures, {s['notes']} notes",
-                    mime_type="application/vnd.recordare.musicxml+xml",
+                    mime_type=MUSICXML,
                 )
                 for s in page["scores"]
             ],
@@ -209,30 +232,65 @@ def build_server(*, identify: Identify, name: str = "music21-platform") -> Serve
         return types.ListResourceTemplatesResult(
             resource_templates=[
                 types.ResourceTemplate(
-                    uri_template=SCORE_URI_PREFIX + "{score_id}",
+                    uri_template=SCORE_TEMPLATE,
                     name="score",
                     description="One of your scores, as MusicXML.",
-                    mime_type="application/vnd.recordare.musicxml+xml",
+                    mime_type=MUSICXML,
                 )
             ]
         )
 
-    async def read_resource(ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams) -> Any:
-        caller = await identify(ctx)
+    async def read_resource(
+        ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        # A resource that is not there (another scheme, a score id the caller does not have) is invalid params
+        # with the URI as data, as the specification asks since SEP-2164 (it was -32002 before).
+        caller = await caller_of(ctx)
         uri = str(params.uri)
         if not uri.startswith(SCORE_URI_PREFIX):
-            raise MCPError(RESOURCE_NOT_FOUND, f"Unknown resource {uri!r}; scores are score://{{score_id}}.")
+            raise MCPError(INVALID_PARAMS, f"Unknown resource {uri!r}: scores are {SCORE_TEMPLATE}.", data={"uri": uri})
         score_id = uri.removeprefix(SCORE_URI_PREFIX)
         try:
             exported = await in_worker(
                 invoke_tool, "export_score", {"score_id": score_id, "format": "musicxml"}, caller=caller
             )
         except ApplicationError as error:
-            code = RESOURCE_NOT_FOUND if isinstance(error, NotFound) else INVALID_PARAMS
-            raise MCPError(code, f"{error.code}: {error}", data={"uri": uri}) from error
+            raise MCPError(INVALID_PARAMS, f"{error.code}: {error}", data={"uri": uri}) from error
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=uri, mime_type=exported["media_type"], text=exported["content"])]
         )
+
+    async def list_prompts(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[prompt.listed() for prompt in PROMPTS.values()])
+
+    async def get_prompt(
+        ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        return prompt_messages(params.name, params.arguments)
+
+    async def complete(
+        ctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        source, argument = completion_source(params.ref, params.argument.name)
+        typed = params.argument.value
+        if source == "scores":
+            found = await own_score_ids(ctx, typed)
+        elif source == "corpus":  # the first one reads the corpus (most of a second): not on the event loop
+            found = await anyio.to_thread.run_sync(corpus_matching, typed)
+        elif source == "declared" and argument is not None:
+            found = declared_matching(argument, typed)
+        else:
+            found = completion([])
+        return types.CompleteResult(completion=found)
+
+    async def own_score_ids(ctx: ServerRequestContext[Any, Any], typed: str) -> types.Completion:
+        """The caller's score ids that start as typed: only the caller's, and only for a token that may read them.
+        Not a tool call (one per keystroke): no audit event, as listing one's own ids reveals nothing new."""
+        caller = await caller_of(ctx)
+        if not scopes.has_scope(caller.scopes, scopes.READ):
+            return completion([])
+        ids, total = await in_worker(score_ids_starting, owner=caller.user, prefix=typed.strip(), limit=MAX_VALUES)
+        return completion(ids, total=total)
 
     return Server(
         name,
@@ -244,4 +302,7 @@ def build_server(*, identify: Identify, name: str = "music21-platform") -> Serve
         on_list_resources=list_resources,
         on_list_resource_templates=list_templates,
         on_read_resource=read_resource,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        on_completion=complete,
     )

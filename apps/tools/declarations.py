@@ -144,7 +144,8 @@ def score_info(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
 
 class ExportArgs(ToolArguments):
     score_id: ScoreId
-    format: str = Field(description=f"One of: {', '.join(EXPORT_FORMATS)}.")
+    # Not an enum: formats people ask for that music21 cannot write (abc, pdf...) get an answer saying why.
+    format: str = Field(description=f"One of: {', '.join(EXPORT_FORMATS)}.", examples=list(EXPORT_FORMATS))
 
 
 @tool("export_score", arguments=ExportArgs, scope=READ, group="export")

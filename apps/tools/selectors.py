@@ -138,6 +138,14 @@ def score_list(*, owner: AbstractBaseUser, limit: int, cursor: str | None = None
     return page[:limit], next_cursor
 
 
+@retry_transient_reads
+def score_ids_starting(*, owner: AbstractBaseUser, prefix: str, limit: int) -> tuple[list[str], int]:
+    """The owner's score ids that start with `prefix`, in order (at most `limit`), and how many there are."""
+    matching = Score.objects.filter(owner=owner, score_id__startswith=prefix)
+    ids = list(matching.order_by("score_id").values_list("score_id", flat=True)[:limit])
+    return ids, (len(ids) if len(ids) < limit else matching.count())
+
+
 def _encode_cursor(score: Score) -> str:
     raw = json.dumps([score.created_at.isoformat(), score.pk]).encode()
     return base64.urlsafe_b64encode(raw).decode()
