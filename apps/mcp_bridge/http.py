@@ -40,7 +40,15 @@ from mcp.shared.exceptions import NoBackChannelError
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
-from mcp_types import DEFAULT_NEGOTIATED_VERSION, ErrorData, JSONRPCError, JSONRPCRequest, JSONRPCResponse, RequestId
+from mcp_types import (
+    DEFAULT_NEGOTIATED_VERSION,
+    INVALID_REQUEST,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import AnyHttpUrl, Field, ValidationError
 from starlette.applications import Starlette
@@ -59,6 +67,21 @@ from apps.tools.invocation import Caller
 logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
+
+# The largest request body /mcp reads, from MAX_SCORE_BYTES: a tools/call carrying a source that import_score
+# admits must reach it, so that the tool answers with its own limit. JSON writes a text source in at most three
+# times its UTF-8 size (a quote or line break escaped takes two bytes; a letter escaped as \uXXXX up to three
+# times its own; XML and the other text formats hold no other control characters), a base64 MIDI in 4/3 of its
+# size; the rest of the request is small. (The SDK's own default, 4 MiB, turned away sources the tool admits
+# under the default MAX_SCORE_BYTES of 5 MiB.) The SDK's transport is given this limit; McpFront answers a body
+# declared larger with a JSON-RPC error that names it, which the SDK's clients show as it is.
+BODY_BYTES_PER_SOURCE_BYTE = 3
+ENVELOPE_BYTES = 64 * 1024
+
+
+def max_body_bytes() -> int:
+    """The largest request body /mcp reads (see BODY_BYTES_PER_SOURCE_BYTE)."""
+    return BODY_BYTES_PER_SOURCE_BYTE * settings.MAX_SCORE_BYTES + ENVELOPE_BYTES
 
 
 def resource_url() -> str:
@@ -296,13 +319,17 @@ class McpFront:
       SDK's app with the same body: a 401 with its `WWW-Authenticate` header, a stream, `initialize`, an error;
     - owns the connection's receive channel once it has read the body: when the client goes away before its
       answer (it closed the call), the call is cancelled, whichever way it was to be answered; the tool's worker
-      stops at its next step.
+      stops at its next step;
+    - answers an authenticated POST whose Content-Length is over the transport's limit (`max_body_bytes`) with
+      413 and a JSON-RPC error naming the limit and MAX_SCORE_BYTES; the SDK's transport, which has the same
+      limit, answers its own plain 413 to a body sent without a length that turns out larger.
     """
 
     def __init__(self, app: Any, manager: _ResponseModePerRequest, backend: BearerAuthBackend) -> None:
         self.app = app
         self.manager = manager
         self.backend = backend
+        self.max_body = manager.max_request_body_size
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -313,7 +340,11 @@ class McpFront:
         scope["auth"], scope["user"] = authenticated or (AuthCredentials(), UnauthenticatedUser())
         context = auth_context_var.set(authenticated[1] if authenticated else None)
         try:
-            if scope["method"] == "POST" and _declared_small(scope):
+            declared = _declared_length(scope) if scope["method"] == "POST" else None
+            if declared is not None and declared > self.max_body and authenticated is not None:
+                response = await self._too_large(request, declared)
+                await response(scope, receive, send)
+            elif declared is not None and declared <= PEEK_LIMIT:
                 await self._post(request, receive, send, authenticated=authenticated is not None)
             else:
                 await self.app(scope, receive, send)
@@ -364,13 +395,39 @@ class McpFront:
             watcher.cancel()
             _peeked_body.reset(peeked)
 
+    async def _too_large(self, request: Request, declared: int) -> Response:
+        message = (
+            f"The request body is {declared:,} bytes, over this server's limit of {self.max_body:,} bytes for /mcp, "
+            f"which follows MAX_SCORE_BYTES ({settings.MAX_SCORE_BYTES:,} bytes, the largest score source): three "
+            "times it, plus 64 KiB."
+        )
+        user = request.scope["user"]
+        client = request.client
+        await in_worker(
+            security_event_record,
+            kind="hostile_input",
+            input_kind="oversize",
+            user=getattr(user.access_token, "account", None),
+            client_id=user.access_token.client_id,
+            ip=client.host if client else None,
+            endpoint=MCP_PATH,
+            message=message[:200],
+        )
+        error = ErrorData(
+            code=INVALID_REQUEST,
+            message=message,
+            data={"max_body_bytes": self.max_body, "setting": "MAX_SCORE_BYTES"},
+        )
+        reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)  # the body is not read: its id is unknown
+        return Response(reply.model_dump_json(by_alias=True), status_code=413, media_type="application/json")
 
-def _declared_small(scope: dict[str, Any]) -> bool:
+
+def _declared_length(scope: dict[str, Any]) -> int | None:
     length = next((value for name, value in scope.get("headers", []) if name == b"content-length"), None)
     try:
-        return length is not None and 0 <= int(length) <= PEEK_LIMIT
+        return None if length is None or int(length) < 0 else int(length)
     except ValueError:
-        return False
+        return None
 
 
 def build_mcp_app() -> Any:
@@ -378,7 +435,10 @@ def build_mcp_app() -> Any:
     check (401 with resource metadata) and its stateless Streamable HTTP transport (any worker or replica can
     answer any request); the lifespan runs the SDK's session manager."""
     manager = _ResponseModePerRequest(
-        app=build_server(identify=identify), stateless=True, security_settings=_transport_security()
+        app=build_server(identify=identify),
+        stateless=True,
+        security_settings=_transport_security(),
+        max_request_body_size=max_body_bytes(),
     )
     endpoint = RequireAuthMiddleware(
         StreamableHTTPASGIApp(manager),
