@@ -1,8 +1,8 @@
 """MCP over Streamable HTTP at /mcp, protected by the platform's own OAuth tokens.
 
 The SDK does the protocol and the bearer-token plumbing (401 with `WWW-Authenticate: Bearer resource_metadata=...`);
-this module tells it how to verify our tokens and who a verified token acts for, and which of its two ways to
-answer a request.
+this module tells it how to verify our tokens and who a verified token acts for, and assembles /mcp with the front
+that decides which of its two ways answers a request (apps.mcp_bridge.front).
 
 Stateless mode: every POST is served on its own, with no session kept in this process, so any uvicorn worker or
 replica behind a load balancer can answer any request of the same client. A call is answered with one JSON body
@@ -12,51 +12,23 @@ on its own SSE response stream (by the SDK's transport), which carries them.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
-from collections.abc import Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio
-import pydantic_core
 from django.conf import settings
-from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url
-from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
-from mcp.server.runner import serve_one
-from mcp.server.streamable_http import MCP_PROTOCOL_VERSION_HEADER, MCP_SESSION_ID_HEADER, check_accept_headers
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from mcp.shared.dispatcher import CallOptions
-from mcp.shared.exceptions import NoBackChannelError
-from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
-from mcp.shared.message import ServerMessageMetadata
-from mcp.shared.transport_context import TransportContext
-from mcp_types import (
-    DEFAULT_NEGOTIATED_VERSION,
-    INVALID_REQUEST,
-    ErrorData,
-    JSONRPCError,
-    JSONRPCRequest,
-    JSONRPCResponse,
-    RequestId,
-)
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
-from pydantic import AnyHttpUrl, Field, ValidationError
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl, Field
 from starlette.applications import Starlette
-from starlette.authentication import AuthCredentials, UnauthenticatedUser
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
+from apps.mcp_bridge.front import McpFront, ResponseModePerRequest, max_body_bytes
 from apps.mcp_bridge.server import build_server, in_worker
 from apps.security import metrics
 from apps.security.events import security_event_record
@@ -67,21 +39,6 @@ from apps.tools.invocation import Caller
 logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
-
-# The largest request body /mcp reads, from MAX_SCORE_BYTES: a tools/call carrying a source that import_score
-# admits must reach it, so that the tool answers with its own limit. JSON writes a text source in at most three
-# times its UTF-8 size (a quote or line break escaped takes two bytes; a letter escaped as \uXXXX up to three
-# times its own; XML and the other text formats hold no other control characters), a base64 MIDI in 4/3 of its
-# size; the rest of the request is small. (The SDK's own default, 4 MiB, turned away sources the tool admits
-# under the default MAX_SCORE_BYTES of 5 MiB.) The SDK's transport is given this limit; McpFront answers a body
-# declared larger with a JSON-RPC error that names it, which the SDK's clients show as it is.
-BODY_BYTES_PER_SOURCE_BYTE = 3
-ENVELOPE_BYTES = 64 * 1024
-
-
-def max_body_bytes() -> int:
-    """The largest request body /mcp reads (see BODY_BYTES_PER_SOURCE_BYTE)."""
-    return BODY_BYTES_PER_SOURCE_BYTE * settings.MAX_SCORE_BYTES + ENVELOPE_BYTES
 
 
 def resource_url() -> str:
@@ -199,242 +156,11 @@ class RecordRefusedTokens:
         await self.app(scope, receive, observe)
 
 
-class _ResponseModePerRequest(StreamableHTTPSessionManager):
-    """The SDK's transport, for what `McpFront` does not answer itself (a stream, `initialize`, a notification, a
-    malformed request, a wrong header): answers a call that asked for no progress notifications with one JSON
-    body, and a call that did (a `progressToken` in its `_meta`) with an event stream that carries them."""
-
-    @property  # type: ignore[override]
-    def json_response(self) -> bool:
-        return not _progress_wanted()
-
-    @json_response.setter
-    def json_response(self, value: bool) -> None:
-        pass  # decided per request, by McpFront
-
-    async def answer_one(self, message: JSONRPCRequest, request: Request) -> Response:
-        """One request answered with one JSON body by the SDK's single-request driver (`serve_one`: the same
-        server, handlers, validation and error mapping as the transport's)."""
-        dctx = _OneRequest(request_id=message.id, message_metadata=ServerMessageMetadata(request_context=request))
-        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER) or DEFAULT_NEGOTIATED_VERSION
-        connection = Connection.from_envelope(version, None, None)
-        reply: JSONRPCResponse | JSONRPCError
-        try:
-            result = await serve_one(
-                self.app,
-                dctx,
-                message.method,
-                message.params,
-                connection=connection,
-                lifespan_state=self._lifespan_state,
-            )
-            reply = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
-        except Exception as exc:  # the SDK dispatcher's mapping, so that both paths answer alike
-            error = handler_exception_to_error_data(exc)
-            if error is None:
-                logger.exception("handler for %r raised", message.method)
-                error = ErrorData(code=0, message=str(exc))
-            reply = JSONRPCError(jsonrpc="2.0", id=message.id, error=error)
-        return Response(reply.model_dump_json(by_alias=True, exclude_unset=True), media_type="application/json")
-
-    @functools.cached_property
-    def _security(self) -> TransportSecurityMiddleware:
-        return TransportSecurityMiddleware(self.security_settings)
-
-    async def answerable(self, request: Request, body: bytes) -> JSONRPCRequest | None:
-        """The request, when it is answered with one JSON body and passes every check the SDK's transport makes
-        of a JSON-mode POST on the protocol versions it serves statelessly; else None."""
-        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
-        if (
-            _asks_for_progress(body)
-            or (version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS)  # the SDK's modern entry
-            or MCP_SESSION_ID_HEADER in request.headers
-            or not check_accept_headers(request)[0]
-            or request.headers.get("content-type", "").split(";")[0].strip() != "application/json"
-        ):
-            return None
-        if await self._security.validate_request(request, is_post=True):
-            return None
-        try:
-            decoded = pydantic_core.from_json(body)
-            if not isinstance(decoded, dict) or "id" not in decoded or decoded.get("method") == "initialize":
-                return None
-            return JSONRPCRequest.model_validate(decoded)
-        except (ValueError, ValidationError):
-            return None
-
-
-@dataclass
-class _OneRequest:
-    """The SDK's `DispatchContext` for one request answered with one JSON body: nothing can reach the client
-    before the answer, so notifications are dropped (as the SDK's transport drops them in JSON mode) and
-    requests to the client are refused."""
-
-    request_id: RequestId
-    message_metadata: ServerMessageMetadata
-    transport: TransportContext = field(
-        default_factory=lambda: TransportContext(kind="streamable-http", can_send_request=False)
-    )
-    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
-    can_send_request: bool = False
-
-    async def send_raw_request(
-        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
-    ) -> dict[str, Any]:
-        raise NoBackChannelError(method)
-
-    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
-        return None
-
-    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
-        return None
-
-
-# The body of a POST that McpFront read ahead; None when it did not (then the stream answers).
-_peeked_body: ContextVar[bytes | None] = ContextVar("mcp_peeked_body", default=None)
-
-
-def _progress_wanted() -> bool:
-    """Whether this request is answered as an event stream: it asked for progress, or its body was not read."""
-    body = _peeked_body.get()
-    return body is None or _asks_for_progress(body)
-
-
-def _asks_for_progress(body: bytes) -> bool:
-    return b'"progressToken"' in body
-
-
-PEEK_LIMIT = 64 * 1024  # a tools/call body worth reading ahead; anything larger is answered as a stream
-
-
-class McpFront:
-    """The front of /mcp, before the SDK's Starlette app:
-
-    - authenticates the bearer token, as the SDK's `AuthenticationMiddleware` and `AuthContextMiddleware` would
-      (with its `BearerAuthBackend`): the request's `user` and `auth`, and the SDK's auth context;
-    - reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length declares). An authenticated call
-      that wants one JSON body and passes the transport's checks is answered here by the SDK's single-request
-      driver (`_ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request
-      transport, memory streams and dispatcher task the SDK sets up to carry a stream. Anything else goes to the
-      SDK's app with the same body: a 401 with its `WWW-Authenticate` header, a stream, `initialize`, an error;
-    - owns the connection's receive channel once it has read the body: when the client goes away before its
-      answer (it closed the call), the call is cancelled, whichever way it was to be answered; the tool's worker
-      stops at its next step;
-    - answers an authenticated POST whose Content-Length is over the transport's limit (`max_body_bytes`) with
-      413 and a JSON-RPC error naming the limit and MAX_SCORE_BYTES; the SDK's transport, which has the same
-      limit, answers its own plain 413 to a body sent without a length that turns out larger.
-    """
-
-    def __init__(self, app: Any, manager: _ResponseModePerRequest, backend: BearerAuthBackend) -> None:
-        self.app = app
-        self.manager = manager
-        self.backend = backend
-        self.max_body = manager.max_request_body_size
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)  # its headers parsed once, for the token and the transport's checks
-        authenticated = await self.backend.authenticate(request)
-        scope["auth"], scope["user"] = authenticated or (AuthCredentials(), UnauthenticatedUser())
-        context = auth_context_var.set(authenticated[1] if authenticated else None)
-        try:
-            declared = _declared_length(scope) if scope["method"] == "POST" else None
-            if declared is not None and declared > self.max_body and authenticated is not None:
-                response = await self._too_large(request, declared)
-                await response(scope, receive, send)
-            elif declared is not None and declared <= PEEK_LIMIT:
-                await self._post(request, receive, send, authenticated=authenticated is not None)
-            else:
-                await self.app(scope, receive, send)
-        finally:
-            auth_context_var.reset(context)
-
-    async def _post(self, request: Request, receive: Any, send: Any, *, authenticated: bool) -> None:
-        scope = request.scope
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away while sending
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-        gone = asyncio.Event()
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        call = anyio.CancelScope()
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone.set()
-            call.cancel()
-
-        peeked = _peeked_body.set(body)
-        watcher = asyncio.get_running_loop().create_task(watch())
-        try:
-            with call:
-                message = await self.manager.answerable(request, body) if authenticated else None
-                if message is None:
-                    await self.app(scope, replay, send)
-                    return
-                response = await self.manager.answer_one(message, request)
-                await response(scope, replay, send)
-        finally:
-            watcher.cancel()
-            _peeked_body.reset(peeked)
-
-    async def _too_large(self, request: Request, declared: int) -> Response:
-        message = (
-            f"The request body is {declared:,} bytes, over this server's limit of {self.max_body:,} bytes for /mcp, "
-            f"which follows MAX_SCORE_BYTES ({settings.MAX_SCORE_BYTES:,} bytes, the largest score source): three "
-            "times it, plus 64 KiB."
-        )
-        user = request.scope["user"]
-        client = request.client
-        await in_worker(
-            security_event_record,
-            kind="hostile_input",
-            input_kind="oversize",
-            user=getattr(user.access_token, "account", None),
-            client_id=user.access_token.client_id,
-            ip=client.host if client else None,
-            endpoint=MCP_PATH,
-            message=message[:200],
-        )
-        error = ErrorData(
-            code=INVALID_REQUEST,
-            message=message,
-            data={"max_body_bytes": self.max_body, "setting": "MAX_SCORE_BYTES"},
-        )
-        reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)  # the body is not read: its id is unknown
-        return Response(reply.model_dump_json(by_alias=True), status_code=413, media_type="application/json")
-
-
-def _declared_length(scope: dict[str, Any]) -> int | None:
-    length = next((value for name, value in scope.get("headers", []) if name == b"content-length"), None)
-    try:
-        return None if length is None or int(length) < 0 else int(length)
-    except ValueError:
-        return None
-
-
 def build_mcp_app() -> Any:
     """/mcp: `McpFront` (bearer tokens, calls answered with one JSON body) before the SDK's app: its bearer-token
     check (401 with resource metadata) and its stateless Streamable HTTP transport (any worker or replica can
     answer any request); the lifespan runs the SDK's session manager."""
-    manager = _ResponseModePerRequest(
+    manager = ResponseModePerRequest(
         app=build_server(identify=identify),
         stateless=True,
         security_settings=_transport_security(),
