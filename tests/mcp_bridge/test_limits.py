@@ -16,7 +16,7 @@ from mcp.shared.exceptions import MCPError
 from music21 import corpus
 from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-from apps.mcp_bridge.http import max_body_bytes
+from apps.mcp_bridge.front import max_body_bytes
 from apps.security.models import SecurityEvent
 from tests.mcp_bridge.conftest import mcp_session
 
