@@ -200,6 +200,7 @@ class McpFront:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope["headers"] = _without_surrounding_whitespace(scope["headers"])
         request = Request(scope)  # its headers parsed once, for the token and the transport's checks
         authenticated = await self.backend.authenticate(request)
         scope["auth"], scope["user"] = authenticated or (AuthCredentials(), UnauthenticatedUser())
@@ -285,6 +286,13 @@ class McpFront:
         )
         reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)  # the body is not read: its id is unknown
         return Response(reply.model_dump_json(by_alias=True), status_code=413, media_type="application/json")
+
+
+def _without_surrounding_whitespace(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Header values without the whitespace around them, which is not part of a field value (RFC 9110 section
+    5.5). uvicorn's C parser keeps trailing spaces, and the SDK compares `Mcp-Method` and `Mcp-Name` with the
+    request body as they come: `Mcp-Name: list_scores  ` would be refused as a mismatch (SEP-2243)."""
+    return [(name, value.strip(b" \t")) for name, value in headers]
 
 
 def _declared_length(scope: dict[str, Any]) -> int | None:

@@ -38,8 +38,8 @@ from apps.mcp_bridge.completions import (
 from apps.mcp_bridge.prompts import PROMPTS, prompt_messages
 from apps.security import scopes
 from apps.tools import runner
-from apps.tools.errors import ApplicationError
-from apps.tools.invocation import Caller, invoke_tool
+from apps.tools.errors import ApplicationError, UnknownTool
+from apps.tools.invocation import Caller, get_tool, invoke_tool
 from apps.tools.registry import TOOLS
 from apps.tools.selectors import score_ids_starting
 from music21_platform.db import with_connections
@@ -195,6 +195,10 @@ def build_server(*, identify: Identify, name: str = "music21-platform") -> Serve
         return types.ListToolsResult(tools=_listing())
 
     async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
+        try:
+            get_tool(params.name)
+        except UnknownTool as error:  # the MCP specification makes an unknown tool a protocol error (-32602)
+            raise MCPError(INVALID_PARAMS, f"{error.code}: {error}") from error
         cancelled = threading.Event()
         try:
             caller = dataclasses.replace(await identify(ctx), progress=_progress_reporter(ctx), cancelled=cancelled)

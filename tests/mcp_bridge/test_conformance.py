@@ -101,9 +101,18 @@ NOT_APPLICABLE: dict[str, NotApplicable] = {
     ),
     # --- 2026-07-28
     "server-stateless": NotApplicable(
-        "two of its checks need the fixture tool `test_missing_capability` (a tool that requires the client's "
-        "sampling capability); no tool of this server requires a client capability. The others apply",
-        frozenset({"sep-2575-server-rejects-undeclared-capability", "sep-2575-missing-capability-http-400"}),
+        "four of its checks need fixture tools: `test_missing_capability` (a tool that requires the client's "
+        "sampling capability; no tool of this server requires a client capability), `test_streaming_elicitation` "
+        "(a tool that asks the client something mid-call; none does) and `test_logging_tool` (a tool that logs; "
+        "the server declares no logging). The others apply",
+        frozenset(
+            {
+                "sep-2575-server-rejects-undeclared-capability",
+                "sep-2575-missing-capability-http-400",
+                "sep-2575-http-server-no-independent-requests-on-stream",
+                "sep-2575-server-no-log-without-loglevel",
+            }
+        ),
     ),
     **{
         f"input-required-result-{name}": NotApplicable(

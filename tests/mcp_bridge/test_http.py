@@ -393,3 +393,58 @@ def test_refused_tokens_are_recorded_as_auth_failures(live_site: str, alice: Any
     assert response.status_code == 401
     event = SecurityEvent.objects.get()
     assert (event.kind, event.ip, event.detail["endpoint"]) == ("auth_failure", "127.0.0.1", "/mcp")
+
+
+def test_an_unknown_tool_is_a_protocol_error_naming_the_real_ones(
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any
+) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    token = token_for(alice)
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, token, mcp_mode) as session:
+            with pytest.raises(MCPError) as refused:
+                await session.call_tool("no_such_tool", {})
+            assert refused.value.error.code == -32602
+            assert "no_such_tool" in refused.value.error.message
+            assert "key_analysis" in refused.value.error.message
+
+    anyio.run(conversation)
+
+
+def test_whitespace_around_the_mcp_headers_is_not_part_of_their_value(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    # SEP-2243 and RFC 9110 section 5.5: "Mcp-Name:  list_scores  " names the tool list_scores. Sent over a raw
+    # socket: HTTP client libraries refuse to send a header value with trailing whitespace.
+    import socket
+    from urllib.parse import urlsplit
+
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    params = {"name": "list_scores", "arguments": {}, "_meta": meta}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).encode()
+    address = urlsplit(live_site)
+    head = (
+        "POST /mcp HTTP/1.1\r\n"
+        f"Host: {address.netloc}\r\n"
+        f"Authorization: Bearer {token_for(alice)}\r\n"
+        "Accept: application/json, text/event-stream\r\n"
+        "Content-Type: application/json\r\n"
+        "MCP-Protocol-Version: 2026-07-28\r\n"
+        "Mcp-Method: tools/call \r\n"
+        "Mcp-Name:   list_scores  \r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.decode().partition("\r\n")
+    assert " 200 " in status_line, answer.decode()
+    assert '"scores":[]' in rest.replace(" ", "")
