@@ -53,8 +53,12 @@ class ActionFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         from apps.tools.registry import TOOLS
 
-        others = ["auth.login", "auth.lockout", "oauth.client_registered", "oauth.client_disabled", "breaker.state",
-                  "privacy.export", "privacy.erasure", "retention.run", "security.blocked"]  # fmt: skip
+        others = [
+            "auth.login", "auth.lockout",
+            "oauth.client_registered", "oauth.client_read", "oauth.client_updated", "oauth.client_deleted",
+            "oauth.client_disabled", "oauth.client_enabled", "oauth.client_secret_rotated",
+            "breaker.state", "privacy.export", "privacy.erasure", "retention.run", "security.blocked",
+        ]  # fmt: skip
         return [(f"tool.{name}", f"tool.{name}") for name in sorted(TOOLS)] + [(a, a) for a in others]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
