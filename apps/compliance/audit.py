@@ -1,5 +1,9 @@
 """The audit trail: record events, seal them into a hash chain, verify the chain.
 
+`audit_write` commits one event or raises `AuditNotRecorded`: a tool call writes its event with it before it is
+answered, and fails instead when it cannot (apps.tools.invocation). `audit_record` is for events of actions already
+done: it logs a failure loudly. Nothing is buffered in memory: an event is in the table or its failure is known.
+
 Writing is one INSERT with no lock, so tool calls never queue behind each other for the trail. Sealing runs apart
 (a thread in each process that wrote, the periodic `compliance.seal_audit` task, and `verify_audit_chain` itself):
 under a lock on the chain head it takes the unsealed rows in id order, gives each the next `seq`, `prev_hash` =
@@ -57,8 +61,8 @@ _subjects_lock = threading.Lock()
 
 def subject_for(user: AbstractBaseUser | None) -> Subject | None:
     """The person's pseudonym and key, created on first use; cached per process (they never change, and erasure
-    forgets them through `subject_forget`). None when the database cannot be reached: the call then fails on its
-    own terms, not on the trail's."""
+    forgets them through `subject_forget`). None when the database cannot be reached: `audit_write` then tries
+    again, and a tool call whose event still cannot be written fails `unavailable`."""
     if user is None or user.pk is None:
         return None
     found = _subjects.get(user.pk)
@@ -131,7 +135,22 @@ def _truncated(ip: str) -> str:
 # --- Recording ----------------------------------------------------------------------------------------------------
 
 
-def audit_record(
+class AuditNotRecorded(Exception):
+    """The event could not be written (the database refused the row or could not be reached). What it describes
+    must not be reported as done: a tool call that cannot be recorded is not answered with its result."""
+
+
+def audit_record(**event: Any) -> None:
+    """Append one event (the arguments of `audit_write`), for actions that have already happened and cannot be
+    refused any more (a sign-in, a breaker changing state). A trail that cannot be written is logged loudly with
+    the event's action and outcome; nothing is queued or retried later."""
+    try:
+        audit_write(**event)
+    except AuditNotRecorded:
+        logger.exception("could not write the audit event %s %s", event.get("action"), event.get("outcome"))
+
+
+def audit_write(
     *,
     action: str,
     outcome: str,
@@ -145,12 +164,14 @@ def audit_record(
     transport: str = "",
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Append one event. Never raises: a trail that cannot be written is logged loudly, and the action it
-    describes is not undone for it."""
+    """Append one event, committed when this returns (inside a transaction: part of it), or raise
+    `AuditNotRecorded`. Tool calls write their event with this before they are answered."""
     if not settings.AUDIT_LOG_ENABLED:
         return
     try:
-        subject = subject or subject_for(user)
+        if subject is None and user is not None and user.pk is not None:
+            # Not `subject_for`, which gives None when the database fails: the event would lose its person.
+            subject = _subjects.get(user.pk) or _subject_load(user)
         stored_ip = ""
         if ip:
             stored_ip = _ip_sealed(subject, ip) if subject else _truncated(ip)
@@ -167,18 +188,20 @@ def audit_record(
             "detail": detail or {},
         }
         event = AuditEvent(**fields)  # the model's defaults and checks, then one prepared INSERT
-        try:
-            _insert(event)
-        except (OperationalError, InterfaceError):
-            if connection.in_atomic_block:
-                raise
-            # A connection the database dropped (a restart; kept connections are not asked `SELECT 1` before
-            # every call, see music21_platform.db): one more try, on a fresh connection.
-            connection.close()
-            _insert(event)
-    except DatabaseError:
-        logger.exception("could not write the audit event %s %s", action, outcome)
-        return
+        if connection.in_atomic_block:
+            # A savepoint, so that a refused row leaves the caller's transaction usable for its own handling.
+            with transaction.atomic():
+                _insert(event)
+        else:
+            try:
+                _insert(event)
+            except (OperationalError, InterfaceError):
+                # A connection the database dropped (a restart; kept connections are not asked `SELECT 1` before
+                # every call, see music21_platform.db): one more try, on a fresh connection.
+                connection.close()
+                _insert(event)
+    except DatabaseError as exc:
+        raise AuditNotRecorded(f"the audit event {action} {outcome} could not be written: {exc}") from exc
     _sealer.wake()
 
 

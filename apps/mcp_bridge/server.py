@@ -71,10 +71,9 @@ async def in_worker(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def until_answered(name: str, arguments: dict[str, Any], *, caller: Caller) -> dict[str, Any]:
-    """`invoke_tool` in a worker thread, resumed as soon as the call is answered (`Caller.answer`): the thread
-    then writes the call's audit event while this request's response goes out. The event is still written
-    before the thread takes another call, by the same thread, so it is lost only if the process dies in between
-    (as one written before the answer would be, had the process died a moment earlier).
+    """`invoke_tool` in a worker thread, resumed as soon as the call is answered (`Caller.answer`), which is once
+    its audit event is committed (a call whose event cannot be written is answered `unavailable`): the thread then
+    records the call's security events and collects its garbage while this request's response goes out.
 
     If the awaiting request is cancelled, it stops waiting at once; the thread finishes as `in_worker`'s do.
     """

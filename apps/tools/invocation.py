@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from pydantic import ValidationError
 
-from apps.compliance.audit import audit_record, subject_for
+from apps.compliance.audit import AuditNotRecorded, audit_write, subject_for
 from apps.security import events, guards, metrics, scopes
 from apps.tools import runner
 from apps.tools.errors import (
@@ -65,9 +65,9 @@ class Caller:
     # transport wires both to its client (MCP progress notifications and cancellation).
     progress: Callable[[int, int, str], None] | None = field(default=None, compare=False, repr=False)
     cancelled: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
-    # A transport that can answer before the call's trail is written passes `answer`: invoke_tool calls it once
-    # with the outcome (the result, or the ApplicationError the call ends with) as soon as it is known and
-    # counted, then writes the audit event in the same thread (see apps.mcp_bridge.server.until_answered).
+    # A transport that can answer before the call's security events and clean-up passes `answer`: invoke_tool
+    # calls it once with the outcome (the result, or the ApplicationError the call ends with) as soon as the
+    # call's audit event is written and the call counted (see apps.mcp_bridge.server.until_answered).
     answer: Callable[[dict[str, Any] | ApplicationError], None] | None = field(default=None, compare=False, repr=False)
     # The stamp of the user's scores as the call's admission read it (None without Redis): score rows this
     # process read under the same stamp are used again without a query (apps.tools.selectors.score_get).
@@ -90,9 +90,9 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     """Run tool `name` with `arguments` as `caller` and return its JSON-serialisable result.
 
     The guards, in order: block list -> scope -> arguments -> rate limit -> bulkhead -> circuit breaker ->
-    timeout -> run (the first four in one round trip to Redis, see `guards.admit`); every outcome is counted,
-    answered (`Caller.answer`, when the transport passed one), then audited, and refusals that matter to security
-    are then recorded as security events.
+    timeout -> run (the first four in one round trip to Redis, see `guards.admit`); every outcome is audited (a
+    call whose event cannot be written fails with `ServiceUnavailable` instead), counted, answered (`Caller.answer`,
+    when the transport passed one), and refusals that matter to security are then recorded as security events.
     """
     tool = get_tool(name)
     started = time.perf_counter()
@@ -131,30 +131,56 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
         finally:
             elapsed = time.perf_counter() - started
             status = outcome.code if isinstance(outcome, ApplicationError) else "success" if outcome else "error"
+            # The trail first: a call is answered only once its event is committed, and not with its outcome if
+            # the event cannot be written (nothing queued, nothing dropped).
+            try:
+                with span("audit.record"):
+                    audit_write(
+                        action=f"tool.{tool.name}",
+                        outcome=status,
+                        user=caller.user,
+                        subject=subject,
+                        client_id=caller.client_id,
+                        ip=caller.ip,
+                        target=targets,
+                        duration_ms=elapsed * 1000,
+                        request_id=caller.request_id,
+                        transport=caller.transport,
+                    )
+            except AuditNotRecorded as exc:
+                logger.error("tool %s: %s (request %s); the call fails unavailable", tool.name, exc, caller.request_id)
+                if outcome is not None:  # else an unexpected exception is on its way out, undelivered as well
+                    outcome = _not_recorded(tool, outcome, caller.request_id)
+                    status = outcome.code
             metrics.REQUESTS.labels(tool=tool.name, status=status).inc()
-            metrics.REQUEST_DURATION.labels(tool=tool.name).observe(elapsed)
+            metrics.REQUEST_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
             if call_span is not None:
                 call_span.set_attribute("outcome", status)
             if outcome is not None and caller.answer is not None:
-                caller.answer(outcome)  # the caller has its answer; the trail follows, in this thread
-            with span("audit.record"):
-                audit_record(
-                    action=f"tool.{tool.name}",
-                    outcome=status,
-                    subject=subject,
-                    client_id=caller.client_id,
-                    ip=caller.ip,
-                    target=targets,
-                    duration_ms=elapsed * 1000,
-                    request_id=caller.request_id,
-                    transport=caller.transport,
-                )
+                caller.answer(outcome)  # in the trail already; security events and logging follow the answer
             calls_log.info("tool call", extra={"outcome": status, "duration_ms": round(elapsed * 1000, 2)})
             call_context.reset(context)
         if isinstance(outcome, ApplicationError):
             _record_security_event(outcome, tool, caller, arguments)  # after the trail, which it must not stop
             raise outcome
         return outcome
+
+
+def _not_recorded(tool: Tool, outcome: dict[str, Any] | ApplicationError, request_id: str) -> ServiceUnavailable:
+    """What the caller is told instead of an outcome the audit trail could not record: whether a change was made."""
+    why = "could not be recorded in the audit trail (the database refused the record or could not be reached)"
+    retry = f"Try again in a moment (request id {request_id})."
+    if isinstance(outcome, ApplicationError):
+        ended = f"The call to {tool.name!r} ended with {outcome.code} ({outcome.message})"
+        return ServiceUnavailable(f"{ended}, but it {why}, so that answer was not delivered. {retry}")
+    if tool.scope == scopes.WRITE:
+        return ServiceUnavailable(
+            f"The call to {tool.name!r} succeeded and the change was made, but it {why}, so its result was not "
+            f"delivered. Look at your scores (list_scores) before repeating it. {retry}"
+        )
+    return ServiceUnavailable(
+        f"The result of {tool.name!r} was not delivered because the call {why}; nothing was changed. {retry}"
+    )
 
 
 def _checked(tool: Tool, caller: Caller, arguments: dict[str, Any] | None) -> tuple[Any, ApplicationError | None]:

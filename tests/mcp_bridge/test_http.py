@@ -241,47 +241,36 @@ def test_a_call_is_answered_as_json_unless_it_asks_for_progress(live_site: str, 
     assert json.loads(data[-1])["result"]["structuredContent"]["notes"] == 165
 
 
-def test_a_call_is_answered_before_its_audit_event_is_written_and_the_event_follows(
+def test_a_call_is_answered_only_once_its_audit_event_is_written(
     mcp_mode: str, live_site: str, alice: Any, token_for: Any, monkeypatch: Any
 ) -> None:
-    import threading
-
+    from apps.compliance import audit
     from apps.compliance.models import AuditEvent
-    from apps.tools import invocation
 
-    held, written = threading.Event(), threading.Event()
-    original = invocation.audit_record
+    insert = audit._insert
 
-    def audit_record_when_released(**event: Any) -> None:
-        held.wait(timeout=10)  # not released by then: the answers waited for the trail, which fails the test
-        original(**event)
-        written.set()
+    def slow_insert(event: Any) -> None:
+        time.sleep(0.5)  # a slow audit INSERT: an answer that did not wait for it would come first
+        insert(event)
 
-    monkeypatch.setattr(invocation, "audit_record", audit_record_when_released)
+    monkeypatch.setattr(audit, "_insert", slow_insert)
     token = token_for(alice)
-    answers: list[Any] = []
 
-    async def conversation() -> None:
+    async def call(name: str, arguments: dict[str, Any]) -> Any:
         async with mcp_session(live_site, token, mcp_mode) as session:
-            answers.append(await session.call_tool("import_score", {"score_id": "c", "source": "bach/bwv66.6"}))
-            answers.append(await session.call_tool("key_analysis", {"score_id": "missing"}))
+            return await session.call_tool(name, arguments)
 
-    try:
-        anyio.run(conversation)
-        assert not written.is_set()  # both answered while their trail waits
-    finally:
-        held.set()
-    assert answers[0].structured_content["notes"] == 165
-    assert answers[1].is_error and "not_found" in _text(answers[1])
-    assert written.wait(timeout=60)
-    deadline = time.monotonic() + 60
-    while AuditEvent.objects.filter(action__startswith="tool.").count() < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    events = AuditEvent.objects.filter(action__startswith="tool.").order_by("action")  # both were held: any order
-    assert [(e.action, e.outcome, e.transport) for e in events] == [
-        ("tool.import_score", "success", "mcp-http"),
-        ("tool.key_analysis", "not_found", "mcp-http"),
-    ]
+    def tool_events() -> list[tuple[str, str, str]]:
+        events = AuditEvent.objects.filter(action__startswith="tool.").order_by("id")
+        return [(e.action, e.outcome, e.transport) for e in events]
+
+    imported = anyio.run(call, "import_score", {"score_id": "c", "source": "bach/bwv66.6"})
+    assert imported.structured_content["notes"] == 165
+    assert tool_events() == [("tool.import_score", "success", "mcp-http")]  # there as soon as the answer is
+
+    missing = anyio.run(call, "key_analysis", {"score_id": "missing"})
+    assert missing.is_error and "not_found" in _text(missing)
+    assert tool_events()[-1] == ("tool.key_analysis", "not_found", "mcp-http")
 
 
 def test_the_garbage_a_call_leaves_is_collected_after_it_is_answered(
