@@ -231,6 +231,18 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_TIME_LIMIT = 60 * 30
 CELERY_TASK_SOFT_TIME_LIMIT = 60 * 29
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A late-acknowledged task (analyze_corpus's chunks) still unacknowledged after this long is delivered again:
+    # that is how a chunk held by a worker that died comes back. Above the chunks' hard time limit (150 s,
+    # apps/tools/tasks.py), so a chunk that is only slow is never run twice; no task uses an ETA or a countdown
+    # (those wait unacknowledged too, and would need it raised). Each worker looks for such chunks every 10 s.
+    "visibility_timeout": 180,
+    "unacked_restore_throttle": 1,
+    # A broker that stops answering without closing the connection fails a publish instead of hanging it (kombu's
+    # own advice). Not below a second: a worker's BRPOP waits a second for work.
+    "socket_timeout": 5,
+    "socket_connect_timeout": 2,
+}
 # Periodic tasks (retention, due privacy requests, audit sealing) live in the database, editable in the admin.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from music21 import corpus
 
 from apps.tools.errors import InvalidArguments
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.services.corpus import CHUNK_SIZE, Cancelled
+from apps.tools.tasks import CHUNK_SOFT_TIME_LIMIT, CHUNK_TIME_LIMIT, analyze_corpus_chunk
 
 
 def test_every_work_gets_the_key_music21_finds(celery_worker: None, alice: Any, call: Any) -> None:
@@ -54,3 +56,15 @@ def test_bad_queries_are_named(alice: Any, call: Any, arguments: dict[str, Any],
 def test_composer_and_pattern_are_exclusive(alice: Any, call: Any) -> None:
     with pytest.raises(InvalidArguments, match="exactly one of composer or path_pattern"):
         call(alice, "analyze_corpus", composer="bach", path_pattern="bach/*")
+
+
+def test_a_chunk_outlives_its_worker_and_is_never_rerun_while_it_runs() -> None:
+    """What tests/tools/test_corpus_crash.py shows with a short visibility timeout, held for the real one: a chunk
+    is acknowledged after it ran (handed back if its process dies), a live worker ends any chunk (the hard limit)
+    before the broker would deliver it again, and only JSON crosses the broker."""
+    assert analyze_corpus_chunk.acks_late and analyze_corpus_chunk.reject_on_worker_lost
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    assert CHUNK_SOFT_TIME_LIMIT < CHUNK_TIME_LIMIT < visibility <= 300  # back within minutes, not the default hour
+    assert settings.CELERY_ACCEPT_CONTENT == ["json"]
+    assert settings.CELERY_TASK_SERIALIZER == settings.CELERY_RESULT_SERIALIZER == "json"
+    assert settings.CELERY_TASK_SOFT_TIME_LIMIT < settings.CELERY_TASK_TIME_LIMIT

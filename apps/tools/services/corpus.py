@@ -4,12 +4,19 @@ A job is cut into chunks of a few works; each chunk is one Celery task (`apps.to
 that needs only music21, not the database, so any worker on any machine can take it. Without a broker (the
 embedded default) the chunks run one after another in this process. Either way the caller hears progress after
 every chunk and can cancel between chunks (and, with workers, revoke what is queued or running).
+
+A worker crash loses no chunk: chunks are acknowledged after they ran (see the task), so one whose worker died is
+delivered again, to whichever worker is there, and the job goes on. Each chunk's result is kept under its task
+id, `corpus-<job>-<index>`, so a chunk that runs twice counts once. While a chunk is lost the caller hears
+nothing new; if no chunk finishes for WORKER_SILENCE_SECONDS and no worker of the queue answers either, the
+caller gets an `unavailable` error at once rather than waiting out CORPUS_JOB_TIMEOUT.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,13 +25,18 @@ from django.conf import settings
 from music21 import common, corpus, stream
 
 from apps.security.metrics import FILES_PROCESSED
-from apps.tools.errors import ApplicationError, InvalidArguments
+from apps.tools.errors import ApplicationError, InvalidArguments, ServiceUnavailable
 from apps.tools.services.analysis import key_analysis
 from apps.tools.services.summary import score_summary
 
 CORPUS_ANALYSES = ("key", "summary")
 CHUNK_SIZE = 8  # works per task: small enough for steady progress and balance, large enough to amortise dispatch
 POLL_SECONDS = 0.25
+# No chunk finished for this long: ask whether any worker of the queue is there (one broadcast, 1 s). None answering
+# means the job cannot go on, and the caller is told so now. With the prefork pool (deploy/'s) a worker answers
+# while its processes analyse; a `--pool=solo` worker answers only between chunks, so keep chunks shorter than this.
+WORKER_SILENCE_SECONDS = 60.0
+WORKER_PING_SECONDS = 1.0
 
 Progress = Callable[[int, int, str], None]
 
@@ -116,8 +128,13 @@ def _run_on_workers(
 
     from apps.tools.tasks import analyze_corpus_chunk
 
-    job = group(analyze_corpus_chunk.s(chunk, analysis) for chunk in chunks).apply_async()
+    job_id = uuid.uuid4().hex[:12]
+    job = group(
+        analyze_corpus_chunk.signature((chunk, analysis), task_id=f"corpus-{job_id}-{index}")
+        for index, chunk in enumerate(chunks)
+    ).apply_async()
     done_chunks = -1
+    last_change = time.monotonic()
     try:
         while not job.ready():
             if is_cancelled():
@@ -125,8 +142,17 @@ def _run_on_workers(
                 raise Cancelled(f"Cancelled; {job.completed_count()} of {len(chunks)} chunks had finished.")
             completed = job.completed_count()
             if completed != done_chunks:
-                done_chunks = completed
+                done_chunks, last_change = completed, time.monotonic()
                 report(min(total, completed * CHUNK_SIZE), total, f"{completed} of {len(chunks)} chunks done")
+            elif time.monotonic() - last_change > WORKER_SILENCE_SECONDS:
+                if not _queue_has_workers(analyze_corpus_chunk.app):
+                    job.revoke()  # a worker that was only busy skips the rest; one that comes back runs them unread
+                    raise ServiceUnavailable(
+                        f"The Celery workers are not answering: no chunk of this job finished and no worker replied "
+                        f"for {WORKER_SILENCE_SECONDS:.0f} s ({min(total, completed * CHUNK_SIZE)} of {total} works "
+                        "were done). The job was abandoned; call analyze_corpus again once the workers are back."
+                    )
+                last_change = time.monotonic()  # workers are there (a lost chunk comes back to them): wait on
             time.sleep(POLL_SECONDS)
         results = [work for chunk in job.get(propagate=True) for work in chunk]
     finally:
@@ -134,3 +160,10 @@ def _run_on_workers(
             job.forget()  # results live in Redis until forgotten
     report(total, total, "done")
     return results
+
+
+def _queue_has_workers(app: Any) -> bool:
+    """Whether a worker consuming the chunks' queue answers (a worker of other queues cannot run them)."""
+    queue = app.conf.task_default_queue
+    replies = app.control.inspect(timeout=WORKER_PING_SECONDS).active_queues() or {}
+    return any(q.get("name") == queue for queues in replies.values() for q in queues or ())

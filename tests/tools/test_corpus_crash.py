@@ -1,0 +1,183 @@
+"""analyze_corpus when a Celery worker dies under a job: the job goes on when a worker is there, and the caller
+hears within a bounded time when none is.
+
+Each test starts its own workers (tests/tools/corpus_crash_worker.py: the project's app with a short visibility
+timeout, and one chunk that stops until killed) and kills one with SIGKILL in the middle of that chunk, as the
+kernel's out-of-memory killer or a lost machine would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+
+from apps.tools.errors import ServiceUnavailable
+from apps.tools.services import corpus
+from apps.tools.services.corpus import CHUNK_SIZE, corpus_select
+from music21_platform.celery import app
+
+PATTERN, LIMIT = "bach/bwv4*", 28  # 4 chunks: the last one (works 25 to 28) is where the worker dies
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[tuple[StartWorker, Path]]:
+    """Start workers on a queue of this test's own; yields (start, marker). Every worker is gone at the end."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        pytest.skip("no broker (REDIS_URL unset): corpus chunks run in the calling process, there is no worker to kill")
+    from django.db import connection
+
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "stalled-pid"
+    database_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
+    started: list[subprocess.Popen[bytes]] = []
+    previous_queue = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+
+    def start() -> subprocess.Popen[bytes]:
+        hostname = f"{queue}-{len(started)}@localhost"
+        log = (tmp_path / f"worker-{len(started)}.log").open("wb")
+        worker = subprocess.Popen(  # noqa: S603 - our own interpreter
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.tools.corpus_crash_worker",
+                "worker",
+                "--pool=prefork",  # as deployed: a main process, and pool processes that run the chunks
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                f"--queues={queue}",
+                f"--hostname={hostname}",
+            ],
+            cwd=settings.BASE_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so that its pool processes end with it
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+                "DATABASE_URL": database_url,
+                "CELERY_QUEUE": queue,
+                "AUDIT_SEAL_INTERVAL": "0",
+                "CRASH_VISIBILITY_TIMEOUT": "3",
+                "CRASH_MARKER": str(marker),
+                "CRASH_STALL_PATH": corpus_select(pattern=PATTERN, limit=LIMIT)[-1],
+            },
+        )
+        started.append(worker)
+        for _ in range(120):
+            if app.control.ping(destination=[hostname], timeout=0.5):
+                return worker
+            assert worker.poll() is None, (tmp_path / f"worker-{len(started) - 1}.log").read_text()
+        pytest.fail("the Celery worker did not start")
+
+    try:
+        yield start, marker
+    finally:
+        app.conf.task_default_queue = previous_queue
+        for worker in started:
+            if worker.poll() is None:  # its group: its pool processes too (a stalled chunk would hold up a warm stop)
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        client.delete(queue, f"unacked-{queue}", f"unacked_index-{queue}", f"unacked_mutex-{queue}")
+        client.close()
+
+
+def _start_job(alice: Any, call: Any) -> Future[dict[str, Any]]:
+    threads = ThreadPoolExecutor(max_workers=1)
+    job = threads.submit(call, alice, "analyze_corpus", path_pattern=PATTERN, limit=LIMIT, analysis="key")
+    threads.shutdown(wait=False)
+    return job
+
+
+def _wait_for_the_stalled_chunk(marker: Path, job: Future[dict[str, Any]]) -> int:
+    """The pid of the process running the last chunk, once it runs (the other chunks are done by then)."""
+    deadline = time.monotonic() + 120
+    while not marker.exists() or not marker.read_text():
+        assert not job.done(), job.result()
+        assert time.monotonic() < deadline, "the last chunk never started"
+        time.sleep(0.05)
+    return int(marker.read_text())
+
+
+def test_a_job_finishes_when_its_worker_is_killed_and_another_starts(
+    crash_workers: tuple[StartWorker, Path], alice: Any, call: Any, settings: Any
+) -> None:
+    start_worker, marker = crash_workers
+    settings.CORPUS_JOB_TIMEOUT = 90  # without late acknowledgement the lost chunk never comes back: fail in time
+    paths = corpus_select(pattern=PATTERN, limit=LIMIT)
+    assert len(paths) == LIMIT > 3 * CHUNK_SIZE
+
+    first = start_worker()
+    job = _start_job(alice, call)
+    _wait_for_the_stalled_chunk(marker, job)
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool process, as when its machine goes
+    first.wait(timeout=10)
+    start_worker()
+
+    result = job.result(timeout=120)
+    assert [work["path"] for work in result["results"]] == paths  # every work, once, in order
+    assert result["summary"] == {
+        "works": len(paths),
+        "failed": 0,
+        "modes": result["summary"]["modes"],
+    }
+    assert sum(result["summary"]["modes"].values()) == len(paths)
+
+
+def test_a_job_finishes_when_the_process_running_a_chunk_is_killed(
+    crash_workers: tuple[StartWorker, Path], alice: Any, call: Any, settings: Any
+) -> None:
+    """The out-of-memory killer takes one pool process; the worker hands its chunk back, a new process runs it."""
+    start_worker, marker = crash_workers
+    settings.CORPUS_JOB_TIMEOUT = 90
+    paths = corpus_select(pattern=PATTERN, limit=LIMIT)
+
+    worker = start_worker()
+    job = _start_job(alice, call)
+    pool_process = _wait_for_the_stalled_chunk(marker, job)
+    assert pool_process != worker.pid
+    os.kill(pool_process, signal.SIGKILL)
+
+    result = job.result(timeout=120)
+    assert [work["path"] for work in result["results"]] == paths
+    assert result["summary"]["works"] == len(paths) and result["summary"]["failed"] == 0
+
+
+def test_the_caller_is_told_soon_when_no_worker_is_left(
+    crash_workers: tuple[StartWorker, Path], alice: Any, call: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_worker, marker = crash_workers
+    settings.CORPUS_JOB_TIMEOUT = 60
+    monkeypatch.setattr(corpus, "WORKER_SILENCE_SECONDS", 5.0)
+
+    worker = start_worker()
+    job = _start_job(alice, call)
+    _wait_for_the_stalled_chunk(marker, job)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+    killed = time.monotonic()
+
+    with pytest.raises(ServiceUnavailable, match="workers are not answering") as refused:
+        job.result(timeout=90)
+    assert time.monotonic() - killed < 20  # the silence limit and one unanswered question, not CORPUS_JOB_TIMEOUT
+    assert "24 of 28 works were done" in refused.value.message
+    assert "call analyze_corpus again" in refused.value.message
