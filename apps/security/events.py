@@ -1,6 +1,15 @@
-"""Security events: record them, count them, and block an address or client that produces too many.
+"""Security events: record them, count them, and block the party that produces too many.
 
 Recording never fails a call: if the database cannot take the event, it is logged instead.
+
+Each event is evidence about one party, and only that party is ever blocked for it:
+
+- a signed-in user's events (a tool call with a valid token) are charged to that user, never to the address it
+  came from (behind a NAT or a proxy that address is everyone's) nor to the OAuth client (one client, a Client ID
+  Metadata Document's above all, serves many users);
+- an unauthenticated party's events are charged to its address: a `client_id` it names proves nothing about who
+  sent it, so it is stored with the event and never counted toward blocking that client;
+- clients are blocked by administrators (Security -> Blocks), not by counting.
 """
 
 from __future__ import annotations
@@ -24,15 +33,21 @@ from apps.tools.errors import Blocked
 
 logger = logging.getLogger("apps.security.events")
 
-# Events that count toward a block: what an attacker produces, not what an honest client stumbles into.
-COUNTED = {
-    SecurityEvent.Kind.AUTH_FAILURE,
-    SecurityEvent.Kind.LOGIN_FAILURE,
-    SecurityEvent.Kind.SCOPE_VIOLATION,
-    SecurityEvent.Kind.CROSS_TENANT,
-    SecurityEvent.Kind.HOSTILE_INPUT,
-    SecurityEvent.Kind.RATE_LIMIT,
-}
+Kind = SecurityEvent.Kind
+
+# Events that count toward a block: what an attacker produces, not what an honest client stumbles into. A rate-
+# limit refusal is not one: an honest burst meets the limit, and the limit already answers it.
+COUNTED = {Kind.AUTH_FAILURE, Kind.LOGIN_FAILURE, Kind.SCOPE_VIOLATION, Kind.CROSS_TENANT, Kind.HOSTILE_INPUT}
+
+# Where a refused credential says nothing worth blocking for. A bearer token refused at /mcp is almost always an
+# honest client retrying a token that expired or was revoked, and tokens (30 random characters) cannot be guessed
+# anyway: counting them blocked the addresses of honest clients and stopped nobody.
+UNCOUNTED_AUTH_ENDPOINTS = {"/mcp"}
+
+# Refusals that come in floods (a client retrying into its rate limit, or with its dead token): counted in
+# music21_security_violations_total every time, stored as one event per party and kind per block window. A
+# refused call stays cheap: no database row per refusal.
+SAMPLED = {Kind.RATE_LIMIT}
 
 
 def security_event_record(
@@ -44,17 +59,21 @@ def security_event_record(
     ip: str | None = None,
     **detail: Any,
 ) -> None:
-    """Store one security event, count it, and block its source if it crossed the threshold."""
-    label = detail.get("input_kind", kind) if kind == SecurityEvent.Kind.HOSTILE_INPUT else kind
+    """Count one security event; store it (at most once per window for floods, see SAMPLED); and charge it to the
+    party it is evidence about (a signed-in user, else the address), blocking that party past the threshold.
+
+    `client_id`: the client the event concerns, stored with it; a signed-in caller's client or, for an
+    unauthenticated request, the client it named. Never counted toward a block."""
+    label = detail.get("input_kind", kind) if kind == Kind.HOSTILE_INPUT else kind
     metrics.SECURITY_VIOLATIONS.labels(kind=label).inc()
+    user = user if getattr(user, "pk", None) else None
+    party = (Block.Target.USER, str(user.pk)) if user is not None else (Block.Target.IP, ip) if ip else None
+    flood = kind in SAMPLED or _uncounted_auth_failure(kind, detail)
+    if flood and not _first_in_window(kind, party):
+        return
     try:
         SecurityEvent.objects.create(
-            kind=kind,
-            severity=severity,
-            user=user if getattr(user, "pk", None) else None,
-            client_id=client_id or "",
-            ip=ip or None,
-            detail=detail,
+            kind=kind, severity=severity, user=user, client_id=client_id or "", ip=ip or None, detail=detail
         )
     except Exception:  # the event must not turn a refusal into a crash
         logger.exception("could not store security event %s (%s)", kind, detail)
@@ -62,10 +81,23 @@ def security_event_record(
         logger.warning(
             "security event %s user=%s client=%s ip=%s %s", kind, getattr(user, "pk", None), client_id, ip, detail
         )
-    if kind in COUNTED:
-        for target, value in ((Block.Target.IP, ip), (Block.Target.CLIENT, client_id)):
-            if value:
-                _count_toward_block(target, value)
+    if kind in COUNTED and not _uncounted_auth_failure(kind, detail) and party is not None:
+        _count_toward_block(*party)
+
+
+def _uncounted_auth_failure(kind: str, detail: dict[str, Any]) -> bool:
+    return kind == Kind.AUTH_FAILURE and detail.get("endpoint") in UNCOUNTED_AUTH_ENDPOINTS
+
+
+def _first_in_window(kind: str, party: tuple[str, str] | None) -> bool:
+    """Whether this is the party's first event of `kind` in the current block window (then it is stored)."""
+    window = settings.SECURITY_BLOCK_WINDOW
+    who = ":".join(party) if party else "unknown"
+    key = f"{settings.GUARD_NAMESPACE}:recorded:{kind}:{who}:{int(time.time() // window)}"
+    try:
+        return bool(cache.add(key, 1, window))
+    except Exception:  # the cache is down: the metric has counted it; a row per refusal is what this avoids
+        return False
 
 
 def _count_toward_block(target: str, value: str) -> None:
@@ -89,8 +121,9 @@ def _count_toward_block(target: str, value: str) -> None:
         metrics.SECURITY_VIOLATIONS.labels(kind="blocked").inc()
         audit_record(action="security.blocked", outcome="blocked", target=f"{target}:{value}"[:300])
         SecurityEvent.objects.create(
-            kind=SecurityEvent.Kind.BLOCKED,
+            kind=Kind.BLOCKED,
             severity=SecurityEvent.Severity.HIGH,
+            user_id=value if target == Block.Target.USER else None,
             client_id=value if target == Block.Target.CLIENT else "",
             ip=value if target == Block.Target.IP else None,
             detail={"target": target, "until": until.isoformat(), "events": count},
@@ -141,19 +174,29 @@ def _block_key(target: str, value: str) -> str:
     return f"{settings.GUARD_NAMESPACE}:blocked:{target}:{value}"
 
 
-def _block_targets(ip: str | None, client_id: str | None) -> list[tuple[str, str]]:
-    return [(target, value) for target, value in ((Block.Target.IP, ip), (Block.Target.CLIENT, client_id)) if value]
+def _block_targets(user_id: Any, ip: str | None, client_id: str | None) -> list[tuple[str, str]]:
+    candidates = ((Block.Target.USER, user_id), (Block.Target.IP, ip), (Block.Target.CLIENT, client_id))
+    return [(target, str(value)) for target, value in candidates if value]
 
 
-def block_cache_keys(*, ip: str | None, client_id: str | None) -> dict[tuple[str, str], str]:
-    """The cache's keys, as stored in Redis, of the block-list entries of an address and a client."""
-    return {pair: cache.make_and_validate_key(_block_key(*pair)) for pair in _block_targets(ip, client_id)}
+def block_cache_keys(
+    *, user_id: Any = None, ip: str | None = None, client_id: str | None = None
+) -> dict[tuple[str, str], str]:
+    """The cache's keys, as stored in Redis, of the block-list entries of a user, an address and a client."""
+    return {pair: cache.make_and_validate_key(_block_key(*pair)) for pair in _block_targets(user_id, ip, client_id)}
 
 
-def block_check(*, ip: str | None, client_id: str | None, cached: dict[tuple[str, str], Any] | None = None) -> None:
-    """Refuse a blocked address or client, saying until when. `cached`: the block-list cache's entries, when the
-    caller has read them already (see apps.security.guards.admit)."""
-    targets = _block_targets(ip, client_id)
+def block_check(
+    *,
+    user_id: Any = None,
+    ip: str | None = None,
+    client_id: str | None = None,
+    cached: dict[tuple[str, str], Any] | None = None,
+) -> None:
+    """Refuse a blocked user, address or client, saying until when. A signed-in caller is checked as its user and
+    client, an unauthenticated request by its address. `cached`: the block-list cache's entries, when the caller
+    has read them already (see apps.security.guards.admit)."""
+    targets = _block_targets(user_id, ip, client_id)
     if not targets:
         return
     for (target, _), until in _blocked_until(targets, cached).items():
@@ -161,7 +204,8 @@ def block_check(*, ip: str | None, client_id: str | None, cached: dict[tuple[str
             metrics.BLOCKED.labels(reason="blocked").inc()
             when = datetime.fromtimestamp(until, tz=UTC).strftime("%H:%M:%S UTC")
             raise Blocked(
-                f"This {dict(Block.Target.choices)[target]} is blocked until {when} after repeated security violations."
+                f"This {dict(Block.Target.choices)[target]} is blocked until {when} "
+                f"{'by an administrator' if target == Block.Target.CLIENT else 'after repeated security violations'}."
             )
 
 

@@ -18,12 +18,13 @@ from typing import Any
 
 import pybreaker
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from redis.exceptions import RedisError
 
 from apps.compliance.audit import audit_record
 from apps.security import events, metrics
 from apps.security.redis import redis_failed, redis_recovered, shared_redis
-from apps.tools.errors import ApplicationError, Busy, CircuitOpen, RateLimited
+from apps.tools.errors import ApplicationError, Busy, CircuitOpen, DependencyFailed, RateLimited
 from music21_platform.fairness import FairSemaphore
 
 # --- Rate limits: a token bucket per (group, user) and per (group, client) ------------------------------------
@@ -178,9 +179,12 @@ def admit(
     refusal: ApplicationError | None = None,
     stamps: tuple[str, ...] = (),
 ) -> Admission:
-    """Admit a call, or refuse it: a blocked address or client first, then `refusal` (the call's own fault,
-    found before: a missing scope, invalid arguments), then an empty rate-limit bucket. A refused call takes no
-    token.
+    """Admit a call, or refuse it: a blocked user or client first, then `refusal` (the call's own fault, found
+    before: a missing scope, invalid arguments), then an empty rate-limit bucket. A refused call takes no token.
+
+    The caller is signed in, so it is blocked as itself: an address block (earned by unauthenticated abuse, see
+    apps.security.events) does not refuse it, since everyone behind a NAT or a proxy shares that address. `ip`
+    (where the call came from) is therefore no reason to refuse it.
 
     With Redis this is one round trip, which also reads the group's shared breaker state and the `stamps`.
     Without Redis (or when it fails) each check reads its own state, and there are no stamps."""
@@ -190,7 +194,7 @@ def admit(
     stamped: tuple[str | None, ...] = (None,) * len(stamps)
     client = shared_redis()
     if client is not None:
-        blocks = events.block_cache_keys(ip=ip, client_id=client_id)
+        blocks = events.block_cache_keys(user_id=user_id, client_id=client_id)
         storage = breaker(group)._state_storage
         reads = storage.keys() if isinstance(storage, _SharedStorage) else []
         try:
@@ -211,7 +215,7 @@ def admit(
             cached = dict(zip(blocks, values, strict=True))
             reading = BreakerReading(*read) if reads else None
             stamped = tuple(value.decode() for value in stamp_values)
-    events.block_check(ip=ip, client_id=client_id, cached=cached)
+    events.block_check(user_id=user_id, client_id=client_id, cached=cached)
     if refusal is not None:
         raise refusal
     _refuse_if_waiting(group, _take(_buckets(group, user_id, client_id)) if wait is None else wait)
@@ -326,9 +330,21 @@ def bulkhead(group: str) -> Iterator[bool]:
 # --- Circuit breakers: one per guard group, state shared through Redis ----------------------------------------
 
 
+# What a breaker counts: failures of what the server depends on, and nothing else. A caller's invalid arguments,
+# a score music21 cannot read, write or analyse, a score that runs to the time limit, an unexpected error in a
+# tool on one caller's score: each is that caller's, and counting it would let one user pause a group for
+# everyone. A failing dependency fails every caller alike, which is what a breaker is for.
+DEPENDENCY_FAILURES: tuple[type[BaseException], ...] = (
+    DependencyFailed,  # the database unavailable (ServiceUnavailable), a tool worker process died (WorkerDied)
+    OperationalError,  # the database, when its error reaches the breaker unconverted
+    InterfaceError,
+    RedisError,
+)
+
+
 def _callers_fault(exc: BaseException) -> bool:
-    """Excluded from the failure count: only the server's own failures open a breaker, not bad input."""
-    return isinstance(exc, ApplicationError) and exc.code not in ("timeout", "internal_error", "unavailable")
+    """Excluded from a breaker's failure count (pybreaker's `exclude`): everything but DEPENDENCY_FAILURES."""
+    return not isinstance(exc, DEPENDENCY_FAILURES)
 
 
 class _StateChanges(pybreaker.CircuitBreakerListener):

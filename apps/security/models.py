@@ -85,9 +85,11 @@ class SecurityEvent(models.Model):
 
 
 class Block(models.Model):
-    """An address or client refused until `until`, after too many security events in a window."""
+    """A user, address or client refused until `until`: a user or an address after too many security events of
+    its own in a window (see apps.security.events), a client when an administrator decides it."""
 
     class Target(models.TextChoices):
+        USER = "user", "user"
         IP = "ip", "IP address"
         CLIENT = "client", "OAuth client"
 

@@ -298,13 +298,16 @@ class TokenView(oauth2_views.TokenView):
         if refused is not None:
             return refused
         response = super().post(request, *args, **kwargs)
-        if response.status_code == 401:  # a wrong client secret: counts toward blocking the address
+        if response.status_code == 401:
+            # A wrong client secret counts toward blocking the address that sent it. The client_id in the request
+            # is only what the sender named (anyone can name any client), so it is kept as a detail and never
+            # counted against that client.
             security_event_record(
                 kind="auth_failure",
                 ip=client_ip(request),
-                client_id=str(request.POST.get("client_id", ""))[:100] or None,
                 endpoint="/o/token/",
                 reason="client authentication failed",
+                named_client_id=str(request.POST.get("client_id", ""))[:100],
             )
         origin = _loopback_origin(request)
         if origin and "Access-Control-Allow-Origin" not in response:

@@ -59,6 +59,14 @@ class ScoreParseError(ApplicationError):
     http_status = 422
 
 
+class UnprocessableScore(ApplicationError):
+    """The caller's score was read but cannot be written out or engraved (a duration MusicXML has no name for...):
+    a problem with that score, named in the message, not a failure of the server."""
+
+    code = "unprocessable_score"
+    http_status = 422
+
+
 class AnalysisError(ApplicationError):
     """The music itself does not allow the analysis (no notes, no chords, a melody out of every range...)."""
 
@@ -121,8 +129,23 @@ class TimedOut(ApplicationError):
     http_status = 504
 
 
-class ServiceUnavailable(ApplicationError):
+class DependencyFailed(ApplicationError):
+    """Something the server depends on failed (the database, Redis, a tool worker process), not the caller: the
+    only failures that count toward a tool group's circuit breaker (apps.security.guards)."""
+
+    code = "unavailable"
+    http_status = 503
+
+
+class ServiceUnavailable(DependencyFailed):
     """A dependency of the server (the database) is down: the call fails fast and can be retried later."""
 
     code = "unavailable"
     http_status = 503
+
+
+class WorkerDied(DependencyFailed):
+    """The tool worker process running a call ended without answering (killed from outside, out of memory)."""
+
+    code = "internal_error"
+    http_status = 500

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import connections
 
-from apps.tools.errors import ApplicationError, TimedOut
+from apps.tools.errors import TimedOut, WorkerDied
 from music21_platform.db import with_connections
 from music21_platform.fairness import FairSemaphore
 from music21_platform.runtime import garbage_after_call, gc_tune
@@ -36,11 +36,6 @@ if TYPE_CHECKING:
     from apps.tools.registry import Tool
 
 logger = logging.getLogger(__name__)
-
-
-class WorkerDied(ApplicationError):
-    code = "internal_error"
-    http_status = 500
 
 
 _threads: ThreadPoolExecutor | None = None

@@ -8,6 +8,7 @@ import copy
 import functools
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
@@ -151,9 +152,23 @@ def _encode_cursor(score: Score) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[str, int]:
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The position a cursor of `_encode_cursor` names. Anything else is the caller's mistake, refused here as
+    invalid arguments: a cursor that reached the query (an unparseable date, an id past the database's integers)
+    would fail there as the server's own error."""
+    refused = InvalidArguments(
+        "cursor: not one returned by list_scores; pass its next_cursor unchanged, or omit it for the first page.",
+        extra={"argument": "cursor"},
+    )
     try:
-        created_at, pk = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(created_at), int(pk)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidArguments("The cursor is not one returned by list_scores.") from exc
+        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        created_at, pk = position
+        created = datetime.fromisoformat(created_at)
+    except (binascii.Error, ValueError, TypeError, UnicodeError):
+        raise refused from None
+    if created.tzinfo is None or type(pk) is not int or not 0 < pk <= _LARGEST_ID:
+        raise refused
+    return created, pk
+
+
+_LARGEST_ID = 2**63 - 1  # a bigint: a larger id overflows the database driver

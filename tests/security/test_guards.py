@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import OperationalError
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
@@ -30,9 +31,10 @@ from apps.tools.errors import (
     InvalidArguments,
     RateLimited,
     RejectedInput,
+    ServiceUnavailable,
     TimedOut,
 )
-from apps.tools.invocation import Caller, InternalError, invoke_tool
+from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.registry import TOOLS, Tool, ToolArguments
 from tests.support import free_port
 
@@ -117,13 +119,24 @@ def test_calls_refused_for_their_scope_or_arguments_take_no_token(alice: Any, se
         invoke_tool("list_scores", {}, caller=reader)
 
 
-def test_a_blocked_address_is_told_so_whatever_else_is_wrong_with_its_call(alice: Any, settings: Any) -> None:
-    Block.objects.create(target="ip", value="10.9.9.9", reason="test", until=timezone.now() + timedelta(minutes=5))
-    blocked = _as(alice, ip="10.9.9.9", scopes=frozenset({"music21:read"}))
+def test_a_blocked_user_is_told_so_whatever_else_is_wrong_with_its_call(alice: Any, bob: Any) -> None:
+    Block.objects.create(target="user", value=str(bob.pk), reason="test", until=timezone.now() + timedelta(minutes=5))
+    blocked = _as(bob, scopes=frozenset({"music21:read"}))
     for name, arguments in (("delete_score", {"score_id": "x"}), ("list_scores", {"limit": "many"})):
-        with pytest.raises(Blocked, match="address is blocked until"):
+        with pytest.raises(Blocked, match="user is blocked until"):
             invoke_tool(name, arguments, caller=blocked)
-    assert invoke_tool("list_scores", {}, caller=_as(alice, ip="10.9.9.8"))["status"] == "success"
+    assert invoke_tool("list_scores", {}, caller=_as(alice))["status"] == "success"  # same address and client
+
+
+def test_a_client_an_administrator_blocked_is_refused_and_an_address_block_refuses_no_signed_in_call(
+    alice: Any,
+) -> None:
+    until = timezone.now() + timedelta(minutes=5)
+    Block.objects.create(target="client", value="client-9", reason="an administrator's decision", until=until)
+    Block.objects.create(target="ip", value="10.9.9.9", reason="failed sign-ins", until=until)
+    with pytest.raises(Blocked, match=r"OAuth client is blocked until .* by an administrator"):
+        invoke_tool("list_scores", {}, caller=_as(alice, client_id="client-9"))
+    assert invoke_tool("list_scores", {}, caller=_as(alice, ip="10.9.9.9"))["status"] == "success"
 
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="sharing a limit across processes needs Redis")
@@ -205,6 +218,10 @@ def test_a_call_past_the_timeout_is_answered_on_time_while_others_are_served(
     assert _metric("mcp_requests_total", tool="test_sleep", status="timeout") >= 1
 
 
+def _database_down() -> Any:
+    raise OperationalError("could not connect to server: Connection refused")
+
+
 # --- Circuit breakers -------------------------------------------------------------------------------------------
 
 
@@ -217,13 +234,13 @@ def test_repeated_failures_open_the_breaker_and_a_trial_call_closes_it(
 
     def flaky() -> dict[str, Any]:
         if failing["on"]:
-            raise RuntimeError("the renderer crashed")
+            raise OperationalError("could not connect to server: Connection refused")
         return {"ok": True}
 
     extra_tool("test_flaky", flaky, group="export")
     changes = _metric("music21_circuit_breaker_state_changes_total", circuit_name="export")
     for _ in range(2):
-        with pytest.raises(InternalError):
+        with pytest.raises(ServiceUnavailable):
             invoke_tool("test_flaky", {}, caller=_as(alice))
     failing["on"] = False
     with pytest.raises(CircuitOpen, match="export tools"):
@@ -254,13 +271,13 @@ def test_a_half_open_breaker_lets_one_trial_call_through_at_a_time(alice: Any, s
 
     def trial() -> dict[str, Any]:
         if mode["fail"]:
-            raise RuntimeError("the renderer crashed")
+            raise OperationalError("could not connect to server: Connection refused")
         started.set()
         release.wait(10)
         return {"ok": True}
 
     extra_tool("test_trial", trial, group="export")
-    with pytest.raises(InternalError):
+    with pytest.raises(ServiceUnavailable):
         invoke_tool("test_trial", {}, caller=_as(alice))
     mode["fail"] = False
     time.sleep(0.3)  # past the recovery timeout: the next call is the trial
@@ -289,10 +306,11 @@ def test_two_processes_share_one_breaker(alice: Any, settings: Any, extra_tool: 
     failing_elsewhere = (
         "import django; django.setup()\n"
         "from apps.security import guards\n"
-        "def crash(): raise RuntimeError('the renderer crashed')\n"
+        "from redis.exceptions import ConnectionError\n"
+        "def crash(): raise ConnectionError('Redis is gone')\n"
         "for _ in range(2):\n"
         "    try: guards.call_through_breaker('composition', crash)\n"
-        "    except RuntimeError: pass\n"
+        "    except ConnectionError: pass\n"
     )
     subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", failing_elsewhere], env=env, cwd=django_settings.BASE_DIR, check=True, timeout=60
@@ -327,13 +345,13 @@ def test_bad_input_does_not_open_a_breaker(alice: Any, settings: Any, tmp_path: 
 def test_an_administrator_can_reset_a_breaker(alice: Any, settings: Any, extra_tool: Any) -> None:
     settings.CB_FAILURE_THRESHOLD = 1
     settings.CB_RECOVERY_TIMEOUT = 300
-    extra_tool("test_broken", lambda: 1 / 0, group="composition")
-    with pytest.raises(InternalError):
+    extra_tool("test_broken", _database_down, group="composition")
+    with pytest.raises(ServiceUnavailable):
         invoke_tool("test_broken", {}, caller=_as(alice))
     with pytest.raises(CircuitOpen):
         invoke_tool("test_broken", {}, caller=_as(alice))
     guards.breaker_reset("composition")
-    with pytest.raises(InternalError):  # reaches the tool again
+    with pytest.raises(ServiceUnavailable):  # reaches the tool again
         invoke_tool("test_broken", {}, caller=_as(alice))
 
 
@@ -387,19 +405,19 @@ def test_scope_violations_and_cross_tenant_attempts_are_recorded(alice: Any, bob
     assert SecurityEvent.objects.filter(user=bob, kind="cross_tenant").count() == 1  # a plain miss is no attack
 
 
-def test_an_address_with_too_many_violations_is_blocked(alice: Any, bob: Any, settings: Any) -> None:
+def test_a_user_with_too_many_violations_is_blocked(alice: Any, bob: Any, settings: Any) -> None:
     settings.SECURITY_BLOCK_THRESHOLD = 3
     settings.LOCKOUT_DURATION = 60
-    hostile = _as(alice, ip="10.6.6.6", client_id=None, scopes=frozenset({"music21:read"}))
+    hostile = _as(alice, ip="10.6.6.6", scopes=frozenset({"music21:read"}))
     for _ in range(3):
         with pytest.raises(Exception, match="music21:write"):
             invoke_tool("delete_score", {"score_id": "x"}, caller=hostile)
     with pytest.raises(Blocked, match="blocked until"):
         invoke_tool("list_scores", {}, caller=hostile)
-    block = Block.objects.get(value="10.6.6.6")
-    assert block.target == "ip"
-    assert SecurityEvent.objects.filter(kind="blocked", ip="10.6.6.6").exists()
-    assert invoke_tool("list_scores", {}, caller=_as(bob, ip="10.7.7.7"))["status"] == "success"
+    block = Block.objects.get()
+    assert (block.target, block.value) == ("user", str(alice.pk))
+    assert SecurityEvent.objects.filter(kind="blocked", user=alice).exists()
+    assert invoke_tool("list_scores", {}, caller=_as(bob, ip="10.6.6.6"))["status"] == "success"
     from apps.security.events import block_lift
 
     block_lift(block=block)
@@ -460,8 +478,6 @@ def test_guards_keep_serving_while_redis_is_down_and_share_again_when_it_returns
 
 
 def test_a_transient_database_error_on_a_read_is_retried(chorale: Any, alice: Any, monkeypatch: Any) -> None:
-    from django.db import OperationalError
-
     from apps.tools import selectors
 
     real_read = selectors._score_row
@@ -480,8 +496,6 @@ def test_a_transient_database_error_on_a_read_is_retried(chorale: Any, alice: An
 
 
 def test_with_the_database_down_calls_fail_fast_with_a_clear_error(chorale: Any, alice: Any, monkeypatch: Any) -> None:
-    from django.db import OperationalError
-
     from apps.tools import selectors
     from apps.tools.errors import ServiceUnavailable
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from music21 import midi, stream
 from music21.braille import translate as braille
-from music21.musicxml.m21ToXml import GeneralObjectExporter
+from music21.exceptions21 import Music21Exception
 
-from apps.tools.errors import UnsupportedFormat
-from apps.tools.services.render import render_svg
+from apps.tools.errors import UnprocessableScore, UnsupportedFormat
+from apps.tools.services.render import musicxml_text, render_svg
 
 MEDIA_TYPES = {
     "musicxml": "application/vnd.recordare.musicxml+xml",
@@ -51,17 +51,10 @@ def export_score(score: stream.Score, *, fmt: str) -> dict[str, Any]:
             f"Unknown export format {fmt!r}. Available formats: {', '.join(EXPORT_FORMATS)}.",
             extra={"supported": list(EXPORT_FORMATS)},
         )
-    content: str | bytes
-    if fmt == "musicxml":
-        content = musicxml_text(score)
-    elif fmt == "mxl":
-        content = _mxl_bytes(score)
-    elif fmt == "midi":
-        content = midi.translate.streamToMidiFile(score).writestr()
-    elif fmt == "svg":
-        content = render_svg(score)["svg"]
-    else:
-        content = braille.objectToBraille(score)
+    try:
+        content = _written(score, fmt)
+    except Music21Exception as exc:  # music21's writers refuse what the score holds: the caller's score to change
+        raise UnprocessableScore(f"This score cannot be written as {fmt}: {exc}") from None
     if isinstance(content, bytes):
         return {
             "format": fmt,
@@ -79,8 +72,16 @@ def export_score(score: stream.Score, *, fmt: str) -> dict[str, Any]:
     }
 
 
-def musicxml_text(score: stream.Stream) -> str:
-    return GeneralObjectExporter(score).parse().decode("utf-8")
+def _written(score: stream.Score, fmt: str) -> str | bytes:
+    if fmt == "musicxml":
+        return musicxml_text(score)
+    if fmt == "mxl":
+        return _mxl_bytes(score)
+    if fmt == "midi":
+        return bytes(midi.translate.streamToMidiFile(score).writestr())
+    if fmt == "svg":
+        return str(render_svg(score)["svg"])
+    return str(braille.objectToBraille(score))
 
 
 def _mxl_bytes(score: stream.Score) -> bytes:

@@ -8,9 +8,10 @@ from typing import Any
 
 import verovio
 from music21 import stream
+from music21.exceptions21 import Music21Exception
 from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-from apps.tools.errors import AnalysisError, InvalidArguments
+from apps.tools.errors import AnalysisError, InvalidArguments, UnprocessableScore
 
 _OPTIONS = {
     "pageWidth": 2100,
@@ -46,12 +47,21 @@ def render_svg(
     if measure_start is not None or measure_end is not None:
         selection = _measure_range(score, measure_start, measure_end)
     toolkit = _toolkit()
-    if not toolkit.loadData(GeneralObjectExporter(selection).parse().decode("utf-8")):
+    if not toolkit.loadData(musicxml_text(selection)):
         raise AnalysisError("The notation renderer could not read this score's MusicXML.")
     page_count = toolkit.getPageCount()
     if not 1 <= page <= page_count:
         raise InvalidArguments(f"page must be between 1 and {page_count} for this selection, got {page}.")
     return {"svg": toolkit.renderToSVG(page), "page": page, "page_count": page_count}
+
+
+def musicxml_text(score: stream.Stream) -> str:
+    """The score written as MusicXML, which is also what verovio engraves. A score music21 cannot write (a
+    duration MusicXML has no name for, such as a 2048th note) is the caller's to change: UnprocessableScore."""
+    try:
+        return GeneralObjectExporter(score).parse().decode("utf-8")
+    except Music21Exception as exc:
+        raise UnprocessableScore(f"This score cannot be written as MusicXML: {exc}") from None
 
 
 def _measure_range(score: stream.Score, start: int | None, end: int | None) -> stream.Score:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from music21 import stream
-from music21.musicxml.m21ToXml import GeneralObjectExporter
 
 from apps.security.metrics import FILES_PROCESSED
 from apps.tools.errors import AlreadyExists, InvalidArguments
@@ -17,6 +16,7 @@ from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.selectors import score_get
 from apps.tools.services.cache import parsed_scores
 from apps.tools.services.parsing import ParsedSource, parse_source, parse_stored
+from apps.tools.services.render import musicxml_text
 from apps.tools.services.summary import score_summary
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def score_store_generated(
         _check_score_id(score_id)
         if Score.objects.filter(owner=owner, score_id=score_id).exists():
             raise AlreadyExists(f"You already have a score with id {score_id!r}; choose another new_score_id.")
-    text = GeneralObjectExporter(music).parse().decode("utf-8")
+    text = musicxml_text(music)  # UnprocessableScore when music21 cannot write it
     parsed = ParsedSource(music, "musicxml", text=text)
     return _store(owner=owner, score_id=score_id, parsed=parsed, parent=parent, derivation=derivation)
 
