@@ -9,6 +9,11 @@ a fork.
 Django's client also builds a new `redis.Redis` around the pool for every operation, and redis-py 8 fills a table
 of some 170 response callbacks in each: 55 us per cache read, about as long as the round trip to Redis itself. The
 client below keeps one `redis.Redis` per pool (it is thread-safe: each command takes a connection from the pool).
+
+Every Redis client of the product (this cache, the guards', the subscriptions below, the asynchronous one) waits
+at most TIMEOUT to connect and for each reply, and once a server has failed it is not asked again for
+RETRY_AFTER_FAILURE: a frozen Redis (stopped, not crashed, so the kernel still accepts connections) otherwise holds
+every call for redis-py's default of 5 s per command, and a call makes several.
 """
 
 from __future__ import annotations
@@ -29,12 +34,129 @@ import redis.asyncio
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.utils.functional import cached_property
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
-_clients: dict[tuple[Any, ...], RedisCacheClient] = {}
 _lock = threading.Lock()
+TIMEOUT = 0.25  # seconds to connect to Redis, and to wait for each reply
+RETRY_AFTER_FAILURE = 5.0  # seconds during which a Redis that failed is not asked again
+
+
+# --- Redis that is down costs a call no wait ----------------------------------------------------------------------
+
+
+class Outage:
+    """What this process knows of a Redis server being down: when it last failed. While that is less than
+    `retry_after` ago, clients bound to it fail at once instead of each waiting TIMEOUT; the first command after
+    that tries the server again. The outage is logged when it starts and when it ends, not on every failure."""
+
+    def __init__(self, what: str, *, consequence: str, recovery: str) -> None:
+        self.what = what
+        self.consequence = consequence
+        self.recovery = recovery
+        self.failed_at: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def retry_after(self) -> float:
+        return RETRY_AFTER_FAILURE
+
+    @property
+    def down(self) -> bool:
+        """True from a failure until the next success."""
+        return self.failed_at is not None
+
+    def skipped(self) -> bool:
+        """True while the server failed too recently to be asked again."""
+        failed_at = self.failed_at
+        return failed_at is not None and time.monotonic() - failed_at < self.retry_after
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            started, self.failed_at = self.failed_at is None, time.monotonic()
+        if started:
+            logger.error("%s is unreachable (%s): %s", self.what, exc, self.consequence)
+
+    def recovered(self) -> None:
+        if self.failed_at is None:
+            return
+        with self._lock:
+            ended, self.failed_at = self.failed_at is not None, None
+        if ended:
+            logger.warning("%s is reachable again: %s", self.what, self.recovery)
+
+
+class FailFastRedis(redis.Redis):
+    """A redis-py client that reports its server's failures to an `Outage` and, while the outage says so, fails at
+    once with redis-py's ConnectionError (a RedisError, which every caller handles) instead of waiting again."""
+
+    def __init__(self, *args: Any, outage: Outage, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outage = outage
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self._refuse_during_outage()
+        try:
+            result = super().execute_command(*args, **options)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            self.outage.failed(exc)
+            raise
+        self.outage.recovered()
+        return result
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse_during_outage()
+        return super().pipeline(*args, **kwargs)
+
+    def _refuse_during_outage(self) -> None:
+        if self.outage.skipped():
+            raise RedisConnectionError(f"{self.outage.what} failed moments ago; not asked again yet")
+
+
+def fail_fast_redis(url: str, outage: Outage) -> FailFastRedis:
+    """A client of `url` with the product's timeouts, bound to `outage`."""
+    pool = redis.ConnectionPool.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+    return FailFastRedis(connection_pool=pool, outage=outage)
+
+
+_outages: dict[str, Outage] = {}
+
+
+def cache_outage(url: str) -> Outage:
+    """The outage record of a cache server (one per process and server)."""
+    with _lock:
+        outage = _outages.get(url)
+        if outage is None:
+            outage = _outages[url] = Outage(
+                f"the cache's Redis ({url.rpartition('@')[2]})",
+                consequence="cache reads miss and writes are dropped; the block list is read from the database",
+                recovery="the cache is used again",
+            )
+        return outage
+
+
+def outages_forget() -> None:
+    """Forget every cache server's outage (tests)."""
+    with _lock:
+        _outages.clear()
+
+
+class OutageLogFilter(logging.Filter):
+    """Drops the traceback pybreaker's Redis storage logs on every breaker read or write that fails because Redis
+    is unreachable (hundreds a second during an outage): the guards' client has logged the outage, once, already
+    (see apps.security.redis). Other records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
+# --- One client per process ---------------------------------------------------------------------------------------
+
+_clients: dict[tuple[Any, ...], RedisCacheClient] = {}
 
 
 class _OneClientPerPool(RedisCacheClient):
@@ -46,25 +168,28 @@ class _OneClientPerPool(RedisCacheClient):
         pool = self._get_connection_pool(write)
         client = self._redis_by_pool.get(id(pool))
         if client is None:
+            server = next(self._servers[index] for index, each in self._pools.items() if each is pool)
+            outage = cache_outage(server)
             with _lock:
-                client = self._redis_by_pool.setdefault(id(pool), self._client(connection_pool=pool))
+                client = self._redis_by_pool.setdefault(id(pool), FailFastRedis(connection_pool=pool, outage=outage))
         return client
 
 
 class RedisCache(DjangoRedisCache):
     @cached_property
     def _cache(self) -> RedisCacheClient:
-        key = (tuple(self._servers), repr(sorted(self._options.items())))
+        # The product's timeouts unless CACHES' OPTIONS name others (settings.py names them).
+        options = {"socket_connect_timeout": TIMEOUT, "socket_timeout": TIMEOUT, **self._options}
+        key = (tuple(self._servers), repr(sorted(options.items())))
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = _clients[key] = _OneClientPerPool(self._servers, **self._options)
+                client = _clients[key] = _OneClientPerPool(self._servers, **options)
         return client
 
 
 # Asynchronous clients for reads the event loop makes itself (the token epoch on every MCP request, see
 # apps.security.services.token_epoch_async): one per event loop, as an asyncio connection belongs to its loop.
-ASYNC_TIMEOUT = 0.25  # seconds; past it the caller falls back to its worker-thread path
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = weakref.WeakKeyDictionary()
 
 
@@ -74,7 +199,7 @@ def async_redis(backend: RedisCache) -> redis.asyncio.Redis:
     client = _async_clients.get(loop)
     if client is None:
         client = _async_clients[loop] = redis.asyncio.Redis.from_url(
-            backend._servers[0], socket_timeout=ASYNC_TIMEOUT, socket_connect_timeout=ASYNC_TIMEOUT
+            backend._servers[0], socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
         )
     return client
 
@@ -177,7 +302,9 @@ class PushedValue:
     def __init__(self, url: str, key: str) -> None:
         self.pid = os.getpid()
         self.key = key
-        self._client = redis.Redis.from_url(url, socket_timeout=QUIET_SECONDS, socket_connect_timeout=1.0)
+        # The subscription's socket is read only once it is readable (polled), so a short timeout cuts off
+        # nothing but a server that stopped in the middle of a reply.
+        self._client = redis.Redis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
         self._lock = threading.Lock()  # held while the subscription is read, and while `current()` looks at it
         self._heard = threading.Condition(self._lock)
         self._value: int | None = None

@@ -213,6 +213,9 @@ if REDIS_URL:
             "BACKEND": "music21_platform.cache.RedisCache",  # one connection pool per process
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "m21",
+            # Seconds to connect and to wait for each reply (music21_platform.cache.TIMEOUT): a frozen Redis
+            # otherwise holds a call for redis-py's default of 5 s per command. Every Redis client has them.
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
         }
     }
 else:
@@ -225,6 +228,9 @@ CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "r
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = REDIS_URL
+# The result backend's client (a corpus job's progress is read from it) fails within a second on a frozen Redis.
+CELERY_REDIS_SOCKET_TIMEOUT = 0.5
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 0.5
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -373,7 +379,10 @@ if LOG_FORMAT not in ("json", "plain"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"call_context": {"()": "music21_platform.logs.CallContextFilter"}},
+    "filters": {
+        "call_context": {"()": "music21_platform.logs.CallContextFilter"},
+        "redis_outage": {"()": "music21_platform.cache.OutageLogFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "music21_platform.logs.Formatter"},
@@ -388,7 +397,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # The MCP SDK logs every stateless request's transport start and end at INFO, and HTTP clients every request:
     # noise that costs a formatted line per call.
-    "loggers": {name: {"level": "WARNING"} for name in ("music21", "mcp", "sse_starlette", "httpx", "httpx2")},
+    "loggers": {
+        **{name: {"level": "WARNING"} for name in ("music21", "mcp", "sse_starlette", "httpx", "httpx2")},
+        # pybreaker's Redis storage logs a traceback on every breaker read while Redis is down (hundreds a
+        # second); the guards' Redis client logs the outage once instead (apps.security.redis).
+        "pybreaker": {"filters": ["redis_outage"]},
+    },
 }
 
 if _problems:

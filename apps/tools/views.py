@@ -44,13 +44,22 @@ def _cache() -> str:
     return "ok"
 
 
+BROKER_TIMEOUT = 0.5  # seconds; a probe must answer well within its own timeout (deploy/k8s: 5 s)
+
+
 def _broker() -> str:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return "ok (no broker: tasks run in process)"
     from music21_platform.celery import app
 
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=1)
+    # Short timeouts of the probe's own: a frozen broker must not hold the probe for the workers' timeouts.
+    options = {
+        **(app.conf.broker_transport_options or {}),
+        "socket_timeout": BROKER_TIMEOUT,
+        "socket_connect_timeout": BROKER_TIMEOUT,
+    }
+    with app.connection_for_write(transport_options=options, connect_timeout=BROKER_TIMEOUT) as conn:
+        conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT)
     return "ok"
 
 
@@ -60,24 +69,34 @@ CHECKS: dict[str, Callable[[], str]] = {
     "cache": _cache,
     "broker": _broker,
 }
+# Without these no call can be served; without the others (Redis: the cache, the broker) calls are still served,
+# with the guards on per-process state and no corpus jobs, and the server is ready but degraded.
+ESSENTIAL = ("database", "migrations")
+CONSEQUENCES = {
+    "cache": "the cache (Redis) is unreachable: rate limits, breakers and the block list run on per-process state",
+    "broker": "the Celery broker is unreachable: corpus jobs cannot start",
+}
 
 
 def ready(request: HttpRequest) -> JsonResponse:
-    """Readiness: 200 when the database (migrated), cache and broker all answer, else 503 naming what failed."""
+    """Readiness: 503 when a call cannot be served (the database down or not migrated); else 200, `ready`, or
+    `degraded` naming in `down` what is unreachable (Redis: the cache, the broker) while calls are still served."""
     checks: dict[str, str] = {}
     for name, check in CHECKS.items():
         try:
             checks[name] = check()
         except Exception as exc:  # a readiness probe reports failures, it does not raise them
             checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
-    healthy = all(value.startswith("ok") for value in checks.values())
-    metrics.READY.set(1 if healthy else 0)
-    warnings = []
-    if redis_degraded():
+    down = [name for name, value in checks.items() if not value.startswith("ok")]
+    serving = not any(name in down for name in ESSENTIAL)
+    metrics.READY.set(1 if serving else 0)
+    warnings = [CONSEQUENCES[name] for name in down if name in CONSEQUENCES]
+    if redis_degraded() and "cache" not in down:
+        down.append("redis")
         warnings.append("Redis is unreachable: rate limits and circuit breakers run on per-process state")
+    status = "unavailable" if not serving else "degraded" if down else "ready"
     return JsonResponse(
-        {"status": "ready" if healthy else "unavailable", "checks": checks, "warnings": warnings},
-        status=200 if healthy else 503,
+        {"status": status, "checks": checks, "down": down, "warnings": warnings}, status=200 if serving else 503
     )
 
 
