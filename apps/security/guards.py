@@ -398,7 +398,11 @@ class _Breaker(pybreaker.CircuitBreaker):
         except BaseException as exc:
             with self._lock:
                 self._trial_running = self._trial_running and not trial
-                state._handle_error(exc, reraise=False)  # counts it; trips the breaker at the threshold
+                if self.is_system_error(exc):
+                    state._handle_error(exc, reraise=False)  # counts it; trips the breaker at the threshold
+                # Otherwise the caller's own failure, which says nothing about the dependencies either way:
+                # pybreaker would count it as a success, and one caller's errors would keep resetting the count
+                # of a dependency's failures.
             raise
         with self._lock:
             self._trial_running = self._trial_running and not trial

@@ -181,6 +181,27 @@ def test_the_database_failing_still_opens_the_breaker_for_everyone(
     assert paused.value.as_dict()["error"] == "circuit_open"
 
 
+def test_a_callers_errors_between_dependency_failures_do_not_reset_their_count(
+    alice: Any, bob: Any, settings: Any, test_tool: Any
+) -> None:
+    from django.db import OperationalError
+
+    settings.CB_FAILURE_THRESHOLD = 2
+    settings.CB_RECOVERY_TIMEOUT = 300
+
+    def down(caller: Caller) -> Any:
+        raise OperationalError("could not connect to server: Connection refused")
+
+    test_tool("test_down", down, group="score_import")
+    with pytest.raises(ServiceUnavailable):
+        invoke_tool("test_down", {}, caller=_as(alice))
+    with pytest.raises(InvalidArguments):
+        invoke_tool("list_scores", {"cursor": "%%%"}, caller=_as(bob))
+    with pytest.raises(ServiceUnavailable):
+        invoke_tool("test_down", {}, caller=_as(alice))
+    assert guards.breaker_states()["score_import"]["state"] == "open"
+
+
 # --- Blocks: only the party the evidence is about ------------------------------------------------------------
 
 
