@@ -182,6 +182,10 @@ try:
 except (ImproperlyConfigured, ValueError) as exc:  # pragma: no cover - message path
     _problems.append(f"DATABASE_URL: {exc}")
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+# PostgreSQL's connection pool (below; its size with the product limits, from which it follows): the idle time
+# after which it closes a connection it has spare, how long a thread waits for a connection.
+DB_POOL_MAX_IDLE = env_number("DB_POOL_MAX_IDLE", 10.0, kind=float, minimum=0, strict_min=True)
+DB_POOL_TIMEOUT = env_number("DB_POOL_TIMEOUT", 2.0, kind=float, minimum=0, strict_min=True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several threads (uvicorn, worker threads for music21) share one file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -196,13 +200,32 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Tests start server subprocesses (mcp_stdio) that must see the test database: keep it in a file.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env_number("DB_CONN_MAX_AGE", 60)
+    # One pool of connections per process (psycopg's, through Django's "pool" option), whatever its threads: a
+    # thread takes a connection for one request, call or task (music21_platform.db) and gives it back. So a
+    # process never holds more than DB_POOL_MAX_SIZE connections, and keeps none it does not use: every
+    # DB_POOL_MAX_IDLE seconds in which the pool had a connection to spare, it closes one (down to none); none is
+    # kept past DB_CONN_MAX_AGE. A thread finding them all taken waits up to DB_POOL_TIMEOUT, then its request
+    # fails as `unavailable`, which is also what every request gets after that wait while PostgreSQL refuses
+    # connections (docs/operations.md).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # a connection goes back to the pool, not closed (the pool needs 0)
+    # The pool asks a connection it hands out whether it still works (an empty query), so that one cut while idle
+    # (a database restart) is replaced there, not discovered by the request's first query.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 0,
+        "max_size": 1,  # DB_POOL_MAX_SIZE, below
+        "max_idle": DB_POOL_MAX_IDLE,
+        "max_lifetime": env_number("DB_CONN_MAX_AGE", 600.0, kind=float, minimum=0, strict_min=True),
+        "timeout": DB_POOL_TIMEOUT,
+        # A failed connection attempt is tried once more after this long, then given up, so that the next request
+        # after the database is back connects at once instead of waiting out the pool's exponential backoff.
+        "reconnect_timeout": 0.5,
+    }
     # Prepared statements: a query run on a connection for the fifth time is prepared on the server, and later
     # runs skip parsing and planning (0.24 ms of planning for the score lookup every tool call makes, which runs
     # in 0.02). Needs server-side parameter binding. Django leaves both off for transaction-pooling proxies:
     # behind PgBouncer, use 1.21 or later with max_prepared_statements set (deploy/README.md).
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("server_side_binding", True)
+    DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
     DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -267,6 +290,15 @@ TOOL_WORKER_PROCESSES = env_number(
 # analyze_corpus runs as a background job with progress and cancellation; it has its own, longer bound.
 CORPUS_JOB_TIMEOUT = env_number("CORPUS_JOB_TIMEOUT", 900.0, kind=float, minimum=0, strict_min=True)
 BH_MAX_CONCURRENT_ANALYSIS = env_number("BH_MAX_CONCURRENT_ANALYSIS", 20, minimum=1)
+# The database connections one process holds at most (PostgreSQL's pool, DATABASES above): one for each call
+# thread through its whole call (BH_MAX_CONCURRENT_ANALYSIS + 4, apps.tools.runner.call_threads), as many again
+# for the tools when they run in threads of the process (TOOL_WORKER_PROCESSES = 0; a tool process has its own
+# pool, in which it uses one), and 8 for token checks, security events and pages.
+DB_POOL_MAX_SIZE = env_number(
+    "DB_POOL_MAX_SIZE", (BH_MAX_CONCURRENT_ANALYSIS + 4) * (2 if TOOL_WORKER_PROCESSES == 0 else 1) + 8, minimum=1
+)
+if "pool" in DATABASES["default"].get("OPTIONS", {}):
+    DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = DB_POOL_MAX_SIZE
 MAX_SCORES_IN_MEMORY = env_number("MAX_SCORES_IN_MEMORY", 2000, minimum=0)
 MAX_MEMORY_GB = env_number("MAX_MEMORY_GB", 8.0, kind=float, minimum=0, strict_min=True)
 MAX_SCORE_BYTES = env_number("MAX_SCORE_BYTES", 5 * 1024 * 1024, minimum=1)

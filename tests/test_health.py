@@ -43,6 +43,8 @@ def test_readiness_is_503_naming_the_database_while_it_is_unreachable_and_200_af
 
     original = dict(connection.settings_dict)
     connection.close()
+    close_pool = getattr(connection, "close_pool", lambda: None)  # PostgreSQL's pool keeps the settings it began with
+    close_pool()
     # Really unreachable from this process: a port nothing listens on, or a SQLite file in a missing folder.
     if connection.vendor == "sqlite":
         connection.settings_dict["NAME"] = str(tmp_path / "missing" / "db.sqlite3")
@@ -56,6 +58,7 @@ def test_readiness_is_503_naming_the_database_while_it_is_unreachable_and_200_af
         assert down.json()["checks"]["cache"].startswith("ok")
     finally:
         connection.close()
+        close_pool()
         connection.settings_dict.update(original)
     again = Client().get("/health/ready")
     assert again.status_code == 200 and again.json()["checks"]["database"] == "ok"

@@ -30,6 +30,7 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import (
     DEFAULT_NEGOTIATED_VERSION,
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     ErrorData,
     JSONRPCError,
@@ -45,6 +46,7 @@ from starlette.responses import Response
 
 from apps.mcp_bridge.server import in_worker
 from apps.security.events import security_event_record
+from apps.tools.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +178,8 @@ class McpFront:
     """The front of /mcp, before the SDK's Starlette app:
 
     - authenticates the bearer token, as the SDK's `AuthenticationMiddleware` and `AuthContextMiddleware` would
-      (with its `BearerAuthBackend`): the request's `user` and `auth`, and the SDK's auth context;
+      (with its `BearerAuthBackend`): the request's `user` and `auth`, and the SDK's auth context; when the
+      database cannot be reached to check it, answers 503 with `Retry-After` (`DatabaseUnavailable`);
     - reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length declares). An authenticated call
       that wants one JSON body and passes the transport's checks is answered here by the SDK's single-request
       driver (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request
@@ -202,7 +205,11 @@ class McpFront:
             return
         scope["headers"] = _without_surrounding_whitespace(scope["headers"])
         request = Request(scope)  # its headers parsed once, for the token and the transport's checks
-        authenticated = await self.backend.authenticate(request)
+        try:
+            authenticated = await self.backend.authenticate(request)
+        except DatabaseUnavailable as exc:
+            await exc.response()(scope, receive, send)
+            return
         scope["auth"], scope["user"] = authenticated or (AuthCredentials(), UnauthenticatedUser())
         context = auth_context_var.set(authenticated[1] if authenticated else None)
         try:
@@ -286,6 +293,29 @@ class McpFront:
         )
         reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)  # the body is not read: its id is unknown
         return Response(reply.model_dump_json(by_alias=True), status_code=413, media_type="application/json")
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database could not be reached to verify a bearer token: 503 with `Retry-After`, never a 401 (the client
+    would throw a good token away and authorise again) nor a 500."""
+
+    RETRY_AFTER = 2  # seconds; the server connects again at the first request after the database is back
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database is unavailable, so the server cannot check your token or serve calls right now; your "
+            f"token is still good: retry in {self.RETRY_AFTER} seconds."
+        )
+
+    def response(self) -> Response:
+        error = ErrorData(code=INTERNAL_ERROR, message=self.message, data={"error": self.code})
+        reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)  # the body is not read: its id is unknown
+        return Response(
+            reply.model_dump_json(by_alias=True),
+            status_code=self.http_status,
+            headers={"Retry-After": str(self.RETRY_AFTER)},
+            media_type="application/json",
+        )
 
 
 def _without_surrounding_whitespace(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url
@@ -28,7 +29,7 @@ from pydantic import AnyHttpUrl, Field
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from apps.mcp_bridge.front import McpFront, ResponseModePerRequest, max_body_bytes
+from apps.mcp_bridge.front import DatabaseUnavailable, McpFront, ResponseModePerRequest, max_body_bytes
 from apps.mcp_bridge.server import build_server, in_worker
 from apps.security import metrics
 from apps.security.events import security_event_record
@@ -67,7 +68,11 @@ class PlatformTokenVerifier:
         epoch = await token_epoch_async()
         found = token_authenticate_remembered(raw_token=token, resource=resource, epoch=epoch)
         if found is None:
-            found = await in_worker(token_authenticate, raw_token=token, resource=resource)
+            try:
+                found = await in_worker(token_authenticate, raw_token=token, resource=resource)
+            except (OperationalError, InterfaceError) as exc:
+                # Not a refusal: a 401 would make the client throw its (good) token away and authorise again.
+                raise DatabaseUnavailable() from exc
         metrics.AUTH_ATTEMPTS.labels(result="success" if found else "failure").inc()
         if found is None:
             return None

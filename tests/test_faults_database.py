@@ -1,0 +1,161 @@
+"""Database faults end cleanly: PostgreSQL refusing connections is a 503 a client can retry (never a 500, never a
+401 that would make it throw its token away), the server recovers as soon as it is back, and the connections a
+serving process holds stay within the bound docs/operations.md states.
+
+The database is made really unavailable: the test database stops accepting connections and its sessions are
+terminated, from a superuser connection to the `postgres` database, and restored in a `finally`."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2 as httpx
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection, connections
+from psycopg import sql
+
+pytestmark = pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+    reason="database faults are played on PostgreSQL (set DATABASE_URL); SQLite has no server to take down",
+)
+
+MCP_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "MCP-Protocol-Version": "2025-06-18",
+}
+
+
+def _superuser() -> psycopg.Connection[Any]:
+    database = connection.settings_dict
+    return psycopg.connect(
+        host=database["HOST"] or None,
+        port=database["PORT"] or None,
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
+    )
+
+
+@contextlib.contextmanager
+def database_unavailable() -> Iterator[None]:
+    """The test database refuses new connections and its open ones are cut, until the block ends."""
+    name = connection.settings_dict["NAME"]
+    with _superuser() as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+            yield
+        finally:
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+            connections.close_all()  # this thread's connection was cut too: the next query opens a new one
+
+
+def _database_sessions() -> int:
+    with _superuser() as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [connection.settings_dict["NAME"]],
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _call(base_url: str, token: str, tool: str, **arguments: Any) -> httpx.Response:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}")
+    return httpx.post(f"{base_url}/mcp", json=body, headers=headers, timeout=30)
+
+
+def _succeeded(response: httpx.Response) -> bool:
+    return response.status_code == 200 and not response.json().get("result", {}).get("isError", True)
+
+
+def test_with_the_database_down_a_call_is_told_to_retry_and_works_again_within_a_second(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    token = token_for(alice)  # never verified yet: the server must ask the database
+
+    with database_unavailable():
+        refused = _call(live_site, token, "list_scores")
+
+        assert refused.status_code == 503  # not a 500, and not a 401 that would make the client drop its token
+        assert int(refused.headers["Retry-After"]) >= 1
+        error = refused.json()["error"]
+        assert "database" in error["message"] and "retry" in error["message"].lower()
+        assert error["data"]["error"] == "unavailable"
+
+    back = time.monotonic()
+    while not _succeeded(answer := _call(live_site, token, "list_scores")):
+        assert time.monotonic() - back < 1.0, f"still failing a second after the database came back: {answer.text}"
+        time.sleep(0.05)
+    assert answer.json()["result"]["structuredContent"]["scores"] == []
+
+
+@pytest.fixture
+def quick_idle_pool() -> Iterator[float]:
+    """The process's connection pool rebuilt with a spare connection closed after half a second idle (instead of
+    DB_POOL_MAX_IDLE), so that a test sees them all go; the configured pool afterwards."""
+    options = connection.settings_dict["OPTIONS"].get("pool", {})
+    configured = dict(options)
+    options["max_idle"] = 0.5
+    connection.close_pool()
+    yield options["max_idle"]
+    options.clear()
+    options.update(configured)
+    connection.close_pool()
+
+
+def test_connections_stay_within_the_stated_bound_under_load_and_close_when_idle(
+    live_site: str, alice: Any, token_for: Any, quick_idle_pool: float
+) -> None:
+    token = token_for(alice)
+    imported = _call(live_site, token, "import_score", score_id="c", source="bach/bwv66.6", source_type="corpus")
+    assert _succeeded(imported), imported.text
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _database_sessions())
+            time.sleep(0.01)
+
+    failed: list[str] = []
+
+    def client() -> None:
+        for _ in range(4):
+            answer = _call(live_site, token, "score_info", score_id="c")
+            if not _succeeded(answer):
+                failed.append(answer.text)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    clients = [threading.Thread(target=client) for _ in range(30)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    stop.set()
+    watcher.join()
+
+    # The server shares this process (and its pool) with the test: the test database's sessions are all this
+    # process's, and they never exceed what docs/operations.md says one process holds.
+    assert failed == []
+    assert 0 < peak <= settings.DB_POOL_MAX_SIZE, peak
+
+    # Idle, the pool closes a spare connection every max_idle seconds, down to none.
+    connections.close_all()  # the test's own connection goes back to the pool too
+    deadline = time.monotonic() + (peak + 4) * quick_idle_pool + 5
+    while (held := _database_sessions()) > 0:
+        assert time.monotonic() < deadline, f"{held} connections still open after idling"
+        time.sleep(0.2)
