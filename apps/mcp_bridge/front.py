@@ -180,6 +180,8 @@ class McpFront:
     - authenticates the bearer token, as the SDK's `AuthenticationMiddleware` and `AuthContextMiddleware` would
       (with its `BearerAuthBackend`): the request's `user` and `auth`, and the SDK's auth context; when the
       database cannot be reached to check it, answers 503 with `Retry-After` (`DatabaseUnavailable`);
+    - answers an authenticated GET with 405 (`_no_event_stream`): the SDK's stateless transport would hold an
+      event stream open on which nothing is ever sent, for as long as the client keeps it;
     - reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length declares). An authenticated call
       that wants one JSON body and passes the transport's checks is answered here by the SDK's single-request
       driver (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request
@@ -214,7 +216,9 @@ class McpFront:
         context = auth_context_var.set(authenticated[1] if authenticated else None)
         try:
             declared = _declared_length(scope) if scope["method"] == "POST" else None
-            if declared is not None and declared > self.max_body and authenticated is not None:
+            if scope["method"] == "GET" and authenticated is not None:
+                await _no_event_stream()(scope, receive, send)
+            elif declared is not None and declared > self.max_body and authenticated is not None:
                 response = await self._too_large(request, declared)
                 await response(scope, receive, send)
             elif declared is not None and declared <= PEEK_LIMIT:
@@ -316,6 +320,23 @@ class DatabaseUnavailable(ServiceUnavailable):
             headers={"Retry-After": str(self.RETRY_AFTER)},
             media_type="application/json",
         )
+
+
+def _no_event_stream() -> Response:
+    """The answer to GET /mcp: this stateless server never sends anything unasked, so it offers no event stream
+    (the MCP specification's 405 for that case; the SDK clients then carry on with POST alone). An open GET
+    stream would only hold a connection and its task until the client gave up."""
+    error = ErrorData(
+        code=INVALID_REQUEST,
+        message="This server offers no event stream on GET /mcp (it sends nothing unasked): send requests by POST.",
+    )
+    reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)
+    return Response(
+        reply.model_dump_json(by_alias=True),
+        status_code=405,
+        headers={"Allow": "POST"},
+        media_type="application/json",
+    )
 
 
 def _without_surrounding_whitespace(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -7,7 +7,8 @@ that decides which of its two ways answers a request (apps.mcp_bridge.front).
 Stateless mode: every POST is served on its own, with no session kept in this process, so any uvicorn worker or
 replica behind a load balancer can answer any request of the same client. A call is answered with one JSON body
 (by the SDK's single-request driver, straight from `McpFront`), unless it asked for progress notifications: then
-on its own SSE response stream (by the SDK's transport), which carries them.
+on its own SSE response stream (by the SDK's transport), which carries them. A GET, which would open a standing
+stream for messages the server never sends unasked, is answered 405, as the MCP specification allows.
 """
 
 from __future__ import annotations

@@ -41,7 +41,11 @@ def test_the_typescript_sdk_lists_analyses_renders_and_reads_a_chorale(
         assert {r["protocolVersion"] for r in summary["wire"] if r.get("rpc")} == {"2026-07-28"}
     else:
         assert methods[0] == "initialize" and "server/discover" not in methods
-    assert all(request["status"] < 400 for request in summary["wire"]), summary["wire"]
+    # every request succeeded, but the GET for a standing event stream that 2025 clients send after the handshake:
+    # this stateless server offers none (405, as the MCP specification allows) and the client carries on without
+    assert all(
+        request["status"] < 400 or (request["method"], request["status"]) == ("GET", 405) for request in summary["wire"]
+    ), summary["wire"]
 
     assert summary["tools"] == sorted(TOOLS)
     assert not summary["import"]["isError"], summary["import"]["text"]
