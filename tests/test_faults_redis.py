@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from django.test import Client
 
@@ -85,13 +86,7 @@ def own_redis(settings: Any) -> Iterator[OwnRedis]:
         server.kill()
         guards.breakers_forget()
         guard_redis.redis_recovered()
-        _forget_outages()
-
-
-def _forget_outages() -> None:
-    forget = getattr(core_cache, "outages_forget", None)
-    if forget is not None:
-        forget()
+        core_cache.outages_forget()
 
 
 def _caller(user: Any) -> Caller:
@@ -125,10 +120,39 @@ def test_tool_calls_are_answered_promptly_while_redis_is_frozen(alice: Any, own_
         waits = _timed_calls(alice, 8)
     finally:
         own_redis.thaw()
-    print("waits while frozen:", [round(wait, 3) for wait in waits])
     assert max(waits) < PROMPT, [round(wait, 2) for wait in waits]
     # Once thawed, calls go on being answered (and the guards share state through Redis again).
     assert max(_timed_calls(alice, 2)) < PROMPT
+
+
+def test_mcp_requests_are_answered_promptly_while_redis_is_frozen(
+    alice: Any, own_redis: OwnRedis, live_site: str, token_for: Any
+) -> None:
+    """Over /mcp the token is checked too (its epoch is read from Redis, on the event loop and in a thread)."""
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-06-18",
+        "Authorization": f"Bearer {token_for(alice)}",
+    }
+
+    def tool_call(name: str, **arguments: Any) -> float:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+        started = time.perf_counter()
+        response = httpx2.post(f"{live_site}/mcp", json=body, headers=headers, timeout=60)
+        waited = time.perf_counter() - started
+        assert response.status_code == 200, response.text
+        assert '"isError":false' in response.text.replace(" ", ""), response.text[:500]
+        return waited
+
+    tool_call("import_score", score_id="chorale", source="bach/bwv66.6", source_type="corpus")
+    tool_call("score_info", score_id="chorale")
+    own_redis.freeze()
+    try:
+        waits = [tool_call("score_info", score_id="chorale") for _ in range(6)]
+    finally:
+        own_redis.thaw()
+    assert max(waits) < PROMPT, [round(wait, 2) for wait in waits]
 
 
 def test_tool_calls_are_answered_while_redis_is_killed(alice: Any, own_redis: OwnRedis) -> None:
