@@ -9,6 +9,7 @@ kernel's out-of-memory killer or a lost machine would.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +26,25 @@ import redis
 from django.conf import settings
 
 from apps.tools.errors import ServiceUnavailable
+from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.services import corpus
-from apps.tools.services.corpus import CHUNK_SIZE, corpus_select
+from apps.tools.services.corpus import CHUNK_SIZE, Cancelled, corpus_select
 from music21_platform.celery import app
 
 PATTERN, LIMIT = "bach/bwv4*", 28  # 4 chunks: the last one (works 25 to 28) is where the worker dies
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 
 
+@dataclass
+class CrashWorkers:
+    start: StartWorker
+    marker: Path  # written by the stalled chunk: the pid of the process running it
+    queue: str
+
+
 @pytest.fixture
-def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[tuple[StartWorker, Path]]:
-    """Start workers on a queue of this test's own; yields (start, marker). Every worker is gone at the end."""
+def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[CrashWorkers]:
+    """Start workers on a queue of this test's own. Every worker is gone at the end."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         pytest.skip("no broker (REDIS_URL unset): corpus chunks run in the calling process, there is no worker to kill")
     from django.db import connection
@@ -46,7 +56,7 @@ def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[tuple[Start
     previous_queue = app.conf.task_default_queue
     app.conf.task_default_queue = queue
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(*, stall_always: bool = False) -> subprocess.Popen[bytes]:
         hostname = f"{queue}-{len(started)}@localhost"
         log = (tmp_path / f"worker-{len(started)}.log").open("wb")
         worker = subprocess.Popen(  # noqa: S603 - our own interpreter
@@ -79,6 +89,7 @@ def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[tuple[Start
                 "CRASH_VISIBILITY_TIMEOUT": "3",
                 "CRASH_MARKER": str(marker),
                 "CRASH_STALL_PATH": corpus_select(pattern=PATTERN, limit=LIMIT)[-1],
+                **({"CRASH_STALL_ALWAYS": "1"} if stall_always else {}),
             },
         )
         started.append(worker)
@@ -89,7 +100,7 @@ def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[tuple[Start
         pytest.fail("the Celery worker did not start")
 
     try:
-        yield start, marker
+        yield CrashWorkers(start, marker, queue)
     finally:
         app.conf.task_default_queue = previous_queue
         for worker in started:
@@ -101,17 +112,24 @@ def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[tuple[Start
         client.close()
 
 
-def _start_job(alice: Any, call: Any) -> Future[dict[str, Any]]:
+def _start_job(alice: Any, call: Any, caller: Caller | None = None) -> Future[dict[str, Any]]:
     threads = ThreadPoolExecutor(max_workers=1)
-    job = threads.submit(call, alice, "analyze_corpus", path_pattern=PATTERN, limit=LIMIT, analysis="key")
+    arguments = {"path_pattern": PATTERN, "limit": LIMIT, "analysis": "key"}
+    if caller is None:
+        job = threads.submit(call, alice, "analyze_corpus", **arguments)
+    else:
+        job = threads.submit(invoke_tool, "analyze_corpus", arguments, caller=caller)
     threads.shutdown(wait=False)
     return job
 
 
-def _wait_for_the_stalled_chunk(marker: Path, job: Future[dict[str, Any]]) -> int:
-    """The pid of the process running the last chunk, once it runs (the other chunks are done by then)."""
+def _wait_for_the_stalled_chunk(
+    marker: Path, job: Future[dict[str, Any]], *, killed: frozenset[int] = frozenset()
+) -> int:
+    """The pid of the process running the last chunk, once it runs (the other chunks are done by then), and not
+    one of the `killed`."""
     deadline = time.monotonic() + 120
-    while not marker.exists() or not marker.read_text():
+    while not marker.exists() or not marker.read_text() or int(marker.read_text()) in killed:
         assert not job.done(), job.result()
         assert time.monotonic() < deadline, "the last chunk never started"
         time.sleep(0.05)
@@ -119,9 +137,9 @@ def _wait_for_the_stalled_chunk(marker: Path, job: Future[dict[str, Any]]) -> in
 
 
 def test_a_job_finishes_when_its_worker_is_killed_and_another_starts(
-    crash_workers: tuple[StartWorker, Path], alice: Any, call: Any, settings: Any
+    crash_workers: CrashWorkers, alice: Any, call: Any, settings: Any
 ) -> None:
-    start_worker, marker = crash_workers
+    start_worker, marker = crash_workers.start, crash_workers.marker
     settings.CORPUS_JOB_TIMEOUT = 90  # without late acknowledgement the lost chunk never comes back: fail in time
     paths = corpus_select(pattern=PATTERN, limit=LIMIT)
     assert len(paths) == LIMIT > 3 * CHUNK_SIZE
@@ -144,10 +162,10 @@ def test_a_job_finishes_when_its_worker_is_killed_and_another_starts(
 
 
 def test_a_job_finishes_when_the_process_running_a_chunk_is_killed(
-    crash_workers: tuple[StartWorker, Path], alice: Any, call: Any, settings: Any
+    crash_workers: CrashWorkers, alice: Any, call: Any, settings: Any
 ) -> None:
     """The out-of-memory killer takes one pool process; the worker hands its chunk back, a new process runs it."""
-    start_worker, marker = crash_workers
+    start_worker, marker = crash_workers.start, crash_workers.marker
     settings.CORPUS_JOB_TIMEOUT = 90
     paths = corpus_select(pattern=PATTERN, limit=LIMIT)
 
@@ -163,9 +181,9 @@ def test_a_job_finishes_when_the_process_running_a_chunk_is_killed(
 
 
 def test_the_caller_is_told_soon_when_no_worker_is_left(
-    crash_workers: tuple[StartWorker, Path], alice: Any, call: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+    crash_workers: CrashWorkers, alice: Any, call: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    start_worker, marker = crash_workers
+    start_worker, marker = crash_workers.start, crash_workers.marker
     settings.CORPUS_JOB_TIMEOUT = 60
     monkeypatch.setattr(corpus, "WORKER_SILENCE_SECONDS", 5.0)
 
@@ -181,3 +199,49 @@ def test_the_caller_is_told_soon_when_no_worker_is_left(
     assert time.monotonic() - killed < 20  # the silence limit and one unanswered question, not CORPUS_JOB_TIMEOUT
     assert "24 of 28 works were done" in refused.value.message
     assert "call analyze_corpus again" in refused.value.message
+
+
+def test_a_chunk_stopped_by_cancelling_is_not_handed_back(
+    crash_workers: CrashWorkers, alice: Any, call: Any, settings: Any, tmp_path: Path
+) -> None:
+    """Cancelling ends the running chunk's process; although acknowledged late, that chunk is then done with, not
+    delivered again once the visibility timeout has passed."""
+    crash_workers.start()
+    caller = Caller(user=alice, scopes=frozenset({"music21:read"}))
+    job = _start_job(alice, call, caller)
+    _wait_for_the_stalled_chunk(crash_workers.marker, job)
+    caller.cancelled.set()
+    with pytest.raises(Cancelled, match="3 of 4 chunks had finished"):
+        job.result(timeout=30)
+
+    time.sleep(5)  # past the test workers' visibility timeout (3 s), and their 1 s sweeps
+    log = (tmp_path / "worker-0.log").read_text()
+    assert len(re.findall(r"\[corpus-\w+-3\] received", log)) == 1, log
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    try:
+        assert broker.hlen(f"unacked-{crash_workers.queue}") == 0
+    finally:
+        broker.close()
+
+
+def test_a_chunk_that_kills_every_process_running_it_is_reported_not_retried_forever(
+    crash_workers: CrashWorkers, alice: Any, call: Any, settings: Any
+) -> None:
+    """A work too large for the memory kills the process analysing it each time: its chunk is tried three times,
+    then its works are reported as not analysed, and every other work keeps its result."""
+    settings.CORPUS_JOB_TIMEOUT = 90
+    paths = corpus_select(pattern=PATTERN, limit=LIMIT)
+    crash_workers.start(stall_always=True)
+    job = _start_job(alice, call)
+    killed: set[int] = set()
+    for _ in range(3):
+        pool_process = _wait_for_the_stalled_chunk(crash_workers.marker, job, killed=frozenset(killed))
+        os.kill(pool_process, signal.SIGKILL)
+        killed.add(pool_process)
+
+    result = job.result(timeout=60)
+    assert [work["path"] for work in result["results"]] == paths
+    assert result["summary"]["works"] == LIMIT and result["summary"]["failed"] == LIMIT - 3 * CHUNK_SIZE
+    for work in result["results"][3 * CHUNK_SIZE :]:
+        assert work["error"] == "not analysed: the worker analysing these works died 3 times (too large to analyse?)"
+    assert all("key" in work for work in result["results"][: 3 * CHUNK_SIZE])

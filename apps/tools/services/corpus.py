@@ -7,7 +7,8 @@ every chunk and can cancel between chunks (and, with workers, revoke what is que
 
 A worker crash loses no chunk: chunks are acknowledged after they ran (see the task), so one whose worker died is
 delivered again, to whichever worker is there, and the job goes on. Each chunk's result is kept under its task
-id, `corpus-<job>-<index>`, so a chunk that runs twice counts once. While a chunk is lost the caller hears
+id, `corpus-<job>-<index>`, so a chunk that runs twice counts once; one that fails (its time limit, its worker
+lost three times: apps.tools.tasks) costs only its own works' results. While a chunk is lost the caller hears
 nothing new; if no chunk finishes for WORKER_SILENCE_SECONDS and no worker of the queue answers either, the
 caller gets an `unavailable` error at once rather than waiting out CORPUS_JOB_TIMEOUT.
 """
@@ -154,12 +155,21 @@ def _run_on_workers(
                     )
                 last_change = time.monotonic()  # workers are there (a lost chunk comes back to them): wait on
             time.sleep(POLL_SECONDS)
-        results = [work for chunk in job.get(propagate=True) for work in chunk]
+        results = [work for chunk, outcome in zip(chunks, job.results, strict=True) for work in _works(chunk, outcome)]
     finally:
         if job.ready():
             job.forget()  # results live in Redis until forgotten
     report(total, total, "done")
     return results
+
+
+def _works(paths: list[str], outcome: Any) -> list[dict[str, Any]]:
+    """A chunk's results, or, when the chunk itself failed (its time limit, its process lost three times), each of
+    its works with that error: the rest of the job keeps its results."""
+    if outcome.successful():
+        return list(outcome.result)
+    error = f"{type(outcome.result).__name__}: {outcome.result}"[:300]
+    return [{"path": path, "error": f"not analysed, its chunk failed on the worker: {error}"} for path in paths]
 
 
 def _queue_has_workers(app: Any) -> bool:
