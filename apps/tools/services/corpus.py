@@ -15,6 +15,7 @@ caller gets an `unavailable` error at once rather than waiting out CORPUS_JOB_TI
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import time
 import uuid
@@ -147,7 +148,9 @@ def _run_on_workers(
                 report(min(total, completed * CHUNK_SIZE), total, f"{completed} of {len(chunks)} chunks done")
             elif time.monotonic() - last_change > WORKER_SILENCE_SECONDS:
                 if not _queue_has_workers(analyze_corpus_chunk.app):
-                    job.revoke()  # a worker that was only busy skips the rest; one that comes back runs them unread
+                    # Best effort: a worker that was only busy skips the rest; one that comes back runs them unread.
+                    with contextlib.suppress(Exception):
+                        job.revoke()
                     raise ServiceUnavailable(
                         f"The Celery workers are not answering: no chunk of this job finished and no worker replied "
                         f"for {WORKER_SILENCE_SECONDS:.0f} s ({min(total, completed * CHUNK_SIZE)} of {total} works "
