@@ -11,9 +11,9 @@ of some 170 response callbacks in each: 55 us per cache read, about as long as t
 client below keeps one `redis.Redis` per pool (it is thread-safe: each command takes a connection from the pool).
 
 Every Redis client of the product (this cache, the guards', the subscriptions below, the asynchronous one) waits
-at most TIMEOUT to connect and for each reply, and once a server has failed it is not asked again for
-RETRY_AFTER_FAILURE: a frozen Redis (stopped, not crashed, so the kernel still accepts connections) otherwise holds
-every call for redis-py's default of 5 s per command, and a call makes several.
+at most TIMEOUT to connect and for each reply, and the cache's and the guards' clients do not ask a server that
+failed again for RETRY_AFTER_FAILURE: a frozen Redis (stopped, not crashed, so the kernel still accepts
+connections) otherwise holds every call for redis-py's default of 5 s per command, and a call makes several.
 """
 
 from __future__ import annotations
@@ -139,9 +139,10 @@ def cache_outage(url: str) -> Outage:
 
 
 def outages_forget() -> None:
-    """Forget every cache server's outage (tests)."""
+    """Forget that any cache server failed (tests): its clients ask it again at once."""
     with _lock:
-        _outages.clear()
+        for outage in _outages.values():
+            outage.failed_at = None
 
 
 class OutageLogFilter(logging.Filter):
