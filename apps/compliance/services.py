@@ -19,7 +19,7 @@ from oauth2_provider.models import AccessToken, Application, Grant, IDToken, Ref
 
 from apps.compliance import audit
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionPolicy, SubjectKey
-from apps.security.models import SecurityEvent
+from apps.security.models import Block, SecurityEvent
 from apps.tools.errors import ApplicationError, NotFound
 from apps.tools.models import Score, SourceFormat
 from apps.tools.selectors import score_rows_forget, scores_stamp_name
@@ -367,6 +367,8 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
         IDToken.objects.filter(user=user).delete()
         counts["clients"] = Application.objects.filter(user=user).delete()[0]
         counts["security_events"] = SecurityEvent.objects.filter(user=user).update(user=None, ip=None, detail={})
+        # A block of the person names her by her id: it goes with her (a block protects no one from an erased account).
+        counts["blocks"] = Block.objects.filter(target=Block.Target.USER, value=str(user_id)).delete()[0]
         for model in (AccessAttempt, AccessLog, AccessFailureLog):
             model.objects.filter(username=username).delete()
         _auditlog_forget(user_id)

@@ -8,6 +8,7 @@ import io
 import json
 import time
 import zipfile
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
@@ -16,13 +17,14 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.utils import timezone
 from music21 import converter, midi
 
 from apps.compliance import services
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, SubjectKey
 from apps.compliance.services import RequestRefused
 from apps.security import guards
-from apps.security.models import SecurityEvent
+from apps.security.models import Block, SecurityEvent
 from apps.security.redis import shared_redis
 from apps.tools import selectors
 from apps.tools.invocation import Caller, invoke_tool
@@ -114,6 +116,9 @@ def test_erasure_leaves_no_row_that_refers_to_alice(
     )
     SecurityEvent.objects.create(kind="login_failure", user=alice, ip="198.51.100.4", detail={"username": "alice"})
     alice_id = alice.pk
+    Block.objects.create(
+        target=Block.Target.USER, value=str(alice_id), reason="test", until=timezone.now() + timedelta(minutes=5)
+    )
 
     request = _erasure_due(alice)
     call_command("run_due_requests", stdout=StringIO())  # the periodic task's work
@@ -136,6 +141,7 @@ def test_erasure_leaves_no_row_that_refers_to_alice(
         assert not shared_redis().exists(guards._stamp_key(scores_stamp_name(alice_id)))
     assert Score.objects.filter(owner=bob).count() == 1  # bob keeps everything
     assert SecurityEvent.objects.filter(ip="198.51.100.4").count() == 0  # anonymised, not linked
+    assert not Block.objects.filter(target=Block.Target.USER, value=str(alice_id)).exists()  # her id goes too
 
     # Her token no longer opens /mcp.
     response = httpx.post(
