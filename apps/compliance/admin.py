@@ -71,7 +71,8 @@ class OutcomeFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         codes = ["success", "not_found", "invalid_arguments", "insufficient_scope", "rate_limited", "busy",
-                 "circuit_open", "timeout", "internal_error", "unavailable", "failure", "completed"]  # fmt: skip
+                 "circuit_open", "timeout", "unprocessable_score", "internal_error", "unavailable", "failure",
+                 "completed"]  # fmt: skip
         return [(code, code) for code in codes]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:

@@ -46,11 +46,10 @@ _lock = threading.Lock()
 
 def call_threads() -> ThreadPoolExecutor:
     """Threads in which an event loop runs whole tool calls (`invoke_tool`: guards, the wait for the tool's thread
-    or process, the audit event written after the answer). Each keeps a database connection, so their number
-    bounds the connections a serving process opens: as many as the bulkhead lets analyses run at once, and a few
-    for other calls; calls beyond wait for a thread. (40, anyio's number, took a 2-worker server to 83 connections
-    under 32 clients, since a thread writing its audit event is not free for the next call, and PostgreSQL's
-    default limit is 100.)"""
+    or process, the audit event written before the answer). Each uses at most one pooled database connection at a
+    time, so their number enters the bound on the connections a serving process opens (DB_POOL_MAX_SIZE,
+    docs/operations.md): as many as the bulkhead lets analyses run at once, and a few for other calls; calls beyond
+    wait for a thread."""
     global _calls
     with _lock:
         if _calls is None:
