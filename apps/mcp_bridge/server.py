@@ -109,15 +109,14 @@ async def until_answered(name: str, arguments: dict[str, Any], *, caller: Caller
 def _listing() -> list[types.Tool]:
     listing = []
     for tool in TOOLS.values():
-        read_only = tool.scope in (scopes.READ, None)
         listing.append(
             types.Tool(
                 name=tool.name,
                 description=tool.description,
                 input_schema=tool.input_schema,
                 annotations=types.ToolAnnotations(
-                    read_only_hint=read_only,
-                    destructive_hint=tool.name == "delete_score",
+                    read_only_hint=tool.read_only,
+                    destructive_hint=tool.destructive,
                     open_world_hint=False,
                 ),
             )

@@ -156,7 +156,7 @@ def export(caller: Caller, args: ExportArgs) -> dict[str, Any]:
     return {"score_id": score.score_id, **export_score(music, fmt=args.format)}
 
 
-@tool("delete_score", arguments=ScoreArgs, scope=WRITE, group="score_import")
+@tool("delete_score", arguments=ScoreArgs, scope=WRITE, group="score_import", destructive=True)
 def delete(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
     """Delete one of your scores."""
     score_delete(owner=caller.user, score_id=args.score_id)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from apps.security import scopes
+
 if TYPE_CHECKING:
     from apps.tools.invocation import Caller
 
@@ -45,6 +47,13 @@ class Tool:
     # Whether the tool may run in a killable worker process (apps.tools.runner); tools that report progress and
     # watch the cancel flag run in the serving process instead.
     isolated: bool = True
+    # Whether a call destroys what the caller stored (clients ask before calling such a tool).
+    destructive: bool = False
+
+    @property
+    def read_only(self) -> bool:
+        """Whether a call changes nothing: what a read scope (or none) allows."""
+        return self.scope in (scopes.READ, None)
 
 
 TOOLS: dict[str, Tool] = {}
@@ -58,6 +67,7 @@ def tool(
     group: str,
     timeout_setting: str = "REQUEST_TIMEOUT",
     isolated: bool = True,
+    destructive: bool = False,
 ) -> Callable[[ToolFunction], ToolFunction]:
     """Declare the decorated function as the tool `name`; its docstring is the description clients see."""
     if group not in GROUPS:
@@ -76,6 +86,7 @@ def tool(
             input_schema=_schema(arguments),
             timeout_setting=timeout_setting,
             isolated=isolated,
+            destructive=destructive,
         )
         return function
 

@@ -58,6 +58,10 @@ def test_a_token_holder_lists_every_tool_and_analyses_a_chorale(
             key_tool = next(t for t in listed.tools if t.name == "key_analysis")
             assert key_tool.input_schema["required"] == ["score_id"]
             assert key_tool.annotations.read_only_hint is True
+            assert key_tool.annotations.destructive_hint is False
+            delete_tool = next(t for t in listed.tools if t.name == "delete_score")
+            assert delete_tool.annotations.destructive_hint is True  # clients ask before calling it
+            assert delete_tool.annotations.read_only_hint is False
 
             imported = await session.call_tool(
                 "import_score", {"score_id": "chorale", "source": "bach/bwv66.6", "source_type": "corpus"}
