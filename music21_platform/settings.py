@@ -290,6 +290,11 @@ TOOL_WORKER_PROCESSES = env_number(
 # analyze_corpus runs as a background job with progress and cancellation; it has its own, longer bound.
 CORPUS_JOB_TIMEOUT = env_number("CORPUS_JOB_TIMEOUT", 900.0, kind=float, minimum=0, strict_min=True)
 BH_MAX_CONCURRENT_ANALYSIS = env_number("BH_MAX_CONCURRENT_ANALYSIS", 20, minimum=1)
+# The share of a process's analysis capacity one user's calls may hold at once (its bulkhead slots, and its tool
+# processes): the rest stays for other users (music21_platform.fairness). At least one slot whatever the fraction.
+BH_USER_SHARE = env_number("BH_USER_SHARE", 0.5, kind=float, minimum=0, strict_min=True)
+if BH_USER_SHARE > 1:
+    _problems.append(f"BH_USER_SHARE: must be at most 1 (a fraction of the capacity), got {BH_USER_SHARE!r}")
 # The database connections one process holds at most (PostgreSQL's pool, DATABASES above): one for each call
 # thread through its whole call (BH_MAX_CONCURRENT_ANALYSIS + 4, apps.tools.runner.call_threads), as many again
 # for the tools when they run in threads of the process (TOOL_WORKER_PROCESSES = 0; a tool process has its own

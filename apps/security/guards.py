@@ -25,7 +25,7 @@ from apps.compliance.audit import audit_record
 from apps.security import events, metrics
 from apps.security.redis import redis_failed, redis_recovered, shared_redis
 from apps.tools.errors import ApplicationError, Busy, CircuitOpen, DependencyFailed, RateLimited
-from music21_platform.fairness import FairSemaphore
+from music21_platform.fairness import FairSemaphore, user_share
 
 # --- Rate limits: a token bucket per (group, user) and per (group, client) ------------------------------------
 #
@@ -279,27 +279,29 @@ def rate_limits_reset() -> None:
         _local_buckets.clear()
 
 
-# --- Bulkheads: bounded concurrency per process ---------------------------------------------------------------
+# --- Bulkheads: bounded concurrency per process, a share of it per user ---------------------------------------
 
 BULKHEAD_WAIT_SECONDS = 2.0
 
 
-_compartments: dict[tuple[str, int], FairSemaphore] = {}
+_compartments: dict[tuple[str, int, int], FairSemaphore] = {}
 _compartments_lock = threading.Lock()
 
 
 def _compartment(name: str, size: int) -> FairSemaphore:
+    share = user_share(size)
     with _compartments_lock:
-        key = (name, size)  # a changed setting (tests) gets a fresh compartment
+        key = (name, size, share)  # a changed setting (tests) gets a fresh compartment
         if key not in _compartments:
-            _compartments[key] = FairSemaphore(size)
+            _compartments[key] = FairSemaphore(size, share)
         return _compartments[key]
 
 
 @contextlib.contextmanager
-def bulkhead(group: str) -> Iterator[bool]:
-    """At most MAX_CONCURRENT_REQUESTS calls in this process, and BH_MAX_CONCURRENT_ANALYSIS analyses; a call
-    beyond waits up to BULKHEAD_WAIT_SECONDS, then is refused as busy. Yields whether the call went in at once."""
+def bulkhead(group: str, *, user_id: Any = None, deadline: float | None = None) -> Iterator[bool]:
+    """At most MAX_CONCURRENT_REQUESTS calls in this process, and BH_MAX_CONCURRENT_ANALYSIS analyses, of which one
+    user's calls hold at most their share (BH_USER_SHARE). A call beyond waits in line, up to BULKHEAD_WAIT_SECONDS
+    and never past its `deadline` (time.monotonic()), then is refused as busy. Yields whether it went in at once."""
     compartments = [("all", settings.MAX_CONCURRENT_REQUESTS)]
     if group == "music_analysis":
         compartments.append(("music_analysis", settings.BH_MAX_CONCURRENT_ANALYSIS))
@@ -308,14 +310,14 @@ def bulkhead(group: str) -> Iterator[bool]:
     try:
         for name, size in compartments:
             compartment = _compartment(name, size)
-            admitted = compartment.acquire(timeout=BULKHEAD_WAIT_SECONDS)
+            wait = BULKHEAD_WAIT_SECONDS
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            admitted = compartment.acquire(timeout=wait, owner=user_id)
             at_once = at_once and bool(admitted)
             if admitted is None:
                 metrics.BLOCKED.labels(reason="busy").inc()
-                raise Busy(
-                    f"The server is busy ({size} {'analyses' if name != 'all' else 'calls'} in progress); "
-                    "try again in a few seconds."
-                )
+                raise Busy(_busy_message(compartment, name, user_id, wait))
             held.append(compartment)
         metrics.CONCURRENT.inc()
         try:
@@ -324,7 +326,21 @@ def bulkhead(group: str) -> Iterator[bool]:
             metrics.CONCURRENT.dec()
     finally:
         for compartment in reversed(held):
-            compartment.release()
+            compartment.release(owner=user_id)
+
+
+def _busy_message(compartment: FairSemaphore, name: str, user_id: Any, waited: float) -> str:
+    what = "analyses" if name != "all" else "calls"
+    mine = compartment.holds(user_id)
+    if compartment.share < compartment.size and mine >= compartment.share:  # their share, not the others, held it back
+        return (
+            f"You already have {mine} {what} in progress, your share of this server's {compartment.size}; this call "
+            f"waited {waited:.1f} s for one of them to finish. Try again when they have."
+        )
+    return (
+        f"The server is busy ({compartment.size} {what} in progress); this call waited {waited:.1f} s for a slot. "
+        "Try again in a few seconds."
+    )
 
 
 # --- Circuit breakers: one per guard group, state shared through Redis ----------------------------------------

@@ -121,9 +121,18 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
                     stamps=(scores_stamp_name(caller.user.pk),),
                 )
             runs_as = dataclasses.replace(caller, scores_stamp=admission.stamps[0])
-            with span("guards.bulkhead"), guards.bulkhead(tool.group) as at_once, span("music21.run"):
+            # The time limit counts from here: waits for a bulkhead slot or a tool process are part of it.
+            deadline = time.monotonic() + float(getattr(settings, tool.timeout_setting))
+            bulkhead = guards.bulkhead(tool.group, user_id=caller.user.pk, deadline=deadline)
+            with span("guards.bulkhead"), bulkhead as at_once, span("music21.run"):
                 result = guards.call_through_breaker(
-                    tool.group, _run_with_timeout, tool, runs_as, parsed, reading=admission.breaker if at_once else None
+                    tool.group,
+                    runner.run_tool,
+                    tool,
+                    runs_as,
+                    parsed,
+                    deadline=deadline,
+                    reading=admission.breaker if at_once else None,
                 )
             outcome = {"status": "success", **result}
         except ApplicationError as error:
@@ -205,11 +214,6 @@ def _targets(arguments: dict[str, Any] | None) -> str:
         elif key.endswith("score_ids") and isinstance(value, list):
             names.extend(f"score:{v[:128]}" for v in value[:10] if isinstance(v, str))
     return " ".join(names)
-
-
-def _run_with_timeout(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
-    """Answer within the tool's time limit whatever the tool does (see apps.tools.runner for how it is stopped)."""
-    return runner.run_tool(tool, caller, parsed, limit=float(getattr(settings, tool.timeout_setting)))
 
 
 def run_function(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:

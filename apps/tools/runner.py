@@ -9,6 +9,9 @@ Two runners, chosen by TOOL_WORKER_PROCESSES:
   fresh one takes its place, so a pathological score cannot hold a CPU or memory beyond REQUEST_TIMEOUT. Each
   worker keeps its own parsed-score cache and its own database connection. The default outside development.
 
+The time limit is a deadline counted from the call's admission (apps.tools.invocation): waiting for a thread or a
+process is part of it. Calls wait for a process in line, and one user's calls hold at most their share of them.
+
 Tools that report progress and watch the cancel flag themselves (analyze_corpus, whose work runs on Celery) stay
 in a thread of the serving process in both modes (`Tool.isolated` is False).
 """
@@ -19,6 +22,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
@@ -26,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import connections
 
-from apps.tools.errors import TimedOut, WorkerDied
+from apps.tools.errors import Busy, TimedOut, WorkerDied
 from music21_platform.db import with_connections
-from music21_platform.fairness import FairSemaphore
+from music21_platform.fairness import FairSemaphore, user_share
 from music21_platform.runtime import garbage_after_call, gc_tune
 
 if TYPE_CHECKING:
@@ -88,19 +92,20 @@ def runner_start() -> None:
         _process_pool()
 
 
-def run_tool(tool: Tool, caller: Caller, parsed: Any, *, limit: float) -> dict[str, Any]:
-    """Run the tool's function within `limit` seconds, or raise TimedOut."""
+def run_tool(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> dict[str, Any]:
+    """Run the tool's function before `deadline` (time.monotonic(): the call's admission plus its time limit, so
+    that any wait for a thread or a tool process is part of the limit), or raise TimedOut."""
     if not tools_run_here() and tool.isolated:
-        return _in_process(tool, caller, parsed, limit=limit)
+        return _in_process(tool, caller, parsed, deadline=deadline)
     future = _thread_pool().submit(with_connections, _run_here, tool, caller, parsed)
     try:
-        return future.result(timeout=limit)
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
     except FutureTimeout:
         caller.cancelled.set()
-        raise _timed_out(tool, limit) from None
+        raise _timed_out(tool) from None
 
 
-def _in_process(tool: Tool, caller: Caller, parsed: Any, *, limit: float) -> dict[str, Any]:
+def _in_process(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> dict[str, Any]:
     call = (
         tool.name,
         caller.user.pk,
@@ -112,12 +117,17 @@ def _in_process(tool: Tool, caller: Caller, parsed: Any, *, limit: float) -> dic
         parsed.model_dump(),
     )
     try:
-        return _process_pool().run(call, limit=limit)
+        return _process_pool().run(call, owner=caller.user.pk, deadline=deadline)
+    except NoProcess as waited:
+        raise Busy(
+            f"The server is busy: no tool process came free for {tool.name!r} within its time limit "
+            f"({_limit(tool):g} s, {tool.timeout_setting}); {waited}. The call did not run; try again in a few seconds."
+        ) from None
     except FutureTimeout:
         logger.warning(
-            "tool %s ran past %.1f s: its worker process was killed (request %s)", tool.name, limit, caller.request_id
+            "tool %s ran past its deadline: its worker process was killed (request %s)", tool.name, caller.request_id
         )
-        raise _timed_out(tool, limit) from None
+        raise _timed_out(tool) from None
     except WorkerGone as gone:
         logger.error("the worker process of tool %s died (%s, request %s)", tool.name, gone, caller.request_id)
         raise WorkerDied(
@@ -126,10 +136,14 @@ def _in_process(tool: Tool, caller: Caller, parsed: Any, *, limit: float) -> dic
         ) from None
 
 
-def _timed_out(tool: Tool, limit: float) -> TimedOut:
+def _limit(tool: Tool) -> float:
+    return float(getattr(settings, tool.timeout_setting))
+
+
+def _timed_out(tool: Tool) -> TimedOut:
     return TimedOut(
-        f"The tool {tool.name!r} did not finish within {limit:g} s ({tool.timeout_setting}) and was stopped; try "
-        "a smaller score, a measure range or fewer works."
+        f"The tool {tool.name!r} did not finish within {_limit(tool):g} s ({tool.timeout_setting}, counted from "
+        "when the call was admitted) and was stopped; try a smaller score, a measure range or fewer works."
     )
 
 
@@ -145,6 +159,10 @@ class WorkerGone(Exception):
     def __init__(self, exitcode: int | None) -> None:
         super().__init__(f"exit code {exitcode}")
         self.exitcode = exitcode
+
+
+class NoProcess(Exception):
+    """No tool process was free and ready before the call's deadline; the message says what the call waited for."""
 
 
 class _ToolProcess:
@@ -171,15 +189,20 @@ class _ToolProcess:
 
 class ToolProcesses:
     """N tool processes, each with its own pipe; the thread that makes a call takes an idle process, sends the call
-    and waits for the answer itself, up to the time limit, past which it kills the process and starts another.
+    and waits for the answer itself, up to the call's deadline, past which it kills the process and starts another.
+
+    Calls wait for a process in line, and one user's calls hold at most their share of the processes
+    (`FairSemaphore`, BH_USER_SHARE): another user's call is not stuck behind a flood of heavy scores. The wait is
+    part of the call's time limit: a call that gets no process before its deadline is refused without running.
+    A process that has finished starting is taken before one still starting (after a kill, or at start-up), whose
+    start (whole interpreters, seconds) would otherwise be the wait of the call that took it.
 
     Hand-written rather than pebble's process pool, which this replaced: pebble hands every call to a scheduling
     thread, sends it down one pipe shared by all its workers under a cross-process lock, and returns an
     acknowledgement and the result through a second thread of the serving process: each hand-over wakes a thread
-    or a process, which on the test machine costs 0.1-0.3 ms of CPU. A/B, whole server, `score_info`: this pool
-    answered 0.9-1.0 ms sooner and used 1.1-1.3 ms less CPU per call (on a day when plain music21 took 8 ms for
-    it), on a path where the whole platform is allowed 3 ms. What a call needs here is less than pebble offers:
-    one caller per process at a time, a kill at the limit, a fresh process after a kill or a crash.
+    or a process, which costs a measurable share of a short call's CPU. What a call needs here is less than pebble
+    offers: one caller per process at a time, a kill at the deadline, a fresh process after a kill or a crash, and
+    a fair line in front.
     """
 
     def __init__(self, size: int, database_name: str | None) -> None:
@@ -189,7 +212,7 @@ class ToolProcesses:
         self._lock = threading.Lock()
         self._all = {self._start() for _ in range(size)}
         self._idle = list(self._all)
-        self._free = FairSemaphore(size)  # a freed process goes to the call that has waited longest
+        self._free = FairSemaphore(size, user_share(size))
 
     def _start(self) -> _ToolProcess:
         return _ToolProcess(self._context, self._database_name)
@@ -204,18 +227,21 @@ class ToolProcesses:
             self._all.add(fresh)
         return fresh
 
-    def run(self, call: tuple[Any, ...], *, limit: float) -> dict[str, Any]:
-        """The result of `call` in an idle tool process (waiting for one if all are busy); raises the call's
-        ApplicationError, FutureTimeout once `limit` seconds have passed since it was sent (the process is then
-        killed), or WorkerGone."""
-        worker = self._take()
+    def run(self, call: tuple[Any, ...], *, owner: Any, deadline: float) -> dict[str, Any]:
+        """The result of `call` in an idle tool process, for `owner` (a user: at most their share of the processes
+        at once), before `deadline` (time.monotonic()). Raises the call's ApplicationError, NoProcess when no
+        process was ready in time (nothing ran), FutureTimeout at the deadline (the process is then killed), or
+        WorkerGone."""
+        worker = self._take(owner, deadline)
         try:
             try:
-                if not worker.ready:  # said once the new process is set up: its start is not the call's time
-                    worker.pipe.recv()
+                if not worker.ready and not worker.pipe.poll(max(0.0, deadline - time.monotonic())):
+                    raise NoProcess("the only free one was still starting")
+                if not worker.ready:
+                    worker.pipe.recv()  # "ready"
                     worker.ready = True
                 worker.pipe.send(call)
-                answered = worker.pipe.poll(limit)
+                answered = worker.pipe.poll(max(0.0, deadline - time.monotonic()))
                 ok, value = worker.pipe.recv() if answered else (False, None)
             except (EOFError, OSError):
                 gone = worker.gone()
@@ -228,17 +254,25 @@ class ToolProcesses:
                 raise value
             return value
         finally:
-            self._give_back(worker)
+            self._give_back(worker, owner)
 
-    def _take(self) -> _ToolProcess:
-        self._free.acquire(timeout=None)
+    def _take(self, owner: Any, deadline: float | None) -> _ToolProcess:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if self._free.acquire(timeout=timeout, owner=owner) is None:
+            held = self._free.holds(owner)
+            if self._free.share < self._free.size and held >= self._free.share:
+                raise NoProcess(f"your calls held {held} of the {self._free.size}, your share, the whole time")
+            raise NoProcess(f"all {self._free.size} were running other calls the whole time")
         with self._lock:
-            return self._idle.pop()
+            for at, worker in enumerate(reversed(self._idle)):
+                if worker.ready or worker.pipe.poll(0):  # warm; poll: its "ready" has come since
+                    return self._idle.pop(len(self._idle) - 1 - at)
+            return self._idle.pop()  # all still starting: the call waits for one, within its deadline
 
-    def _give_back(self, worker: _ToolProcess) -> None:
+    def _give_back(self, worker: _ToolProcess, owner: Any) -> None:
         with self._lock:
             self._idle.append(worker)
-        self._free.release()
+        self._free.release(owner=owner)
 
     def stop(self) -> None:
         with self._lock:

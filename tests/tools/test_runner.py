@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
 import pytest
 
-from apps.tools.errors import TimedOut
+from apps.tools.errors import Busy, TimedOut
 from apps.tools.runner import runner_shutdown, runner_start
 
 HEAVY = "beethoven/opus59no1/movement1"  # 5,669 notes: chord analysis takes several seconds
@@ -95,23 +98,25 @@ def test_a_worker_killed_from_outside_fails_its_call_clearly_and_is_replaced(
     assert call(alice, "score_info", score_id="quartet")["notes"] > 5000
 
 
-def test_calls_waiting_for_a_busy_worker_get_it_in_their_order_of_arrival() -> None:
+def test_calls_waiting_for_a_busy_worker_get_it_in_their_order_of_arrival(settings: Any) -> None:
     """Under load a late call must not overtake the calls already waiting (a plain queue of idle workers let some
     key_analysis calls wait 18 s while others took 0.2 s)."""
     import threading
 
     from apps.tools.runner import ToolProcesses
 
+    settings.BH_USER_SHARE = 1.0  # one user's calls here: the line is what is tested, not the share
     pool = ToolProcesses(0, None)  # no processes: the line is what is tested, with a stand-in for one
-    worker = object()
-    pool._give_back(worker)  # type: ignore[arg-type]
-    assert pool._take() is worker
+    worker = SimpleNamespace(ready=True)
+    pool._free = type(pool._free)(1)
+    pool._idle.append(worker)  # type: ignore[arg-type]
+    assert pool._take("alice", None) is worker
     served: list[int] = []
 
     def wait_for_the_worker(n: int) -> None:
-        got = pool._take()
+        got = pool._take("alice", None)
         served.append(n)
-        pool._give_back(got)  # each passes it on when done, as a finished call does
+        pool._give_back(got, "alice")  # each passes it on when done, as a finished call does
 
     threads = []
     for n in range(6):
@@ -120,8 +125,138 @@ def test_calls_waiting_for_a_busy_worker_get_it_in_their_order_of_arrival() -> N
         deadline = time.monotonic() + 10
         while len(pool._free._waiting) < n + 1 and time.monotonic() < deadline:
             time.sleep(0.001)  # the next caller arrives only once this one is in line
-    pool._give_back(worker)  # type: ignore[arg-type]
+    pool._give_back(worker, "alice")  # type: ignore[arg-type]
     for thread in threads:
         thread.join(timeout=10)
     assert served == [0, 1, 2, 3, 4, 5]
     assert pool._idle == [worker]
+
+
+# --- A fair share of the tool processes, and waits counted in the time limit -----------------------------------
+#
+# These run test-only tools (tests/tools/held_tools.py) in real worker processes, which load them through their
+# own settings module: a call there stays busy until the test releases it, so what is asserted is the order in
+# which users are answered, not timings.
+
+
+@pytest.fixture
+def held(monkeypatch: Any, tmp_path: Path) -> Iterator[Path]:
+    """The test-only tools, in this process and in the tool processes started from now on; yields the folder for
+    their marker files."""
+    from tests.tools import held_tools
+
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.tools.held_tools_settings")
+    held_tools.declare()
+    yield tmp_path
+    runner_shutdown()  # the next test's processes start with its own settings
+    held_tools.forget()
+
+
+def _warm_processes(size: int, settings: Any) -> list[int]:
+    """Start `size` tool processes and wait until each has set Django up; their pids. Reads the pool's private
+    state: a test cannot otherwise know that a process has finished starting, and a call that takes one still
+    starting waits for it, which would race the orderings asserted below."""
+    from apps.tools import runner
+
+    settings.TOOL_WORKER_PROCESSES = size
+    runner_shutdown()
+    runner_start()
+    pool = runner._process_pool()
+    for worker in list(pool._all):
+        if not worker.ready:
+            assert worker.pipe.poll(120), "a tool process did not start"
+            assert worker.pipe.recv() == "ready"
+            worker.ready = True
+    return [worker.process.pid for worker in pool._all]
+
+
+def _until(condition: Any, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds  # functional bound: far beyond what any step here takes
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.01)
+
+
+def _release(*markers: Path) -> None:
+    for marker in markers:
+        Path(f"{marker}.release").touch()
+
+
+def test_one_users_flood_of_slow_calls_does_not_hold_up_another_users_call(
+    held: Path, alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
+    from apps.tools import runner
+
+    _warm_processes(2, settings)
+    call(alice, "import_score", score_id="chorale", source="bach/bwv66.6", source_type="corpus")
+    pool = runner._process_pool()
+    bobs_markers = [held / f"bob-{n}" for n in range(4)]
+    with ThreadPoolExecutor(max_workers=5) as threads:
+        try:
+            bobs = [threads.submit(call, bob, "test_hold", marker=str(marker)) for marker in bobs_markers]
+            started = lambda: [m for m in bobs_markers if Path(f"{m}.started").exists()]  # noqa: E731
+            # All four of bob's calls are running or waiting for a process.
+            _until(lambda: started() and len(started()) + len(pool._free._waiting) == 4, "bob's calls in line")
+
+            alices = threads.submit(call, alice, "score_info", score_id="chorale")
+            # Before: both processes ran bob's calls and alice's waited for one of them to end (here: forever).
+            answer = alices.result(timeout=60)  # functional bound only; bob's calls never end by themselves
+            assert answer["parts"] and answer["status"] == "success"
+            assert not any(future.done() for future in bobs)  # answered while all of bob's were still running
+            assert len(started()) == 1  # bob's calls hold his share (one of the two processes), one after another
+        finally:
+            _release(*bobs_markers)
+        assert all(future.result(timeout=60)["status"] == "success" for future in bobs)
+
+
+def test_the_wait_for_a_tool_process_is_part_of_the_time_limit(
+    held: Path, alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
+    _warm_processes(1, settings)
+    settings.REQUEST_TIMEOUT = 2.0
+    with ThreadPoolExecutor(max_workers=1) as threads:
+        first = threads.submit(call, bob, "test_hold", marker=str(held / "first"), seconds=1.2)
+        _until(lambda: Path(f"{held / 'first'}.started").exists(), "the first call running")
+        # Admitted now, this call waits about 1.2 s for the only process, and has about 0.8 s of its 2 s left to
+        # run work that takes 1.5 s. Before, its 2 s started only once it had the process: it succeeded.
+        with pytest.raises(TimedOut, match="counted from when the call was admitted"):
+            call(alice, "test_hold", marker=str(held / "second"), seconds=1.5)
+        assert Path(f"{held / 'second'}.started").exists()  # it did get the process, with what was left of its time
+        assert first.result(timeout=60)["status"] == "success"
+
+
+def test_a_call_that_gets_no_process_before_its_deadline_is_told_busy_and_trips_nothing(
+    held: Path, alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
+    from apps.security import guards
+
+    _warm_processes(1, settings)
+    hog = held / "hog"
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        try:
+            holding = threads.submit(call, bob, "test_hold", marker=str(hog))  # admitted with 30 s
+            _until(lambda: Path(f"{hog}.started").exists(), "bob's call running")
+            settings.REQUEST_TIMEOUT = 1.0
+            waiting = threads.submit(call, alice, "test_hold", marker=str(held / "quick"), seconds=0)
+            # Before: alice's call waited for the process as long as bob's call held it (here: until released).
+            with pytest.raises(Busy, match=r"no tool process came free .* within its time limit \(1 s") as refused:
+                waiting.result(timeout=60)  # functional bound only
+            assert "all 1 were running other calls" in refused.value.message
+            assert not Path(f"{held / 'quick'}.started").exists()  # it did not run
+            for _ in range(guards.breaker("music_analysis").fail_max):
+                with pytest.raises(Busy):
+                    call(alice, "test_hold", marker=str(held / "quick"), seconds=0)
+            assert guards.breaker("music_analysis").current_state == "closed"  # the caller's wait, not a fault
+        finally:
+            _release(hog)
+        assert holding.result(timeout=60)["status"] == "success"
+
+
+def test_a_warm_process_is_taken_before_one_still_starting(held: Path, alice: Any, call: Any, settings: Any) -> None:
+    pids = _warm_processes(2, settings)
+    settings.REQUEST_TIMEOUT = 1.0
+    with pytest.raises(TimedOut):  # its process is killed, and a fresh one starts in its place
+        call(alice, "test_hold", marker=str(held / "runaway"))
+    settings.REQUEST_TIMEOUT = 30.0
+    # Before: the process still starting was taken first, and the call waited for a whole interpreter to start.
+    assert call(alice, "health_check")["process"] in pids
