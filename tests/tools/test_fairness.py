@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from apps.security import guards
 from apps.tools.errors import Busy
+from music21_platform.db import with_connections
 from music21_platform.fairness import FairSemaphore, user_share
 
 
@@ -95,6 +97,9 @@ def held(tmp_path: Path) -> Iterator[Path]:
     held_tools.declare()
     yield tmp_path
     held_tools.forget()
+    # The calls made in threads gave their connections back to the process's pool (PostgreSQL): close them, or
+    # they outlive the test session's database.
+    getattr(connection, "close_pool", lambda: None)()
 
 
 def test_a_user_over_their_share_of_analyses_is_told_busy_and_other_users_are_not(
@@ -105,7 +110,7 @@ def test_a_user_over_their_share_of_analyses_is_told_busy_and_other_users_are_no
     hog = held / "hog"
     with ThreadPoolExecutor(max_workers=2) as threads:
         try:
-            holding = threads.submit(call, bob, "test_hold", marker=str(hog))
+            holding = threads.submit(with_connections, call, bob, "test_hold", marker=str(hog))
             deadline = time.monotonic() + 10  # functional bound only
             while not Path(f"{hog}.started").exists():
                 assert time.monotonic() < deadline

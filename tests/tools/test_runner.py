@@ -12,9 +12,11 @@ from typing import Any
 
 import psutil
 import pytest
+from django.db import connection
 
 from apps.tools.errors import Busy, TimedOut
 from apps.tools.runner import runner_shutdown, runner_start
+from music21_platform.db import with_connections
 
 HEAVY = "beethoven/opus59no1/movement1"  # 5,669 notes: chord analysis takes several seconds
 
@@ -150,6 +152,9 @@ def held(monkeypatch: Any, tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
     runner_shutdown()  # the next test's processes start with its own settings
     held_tools.forget()
+    # The calls made in threads gave their connections back to the process's pool (PostgreSQL): close them, or
+    # they outlive the test session's database.
+    getattr(connection, "close_pool", lambda: None)()
 
 
 def _warm_processes(size: int, settings: Any) -> list[int]:
@@ -193,12 +198,12 @@ def test_one_users_flood_of_slow_calls_does_not_hold_up_another_users_call(
     bobs_markers = [held / f"bob-{n}" for n in range(4)]
     with ThreadPoolExecutor(max_workers=5) as threads:
         try:
-            bobs = [threads.submit(call, bob, "test_hold", marker=str(marker)) for marker in bobs_markers]
+            bobs = [threads.submit(with_connections, call, bob, "test_hold", marker=str(m)) for m in bobs_markers]
             started = lambda: [m for m in bobs_markers if Path(f"{m}.started").exists()]  # noqa: E731
             # All four of bob's calls are running or waiting for a process.
             _until(lambda: started() and len(started()) + len(pool._free._waiting) == 4, "bob's calls in line")
 
-            alices = threads.submit(call, alice, "score_info", score_id="chorale")
+            alices = threads.submit(with_connections, call, alice, "score_info", score_id="chorale")
             # Before: both processes ran bob's calls and alice's waited for one of them to end (here: forever).
             answer = alices.result(timeout=60)  # functional bound only; bob's calls never end by themselves
             assert answer["parts"] and answer["status"] == "success"
@@ -215,7 +220,7 @@ def test_the_wait_for_a_tool_process_is_part_of_the_time_limit(
     _warm_processes(1, settings)
     settings.REQUEST_TIMEOUT = 2.0
     with ThreadPoolExecutor(max_workers=1) as threads:
-        first = threads.submit(call, bob, "test_hold", marker=str(held / "first"), seconds=1.2)
+        first = threads.submit(with_connections, call, bob, "test_hold", marker=str(held / "first"), seconds=1.2)
         _until(lambda: Path(f"{held / 'first'}.started").exists(), "the first call running")
         # Admitted now, this call waits about 1.2 s for the only process, and has about 0.8 s of its 2 s left to
         # run work that takes 1.5 s. Before, its 2 s started only once it had the process: it succeeded.
@@ -234,10 +239,10 @@ def test_a_call_that_gets_no_process_before_its_deadline_is_told_busy_and_trips_
     hog = held / "hog"
     with ThreadPoolExecutor(max_workers=2) as threads:
         try:
-            holding = threads.submit(call, bob, "test_hold", marker=str(hog))  # admitted with 30 s
+            holding = threads.submit(with_connections, call, bob, "test_hold", marker=str(hog))  # admitted with 30 s
             _until(lambda: Path(f"{hog}.started").exists(), "bob's call running")
             settings.REQUEST_TIMEOUT = 1.0
-            waiting = threads.submit(call, alice, "test_hold", marker=str(held / "quick"), seconds=0)
+            waiting = threads.submit(with_connections, call, alice, "test_hold", marker=str(held / "quick"), seconds=0)
             # Before: alice's call waited for the process as long as bob's call held it (here: until released).
             with pytest.raises(Busy, match=r"no tool process came free .* within its time limit \(1 s") as refused:
                 waiting.result(timeout=60)  # functional bound only
