@@ -32,6 +32,8 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"MAX_CONCURRENT_REQUESTS": "many"}, "MAX_CONCURRENT_REQUESTS: expected an integer"),
         ({"REQUEST_TIMEOUT": "0"}, "REQUEST_TIMEOUT: must be greater than 0"),
         ({"RATE_LIMIT_PER_MINUTE": "-5"}, "RATE_LIMIT_PER_MINUTE: must be at least 1"),
+        ({"BH_USER_SHARE": "1.5"}, "BH_USER_SHARE: must be at most 1"),
+        ({"BH_USER_SHARE": "0"}, "BH_USER_SHARE: must be greater than 0"),
         ({"DATABASE_URL": "mysql2://x"}, "DATABASE_URL: scheme must be one of"),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
