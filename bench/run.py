@@ -76,7 +76,8 @@ def targets(
         "\n### Targets in this run\n",
         "| target | this run | |",
         "|---|---|---|",
-        f"| added p50 per MCP call at most 3 ms | {each(added_p50)} | {verdict(max(added_p50.values()) <= 3)} |",
+        # 4 ms since the core issue (#20) traded the old 3 ms for an audit event committed before each answer.
+        f"| added p50 per MCP call at most 4 ms | {each(added_p50)} | {verdict(max(added_p50.values()) <= 4)} |",
         f"| added p99 per MCP call at most 15 ms | {each(added_p99)} | {verdict(max(added_p99.values()) <= 15)} |",
         f"| (the same p50 with the Python SDK's client, its own CPU included) | {each(with_sdk)} | |",
         f"| score_info at least 300 calls/s, 2 workers, 32 clients | {rate:.0f} calls/s | {verdict(rate >= 300)} |",
