@@ -93,9 +93,8 @@ def targets(
     baseline = next((row.direct.p50 for row in platform if row.name == "key_analysis"), None)
     if baseline is not None:
         lines.append(
-            f"\n(this machine's speed in this run: plain music21 `key_analysis` p50 {baseline * 1000:.1f} ms, against "
-            "11-16 ms on the usual days of docs/performance.md and 33-37 ms on the slow machine of 2026-11-30's fifth "
-            "session)"
+            f"\n(this machine's speed in this run: plain music21 `key_analysis` p50 {baseline * 1000:.1f} ms; "
+            "11-16 ms on a usual day of the 2-core test machine)"
         )
     return "\n".join(lines)
 
