@@ -19,8 +19,8 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 
 install: $(STAMP)
 
-# Without Node.js and npm there is nothing to install with, and the tests that need these packages skip, saying so
-# (with Node.js but without the packages they fail: .ci/run installs npm).
+# Without Node.js and npm there is nothing to install with, and the tests that need these packages fail, saying
+# what to run (.ci/run installs npm where it is missing).
 $(NODE_STAMP): tests/package.json tests/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm ci --prefix tests --prefer-offline --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \

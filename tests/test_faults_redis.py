@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +20,7 @@ from apps.security import guards
 from apps.security import redis as guard_redis
 from apps.tools.invocation import Caller, invoke_tool
 from music21_platform import cache as core_cache
-from tests.support import free_port
+from tests.support import OwnRedis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server program")
 
@@ -32,39 +28,6 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="ne
 # below the ~15 s a call waited on a frozen Redis before every client had a socket timeout. The product's own
 # bound is ~0.5 s of waiting for Redis per call (the clients' timeouts, see music21_platform.cache).
 PROMPT = 3.0
-
-
-class OwnRedis:
-    """A redis-server of this test's own, which the test can freeze, thaw and kill."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(  # noqa: S603 - the redis-server of this machine
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],  # noqa: S607
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError("redis-server did not start")
-
-    def freeze(self) -> None:
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)  # a stopped process dies only once it runs again
-            self.process.kill()
-        self.process.wait(timeout=10)
 
 
 @pytest.fixture

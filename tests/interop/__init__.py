@@ -3,15 +3,14 @@
 `make install-js` (which `make test` runs) runs `npm ci --prefix tests`: tests/package.json's exact versions (the
 lockfile) and, through the npm package `node`, a Node 22 binary, which the conformance suite needs (it imports
 `fs.globSync`, new in Node 22). Every script runs on that binary, so the tests do not depend on the version of Node on
-the machine, only on there being one (with npm) to install the packages: without Node the tests skip, saying so; with
-Node but without the installed packages they fail, saying what to run.
+the machine, only on there being one (with npm) to install the packages; without the installed packages they fail,
+saying what to run (.ci/run installs npm where it is missing).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,12 @@ INTEROP = TESTS / "interop"
 
 
 def node() -> str:
-    """The pinned Node binary; skips the test when the machine has no Node at all, fails when the packages are
-    missing (a machine with Node runs these tests)."""
-    if shutil.which("node") is None and not NODE.exists():
-        pytest.skip("Node.js is not installed: the JavaScript interop tests need node and npm (then: make install-js)")
+    """The pinned Node binary; the test fails, saying what to run, when the packages are not installed."""
     if not NODE.exists():
-        pytest.fail(f"{NODE} is missing: run `make install-js` (npm ci --prefix tests; make test does it)")
+        pytest.fail(
+            f"{NODE} is missing: run `make install-js` (npm ci --prefix tests; make test does it), which needs Node.js "
+            "and npm"
+        )
     return str(NODE)
 
 

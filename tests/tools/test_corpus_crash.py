@@ -31,6 +31,7 @@ from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.services import corpus
 from apps.tools.services.corpus import CHUNK_SIZE, Cancelled, corpus_select
 from music21_platform.celery import app
+from tests.support import OwnRedis, subprocess_database_url
 
 PATTERN, LIMIT = "bach/bwv4*", 28  # 4 chunks: the last one (works 25 to 28) is where the worker dies
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -43,16 +44,40 @@ class CrashWorkers:
     queue: str
 
 
-@pytest.fixture
-def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[CrashWorkers]:
-    """Start workers on a queue of this test's own. Every worker is gone at the end."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        pytest.skip("no broker (REDIS_URL unset): corpus chunks run in the calling process, there is no worker to kill")
-    from django.db import connection
+@pytest.fixture(scope="session")
+def own_broker() -> Iterator[OwnRedis]:
+    """A redis-server for the session's crash tests when no broker is configured: one for the session, since the
+    app keeps its broker connections and result backend once made."""
+    server = OwnRedis()
+    try:
+        yield server
+    finally:
+        server.kill()
 
+
+@pytest.fixture
+def broker(settings: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The broker's URL: the configured one, or (without REDIS_URL, where tasks run in process) a redis-server of
+    the tests' own, to which this process sends the chunks through the app's public configuration."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        yield settings.CELERY_BROKER_URL
+        return
+    url = request.getfixturevalue("own_broker").url
+    previous = {key: app.conf[key] for key in ("broker_url", "result_backend", "task_always_eager")}
+    app.conf.update(broker_url=url, result_backend=url, task_always_eager=False)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    try:
+        yield url
+    finally:
+        app.conf.update(previous)
+
+
+@pytest.fixture
+def crash_workers(django_db_setup: None, broker: str, tmp_path: Path) -> Iterator[CrashWorkers]:
+    """Start workers on a queue of this test's own. Every worker is gone at the end."""
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     marker = tmp_path / "stalled-pid"
-    database_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
+    database_url = subprocess_database_url()
     started: list[subprocess.Popen[bytes]] = []
     previous_queue = app.conf.task_default_queue
     app.conf.task_default_queue = queue
@@ -85,6 +110,7 @@ def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[CrashWorker
                 **os.environ,
                 "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
                 "DATABASE_URL": database_url,
+                "REDIS_URL": broker,  # the broker, and the cache that counts a chunk's deliveries
                 "CELERY_QUEUE": queue,
                 "AUDIT_SEAL_INTERVAL": "0",
                 "CRASH_VISIBILITY_TIMEOUT": "3",
@@ -108,7 +134,7 @@ def crash_workers(django_db_setup: None, tmp_path: Path) -> Iterator[CrashWorker
             if worker.poll() is None:  # its group: its pool processes too (a stalled chunk would hold up a warm stop)
                 os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=30)
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        client = redis.Redis.from_url(broker)
         client.delete(queue, f"unacked-{queue}", f"unacked_index-{queue}", f"unacked_mutex-{queue}")
         client.close()
 
@@ -204,7 +230,7 @@ def test_the_caller_is_told_soon_when_no_worker_is_left(
 
 
 def test_a_chunk_stopped_by_cancelling_is_not_handed_back(
-    crash_workers: CrashWorkers, alice: Any, call: Any, settings: Any, tmp_path: Path
+    crash_workers: CrashWorkers, broker: str, alice: Any, call: Any, tmp_path: Path
 ) -> None:
     """Cancelling ends the running chunk's process; although acknowledged late, that chunk is then done with, not
     delivered again once the visibility timeout has passed."""
@@ -219,11 +245,11 @@ def test_a_chunk_stopped_by_cancelling_is_not_handed_back(
     time.sleep(5)  # past the test workers' visibility timeout (3 s), and their 1 s sweeps
     log = (tmp_path / "worker-0.log").read_text()
     assert len(re.findall(r"\[corpus-\w+-3\] received", log)) == 1, log
-    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client = redis.Redis.from_url(broker)
     try:
-        assert broker.hlen(f"unacked-{crash_workers.queue}") == 0
+        assert client.hlen(f"unacked-{crash_workers.queue}") == 0
     finally:
-        broker.close()
+        client.close()
 
 
 def test_a_chunk_that_kills_every_process_running_it_is_reported_not_retried_forever(
