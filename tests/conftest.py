@@ -28,6 +28,7 @@ from apps.security.oauth_settings import oauth2_provider_settings
 from apps.security.resources import api_resource, mcp_resource
 from apps.security.services import token_epoch_bump
 from apps.tools.invocation import Caller, invoke_tool
+from apps.tools.registry import TOOLS, Tool, ToolArguments
 from apps.tools.runner import runner_shutdown
 from apps.tools.services.cache import parsed_scores
 from tests.support import free_port
@@ -84,6 +85,29 @@ def alice(db: None) -> Any:
 @pytest.fixture
 def bob(db: None) -> Any:
     return get_user_model().objects.create_user("bob", "bob@example.com", "tr0ub4dor&3 but longer")
+
+
+@pytest.fixture
+def extra_tool() -> Iterator[Callable[..., str]]:
+    """Declare a test-only tool, whose function takes the caller, for the duration of a test (the registry is
+    otherwise fixed at start-up)."""
+    added: list[str] = []
+
+    def declare(name: str, function: Callable[[Caller], Any], *, group: str = "music_analysis") -> str:
+        TOOLS[name] = Tool(
+            name=name,
+            description="test only",
+            arguments=ToolArguments,
+            scope=None,
+            group=group,
+            function=lambda caller, args: function(caller),
+        )
+        added.append(name)
+        return name
+
+    yield declare
+    for name in added:
+        TOOLS.pop(name, None)
 
 
 ToolCall = Callable[..., dict[str, Any]]

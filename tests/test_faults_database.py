@@ -20,16 +20,14 @@ from django.conf import settings
 from django.db import connection, connections
 from psycopg import sql
 
+from tests.mcp_bridge.conftest import MCP_HEADERS as PLAIN_MCP_HEADERS
+
 pytestmark = pytest.mark.skipif(
     settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
     reason="database faults are played on PostgreSQL (set DATABASE_URL); SQLite has no server to take down",
 )
 
-MCP_HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "Content-Type": "application/json",
-    "MCP-Protocol-Version": "2025-06-18",
-}
+MCP_HEADERS = {**PLAIN_MCP_HEADERS, "MCP-Protocol-Version": "2025-06-18"}
 
 
 def _superuser() -> psycopg.Connection[Any]:

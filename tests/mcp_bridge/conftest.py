@@ -13,6 +13,15 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+# A plain 2025-era request over HTTP, for the tests that speak the protocol without a client SDK.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}},
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
 
 @pytest.fixture(params=["auto", "legacy"])
 def mcp_mode(request: pytest.FixtureRequest) -> str:

@@ -16,16 +16,8 @@ from oauth2_provider.models import AccessToken
 
 from apps.security import scopes
 from apps.tools.registry import TOOLS
-from tests.mcp_bridge.conftest import mcp_session
+from tests.mcp_bridge.conftest import INITIALIZE, MCP_HEADERS, mcp_session
 from tests.support import in_another_process
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}},
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def _text(result: Any) -> str:

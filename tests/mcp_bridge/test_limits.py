@@ -18,14 +18,11 @@ from music21.musicxml.m21ToXml import GeneralObjectExporter
 
 from apps.mcp_bridge.front import max_body_bytes
 from apps.security.models import SecurityEvent
+from tests.mcp_bridge.conftest import MCP_HEADERS as PLAIN_MCP_HEADERS
 from tests.mcp_bridge.conftest import mcp_session
 
 SMALL_MAX_SCORE_BYTES = 100_000
-MCP_HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "Content-Type": "application/json",
-    "MCP-Protocol-Version": "2025-06-18",
-}
+MCP_HEADERS = {**PLAIN_MCP_HEADERS, "MCP-Protocol-Version": "2025-06-18"}
 
 
 def _text(result: Any) -> str:

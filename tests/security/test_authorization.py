@@ -13,16 +13,10 @@ from oauth2_provider.models import AccessToken, Application
 
 from apps.compliance.models import AuditEvent
 from apps.security.models import ClientPolicy
+from tests.mcp_bridge.conftest import INITIALIZE, MCP_HEADERS
 from tests.security.oauth_flow import REDIRECT_URI, Browser, _hidden_fields, exchange, pkce_pair, register
 from tests.support import signed_in, superuser
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}},
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 REPORT = {"report_type": "soc2", "start_date": "2026-01-01", "end_date": "2026-01-02"}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2 as httpx
@@ -28,7 +28,6 @@ from apps.tools.errors import (
     UnprocessableScore,
 )
 from apps.tools.invocation import Caller, InternalError, invoke_tool
-from apps.tools.registry import TOOLS, Tool, ToolArguments
 from apps.tools.runner import runner_shutdown
 
 SHARED_ADDRESS = "127.0.0.1"  # bob and alice behind one NAT, or on one machine
@@ -42,28 +41,6 @@ def _as(user: Any, *, client_id: str | None = "assistant", scopes: frozenset[str
 
 def _cursor(created_at: Any, pk: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps([created_at, pk]).encode()).decode()
-
-
-@pytest.fixture
-def test_tool() -> Iterator[Callable[..., str]]:
-    """Declare a test-only tool whose function takes the caller (the registry is otherwise fixed at start-up)."""
-    added: list[str] = []
-
-    def declare(name: str, function: Callable[[Caller], Any], *, group: str) -> str:
-        TOOLS[name] = Tool(
-            name=name,
-            description="test only",
-            arguments=ToolArguments,
-            scope=None,
-            group=group,
-            function=lambda caller, args: function(caller),
-        )
-        added.append(name)
-        return name
-
-    yield declare
-    for name in added:
-        TOOLS.pop(name, None)
 
 
 # --- Breakers: the caller's input, score or timeout never pause a group for everyone -------------------------
@@ -152,9 +129,11 @@ def test_bobs_score_that_runs_to_the_time_limit_does_not_pause_imports_for_alice
     assert guards.breaker_states()["score_import"]["state"] == "closed"
 
 
-def test_an_unexpected_error_on_one_callers_call_does_not_pause_the_group(alice: Any, bob: Any, test_tool: Any) -> None:
+def test_an_unexpected_error_on_one_callers_call_does_not_pause_the_group(
+    alice: Any, bob: Any, extra_tool: Any
+) -> None:
     # A bug that one caller's score walks into is logged for the developers; it is no dependency failing.
-    test_tool("test_analysis", lambda caller: {"ok": 1 / (caller.user.username != "bob")}, group="music_analysis")
+    extra_tool("test_analysis", lambda caller: {"ok": 1 / (caller.user.username != "bob")}, group="music_analysis")
     for _ in range(HOSTILE_TIMES):
         with pytest.raises(InternalError):
             invoke_tool("test_analysis", {}, caller=_as(bob))
@@ -163,7 +142,7 @@ def test_an_unexpected_error_on_one_callers_call_does_not_pause_the_group(alice:
 
 
 def test_the_database_failing_still_opens_the_breaker_for_everyone(
-    alice: Any, bob: Any, settings: Any, test_tool: Any
+    alice: Any, bob: Any, settings: Any, extra_tool: Any
 ) -> None:
     from django.db import OperationalError
 
@@ -175,7 +154,7 @@ def test_the_database_failing_still_opens_the_breaker_for_everyone(
             raise OperationalError("could not connect to server: Connection refused")
         return {"ok": True}
 
-    test_tool("test_query", query, group="composition")
+    extra_tool("test_query", query, group="composition")
     for _ in range(settings.CB_FAILURE_THRESHOLD):
         with pytest.raises(ServiceUnavailable, match="database is unavailable"):
             invoke_tool("test_query", {}, caller=_as(bob))
@@ -186,7 +165,7 @@ def test_the_database_failing_still_opens_the_breaker_for_everyone(
 
 
 def test_a_callers_errors_between_dependency_failures_do_not_reset_their_count(
-    alice: Any, bob: Any, settings: Any, test_tool: Any
+    alice: Any, bob: Any, settings: Any, extra_tool: Any
 ) -> None:
     from django.db import OperationalError
 
@@ -196,7 +175,7 @@ def test_a_callers_errors_between_dependency_failures_do_not_reset_their_count(
     def down(caller: Caller) -> Any:
         raise OperationalError("could not connect to server: Connection refused")
 
-    test_tool("test_down", down, group="score_import")
+    extra_tool("test_down", down, group="score_import")
     with pytest.raises(ServiceUnavailable):
         invoke_tool("test_down", {}, caller=_as(alice))
     with pytest.raises(InvalidArguments):

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -35,7 +34,6 @@ from apps.tools.errors import (
     TimedOut,
 )
 from apps.tools.invocation import Caller, invoke_tool
-from apps.tools.registry import TOOLS, Tool, ToolArguments
 from tests.support import free_port
 
 ENTITY_BOMB = (
@@ -46,28 +44,6 @@ ENTITY_BOMB = (
 
 def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture
-def extra_tool() -> Iterator[Callable[..., str]]:
-    """Declare a test-only tool for the duration of a test (the registry is otherwise fixed at start-up)."""
-    added: list[str] = []
-
-    def declare(name: str, function: Callable[[], Any], *, group: str = "music_analysis") -> str:
-        TOOLS[name] = Tool(
-            name=name,
-            description="test only",
-            arguments=ToolArguments,
-            scope=None,
-            group=group,
-            function=lambda caller, args: function(),
-        )
-        added.append(name)
-        return name
-
-    yield declare
-    for name in added:
-        TOOLS.pop(name, None)
 
 
 def _as(
@@ -171,7 +147,7 @@ def test_analyses_beyond_the_bulkhead_are_told_the_server_is_busy(
     settings.BH_MAX_CONCURRENT_ANALYSIS = 1
     monkeypatch.setattr(guards, "BULKHEAD_WAIT_SECONDS", 0.2)
     release = threading.Event()
-    extra_tool("test_hold", lambda: release.wait(10) and {})
+    extra_tool("test_hold", lambda caller: release.wait(10) and {})
     with ThreadPoolExecutor(max_workers=1) as pool:
         holding = pool.submit(invoke_tool, "test_hold", {}, caller=_as(alice))
         time.sleep(0.2)
@@ -208,7 +184,7 @@ def test_a_call_past_the_timeout_is_answered_on_time_while_others_are_served(
 ) -> None:
     settings.REQUEST_TIMEOUT = 0.5
     work_ended = threading.Event()
-    extra_tool("test_sleep", lambda: time.sleep(3) or work_ended.set() or {})
+    extra_tool("test_sleep", lambda caller: time.sleep(3) or work_ended.set() or {})
     with ThreadPoolExecutor(max_workers=1) as pool:
         slow = pool.submit(invoke_tool, "test_sleep", {}, caller=_as(alice))
         assert invoke_tool("list_scores", {}, caller=_as(bob))["status"] == "success"
@@ -218,7 +194,7 @@ def test_a_call_past_the_timeout_is_answered_on_time_while_others_are_served(
     assert _metric("mcp_requests_total", tool="test_sleep", status="timeout") >= 1
 
 
-def _database_down() -> Any:
+def _database_down(caller: Any) -> Any:
     raise OperationalError("could not connect to server: Connection refused")
 
 
@@ -232,7 +208,7 @@ def test_repeated_failures_open_the_breaker_and_a_trial_call_closes_it(
     settings.CB_RECOVERY_TIMEOUT = 1.0
     failing = {"on": True}
 
-    def flaky() -> dict[str, Any]:
+    def flaky(caller: Any) -> dict[str, Any]:
         if failing["on"]:
             raise OperationalError("could not connect to server: Connection refused")
         return {"ok": True}
@@ -257,7 +233,7 @@ def test_calls_of_one_group_run_side_by_side_in_one_process(alice: Any, extra_to
     # Each call waits until the other has started: if the breaker let one call through at a time, the barrier
     # would break instead.
     meeting = threading.Barrier(2, timeout=10)
-    extra_tool("test_meet", lambda: {"met": meeting.wait() in (0, 1)}, group="music_analysis")
+    extra_tool("test_meet", lambda caller: {"met": meeting.wait() in (0, 1)}, group="music_analysis")
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: invoke_tool("test_meet", {}, caller=_as(alice)), range(2)))
     assert [r["met"] for r in results] == [True, True]
@@ -269,7 +245,7 @@ def test_a_half_open_breaker_lets_one_trial_call_through_at_a_time(alice: Any, s
     started, release = threading.Event(), threading.Event()
     mode = {"fail": True}
 
-    def trial() -> dict[str, Any]:
+    def trial(caller: Any) -> dict[str, Any]:
         if mode["fail"]:
             raise OperationalError("could not connect to server: Connection refused")
         started.set()
@@ -315,7 +291,7 @@ def test_two_processes_share_one_breaker(alice: Any, settings: Any, extra_tool: 
     subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", failing_elsewhere], env=env, cwd=django_settings.BASE_DIR, check=True, timeout=60
     )
-    extra_tool("test_fine", lambda: {"ok": True}, group="composition")
+    extra_tool("test_fine", lambda caller: {"ok": True}, group="composition")
     with pytest.raises(CircuitOpen):  # opened by the other process
         invoke_tool("test_fine", {}, caller=_as(alice))
     subprocess.run(  # an administrator resets it from another shell
