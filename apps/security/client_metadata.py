@@ -31,7 +31,7 @@ from oauthlib.oauth2.rfc6749.errors import InvalidClientIdError
 
 from apps.compliance.audit import audit_record
 from apps.security.models import ClientPolicy
-from apps.security.views import redirect_uri_problem
+from apps.security.validators import redirect_uri_problem
 
 # The audit trail and the security events keep a client_id in 100 characters (Application.client_id takes 255): a
 # longer URL would lose its client's audit events, so it is refused before anything is fetched.

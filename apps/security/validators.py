@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import urlsplit
 
 from oauth2_provider.models import AccessToken, RefreshToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
@@ -30,6 +31,22 @@ def _sha256(value: str) -> str:
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def redirect_uri_problem(uri: Any) -> str | None:
+    """Why a redirect URI is refused, or None: https anywhere, http only to this machine, never a fragment."""
+    if not isinstance(uri, str) or not uri:
+        return f"{uri!r} is not a URI"
+    parts = urlsplit(uri)
+    if parts.fragment or "#" in uri:
+        return f"{uri!r} has a fragment, which redirect URIs must not have"
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return None
+    if parts.scheme == "http":
+        return f"{uri!r} uses http on a host other than loopback (127.0.0.1, localhost, [::1]); use https"
+    return f"{uri!r} must be an https URI (or http on loopback)"
 
 
 def is_registration_token(scope: str) -> bool:

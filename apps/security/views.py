@@ -28,7 +28,7 @@ from apps.security import scopes
 from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
 from apps.security.resources import accepted_resources, resource_refusal
-from apps.security.validators import LOOPBACK_HOSTS, ResourceServerValidator
+from apps.security.validators import LOOPBACK_HOSTS, ResourceServerValidator, redirect_uri_problem
 from apps.tools.errors import Blocked
 
 REGISTRATION_WINDOW_SECONDS = 3600
@@ -44,22 +44,6 @@ def _cors(response: HttpResponse) -> HttpResponse:
 
 def _error(error: str, description: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": error, "error_description": description}, status=status)
-
-
-def redirect_uri_problem(uri: Any) -> str | None:
-    """Why a redirect URI is refused, or None: https anywhere, http only to this machine, never a fragment."""
-    if not isinstance(uri, str) or not uri:
-        return f"{uri!r} is not a URI"
-    parts = urlsplit(uri)
-    if parts.fragment or "#" in uri:
-        return f"{uri!r} has a fragment, which redirect URIs must not have"
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
-        return None
-    if parts.scheme == "http":
-        return f"{uri!r} uses http on a host other than loopback (127.0.0.1, localhost, [::1]); use https"
-    return f"{uri!r} must be an https URI (or http on loopback)"
 
 
 def client_ip(request: HttpRequest) -> str:
