@@ -182,7 +182,7 @@ def _not_recorded(tool: Tool, outcome: dict[str, Any] | ApplicationError, reques
     if isinstance(outcome, ApplicationError):
         ended = f"The call to {tool.name!r} ended with {outcome.code} ({outcome.message})"
         return ServiceUnavailable(f"{ended}, but it {why}, so that answer was not delivered. {retry}")
-    if tool.scope == scopes.WRITE:
+    if not tool.read_only:
         return ServiceUnavailable(
             f"The call to {tool.name!r} succeeded and the change was made, but it {why}, so its result was not "
             f"delivered. Look at your scores (list_scores) before repeating it. {retry}"
