@@ -30,9 +30,9 @@ def child(bound: int) -> None:
     from django.core.management import call_command
     from music21 import corpus
 
+    from apps.core.runtime import gc_tune
     from apps.tools.invocation import Caller, invoke_tool
     from apps.tools.services.cache import parsed_scores
-    from music21_platform.runtime import gc_tune
 
     call_command("migrate", verbosity=0)
     gc_tune()  # as every serving process does once started

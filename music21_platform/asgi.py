@@ -28,9 +28,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "music21_platform.settings")
 
 django_application = get_asgi_application()  # sets Django up; the MCP app below needs the models
 
+from apps.core.runtime import gc_tune  # noqa: E402
 from apps.mcp_bridge.http import MCP_PATH, build_mcp_app  # noqa: E402
 from apps.tools.runner import runner_start  # noqa: E402
-from music21_platform.runtime import gc_tune  # noqa: E402
 
 ASGIApp = Any
 
@@ -53,5 +53,5 @@ def build_application() -> ASGIApp:
 
 
 application = build_application()
-gc_tune()  # after start-up: what is loaded now stays out of the collector's sight (music21_platform.runtime)
+gc_tune()  # after start-up: what is loaded now stays out of the collector's sight (apps.core.runtime)
 runner_start()  # tool worker processes ready before the first call (apps.tools.runner)

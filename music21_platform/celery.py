@@ -34,6 +34,6 @@ def _serve_worker_metrics(**kwargs: object) -> None:
 @worker_process_init.connect
 def _tune_gc(**kwargs: object) -> None:
     """Each pool process analyses scores all day: the same collector settings as the web processes."""
-    from music21_platform.runtime import gc_tune
+    from apps.core.runtime import gc_tune
 
     gc_tune()

@@ -18,71 +18,14 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.core import env
+from apps.core.env import env_bool, env_number, env_str, env_url
 from apps.security.oauth_settings import oauth2_provider_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _env = environ.Env()
-_problems: list[str] = []
-
-
-def _raw(name: str) -> str | None:
-    """The variable's value, or the contents of the file named by `<NAME>_FILE`."""
-    value = os.environ.get(name)
-    file_name = os.environ.get(f"{name}_FILE")
-    if value is None and file_name:
-        try:
-            value = Path(file_name).read_text().strip()
-        except OSError as exc:
-            _problems.append(f"{name}_FILE: cannot read {file_name!r} ({exc.strerror})")
-    if value is not None and value.strip() == "":
-        return None
-    return value
-
-
-def env_str(name: str, default: str | None = None) -> str | None:
-    value = _raw(name)
-    return default if value is None else value.strip()
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """Only `true` or `false` (any case): a typo such as `ture` must not silently mean false."""
-    value = _raw(name)
-    if value is None:
-        return default
-    lowered = value.strip().lower()
-    if lowered not in ("true", "false"):
-        _problems.append(f"{name}: expected true or false, got {value!r}")
-        return default
-    return lowered == "true"
-
-
-def env_number(name: str, default: float, *, kind: type = int, minimum: float = 0, strict_min: bool = False) -> float:
-    value = _raw(name)
-    if value is None:
-        return default
-    try:
-        number = kind(value.strip())
-    except ValueError:
-        _problems.append(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
-        return default
-    if number < minimum or (strict_min and number == minimum):
-        relation = "greater than" if strict_min else "at least"
-        _problems.append(f"{name}: must be {relation} {minimum}, got {value!r}")
-        return default
-    return number
-
-
-def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str | None:
-    value = env_str(name, default)
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in schemes:
-        _problems.append(f"{name}: scheme must be one of {', '.join(schemes)}, got {value!r}")
-        return default
-    return value
-
+_problems = env.problems  # every bad value, refused together at the end of this module
 
 # --- Core -------------------------------------------------------------------------------------------------------
 
@@ -201,7 +144,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
 else:
     # One pool of connections per process (psycopg's, through Django's "pool" option), whatever its threads: a
-    # thread takes a connection for one request, call or task (music21_platform.db) and gives it back. So a
+    # thread takes a connection for one request, call or task (apps.core.db) and gives it back. So a
     # process never holds more than DB_POOL_MAX_SIZE connections, and keeps none it does not use: every
     # DB_POOL_MAX_IDLE seconds in which the pool had a connection to spare, it closes one (down to none); none is
     # kept past DB_CONN_MAX_AGE. A thread finding them all taken waits up to DB_POOL_TIMEOUT, then its request
@@ -233,10 +176,10 @@ REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "music21_platform.cache.RedisCache",  # one connection pool per process
+            "BACKEND": "apps.core.cache.RedisCache",  # one connection pool per process
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "m21",
-            # Seconds to connect and to wait for each reply (music21_platform.cache.TIMEOUT): a frozen Redis
+            # Seconds to connect and to wait for each reply (apps.core.cache.TIMEOUT): a frozen Redis
             # otherwise holds a call for redis-py's default of 5 s per command. Every Redis client has them.
             "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
         }
@@ -291,7 +234,7 @@ TOOL_WORKER_PROCESSES = env_number(
 CORPUS_JOB_TIMEOUT = env_number("CORPUS_JOB_TIMEOUT", 900.0, kind=float, minimum=0, strict_min=True)
 BH_MAX_CONCURRENT_ANALYSIS = env_number("BH_MAX_CONCURRENT_ANALYSIS", 20, minimum=1)
 # The share of a process's analysis capacity one user's calls may hold at once (its bulkhead slots, and its tool
-# processes): the rest stays for other users (music21_platform.fairness). At least one slot whatever the fraction.
+# processes): the rest stays for other users (apps.core.fairness). At least one slot whatever the fraction.
 BH_USER_SHARE = env_number("BH_USER_SHARE", 0.5, kind=float, minimum=0, strict_min=True)
 if BH_USER_SHARE > 1:
     _problems.append(f"BH_USER_SHARE: must be at most 1 (a fraction of the capacity), got {BH_USER_SHARE!r}")
@@ -417,12 +360,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "call_context": {"()": "music21_platform.logs.CallContextFilter"},
-        "redis_outage": {"()": "music21_platform.cache.OutageLogFilter"},
+        "call_context": {"()": "apps.core.logs.CallContextFilter"},
+        "redis_outage": {"()": "apps.core.cache.OutageLogFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "music21_platform.logs.Formatter"},
+        "json": {"()": "apps.core.logs.Formatter"},
     },
     "handlers": {
         "console": {

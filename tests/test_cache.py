@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import threading
 
-from music21_platform.cache import RedisCache
+from apps.core.cache import RedisCache
 
 
 def test_every_request_context_shares_the_process_redis_client() -> None:

@@ -16,17 +16,17 @@ import httpx2
 import pytest
 from django.test import Client
 
+from apps.core import cache as core_cache
 from apps.security import guards
 from apps.security import redis as guard_redis
 from apps.tools.invocation import Caller, invoke_tool
-from music21_platform import cache as core_cache
 from tests.support import OwnRedis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server program")
 
 # A functional bound on a fault path, not a benchmark: generous for a machine shared by several test runs, yet far
 # below the ~15 s a call waited on a frozen Redis before every client had a socket timeout. The product's own
-# bound is ~0.5 s of waiting for Redis per call (the clients' timeouts, see music21_platform.cache).
+# bound is ~0.5 s of waiting for Redis per call (the clients' timeouts, see apps.core.cache).
 PROMPT = 3.0
 
 
@@ -37,7 +37,7 @@ def own_redis(settings: Any) -> Iterator[OwnRedis]:
     try:
         caches = copy.deepcopy(settings.CACHES)
         caches["default"] = {
-            "BACKEND": "music21_platform.cache.RedisCache",
+            "BACKEND": "apps.core.cache.RedisCache",
             "LOCATION": server.url,
             "KEY_PREFIX": caches["default"].get("KEY_PREFIX", "m21"),
         }

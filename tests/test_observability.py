@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from apps.tools.errors import NotFound
+from apps.core.errors import NotFound
 from apps.tools.invocation import Caller, invoke_tool
 from tests.support import free_port, subprocess_database_url
 
@@ -193,14 +193,14 @@ def test_a_tool_call_is_one_span_tree_without_personal_data(chorale: Any, alice:
 
 
 def test_tracing_off_creates_no_spans(chorale: Any, alice: Any, settings: Any) -> None:
-    from music21_platform import tracing
+    from apps.core import tracing
 
     settings.OTEL_ENABLED = False
     assert tracing.span("tool_call") is tracing._NULL
 
 
 def test_each_call_logs_a_json_line_with_its_context(chorale: Any, alice: Any) -> None:
-    from music21_platform.logs import CallContextFilter, Formatter
+    from apps.core.logs import CallContextFilter, Formatter
 
     stream = StringIO()
     handler = logging.StreamHandler(stream)

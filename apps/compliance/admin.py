@@ -17,8 +17,8 @@ from django.utils.html import format_html
 
 from apps.compliance import audit, services
 from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy, RetentionRun
+from apps.core.errors import ApplicationError
 from apps.security.models import SecurityEvent
-from apps.tools.errors import ApplicationError
 from apps.tools.models import Score
 
 

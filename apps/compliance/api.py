@@ -19,9 +19,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.compliance import reports, services
 from apps.compliance.models import DataSubjectRequest
+from apps.core.errors import ApplicationError, NotFound, RateLimited
 from apps.security import scopes
 from apps.security.permissions import IsStaffOrAdminToken, token_scopes
-from apps.tools.errors import ApplicationError, NotFound, RateLimited
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

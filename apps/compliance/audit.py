@@ -197,7 +197,7 @@ def audit_write(
                 _insert(event)
             except (OperationalError, InterfaceError):
                 # A connection the database dropped (a restart; kept connections are not asked `SELECT 1` before
-                # every call, see music21_platform.db): one more try, on a fresh connection.
+                # every call, see apps.core.db): one more try, on a fresh connection.
                 connection.close()
                 _insert(event)
     except DatabaseError as exc:

@@ -19,8 +19,8 @@ from oauth2_provider.models import AccessToken, Application, Grant, IDToken, Ref
 
 from apps.compliance import audit
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionPolicy, SubjectKey
+from apps.core.errors import ApplicationError, NotFound
 from apps.security.models import Block, SecurityEvent
-from apps.tools.errors import ApplicationError, NotFound
 from apps.tools.models import Score, SourceFormat
 from apps.tools.selectors import score_rows_forget, scores_stamp_name
 from apps.tools.services.cache import parsed_scores_purge

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from apps.compliance import reports, services
 from apps.compliance.api import export_response
 from apps.compliance.models import DataSubjectRequest
-from apps.tools.errors import ApplicationError
+from apps.core.errors import ApplicationError
 
 
 @login_required

@@ -44,9 +44,9 @@ from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.requests import Request
 from starlette.responses import Response
 
+from apps.core.errors import ServiceUnavailable
 from apps.mcp_bridge.server import in_worker
 from apps.security.events import security_event_record
-from apps.tools.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

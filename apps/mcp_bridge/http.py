@@ -30,12 +30,12 @@ from pydantic import AnyHttpUrl, Field
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from apps.core import metrics
+from apps.core.errors import ApplicationError
 from apps.mcp_bridge.front import DatabaseUnavailable, McpFront, ResponseModePerRequest, max_body_bytes
 from apps.mcp_bridge.server import build_server, in_worker
-from apps.security import metrics
 from apps.security.events import security_event_record
 from apps.security.services import token_authenticate, token_authenticate_remembered, token_epoch_async
-from apps.tools.errors import ApplicationError
 from apps.tools.invocation import Caller
 
 logger = logging.getLogger(__name__)

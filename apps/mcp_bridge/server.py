@@ -26,6 +26,9 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INVALID_PARAMS, INVALID_REQUEST
 
+from apps.core.db import with_connections
+from apps.core.errors import ApplicationError, UnknownTool
+from apps.core.runtime import garbage_after_call
 from apps.mcp_bridge.completions import (
     MAX_VALUES,
     SCORE_TEMPLATE,
@@ -38,12 +41,9 @@ from apps.mcp_bridge.completions import (
 from apps.mcp_bridge.prompts import PROMPTS, prompt_messages
 from apps.security import scopes
 from apps.tools import runner
-from apps.tools.errors import ApplicationError, UnknownTool
 from apps.tools.invocation import Caller, get_tool, invoke_tool
 from apps.tools.registry import TOOLS
 from apps.tools.selectors import score_ids_starting
-from music21_platform.db import with_connections
-from music21_platform.runtime import garbage_after_call
 
 T = TypeVar("T")
 Identify = Callable[[ServerRequestContext[Any, Any]], Awaitable[Caller]]

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from apps.security import guards
-from apps.tools.registry import GROUPS
+from apps.security.groups import GROUPS
 
 
 @permission_required("security.manage_circuit_breakers", raise_exception=True)

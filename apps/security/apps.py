@@ -9,11 +9,13 @@ class SecurityConfig(AppConfig):
     verbose_name = "Security"
 
     def ready(self) -> None:
+        from apps.core.metrics import series_initialise
         from apps.security import client_metadata, signals  # noqa: F401 - connect their receivers
-        from apps.security.metrics import series_initialise
+        from apps.security.groups import GROUPS
+        from apps.security.models import SecurityEvent
         from apps.security.monitoring import process_metrics_start
 
-        series_initialise()
+        series_initialise(groups=GROUPS, event_kinds=SecurityEvent.Kind.values)
         process_metrics_start()
 
         from django.db.models.signals import post_migrate

@@ -27,9 +27,9 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from apps.compliance.audit import audit_record
-from apps.security import metrics
+from apps.core import metrics
+from apps.core.errors import Blocked
 from apps.security.models import Block, SecurityEvent
-from apps.tools.errors import Blocked
 
 logger = logging.getLogger("apps.security.events")
 

@@ -22,10 +22,12 @@ from django.db import InterfaceError, OperationalError
 from redis.exceptions import RedisError
 
 from apps.compliance.audit import audit_record
-from apps.security import events, metrics
+from apps.core import metrics
+from apps.core.errors import ApplicationError, Busy, CircuitOpen, DependencyFailed, RateLimited
+from apps.core.fairness import FairSemaphore, user_share
+from apps.security import events
+from apps.security.groups import GROUPS
 from apps.security.redis import redis_failed, redis_recovered, shared_redis
-from apps.tools.errors import ApplicationError, Busy, CircuitOpen, DependencyFailed, RateLimited
-from music21_platform.fairness import FairSemaphore, user_share
 
 # --- Rate limits: a token bucket per (group, user) and per (group, client) ------------------------------------
 #
@@ -264,8 +266,6 @@ def _write_shared(write: Callable[[Any], Any]) -> None:
 
 def rate_limits_forget(*, user_id: Any) -> None:
     """Drop a user's buckets everywhere (erasure): their id must not linger in Redis."""
-    from apps.tools.registry import GROUPS
-
     keys = [_user_bucket(group, user_id) for group in GROUPS]
     with _local_lock:
         for key in keys:
@@ -514,8 +514,6 @@ def call_through_breaker(
 
 
 def breaker_states() -> dict[str, dict[str, Any]]:
-    from apps.tools.registry import GROUPS
-
     return {group: {"state": breaker(group).current_state, "failures": breaker(group).fail_counter} for group in GROUPS}
 
 

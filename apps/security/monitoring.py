@@ -16,7 +16,8 @@ from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from apps.security import guards, metrics
+from apps.core import metrics
+from apps.security import guards
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The shared Redis connection of the guards (rate limits, breakers), with short timeouts: when Redis is down the
 guards must notice within a fraction of a second and fall back to this process's own state, not hang. While it
-is down, the client fails at once (music21_platform.cache.FailFastRedis), so the breakers' storage, which holds
+is down, the client fails at once (apps.core.cache.FailFastRedis), so the breakers' storage, which holds
 it, costs a call no wait either; the outage is logged when it starts and when it ends."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import functools
 
 from django.conf import settings
 
-from music21_platform.cache import FailFastRedis, Outage, fail_fast_redis
+from apps.core.cache import FailFastRedis, Outage, fail_fast_redis
 
 # After a failure, do not retry Redis for this long: a down Redis must not cost every call a timeout.
 RETRY_AFTER_FAILURE = 5.0

@@ -18,10 +18,10 @@ from oauth2_provider.models import AccessToken, Application, RefreshToken
 from redis.exceptions import RedisError
 
 from apps.compliance.audit import audit_record
+from apps.core.cache import EpochMemo, RedisCache, async_redis, publish, pushed
 from apps.security.models import ClientPolicy
 from apps.security.redis import RETRY_AFTER_FAILURE
 from apps.security.validators import is_registration_token
-from music21_platform.cache import EpochMemo, RedisCache, async_redis, publish, pushed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -43,7 +43,7 @@ class VerifiedToken:
 # the database. Anything that can invalidate a token (revocation, a disabled client or user, erasure) bumps a
 # shared epoch in the cache (Redis in production), and a remembered token is only trusted under the epoch it was
 # verified in: revocation still takes effect at the next call, in every process. With Redis, each bump is
-# pushed to every process that reads the epoch (music21_platform.cache.PushedValue), which then knows it without
+# pushed to every process that reads the epoch (apps.core.cache.PushedValue), which then knows it without
 # asking Redis on every call.
 TOKEN_CACHE_SECONDS = 10.0
 TOKEN_EPOCH_KEY = "oauth:token-epoch"  # noqa: S105 - a cache key

@@ -9,7 +9,7 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 
 from apps.compliance.audit import audit_record
-from apps.security import metrics
+from apps.core import metrics
 from apps.security.events import security_event_record
 
 

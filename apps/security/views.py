@@ -24,12 +24,12 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import DynamicClientRegistrationView
 
 from apps.compliance.audit import audit_record
+from apps.core.errors import Blocked
 from apps.security import scopes
 from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
 from apps.security.resources import accepted_resources, resource_refusal
 from apps.security.validators import LOOPBACK_HOSTS, ResourceServerValidator, redirect_uri_problem
-from apps.tools.errors import Blocked
 
 REGISTRATION_WINDOW_SECONDS = 3600
 

@@ -10,8 +10,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from apps.core.errors import ApplicationError
 from apps.security import scopes
-from apps.tools.errors import ApplicationError
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import Score
 

@@ -10,10 +10,13 @@ class ToolsConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing the declarations fills the tool registry once, at start-up.
+        from apps.core.metrics import series_initialise
+        from apps.core.tracing import tracing_setup
         from apps.tools import declarations  # noqa: F401
+        from apps.tools.registry import TOOLS
         from apps.tools.signals import signals_connect
-        from music21_platform.tracing import tracing_setup
 
+        series_initialise(tools=TOOLS)
         # Before the first request, so that the Django instrumentation wraps the middleware.
         tracing_setup()
         signals_connect()

@@ -14,8 +14,8 @@ from django.db import connection
 from music21 import corpus, stream
 from pydantic import Field, model_validator
 
+from apps.core.errors import InvalidArguments
 from apps.security.scopes import READ, WRITE
-from apps.tools.errors import InvalidArguments
 from apps.tools.invocation import Caller
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.registry import ToolArguments, tool

@@ -22,11 +22,11 @@ from django.db import InterfaceError, OperationalError
 from pydantic import ValidationError
 
 from apps.compliance.audit import AuditNotRecorded, audit_write, subject_for
-from apps.security import events, guards, metrics, scopes
-from apps.tools import runner
-from apps.tools.errors import (
+from apps.core import metrics
+from apps.core.errors import (
     ApplicationError,
     InsufficientScope,
+    InternalError,
     InvalidArguments,
     NotFound,
     RateLimited,
@@ -34,21 +34,18 @@ from apps.tools.errors import (
     ServiceUnavailable,
     UnknownTool,
 )
+from apps.core.logs import call_context
+from apps.core.tracing import span
+from apps.security import events, guards, scopes
+from apps.tools import runner
 from apps.tools.registry import TOOLS, Tool
 from apps.tools.selectors import scores_stamp_name
-from music21_platform.logs import call_context
-from music21_platform.tracing import span
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 logger = logging.getLogger(__name__)
 calls_log = logging.getLogger("music21_platform.calls")
-
-
-class InternalError(ApplicationError):
-    code = "internal_error"
-    http_status = 500
 
 
 @dataclass(frozen=True)

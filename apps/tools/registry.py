@@ -14,13 +14,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from apps.security import scopes
+from apps.security.groups import GROUPS
 
 if TYPE_CHECKING:
     from apps.tools.invocation import Caller
-
-# Guard groups: the circuit breakers and concurrency limits are kept per group, so that a failing importer cannot
-# stop analyses, for example.
-GROUPS = ("music_analysis", "score_import", "composition", "export", "system")
 
 
 class ToolArguments(BaseModel):

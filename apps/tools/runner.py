@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import connections
 
-from apps.tools.errors import Busy, TimedOut, WorkerDied
-from music21_platform.db import with_connections
-from music21_platform.fairness import FairSemaphore, user_share
-from music21_platform.runtime import garbage_after_call, gc_tune
+from apps.core.db import with_connections
+from apps.core.errors import Busy, TimedOut, WorkerDied
+from apps.core.fairness import FairSemaphore, user_share
+from apps.core.runtime import garbage_after_call, gc_tune
 
 if TYPE_CHECKING:
     from apps.tools.invocation import Caller

@@ -15,9 +15,9 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import QuerySet
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from apps.tools.errors import InvalidArguments, NotFound
+from apps.core.cache import EpochMemo
+from apps.core.errors import InvalidArguments, NotFound
 from apps.tools.models import Score
-from music21_platform.cache import EpochMemo
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser

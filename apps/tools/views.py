@@ -14,7 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.security import metrics, monitoring
+from apps.core import metrics
+from apps.security import monitoring
 from apps.security.permissions import IsStaffOrAdminToken
 from apps.security.redis import redis_degraded
 

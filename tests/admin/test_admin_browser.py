@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from apps.compliance import services
-from apps.tools.errors import NotFound
+from apps.core.errors import NotFound
 from apps.tools.models import Score
 from tests.support import ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, superuser
 

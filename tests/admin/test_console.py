@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import OperationalError
 
+from apps.core.errors import ServiceUnavailable
 from apps.security import guards
-from apps.tools.errors import ServiceUnavailable
 from apps.tools.invocation import invoke_tool
 from apps.tools.registry import TOOLS, Tool, ToolArguments
 from tests.support import signed_in, superuser
@@ -112,8 +112,8 @@ def test_the_dashboard_counts_the_calls_of_the_last_24_hours(alice: Any, call: A
     from django.utils import timezone
 
     from apps.compliance.models import AuditEvent
+    from apps.core.errors import NotFound
     from apps.security.models import SecurityEvent
-    from apps.tools.errors import NotFound
 
     call(alice, "import_score", score_id="tune", source="tinyNotation: 4/4 c4 d e f", source_type="tinynotation")
     for _ in range(3):

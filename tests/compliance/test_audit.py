@@ -131,7 +131,7 @@ def test_a_call_right_after_the_database_dropped_its_connection_still_succeeds_a
     import psycopg
     from django.db import connection
 
-    from music21_platform.db import with_connections
+    from apps.core.db import with_connections
     from tests.support import subprocess_database_url
 
     caller = Caller.operator(alice, transport="test")

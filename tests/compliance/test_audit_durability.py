@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from apps.compliance.models import AuditEvent
-from apps.tools.errors import ServiceUnavailable
+from apps.core.errors import ServiceUnavailable
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import Score
 from tests.mcp_bridge.conftest import mcp_session

@@ -16,18 +16,19 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from oauth2_provider.models import AccessToken, Application
 
-from apps.security import guards
-from apps.security.models import Block, SecurityEvent
-from apps.tools.errors import (
+from apps.core.errors import (
     Blocked,
     InsufficientScope,
+    InternalError,
     InvalidArguments,
     RateLimited,
     ServiceUnavailable,
     TimedOut,
     UnprocessableScore,
 )
-from apps.tools.invocation import Caller, InternalError, invoke_tool
+from apps.security import guards
+from apps.security.models import Block, SecurityEvent
+from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.runner import runner_shutdown
 
 SHARED_ADDRESS = "127.0.0.1"  # bob and alice behind one NAT, or on one machine

@@ -20,9 +20,7 @@ from django.db import OperationalError
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from apps.security import guards
-from apps.security.models import Block, SecurityEvent
-from apps.tools.errors import (
+from apps.core.errors import (
     Blocked,
     Busy,
     CircuitOpen,
@@ -33,6 +31,8 @@ from apps.tools.errors import (
     ServiceUnavailable,
     TimedOut,
 )
+from apps.security import guards
+from apps.security.models import Block, SecurityEvent
 from apps.tools.invocation import Caller, invoke_tool
 from tests.support import free_port
 
@@ -472,8 +472,8 @@ def test_a_transient_database_error_on_a_read_is_retried(chorale: Any, alice: An
 
 
 def test_with_the_database_down_calls_fail_fast_with_a_clear_error(chorale: Any, alice: Any, monkeypatch: Any) -> None:
+    from apps.core.errors import ServiceUnavailable
     from apps.tools import selectors
-    from apps.tools.errors import ServiceUnavailable
 
     tries: list[str] = []
 

@@ -400,8 +400,8 @@ def test_the_event_loop_answers_a_remembered_token_and_nothing_else(alice: Any, 
 def test_with_redis_unreachable_the_event_loop_leaves_tokens_to_the_worker_thread(monkeypatch: Any) -> None:
     import anyio
 
+    from apps.core.cache import RedisCache
     from apps.security import services
-    from music21_platform.cache import RedisCache
     from tests.support import free_port
 
     unreachable = RedisCache(f"redis://127.0.0.1:{free_port()}/0", {})

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from music21 import pitch, roman
 
-from apps.tools.errors import InvalidArguments
+from apps.core.errors import InvalidArguments
 from apps.tools.selectors import score_get
 from apps.tools.services.counterpoint import check_counterpoint
 from apps.tools.services.scores import score_stream

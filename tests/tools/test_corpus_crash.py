@@ -26,7 +26,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from apps.tools.errors import ServiceUnavailable
+from apps.core.errors import ServiceUnavailable
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.services import corpus
 from apps.tools.services.corpus import CHUNK_SIZE, Cancelled, corpus_select

@@ -1,4 +1,4 @@
-"""The line in front of the bulkheads and the tool processes (music21_platform.fairness): first come, first served,
+"""The line in front of the bulkheads and the tool processes (apps.core.fairness): first come, first served,
 and one user's calls hold at most their share."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from apps.core.db import with_connections
+from apps.core.errors import Busy
+from apps.core.fairness import FairSemaphore, user_share
 from apps.security import guards
-from apps.tools.errors import Busy
-from music21_platform.db import with_connections
-from music21_platform.fairness import FairSemaphore, user_share
 
 
 def _in_line(slots: FairSemaphore, count: int) -> None:

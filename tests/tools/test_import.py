@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from music21 import corpus, midi
 
-from apps.tools.errors import AlreadyExists, InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
+from apps.core.errors import AlreadyExists, InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
 from apps.tools.models import Score
 from apps.tools.services.export import musicxml_text
 

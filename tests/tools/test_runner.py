@@ -14,9 +14,9 @@ import psutil
 import pytest
 from django.db import connection
 
-from apps.tools.errors import Busy, TimedOut
+from apps.core.db import with_connections
+from apps.core.errors import Busy, TimedOut
 from apps.tools.runner import runner_shutdown, runner_start
-from music21_platform.db import with_connections
 
 HEAVY = "beethoven/opus59no1/movement1"  # 5,669 notes: chord analysis takes several seconds
 
@@ -60,7 +60,7 @@ def test_a_runaway_call_is_killed_with_its_worker_and_service_goes_on(
 
 
 def test_errors_cross_from_the_worker_with_their_details(worker_processes: None, alice: Any, call: Any) -> None:
-    from apps.tools.errors import NotFound
+    from apps.core.errors import NotFound
 
     with pytest.raises(NotFound, match="No score with id 'missing'") as raised:
         call(alice, "score_info", score_id="missing")

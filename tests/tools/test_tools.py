@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from music21 import converter, corpus
 
+from apps.core.errors import InsufficientScope, InvalidArguments, NotFound, UnknownTool, UnsupportedFormat
 from apps.security.scopes import READ
-from apps.tools.errors import InsufficientScope, InvalidArguments, NotFound, UnknownTool, UnsupportedFormat
 from apps.tools.models import Score
 from apps.tools.registry import TOOLS
 from apps.tools.services.cache import ParsedScoreCache, parsed_scores

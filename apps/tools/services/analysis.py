@@ -12,7 +12,7 @@ from typing import Any
 
 from music21 import chord, interval, key, pitch, roman, stream
 
-from apps.tools.errors import AnalysisError
+from apps.core.errors import AnalysisError
 
 # music21's names for the key-finding profiles. "aarden" is the profile `analyze('key')` uses by default.
 KEY_ALGORITHMS = {

@@ -16,7 +16,7 @@ from typing import Any
 from music21 import clef, key, meter, note, pitch, roman, stream
 from music21 import interval as m21interval
 
-from apps.tools.errors import AnalysisError, InvalidArguments
+from apps.core.errors import AnalysisError, InvalidArguments
 from apps.tools.services.counterpoint import generate_counterpoint  # noqa: F401 - part of this module's API
 from apps.tools.services.summary import key_signature_name
 

@@ -26,8 +26,8 @@ from typing import Any
 from django.conf import settings
 from music21 import common, corpus, stream
 
-from apps.security.metrics import FILES_PROCESSED
-from apps.tools.errors import ApplicationError, InvalidArguments, ServiceUnavailable
+from apps.core.errors import ApplicationError, InvalidArguments, ServiceUnavailable
+from apps.core.metrics import FILES_PROCESSED
 from apps.tools.services.analysis import key_analysis
 from apps.tools.services.summary import score_summary
 

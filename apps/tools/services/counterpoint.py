@@ -14,7 +14,7 @@ from typing import Any
 
 from music21 import clef, key, meter, note, pitch, stream, tie
 
-from apps.tools.errors import AnalysisError, InvalidArguments
+from apps.core.errors import AnalysisError, InvalidArguments
 
 CONSONANT = {0, 3, 4, 7, 8, 9}  # interval classes in semitones; the fourth counts as a dissonance in two parts
 PERFECT = {0, 7}

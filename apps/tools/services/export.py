@@ -11,7 +11,7 @@ from music21 import midi, stream
 from music21.braille import translate as braille
 from music21.exceptions21 import Music21Exception
 
-from apps.tools.errors import UnprocessableScore, UnsupportedFormat
+from apps.core.errors import UnprocessableScore, UnsupportedFormat
 from apps.tools.services.render import musicxml_text, render_svg
 
 MEDIA_TYPES = {

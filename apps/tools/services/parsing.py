@@ -21,7 +21,7 @@ from defusedxml import DefusedXmlException
 from music21 import converter, corpus, stream
 from music21.musicxml.xmlToM21 import MusicXMLImporter
 
-from apps.tools.errors import InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
+from apps.core.errors import InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
 
 SOURCE_TYPES = ("corpus", "tinynotation", "abc", "musicxml", "midi", "humdrum", "file", "auto")
 

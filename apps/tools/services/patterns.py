@@ -9,7 +9,7 @@ from typing import Any
 
 from music21 import stream
 
-from apps.tools.errors import AnalysisError
+from apps.core.errors import AnalysisError
 from apps.tools.services.analysis import phrase_end_offsets
 
 # Motifs longer than this are reported by their repeated sub-motifs; real repeats rarely run longer note for note.

@@ -11,7 +11,7 @@ from music21 import stream
 from music21.exceptions21 import Music21Exception
 from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-from apps.tools.errors import AnalysisError, InvalidArguments, UnprocessableScore
+from apps.core.errors import AnalysisError, InvalidArguments, UnprocessableScore
 
 _OPTIONS = {
     "pageWidth": 2100,

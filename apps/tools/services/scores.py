@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from music21 import stream
 
-from apps.security.metrics import FILES_PROCESSED
-from apps.tools.errors import AlreadyExists, InvalidArguments
+from apps.core.errors import AlreadyExists, InvalidArguments
+from apps.core.metrics import FILES_PROCESSED
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.selectors import score_get
 from apps.tools.services.cache import parsed_scores

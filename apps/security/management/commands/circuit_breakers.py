@@ -6,8 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.security.guards import breaker_reset, breaker_states
-from apps.tools.registry import GROUPS
+from apps.security.guards import GROUPS, breaker_reset, breaker_states
 
 
 class Command(BaseCommand):

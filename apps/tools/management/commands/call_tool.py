@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.tools.errors import ApplicationError
+from apps.core.errors import ApplicationError
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.registry import TOOLS
 

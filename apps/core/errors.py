@@ -119,6 +119,13 @@ class Busy(ApplicationError):
     http_status = 503
 
 
+class InternalError(ApplicationError):
+    """Something failed unexpectedly; logged under the request id, never shown to the caller as a traceback."""
+
+    code = "internal_error"
+    http_status = 500
+
+
 class CircuitOpen(ApplicationError):
     code = "circuit_open"
     http_status = 503

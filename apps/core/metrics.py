@@ -7,6 +7,8 @@ there and /metrics adds them up; each gauge says how (`multiprocess_mode`). With
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("mcp_requests_total", "Tool calls by tool and outcome.", ["tool", "status"])
@@ -40,23 +42,22 @@ BREAKER_OPEN = Gauge(
 READY = Gauge("music21_ready", "1 if the last readiness check passed.", multiprocess_mode="mostrecent")
 
 
-def series_initialise() -> None:
-    """Create each labelled series at zero, so that dashboards and alerts see 0 rather than no data."""
-    from apps.security.models import SecurityEvent
-    from apps.tools.registry import GROUPS, TOOLS
-
-    for tool in TOOLS:
+def series_initialise(
+    *, tools: Iterable[str] = (), groups: Iterable[str] = (), event_kinds: Iterable[str] = ()
+) -> None:
+    """Create each labelled series at zero, so that dashboards and alerts see 0 rather than no data: the fixed
+    labels, and those of the `tools`, guard `groups` and security `event_kinds` given (each app gives its own)."""
+    for tool in tools:
         REQUESTS.labels(tool=tool, status="success")
         REQUEST_DURATION.labels(tool=tool)
         ANALYSIS_DURATION.labels(tool=tool)
-
     for result in ("success", "failure", "invalid_token", "locked_out"):
         AUTH_ATTEMPTS.labels(result=result)
     for reason in ("rate_limit", "busy", "circuit_open", "blocked"):
         BLOCKED.labels(reason=reason)
-    for kind in SecurityEvent.Kind.values:
+    for kind in event_kinds:
         SECURITY_VIOLATIONS.labels(kind=kind)
-    for group in GROUPS:
+    for group in groups:
         BREAKER_STATE_CHANGES.labels(circuit_name=group)
         BREAKER_OPEN.labels(circuit_name=group)
     for memory_type in ("rss", "vms"):
