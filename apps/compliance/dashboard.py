@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.compliance.models import AuditEvent, DataSubjectRequest
-from apps.security import guards
+from apps.security import breakers
 from apps.security.models import SecurityEvent
 
 HOURS = 24
@@ -110,7 +110,7 @@ def dashboard_context(user: Any) -> dict[str, Any]:
             [round(h["error_rate"] * 100, 1) for h in hours], labels=labels, title="Error rate %", color="#ba2121"
         ),
         "top_tools": top_tools(),
-        "open_breakers": [name for name, state in guards.breaker_states().items() if state["state"] != "closed"],
+        "open_breakers": [name for name, state in breakers.breaker_states().items() if state["state"] != "closed"],
     }
     if user.has_perm("compliance.view_datasubjectrequest"):
         open_requests = DataSubjectRequest.objects.filter(status__in=DataSubjectRequest.OPEN)

@@ -138,7 +138,7 @@ class TimedOut(ApplicationError):
 
 class DependencyFailed(ApplicationError):
     """Something the server depends on failed (the database, Redis, a tool worker process), not the caller: the
-    only failures that count toward a tool group's circuit breaker (apps.security.guards)."""
+    only failures that count toward a tool group's circuit breaker (apps.security.breakers)."""
 
     code = "unavailable"
     http_status = 503

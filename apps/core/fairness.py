@@ -1,4 +1,4 @@
-"""Waiting in line: shared by the bulkheads (apps.security.guards) and the tool processes (apps.tools.runner)."""
+"""Waiting in line: shared by the bulkheads (apps.security.bulkheads) and the tool processes (apps.tools.runner)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
-from apps.security import guards
+from apps.security import breakers
 from apps.security.groups import GROUPS
 
 
@@ -22,13 +22,13 @@ def breakers_view(request: HttpRequest) -> HttpResponse:
         if not chosen:
             messages.error(request, f"Unknown breaker {group!r}.")
         for name in chosen:
-            guards.breaker_reset(name)
+            breakers.breaker_reset(name)
         if chosen:
             messages.success(request, f"Reset: {', '.join(chosen)}. Calls to those tools are let through again.")
         return HttpResponseRedirect(reverse("admin-breakers"))
     context = {
         **site.each_context(request),
         "title": "Circuit breakers",
-        "breakers": sorted(guards.breaker_states().items()),
+        "breakers": sorted(breakers.breaker_states().items()),
     }
     return render(request, "admin/security/breakers.html", context)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -133,23 +132,18 @@ def _count_toward_block(target: str, value: str) -> None:
 BLOCK_CACHE_SECONDS = 10
 
 
-def _blocked_until(
-    targets: list[tuple[str, str]], cached: dict[tuple[str, str], Any] | None = None
-) -> dict[tuple[str, str], float]:
+def _blocked_until(targets: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
     """Unix time until which each (target, value) is blocked (0 if not), cached for BLOCK_CACHE_SECONDS so that
-    the check costs one cache read and no query. `cached`: the cache's entries as the guards' admission read them
-    from Redis (None for an entry not cached)."""
+    the check costs one cache read and no query."""
     keys = {pair: _block_key(*pair) for pair in targets}
-    if cached is None:
-        try:
-            found = cache.get_many(list(keys.values()))
-        except Exception:  # the cache is down: ask the database
-            found = {}
-        cached = {pair: found.get(key) for pair, key in keys.items()}
+    try:
+        found = cache.get_many(list(keys.values()))
+    except Exception:  # the cache is down: ask the database
+        found = {}
     until: dict[tuple[str, str], float] = {}
     for pair, key in keys.items():
-        with contextlib.suppress(TypeError, ValueError):
-            until[pair] = float(int(cached[pair]))
+        if key in found:
+            until[pair] = found[key]
             continue
         try:
             block = (
@@ -162,11 +156,9 @@ def _blocked_until(
             # to fail differently.
             until[pair] = 0.0
             continue
-        # Whole seconds, rounded up: Django's Redis cache stores an int as its digits (anything else pickled), which
-        # the guards' admission script reads itself.
-        until[pair] = float(math.ceil(block.until.timestamp())) if block else 0.0
+        until[pair] = block.until.timestamp() if block else 0.0
         with contextlib.suppress(Exception):
-            cache.set(key, int(until[pair]), BLOCK_CACHE_SECONDS)
+            cache.set(key, until[pair], BLOCK_CACHE_SECONDS)
     return until
 
 
@@ -179,27 +171,18 @@ def _block_targets(user_id: Any, ip: str | None, client_id: str | None) -> list[
     return [(target, str(value)) for target, value in candidates if value]
 
 
-def block_cache_keys(
-    *, user_id: Any = None, ip: str | None = None, client_id: str | None = None
-) -> dict[tuple[str, str], str]:
-    """The cache's keys, as stored in Redis, of the block-list entries of a user, an address and a client."""
-    return {pair: cache.make_and_validate_key(_block_key(*pair)) for pair in _block_targets(user_id, ip, client_id)}
-
-
 def block_check(
     *,
     user_id: Any = None,
     ip: str | None = None,
     client_id: str | None = None,
-    cached: dict[tuple[str, str], Any] | None = None,
 ) -> None:
     """Refuse a blocked user, address or client, saying until when. A signed-in caller is checked as its user and
-    client, an unauthenticated request by its address. `cached`: the block-list cache's entries, when the caller
-    has read them already (see apps.security.guards.admit)."""
+    client, an unauthenticated request by its address."""
     targets = _block_targets(user_id, ip, client_id)
     if not targets:
         return
-    for (target, _), until in _blocked_until(targets, cached).items():
+    for (target, _), until in _blocked_until(targets).items():
         if until > time.time():
             metrics.BLOCKED.labels(reason="blocked").inc()
             when = datetime.fromtimestamp(until, tz=UTC).strftime("%H:%M:%S UTC")

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, mult
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from apps.core import metrics
-from apps.security import guards
+from apps.security import breakers
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def queue_size() -> int | None:
 
 def scrape_values_update() -> None:
     """Values that are read, not counted: breaker states (shared in Redis), the queue, this process."""
-    for group, state in guards.breaker_states().items():
+    for group, state in breakers.breaker_states().items():
         metrics.BREAKER_OPEN.labels(circuit_name=group).set(1 if state["state"] == "open" else 0)
     waiting = queue_size()
     if waiting is not None:
@@ -132,7 +132,7 @@ def server_stats() -> dict[str, Any]:
             "misses": stats.misses,
             "evictions": stats.evictions,
         },
-        "breakers": guards.breaker_states(),
+        "breakers": breakers.breaker_states(),
         "queue_depth": queue_size(),
         "memory_rss_bytes": _process.memory_info().rss,
     }

@@ -14,9 +14,7 @@ class ToolsConfig(AppConfig):
         from apps.core.tracing import tracing_setup
         from apps.tools import declarations  # noqa: F401
         from apps.tools.registry import TOOLS
-        from apps.tools.signals import signals_connect
 
         series_initialise(tools=TOOLS)
         # Before the first request, so that the Django instrumentation wraps the middleware.
         tracing_setup()
-        signals_connect()

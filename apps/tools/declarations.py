@@ -50,7 +50,7 @@ NewScoreId = Annotated[
 
 
 def _music(caller: Caller, score_id: str) -> tuple[Score, stream.Score]:
-    score = score_get(owner=caller.user, score_id=score_id, stamp=caller.scores_stamp)
+    score = score_get(owner=caller.user, score_id=score_id)
     return score, score_stream(score=score)
 
 

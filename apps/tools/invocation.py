@@ -1,24 +1,24 @@
-"""The single path of a tool call, shared by every transport.
+"""The single path of a tool call, shared by every transport: `invoke_tool` runs the call through PIPELINE, the
+steps in the order they apply, each a small object with one job that lets the call go on or ends it:
 
-    look up -> authorise (scope) -> validate arguments -> run -> result with status "success"
+    security events -> answer -> count -> audit -> block list -> scope -> arguments -> rate limit -> time limit
+    -> bulkhead -> breaker -> run
 
-Domain errors (`ApplicationError`) pass through unchanged for the edge to translate; anything else is logged with
-the request id and becomes an `InternalError` whose message never carries a traceback.
+The outer steps see every outcome: a call is audited (and answered only once its event is committed), counted,
+answered, and a refusal that matters to security is recorded last. The guards (apps.security.guards) refuse with
+a domain error (`ApplicationError`), which passes through unchanged for the edge to translate; the run turns any
+other exception into an `InternalError` whose message never carries a traceback.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import threading
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from pydantic import ValidationError
 
 from apps.compliance.audit import AuditNotRecorded, audit_write, subject_for
@@ -26,7 +26,6 @@ from apps.core import metrics
 from apps.core.errors import (
     ApplicationError,
     InsufficientScope,
-    InternalError,
     InvalidArguments,
     NotFound,
     RateLimited,
@@ -36,44 +35,56 @@ from apps.core.errors import (
 )
 from apps.core.logs import call_context
 from apps.core.tracing import span
-from apps.security import events, guards, scopes
+from apps.security import events, guards
 from apps.tools import runner
+from apps.tools.caller import Caller
+from apps.tools.models import Score
 from apps.tools.registry import TOOLS, Tool
-from apps.tools.selectors import scores_stamp_name
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
 
 logger = logging.getLogger(__name__)
 calls_log = logging.getLogger("music21_platform.calls")
 
+Result = dict[str, Any]
+Proceed = Callable[["Call"], Result]
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: the user every score belongs to, the scopes granted, and where the call came from."""
 
-    user: AbstractBaseUser
-    scopes: frozenset[str]
-    client_id: str | None = None
-    ip: str | None = None
-    transport: str = "internal"
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    # Long tools (analyze_corpus) report progress here and stop at the next step once `cancelled` is set; the
-    # transport wires both to its client (MCP progress notifications and cancellation).
-    progress: Callable[[int, int, str], None] | None = field(default=None, compare=False, repr=False)
-    cancelled: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
-    # A transport that can answer before the call's security events and clean-up passes `answer`: invoke_tool
-    # calls it once with the outcome (the result, or the ApplicationError the call ends with) as soon as the
-    # call's audit event is written and the call counted (see apps.mcp_bridge.server.until_answered).
-    answer: Callable[[dict[str, Any] | ApplicationError], None] | None = field(default=None, compare=False, repr=False)
-    # The stamp of the user's scores as the call's admission read it (None without Redis): score rows this
-    # process read under the same stamp are used again without a query (apps.tools.selectors.score_get).
-    scores_stamp: str | None = None
+@dataclass
+class Call:
+    """One tool call on its way through the pipeline: what was asked, by whom, and what the steps have found."""
 
-    @classmethod
-    def operator(cls, user: AbstractBaseUser, *, transport: str = "cli") -> Caller:
-        """An operator acting as `user` from the server itself (command line, stdio): every scope."""
-        return cls(user=user, scopes=scopes.ALL, transport=transport)
+    tool: Tool
+    caller: Caller
+    arguments: dict[str, Any] | None
+    subject: Any = None  # the caller's audit subject (pseudonym), looked up once
+    parsed: Any = None  # the arguments, validated (ValidArguments)
+    deadline: float | None = None  # time.monotonic() by which the call must end (TimeLimit)
+    started: float = field(default_factory=time.perf_counter)
+    outcome: str = "error"  # the status it ended with, once audited
+
+    # What the guards know of a call (apps.security.guards.Guarded).
+    @property
+    def tool_name(self) -> str:
+        return self.tool.name
+
+    @property
+    def group(self) -> str:
+        return self.tool.group
+
+    @property
+    def user_id(self) -> Any:
+        return self.caller.user.pk
+
+    @property
+    def client_id(self) -> str | None:
+        return self.caller.client_id
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.caller.scopes
+
+    @property
+    def required_scope(self) -> str | None:
+        return self.tool.scope
 
 
 def get_tool(name: str) -> Tool:
@@ -83,96 +94,166 @@ def get_tool(name: str) -> Tool:
         raise UnknownTool(f"Unknown tool {name!r}. Available tools: {', '.join(sorted(TOOLS))}.") from None
 
 
-def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) -> dict[str, Any]:
-    """Run tool `name` with `arguments` as `caller` and return its JSON-serialisable result.
-
-    The guards, in order: block list -> scope -> arguments -> rate limit -> bulkhead -> circuit breaker ->
-    timeout -> run (the first four in one round trip to Redis, see `guards.admit`); every outcome is audited (a
-    call whose event cannot be written fails with `ServiceUnavailable` instead), counted, answered (`Caller.answer`,
-    when the transport passed one), and refusals that matter to security are then recorded as security events.
-    """
+def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) -> Result:
+    """Run tool `name` with `arguments` as `caller` through PIPELINE and return its JSON-serialisable result with
+    status "success", or raise the ApplicationError it ended with."""
     tool = get_tool(name)
-    started = time.perf_counter()
-    outcome: dict[str, Any] | ApplicationError | None = None  # None: an unexpected exception, raised as it is
-    targets = _targets(arguments)
-    attributes = {"tool.name": tool.name, "tool.group": tool.group, "score.id": targets or None}
-    subject = subject_for(caller.user)
+    call = Call(tool=tool, caller=caller, arguments=arguments, subject=subject_for(caller.user))
     context = call_context.set(
         {
             "request_id": caller.request_id,
-            "user": subject.pseudonym if subject else None,
+            "user": call.subject.pseudonym if call.subject else None,
             "client_id": caller.client_id,
             "tool": tool.name,
         }
     )
-    with span("tool_call", **attributes, transport=caller.transport, request_id=caller.request_id) as call_span:
+    attributes = {"tool.name": tool.name, "tool.group": tool.group, "score.id": _targets(arguments) or None}
+    try:
+        with span("tool_call", **attributes, transport=caller.transport, request_id=caller.request_id) as call_span:
+            try:
+                return _through(PIPELINE, call)
+            finally:
+                if call_span is not None:
+                    call_span.set_attribute("outcome", call.outcome)
+    finally:
+        call_context.reset(context)
+
+
+def _through(steps: Sequence[Any], call: Call) -> Result:
+    if not steps:
+        return _run(call)
+    return steps[0](call, lambda each: _through(steps[1:], each))
+
+
+def _run(call: Call) -> Result:
+    with span("music21.run"):
+        result = runner.run_tool(call.tool, call.caller, call.parsed, deadline=call.deadline)
+    return {"status": "success", **result}
+
+
+# --- The steps of the tool layer ----------------------------------------------------------------------------------
+
+
+class SecurityEventsRecorded:
+    """A refusal that matters to security (a scope violation, hostile input, a rate limit, a probe of another
+    user's score) is recorded once the call has been answered: it must not delay the answer, nor stop the trail."""
+
+    def __call__(self, call: Call, proceed: Proceed) -> Result:
         try:
-            with span("guards.admit"):
-                parsed, refusal = _checked(tool, caller, arguments)
-                admission = guards.admit(
-                    group=tool.group,
-                    user_id=caller.user.pk,
+            return proceed(call)
+        except ApplicationError as error:
+            _record_security_event(error, call.tool, call.caller, call.arguments)
+            raise
+
+
+class Answered:
+    """The transport's early answer (`Caller.answer`), once the outcome is audited and counted: security events and
+    clean-up follow it (see apps.mcp_bridge.server.until_answered)."""
+
+    def __call__(self, call: Call, proceed: Proceed) -> Result:
+        if call.caller.answer is None:
+            return proceed(call)
+        try:
+            result = proceed(call)
+        except ApplicationError as error:
+            call.caller.answer(error)
+            raise
+        call.caller.answer(result)
+        return result
+
+
+class Counted:
+    """Every call counted by tool and outcome, timed, and logged."""
+
+    def __call__(self, call: Call, proceed: Proceed) -> Result:
+        try:
+            return proceed(call)
+        finally:
+            elapsed = time.perf_counter() - call.started
+            metrics.REQUESTS.labels(tool=call.tool.name, status=call.outcome).inc()
+            metrics.REQUEST_DURATION.labels(tool=call.tool.name).observe(elapsed)
+            calls_log.info("tool call", extra={"outcome": call.outcome, "duration_ms": round(elapsed * 1000, 2)})
+
+
+class Audited:
+    """Every outcome is in the trail before it is answered: a call whose event cannot be committed fails with
+    ServiceUnavailable instead of its outcome (nothing queued, nothing dropped)."""
+
+    def __call__(self, call: Call, proceed: Proceed) -> Result:
+        try:
+            result = proceed(call)
+        except ApplicationError as error:
+            call.outcome = error.code
+            self._record(call, error)
+            raise
+        except BaseException:
+            call.outcome = "error"
+            self._record(call, None)
+            raise
+        call.outcome = "success"
+        self._record(call, result)
+        return result
+
+    @staticmethod
+    def _record(call: Call, outcome: Result | ApplicationError | None) -> None:
+        """Commit the call's event; if that fails, raise what the caller is told instead of `outcome` (None: an
+        unexpected exception, on its way out undelivered as well)."""
+        caller = call.caller
+        try:
+            with span("audit.record"):
+                audit_write(
+                    action=f"tool.{call.tool.name}",
+                    outcome=call.outcome,
+                    user=caller.user,
+                    subject=call.subject,
                     client_id=caller.client_id,
                     ip=caller.ip,
-                    refusal=refusal,
-                    stamps=(scores_stamp_name(caller.user.pk),),
+                    target=_targets(call.arguments),
+                    duration_ms=(time.perf_counter() - call.started) * 1000,
+                    request_id=caller.request_id,
+                    transport=caller.transport,
                 )
-            runs_as = dataclasses.replace(caller, scores_stamp=admission.stamps[0])
-            # The time limit counts from here: waits for a bulkhead slot or a tool process are part of it.
-            deadline = time.monotonic() + float(getattr(settings, tool.timeout_setting))
-            bulkhead = guards.bulkhead(tool.group, user_id=caller.user.pk, deadline=deadline)
-            with span("guards.bulkhead"), bulkhead as at_once, span("music21.run"):
-                result = guards.call_through_breaker(
-                    tool.group,
-                    runner.run_tool,
-                    tool,
-                    runs_as,
-                    parsed,
-                    deadline=deadline,
-                    reading=admission.breaker if at_once else None,
-                )
-            outcome = {"status": "success", **result}
-        except ApplicationError as error:
-            outcome = error
-        finally:
-            elapsed = time.perf_counter() - started
-            status = outcome.code if isinstance(outcome, ApplicationError) else "success" if outcome else "error"
-            # The trail first: a call is answered only once its event is committed, and not with its outcome if
-            # the event cannot be written (nothing queued, nothing dropped).
-            try:
-                with span("audit.record"):
-                    audit_write(
-                        action=f"tool.{tool.name}",
-                        outcome=status,
-                        user=caller.user,
-                        subject=subject,
-                        client_id=caller.client_id,
-                        ip=caller.ip,
-                        target=targets,
-                        duration_ms=elapsed * 1000,
-                        request_id=caller.request_id,
-                        transport=caller.transport,
-                    )
-            except AuditNotRecorded as exc:
-                logger.error("tool %s: %s (request %s); the call fails unavailable", tool.name, exc, caller.request_id)
-                if outcome is not None:  # else an unexpected exception is on its way out, undelivered as well
-                    outcome = _not_recorded(tool, outcome, caller.request_id)
-                    status = outcome.code
-            metrics.REQUESTS.labels(tool=tool.name, status=status).inc()
-            metrics.REQUEST_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
-            if call_span is not None:
-                call_span.set_attribute("outcome", status)
-            if outcome is not None and caller.answer is not None:
-                caller.answer(outcome)  # in the trail already; security events and logging follow the answer
-            calls_log.info("tool call", extra={"outcome": status, "duration_ms": round(elapsed * 1000, 2)})
-            call_context.reset(context)
-        if isinstance(outcome, ApplicationError):
-            _record_security_event(outcome, tool, caller, arguments)  # after the trail, which it must not stop
-            raise outcome
-        return outcome
+        except AuditNotRecorded as exc:
+            logger.error("tool %s: %s (request %s); it fails unavailable", call.tool.name, exc, caller.request_id)
+            if outcome is not None:
+                unrecorded = _not_recorded(call.tool, outcome, caller.request_id)
+                call.outcome = unrecorded.code
+                raise unrecorded from None
 
 
-def _not_recorded(tool: Tool, outcome: dict[str, Any] | ApplicationError, request_id: str) -> ServiceUnavailable:
+class ValidArguments:
+    """The arguments must match the tool's declared model (pydantic); checked after the scope, so that a caller
+    without the scope learns nothing of the arguments."""
+
+    def __call__(self, call: Call, proceed: Proceed) -> Result:
+        call.parsed = validate_arguments(call.tool, call.arguments)
+        return proceed(call)
+
+
+class TimeLimit:
+    """The call's deadline, from here: waits for a bulkhead slot or a tool process are part of its time limit."""
+
+    def __call__(self, call: Call, proceed: Proceed) -> Result:
+        call.deadline = time.monotonic() + float(getattr(settings, call.tool.timeout_setting))
+        return proceed(call)
+
+
+PIPELINE = (
+    SecurityEventsRecorded(),
+    Answered(),
+    Counted(),
+    Audited(),
+    guards.BlockList(),
+    guards.ScopeRequired(),
+    ValidArguments(),
+    guards.RateLimit(),
+    TimeLimit(),
+    guards.Bulkhead(),
+    guards.Breaker(),
+)
+
+
+def _not_recorded(tool: Tool, outcome: Result | ApplicationError, request_id: str) -> ServiceUnavailable:
     """What the caller is told instead of an outcome the audit trail could not record: whether a change was made."""
     why = "could not be recorded in the audit trail (the database refused the record or could not be reached)"
     retry = f"Try again in a moment (request id {request_id})."
@@ -189,17 +270,6 @@ def _not_recorded(tool: Tool, outcome: dict[str, Any] | ApplicationError, reques
     )
 
 
-def _checked(tool: Tool, caller: Caller, arguments: dict[str, Any] | None) -> tuple[Any, ApplicationError | None]:
-    """The call's arguments validated, or what is wrong with the call itself (scope, arguments): refused by
-    `guards.admit`, after the block list."""
-    try:
-        if not scopes.has_scope(caller.scopes, tool.scope):
-            raise InsufficientScope(tool.scope or "", tool.name)
-        return validate_arguments(tool, arguments), None
-    except ApplicationError as error:
-        return None, error
-
-
 def _targets(arguments: dict[str, Any] | None) -> str:
     """The score ids a call names, for the audit trail."""
     if not isinstance(arguments, dict):
@@ -213,28 +283,6 @@ def _targets(arguments: dict[str, Any] | None) -> str:
     return " ".join(names)
 
 
-def run_function(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
-    """The tool's own work, wherever the runner puts it: unexpected exceptions become an InternalError."""
-    started = time.perf_counter()
-    try:
-        return tool.function(caller, parsed)
-    except ApplicationError:
-        raise
-    except (OperationalError, InterfaceError) as exc:
-        logger.error("tool %s: the database is unavailable (%s, request %s)", tool.name, exc, caller.request_id)
-        raise ServiceUnavailable(
-            f"The database is unavailable; nothing was changed. Try again in a moment (request id {caller.request_id})."
-        ) from exc
-    except Exception as exc:
-        logger.exception("tool %s failed (request %s)", tool.name, caller.request_id)
-        raise InternalError(
-            f"The tool {tool.name!r} failed unexpectedly; the error was logged under request id {caller.request_id}.",
-            extra={"request_id": caller.request_id},
-        ) from exc
-    finally:
-        metrics.ANALYSIS_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
-
-
 def _record_security_event(error: ApplicationError, tool: Tool, caller: Caller, arguments: Any) -> None:
     who = {"user": caller.user, "client_id": caller.client_id, "ip": caller.ip}
     if isinstance(error, InsufficientScope):
@@ -246,8 +294,6 @@ def _record_security_event(error: ApplicationError, tool: Tool, caller: Caller, 
     elif isinstance(error, RateLimited):
         events.security_event_record(kind="rate_limit", severity="info", tool=tool.name, group=tool.group, **who)
     elif isinstance(error, NotFound) and isinstance(arguments, dict) and isinstance(arguments.get("score_id"), str):
-        from apps.tools.models import Score
-
         others = Score.objects.filter(score_id=arguments["score_id"]).exclude(owner=caller.user)
         if others.exists():
             events.security_event_record(kind="cross_tenant", tool=tool.name, score_id=arguments["score_id"], **who)

@@ -17,7 +17,7 @@ from apps.security import scopes
 from apps.security.groups import GROUPS
 
 if TYPE_CHECKING:
-    from apps.tools.invocation import Caller
+    from apps.tools.caller import Caller
 
 
 class ToolArguments(BaseModel):

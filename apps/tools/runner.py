@@ -25,19 +25,25 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 
+from apps.core import metrics
 from apps.core.db import with_connections
-from apps.core.errors import Busy, TimedOut, WorkerDied
+from apps.core.errors import (
+    ApplicationError,
+    Busy,
+    InternalError,
+    ServiceUnavailable,
+    TimedOut,
+    WorkerDied,
+)
 from apps.core.fairness import FairSemaphore, user_share
 from apps.core.runtime import garbage_after_call, gc_tune
-
-if TYPE_CHECKING:
-    from apps.tools.invocation import Caller
-    from apps.tools.registry import Tool
+from apps.tools.caller import Caller
+from apps.tools.registry import TOOLS, Tool
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +119,6 @@ def _in_process(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> 
         caller.client_id,
         caller.ip,
         caller.request_id,
-        caller.scores_stamp,
         parsed.model_dump(),
     )
     try:
@@ -148,9 +153,25 @@ def _timed_out(tool: Tool) -> TimedOut:
 
 
 def _run_here(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
-    from apps.tools.invocation import run_function
-
-    return run_function(tool, caller, parsed)
+    """The tool's own work, wherever the runner puts it: unexpected exceptions become an InternalError."""
+    started = time.perf_counter()
+    try:
+        return tool.function(caller, parsed)
+    except ApplicationError:
+        raise
+    except (OperationalError, InterfaceError) as exc:
+        logger.error("tool %s: the database is unavailable (%s, request %s)", tool.name, exc, caller.request_id)
+        raise ServiceUnavailable(
+            f"The database is unavailable; nothing was changed. Try again in a moment (request id {caller.request_id})."
+        ) from exc
+    except Exception as exc:
+        logger.exception("tool %s failed (request %s)", tool.name, caller.request_id)
+        raise InternalError(
+            f"The tool {tool.name!r} failed unexpectedly; the error was logged under request id {caller.request_id}.",
+            extra={"request_id": caller.request_id},
+        ) from exc
+    finally:
+        metrics.ANALYSIS_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
 
 
 class WorkerGone(Exception):
@@ -293,7 +314,7 @@ def _worker_main(pipe: Any, database_name: str | None) -> None:
             return
         try:
             answer: tuple[bool, Any] = (True, with_connections(_worker_call, *call))
-        except Exception as error:  # an ApplicationError: run_function has turned anything else into one
+        except Exception as error:  # an ApplicationError: _run_here has turned anything else into one
             answer = (False, error)
         try:
             pipe.send(answer)
@@ -325,13 +346,9 @@ def _worker_call(
     client_id: str | None,
     ip: str | None,
     request_id: str,
-    scores_stamp: str | None,
     arguments: dict[str, Any],
 ) -> dict[str, Any]:
-    from django.contrib.auth import get_user_model
-
-    from apps.tools.invocation import Caller, run_function
-    from apps.tools.registry import TOOLS
+    from django.contrib.auth import get_user_model  # the user model is known once Django is set up
 
     tool = TOOLS[name]
     user = _worker_users.get(user_pk)
@@ -347,9 +364,8 @@ def _worker_call(
         ip=ip,
         transport="worker",
         request_id=request_id,
-        scores_stamp=scores_stamp,
     )
-    return run_function(tool, caller, tool.arguments.model_validate(arguments))
+    return _run_here(tool, caller, tool.arguments.model_validate(arguments))
 
 
 def runner_shutdown() -> None:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import QuerySet
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from apps.core.cache import EpochMemo
 from apps.core.errors import InvalidArguments, NotFound
 from apps.tools.models import Score
 
@@ -57,74 +55,15 @@ def retry_transient_reads(read: Callable[P, T]) -> Callable[P, T]:
     return first_try
 
 
-# Score rows read by score tool calls, kept under the stamp of their owner's scores (see apps.security.guards):
-# the next call that reads the same stamp at its admission uses the row again without a query. Every change to a
-# user's scores renews the stamp once committed (apps.tools.signals), and nothing is kept longer than
-# SCORE_ROWS_SECONDS, which bounds how long a change can go unseen if the stamp could not be renewed.
-SCORE_ROWS_SECONDS = 10.0
-_score_rows = EpochMemo(SCORE_ROWS_SECONDS)
-
-
-def scores_stamp_name(owner_id: Any) -> str:
-    return f"scores:{owner_id}"
-
-
-def score_rows_forget(owner_id: Any) -> None:
-    """Drop the rows this process keeps of the owner's scores (erasure)."""
-    _score_rows.forget(keep=lambda key: key[0] != owner_id)
-
-
 @retry_transient_reads
-def score_get(*, owner: AbstractBaseUser, score_id: str, stamp: str | None = None) -> Score:
+def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
     """The owner's score with this id. Another user's score is reported exactly as a missing one.
 
-    Its source is not read (a parsed-score cache hit does not need it; `score.source` still loads it). With
-    `stamp`, the stamp of the owner's scores read at the call's admission, a row this process read under the same
-    stamp is used again (a copy of it, as it was read)."""
-    kept = _score_rows.get((owner.pk, score_id), stamp)
-    if kept is not None:
-        return copy.copy(kept)
-    score = _score_row(owner.pk, score_id)
-    if score is None:
-        raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.")
-    _score_rows.put((owner.pk, score_id), copy.copy(score), stamp)
-    return score
-
-
-def _score_row(owner_id: int, score_id: str) -> Score | None:
-    # Every score tool call starts here, so the query, its columns and the fields' conversions from the database
-    # are worked out once (_score_by_owner) instead of by the ORM on each call (its compiler 0.5 ms of CPU on the
-    # test machine; a raw queryset's column mapping and converters still 0.08 ms on SQLite, 0.15 on PostgreSQL).
-    sql, attnames, converters = _score_by_owner()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [owner_id, score_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = list(row)
-    for index, functions, column in converters:
-        for function in functions:
-            values[index] = function(values[index], column, connection)
-    return Score.from_db(connection.alias, attnames, values)
-
-
-@functools.cache
-def _score_by_owner() -> tuple[str, list[str], list[tuple[int, list[Any], Any]]]:
-    """SELECT of every column but the sources, by owner and score id (unique together); the fields' names; and,
-    by column, the conversions the ORM would apply to its value (the backend's, then the field's)."""
-    quote = connection.ops.quote_name
-    meta = Score._meta
-    fields = [f for f in meta.concrete_fields if f.name not in Score.SOURCE_FIELDS]
-    columns = ", ".join(quote(f.column) for f in fields)
-    owner, score_id = (quote(meta.get_field(name).column) for name in ("owner", "score_id"))
-    sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {owner} = %s AND {score_id} = %s"  # noqa: S608 - names from the model
-    converters = []
-    for index, field in enumerate(fields):
-        column = field.get_col(meta.db_table)
-        functions = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-        if functions:
-            converters.append((index, functions, column))
-    return sql, [f.attname for f in fields], converters
+    Its source is not read (a parsed-score cache hit does not need it; `score.source` still loads it)."""
+    try:
+        return Score.objects.defer(*Score.SOURCE_FIELDS).get(owner=owner, score_id=score_id)
+    except Score.DoesNotExist:
+        raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.") from None
 
 
 @retry_transient_reads

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.db import OperationalError
 
 from apps.core.errors import ServiceUnavailable
-from apps.security import guards
+from apps.security import breakers
 from apps.tools.invocation import invoke_tool
 from apps.tools.registry import TOOLS, Tool, ToolArguments
 from tests.support import signed_in, superuser
@@ -95,7 +95,7 @@ def test_a_security_officer_resets_an_open_breaker_and_calls_go_through(alice: A
         caller = Caller.operator(alice)
         with pytest.raises(ServiceUnavailable):
             invoke_tool("test_flaky_export", {}, caller=caller)
-        assert guards.breaker_states()["export"]["state"] == "open"
+        assert breakers.breaker_states()["export"]["state"] == "open"
         client = signed_in(_staff("sec", "security officer"))
         page = client.get("/admin/security/breakers/").content.decode()
         assert 'data-group="export"' in page and ">open<" in page

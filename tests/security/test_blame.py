@@ -26,7 +26,7 @@ from apps.core.errors import (
     TimedOut,
     UnprocessableScore,
 )
-from apps.security import guards
+from apps.security import breakers
 from apps.security.models import Block, SecurityEvent
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.runner import runner_shutdown
@@ -68,7 +68,7 @@ def test_bobs_malformed_cursors_are_his_invalid_arguments_and_alice_lists_her_sc
         assert refused.value.as_dict()["argument"] == "cursor"
     listed = invoke_tool("list_scores", {}, caller=_as(alice))
     assert [s["score_id"] for s in listed["scores"]] == ["chorale"]
-    assert guards.breaker_states()["score_import"]["state"] == "closed"
+    assert breakers.breaker_states()["score_import"]["state"] == "closed"
 
 
 def test_a_cursor_list_scores_returned_still_pages(alice: Any, call: Any) -> None:
@@ -91,7 +91,7 @@ def test_bobs_score_that_music21_cannot_write_is_his_to_fix_and_alice_exports_he
             invoke_tool(tool, {"score_id": "tiny", **arguments}, caller=_as(bob))
         assert refused.value.as_dict()["error"] == "unprocessable_score"
     assert invoke_tool(tool, {"score_id": "chorale", **arguments}, caller=_as(alice))["status"] == "success"
-    assert guards.breaker_states()["export"]["state"] == "closed"
+    assert breakers.breaker_states()["export"]["state"] == "closed"
 
 
 def test_a_generated_score_music21_cannot_write_is_the_callers(bob: Any, call: Any) -> None:
@@ -127,7 +127,7 @@ def test_bobs_score_that_runs_to_the_time_limit_does_not_pause_imports_for_alice
         "import_score", {"score_id": "chorale", "source": "bach/bwv66.6", "source_type": "corpus"}, caller=_as(alice)
     )
     assert imported["notes"] == 165
-    assert guards.breaker_states()["score_import"]["state"] == "closed"
+    assert breakers.breaker_states()["score_import"]["state"] == "closed"
 
 
 def test_an_unexpected_error_on_one_callers_call_does_not_pause_the_group(
@@ -139,7 +139,7 @@ def test_an_unexpected_error_on_one_callers_call_does_not_pause_the_group(
         with pytest.raises(InternalError):
             invoke_tool("test_analysis", {}, caller=_as(bob))
     assert invoke_tool("test_analysis", {}, caller=_as(alice))["ok"] == 1
-    assert guards.breaker_states()["music_analysis"]["state"] == "closed"
+    assert breakers.breaker_states()["music_analysis"]["state"] == "closed"
 
 
 def test_the_database_failing_still_opens_the_breaker_for_everyone(
@@ -183,7 +183,7 @@ def test_a_callers_errors_between_dependency_failures_do_not_reset_their_count(
         invoke_tool("list_scores", {"cursor": "%%%"}, caller=_as(bob))
     with pytest.raises(ServiceUnavailable):
         invoke_tool("test_down", {}, caller=_as(alice))
-    assert guards.breaker_states()["score_import"]["state"] == "open"
+    assert breakers.breaker_states()["score_import"]["state"] == "open"
 
 
 # --- Blocks: only the party the evidence is about ------------------------------------------------------------

@@ -31,7 +31,7 @@ from apps.core.errors import (
     ServiceUnavailable,
     TimedOut,
 )
-from apps.security import guards
+from apps.security import breakers, bulkheads
 from apps.security.models import Block, SecurityEvent
 from apps.tools.invocation import Caller, invoke_tool
 from tests.support import free_port
@@ -121,8 +121,9 @@ def test_two_processes_share_one_rate_limit(alice: Any, settings: Any) -> None:
     settings.RATE_LIMIT_BURST = 3
     script = (
         "import django; django.setup()\n"
-        "from apps.security import guards\n"
-        f"for _ in range(3): guards.rate_limit_check(group='score_import', user_id={alice.pk}, client_id=None)\n"
+        "from apps.security.ratelimits import buckets_of, token_take\n"
+        f"bucket = buckets_of(group='score_import', user_id={alice.pk}, client_id=None)\n"
+        "for _ in range(3): assert token_take(bucket) == 0\n"
     )
     env = {
         **os.environ,
@@ -145,7 +146,7 @@ def test_analyses_beyond_the_bulkhead_are_told_the_server_is_busy(
     alice: Any, settings: Any, extra_tool: Any, monkeypatch: Any
 ) -> None:
     settings.BH_MAX_CONCURRENT_ANALYSIS = 1
-    monkeypatch.setattr(guards, "BULKHEAD_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(bulkheads, "BULKHEAD_WAIT_SECONDS", 0.2)
     release = threading.Event()
     extra_tool("test_hold", lambda caller: release.wait(10) and {})
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -163,13 +164,13 @@ def test_a_call_that_arrives_as_a_slot_frees_queues_behind_the_calls_already_wai
     admitted: list[str] = []
 
     def enter(name: str) -> None:
-        with guards.bulkhead("score_import"):
+        with bulkheads.bulkhead("score_import"):
             admitted.append(name)
 
-    with guards.bulkhead("score_import"):  # the only slot is taken
+    with bulkheads.bulkhead("score_import"):  # the only slot is taken
         waiting = threading.Thread(target=enter, args=("waiting since before",))
         waiting.start()
-        compartment = guards._compartment("all", 1)
+        compartment = bulkheads._compartment("all", 1)
         deadline = time.monotonic() + 10
         while not compartment._waiting and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -221,11 +222,11 @@ def test_repeated_failures_open_the_breaker_and_a_trial_call_closes_it(
     failing["on"] = False
     with pytest.raises(CircuitOpen, match="export tools"):
         invoke_tool("test_flaky", {}, caller=_as(alice))
-    assert guards.breaker_states()["export"]["state"] == "open"
+    assert breakers.breaker_states()["export"]["state"] == "open"
     invoke_tool("list_scores", {}, caller=_as(alice))  # other groups keep working
     time.sleep(1.1)
     assert invoke_tool("test_flaky", {}, caller=_as(alice))["ok"] is True
-    assert guards.breaker_states()["export"]["state"] == "closed"
+    assert breakers.breaker_states()["export"]["state"] == "closed"
     assert _metric("music21_circuit_breaker_state_changes_total", circuit_name="export") >= changes + 2
 
 
@@ -264,7 +265,7 @@ def test_a_half_open_breaker_lets_one_trial_call_through_at_a_time(alice: Any, s
             invoke_tool("test_trial", {}, caller=_as(alice))
         release.set()
         assert first.result(10)["ok"] is True
-    assert guards.breaker_states()["export"]["state"] == "closed"
+    assert breakers.breaker_states()["export"]["state"] == "closed"
     assert invoke_tool("test_trial", {}, caller=_as(alice))["ok"] is True
 
 
@@ -281,11 +282,11 @@ def test_two_processes_share_one_breaker(alice: Any, settings: Any, extra_tool: 
     }
     failing_elsewhere = (
         "import django; django.setup()\n"
-        "from apps.security import guards\n"
+        "from apps.security.breakers import breaker_guarding\n"
         "from redis.exceptions import ConnectionError\n"
-        "def crash(): raise ConnectionError('Redis is gone')\n"
         "for _ in range(2):\n"
-        "    try: guards.call_through_breaker('composition', crash)\n"
+        "    try:\n"
+        "        with breaker_guarding('composition'): raise ConnectionError('Redis is gone')\n"
         "    except ConnectionError: pass\n"
     )
     subprocess.run(  # noqa: S603 - our own interpreter
@@ -315,7 +316,7 @@ def test_bad_input_does_not_open_a_breaker(alice: Any, settings: Any, tmp_path: 
                 {"score_id": "x", "source": "../../etc/passwd", "source_type": "file"},
                 caller=_as(alice, ip="10.9.9.9"),
             )
-    assert guards.breaker_states()["score_import"]["state"] == "closed"
+    assert breakers.breaker_states()["score_import"]["state"] == "closed"
 
 
 def test_an_administrator_can_reset_a_breaker(alice: Any, settings: Any, extra_tool: Any) -> None:
@@ -326,7 +327,7 @@ def test_an_administrator_can_reset_a_breaker(alice: Any, settings: Any, extra_t
         invoke_tool("test_broken", {}, caller=_as(alice))
     with pytest.raises(CircuitOpen):
         invoke_tool("test_broken", {}, caller=_as(alice))
-    guards.breaker_reset("composition")
+    breakers.breaker_reset("composition")
     with pytest.raises(ServiceUnavailable):  # reaches the tool again
         invoke_tool("test_broken", {}, caller=_as(alice))
 
@@ -428,7 +429,7 @@ def test_guards_keep_serving_while_redis_is_down_and_share_again_when_it_returns
     server = _start_redis(port)
     monkeypatch.setattr(guard_redis, "RETRY_AFTER_FAILURE", 0.5)
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
-    guards.breakers_forget()
+    breakers.breakers_forget()
     try:
         assert invoke_tool("list_scores", {}, caller=_as(alice))["status"] == "success"
         assert not guard_redis.redis_degraded()
@@ -453,35 +454,35 @@ def test_guards_keep_serving_while_redis_is_down_and_share_again_when_it_returns
 # making the score query raise the error Django raises when the server goes away.
 
 
-def test_a_transient_database_error_on_a_read_is_retried(chorale: Any, alice: Any, monkeypatch: Any) -> None:
-    from apps.tools import selectors
+def test_a_transient_database_error_on_a_read_is_retried(chorale: Any, alice: Any) -> None:
+    from apps.tools.selectors import retry_transient_reads
 
-    real_read = selectors._score_row
     failures = iter([OperationalError("server closed the connection unexpectedly")] * 2)
     reads: list[str] = []
 
-    def flaky_read(*args: Any) -> Any:  # score_get's query
-        reads.append(args[1])
+    @retry_transient_reads
+    def read_through_a_restart(score_id: str) -> str:  # the policy every score read is wrapped in
+        reads.append(score_id)
         for failure in failures:
             raise failure
-        return real_read(*args)
+        return score_id
 
-    monkeypatch.setattr(selectors, "_score_row", flaky_read)
-    assert invoke_tool("score_info", {"score_id": "chorale"}, caller=_as(alice))["notes"] == 165
+    assert read_through_a_restart("chorale") == "chorale"
     assert reads == ["chorale"] * 3  # two failures, then the third try answers
 
 
 def test_with_the_database_down_calls_fail_fast_with_a_clear_error(chorale: Any, alice: Any, monkeypatch: Any) -> None:
+    from django.db.models import QuerySet
+
     from apps.core.errors import ServiceUnavailable
-    from apps.tools import selectors
 
-    tries: list[str] = []
+    tries: list[Any] = []
 
-    def down(*args: Any) -> Any:  # score_get's query
-        tries.append(args[1])
+    def down(queryset: Any, *args: Any, **kwargs: Any) -> Any:  # score_get's query, as the driver fails it
+        tries.append(kwargs)
         raise OperationalError("could not connect to server: Connection refused")
 
-    monkeypatch.setattr(selectors, "_score_row", down)
+    monkeypatch.setattr(QuerySet, "get", down)
     with pytest.raises(ServiceUnavailable, match="database is unavailable; nothing was changed"):
         invoke_tool("score_info", {"score_id": "chorale"}, caller=_as(alice))
     assert len(tries) == 3  # a bounded number of tries (the last two after short backoffs), then the clear error

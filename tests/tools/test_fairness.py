@@ -16,7 +16,7 @@ from django.db import connection
 from apps.core.db import with_connections
 from apps.core.errors import Busy
 from apps.core.fairness import FairSemaphore, user_share
-from apps.security import guards
+from apps.security import bulkheads
 
 
 def _in_line(slots: FairSemaphore, count: int) -> None:
@@ -106,7 +106,7 @@ def test_a_user_over_their_share_of_analyses_is_told_busy_and_other_users_are_no
     held: Path, alice: Any, bob: Any, call: Any, settings: Any, monkeypatch: Any
 ) -> None:
     settings.BH_MAX_CONCURRENT_ANALYSIS = 2  # a share of one each
-    monkeypatch.setattr(guards, "BULKHEAD_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(bulkheads, "BULKHEAD_WAIT_SECONDS", 0.2)
     hog = held / "hog"
     with ThreadPoolExecutor(max_workers=2) as threads:
         try:

@@ -233,7 +233,7 @@ def test_the_wait_for_a_tool_process_is_part_of_the_time_limit(
 def test_a_call_that_gets_no_process_before_its_deadline_is_told_busy_and_trips_nothing(
     held: Path, alice: Any, bob: Any, call: Any, settings: Any
 ) -> None:
-    from apps.security import guards
+    from apps.security import breakers
 
     _warm_processes(1, settings)
     hog = held / "hog"
@@ -248,10 +248,10 @@ def test_a_call_that_gets_no_process_before_its_deadline_is_told_busy_and_trips_
                 waiting.result(timeout=60)  # functional bound only
             assert "all 1 were running other calls" in refused.value.message
             assert not Path(f"{held / 'quick'}.started").exists()  # it did not run
-            for _ in range(guards.breaker("music_analysis").fail_max):
+            for _ in range(breakers.breaker("music_analysis").fail_max):
                 with pytest.raises(Busy):
                     call(alice, "test_hold", marker=str(held / "quick"), seconds=0)
-            assert guards.breaker("music_analysis").current_state == "closed"  # the caller's wait, not a fault
+            assert breakers.breaker("music_analysis").current_state == "closed"  # the caller's wait, not a fault
         finally:
             _release(hog)
         assert holding.result(timeout=60)["status"] == "success"

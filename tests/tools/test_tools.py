@@ -228,16 +228,6 @@ def test_a_cache_hit_skips_parsing(chorale: Any, alice: Any, call: Any, monkeypa
     assert call(alice, "score_info", score_id="chorale")["notes"] == 165
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="score rows are kept under stamps held in Redis")
-def test_a_score_row_is_read_once_while_nothing_changes(chorale: Any, alice: Any, call: Any, monkeypatch: Any) -> None:
-    from apps.tools import selectors
-
-    call(alice, "score_info", score_id="chorale")
-    monkeypatch.setattr(selectors, "_score_row", lambda *args: pytest.fail("the score's row was read again"))
-
-    assert call(alice, "key_analysis", score_id="chorale")["key"] == "F# minor"
-
-
 @pytest.mark.skipif(not settings.REDIS_URL, reason="other processes reach this one through Redis")
 def test_a_score_replaced_in_another_process_is_not_answered_from_memory(chorale: Any, alice: Any, call: Any) -> None:
     assert call(alice, "key_analysis", score_id="chorale")["key"] == "F# minor"  # its row is now kept here

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.security.guards import GROUPS, breaker_reset, breaker_states
+from apps.security.breakers import breaker_reset, breaker_states
+from apps.security.groups import GROUPS
 
 
 class Command(BaseCommand):

@@ -1,0 +1,164 @@
+"""Circuit breakers: one per guard group, pybreaker's, with its Redis storage so that every process and replica
+shares one state (per-process memory when Redis is not configured, or was down when the breaker was built).
+
+A breaker counts failures of what the server depends on, and nothing else. A caller's invalid arguments, a score
+music21 cannot read, write or analyse, a score that runs to the time limit, an unexpected error in a tool on one
+caller's score: each is that caller's, and counting it would let one user pause a group for everyone. A failing
+dependency fails every caller alike, which is what a breaker is for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+import pybreaker
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import RedisError
+
+from apps.compliance.audit import audit_record
+from apps.core import metrics
+from apps.core.errors import CircuitOpen, DependencyFailed
+from apps.security.groups import GROUPS
+from apps.security.redis import redis_failed, shared_redis
+
+DEPENDENCY_FAILURES: tuple[type[BaseException], ...] = (
+    DependencyFailed,  # the database unavailable (ServiceUnavailable), a tool worker process died (WorkerDied)
+    OperationalError,  # the database, when its error reaches the breaker unconverted
+    InterfaceError,
+    RedisError,
+)
+
+
+class _StateChanges(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        metrics.BREAKER_STATE_CHANGES.labels(circuit_name=cb.name).inc()
+        previous = getattr(old_state, "name", None)
+        audit_record(action="breaker.state", outcome=new_state.name, target=cb.name, detail={"from": previous})
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """What this process keeps of a group's breaker: pybreaker's breaker, the storage it was given (whose public
+    `opened_at` tells when an open breaker may be tried again), and the lock a half-open breaker's trial call holds."""
+
+    breaker: pybreaker.CircuitBreaker
+    storage: pybreaker.CircuitBreakerStorage
+    trial: threading.Lock
+
+
+_guards: dict[str, _Guard] = {}
+_guards_lock = threading.Lock()
+
+
+def _storage(group: str) -> pybreaker.CircuitBreakerStorage:
+    client = shared_redis()
+    if client is not None:
+        try:
+            namespace = f"{settings.GUARD_NAMESPACE}:cb:{group}"
+            return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=namespace)
+        except RedisError as exc:
+            redis_failed(exc)
+    return pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+
+
+def _guard(group: str) -> _Guard:
+    with _guards_lock:
+        existing = _guards.get(group)
+        thresholds = (settings.CB_FAILURE_THRESHOLD, settings.CB_RECOVERY_TIMEOUT)
+        if existing is None or (existing.breaker.fail_max, existing.breaker.reset_timeout) != thresholds:
+            storage = _storage(group)
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=settings.CB_FAILURE_THRESHOLD,
+                reset_timeout=settings.CB_RECOVERY_TIMEOUT,
+                listeners=[_StateChanges()],
+                state_storage=storage,
+                name=group,
+                throw_new_error_on_trip=False,  # the call that trips the breaker reports its own error
+            )
+            existing = _guards[group] = _Guard(breaker, storage, threading.Lock())
+        return existing
+
+
+def breaker(group: str) -> pybreaker.CircuitBreaker:
+    """The breaker of a guard group (thresholds from CB_FAILURE_THRESHOLD and CB_RECOVERY_TIMEOUT)."""
+    return _guard(group).breaker
+
+
+@contextlib.contextmanager
+def breaker_guarding(group: str) -> Iterator[None]:
+    """Run the block under the group's breaker: refused at once (CircuitOpen) while the breaker is open; a
+    dependency failure inside counts toward opening it and a success resets the count, while the caller's own
+    failures count neither way. While it is half-open, one trial call at a time goes through in each process.
+
+    pybreaker's `call` holds the breaker's lock for the whole guarded call, which would let one call of a group
+    through at a time per process; so the breaker is asked before the call and told its outcome after, each
+    through pybreaker's public API, and the call itself runs outside the lock."""
+    guard = _guard(group)
+    cb = guard.breaker
+    try:
+        state = cb.current_state  # pybreaker's Redis storage answers its fallback (closed) when Redis fails...
+    except RedisError as exc:  # ...except where it sets up a state missing from Redis
+        redis_failed(exc)
+        state = pybreaker.STATE_CLOSED
+    if state == pybreaker.STATE_OPEN:
+        opened_at = guard.storage.opened_at
+        if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=cb.reset_timeout):
+            _refuse(group)
+        cb.half_open()
+        state = pybreaker.STATE_HALF_OPEN
+    trial = state == pybreaker.STATE_HALF_OPEN
+    if trial and not guard.trial.acquire(blocking=False):
+        _refuse(group)  # another call is the trial: this one waits for its verdict like any other
+    try:
+        yield
+    except DEPENDENCY_FAILURES as exc:
+        with contextlib.suppress(type(exc), pybreaker.CircuitBreakerError):  # opened meanwhile elsewhere
+            cb.call(_fail, exc)  # counted by pybreaker, which opens the breaker at the threshold
+        raise
+    else:
+        if trial:
+            with contextlib.suppress(pybreaker.CircuitBreakerError):  # opened meanwhile elsewhere
+                cb.call(_succeed)  # the trial went through: pybreaker closes the breaker
+        else:
+            guard.storage.reset_counter()  # failures are counted while consecutive
+    finally:
+        if trial:
+            guard.trial.release()
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    raise exc
+
+
+def _succeed() -> None:
+    return None
+
+
+def _refuse(group: str) -> NoReturn:
+    metrics.BLOCKED.labels(reason="circuit_open").inc()
+    raise CircuitOpen(
+        f"The {group} tools are failing and are paused for up to {settings.CB_RECOVERY_TIMEOUT:.0f} s "
+        "(circuit breaker open); try again later."
+    )
+
+
+def breaker_states() -> dict[str, dict[str, Any]]:
+    return {group: {"state": breaker(group).current_state, "failures": breaker(group).fail_counter} for group in GROUPS}
+
+
+def breaker_reset(group: str) -> None:
+    """Close a group's breaker (an administrator's action)."""
+    breaker(group).close()
+    audit_record(action="breaker.reset", outcome="closed", target=group)
+
+
+def breakers_forget() -> None:
+    """Drop this process's breaker objects (tests); shared state in Redis is untouched."""
+    with _guards_lock:
+        _guards.clear()

@@ -1,0 +1,41 @@
+"""Who is calling a tool: the user, the scopes their token grants, where the call came from, and the transport's
+hooks (progress, cancellation, an early answer)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from apps.core.errors import ApplicationError
+from apps.security import scopes
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the user every score belongs to, the scopes granted, and where the call came from."""
+
+    user: AbstractBaseUser
+    scopes: frozenset[str]
+    client_id: str | None = None
+    ip: str | None = None
+    transport: str = "internal"
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Long tools (analyze_corpus) report progress here and stop at the next step once `cancelled` is set; the
+    # transport wires both to its client (MCP progress notifications and cancellation).
+    progress: Callable[[int, int, str], None] | None = field(default=None, compare=False, repr=False)
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    # A transport that can answer before the call's security events and clean-up passes `answer`: invoke_tool
+    # calls it once with the outcome (the result, or the ApplicationError the call ends with) as soon as the
+    # call's audit event is written and the call counted (see apps.mcp_bridge.server.until_answered).
+    answer: Callable[[dict[str, Any] | ApplicationError], None] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def operator(cls, user: AbstractBaseUser, *, transport: str = "cli") -> Caller:
+        """An operator acting as `user` from the server itself (command line, stdio): every scope."""
+        return cls(user=user, scopes=scopes.ALL, transport=transport)
