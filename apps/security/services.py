@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.cache import cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 from redis.exceptions import RedisError
@@ -137,19 +138,22 @@ def token_authenticate(*, raw_token: str, resource: str) -> tuple[VerifiedToken,
     client-credentials token, or when the account is gone or disabled); None if the token is refused.
 
     Both are remembered per process under one reading of the invalidation epoch (a user's change bumps it too),
-    so a busy client's call costs one cache read and no query (see also `token_authenticate_remembered`)."""
+    so a busy client's call costs one cache read and no query (see also `token_authenticate_remembered`); what
+    this process does not remember costs one query (`_token_found`)."""
     epoch = token_epoch()
-    verified = _token_remembered(raw_token, resource, epoch)
-    if verified is None:
-        return None
-    if verified.user_id is None:
+    checksum = _checksum(raw_token)
+    verified = _verified_remembered(checksum, resource, epoch)
+    if verified is not None and verified.user_id is None:
         return verified, None
-    user = _users.get(verified.user_id, epoch)
-    if user is None:
-        from django.contrib.auth import get_user_model
-
-        user = get_user_model().objects.filter(pk=verified.user_id, is_active=True).first()
-        _users.put(verified.user_id, user, epoch)
+    user = _users.get(verified.user_id, epoch) if verified is not None else None
+    if verified is None or user is None:
+        found = _token_found(checksum, resource)
+        if found is None:
+            return None
+        verified, user = found
+        _verified.put((checksum, resource), verified, epoch)
+        if user is not None:
+            _users.put(verified.user_id, user, epoch)
     return verified, user
 
 
@@ -182,31 +186,37 @@ def _token_remembered(raw_token: str, resource: str, epoch: Any) -> VerifiedToke
     verified = _verified_remembered(checksum, resource, epoch)
     if verified is not None:
         return verified
-    found = _token_verify_uncached(checksum, resource)
-    _verified.put((checksum, resource), found, epoch)
-    return found
+    found = _token_found(checksum, resource)
+    if found is None:
+        return None
+    _verified.put((checksum, resource), found[0], epoch)
+    return found[0]
 
 
-def _token_verify_uncached(checksum: str, resource: str) -> VerifiedToken | None:
+def _token_found(checksum: str, resource: str) -> tuple[VerifiedToken, Any | None] | None:
+    """The token's grant and its active user (None if it has none, or a disabled one), in one query; None if the
+    token is refused (unknown, expired, of a disabled or deleted client, a registration token, another resource)."""
+    client_disabled = ClientPolicy.objects.filter(application_id=OuterRef("application_id"), disabled=True)
     token = (
-        AccessToken.objects.select_related("application")
+        AccessToken.objects.select_related("application", "user")
         .filter(token_checksum=checksum)
-        .only("user_id", "scope", "expires", "resource", "application__client_id", "application__id")
+        .annotate(client_disabled=Exists(client_disabled))
+        # the whole user, whose fields the tools and the audit trail read; of the token only what is checked here
+        .only("user", "scope", "expires", "resource", "application__client_id")
         .first()
     )
-    if token is None or token.is_expired() or token.application is None:
+    if token is None or token.is_expired() or token.application is None or token.client_disabled:
         return None
     if is_registration_token(token.scope) or not token.allows_audience(resource):
         return None
-    if ClientPolicy.objects.filter(application_id=token.application_id, disabled=True).exists():
-        return None
-    return VerifiedToken(
+    verified = VerifiedToken(
         user_id=token.user_id,
         client_id=token.application.client_id,
         scopes=frozenset(token.scope.split()),
         expires_at=token.expires,
         resource=token.resource[0] if token.resource else None,
     )
+    return verified, token.user if token.user is not None and token.user.is_active else None
 
 
 def token_revoke_all(*, user: AbstractBaseUser | None = None, application: Application | None = None) -> int:

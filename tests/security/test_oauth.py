@@ -370,6 +370,32 @@ def test_a_verified_token_is_remembered_until_anything_revokes_it(alice: Any, to
     assert token_verify(raw_token=raw, resource=resource) is None
 
 
+def test_a_token_not_remembered_is_checked_in_one_query_with_every_refusal(
+    alice: Any, bob: Any, token_for: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.security.models import ClientPolicy
+    from apps.security.services import token_authenticate, token_epoch_bump
+
+    resource = f"{django_settings.PUBLIC_URL}/mcp"
+    raw, other = token_for(alice), token_for(bob)
+    with CaptureQueriesContext(connection) as queries:
+        verified, user = token_authenticate(raw_token=raw, resource=resource)
+        assert user == alice and user.email == "alice@example.com"  # the whole user, no query later for a field
+    assert verified.user_id == alice.pk
+    assert len(queries) == 1, [query["sql"] for query in queries]
+    bob.is_active = False
+    bob.save()
+    assert token_authenticate(raw_token=other, resource=resource)[1] is None  # acts for no one now
+    # disabled without revoking its tokens (client_disable does both): the check itself refuses them
+    application = AccessToken.objects.get(user=alice).application
+    ClientPolicy.objects.update_or_create(application=application, defaults={"disabled": True})
+    token_epoch_bump()
+    assert token_authenticate(raw_token=raw, resource=resource) is None
+
+
 def test_the_event_loop_answers_a_remembered_token_and_nothing_else(alice: Any, bob: Any, token_for: Any) -> None:
     import anyio
 
