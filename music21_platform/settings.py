@@ -179,7 +179,7 @@ if REDIS_URL:
             "BACKEND": "apps.core.cache.RedisCache",  # one connection pool per process
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "m21",
-            # Seconds to connect and to wait for each reply (apps.core.cache.TIMEOUT): a frozen Redis
+            # Seconds to connect and to wait for each reply (apps.core.redis.TIMEOUT): a frozen Redis
             # otherwise holds a call for redis-py's default of 5 s per command. Every Redis client has them.
             "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
         }
@@ -361,7 +361,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "call_context": {"()": "apps.core.logs.CallContextFilter"},
-        "redis_outage": {"()": "apps.core.cache.OutageLogFilter"},
+        "redis_outage": {"()": "apps.core.redis.OutageLogFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
@@ -380,7 +380,7 @@ LOGGING = {
     "loggers": {
         **{name: {"level": "WARNING"} for name in ("music21", "mcp", "sse_starlette", "httpx", "httpx2")},
         # pybreaker's Redis storage logs a traceback on every breaker read while Redis is down (hundreds a
-        # second); the guards' Redis client logs the outage once instead (apps.security.redis).
+        # second); the outage is logged once instead (apps.core.redis.Outage).
         "pybreaker": {"filters": ["redis_outage"]},
     },
 }

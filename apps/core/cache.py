@@ -11,9 +11,9 @@ of some 170 response callbacks in each: 55 us per cache read, about as long as t
 client below keeps one `redis.Redis` per pool (it is thread-safe: each command takes a connection from the pool).
 
 Every Redis client of the product (this cache, the guards', the subscriptions below, the asynchronous one) waits
-at most TIMEOUT to connect and for each reply, and the cache's and the guards' clients do not ask a server that
-failed again for RETRY_AFTER_FAILURE: a frozen Redis (stopped, not crashed, so the kernel still accepts
-connections) otherwise holds every call for redis-py's default of 5 s per command, and a call makes several.
+at most apps.core.redis.TIMEOUT to connect and for each reply, and the cache's client shares the record of its
+server being down with the guards' client of the same server (apps.core.redis.outage_for): after either has
+found it down, neither asks it again for a while.
 """
 
 from __future__ import annotations
@@ -34,125 +34,14 @@ import redis.asyncio
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.utils.functional import cached_property
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from apps.core.redis import TIMEOUT, FailFastRedis, outage_for
+from apps.core.redis import outages_forget as outages_forget  # tests reach it here too
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-TIMEOUT = 0.25  # seconds to connect to Redis, and to wait for each reply
-RETRY_AFTER_FAILURE = 5.0  # seconds during which a Redis that failed is not asked again
-
-
-# --- Redis that is down costs a call no wait ----------------------------------------------------------------------
-
-
-class Outage:
-    """What this process knows of a Redis server being down: when it last failed. While that is less than
-    `retry_after` ago, clients bound to it fail at once instead of each waiting TIMEOUT; the first command after
-    that tries the server again. The outage is logged when it starts and when it ends, not on every failure."""
-
-    def __init__(self, what: str, *, consequence: str, recovery: str) -> None:
-        self.what = what
-        self.consequence = consequence
-        self.recovery = recovery
-        self.failed_at: float | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def retry_after(self) -> float:
-        return RETRY_AFTER_FAILURE
-
-    @property
-    def down(self) -> bool:
-        """True from a failure until the next success."""
-        return self.failed_at is not None
-
-    def skipped(self) -> bool:
-        """True while the server failed too recently to be asked again."""
-        failed_at = self.failed_at
-        return failed_at is not None and time.monotonic() - failed_at < self.retry_after
-
-    def failed(self, exc: BaseException) -> None:
-        with self._lock:
-            started, self.failed_at = self.failed_at is None, time.monotonic()
-        if started:
-            logger.error("%s is unreachable (%s): %s", self.what, exc, self.consequence)
-
-    def recovered(self) -> None:
-        if self.failed_at is None:
-            return
-        with self._lock:
-            ended, self.failed_at = self.failed_at is not None, None
-        if ended:
-            logger.warning("%s is reachable again: %s", self.what, self.recovery)
-
-
-class FailFastRedis(redis.Redis):
-    """A redis-py client that reports its server's failures to an `Outage` and, while the outage says so, fails at
-    once with redis-py's ConnectionError (a RedisError, which every caller handles) instead of waiting again."""
-
-    def __init__(self, *args: Any, outage: Outage, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.outage = outage
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        self._refuse_during_outage()
-        try:
-            result = super().execute_command(*args, **options)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            self.outage.failed(exc)
-            raise
-        self.outage.recovered()
-        return result
-
-    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-        self._refuse_during_outage()
-        return super().pipeline(*args, **kwargs)
-
-    def _refuse_during_outage(self) -> None:
-        if self.outage.skipped():
-            raise RedisConnectionError(f"{self.outage.what} failed moments ago; not asked again yet")
-
-
-def fail_fast_redis(url: str, outage: Outage) -> FailFastRedis:
-    """A client of `url` with the product's timeouts, bound to `outage`."""
-    pool = redis.ConnectionPool.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
-    return FailFastRedis(connection_pool=pool, outage=outage)
-
-
-_outages: dict[str, Outage] = {}
-
-
-def cache_outage(url: str) -> Outage:
-    """The outage record of a cache server (one per process and server)."""
-    with _lock:
-        outage = _outages.get(url)
-        if outage is None:
-            outage = _outages[url] = Outage(
-                f"the cache's Redis ({url.rpartition('@')[2]})",
-                consequence="cache reads miss and writes are dropped; the block list is read from the database",
-                recovery="the cache is used again",
-            )
-        return outage
-
-
-def outages_forget() -> None:
-    """Forget that any cache server failed (tests): its clients ask it again at once."""
-    with _lock:
-        for outage in _outages.values():
-            outage.failed_at = None
-
-
-class OutageLogFilter(logging.Filter):
-    """Drops the traceback pybreaker's Redis storage logs on every breaker read or write that fails because Redis
-    is unreachable (hundreds a second during an outage): the guards' client has logged the outage, once, already
-    (see apps.security.redis). Other records pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, (RedisConnectionError, RedisTimeoutError))
 
 
 # --- One client per process ---------------------------------------------------------------------------------------
@@ -170,7 +59,7 @@ class _OneClientPerPool(RedisCacheClient):
         client = self._redis_by_pool.get(id(pool))
         if client is None:
             server = next(self._servers[index] for index, each in self._pools.items() if each is pool)
-            outage = cache_outage(server)
+            outage = outage_for(server)
             with _lock:
                 client = self._redis_by_pool.setdefault(id(pool), FailFastRedis(connection_pool=pool, outage=outage))
         return client
