@@ -23,7 +23,7 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, set_token_value
 
 from apps.compliance import audit
-from apps.security import guards, scopes
+from apps.security import breakers, ratelimits, scopes
 from apps.security.oauth_settings import oauth2_provider_settings
 from apps.security.resources import api_resource, mcp_resource
 from apps.security.services import token_epoch_bump
@@ -73,8 +73,8 @@ def _fresh_guards(settings: Any) -> None:
     settings.AUDIT_SEAL_INTERVAL = 0
     audit._subjects.clear()
     token_epoch_bump()  # the database was flushed since: forget verified tokens and users
-    guards.rate_limits_reset()
-    guards.breakers_forget()
+    ratelimits.rate_limits_reset()
+    breakers.breakers_forget()
 
 
 @pytest.fixture

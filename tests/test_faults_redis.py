@@ -16,8 +16,8 @@ import httpx2
 import pytest
 from django.test import Client
 
-from apps.core import cache as core_cache
-from apps.security import guards
+from apps.core import redis as core_redis
+from apps.security import breakers
 from apps.security import redis as guard_redis
 from apps.tools.invocation import Caller, invoke_tool
 from tests.support import OwnRedis
@@ -43,13 +43,13 @@ def own_redis(settings: Any) -> Iterator[OwnRedis]:
         }
         settings.CACHES = caches
         settings.REDIS_URL = server.url
-        guards.breakers_forget()  # breakers keep the Redis client they were built with
+        breakers.breakers_forget()  # breakers keep the Redis client they were built with
         yield server
     finally:
         server.kill()
-        guards.breakers_forget()
+        breakers.breakers_forget()
         guard_redis.redis_recovered()
-        core_cache.outages_forget()
+        core_redis.outages_forget()
 
 
 def _caller(user: Any) -> Caller:

@@ -37,7 +37,6 @@ from django.utils.functional import cached_property
 from redis.exceptions import RedisError
 
 from apps.core.redis import TIMEOUT, FailFastRedis, outage_for
-from apps.core.redis import outages_forget as outages_forget  # tests reach it here too
 
 logger = logging.getLogger(__name__)
 
