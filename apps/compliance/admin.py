@@ -15,10 +15,12 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from apps.compliance import audit, services
-from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy, RetentionRun
+from apps.compliance import audit, services, tasks
+from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy, RetentionRun, SubjectKey
+from apps.compliance.retention import retention_apply
 from apps.core.errors import ApplicationError
 from apps.security.models import SecurityEvent
+from apps.security.services import token_revoke_all
 from apps.tools.models import Score
 
 
@@ -118,8 +120,6 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Dry run: count what every policy would remove now")
     def preview(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from apps.compliance.retention import retention_apply
-
         run = retention_apply(dry_run=True)
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(run.removed.items())) or "nothing"
         self.message_user(request, f"A run now would remove {summary}.")
@@ -186,22 +186,21 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve (erasures run after the grace period)")
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
-        approve = services.subject_request_approve
-        self._each(request, queryset, "approved", lambda r: approve(request=r, by=request.user))
+        self._each(request, queryset, "approved", lambda r: _approve(r, by=request.user, run_now=False))
 
     @admin.action(description="Run now (skip the grace period)")
     def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._each(
-            request,
-            queryset,
-            "started",
-            lambda r: services.subject_request_approve(request=r, by=request.user, run_now=True),
-        )
+        self._each(request, queryset, "started", lambda r: _approve(r, by=request.user, run_now=True))
 
     @admin.action(description="Cancel")
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         cancel = services.subject_request_cancel
         self._each(request, queryset, "cancelled", lambda r: cancel(request=r, by=request.user))
+
+
+def _approve(found: DataSubjectRequest, *, by: Any, run_now: bool) -> None:
+    services.subject_request_approve(request=found, by=by, run_now=run_now)
+    tasks.subject_request_start(found)
 
 
 # --- Users: what is held about each person, and starting their requests ---------------------------------------------
@@ -252,8 +251,6 @@ class PlatformUserAdmin(UserAdmin):
     @admin.display(description="audit trail")
     def audit_trail(self, person: Any) -> str:
         """The person's events, found through their pseudonym (the trail never stores who they are)."""
-        from apps.compliance.models import SubjectKey
-
         key = SubjectKey.objects.filter(user=person).first()
         if key is None:
             return "No recorded activity."
@@ -264,7 +261,8 @@ class PlatformUserAdmin(UserAdmin):
         started = 0
         for person in queryset:
             try:
-                services.subject_request_create(subject=person, kind=kind, handled_by=request.user, via="admin")
+                filed = services.subject_request_create(subject=person, kind=kind, handled_by=request.user, via="admin")
+                tasks.subject_request_start(filed)  # waits for approval: a no-op today, as after every filing
                 started += 1
             except ApplicationError as error:
                 self.message_user(request, f"{person}: {error.message}", messages.ERROR)
@@ -275,8 +273,6 @@ class PlatformUserAdmin(UserAdmin):
 
     @admin.action(description="Revoke every token of the selected users")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from apps.security.services import token_revoke_all
-
         revoked = sum(token_revoke_all(user=person) for person in queryset)
         self.message_user(request, f"Revoked {revoked} token(s); the applications must ask the users again.")
 

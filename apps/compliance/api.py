@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from apps.compliance import reports, services
+from apps.compliance import reports, services, tasks
 from apps.compliance.models import DataSubjectRequest
 from apps.core.errors import ApplicationError, NotFound, RateLimited
 from apps.security import scopes
@@ -116,6 +116,7 @@ class RequestListView(_PrivacyView):
             password=incoming.validated_data.get("password"),
             via="api",
         )
+        tasks.subject_request_start(created)
         created.refresh_from_db()
         return Response(
             {"status": "success", "request": RequestSerializer(created).data}, status=status.HTTP_201_CREATED

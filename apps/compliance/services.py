@@ -10,8 +10,11 @@ import zipfile
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from auditlog.models import LogEntry
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
@@ -21,8 +24,9 @@ from apps.compliance import audit
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionPolicy, SubjectKey
 from apps.core.errors import ApplicationError, NotFound
 from apps.security.models import Block, SecurityEvent
+from apps.security.ratelimits import rate_limits_forget
+from apps.security.services import token_revoke_all
 from apps.tools.models import Score, SourceFormat
-from apps.tools.selectors import score_rows_forget, scores_stamp_name
 from apps.tools.services.cache import parsed_scores_purge
 
 if TYPE_CHECKING:
@@ -77,9 +81,10 @@ def subject_request_create(
     via: str = "privacy page",
     handled_by: AbstractBaseUser | None = None,
 ) -> DataSubjectRequest:
-    """File a request. The person's own export starts at once; the person's own erasure needs their password and
-    runs after the grace period (ERASURE_GRACE_HOURS) unless cancelled. A request an administrator files for
-    someone waits for approval."""
+    """File a request. The person's own export is due at once; the person's own erasure needs their password and
+    is due after the grace period (ERASURE_GRACE_HOURS) unless cancelled. A request an administrator files for
+    someone waits for approval. The caller hands a request due now to a worker (apps.compliance.tasks.
+    subject_request_start): this layer sits below the tasks and does not start them."""
     if kind not in DataSubjectRequest.Kind.values:
         raise RequestRefused(f"Unknown request kind {kind!r}: use 'export' or 'erasure'.")
     by_subject = handled_by is None
@@ -107,13 +112,12 @@ def subject_request_create(
         handled_by=handled_by,
     )
     audit.audit_record(action=f"privacy.{kind}_requested", outcome=status, user=subject, target=f"request:{request.pk}")
-    if status == DataSubjectRequest.Status.SCHEDULED and scheduled_for <= now:
-        _enqueue(request)
     return request
 
 
 def subject_request_approve(*, request: DataSubjectRequest, by: AbstractBaseUser, run_now: bool = False) -> None:
-    """An administrator approves a request (it runs at once, or after the erasure grace period)."""
+    """An administrator approves a request: it is due at once, or after the erasure grace period. As after
+    subject_request_create, the caller hands a request due now to a worker (apps.compliance.tasks)."""
     if request.status not in (DataSubjectRequest.Status.PENDING, DataSubjectRequest.Status.SCHEDULED):
         raise RequestRefused(f"Request #{request.pk} is {request.get_status_display()}; it cannot be approved.")
     now = timezone.now()
@@ -128,8 +132,6 @@ def subject_request_approve(*, request: DataSubjectRequest, by: AbstractBaseUser
     audit.audit_record(
         action=f"privacy.{request.kind}_approved", outcome="scheduled", user=by, target=f"request:{request.pk}"
     )
-    if request.scheduled_for <= now:
-        _enqueue(request)
 
 
 def subject_request_cancel(*, request: DataSubjectRequest, by: AbstractBaseUser) -> None:
@@ -151,14 +153,18 @@ def subject_request_cancel(*, request: DataSubjectRequest, by: AbstractBaseUser)
     )
 
 
-def _enqueue(request: DataSubjectRequest) -> None:
-    from apps.compliance.tasks import run_subject_request
-
-    transaction.on_commit(lambda: run_subject_request.delay(request.pk))
+def subject_request_is_due(*, request: DataSubjectRequest) -> bool:
+    """Whether the request waits only for a worker: scheduled, and its time has come (as subject_requests_run_due
+    finds them)."""
+    return (
+        request.status == DataSubjectRequest.Status.SCHEDULED
+        and request.scheduled_for is not None
+        and request.scheduled_for <= timezone.now()
+    )
 
 
 def subject_requests_run_due() -> int:
-    """Start every scheduled request whose time has come (the periodic task). Returns how many."""
+    """Run every scheduled request whose time has come (the periodic task). Returns how many."""
     due = DataSubjectRequest.objects.filter(
         status=DataSubjectRequest.Status.SCHEDULED, scheduled_for__lte=timezone.now()
     ).values_list("pk", flat=True)
@@ -347,11 +353,6 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
     """Erase the person: scores, tokens, grants, clients they own, sessions, sign-in records and their account;
     their security events are kept but anonymised; their audit events are kept but unlinked (their key is
     destroyed); caches everywhere drop their parsed scores. The erasure itself is audited."""
-    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
-
-    from apps.security import guards
-    from apps.security.services import token_revoke_all
-
     user = request.subject
     if user is None:
         raise NotFound(f"The subject of request #{request.pk} no longer exists.")
@@ -389,17 +390,12 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
         get_user_model().objects.filter(pk=user_id).delete()
     audit.subject_forget(user_id)
     parsed_scores_purge(score_pks)
-    score_rows_forget(user_id)
-    guards.rate_limits_forget(user_id=user_id)
-    guards.stamp_forget(scores_stamp_name(user_id))
+    rate_limits_forget(user_id=user_id)
 
 
 def _auditlog_forget(user_id: int) -> None:
     """django-auditlog keeps the history of the account itself (its e-mail, its name): drop it, and the address
     of the changes the person made."""
-    from auditlog.models import LogEntry
-    from django.contrib.contenttypes.models import ContentType
-
     user_type = ContentType.objects.get_for_model(get_user_model())
     LogEntry.objects.filter(content_type=user_type, object_pk=str(user_id)).delete()
     LogEntry.objects.filter(actor_id=user_id).update(actor=None, remote_addr=None, actor_email=None)

@@ -1,12 +1,17 @@
 """Celery tasks of the compliance app: each takes ids and calls one service. The periodic ones are scheduled with
-django-celery-beat (editable in the admin under Periodic tasks)."""
+django-celery-beat (editable in the admin under Periodic tasks).
+
+The services sit below this module and never start a task; the edges (the privacy pages, the API, the admin) call
+subject_request_start after filing or approving a request."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
 
 from apps.compliance import audit, retention, services
+from apps.compliance.models import DataSubjectRequest
 
 
 @shared_task(name="compliance.run_subject_request", soft_time_limit=25 * 60, time_limit=30 * 60)
@@ -31,3 +36,11 @@ def apply_retention() -> dict[str, int]:
 @shared_task(name="compliance.seal_audit")
 def seal_audit() -> int:
     return audit.audit_seal()
+
+
+def subject_request_start(request: DataSubjectRequest) -> None:
+    """Hand a request that is due now (services.subject_request_is_due) to a worker once the transaction that filed
+    or approved it commits, so that the worker finds its row. Without a broker the task runs in this process at
+    that moment. A due request no one started still runs, on the next run_due_requests."""
+    if services.subject_request_is_due(request=request):
+        transaction.on_commit(lambda: run_subject_request.delay(request.pk))

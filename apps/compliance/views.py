@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from apps.compliance import reports, services
+from apps.compliance import reports, services, tasks
 from apps.compliance.api import export_response
 from apps.compliance.models import DataSubjectRequest
 from apps.core.errors import ApplicationError
@@ -40,7 +40,8 @@ def privacy_home(request: HttpRequest) -> HttpResponse:
 @require_POST
 def privacy_export(request: HttpRequest) -> HttpResponse:
     try:
-        services.subject_request_create(subject=request.user, kind=DataSubjectRequest.Kind.EXPORT)
+        created = services.subject_request_create(subject=request.user, kind=DataSubjectRequest.Kind.EXPORT)
+        tasks.subject_request_start(created)
         messages.success(request, "Your export is being prepared. It appears below when it is ready.")
     except ApplicationError as error:
         messages.error(request, error.message)
@@ -54,6 +55,7 @@ def privacy_erasure(request: HttpRequest) -> HttpResponse:
         created = services.subject_request_create(
             subject=request.user, kind=DataSubjectRequest.Kind.ERASURE, password=request.POST.get("password", "")
         )
+        tasks.subject_request_start(created)
         messages.success(
             request,
             f"Your account and everything held about you will be erased on "

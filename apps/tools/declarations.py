@@ -16,13 +16,14 @@ from pydantic import Field, model_validator
 
 from apps.core.errors import InvalidArguments
 from apps.security.scopes import READ, WRITE
+from apps.tools.corpus_jobs import corpus_job_run
 from apps.tools.invocation import Caller
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.registry import ToolArguments, tool
 from apps.tools.selectors import score_get, score_list
 from apps.tools.services import analysis, composition, patterns
 from apps.tools.services.cache import parsed_scores
-from apps.tools.services.corpus import corpus_analyze, corpus_select
+from apps.tools.services.corpus import corpus_select
 from apps.tools.services.export import EXPORT_FORMATS, export_score
 from apps.tools.services.parsing import SOURCE_TYPES
 from apps.tools.services.render import render_svg
@@ -263,7 +264,7 @@ def analyze_corpus(caller: Caller, args: CorpusArgs) -> dict[str, Any]:
     """Analyse many works of the bundled music21 corpus (a composer, or a path pattern) as a background job on
     the Celery workers, with progress notifications; cancel the call to stop it. Returns each work's result."""
     paths = corpus_select(composer=args.composer, pattern=args.path_pattern, limit=args.limit)
-    results = corpus_analyze(
+    results = corpus_job_run(
         paths, analysis=args.analysis, progress=caller.progress, is_cancelled=caller.cancelled.is_set
     )
     failed = [r for r in results if "error" in r]

@@ -1,4 +1,5 @@
-"""Celery tasks of the tools app: thin wrappers that take plain data and call one service."""
+"""Celery tasks of the tools app: thin wrappers that take plain data and call one service. Dispatching a corpus
+job's chunks and waiting for them is apps.tools.corpus_jobs's, above this module."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ CHUNK_MAX_RUNS = 3
     # machine gone) is delivered again instead of being lost with it. A pool process that dies is noticed by its
     # worker, which hands the chunk back at once; a whole worker that dies leaves it unacknowledged in Redis, where
     # the next worker finds it once the visibility timeout has passed. The chunk's result is stored under its task
-    # id, so running it twice changes nothing (apps.tools.services.corpus).
+    # id, so running it twice changes nothing (apps.tools.corpus_jobs).
     acks_late=True,
     reject_on_worker_lost=True,
 )

@@ -9,8 +9,8 @@ from django.conf import settings
 from music21 import corpus
 
 from apps.core.errors import InvalidArguments
+from apps.tools.corpus_jobs import CHUNK_SIZE, Cancelled
 from apps.tools.invocation import Caller, invoke_tool
-from apps.tools.services.corpus import CHUNK_SIZE, Cancelled
 from apps.tools.tasks import CHUNK_SOFT_TIME_LIMIT, CHUNK_TIME_LIMIT, analyze_corpus_chunk
 
 

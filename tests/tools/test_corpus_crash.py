@@ -27,9 +27,10 @@ import redis
 from django.conf import settings
 
 from apps.core.errors import ServiceUnavailable
+from apps.tools import corpus_jobs
+from apps.tools.corpus_jobs import CHUNK_SIZE, Cancelled
 from apps.tools.invocation import Caller, invoke_tool
-from apps.tools.services import corpus
-from apps.tools.services.corpus import CHUNK_SIZE, Cancelled, corpus_select
+from apps.tools.services.corpus import corpus_select
 from music21_platform.celery import app
 from tests.support import OwnRedis, subprocess_database_url
 
@@ -213,7 +214,7 @@ def test_the_caller_is_told_soon_when_no_worker_is_left(
 ) -> None:
     start_worker, marker = crash_workers.start, crash_workers.marker
     settings.CORPUS_JOB_TIMEOUT = 60
-    monkeypatch.setattr(corpus, "WORKER_SILENCE_SECONDS", 5.0)
+    monkeypatch.setattr(corpus_jobs, "WORKER_SILENCE_SECONDS", 5.0)
 
     worker = start_worker()
     job = _start_job(alice, call)
