@@ -202,3 +202,24 @@ def test_the_end_of_an_outage_is_logged_once(
     again = [record.getMessage() for record in caplog.records if "reachable again" in record.getMessage()]
     assert len(again) == 1, again
     assert not guard_redis.redis_degraded()
+
+
+def test_metrics_and_server_stats_answer_promptly_while_the_broker_is_frozen(
+    alice: Any, own_redis: OwnRedis, settings: Any
+) -> None:
+    from apps.tools.monitoring import server_stats
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = own_redis.url
+    own_redis.freeze()
+    try:
+        started = time.perf_counter()
+        response = Client().get("/metrics")
+        stats = server_stats()
+        waited = time.perf_counter() - started
+    finally:
+        own_redis.thaw()
+    assert response.status_code == 200
+    assert b"music21_analysis_queue_size" in response.content
+    assert stats["queue_depth"] is None  # unknown, said so, rather than a scrape held up by the broker
+    assert waited < PROMPT

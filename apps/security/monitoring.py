@@ -1,4 +1,4 @@
-"""What /metrics and /server_stats report: the metrics of every process, and a few read at scrape time."""
+"""The serving processes' own metrics (memory, CPU, open files), and who may read /metrics."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ import logging
 import os
 import threading
 import time
-from typing import Any
 
 import psutil
 from django.conf import settings
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import multiprocess
 
 from apps.core import metrics
-from apps.security import breakers
 
 logger = logging.getLogger(__name__)
 
@@ -60,40 +57,6 @@ def process_metrics_start() -> None:
     threading.Thread(target=_process_metrics_loop, name="process-metrics", daemon=True).start()
 
 
-def queue_size() -> int | None:
-    """Tasks waiting in the Celery queue (Redis broker), or None without one."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return 0
-    from music21_platform.celery import app
-
-    try:
-        with app.connection_for_read() as conn:
-            return conn.default_channel.client.llen(app.conf.task_default_queue)
-    except Exception:
-        logger.warning("cannot read the Celery queue length", exc_info=True)
-        return None
-
-
-def scrape_values_update() -> None:
-    """Values that are read, not counted: breaker states (shared in Redis), the queue, this process."""
-    for group, state in breakers.breaker_states().items():
-        metrics.BREAKER_OPEN.labels(circuit_name=group).set(1 if state["state"] == "open" else 0)
-    waiting = queue_size()
-    if waiting is not None:
-        metrics.QUEUE_SIZE.set(waiting)
-    process_metrics_update()
-
-
-def metrics_text() -> bytes:
-    """The Prometheus exposition of every process (multiprocess mode) or of this one."""
-    scrape_values_update()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
-
-
 def metrics_allowed(*, ip: str | None, authorization: str) -> bool:
     """Loopback and METRICS_ALLOWED_NETWORKS may read /metrics; anyone else needs METRICS_TOKEN as a bearer."""
     token = settings.METRICS_TOKEN
@@ -106,33 +69,6 @@ def metrics_allowed(*, ip: str | None, authorization: str) -> bool:
     return any(address in network for network in settings.METRICS_ALLOWED_NETWORKS)
 
 
-def server_stats() -> dict[str, Any]:
-    """The state of this server for operators: uptime, calls, scores held, cache use, breakers, queue."""
-    from apps.tools.models import Score
-    from apps.tools.services.cache import parsed_scores
-
-    calls: dict[str, float] = {}
-    for metric in metrics.REQUESTS.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_total"):
-                status = sample.labels["status"]
-                calls[status] = calls.get(status, 0) + sample.value
-    process_metrics_update()
-    stats = parsed_scores.stats
-    return {
-        "status": "success",
-        "uptime_seconds": round(time.time() - STARTED, 1),
-        "process": os.getpid(),
-        "requests": {"total": int(sum(calls.values())), "by_status": {k: int(v) for k, v in sorted(calls.items())}},
-        "scores_held": Score.objects.count(),
-        "parsed_score_cache": {
-            "entries": len(parsed_scores),
-            "capacity": parsed_scores.capacity,
-            "hits": stats.hits,
-            "misses": stats.misses,
-            "evictions": stats.evictions,
-        },
-        "breakers": breakers.breaker_states(),
-        "queue_depth": queue_size(),
-        "memory_rss_bytes": _process.memory_info().rss,
-    }
+def process_memory_rss() -> int:
+    """This process's resident memory, in bytes."""
+    return int(_process.memory_info().rss)

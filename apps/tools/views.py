@@ -15,9 +15,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core import metrics
-from apps.security import monitoring
+from apps.security.monitoring import metrics_allowed
 from apps.security.permissions import IsStaffOrAdminToken
 from apps.security.redis import redis_degraded
+from apps.tools import monitoring
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -105,9 +106,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text for loopback, METRICS_ALLOWED_NETWORKS, or a bearer of METRICS_TOKEN."""
     if not settings.METRICS_ENABLED:
         return HttpResponse("Metrics are disabled (METRICS_ENABLED=false).\n", status=404, content_type="text/plain")
-    if not monitoring.metrics_allowed(
-        ip=request.META.get("REMOTE_ADDR"), authorization=request.headers.get("Authorization", "")
-    ):
+    if not metrics_allowed(ip=request.META.get("REMOTE_ADDR"), authorization=request.headers.get("Authorization", "")):
         return HttpResponse(
             "Metrics are readable from the allowed networks or with the metrics token.\n",
             status=403,
