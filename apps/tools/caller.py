@@ -4,6 +4,7 @@ hooks (progress, cancellation, an early answer)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ class Caller:
     ip: str | None = None
     transport: str = "internal"
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # When the transport received the call (time.monotonic()): its time limit counts from here, so that a wait for
+    # a thread to run it in is part of the limit too.
+    arrived: float = field(default_factory=time.monotonic, compare=False)
     # Long tools (analyze_corpus) report progress here and stop at the next step once `cancelled` is set; the
     # transport wires both to its client (MCP progress notifications and cancellation).
     progress: Callable[[int, int, str], None] | None = field(default=None, compare=False, repr=False)

@@ -31,6 +31,7 @@ from apps.core.errors import (
     RateLimited,
     RejectedInput,
     ServiceUnavailable,
+    TimedOut,
     UnknownTool,
 )
 from apps.core.logs import call_context
@@ -231,10 +232,18 @@ class ValidArguments:
 
 
 class TimeLimit:
-    """The call's deadline, from here: waits for a bulkhead slot or a tool process are part of its time limit."""
+    """The call's deadline: its time limit counted from when the transport received it, so that every wait (for a
+    call thread, a bulkhead slot, a tool process) is part of it. A call that has waited past it is not run."""
 
     def __call__(self, call: Call, proceed: Proceed) -> Result:
-        call.deadline = time.monotonic() + float(getattr(settings, call.tool.timeout_setting))
+        limit = float(getattr(settings, call.tool.timeout_setting))
+        call.deadline = call.caller.arrived + limit
+        waited = time.monotonic() - call.caller.arrived
+        if waited >= limit:
+            raise TimedOut(
+                f"The call to {call.tool.name!r} waited {waited:.1f} s for the server to take it up, past its "
+                f"time limit ({limit:g} s, {call.tool.timeout_setting}), and did not run; try again in a moment."
+            )
         return proceed(call)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import shutil
 import socket
@@ -193,6 +194,19 @@ def test_a_call_past_the_timeout_is_answered_on_time_while_others_are_served(
             slow.result(timeout=5)
         assert not work_ended.is_set()  # answered at the limit, not when the work ended
     assert _metric("mcp_requests_total", tool="test_sleep", status="timeout") >= 1
+
+
+def test_a_call_that_waited_past_its_limit_before_it_was_taken_up_does_not_run(
+    alice: Any, settings: Any, extra_tool: Any
+) -> None:
+    settings.REQUEST_TIMEOUT = 0.5
+    ran = threading.Event()
+    extra_tool("test_mark", lambda caller: ran.set() or {})
+    waited_for_a_thread = dataclasses.replace(_as(alice), arrived=time.monotonic() - 0.6)
+    with pytest.raises(TimedOut, match=r"waited 0\.\d s for the server to take it up"):
+        invoke_tool("test_mark", {}, caller=waited_for_a_thread)
+    assert not ran.is_set()
+    assert invoke_tool("test_mark", {}, caller=_as(alice)) == {"status": "success"}  # one on time runs
 
 
 def _database_down(caller: Any) -> Any:
