@@ -148,7 +148,7 @@ def _limit(tool: Tool) -> float:
 def _timed_out(tool: Tool) -> TimedOut:
     return TimedOut(
         f"The tool {tool.name!r} did not finish within {_limit(tool):g} s ({tool.timeout_setting}, counted from "
-        "when the call was admitted) and was stopped; try a smaller score, a measure range or fewer works."
+        "when the call was received) and was stopped; try a smaller score, a measure range or fewer works."
     )
 
 
