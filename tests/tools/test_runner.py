@@ -224,7 +224,7 @@ def test_the_wait_for_a_tool_process_is_part_of_the_time_limit(
         _until(lambda: Path(f"{held / 'first'}.started").exists(), "the first call running")
         # Admitted now, this call waits about 1.2 s for the only process, and has about 0.8 s of its 2 s left to
         # run work that takes 1.5 s. Before, its 2 s started only once it had the process: it succeeded.
-        with pytest.raises(TimedOut, match="counted from when the call was admitted"):
+        with pytest.raises(TimedOut, match="counted from when the call was received"):
             call(alice, "test_hold", marker=str(held / "second"), seconds=1.5)
         assert Path(f"{held / 'second'}.started").exists()  # it did get the process, with what was left of its time
         assert first.result(timeout=60)["status"] == "success"
