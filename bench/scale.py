@@ -37,7 +37,8 @@ def _server(port: int, workers: int) -> subprocess.Popen[bytes]:
     metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
     return subprocess.Popen(  # noqa: S603 - our own interpreter running uvicorn
         [sys.executable, "-m", "uvicorn", "music21_platform.asgi:application", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+         "--workers", str(workers), "--http", "music21_platform.http:NoDelayHTTPProtocol",
+         "--log-level", "warning", "--no-access-log"],
         cwd=ROOT,
         # As deployed: tool calls in killable worker processes, one per uvicorn worker on this 2-core machine
         # (deploy/README.md: workers x tool processes = cores).

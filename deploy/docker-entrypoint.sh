@@ -32,6 +32,7 @@ case "${1:-web}" in
         exec uvicorn music21_platform.asgi:application \
             --host 0.0.0.0 --port 8000 \
             --workers "${WEB_WORKERS:-2}" \
+            --http music21_platform.http:NoDelayHTTPProtocol \
             --timeout-graceful-shutdown "${WEB_GRACEFUL_TIMEOUT:-30}" \
             --no-server-header
         ;;

@@ -6,23 +6,10 @@ handler speaks only HTTP.
 
 from __future__ import annotations
 
-import asyncio.base_events
 import os
-import socket
 from typing import Any
 
 from django.core.asgi import get_asgi_application
-
-
-def _set_nodelay(sock: socket.socket) -> None:
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-# `uvicorn --workers N` hands each worker a listening socket created with proto 0, and asyncio sets TCP_NODELAY
-# only on connections whose socket says IPPROTO_TCP: with several workers every response then waited about 40 ms
-# for the client's delayed ACK (Nagle). Each worker imports this module before it accepts a connection.
-asyncio.base_events._set_nodelay = _set_nodelay  # type: ignore[attr-defined]
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "music21_platform.settings")
 

@@ -130,7 +130,18 @@ def test_metrics_add_up_across_two_uvicorn_workers(
         "AUDIT_SEAL_INTERVAL": "0",
     }
     server = subprocess.Popen(  # noqa: S603 - our own interpreter
-        [sys.executable, "-m", "uvicorn", "music21_platform.asgi:application", "--port", str(port), "--workers", "2"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "music21_platform.asgi:application",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--http",
+            "music21_platform.http:NoDelayHTTPProtocol",
+        ],
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
