@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _serial(paths: list[str]) -> float:
     from music21 import corpus
 
-    from apps.tools.services.analysis import key_analysis
+    from apps.tools.services.keys import key_analysis
 
     started = time.perf_counter()
     for path in paths:

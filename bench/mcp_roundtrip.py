@@ -137,7 +137,7 @@ def run(repeat: int = 30) -> list[Row]:
     from mcp.client.streamable_http import streamable_http_client
     from music21 import corpus
 
-    from apps.tools.services import analysis
+    from apps.tools.services import harmony, keys
     from apps.tools.services.summary import score_summary
 
     token = _token_for_bench_user()
@@ -160,8 +160,8 @@ def run(repeat: int = 30) -> list[Row]:
     music = corpus.parse("bach/bwv66.6")
     direct = {
         "score_info": lambda: score_summary(music),
-        "key_analysis": lambda: analysis.key_analysis(music, algorithm="aarden"),
-        "chord_analysis": lambda: analysis.chord_analysis(music),
+        "key_analysis": lambda: keys.key_analysis(music, algorithm="aarden"),
+        "chord_analysis": lambda: harmony.chord_analysis(music),
     }
     arguments = {
         "score_info": {"score_id": "chorale"},

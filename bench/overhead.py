@@ -16,7 +16,7 @@ def run(repeat: int = 30) -> list[Row]:
     from music21 import corpus, roman
 
     from apps.tools.invocation import Caller, invoke_tool
-    from apps.tools.services import analysis
+    from apps.tools.services import harmony, keys
     from apps.tools.services.summary import score_summary
 
     user, _ = get_user_model().objects.get_or_create(username="bench-overhead")
@@ -39,13 +39,13 @@ def run(repeat: int = 30) -> list[Row]:
         invoke_tool("key_analysis", {"score_id": "chorale", "algorithm": "aarden"}, caller=caller)
 
     def direct_key() -> None:
-        analysis.key_analysis(music, algorithm="aarden")
+        keys.key_analysis(music, algorithm="aarden")
 
     def platform_chords() -> None:
         invoke_tool("chord_analysis", {"score_id": "chorale"}, caller=caller)
 
     def direct_chords() -> None:
-        analysis.chord_analysis(music)  # the same work, the same answer
+        harmony.chord_analysis(music)  # the same work, the same answer
 
     def bare_chords() -> None:  # the least a music21 user could write: no names, beats or cleaned figures
         found = music.analyze("AardenEssen")

@@ -198,14 +198,14 @@ def direct_rate(tool: str, seconds: float) -> float:
     """Calls per second of the same music21 work, serially in this process (one core)."""
     from music21 import corpus
 
-    from apps.tools.services import analysis
+    from apps.tools.services import keys
     from apps.tools.services.summary import score_summary
 
     music = corpus.parse("bach/bwv66.6")
     if tool == "score_info":
         work = lambda: score_summary(music)  # noqa: E731
     else:
-        work = lambda: analysis.key_analysis(music, algorithm="aarden")  # noqa: E731
+        work = lambda: keys.key_analysis(music, algorithm="aarden")  # noqa: E731
     work()
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:

@@ -21,7 +21,7 @@ from apps.tools.invocation import Caller
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.registry import ToolArguments, tool
 from apps.tools.selectors import score_get, score_list
-from apps.tools.services import analysis, composition, patterns
+from apps.tools.services import composition, harmony, keys, patterns, voiceleading
 from apps.tools.services.cache import parsed_scores
 from apps.tools.services.corpus import corpus_select
 from apps.tools.services.export import EXPORT_FORMATS, export_score
@@ -179,7 +179,7 @@ def key_analysis(caller: Caller, args: KeyArgs) -> dict[str, Any]:
     """Find the key of the whole score (all parts) with its confidence, the next likeliest keys and each
     algorithm's answer."""
     score, music = _music(caller, args.score_id)
-    return {"score_id": score.score_id, **analysis.key_analysis(music, algorithm=args.algorithm)}
+    return {"score_id": score.score_id, **keys.key_analysis(music, algorithm=args.algorithm)}
 
 
 class ChordArgs(ToolArguments):
@@ -192,7 +192,7 @@ def chord_analysis(caller: Caller, args: ChordArgs) -> dict[str, Any]:
     """List the score's chords (all parts sounded together) with measure, beat, pitches and Roman numeral in the
     score's key."""
     score, music = _music(caller, args.score_id)
-    return {"score_id": score.score_id, **analysis.chord_analysis(music, limit=args.limit)}
+    return {"score_id": score.score_id, **harmony.chord_analysis(music, limit=args.limit)}
 
 
 class HarmonyArgs(ToolArguments):
@@ -208,14 +208,14 @@ class HarmonyArgs(ToolArguments):
 def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
     """Analyse the harmony as a Roman-numeral progression, as harmonic functions, or as cadences."""
     score, music = _music(caller, args.score_id)
-    return {"score_id": score.score_id, **analysis.harmony_analysis(music, analysis_type=args.analysis_type)}
+    return {"score_id": score.score_id, **harmony.harmony_analysis(music, analysis_type=args.analysis_type)}
 
 
 @tool("voice_leading_analysis", arguments=ScoreArgs, scope=READ, group="music_analysis")
 def voice_leading_analysis(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
     """Find parallel fifths and octaves and voice crossings between every pair of parts, with measures and beats."""
     score, music = _music(caller, args.score_id)
-    return {"score_id": score.score_id, **analysis.voice_leading_analysis(music)}
+    return {"score_id": score.score_id, **voiceleading.voice_leading_analysis(music)}
 
 
 class PatternArgs(ToolArguments):

@@ -10,7 +10,8 @@ Two runners, chosen by TOOL_WORKER_PROCESSES:
   worker keeps its own parsed-score cache and its own database connection. The default outside development.
 
 The time limit is a deadline counted from when the transport received the call (apps.tools.invocation.TimeLimit):
-waiting for a thread or a process is part of it. Calls wait for a process in line, and one user's calls hold at most their share of them.
+waiting for a thread or a process is part of it. Calls wait for a process in line, and one user's calls hold at most
+their share of them.
 
 Tools that report progress and watch the cancel flag themselves (analyze_corpus, whose work runs on Celery) stay
 in a thread of the serving process in both modes (`Tool.isolated` is False).

@@ -15,7 +15,7 @@ from music21 import common, corpus, stream
 
 from apps.core.errors import InvalidArguments
 from apps.core.metrics import FILES_PROCESSED
-from apps.tools.services.analysis import key_analysis
+from apps.tools.services.keys import key_analysis
 from apps.tools.services.summary import score_summary
 
 CORPUS_ANALYSES = ("key", "summary")

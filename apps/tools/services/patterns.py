@@ -10,7 +10,7 @@ from typing import Any
 from music21 import stream
 
 from apps.core.errors import AnalysisError
-from apps.tools.services.analysis import phrase_end_offsets
+from apps.tools.services.harmony import phrase_end_offsets
 
 # Motifs longer than this are reported by their repeated sub-motifs; real repeats rarely run longer note for note.
 MAX_MOTIF_LENGTH = 12
@@ -128,7 +128,7 @@ def _rhythmic(segments: list[list[_Note]], min_length: int) -> list[dict[str, An
 
 
 def _phrases(music: stream.Score) -> list[dict[str, Any]]:
-    """The top part's phrases, ended by fermatas or rests (see analysis.phrase_end_offsets)."""
+    """The top part's phrases, ended by fermatas or rests (see harmony.phrase_end_offsets)."""
     top = music.parts[0] if music.parts else music
     notes = list(top.stripTies().flatten().notes)
     phrases: list[dict[str, Any]] = []
