@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -21,7 +22,6 @@ from apps.compliance.retention import retention_apply
 from apps.core.errors import ApplicationError
 from apps.security.models import SecurityEvent
 from apps.security.services import token_revoke_all
-from apps.tools.models import Score
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -46,22 +46,32 @@ class CappedPaginator(Paginator):
         return self.object_list[: self.CAP].count()
 
 
+_audited_elsewhere: list[Callable[[], Iterable[str]]] = []
+
+
+def audit_actions_register(actions: Callable[[], Iterable[str]]) -> None:
+    """An app above compliance names the actions it audits, for the audit list's action filter (the tools: one
+    per tool). A callable, read each time the filter is shown: the admin is imported before the apps' ready()
+    fill their registries."""
+    _audited_elsewhere.append(actions)
+
+
 class ActionFilter(admin.SimpleListFilter):
-    """The actions from the tool registry and the audited services, not a DISTINCT over the whole table."""
+    """The actions the apps registered (audit_actions_register) and those of the audited services, not a DISTINCT
+    over the whole table."""
 
     title = "action"
     parameter_name = "action"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        from apps.tools.registry import TOOLS
-
+        registered = [action for actions in _audited_elsewhere for action in actions()]
         others = [
             "auth.login", "auth.lockout",
             "oauth.client_registered", "oauth.client_read", "oauth.client_updated", "oauth.client_deleted",
             "oauth.client_disabled", "oauth.client_enabled", "oauth.client_secret_rotated",
             "breaker.state", "privacy.export", "privacy.erasure", "retention.run", "security.blocked",
         ]  # fmt: skip
-        return [(f"tool.{name}", f"tool.{name}") for name in sorted(TOOLS)] + [(a, a) for a in others]
+        return [(action, action) for action in (*registered, *others)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(action=self.value()) if self.value() else queryset
@@ -206,7 +216,10 @@ def _approve(found: DataSubjectRequest, *, by: Any, run_now: bool) -> None:
 # --- Users: what is held about each person, and starting their requests ---------------------------------------------
 
 
-class _ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    """A person's records on their user page. The apps above compliance add theirs (the tools: the person's
+    scores) with a subclass of PlatformUserAdmin registered in its place."""
+
     extra = 0
     can_delete = False
     show_change_link = True
@@ -219,31 +232,21 @@ class _ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class ScoreInline(_ReadOnlyInline):
-    model = Score
-    fields = ("score_id", "title", "source_format", "derivation", "created_at")
-    readonly_fields = fields
-    fk_name = "owner"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).defer(*Score.SOURCE_FIELDS)
-
-
-class RequestInline(_ReadOnlyInline):
+class RequestInline(ReadOnlyInline):
     model = DataSubjectRequest
     fk_name = "subject"
     fields = ("kind", "status", "requested_at", "due_at", "completed_at")
     readonly_fields = fields
 
 
-class SecurityEventInline(_ReadOnlyInline):
+class SecurityEventInline(ReadOnlyInline):
     model = SecurityEvent
     fields = ("created_at", "kind", "severity", "client_id", "ip")
     readonly_fields = fields
 
 
 class PlatformUserAdmin(UserAdmin):
-    inlines = [ScoreInline, RequestInline, SecurityEventInline]
+    inlines = [RequestInline, SecurityEventInline]
     actions = ["start_export", "start_erasure", "revoke_tokens"]
     fieldsets = (*UserAdmin.fieldsets, ("Activity", {"fields": ("audit_trail",)}))
     readonly_fields = ("audit_trail",)

@@ -7,15 +7,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from auditlog.models import LogEntry
-from django.db.models import Count, QuerySet, Sum
-from django.db.models.functions import Length
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from apps.compliance.audit import audit_verify
+from apps.compliance.holdings import holdings
 from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionRun
 from apps.compliance.services import RequestRefused
 from apps.security.models import SecurityEvent
-from apps.tools.models import Score
 
 REPORT_TYPES = ("soc2", "gdpr")
 
@@ -106,15 +105,9 @@ def _gdpr(start: datetime, end: datetime) -> dict[str, Any]:
         },
         "retention": {"runs": runs.count(), "rows_removed": removed},
         "data_inventory": {
-            "scores": Score.objects.filter(derivation="").count(),
-            "derived_scores": Score.objects.exclude(derivation="").count(),
-            "score_bytes": _score_bytes(),
+            **{key: value for holding in holdings() for key, value in holding.report().items()},
             "audit_events": AuditEvent.objects.count(),
             "security_events": SecurityEvent.objects.count(),
             "privacy_requests": DataSubjectRequest.objects.count(),
         },
     }
-
-
-def _score_bytes() -> int:
-    return Score.objects.aggregate(n=Sum(Length("source_text")))["n"] or 0

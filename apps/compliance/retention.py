@@ -12,19 +12,17 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Grant, RefreshToken
 
 from apps.compliance import audit
+from apps.compliance.holdings import holding_for
 from apps.compliance.models import AuditChainHead, AuditEvent, ExportArchive, RetentionPolicy, RetentionRun
 from apps.security.models import SecurityEvent
-from apps.tools.models import Score
-from apps.tools.services.cache import parsed_scores_purge
 
 BATCH = 1000
 Category = RetentionPolicy.Category
 
 
-def _delete_in_batches(
-    queryset: QuerySet, *, dry_run: bool, on_batch: Callable[[list[int]], None] | None = None
-) -> int:
-    """Delete the rows of `queryset` a batch at a time (short transactions, no long lock on a busy table)."""
+def delete_in_batches(queryset: QuerySet, *, dry_run: bool, on_batch: Callable[[list[int]], None] | None = None) -> int:
+    """Delete the rows of `queryset` a batch at a time (short transactions, no long lock on a busy table), and tell
+    `on_batch` the primary keys of each batch once it is deleted. Holdings use it for their expiry too."""
     if dry_run:
         return queryset.count()
     removed = 0
@@ -37,12 +35,6 @@ def _delete_in_batches(
         if on_batch:
             on_batch(pks)
         removed += len(pks)
-
-
-def _scores(cutoff: datetime, *, derived: bool, dry_run: bool) -> int:
-    scores = Score.objects.filter(created_at__lt=cutoff)
-    scores = scores.exclude(derivation="") if derived else scores.filter(derivation="")
-    return _delete_in_batches(scores, dry_run=dry_run, on_batch=parsed_scores_purge)
 
 
 def _audit_events(cutoff: datetime, *, dry_run: bool) -> int:
@@ -70,40 +62,40 @@ def _audit_events(cutoff: datetime, *, dry_run: bool) -> int:
 def _expired_tokens(cutoff: datetime, *, dry_run: bool) -> int:
     """Tokens and grants expired (or revoked) longer ago than the period."""
     return (
-        _delete_in_batches(RefreshToken.objects.filter(revoked__lt=cutoff), dry_run=dry_run)
-        + _delete_in_batches(
+        delete_in_batches(RefreshToken.objects.filter(revoked__lt=cutoff), dry_run=dry_run)
+        + delete_in_batches(
             AccessToken.objects.filter(expires__lt=cutoff).filter(
                 Q(refresh_token__isnull=True) | Q(refresh_token__revoked__isnull=False)
             ),
             dry_run=dry_run,
         )
-        + _delete_in_batches(Grant.objects.filter(expires__lt=cutoff), dry_run=dry_run)
+        + delete_in_batches(Grant.objects.filter(expires__lt=cutoff), dry_run=dry_run)
     )
 
 
 def retention_apply(*, dry_run: bool = False, now: datetime | None = None) -> RetentionRun:
-    """Apply every enabled policy. Finished export files are also removed once their download window closed,
-    whatever the policy. The run is stored and audited."""
+    """Apply every enabled policy: a category a registered holding answers for (scores, derived scores) is expired
+    by that holding. Finished export files are also removed once their download window closed, whatever the
+    policy. The run is stored and audited."""
     started = time.perf_counter()
     now = now or timezone.now()
     removed: dict[str, int] = {}
     for policy in RetentionPolicy.objects.filter(enabled=True):
         cutoff = now - timedelta(days=policy.days)
+        if holding := holding_for(policy.category):
+            removed[policy.category] = holding.expire(policy.category, cutoff, dry_run)
+            continue
         match policy.category:
-            case Category.SCORES:
-                removed[policy.category] = _scores(cutoff, derived=False, dry_run=dry_run)
-            case Category.DERIVED_SCORES:
-                removed[policy.category] = _scores(cutoff, derived=True, dry_run=dry_run)
             case Category.AUDIT_EVENTS:
                 removed[policy.category] = _audit_events(cutoff, dry_run=dry_run)
             case Category.SECURITY_EVENTS:
-                removed[policy.category] = _delete_in_batches(
+                removed[policy.category] = delete_in_batches(
                     SecurityEvent.objects.filter(created_at__lt=cutoff), dry_run=dry_run
                 )
             case Category.EXPIRED_TOKENS:
                 removed[policy.category] = _expired_tokens(cutoff, dry_run=dry_run)
             case Category.EXPORT_FILES:
-                removed[policy.category] = _delete_in_batches(
+                removed[policy.category] = delete_in_batches(
                     ExportArchive.objects.filter(Q(created_at__lt=cutoff) | Q(expires_at__lt=now)), dry_run=dry_run
                 )
     run = RetentionRun.objects.create(

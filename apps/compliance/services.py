@@ -21,13 +21,12 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, Grant, IDToken, RefreshToken
 
 from apps.compliance import audit
+from apps.compliance.holdings import Exported, holdings
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionPolicy, SubjectKey
 from apps.core.errors import ApplicationError, NotFound
 from apps.security.models import Block, SecurityEvent
 from apps.security.ratelimits import rate_limits_forget
 from apps.security.services import token_revoke_all
-from apps.tools.models import Score, SourceFormat
-from apps.tools.services.cache import parsed_scores_purge
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -35,15 +34,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RESPONSE_DEADLINE = timedelta(days=30)
-EXTENSIONS = {
-    SourceFormat.CORPUS: "txt",
-    SourceFormat.TINYNOTATION: "tnc",
-    SourceFormat.ABC: "abc",
-    SourceFormat.MUSICXML: "musicxml",
-    SourceFormat.MXL: "mxl",
-    SourceFormat.MIDI: "mid",
-    SourceFormat.HUMDRUM: "krn",
-}
 
 
 class RequestRefused(ApplicationError):
@@ -55,12 +45,12 @@ class RequestRefused(ApplicationError):
 
 
 def subject_inventory(*, user: AbstractBaseUser) -> dict[str, int]:
-    """How many records of each category are held about the person."""
+    """How many records of each category are held about the person (first those the other apps hold: the
+    registered holdings)."""
     subject = SubjectKey.objects.filter(user=user).first()
-    scores = Score.objects.filter(owner=user)
+    held = {category: count for holding in holdings() for category, count in holding.inventory(user).items()}
     return {
-        "scores": scores.filter(derivation="").count(),
-        "derived_scores": scores.exclude(derivation="").count(),
+        **held,
         "oauth_tokens": AccessToken.objects.filter(user=user).count() + RefreshToken.objects.filter(user=user).count(),
         "oauth_grants": Grant.objects.filter(user=user).count(),
         "oauth_clients": Application.objects.filter(accesstoken__user=user).distinct().count(),
@@ -207,37 +197,16 @@ def _iso(value: Any) -> str | None:
 
 
 def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
-    """Build the person's ZIP: a JSON manifest, every score source byte for byte, their OAuth clients, grants and
-    tokens (metadata, never secrets), their security events and the audit events about them."""
+    """Build the person's ZIP: a JSON manifest, what the registered holdings write (every score source byte for
+    byte), their OAuth clients, grants and tokens (metadata, never secrets), their security events and the audit
+    events about them."""
     user = request.subject
     if user is None:
         raise NotFound(f"The subject of request #{request.pk} no longer exists.")
     subject = audit.subject_for(user)
     buffer = io.BytesIO()
-    files: dict[str, list[str]] = {"scores": [], "derived_scores": []}
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        scores = []
-        for score in Score.objects.filter(owner=user).order_by("score_id").iterator():
-            category = "derived_scores" if score.derivation else "scores"
-            name = f"{category}/{score.score_id}.{EXTENSIONS.get(score.source_format, 'txt')}"
-            source = score.source
-            archive.writestr(name, source if isinstance(source, bytes) else source.encode("utf-8"))
-            files[category].append(name)
-            scores.append(
-                {
-                    "score_id": score.score_id,
-                    "file": name,
-                    "title": score.title,
-                    "composer": score.composer,
-                    "source_format": score.source_format,
-                    "source_origin": score.source_origin,
-                    "derived_from": score.derived_from.score_id if score.derived_from else None,
-                    "derivation": score.derivation,
-                    "sha256": score.content_sha256,
-                    "created_at": _iso(score.created_at),
-                    "updated_at": _iso(score.updated_at),
-                }
-            )
+        exported: dict[str, Exported] = {holding.name: holding.export(user, archive) for holding in holdings()}
         tokens = AccessToken.objects.filter(user=user).select_related("application")
         clients = Application.objects.filter(pk__in=tokens.values("application_id")).union(
             Application.objects.filter(user=user)
@@ -249,7 +218,6 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                 "date_joined": _iso(getattr(user, "date_joined", None)),
                 "last_login": _iso(user.last_login),
             },
-            "scores": scores,
             "oauth_clients": [
                 {"client_id": c.client_id, "name": c.name, "client_type": c.client_type, "created": _iso(c.created)}
                 for c in clients
@@ -289,13 +257,8 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                 for r in DataSubjectRequest.objects.filter(subject=user)
             ],
         }
-        categories = {
-            "scores": {"count": len(files["scores"]), "files": files["scores"]},
-            "derived_scores": {"count": len(files["derived_scores"]), "files": files["derived_scores"]},
-        }
+        categories = {category: entry for held in exported.values() for category, entry in held.categories.items()}
         for category, content in data.items():
-            if category == "scores":
-                continue  # their sources are the files above; their details go into the manifest
             archive.writestr(f"{category}.json", json.dumps(content, indent=2, default=str))
             count = 1 if isinstance(content, dict) else len(content)
             categories[category] = {"count": count, "files": [f"{category}.json"]}
@@ -305,7 +268,7 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
             "request": request.pk,
             "generated_at": _iso(timezone.now()),
             "categories": categories,
-            "scores": scores,
+            **{key: value for held in exported.values() for key, value in held.manifest.items()},
         }
         archive.writestr("manifest.json", json.dumps(manifest, indent=2))
     content = buffer.getvalue()
@@ -329,7 +292,7 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
         outcome="completed",
         subject=subject,
         target=f"request:{request.pk}",
-        detail={"bytes": len(content), "scores": len(scores)},
+        detail={"bytes": len(content), **{name: held.count for name, held in exported.items()}},
     )
     return stored
 
@@ -350,19 +313,19 @@ def subject_export_download(*, request: DataSubjectRequest, by: AbstractBaseUser
 
 
 def subject_erase(*, request: DataSubjectRequest) -> None:
-    """Erase the person: scores, tokens, grants, clients they own, sessions, sign-in records and their account;
-    their security events are kept but anonymised; their audit events are kept but unlinked (their key is
-    destroyed); caches everywhere drop their parsed scores. The erasure itself is audited."""
+    """Erase the person: what the registered holdings keep of them (their scores), tokens, grants, clients they
+    own, sessions, sign-in records and their account; their security events are kept but anonymised; their audit
+    events are kept but unlinked (their key is destroyed); once committed, each holding finishes its part (caches
+    everywhere drop their parsed scores). The erasure itself is audited."""
     user = request.subject
     if user is None:
         raise NotFound(f"The subject of request #{request.pk} no longer exists.")
     user_id, username = user.pk, user.get_username()
     subject = audit.subject_for(user)
-    score_pks = list(Score.objects.filter(owner=user).values_list("pk", flat=True))
     with transaction.atomic():
-        counts = {"scores": len(score_pks), "tokens": token_revoke_all(user=user)}
-        Score.objects.filter(owner=user).update(derived_from=None)
-        Score.objects.filter(owner=user).delete()
+        erased = {holding.name: holding.erase(user) for holding in holdings()}
+        counts = {name: done.count for name, done in erased.items()}
+        counts["tokens"] = token_revoke_all(user=user)
         counts["refresh_tokens"] = RefreshToken.objects.filter(user=user).delete()[0]
         counts["grants"] = Grant.objects.filter(user=user).delete()[0]
         IDToken.objects.filter(user=user).delete()
@@ -389,7 +352,8 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
         SubjectKey.objects.filter(user_id=user_id).delete()
         get_user_model().objects.filter(pk=user_id).delete()
     audit.subject_forget(user_id)
-    parsed_scores_purge(score_pks)
+    for done in erased.values():
+        done.after()
     rate_limits_forget(user_id=user_id)
 
 

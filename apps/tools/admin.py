@@ -4,16 +4,20 @@ import base64
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from apps.compliance.admin import PlatformUserAdmin, ReadOnlyInline, audit_actions_register
 from apps.core.errors import ApplicationError
 from apps.security import scopes
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import Score
+from apps.tools.registry import TOOLS
 
 
 @admin.register(Score)
@@ -141,3 +145,30 @@ class ScoreAdmin(admin.ModelAdmin):
         response = HttpResponse(body, content_type=media)
         response["Content-Disposition"] = f'attachment; filename="{score.score_id}.{score.source_format}"'
         return response
+
+
+# --- What the tools add to the compliance admin ------------------------------------------------------------------
+
+# The audit list's action filter offers one action per tool (read when shown: the registry fills at ready()).
+audit_actions_register(lambda: [f"tool.{name}" for name in sorted(TOOLS)])
+
+
+class ScoreInline(ReadOnlyInline):
+    model = Score
+    fields = ("score_id", "title", "source_format", "derivation", "created_at")
+    readonly_fields = fields
+    fk_name = "owner"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).defer(*Score.SOURCE_FIELDS)
+
+
+class UserWithScoresAdmin(PlatformUserAdmin):
+    """A person's page lists their scores above their requests and security events. Importing
+    apps.compliance.admin above registered PlatformUserAdmin first, whatever the order of INSTALLED_APPS."""
+
+    inlines = [ScoreInline, *PlatformUserAdmin.inlines]
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), UserWithScoresAdmin)
