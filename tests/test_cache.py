@@ -1,11 +1,12 @@
-"""The Redis cache backend keeps one client (one connection pool) per process."""
+"""The per-process memory (docs/caching.md) and the Redis cache backend's one client per process."""
 
 from __future__ import annotations
 
 import contextvars
 import threading
+from typing import Any
 
-from apps.core.cache import RedisCache
+from apps.core.cache import Memory, RedisCache
 
 
 def test_every_request_context_shares_the_process_redis_client() -> None:
@@ -25,3 +26,50 @@ def test_every_request_context_shares_the_process_redis_client() -> None:
     assert clients[0] is clients[1] is clients[2]
     other = RedisCache("redis://127.0.0.1:6379/10", params)._cache
     assert other is not clients[0]  # another server or database gets its own
+
+
+def test_the_memory_forgets_the_least_recently_used_first_and_counts_what_it_did() -> None:
+    memory = Memory(2)
+    memory.put("a", 1)
+    memory.put("b", 2)
+    assert memory.get("a") == 1  # now the most recently used
+    assert memory.put("c", 3) == 1
+    assert memory.keys() == ["a", "c"]
+    assert memory.get("b") is None
+    assert (memory.stats.hits, memory.stats.misses, memory.stats.evictions) == (1, 1, 1)
+
+
+def test_a_remembered_value_is_trusted_only_for_its_maximum_age(monkeypatch: Any) -> None:
+    from apps.core import cache as cache_module
+
+    now = [1000.0]
+    monkeypatch.setattr(cache_module.time, "monotonic", lambda: now[0])
+    memory = Memory(10, max_age=10.0)
+    memory.put("token", "grant")
+    now[0] += 9.9
+    assert memory.get("token") == "grant"
+    now[0] += 0.1
+    assert memory.get("token") is None
+    assert "token" not in memory
+
+
+def test_forgetting_drops_only_what_the_predicate_names() -> None:
+    memory = Memory(10)
+    for pk in range(4):
+        memory.put((pk, "hash"), object())
+    memory.forget(lambda key: key[0] % 2 == 0)
+    assert sorted(memory.keys()) == [(1, "hash"), (3, "hash")]
+    memory.forget()
+    assert len(memory) == 0
+
+
+def test_the_token_memory_is_bounded_and_keeps_the_busy_tokens(monkeypatch: Any) -> None:
+    from apps.security import services
+
+    monkeypatch.setattr(services, "_verified", Memory(3, max_age=services.TOKEN_CACHE_SECONDS))
+    for n in range(5):
+        services._remember(services._verified, (f"checksum{n}", "r"), f"grant{n}", 7)
+        assert services._recall(services._verified, ("checksum0", "r"), 7) == "grant0"  # busy: never evicted
+    assert len(services._verified) == 3
+    assert services._recall(services._verified, ("checksum0", "r"), 8) is None  # another epoch: unreachable
+    assert services._recall(services._verified, ("checksum0", "r"), None) is None  # no epoch: nothing trusted

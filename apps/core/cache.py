@@ -27,7 +27,9 @@ import select
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
@@ -93,49 +95,82 @@ def async_redis(backend: RedisCache) -> redis.asyncio.Redis:
     return client
 
 
-# --- Memory under a version ------------------------------------------------------------------------------------
+# --- Memory of this process ----------------------------------------------------------------------------------------
+# The one per-process memory mechanism (docs/caching.md): parsed scores (apps.tools.services.cache) and verified
+# tokens (apps.security.services). Its one invalidation rule: a key carries the version of what it stands for (a
+# score's content hash, the token epoch), so a change makes old entries unreachable and they age out.
 
 
-class EpochMemo:
-    """Values this process remembers for `seconds`, trusted only under the epoch (or stamp) they were stored
-    under: whoever can invalidate them changes the epoch, and a reader passes the one it has just read. None for
-    an epoch is never trusted. At `LIMIT` entries, everything is forgotten at once."""
+@dataclass
+class MemoryStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
 
-    LIMIT = 10_000
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._entries: dict[Any, tuple[Any, Any, float]] = {}
+class Memory:
+    """A thread-safe least-recently-used memory of at most `capacity` entries, each trusted for at most `max_age`
+    seconds (None: until evicted). Keys must carry the version of what they stand for (docs/caching.md)."""
+
+    def __init__(self, capacity: int, *, max_age: float | None = None) -> None:
+        self._capacity = capacity
+        self.max_age = max_age
+        self.stats = MemoryStats()
+        self._entries: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Any, epoch: Any) -> Any | None:
-        entry = self._entries.get(key)
-        if entry is None or epoch is None:
-            return None
-        value, stored_epoch, at = entry
-        return value if stored_epoch == epoch and time.monotonic() - at < self.seconds else None
+    @property
+    def capacity(self) -> int:
+        return self._capacity
 
-    def put(self, key: Any, value: Any, epoch: Any) -> None:
-        if value is None or epoch is None:
-            return
+    def get(self, key: Hashable) -> Any | None:
+        """The value remembered under `key`, or None (a miss)."""
         with self._lock:
-            if len(self._entries) > self.LIMIT:
-                self._entries.clear()
-            self._entries[key] = (value, epoch, time.monotonic())
+            entry = self._entries.get(key)
+            if entry is not None and self.max_age is not None and time.monotonic() - entry[1] >= self.max_age:
+                del self._entries[key]
+                entry = None
+            if entry is None:
+                self.stats.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+            return entry[0]
 
-    def forget(self, keep: Callable[[Any], bool] | None = None) -> None:
-        """Forget every entry, or those whose key `keep` does not keep."""
+    def put(self, key: Hashable, value: Any) -> int:
+        """Remember `value` (None is not remembered) under `key`; returns how many entries this evicted."""
+        capacity = self.capacity
+        if value is None or capacity <= 0:
+            return 0
         with self._lock:
-            if keep is None:
+            self._entries[key] = (value, time.monotonic())
+            self._entries.move_to_end(key)
+            evicted = 0
+            while len(self._entries) > capacity:
+                self._entries.popitem(last=False)
+                evicted += 1
+            self.stats.evictions += evicted
+        return evicted
+
+    def forget(self, predicate: Callable[[Any], bool] | None = None) -> None:
+        """Forget every entry, or those whose key `predicate` is true of."""
+        with self._lock:
+            if predicate is None:
                 self._entries.clear()
             else:
-                self._entries = {key: entry for key, entry in self._entries.items() if keep(key)}
+                for key in [key for key in self._entries if predicate(key)]:
+                    del self._entries[key]
 
-    def __contains__(self, key: Any) -> bool:
+    def keys(self) -> list[Any]:
+        """The keys remembered now, least recently used first (a copy)."""
+        with self._lock:
+            return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
         return key in self._entries
-
-    def __iter__(self) -> Any:
-        return iter(list(self._entries))
 
 
 # --- Values pushed to every process -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from oauth2_provider.models import AccessToken, Application, RefreshToken
 from redis.exceptions import RedisError
 
 from apps.compliance.audit import audit_record
-from apps.core.cache import EpochMemo, RedisCache, async_redis, publish, pushed
+from apps.core.cache import Memory, RedisCache, async_redis, publish, pushed
 from apps.security.models import ClientPolicy
 from apps.security.redis import RETRY_AFTER_FAILURE
 from apps.security.validators import is_registration_token
@@ -40,13 +40,10 @@ class VerifiedToken:
     resource: str | None
 
 
-# Verified tokens are remembered per process for a few seconds, so that a busy client's calls do not each query
-# the database. Anything that can invalidate a token (revocation, a disabled client or user, erasure) bumps a
-# shared epoch in the cache (Redis in production), and a remembered token is only trusted under the epoch it was
-# verified in: revocation still takes effect at the next call, in every process. With Redis, each bump is
-# pushed to every process that reads the epoch (apps.core.cache.PushedValue), which then knows it without
-# asking Redis on every call.
+# Verified tokens and their users are remembered per process for a few seconds, keyed by the token epoch they
+# were verified under; anything that can invalidate a token bumps the epoch (docs/caching.md).
 TOKEN_CACHE_SECONDS = 10.0
+TOKEN_MEMORY_LIMIT = 10_000  # entries per memory (tokens; users), least recently used forgotten first
 TOKEN_EPOCH_KEY = "oauth:token-epoch"  # noqa: S105 - a cache key
 
 
@@ -108,8 +105,18 @@ def _pushed_epoch(backend: RedisCache) -> int | None:
     return pushed(backend, TOKEN_EPOCH_KEY).current()
 
 
-_verified = EpochMemo(TOKEN_CACHE_SECONDS)
-_users = EpochMemo(TOKEN_CACHE_SECONDS)
+_verified = Memory(TOKEN_MEMORY_LIMIT, max_age=TOKEN_CACHE_SECONDS)  # (checksum, resource, epoch) -> VerifiedToken
+_users = Memory(TOKEN_MEMORY_LIMIT, max_age=TOKEN_CACHE_SECONDS)  # (user id, epoch) -> user
+
+
+def _recall(memory: Memory, key: tuple[Any, ...], epoch: Any) -> Any | None:
+    """What `memory` holds for `key` under `epoch`; nothing is trusted without an epoch (the cache is down)."""
+    return None if epoch is None else memory.get((*key, epoch))
+
+
+def _remember(memory: Memory, key: tuple[Any, ...], value: Any, epoch: Any) -> None:
+    if epoch is not None:
+        memory.put((*key, epoch), value)
 
 
 def token_epoch_bump(**kwargs: Any) -> None:
@@ -122,6 +129,7 @@ def token_epoch_bump(**kwargs: Any) -> None:
             cache.set(TOKEN_EPOCH_KEY, epoch, timeout=None)
     except Exception:  # the cache is down: no process can read an epoch either, so none trusts its memory
         logger.warning("could not bump the token epoch", exc_info=True)
+    # Entries under the old epoch are unreachable now; forgetting them frees their memory at once.
     _verified.forget()
     _users.forget()
 
@@ -145,15 +153,15 @@ def token_authenticate(*, raw_token: str, resource: str) -> tuple[VerifiedToken,
     verified = _verified_remembered(checksum, resource, epoch)
     if verified is not None and verified.user_id is None:
         return verified, None
-    user = _users.get(verified.user_id, epoch) if verified is not None else None
+    user = _recall(_users, (verified.user_id,), epoch) if verified is not None else None
     if verified is None or user is None:
         found = _token_found(checksum, resource)
         if found is None:
             return None
         verified, user = found
-        _verified.put((checksum, resource), verified, epoch)
+        _remember(_verified, (checksum, resource), verified, epoch)
         if user is not None:
-            _users.put(verified.user_id, user, epoch)
+            _remember(_users, (verified.user_id,), user, epoch)
     return verified, user
 
 
@@ -167,7 +175,7 @@ def token_authenticate_remembered(
         return None
     if verified.user_id is None:
         return verified, None
-    user = _users.get(verified.user_id, epoch)
+    user = _recall(_users, (verified.user_id,), epoch)
     return None if user is None else (verified, user)
 
 
@@ -177,7 +185,7 @@ def _checksum(raw_token: str) -> str:
 
 def _verified_remembered(checksum: str, resource: str, epoch: Any) -> VerifiedToken | None:
     """The token's grant as this process verified it under `epoch`, if it has not expired since."""
-    verified = _verified.get((checksum, resource), epoch)
+    verified = _recall(_verified, (checksum, resource), epoch)
     return verified if verified is not None and verified.expires_at > timezone.now() else None
 
 
@@ -189,7 +197,7 @@ def _token_remembered(raw_token: str, resource: str, epoch: Any) -> VerifiedToke
     found = _token_found(checksum, resource)
     if found is None:
         return None
-    _verified.put((checksum, resource), found[0], epoch)
+    _remember(_verified, (checksum, resource), found[0], epoch)
     return found[0]
 
 

@@ -95,7 +95,7 @@ def test_delete_removes_the_score_and_its_parsed_copy(chorale: Any, alice: Any, 
 
     assert call(alice, "delete_score", score_id="chorale")["deleted"] is True
     assert not Score.objects.filter(pk=pk).exists()
-    assert not any(key[0] == pk for key in parsed_scores._entries)
+    assert not parsed_scores.holds_score(pk)
     with pytest.raises(NotFound):
         call(alice, "score_info", score_id="chorale")
 

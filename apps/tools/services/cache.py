@@ -1,7 +1,7 @@
-"""The in-process cache of parsed scores.
+"""The in-process memory of parsed scores (docs/caching.md).
 
 Parsed music21 streams are large object graphs that do not survive pickling cheaply or safely, so they are never put
-in the database or a shared cache: each process keeps its own least-recently-used set, bounded by
+in the database or a shared cache: each process keeps its own `apps.core.cache.Memory`, bounded by
 MAX_SCORES_IN_MEMORY, keyed by the score's primary key and content hash (an edited source never hits a stale entry).
 Callers must treat the streams they get back as read-only: other threads may be reading the same object.
 """
@@ -14,13 +14,12 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 
 from django.conf import settings
 from music21 import stream
 from redis.exceptions import RedisError
 
+from apps.core.cache import Memory, MemoryStats
 from apps.security.redis import redis_failed, shared_redis
 
 logger = logging.getLogger(__name__)
@@ -44,64 +43,51 @@ CacheKey = tuple[int, str]
 GARBAGE_SHARE = 10
 
 
-@dataclass
-class CacheStats:
-    hits: int = 0
-    misses: int = 0
-    evictions: int = 0
+CacheStats = MemoryStats
 
 
-class ParsedScoreCache:
+class ParsedScoreCache(Memory):
+    """The `Memory` of parsed scores: its bound follows the settings, lookups first apply other processes'
+    purges, and evictions are followed by a full garbage collection now and then (GARBAGE_SHARE)."""
+
     def __init__(self, capacity: int | None = None) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[CacheKey, stream.Score] = OrderedDict()
-        self._lock = threading.Lock()
-        self.stats = CacheStats()
+        super().__init__(capacity or 0)
+        self._fixed_capacity = capacity
         self._purge_checked = 0.0
         self._purge_position: str | None = None  # None: not read yet (the first read applies the whole log)
         self._uncollected = 0  # evicted since the last collection
+        self._collect_lock = threading.Lock()
 
     @property
     def capacity(self) -> int:
         if not settings.ENABLE_CACHING:
             return 0
-        return self._capacity if self._capacity is not None else settings.MAX_SCORES_IN_MEMORY
+        return self._fixed_capacity if self._fixed_capacity is not None else settings.MAX_SCORES_IN_MEMORY
 
-    def get(self, key: CacheKey) -> stream.Score | None:
+    def get(self, key: CacheKey) -> stream.Score | None:  # type: ignore[override]
         self._purges_apply()
-        with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                self.stats.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.stats.hits += 1
-            return found
+        return super().get(key)
 
-    def put(self, key: CacheKey, score: stream.Score) -> None:
-        capacity = self.capacity
-        if capacity <= 0:
-            return
-        with self._lock:
-            self._entries[key] = score
-            self._entries.move_to_end(key)
-            evicted = 0
-            while len(self._entries) > capacity:
-                self._entries.popitem(last=False)
-                evicted += 1
-            self.stats.evictions += evicted
+    def put(self, key: CacheKey, score: stream.Score) -> int:  # type: ignore[override]
+        evicted = super().put(key, score)
+        if not evicted:
+            return 0
+        with self._collect_lock:
             self._uncollected += evicted
-            collect = self._uncollected >= max(1, capacity // GARBAGE_SHARE)
+            collect = self._uncollected >= max(1, self.capacity // GARBAGE_SHARE)
             if collect:
                 self._uncollected = 0
         if collect:
             gc.collect()
+        return evicted
 
     def discard_score(self, pk: int) -> None:
         """Drop every cached version of one score (after delete or erasure)."""
-        with self._lock:
-            for key in [k for k in self._entries if k[0] == pk]:
-                del self._entries[key]
+        self.forget(lambda key: key[0] == pk)
+
+    def holds_score(self, pk: int) -> bool:
+        """Whether some version of this score is in memory."""
+        return any(key[0] == pk for key in self.keys())
 
     def _purges_apply(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -112,18 +98,12 @@ class ParsedScoreCache:
         if found is None:  # the log cannot be read: purges wait for it
             return
         pks, self._purge_position = found
-        for pk in pks:
-            self.discard_score(pk)
+        if pks:
+            erased = set(pks)
+            self.forget(lambda key: key[0] in erased)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        self.forget()
 
 
 parsed_scores = ParsedScoreCache()
