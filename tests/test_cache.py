@@ -73,3 +73,46 @@ def test_the_token_memory_is_bounded_and_keeps_the_busy_tokens(monkeypatch: Any)
     assert len(services._verified) == 3
     assert services._recall(services._verified, ("checksum0", "r"), 8) is None  # another epoch: unreachable
     assert services._recall(services._verified, ("checksum0", "r"), None) is None  # no epoch: nothing trusted
+
+
+def test_the_private_details_of_django_and_redis_py_the_cache_relies_on_are_still_there(monkeypatch: Any) -> None:
+    # apps.core.cache overrides Django's RedisCache._cache and reads RedisCacheClient's _get_connection_pool, _pools
+    # and _servers (no public way to share one client between backends, measured to save ~1 ms per MCP call), and
+    # PushedValue polls redis-py's Connection._sock (its public can_read reads from the socket). If an upgrade
+    # changes any of them, this fails, not production.
+    import inspect
+
+    import redis
+    from django.core.cache.backends.redis import RedisCache as StockRedisCache
+    from django.core.cache.backends.redis import RedisCacheClient
+    from django.utils.functional import cached_property
+
+    from apps.core import cache as cache_module
+    from apps.core.redis import FailFastRedis
+
+    assert isinstance(StockRedisCache.__dict__["_cache"], cached_property)
+    client = RedisCacheClient(["redis://127.0.0.1:6379/9", "redis://127.0.0.1:6379/8"])
+    pool = client._get_connection_pool(True)
+    assert client._pools[0] is pool and client._servers[0] == "redis://127.0.0.1:6379/9"
+
+    backend = RedisCache("redis://127.0.0.1:6379/9;redis://127.0.0.1:6379/8", {"OPTIONS": {}})
+    assert backend.first_server == "redis://127.0.0.1:6379/9"
+    assert isinstance(backend._cache.get_client(write=True), FailFastRedis)
+
+    class Asked(Exception):
+        pass
+
+    def asked(*args: Any, **kwargs: Any) -> Any:
+        raise Asked
+
+    monkeypatch.setattr(cache_module._OneClientPerPool, "get_client", asked)
+    for operation in (lambda: backend.get("k"), lambda: backend.get_many(["k"]), lambda: backend.set("k", 1)):
+        try:
+            operation()
+        except Asked:
+            continue
+        raise AssertionError("a cache operation did not go through the backend's _cache.get_client")
+
+    connection = redis.connection.Connection()
+    assert connection._sock is None  # connected lazily; PushedValue registers it once subscribed
+    assert "self._sock = sock" in inspect.getsource(type(connection).connect_check_health)
