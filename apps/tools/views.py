@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from celery import current_app as celery_app  # the project's app (music21_platform.celery), set as current
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -52,15 +53,13 @@ BROKER_TIMEOUT = 0.5  # seconds; a probe must answer well within its own timeout
 def _broker() -> str:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return "ok (no broker: tasks run in process)"
-    from music21_platform.celery import app
-
     # Short timeouts of the probe's own: a frozen broker must not hold the probe for the workers' timeouts.
     options = {
-        **(app.conf.broker_transport_options or {}),
+        **(celery_app.conf.broker_transport_options or {}),
         "socket_timeout": BROKER_TIMEOUT,
         "socket_connect_timeout": BROKER_TIMEOUT,
     }
-    with app.connection_for_write(transport_options=options, connect_timeout=BROKER_TIMEOUT) as conn:
+    with celery_app.connection_for_write(transport_options=options, connect_timeout=BROKER_TIMEOUT) as conn:
         conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT)
     return "ok"
 
