@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
 from apps.core import metrics
+from apps.core.cache import Memory
 from apps.core.db import with_connections
 from apps.core.errors import (
     ApplicationError,
@@ -336,8 +337,9 @@ def _worker_start(database_name: str | None) -> None:
 
 
 # A worker process remembers the users it has served: the serving process has already checked that the account
-# is active before it sends a call here, and tools use the user only as the owner of scores (its key).
-_worker_users: dict[Any, Any] = {}
+# is active before it sends a call here, and tools use the user only as the owner of scores (its key). See
+# docs/caching.md.
+_worker_users = Memory(10_000)
 
 
 def _worker_call(
@@ -355,9 +357,7 @@ def _worker_call(
     user = _worker_users.get(user_pk)
     if user is None:
         user = get_user_model().objects.get(pk=user_pk)
-        if len(_worker_users) >= 10_000:
-            _worker_users.clear()
-        _worker_users[user_pk] = user
+        _worker_users.put(user_pk, user)
     caller = Caller(
         user=user,
         scopes=frozenset(scopes),
