@@ -25,7 +25,7 @@ from apps.tools.services import composition, harmony, keys, patterns, voiceleadi
 from apps.tools.services.cache import parsed_scores
 from apps.tools.services.corpus import corpus_select
 from apps.tools.services.export import EXPORT_FORMATS, export_score
-from apps.tools.services.parsing import SOURCE_TYPES
+from apps.tools.services.parsing import SOURCE_TYPES, import_warnings
 from apps.tools.services.render import render_svg
 from apps.tools.services.scores import score_delete, score_import, score_store_generated, score_stream
 from apps.tools.services.summary import score_summary
@@ -83,7 +83,15 @@ class ImportArgs(ToolArguments):
 @tool("import_score", arguments=ImportArgs, scope=WRITE, group="score_import")
 def import_score(caller: Caller, args: ImportArgs) -> dict[str, Any]:
     """Import a score under an id of your choice from the music21 corpus, tinyNotation, ABC, MusicXML, MIDI
-    (base64), Humdrum or a server-side file. Returns what was read: parts, measures, notes, pitch range, title."""
+    (base64), Humdrum or a server-side file. Every part is kept, each staff of a multi-staff part (a piano's two
+    staves) as its own part, as music21's own reader gives them.
+
+    Returns:
+    - score_id, title, source_format: the stored score and the format it was read as.
+    - parts: number of parts (staves of a multi-staff instrument count one each).
+    - measures: number of measures (a pickup counts as one); notes: notes and chords, tied continuations included.
+    - pitch_range: lowest and highest pitch, spelled with octave ("F#2", "Bb5").
+    - warnings: what the format could not carry (MIDI: pickup bars, exact rhythm and spelling); empty otherwise."""
     score = score_import(owner=caller.user, score_id=args.score_id, source=args.source, source_type=args.source_type)
     return {
         "score_id": score.score_id,
@@ -93,6 +101,7 @@ def import_score(caller: Caller, args: ImportArgs) -> dict[str, Any]:
         "measures": score.measures_count,
         "notes": score.notes_count,
         "pitch_range": {"lowest": score.lowest_pitch, "highest": score.highest_pitch},
+        "warnings": import_warnings(score.source_format),
     }
 
 
@@ -129,8 +138,21 @@ class ScoreArgs(ToolArguments):
 
 @tool("score_info", arguments=ScoreArgs, scope=READ, group="music_analysis")
 def score_info(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
-    """Describe a score: title, composer, parts and instruments, measures (pickup included), notes, pitch range,
-    key and time signatures, and length in quarter notes."""
+    """Describe a score: title, composer, parts and instruments, measures and bars, notes, pitch range, key and
+    time signatures, and length in quarter notes.
+
+    Returns:
+    - parts: one row per part, in score order: part (0-based index), part_label (its name; an unnamed part is
+      "Part 1", "Part 2"... by place; parts sharing a name are numbered in score order, "Tenor 1", "Tenor 2"),
+      name (the same label), instrument, measures (measure objects), notes (note and chord events).
+    - parts_count; notes: note and chord events of all parts (a chord is one).
+    - measures: measure objects of the longest part, a pickup counted as one.
+    - bars: bars as printed, from first_bar to last_bar (printed bar numbers); a pickup (bar 0) is not a bar, and
+      pickup says whether there is one.
+    - lowest_pitch, highest_pitch: spelled with octave, # and b (`F#2`, `Bb4`).
+    - key_signatures: each distinct signature in order met (`3 sharps`, `1 flat`); key_signature_keys: the two keys
+      each one writes (`A major / F# minor`).
+    - time_signatures (`3/4`); duration_quarters: length in quarter notes."""
     score, music = _music(caller, args.score_id)
     return {
         "score_id": score.score_id,
@@ -151,8 +173,17 @@ class ExportArgs(ToolArguments):
 
 @tool("export_score", arguments=ExportArgs, scope=READ, group="export")
 def export(caller: Caller, args: ExportArgs) -> dict[str, Any]:
-    """Export a score's content as MusicXML, compressed MusicXML, MIDI, SVG notation or Braille. Text formats come
-    back as text, binary ones as base64, each with its media type."""
+    """Export a score's content as MusicXML, compressed MusicXML, MIDI, SVG notation or Braille. MusicXML and
+    compressed MusicXML (mxl) keep every part, staff, note and bar and import back as the same score; MIDI plays
+    repeats out and keeps no bar lines, pickup or spelling; SVG and Braille are for reading, not re-import. A score
+    music21 cannot write in a format (a MIDI of repeats with a missing end repeat) is an unprocessable_score error
+    saying why and what to try.
+
+    Returns:
+    - format, media_type: the format written and its MIME type.
+    - encoding: "utf-8" for text formats (musicxml, svg, braille), "base64" for binary ones (mxl, midi).
+    - content: the file itself; size_bytes: its size in bytes before base64.
+    - warnings: what the format does not carry (empty for musicxml and mxl)."""
     score, music = _music(caller, args.score_id)
     return {"score_id": score.score_id, **export_score(music, fmt=args.format)}
 
@@ -177,7 +208,20 @@ class KeyArgs(ToolArguments):
 @tool("key_analysis", arguments=KeyArgs, scope=READ, group="music_analysis")
 def key_analysis(caller: Caller, args: KeyArgs) -> dict[str, Any]:
     """Find the key of the whole score (all parts) with its confidence, the next likeliest keys and each
-    algorithm's answer."""
+    algorithm's answer. Keys are named from pitch-class profiles and spelled as the key signature spells them
+    (6 sharps: `F# major` or `D# minor`, never `Gb`/`Eb`), with # and b.
+
+    Returns:
+    - key (`F# minor`), tonic (`F#`), mode; all three null when the music has no clear key (atonal or modal:
+      the profiles fit it poorly, mean correlation below 0.7); best_guess is the profile's key either way.
+    - confidence: 0..1, half the agreement share plus half the margin (capped at 0.2 = 1); 0 with no clear key.
+    - agreement (`4 of 5` profiles naming the key, enharmonic spellings alike) and agreement_share (0..1).
+    - correlation: the chosen profile's correlation (-1..1) with the key; margin: it minus the runner-up's.
+    - warning: why the key is absent or uncertain (fewer than half the profiles agree, or the runner-up within
+      0.02), else null.
+    - key_signature (`6 sharps`) and key_signature_keys (`F# major / D# minor`) of the opening signature.
+    - algorithm: the profile the key comes from; alternatives: the next 4 keys with their correlation;
+      by_algorithm: each profile's key, tonic, mode and correlation."""
     score, music = _music(caller, args.score_id)
     return {"score_id": score.score_id, **keys.key_analysis(music, algorithm=args.algorithm)}
 
@@ -189,8 +233,17 @@ class ChordArgs(ToolArguments):
 
 @tool("chord_analysis", arguments=ChordArgs, scope=READ, group="music_analysis")
 def chord_analysis(caller: Caller, args: ChordArgs) -> dict[str, Any]:
-    """List the score's chords (all parts sounded together) with measure, beat, pitches and Roman numeral in the
-    score's key."""
+    """List the score's harmonies (all parts sounded together) with measure, beat, pitches and Roman numeral in
+    the score's key. A slice that only decorates a chord is folded into it: passing and neighbour notes and
+    anticipations into the chord before, suspensions and appoggiaturas into the chord they resolve to. Roman
+    numerals follow one textbook style: case for the third (V, ii), o/ø/+ for diminished, half-diminished and
+    augmented, 6/64 and 7/65/43/42 for inversions, b/# only for a root outside the key (in minor VI, VII and viio
+    are the key's own), secondary dominants as V7/V or viio7/ii.
+
+    Returns:
+    - key: the score's key (`F# minor`); chord_count: how many harmonies; truncated: true when more than limit.
+    - chords: each with measure (printed bar number), beat (1-based), quarter_length (its length in quarter notes),
+      pitches (low to high, `C#5`), root and bass (`F#`), name (`A major triad`) and roman_numeral (`V6/III`)."""
     score, music = _music(caller, args.score_id)
     return {"score_id": score.score_id, **harmony.chord_analysis(music, limit=args.limit)}
 
@@ -206,14 +259,43 @@ class HarmonyArgs(ToolArguments):
 
 @tool("harmony_analysis", arguments=HarmonyArgs, scope=READ, group="music_analysis")
 def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
-    """Analyse the harmony as a Roman-numeral progression, as harmonic functions, or as cadences."""
+    """Analyse the harmony as a Roman-numeral progression, as harmonic functions, or as cadences, on the harmonies
+    chord_analysis lists (decorations folded in, the same Roman-numeral style), repeated chords counted once.
+    Cadences are read at the phrase ends of the melody (the part named Soprano, else the highest part with
+    fermatas): fermatas, else notes before a rest, and the last note; the closing chord is the one sounding after
+    the suspensions under the final note resolve, the chord before it the last one on another root.
+
+    Returns:
+    - key: the score's key (`F# minor`); analysis_type.
+    - roman: progression (measure, beat, roman_numeral) and figures (the numerals space-separated).
+    - functional: functions (measure, beat, roman_numeral, function: tonic for I/iii/vi, predominant for ii/IV,
+      dominant for V/viio, `dominant of V` for a secondary dominant), counts per function (tonic, predominant,
+      dominant, secondary dominant) and summary (`T PD D D/V`).
+    - cadences: each with measure (printed bar number) and beat (1-based) of the melody's final note, kind
+      (perfect authentic, imperfect authentic, half, plagal, deceptive or other), variant (`phrygian` for iv6-V in
+      minor, else null), key (the key it cadences in: the score's, or the one the phrase turns to, `A major`),
+      chords (the two Roman numerals in that key) and chords_in_home_key; count."""
     score, music = _music(caller, args.score_id)
     return {"score_id": score.score_id, **harmony.harmony_analysis(music, analysis_type=args.analysis_type)}
 
 
 @tool("voice_leading_analysis", arguments=ScoreArgs, scope=READ, group="music_analysis")
 def voice_leading_analysis(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
-    """Find parallel fifths and octaves and voice crossings between every pair of parts, with measures and beats."""
+    """Find parallel fifths and octaves, deliberate doublings and voice crossings between every pair of parts.
+
+    Parallels are two parts moving in similar motion from one perfect fifth (octave, unison; compound or not, as
+    spelled) into another; fifths or octaves by contrary motion are not counted. Two parts in octaves or unison for 3
+    or more notes in a row double each other on purpose (colla parte, cello and bass): that passage is one `doublings`
+    entry, and its octaves are not errors. Onsets are compared exactly (tuplets included).
+
+    Returns:
+    - `parts`: every part as `{"part": 0-based index, "part_label": name}`; `upper`/`lower` below use the same form.
+    - `parallel_fifths`, `parallel_octaves`: each `{type, upper, lower, measure, beat, from, to}`: printed bar number
+      and 1-based beat where the second perfect interval arrives; `from`/`to` are `{"upper": "F5", "lower": "Bb4"}`.
+    - `doublings`: `{upper, lower, interval ("octave"/"unison"), start, end ({measure, beat}), notes (count),
+      parallel_octaves (count inside)}`.
+    - `voice_crossings` (neighbouring parts only): `{upper, lower, measure, beat, pitches, detail}`.
+    - `summary`: the count of each list."""
     score, music = _music(caller, args.score_id)
     return {"score_id": score.score_id, **voiceleading.voice_leading_analysis(music)}
 
@@ -222,16 +304,35 @@ class PatternArgs(ToolArguments):
     score_id: ScoreId
     pattern_type: Literal["melodic", "rhythmic", "both"] = Field("both", description="Which patterns to look for.")
     min_length: int = Field(3, ge=2, le=8, description="Shortest motif, in notes.")
+    uniform_rhythms: bool = Field(
+        False, description="Also report rhythms of one repeated duration (quarter after quarter), left out by default."
+    )
 
 
 @tool("pattern_recognition", arguments=PatternArgs, scope=READ, group="music_analysis")
 def pattern_recognition(caller: Caller, args: PatternArgs) -> dict[str, Any]:
-    """Find repeated melodic motifs (transposition-invariant) and rhythmic patterns with their locations, and the
-    phrase structure of the top part."""
+    """Find repeated melodic motifs and rhythmic patterns in every part with their locations, and the phrase
+    structure of the top part.
+
+    Motifs are matched by scale steps, so transpositions and diatonic sequences (the same steps a step higher, with
+    other semitones) are found. Only maximal patterns are listed (not every shorter piece of a longer one), each
+    occurrence once (overlapping repeats of the same run are not counted twice).
+
+    Returns:
+    - `melodic_patterns`: `{length (notes), steps (scale steps between neighbours, +1 = a step up), intervals
+      (semitones, first occurrence), kind ("exact": same semitones every time; "diatonic sequence": same steps,
+      other semitones), occurrences, transposed (bool), locations}`.
+    - `rhythmic_patterns`: `{length, durations (quarter notes), occurrences, locations}`.
+    - each location: `{part (0-based index), part_label, measure (printed bar number), beat (1-based), notes
+      (pitches, e.g. "Bb4")}`; melodic ones add their own `intervals`.
+    - `phrases`: the top part's phrases `{part, part_label, start, end ({measure, beat}), notes (count),
+      quarter_length (quarter notes), final_pitch}`; `phrase_structure`: their count and lengths in quarters."""
     score, music = _music(caller, args.score_id)
     return {
         "score_id": score.score_id,
-        **patterns.pattern_recognition(music, pattern_type=args.pattern_type, min_length=args.min_length),
+        **patterns.pattern_recognition(
+            music, pattern_type=args.pattern_type, min_length=args.min_length, uniform_rhythms=args.uniform_rhythms
+        ),
     }
 
 
@@ -288,14 +389,41 @@ class HarmonizeArgs(ToolArguments):
         min_length=1,
         description="Which voices to write; the melody is the soprano, so it must be included.",
     )
+    melody_part: Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None,
+        description="The part holding the melody: its 0-based index or its label. By default the first part "
+        "labelled Soprano, Melody, Voice or Cantus, else the part whose notes lie highest on average.",
+    )
     new_score_id: NewScoreId = None
 
 
 @tool("harmonize_melody", arguments=HarmonizeArgs, scope=WRITE, group="composition")
 def harmonize_melody(caller: Caller, args: HarmonizeArgs) -> dict[str, Any]:
-    """Harmonise the top part of a score in the given style and voices; stores the result as a new score."""
+    """Harmonise a score's melody in four voices (SATB) in the given style; stores the voices asked for as a new score.
+
+    Chords and voicings are chosen together: no consecutive fifths or octaves between any two voices, no voice
+    crossing, every chord with its root and third, the final tonic chord complete, the voices within their
+    textbook ranges (S C4-G5, A G3-D5, T C3-G4, B E2-C4) and spacing (an octave at most between soprano and alto
+    and between alto and tenor, a twelfth between tenor and bass). A melody mostly outside the soprano's range
+    moves the lower voices by whole octaves, with a warning, rather than crowding them onto its notes.
+
+    Returns:
+    - new_score_id, title, parts, measures, notes: the stored score (measures and notes are counts).
+    - key: the key harmonised in, e.g. "F# minor"; style; voice_parts: the voices written, top down.
+    - melody_part: {"part": 0-based index, "part_label": label} of the part used as the melody.
+    - chords: how many chords (one per melody note that is not tied over); progression: their Roman numerals in
+      order, "6" marking a first inversion.
+    - checks: the four-part rules counted by music21 over all four voices (also those not written out):
+      parallel_fifths, parallel_octaves (consecutive fifths and octaves/unisons between any two voices, similar or
+      contrary motion), voice_crossings, out_of_range (notes outside the voice's range), spacing (adjacent voices
+      too far apart), incomplete_final_chord (0 or 1).
+    - violations: up to 20 of those breaks as {"rule", "bar" (printed measure number), "voices", "detail"}.
+    - warnings: what a singer should know, e.g. melody notes outside the soprano range, with bar numbers.
+    """
     score, music = _music(caller, args.score_id)
-    result, info = composition.harmonize_melody(music, style=args.style, voice_parts=list(args.voice_parts))
+    result, info = composition.harmonize_melody(
+        music, style=args.style, voice_parts=list(args.voice_parts), melody_part=args.melody_part
+    )
     new = score_store_generated(
         owner=caller.user, parent=score, music=result, derivation="harmonized", score_id=args.new_score_id
     )
@@ -410,7 +538,11 @@ class RenderArgs(ToolArguments):
 
 @tool("render_score", arguments=RenderArgs, scope=READ, group="export")
 def render_score(caller: Caller, args: RenderArgs) -> dict[str, Any]:
-    """Engrave the score, or a range of its measures, as SVG notation."""
+    """Engrave the score, or a range of its measures, as SVG notation.
+
+    Returns:
+    - svg: the page as SVG text; media_type: "image/svg+xml".
+    - page: the page rendered (from 1); page_count: pages in the selection."""
     score, music = _music(caller, args.score_id)
     rendered = render_svg(music, measure_start=args.measure_start, measure_end=args.measure_end, page=args.page)
     return {"score_id": score.score_id, "media_type": "image/svg+xml", **rendered}

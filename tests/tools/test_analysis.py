@@ -87,25 +87,46 @@ def test_cadences_of_bwv66_6_at_its_fermatas(chorale: Any, alice: Any, call: Any
 def test_a_planted_parallel_fifth_is_found_at_its_measure(alice: Any, call: Any) -> None:
     call(alice, "import_score", score_id="fifths", source=TWO_VOICES_WITH_PARALLEL_FIFTHS, source_type="tinynotation")
     result = call(alice, "voice_leading_analysis", score_id="fifths")
-    assert result["summary"] == {"parallel_fifths": 1, "parallel_octaves": 0, "voice_crossings": 0}
+    assert result["summary"] == {"parallel_fifths": 1, "parallel_octaves": 0, "doublings": 0, "voice_crossings": 0}
     fifth = result["parallel_fifths"][0]
     assert (fifth["measure"], fifth["beat"]) == (2, 1.0)
-    assert fifth["from"] == ["F5", "B-4"]
-    assert fifth["to"] == ["G5", "C5"]
-    assert fifth["parts"] == result["parts"]
+    assert fifth["from"] == {"upper": "F5", "lower": "Bb4"}
+    assert fifth["to"] == {"upper": "G5", "lower": "C5"}
+    assert (
+        [fifth["upper"], fifth["lower"]]
+        == result["parts"]
+        == [
+            {"part": 0, "part_label": "Part 1"},
+            {"part": 1, "part_label": "Part 2"},
+        ]
+    )
 
 
 def test_parallel_octaves_and_crossings_are_found(alice: Any, call: Any) -> None:
-    source = "4/4 c'4 d' e' c\n4/4 c4 d e e'"  # octaves on beats 2 and 3, the voices cross on beat 4
+    source = "4/4 c'4 d' f' c\n4/4 c4 d e e'"  # octaves into beat 2, the voices cross on beat 4
     call(alice, "import_score", score_id="octaves", source=source, source_type="tinynotation")
     result = call(alice, "voice_leading_analysis", score_id="octaves")
-    assert [(o["measure"], o["beat"]) for o in result["parallel_octaves"]] == [(1, 2.0), (1, 3.0)]
+    assert [(o["measure"], o["beat"], o["to"]) for o in result["parallel_octaves"]] == [
+        (1, 2.0, {"upper": "D5", "lower": "D4"})
+    ]
     assert [(c["measure"], c["beat"]) for c in result["voice_crossings"]] == [(1, 4.0)]
+    assert result["doublings"] == []
+
+
+def test_a_line_doubled_in_octaves_is_a_doubling_not_five_errors(alice: Any, call: Any) -> None:
+    source = "4/4 c'4 d' e' f' g'1\n4/4 c4 d e f g1"  # the same line an octave apart, five notes
+    call(alice, "import_score", score_id="doubled", source=source, source_type="tinynotation")
+    result = call(alice, "voice_leading_analysis", score_id="doubled")
+    assert result["summary"]["parallel_octaves"] == 0
+    [doubling] = result["doublings"]
+    assert doubling["interval"] == "octave"
+    assert (doubling["start"], doubling["end"]) == ({"measure": 1, "beat": 1.0}, {"measure": 2, "beat": 1.0})
+    assert (doubling["notes"], doubling["parallel_octaves"]) == (5, 4)
 
 
 def test_bach_writes_no_parallel_fifths_in_bwv66_6(chorale: Any, alice: Any, call: Any) -> None:
     result = call(alice, "voice_leading_analysis", score_id="chorale")
-    assert result["parts"] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert [p["part_label"] for p in result["parts"]] == ["Soprano", "Alto", "Tenor", "Bass"]
     assert result["summary"]["parallel_fifths"] == 0
     assert result["summary"]["parallel_octaves"] == 0
 

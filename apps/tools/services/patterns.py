@@ -1,4 +1,8 @@
-"""Repeated motifs and phrase structure. Pure functions from a music21 stream to a dict; the stream is not changed."""
+"""Repeated motifs and phrase structure. Pure functions from a music21 stream to a dict; the stream is not changed.
+
+Melodic motifs are matched by their scale steps (the diatonic interval between neighbours, from the spelled note
+names), so a tonal sequence (C D E C, D E F D: the same steps a step higher, with other semitones) is one motif; each
+motif says whether its repeats are exact (the same semitones, perhaps transposed) or a diatonic sequence."""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from typing import Any
 from music21 import stream
 
 from apps.core.errors import AnalysisError
-from apps.tools.services.harmony import phrase_end_offsets
+from apps.tools.services.summary import part_label
+from apps.tools.services.voiceleading import Event, part_line
 
 # Motifs longer than this are reported by their repeated sub-motifs; real repeats rarely run longer note for note.
 MAX_MOTIF_LENGTH = 12
@@ -20,98 +25,117 @@ MAX_LOCATIONS = 10
 
 @dataclass(frozen=True)
 class _Note:
-    part: str
+    part: int
+    part_label: str
+    event: Event
+    degree: int  # diatonic position (letter name and octave): differences are scale steps
     midi: float
-    name: str
-    duration: float
-    measure: int | None
-    beat: float
 
 
-def _segments(part: stream.Part, part_name: str) -> list[list[_Note]]:
+Window = tuple[int, int, int]  # (segment index, start, length)
+
+
+def _segments(part: stream.Stream, index: int) -> list[list[_Note]]:
     """The part's notes, ties merged, cut into runs at every rest (a motif does not continue across silence)."""
+    label = part_label(part, index)
     runs: list[list[_Note]] = [[]]
-    for element in part.stripTies().flatten().notesAndRests:
-        if element.isRest:
+    for event in part_line(part):
+        if event.pitch is None:
             if runs[-1]:
                 runs.append([])
             continue
-        top = max(element.pitches, key=lambda p: p.ps)
-        runs[-1].append(
-            _Note(
-                part_name,
-                top.ps,
-                top.nameWithOctave,
-                float(element.quarterLength),
-                element.measureNumber,
-                round(float(element.beat), 3),
-            )
-        )
+        runs[-1].append(_Note(index, label, event, event.pitch.diatonicNoteNum, event.pitch.ps))
     return [run for run in runs if run]
 
 
 def _where(window: list[_Note]) -> dict[str, Any]:
+    first = window[0]
     return {
-        "part": window[0].part,
-        "measure": window[0].measure,
-        "beat": window[0].beat,
-        "notes": [n.name for n in window],
+        "part": first.part,
+        "part_label": first.part_label,
+        "measure": first.event.measure,
+        "beat": first.event.beat,
+        "notes": [n.event.name for n in window],
     }
 
 
-def _repeats(segments: list[list[_Note]], min_length: int, signature: Any) -> dict[tuple[Any, ...], list[list[_Note]]]:
-    """Every window of `min_length`..MAX_MOTIF_LENGTH notes, grouped by `signature(window)`, kept when repeated."""
-    found: dict[tuple[Any, ...], list[list[_Note]]] = defaultdict(list)
-    for run in segments:
+def _repeats(segments: list[list[_Note]], min_length: int, signature: Any) -> dict[tuple[Any, ...], list[Window]]:
+    """Every window of `min_length`..MAX_MOTIF_LENGTH notes, grouped by `(length, signature(window))`, kept when it
+    occurs at least twice without overlapping itself (of A A A A only windows 1-2 and 3-4 count for "A A")."""
+    found: dict[tuple[Any, ...], list[Window]] = defaultdict(list)
+    for number, run in enumerate(segments):
         for length in range(min_length, min(MAX_MOTIF_LENGTH, len(run)) + 1):
             for start in range(len(run) - length + 1):
-                window = run[start : start + length]
-                found[(length, signature(window))].append(window)
-    return {sig: windows for sig, windows in found.items() if len(windows) >= 2}
+                found[(length, signature(run[start : start + length]))].append((number, start, length))
+    repeated: dict[tuple[Any, ...], list[Window]] = {}
+    for sig, windows in found.items():
+        if len(windows) < 2:
+            continue
+        kept: list[Window] = []
+        for window in windows:  # in run order, so an overlap is always with the last one kept
+            if kept and kept[-1][0] == window[0] and kept[-1][1] + kept[-1][2] > window[1]:
+                continue
+            kept.append(window)
+        if len(kept) >= 2:
+            repeated[sig] = kept
+    return repeated
 
 
-def _maximal(repeated: dict[tuple[Any, ...], list[list[_Note]]]) -> list[tuple[tuple[Any, ...], list[list[_Note]]]]:
+def _maximal(repeated: dict[tuple[Any, ...], list[Window]]) -> list[tuple[tuple[Any, ...], list[Window]]]:
     """Drop a motif when a one-note-longer motif repeats as often: it is only part of that longer one."""
-    counts = {sig: len(windows) for sig, windows in repeated.items()}
-    kept = []
+    # The most occurrences of a one-note-longer motif that starts or ends with each motif: one pass, not a search.
+    extended: dict[tuple[Any, ...], int] = defaultdict(int)
     for (length, body), windows in repeated.items():
-        longer = [
-            count
-            for (other_length, other_body), count in counts.items()
-            if other_length == length + 1 and (other_body[: len(body)] == body or other_body[-len(body) :] == body)
-        ]
-        if not any(count >= len(windows) for count in longer):
-            kept.append(((length, body), windows))
-    return kept
+        for part in (body[:-1], body[1:]):
+            extended[(length - 1, part)] = max(extended[(length - 1, part)], len(windows))
+    return [(sig, windows) for sig, windows in repeated.items() if extended.get(sig, 0) < len(windows)]
+
+
+def _notes(segments: list[list[_Note]], window: Window) -> list[_Note]:
+    number, start, length = window
+    return segments[number][start : start + length]
 
 
 def _melodic(segments: list[list[_Note]], min_length: int) -> list[dict[str, Any]]:
-    def intervals(window: list[_Note]) -> tuple[float, ...]:
-        # Semitone steps between neighbours: the same motif transposed has the same signature.
-        return tuple(int(b.midi - a.midi) for a, b in itertools.pairwise(window))
+    def steps(window: list[_Note]) -> tuple[int, ...]:
+        # Scale steps between neighbours: the same motif transposed, or sequenced in the key, has the same signature.
+        return tuple(b.degree - a.degree for a, b in itertools.pairwise(window))
 
     repeated = {
-        sig: windows for sig, windows in _repeats(segments, min_length, intervals).items() if any(sig[1])
+        sig: windows for sig, windows in _repeats(segments, min_length, steps).items() if any(sig[1])
     }  # a repeated single pitch is not a motif
     ranked = sorted(_maximal(repeated), key=lambda item: (-len(item[1]) * item[0][0], -item[0][0]))
-    return [
-        {
-            "length": length,
-            "intervals": list(body),
-            "occurrences": len(windows),
-            "transposed": len({w[0].midi for w in windows}) > 1,
-            "locations": [_where(w) for w in windows[:MAX_LOCATIONS]],
-        }
-        for (length, body), windows in ranked[:MAX_PATTERNS]
-    ]
+    patterns = []
+    for (length, body), windows in ranked[:MAX_PATTERNS]:
+        occurrences = [_notes(segments, w) for w in windows]
+        semitones = [tuple(int(b.midi - a.midi) for a, b in itertools.pairwise(notes)) for notes in occurrences]
+        patterns.append(
+            {
+                "length": length,
+                "steps": list(body),
+                "intervals": list(semitones[0]),
+                "kind": "exact" if len(set(semitones)) == 1 else "diatonic sequence",
+                "occurrences": len(windows),
+                "transposed": len({notes[0].midi for notes in occurrences}) > 1,
+                "locations": [
+                    {**_where(notes), "intervals": list(semis)}
+                    for notes, semis in zip(occurrences[:MAX_LOCATIONS], semitones, strict=False)
+                ],
+            }
+        )
+    return patterns
 
 
-def _rhythmic(segments: list[list[_Note]], min_length: int) -> list[dict[str, Any]]:
+def _rhythmic(segments: list[list[_Note]], min_length: int, uniform: bool) -> list[dict[str, Any]]:
     def durations(window: list[_Note]) -> tuple[float, ...]:
-        return tuple(n.duration for n in window)
+        return tuple(float(n.event.duration) for n in window)
 
-    repeated = _repeats(segments, min_length, durations)
-    # Patterns of one repeated value (four quarters) are everywhere; rank the ones with a real shape first.
+    # A run of one repeated value (quarter after quarter) is everywhere and says nothing; left out unless asked.
+    repeated = {
+        sig: windows
+        for sig, windows in _repeats(segments, min_length, durations).items()
+        if uniform or len(set(sig[1])) > 1
+    }
     ranked = sorted(
         _maximal(repeated),
         key=lambda item: (len(set(item[0][1])) == 1, -len(item[1]) * item[0][0], -item[0][0]),
@@ -121,52 +145,67 @@ def _rhythmic(segments: list[list[_Note]], min_length: int) -> list[dict[str, An
             "length": length,
             "durations": list(body),
             "occurrences": len(windows),
-            "locations": [_where(w) for w in windows[:MAX_LOCATIONS]],
+            "locations": [_where(_notes(segments, w)) for w in windows[:MAX_LOCATIONS]],
         }
         for (length, body), windows in ranked[:MAX_PATTERNS]
     ]
 
 
+def _phrase_ends(line: list[Event]) -> list[int]:
+    """Indexes of the notes of `line` that end a phrase: those with a fermata (chorales mark their phrases so), else
+    those followed by a rest; the last note always ends one."""
+    notes = [i for i, e in enumerate(line) if e.pitch is not None]
+    ends = [i for i in notes if any(x.name == "fermata" for x in getattr(line[i].element, "expressions", ()))]
+    if not ends:
+        ends = [i for i in notes if i + 1 < len(line) and line[i + 1].pitch is None]
+    if notes and notes[-1] not in ends:
+        ends.append(notes[-1])
+    return ends
+
+
 def _phrases(music: stream.Score) -> list[dict[str, Any]]:
-    """The top part's phrases, ended by fermatas or rests (see harmony.phrase_end_offsets)."""
+    """The top part's phrases, ended by fermatas or rests."""
     top = music.parts[0] if music.parts else music
-    notes = list(top.stripTies().flatten().notes)
+    line = part_line(top)
     phrases: list[dict[str, Any]] = []
     start = 0
-    for end_offset in phrase_end_offsets(music):
-        members = [n for n in notes[start:] if float(n.offset) <= end_offset]
+    for end in _phrase_ends(line):
+        members = [e for e in line[start : end + 1] if e.pitch is not None]
+        start = end + 1
         if not members:
             continue
         first, last = members[0], members[-1]
         phrases.append(
             {
-                "start": {"measure": first.measureNumber, "beat": round(float(first.beat), 3)},
-                "end": {"measure": last.measureNumber, "beat": round(float(last.beat), 3)},
+                "part": 0,
+                "part_label": part_label(top, 0),
+                "start": {"measure": first.measure, "beat": first.beat},
+                "end": {"measure": last.measure, "beat": last.beat},
                 "notes": len(members),
-                "quarter_length": float(last.offset + last.quarterLength - first.offset),
-                "final_pitch": max(last.pitches, key=lambda p: p.ps).nameWithOctave,
+                "quarter_length": float(last.end - first.offset),
+                "final_pitch": last.name,
             }
         )
-        start += len(members)
     return phrases
 
 
-def pattern_recognition(music: stream.Score, *, pattern_type: str = "both", min_length: int = 3) -> dict[str, Any]:
-    """Repeated melodic motifs (transposition-invariant) and rhythmic patterns in every part with their locations,
-    and the phrase structure of the top part."""
+def pattern_recognition(
+    music: stream.Score, *, pattern_type: str = "both", min_length: int = 3, uniform_rhythms: bool = False
+) -> dict[str, Any]:
+    """Repeated melodic motifs (by scale steps: exact repeats, transpositions and diatonic sequences) and rhythmic
+    patterns in every part with their locations (part index and label, printed measure, beat), and the phrase
+    structure of the top part. Rhythms of a single repeated duration are left out unless `uniform_rhythms`."""
     if pattern_type not in ("melodic", "rhythmic", "both"):
         raise AnalysisError(f"Unknown pattern_type {pattern_type!r}; use melodic, rhythmic or both.")
     parts = list(music.parts) or [music]
-    segments = [
-        run for i, part in enumerate(parts) for run in _segments(part, part.partName or part.id or f"Part {i + 1}")
-    ]
+    segments = [run for i, part in enumerate(parts) for run in _segments(part, i)]
     if not segments:
         raise AnalysisError("The score has no notes to look for patterns in.")
     result: dict[str, Any] = {"pattern_type": pattern_type, "min_length": min_length}
     if pattern_type in ("melodic", "both"):
         result["melodic_patterns"] = _melodic(segments, min_length)
     if pattern_type in ("rhythmic", "both"):
-        result["rhythmic_patterns"] = _rhythmic(segments, min_length)
+        result["rhythmic_patterns"] = _rhythmic(segments, min_length, uniform_rhythms)
     phrases = _phrases(music)
     result["phrases"] = phrases
     result["phrase_structure"] = {

@@ -1,129 +1,285 @@
 """Voice leading between every pair of parts. Pure functions from a music21 stream to a dict.
 
-The stream comes from the shared parsed-score cache, so nothing here may change it."""
+The stream comes from the shared parsed-score cache, so nothing here may change it: the parts are read through
+`flatten()` (which builds a new stream) and ties are merged here instead of with `stripTies()` (which would copy every
+note of the score, most of the cost of these tools).
+
+Offsets are kept exact: music21 gives tuplet offsets as `Fraction`s (a triplet sixteenth starts at 11/6), and the same
+onset compared as floats can land either side of a note's end, which once made a false parallel fifth in Mozart's
+K155/ii bar 36."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
-from music21 import interval, pitch, stream
+from music21 import base, interval, meter, pitch, stream
+from music21.common.numberTools import opFrac
 
 from apps.tools.services.keys import _require_notes, _round
+from apps.tools.services.spelling import pitch_name
+from apps.tools.services.summary import part_label
+
+# Two parts that sound the same line in octaves or unison for at least this many consecutive notes are doubling each
+# other on purpose (colla parte, a cello doubled by the bass, violins in octaves): their parallel octaves are reported
+# as `doublings`, not as errors. Two or fewer in a row is the classic part-writing fault.
+DOUBLING_MIN_NOTES = 3
+
+Offset = float | Fraction
 
 
-def _pitch(name: str) -> pitch.Pitch:
-    return pitch.Pitch(name)
+@dataclass
+class Event:
+    """One sounding note (the top pitch of a chord) or rest of a part, ties merged; offsets exact (`opFrac`)."""
+
+    offset: Offset
+    end: Offset
+    pitch: pitch.Pitch | None  # None for a rest
+    element: base.Music21Object  # the score's first element of the note
+    measure: int | None  # the printed measure number
+    meter: meter.TimeSignature | None
+    in_measure: Offset  # from the start of a full bar (a pickup's missing beats included)
+
+    @property
+    def duration(self) -> Offset:
+        return opFrac(self.end - self.offset)
+
+    @property
+    def beat(self) -> float:
+        """1-based, in the meter's beats (music21's `beat`, without its context search through every site)."""
+        if self.meter is None:
+            return _round(float(self.element.beat)) or 1.0
+        return _round(float(self.meter.getBeatProportion(self.in_measure))) or 1.0
+
+    @property
+    def name(self) -> str:
+        return pitch_name(self.pitch, octave=True) if self.pitch is not None else "rest"
 
 
-# --- Voice leading ----------------------------------------------------------------------------------------------
+def _elements(part: stream.Stream) -> Iterator[tuple[Offset, base.Music21Object, stream.Measure | None, Any]]:
+    """(offset in the part, note or rest, its measure, the meter in force) in time order, measure by measure; voices
+    inside a measure included."""
+    measures = list(part.getElementsByClass(stream.Measure))
+    if not measures:
+        for element in part.flatten().notesAndRests:
+            yield opFrac(element.offset), element, None, None
+        return
+    current = part.getContextByClass(meter.TimeSignature) if part.timeSignature is None else part.timeSignature
+    for measure in measures:
+        current = measure.timeSignature or current
+        base_offset = opFrac(measure.offset)
+        found = [(opFrac(base_offset + e.offset), e) for e in measure.notesAndRests]
+        for voice in measure.voices:
+            voice_offset = opFrac(base_offset + voice.offset)
+            found += [(opFrac(voice_offset + e.offset), e) for e in voice.notesAndRests]
+        found.sort(key=lambda item: item[0])
+        for at, element in found:
+            yield at, element, measure, current
 
 
-@dataclass(frozen=True)
-class _Event:
-    offset: float
-    end: float
-    midi: float | None  # None for a rest
-    name: str | None
-    measure: int | None
-    beat: float
-
-
-def _events(part: stream.Part) -> list[_Event]:
-    """The part as a sequence of sounding pitches (the top note of a chord), tied notes merged."""
-    events: list[_Event] = []
-    for element in part.stripTies().flatten().notesAndRests:
-        start = float(element.offset)
-        end = start + float(element.quarterLength)
-        if element.isRest:
-            midi, name = None, None
+def part_line(part: stream.Stream) -> list[Event]:
+    """The part as one line of events in time order: the top note of a chord (or of notes sounding together in two
+    voices of the part), tied notes merged into one, grace notes left out. A note that starts before the previous one
+    ends cuts the previous one short."""
+    events: list[Event] = []
+    tie_open = False
+    for start, element, measure, in_force in _elements(part):
+        length = opFrac(element.quarterLength)
+        if length == 0:  # grace notes take no time
+            continue
+        end = opFrac(start + length)
+        top = None if element.isRest else max(element.pitches, key=lambda p: p.ps)
+        tie = getattr(element, "tie", None)
+        previous = events[-1] if events else None
+        if previous is not None and previous.offset == start:
+            # Notes together in one part (two voices, a divisi): the line is the upper one.
+            if top is None or (previous.pitch is not None and previous.pitch.ps >= top.ps):
+                continue
+            events.pop()
+            previous = events[-1] if events else None
+        if (
+            tie_open
+            and previous is not None
+            and top is not None
+            and previous.pitch is not None
+            and previous.pitch.ps == top.ps
+            and previous.end == start
+        ):
+            previous.end = end
         else:
-            top = max(element.pitches, key=lambda p: p.ps)
-            midi, name = top.ps, top.nameWithOctave
-        events.append(_Event(start, end, midi, name, element.measureNumber, _round(float(element.beat)) or 1.0))
+            if previous is not None and previous.end > start:
+                previous.end = start
+            if measure is None:
+                number, in_measure = element.measureNumber, start
+            else:
+                number = measure.number
+                in_measure = opFrac(start - measure.offset + (measure.paddingLeft or 0))
+                if in_force is not None and in_measure >= in_force.barDuration.quarterLength:
+                    in_force = None  # a bar longer than its meter: let music21 work the beat out
+            events.append(Event(start, end, top, element, number, in_force, in_measure))
+        tie_open = tie is not None and tie.type in ("start", "continue")
     return events
 
 
-def _sounding(events: list[_Event], at: float) -> _Event | None:
-    for event in events:
-        if event.offset <= at < event.end:
-            return event
+def _part_ref(index: int, label: str) -> dict[str, Any]:
+    return {"part": index, "part_label": label}
+
+
+def _where(slice_: tuple[Event, Event], at: Offset) -> dict[str, Any]:
+    """Measure and beat of the onset `at`, read from whichever part's note starts there."""
+    upper, lower = slice_
+    element = upper if upper.offset == at else lower
+    return {"measure": element.measure, "beat": element.beat}
+
+
+def _slices(upper: list[Event], lower: list[Event]) -> list[tuple[Offset, Event, Event] | None]:
+    """At every onset of either part, the events of both parts sounding then; None where either rests or is silent."""
+    onsets = sorted({e.offset for e in upper} | {e.offset for e in lower})
+    slices: list[tuple[Offset, Event, Event] | None] = []
+    i = j = 0
+    for at in onsets:
+        while i < len(upper) and upper[i].end <= at:
+            i += 1
+        while j < len(lower) and lower[j].end <= at:
+            j += 1
+        a = upper[i] if i < len(upper) and upper[i].offset <= at else None
+        b = lower[j] if j < len(lower) and lower[j].offset <= at else None
+        if a is None or b is None or a.pitch is None or b.pitch is None:
+            slices.append(None)
+        else:
+            slices.append((at, a, b))
+    return slices
+
+
+def _is_octave(a: Event, b: Event) -> bool:
+    """A perfect unison or octave (compound or not), as spelled: C4/C5 yes, C4/B#4 no."""
+    assert a.pitch is not None and b.pitch is not None  # noqa: S101 - slices hold notes only
+    return a.pitch.name == b.pitch.name and a.pitch.ps % 12 == b.pitch.ps % 12
+
+
+def _perfect(before: tuple[Event, Event], after: tuple[Event, Event]) -> str | None:
+    """'parallel fifths' or 'parallel octaves' when both voices move the same way from one perfect fifth (octave,
+    unison; compound or not) into another."""
+    (a0, b0), (a1, b1) = before, after
+    assert a0.pitch and b0.pitch and a1.pitch and b1.pitch  # noqa: S101 - slices hold notes only
+    motion_a, motion_b = a1.pitch.ps - a0.pitch.ps, b1.pitch.ps - b0.pitch.ps
+    if motion_a == 0 or motion_b == 0 or (motion_a > 0) != (motion_b > 0):
+        return None
+    first, second = (a0.pitch.ps - b0.pitch.ps) % 12, (a1.pitch.ps - b1.pitch.ps) % 12
+    if first == second == 0:
+        return "parallel octaves" if _is_octave(a0, b0) and _is_octave(a1, b1) else None
+    if first == second == 7 or first == second == 5:  # 5: the upper part crossed below
+        # Only a spelled perfect fifth counts (not a diminished sixth); the interval is built only for candidates.
+        names = {interval.Interval(noteStart=b.pitch, noteEnd=a.pitch).semiSimpleName for a, b in ((a0, b0), (a1, b1))}
+        return "parallel fifths" if names == {"P5"} else None
     return None
 
 
+def _pair(
+    upper_ref: dict[str, Any], lower_ref: dict[str, Any], upper: list[Event], lower: list[Event], neighbours: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Parallels, doubling passages and (for neighbouring parts) crossings between two parts."""
+    parallels: list[tuple[Offset, dict[str, Any]]] = []
+    crossings: list[dict[str, Any]] = []
+    doublings: list[dict[str, Any]] = []
+    # Consecutive slices in octaves/unison, with the parallel octaves among them, until the run ends.
+    run: list[tuple[Offset, Event, Event]] = []
+    run_parallels: list[tuple[Offset, dict[str, Any]]] = []
+
+    def close_run() -> None:
+        if len(run) >= DOUBLING_MIN_NOTES and run_parallels:
+            first, last = run[0], run[-1]
+            doublings.append(
+                {
+                    "upper": upper_ref,
+                    "lower": lower_ref,
+                    "interval": "unison" if first[1].pitch.ps == first[2].pitch.ps else "octave",  # type: ignore[union-attr]
+                    "start": _where((first[1], first[2]), first[0]),
+                    "end": _where((last[1], last[2]), last[0]),
+                    "notes": len(run),
+                    "parallel_octaves": len(run_parallels),
+                }
+            )
+        elif len(run) < DOUBLING_MIN_NOTES:
+            parallels.extend(run_parallels)
+        run.clear()
+        run_parallels.clear()
+
+    previous: tuple[Event, Event] | None = None
+    crossed = False
+    for slice_ in _slices(upper, lower):
+        if slice_ is None:
+            close_run()
+            previous, crossed = None, False
+            continue
+        at, a, b = slice_
+        octave = _is_octave(a, b)
+        if not octave:
+            close_run()
+        if previous is not None:
+            kind = _perfect(previous, (a, b))
+            if kind:
+                finding = {
+                    "type": kind,
+                    "upper": upper_ref,
+                    "lower": lower_ref,
+                    **_where((a, b), at),
+                    "from": {"upper": previous[0].name, "lower": previous[1].name},
+                    "to": {"upper": a.name, "lower": b.name},
+                }
+                (run_parallels if kind == "parallel octaves" else parallels).append((at, finding))
+        if octave:
+            run.append(slice_)
+        assert a.pitch is not None and b.pitch is not None  # noqa: S101 - slices hold notes only
+        below = a.pitch.ps < b.pitch.ps
+        # Crossings only between neighbouring voices: soprano below tenor is already alto-crossing somewhere.
+        if neighbours and below and not crossed:
+            crossings.append(
+                {
+                    "upper": upper_ref,
+                    "lower": lower_ref,
+                    **_where((a, b), at),
+                    "pitches": {"upper": a.name, "lower": b.name},
+                    "detail": f"{upper_ref['part_label']} ({a.name}) goes below {lower_ref['part_label']} ({b.name})",
+                }
+            )
+        crossed = below
+        previous = (a, b)
+    close_run()
+    parallels.sort(key=lambda item: item[0])
+    return [finding for _, finding in parallels], doublings, crossings
+
+
 def voice_leading_analysis(music: stream.Score) -> dict[str, Any]:
-    """Parallel fifths, parallel octaves (and unisons) and voice crossings between every pair of parts."""
+    """Parallel fifths, parallel octaves (and unisons), deliberate doublings and voice crossings between every pair
+    of parts; parts as `{"part": index, "part_label": label}`, pitches spelled (`Bb4`), printed measure numbers."""
     _require_notes(music)
     parts = list(music.parts) or [music]
-    names = [p.partName or p.id or f"Part {i + 1}" for i, p in enumerate(parts)]
-    voices = [_events(p) for p in parts]
+    refs = [_part_ref(i, part_label(p, i)) for i, p in enumerate(parts)]
+    lines = [part_line(p) for p in parts]
     parallels: list[dict[str, Any]] = []
+    doublings: list[dict[str, Any]] = []
     crossings: list[dict[str, Any]] = []
-    for (upper, upper_name, upper_events), (lower, lower_name, lower_events) in itertools.combinations(
-        zip(range(len(parts)), names, voices, strict=True), 2
-    ):  # every pair, upper part first in score order
-        onsets = sorted({e.offset for e in upper_events} | {e.offset for e in lower_events})
-        previous: tuple[_Event, _Event] | None = None
-        crossed = False
-        for at in onsets:
-            a, b = _sounding(upper_events, at), _sounding(lower_events, at)
-            if a is None or b is None or a.midi is None or b.midi is None:
-                previous, crossed = None, False
-                continue
-            where = a if a.offset == at else b
-            if previous is not None:
-                kind = _parallel(previous, (a, b))
-                if kind:
-                    parallels.append(
-                        {
-                            "type": kind,
-                            "parts": [upper_name, lower_name],
-                            "measure": where.measure,
-                            "beat": where.beat,
-                            "from": [previous[0].name, previous[1].name],
-                            "to": [a.name, b.name],
-                        }
-                    )
-            # Crossings only between neighbouring voices: soprano below tenor is already alto-crossing somewhere.
-            if lower == upper + 1 and a.midi < b.midi and not crossed:
-                crossings.append(
-                    {
-                        "parts": [upper_name, lower_name],
-                        "measure": where.measure,
-                        "beat": where.beat,
-                        "pitches": [a.name, b.name],
-                        "detail": f"{upper_name} ({a.name}) goes below {lower_name} ({b.name})",
-                    }
-                )
-            crossed = a.midi < b.midi
-            previous = (a, b)
+    for upper, lower in itertools.combinations(range(len(parts)), 2):  # every pair, upper part first in score order
+        found, doubled, crossed = _pair(refs[upper], refs[lower], lines[upper], lines[lower], lower == upper + 1)
+        parallels += found
+        doublings += doubled
+        crossings += crossed
     fifths = [p for p in parallels if p["type"] == "parallel fifths"]
-    octaves = [p for p in parallels if p["type"] != "parallel fifths"]
+    octaves = [p for p in parallels if p["type"] == "parallel octaves"]
     return {
-        "parts": names,
+        "parts": refs,
         "parallel_fifths": fifths,
         "parallel_octaves": octaves,
+        "doublings": doublings,
         "voice_crossings": crossings,
         "summary": {
             "parallel_fifths": len(fifths),
             "parallel_octaves": len(octaves),
+            "doublings": len(doublings),
             "voice_crossings": len(crossings),
         },
     }
-
-
-def _parallel(before: tuple[_Event, _Event], after: tuple[_Event, _Event]) -> str | None:
-    """'parallel fifths' or 'parallel octaves' when both voices move the same way into the same perfect interval."""
-    (a0, b0), (a1, b1) = before, after
-    motion_a, motion_b = (a1.midi or 0) - (a0.midi or 0), (b1.midi or 0) - (b0.midi or 0)  # callers skip rests
-    if motion_a == 0 or motion_b == 0 or (motion_a > 0) != (motion_b > 0):
-        return None
-    first = interval.Interval(noteStart=_pitch(b0.name or ""), noteEnd=_pitch(a0.name or ""))
-    second = interval.Interval(noteStart=_pitch(b1.name or ""), noteEnd=_pitch(a1.name or ""))
-    simple = (first.semiSimpleName, second.semiSimpleName)
-    if simple == ("P5", "P5"):
-        return "parallel fifths"
-    if simple[0] in ("P1", "P8") and simple[1] in ("P1", "P8"):
-        return "parallel octaves"
-    return None
