@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from music21 import pitch, roman
+from music21 import key, pitch, roman
 
 from apps.core.errors import InvalidArguments
 from apps.tools.selectors import score_get
 from apps.tools.services.counterpoint import check_counterpoint
+from apps.tools.services.harmonisation import voice_leading_violations
 from apps.tools.services.scores import score_stream
 
 MELODY = "4/4 c'4 d' e' c' f' e' d'2 e'4 g' f' d' c'1"
@@ -92,6 +93,42 @@ def test_chorale_style_writes_no_parallel_fifths_or_octaves(melody: str, alice: 
     assert analysis["summary"]["parallel_fifths"] == 0
     assert analysis["summary"]["parallel_octaves"] == 0
     assert analysis["summary"]["voice_crossings"] == 0
+
+
+def test_a_chorale_melody_is_harmonised_keeping_every_rule_in_the_stored_score(
+    chorale: Any, alice: Any, call: Any
+) -> None:
+    result = call(alice, "harmonize_melody", score_id="chorale")
+    assert result["melody_part"] == {"part": 0, "part_label": "Soprano"}
+    assert result["key"] == "F# minor"
+    assert set(result["checks"].values()) == {0}
+    assert result["warnings"] == []
+    # Counted again, by music21, on the score as stored and read back: bwv66.6's old harmonisation had soprano-bass
+    # fifths in bars 2, 5 and 6.
+    stored = _music(alice, result["new_score_id"])
+    assert voice_leading_violations(stored, in_key=key.Key("F#", "minor")) == []
+
+
+def test_the_melody_part_is_chosen_by_label_and_a_low_one_is_reported_not_collapsed(
+    chorale: Any, alice: Any, call: Any
+) -> None:
+    result = call(alice, "harmonize_melody", score_id="chorale", melody_part="bass")
+    assert result["melody_part"] == {"part": 3, "part_label": "Bass"}
+    assert any("soprano range" in warning for warning in result["warnings"])
+    assert result["checks"]["parallel_fifths"] == result["checks"]["parallel_octaves"] == 0
+    music = _music(alice, result["new_score_id"])
+    assert _pitches(music.parts[0]) == _pitches(_music(alice, "chorale").parts[3])
+    columns = zip(*(list(p.recurse().notes) for p in music.parts), strict=True)
+    assert all(len({n.pitch.midi for n in column}) >= 3 for column in columns)  # four voices, not one pitch
+
+
+def test_a_melody_part_that_is_not_there_is_refused_with_the_parts_there_are(
+    chorale: Any, alice: Any, call: Any
+) -> None:
+    with pytest.raises(InvalidArguments, match="Soprano"):
+        call(alice, "harmonize_melody", score_id="chorale", melody_part="Descant")
+    with pytest.raises(InvalidArguments, match="not a part"):
+        call(alice, "harmonize_melody", score_id="chorale", melody_part=4)
 
 
 def test_only_the_voices_asked_for_are_written(chorale: Any, alice: Any, call: Any) -> None:

@@ -1,0 +1,640 @@
+"""Four-part (SATB) harmonisation of a melody, and the checker that counts the textbook rules it must keep.
+
+The generator chooses chords and voicings together: a dynamic programme over every candidate voicing of every
+vocabulary chord under each melody note, where consecutive fifths and octaves between any two voices are forbidden
+and the cost is root motion, voice-leading smoothness, doubling and inversion preferences. The checker
+(`voice_leading_violations`) reads any four-part score with music21's `VoiceLeadingQuartet`, so the tests and the
+result's `checks` do not trust the generator's own arithmetic.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
+from typing import Any
+
+import numpy as np
+from music21 import chord as m21chord
+from music21 import clef, key, note, pitch, roman, stream, voiceLeading
+
+from apps.core.errors import AnalysisError, InvalidArguments
+from apps.tools.services.keys import score_key
+from apps.tools.services.spelling import key_name, pitch_name
+from apps.tools.services.summary import part_label
+
+VOICES = ("soprano", "alto", "tenor", "bass")
+# Textbook SATB ranges as MIDI numbers: S C4-G5, A G3-D5, T C3-G4, B E2-C4.
+RANGES = {"soprano": (60, 79), "alto": (55, 74), "tenor": (48, 67), "bass": (40, 60)}
+# Widest interval between adjacent voices, in semitones: an octave above the tenor, a twelfth between tenor and bass.
+SPACING = {("soprano", "alto"): 12, ("alto", "tenor"): 12, ("tenor", "bass"): 19}
+CLEFS = {"soprano": clef.TrebleClef, "alto": clef.TrebleClef, "tenor": clef.Treble8vbClef, "bass": clef.BassClef}
+CHECKS = (
+    "parallel_fifths",
+    "parallel_octaves",
+    "voice_crossings",
+    "out_of_range",
+    "spacing",
+    "incomplete_final_chord",
+)
+
+VOCABULARY = {
+    "chorale": {
+        "major": ["I", "ii", "iii", "IV", "V", "vi", "viio", "V7"],
+        "minor": ["i", "iio", "III", "iv", "V", "VI", "viio", "V7"],
+    },
+    "classical": {"major": ["I", "ii", "IV", "V", "vi", "V7"], "minor": ["i", "iio", "iv", "V", "VI", "V7"]},
+    "jazz": {
+        "major": ["Imaj7", "ii7", "iii7", "IVmaj7", "V7", "vi7", "viiø7"],
+        "minor": ["i7", "iiø7", "IIImaj7", "iv7", "V7", "VImaj7", "viio7"],
+    },
+    "pop": {"major": ["I", "ii", "IV", "V", "vi"], "minor": ["i", "iv", "V", "VI", "VII", "III"]},
+}
+# Words in a part's label that mark it as the tune.
+MELODY_LABEL = re.compile(r"\b(soprano|sopran|melody|melodie|voice|vocals?|cantus|canto|tune)\b", re.IGNORECASE)
+
+# Cost of moving between chord roots, by the rise in scale degrees (mod 7): falling fifths are the strongest motion.
+ROOT_MOTION = {3: 0.0, 1: 1.0, 5: 1.0, 4: 1.5, 0: 1.5, 2: 2.0, 6: 2.5}
+FORBIDDEN = 1e6
+
+
+# --- The checker --------------------------------------------------------------------------------------------------
+
+
+def voice_leading_violations(
+    music: stream.Score, *, voices: tuple[str, ...] = VOICES, in_key: key.Key | None = None
+) -> list[dict[str, Any]]:
+    """Every break of the four-part rules in `music`, whose parts are `voices` from the top down.
+
+    Counted between every pair of voices, at each change of sound: parallel (and contrary) fifths and octaves
+    (unisons included) with music21's `VoiceLeadingQuartet`; voice crossings; notes outside the voice's textbook
+    range; spacing wider than an octave between soprano and alto or alto and tenor, or a twelfth between tenor and
+    bass; and a final tonic chord (of `in_key`, else of the last chord's own root) without its root and third, or
+    with neither its fifth nor a doubled root. Each violation is `{"rule", "bar", "voices", "detail"}`, `bar` the
+    printed measure number.
+    """
+    parts = list(music.parts) or [music]
+    names = list(voices[: len(parts)])
+    timelines = [_timeline(part) for part in parts]
+    onsets = sorted({start for timeline in timelines for start, _, _ in timeline})
+    slices = [[_sounding(timeline, onset) for timeline in timelines] for onset in onsets]
+    found: list[dict[str, Any]] = []
+    for column in slices:
+        found.extend(_vertical_violations(column, names))
+    for before, after in itertools.pairwise(slices):
+        found.extend(_motion_violations(before, after, names))
+    final = next((column for column in reversed(slices) if any(n is not None for n in column)), None)
+    if final is not None:
+        found.extend(_final_chord_violations(final, in_key))
+    return found
+
+
+def violation_counts(violations: list[dict[str, Any]]) -> dict[str, int]:
+    """How many violations of each rule, every rule named (zero when kept)."""
+    counts = dict.fromkeys(CHECKS, 0)
+    for violation in violations:
+        counts[violation["rule"]] += 1
+    return counts
+
+
+def _timeline(part: stream.Stream) -> list[tuple[Fraction, Fraction, note.NotRest | None]]:
+    # Offsets as exact fractions: tuplet offsets compared as floats would misalign voices.
+    events = []
+    for element in part.recurse().notesAndRests:
+        start = Fraction(element.getOffsetInHierarchy(part)).limit_denominator(10000)
+        end = start + Fraction(element.quarterLength).limit_denominator(10000)
+        events.append((start, end, None if element.isRest else element))
+    return events
+
+
+def _sounding(timeline: list[tuple[Fraction, Fraction, Any]], onset: Fraction) -> Any:
+    for start, end, element in timeline:
+        if start <= onset < end:
+            return element
+    return None
+
+
+def _top_pitch(element: Any) -> pitch.Pitch:
+    return max(element.pitches, key=lambda p: p.ps)
+
+
+def _bar(element: Any) -> int | None:
+    return element.measureNumber
+
+
+def _vertical_violations(column: list[Any], names: list[str]) -> list[dict[str, Any]]:
+    found = []
+    sounding = [(name, element) for name, element in zip(names, column, strict=True) if element is not None]
+    for name, element in sounding:
+        top = _top_pitch(element)
+        starts = element.tie is None or element.tie.type == "start"
+        low, high = RANGES.get(name, (0, 127))
+        if starts and not low <= top.midi <= high:
+            found.append(_violation("out_of_range", element, [name], f"{pitch_name(top, octave=True)}"))
+    for (upper, above), (lower, below) in itertools.combinations(sounding, 2):
+        high_pitch, low_pitch = _top_pitch(above), _top_pitch(below)
+        if high_pitch.ps < low_pitch.ps:
+            detail = f"{pitch_name(high_pitch, octave=True)} below {pitch_name(low_pitch, octave=True)}"
+            found.append(_violation("voice_crossings", above, [upper, lower], detail))
+        widest = SPACING.get((upper, lower))
+        if widest is not None and high_pitch.ps - low_pitch.ps > widest:
+            detail = f"{pitch_name(high_pitch, octave=True)} over {pitch_name(low_pitch, octave=True)}"
+            found.append(_violation("spacing", above, [upper, lower], detail))
+    return found
+
+
+def _motion_violations(before: list[Any], after: list[Any], names: list[str]) -> list[dict[str, Any]]:
+    found = []
+    for i, j in itertools.combinations(range(len(names)), 2):
+        a0, a1, b0, b1 = before[i], after[i], before[j], after[j]
+        if a0 is None or a1 is None or b0 is None or b1 is None or (a0 is a1 and b0 is b1):
+            continue
+        p0, p1, q0, q1 = (_top_pitch(e) for e in (a0, a1, b0, b1))
+        # Only perfect intervals can make consecutive fifths or octaves: skip music21 for the rest (it is slow).
+        if round(p0.ps - q0.ps) % 12 not in (0, 7) or round(p1.ps - q1.ps) % 12 not in (0, 7):
+            continue
+        quartet = voiceLeading.VoiceLeadingQuartet(p0, p1, q0, q1)
+        detail = (
+            f"{pitch_name(p0, octave=True)}-{pitch_name(q0, octave=True)} to "
+            f"{pitch_name(p1, octave=True)}-{pitch_name(q1, octave=True)}"
+        )
+        if quartet.parallelFifth():
+            found.append(_violation("parallel_fifths", a1, [names[i], names[j]], detail))
+        elif quartet.parallelUnisonOrOctave():
+            found.append(_violation("parallel_octaves", a1, [names[i], names[j]], detail))
+    return found
+
+
+def _final_chord_violations(column: list[Any], in_key: key.Key | None) -> list[dict[str, Any]]:
+    pitches = [_top_pitch(element) for element in column if element is not None]
+    sounding = m21chord.Chord(pitches)
+    root = in_key.tonic if in_key is not None else sounding.root()
+    classes = [p.pitchClass for p in pitches]
+    has_third = any((pc - root.pitchClass) % 12 in (3, 4) for pc in classes)
+    has_fifth = any((pc - root.pitchClass) % 12 == 7 for pc in classes)
+    roots = classes.count(root.pitchClass)
+    if roots and has_third and (has_fifth or roots >= 2):
+        return []
+    names = ", ".join(pitch_name(p, octave=True) for p in pitches)
+    element = next(e for e in column if e is not None)
+    detail = f"final chord {names} is not a complete {pitch_name(root)} triad (root and third, fifth or doubled root)"
+    return [_violation("incomplete_final_chord", element, [], detail)]
+
+
+def _violation(rule: str, element: Any, voices: list[str], detail: str) -> dict[str, Any]:
+    return {"rule": rule, "bar": _bar(element), "voices": voices, "detail": detail}
+
+
+# --- The generator ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Chord:
+    figure: str
+    degree: int
+    pitch_classes: tuple[int, ...]  # root, third, fifth (, seventh)
+    names: dict[int, str]  # pitch class -> spelled name in the key
+    seventh: bool
+
+
+def _chords(style: str, in_key: key.Key) -> list[_Chord]:
+    chords = []
+    for figure in VOCABULARY[style][in_key.mode if in_key.mode in ("major", "minor") else "major"]:
+        rn = roman.RomanNumeral(figure, in_key)
+        ordered = [rn.root(), rn.third, rn.fifth, *([rn.seventh] if rn.isSeventh() else [])]
+        chords.append(
+            _Chord(
+                figure=figure,
+                degree=int(rn.scaleDegree),
+                pitch_classes=tuple(p.pitchClass for p in ordered),
+                names={p.pitchClass: p.name for p in ordered},
+                seventh=rn.isSeventh(),
+            )
+        )
+    return chords
+
+
+@cache
+def _octaves(name: str) -> tuple[tuple[int, pitch.Pitch], ...]:
+    """`name` (music21 spelling) in every octave a voice might sing, with its MIDI number."""
+    found = []
+    for octave in range(0, 9):
+        p = pitch.Pitch(f"{name}{octave}")
+        found.append((p.midi, p))
+    return tuple(found)
+
+
+def _between(name: str, low: int, high: int) -> list[tuple[int, pitch.Pitch]]:
+    return [(midi, p) for midi, p in _octaves(name) if low <= midi <= high]
+
+
+@dataclass
+class _Position:
+    """The candidate voicings under one melody note: parallel arrays, one row per candidate."""
+
+    midi: np.ndarray  # (n, 4) soprano, alto, tenor, bass
+    chord: np.ndarray  # (n,) index into the vocabulary
+    cost: np.ndarray  # (n,)
+    leading: np.ndarray  # (n, 4) the voice holds the key's leading tone
+    sevenths: np.ndarray  # (n, 4) the voice holds the chord's seventh
+    pitches: list[tuple[pitch.Pitch, ...]]
+    figures: list[str]
+    tier: int  # 0 textbook ranges, 1 widened, 2 only the order of the voices
+    after_rest: bool
+
+
+def _candidates(
+    soprano: pitch.Pitch,
+    chords: list[_Chord],
+    *,
+    place: str,
+    leading_tone: int,
+    shift: int,
+    after_rest: bool,
+) -> _Position:
+    """Every acceptable voicing of every chord under `soprano`, widening the ranges only if none fits."""
+    for tier in (0, 1, 2):
+        rows: list[tuple[tuple[int, ...], int, float, tuple[pitch.Pitch, ...], str]] = []
+        for index, harmony in enumerate(chords):
+            for midi, pitches, cost, figure in _voicings(soprano, harmony, place=place, tier=tier, shift=shift):
+                cost += _chord_cost(soprano.pitchClass, harmony, index, chords, place)
+                if sum(1 for m in midi if m % 12 == leading_tone) > 1:
+                    continue  # a doubled leading tone
+                rows.append((midi, index, cost, pitches, figure))
+        if rows:
+            midi_rows = np.array([r[0] for r in rows], dtype=np.int64)
+            sevenths = np.array(
+                [[chords[r[1]].seventh and m % 12 == chords[r[1]].pitch_classes[3] for m in r[0]] for r in rows]
+            )
+            return _Position(
+                midi=midi_rows,
+                chord=np.array([r[1] for r in rows]),
+                cost=np.array([r[2] for r in rows]),
+                leading=midi_rows % 12 == leading_tone,
+                sevenths=sevenths,
+                pitches=[r[3] for r in rows],
+                figures=[r[4] for r in rows],
+                tier=tier,
+                after_rest=after_rest,
+            )
+    raise AnalysisError(f"No chord of the vocabulary can be voiced under {pitch_name(soprano, octave=True)}.")
+
+
+def _chord_cost(melody_pc: int, harmony: _Chord, index: int, chords: list[_Chord], place: str) -> float:
+    cost = 0.0 if melody_pc in harmony.pitch_classes else 6.0  # a non-chord melody note
+    tonic = index == 0
+    if place == "first" and not tonic:
+        cost += 2.0
+    if place == "last" and not tonic:
+        cost += 12.0
+    if place == "penultimate" and harmony.degree not in (5, 7):
+        cost += 2.5
+    return cost
+
+
+def _voicings(
+    soprano: pitch.Pitch, harmony: _Chord, *, place: str, tier: int, shift: int
+) -> list[tuple[tuple[int, ...], tuple[pitch.Pitch, ...], float, str]]:
+    """Alto, tenor and bass for `harmony` under `soprano`: no crossing, every chord with its root and third (and
+    seventh), the final chord in root position; within the ranges and spacing at tier 0, ranges widened by a
+    fourth at tier 1, only the order of the voices at tier 2."""
+    s = soprano.midi
+    widen = (0, 5, 48)[tier]
+    ranges = {v: (low + shift - widen, high + shift + widen) for v, (low, high) in RANGES.items()}
+    spread = (12, 12, 19) if tier < 2 else (127, 127, 127)
+    pcs = harmony.pitch_classes
+    melody_is_tone = soprano.pitchClass in pcs
+    inversions = [0] if place == "last" or harmony.seventh else [0, 1]
+    found = []
+    for inversion in inversions:
+        bass_pc = pcs[inversion]
+        cost = _inversion_cost(harmony, inversion, place)
+        for b, bass in _octaves(harmony.names[bass_pc]):
+            if not ranges["bass"][0] <= b <= ranges["bass"][1] or b >= s:
+                continue
+            for alto_pc, tenor_pc in itertools.product(pcs, repeat=2):
+                voiced = [soprano.pitchClass if melody_is_tone else None, alto_pc, tenor_pc, bass_pc]
+                if not _complete(voiced, harmony, final=place == "last"):
+                    continue
+                doubling = _doubling_cost(voiced, harmony)
+                altos = _between(
+                    harmony.names[alto_pc], max(ranges["alto"][0], s - spread[0]), min(ranges["alto"][1], s)
+                )
+                for a, alto in altos:
+                    low = max(ranges["tenor"][0], b, a - spread[1])
+                    for t, tenor in _between(harmony.names[tenor_pc], low, min(ranges["tenor"][1], a)):
+                        if t - b > spread[2]:
+                            continue
+                        unisons = (s == a) + (a == t) + (t == b)
+                        if unisons > 1:
+                            continue  # never collapse the voices onto one pitch
+                        figure = harmony.figure + ("6" if inversion else "")
+                        found.append(
+                            ((s, a, t, b), (soprano, alto, tenor, bass), cost + doubling + 2.0 * unisons, figure)
+                        )
+    return found
+
+
+def _inversion_cost(harmony: _Chord, inversion: int, place: str) -> float:
+    diminished = harmony.figure.startswith(("vii", "iio")) and not harmony.seventh
+    if diminished:
+        return 0.0 if inversion == 1 else 3.0  # viio6, iio6: the diminished fifth away from the bass
+    if inversion == 0:
+        return 0.0
+    return 3.0 if place == "penultimate" else 1.2
+
+
+def _complete(voiced: list[int | None], harmony: _Chord, *, final: bool) -> bool:
+    """Root and third always, the seventh of a seventh chord; no fifth only with a doubled root."""
+    present = [pc for pc in voiced if pc is not None]
+    root, third, fifth = harmony.pitch_classes[:3]
+    if root not in present or third not in present:
+        return False
+    if harmony.seventh and harmony.pitch_classes[3] not in present:
+        return False
+    if harmony.seventh and present.count(harmony.pitch_classes[3]) > 1:
+        return False  # a doubled seventh
+    return fifth in present or present.count(root) >= 2
+
+
+def _doubling_cost(voiced: list[int | None], harmony: _Chord) -> float:
+    third, fifth = harmony.pitch_classes[1:3]
+    present = [pc for pc in voiced if pc is not None]
+    cost = 0.0 if fifth in present else 0.8
+    if present.count(third) > 1:
+        # The third of a diminished triad is its best doubling; of a major or minor triad, the worst.
+        cost += 0.0 if harmony.figure.startswith(("vii", "iio")) else 1.5
+    if present.count(fifth) > 1:
+        cost += 0.6
+    return cost
+
+
+def _transition(previous: _Position, current: _Position, motion: np.ndarray) -> np.ndarray:
+    """Cost of moving from each previous candidate (rows) to each current one (columns)."""
+    before, after = previous.midi, current.midi
+    cost = motion[previous.chord][:, current.chord].astype(float)
+    if current.after_rest:
+        return cost  # a rest breaks the line: no consecutive intervals across it
+    step = after[None, :, :] - before[:, None, :]  # (p, n, 4)
+    leap = np.abs(step)
+    cost += 0.6 * (leap[..., 1] + leap[..., 2]) + 0.25 * leap[..., 3]
+    cost += 3.0 * (leap[..., 1:3] > 7).sum(axis=-1) + 4.0 * (leap[..., 3] > 12)
+    moving = step != 0
+    for upper, lower in itertools.combinations(range(4), 2):
+        was = (before[:, upper] - before[:, lower]) % 12
+        now = (after[:, upper] - after[:, lower]) % 12
+        perfect = ((was == 0) | (was == 7))[:, None] & (was[:, None] == now[None, :])
+        # Consecutive fifths or octaves, in similar or contrary motion: never.
+        cost[perfect & moving[..., upper] & moving[..., lower]] += FORBIDDEN
+    # Hidden fifths and octaves between the outer voices: similar motion into a perfect interval, soprano leaping.
+    outer = (after[:, 0] - after[:, 3]) % 12
+    similar = step[..., 0] * step[..., 3] > 0
+    cost[((outer == 0) | (outer == 7))[None, :] & similar & (leap[..., 0] > 2)] += 2.5
+    # The leading tone rises to the tonic and a seventh falls by step (inner voices and bass; the melody is given).
+    unresolved_leading = previous.leading[:, None, 1:] & (step[..., 1:] != 1)
+    cost += (unresolved_leading * np.array([0.8, 0.8, 2.0])).sum(axis=-1)
+    unresolved_seventh = previous.sevenths[:, None, 1:] & (step[..., 1:] != -1) & (step[..., 1:] != -2)
+    cost += 2.0 * unresolved_seventh.sum(axis=-1)
+    return cost
+
+
+def _root_motion(chords: list[_Chord]) -> np.ndarray:
+    matrix = np.zeros((len(chords), len(chords)))
+    for i, a in enumerate(chords):
+        for j, b in enumerate(chords):
+            matrix[i, j] = ROOT_MOTION[(b.degree - a.degree) % 7]
+            if a.degree in (5, 7) and b.degree in (2, 4):
+                matrix[i, j] += 4.0  # dominant back to predominant: a retrogression
+    return matrix
+
+
+def _best_path(positions: list[_Position], motion: np.ndarray) -> list[int]:
+    """The cheapest sequence of candidates, one per position (Viterbi)."""
+    totals = positions[0].cost.copy()
+    back: list[np.ndarray] = []
+    for previous, current in itertools.pairwise(positions):
+        through = totals[:, None] + _transition(previous, current, motion)
+        choice = through.argmin(axis=0)
+        back.append(choice)
+        totals = through[choice, np.arange(len(choice))] + current.cost
+    path = [int(totals.argmin())]
+    for choice in reversed(back):
+        path.append(int(choice[path[-1]]))
+    return path[::-1]
+
+
+# --- The service --------------------------------------------------------------------------------------------------
+
+
+def melody_part_select(music: stream.Score, melody_part: int | str | None) -> tuple[int, stream.Stream]:
+    """The part holding the tune: `melody_part` (0-based index, or label, or an index written as text) if given;
+    else the first part whose label names a soprano, melody, voice or cantus; else the part with notes whose average
+    pitch is highest."""
+    parts = list(music.parts) or [music]
+    labels = [part_label(part, index) for index, part in enumerate(parts)]
+    listing = ", ".join(f"{index} ({label!r})" for index, label in enumerate(labels))
+    if isinstance(melody_part, int):
+        if not 0 <= melody_part < len(parts):
+            raise InvalidArguments(f"melody_part {melody_part} is not a part of this score; its parts are {listing}.")
+        return melody_part, parts[melody_part]
+    if isinstance(melody_part, str):
+        wanted = melody_part.strip().casefold()
+        exact = [i for i, label in enumerate(labels) if label.casefold() == wanted]
+        words = [i for i, label in enumerate(labels) if re.search(rf"\b{re.escape(wanted)}\b", label.casefold())]
+        matches = exact or words or ([int(wanted)] if wanted.isdigit() and int(wanted) < len(parts) else [])
+        if len(matches) != 1:
+            problem = "names no part" if not matches else "names several parts"
+            raise InvalidArguments(f"melody_part {melody_part!r} {problem}; the parts are {listing}.")
+        return matches[0], parts[matches[0]]
+    with_notes = [i for i, part in enumerate(parts) if any(True for _ in part.recurse().notes)]
+    if not with_notes:
+        raise AnalysisError("The score has no notes to harmonise.")
+    named = [i for i in with_notes if MELODY_LABEL.search(labels[i])]
+    if named:
+        return named[0], parts[named[0]]
+
+    def height(index: int) -> float:
+        heights = [_top_pitch(n).ps for n in parts[index].recurse().notes]
+        return sum(heights) / len(heights)
+
+    highest = max(with_notes, key=height)
+    return highest, parts[highest]
+
+
+def _melody_events(melody: stream.Stream) -> list[tuple[Any, str]]:
+    """Each note or rest of the melody in order, marked 'new' (to harmonise), 'held' (tied on) or 'rest'."""
+    events: list[tuple[Any, str]] = []
+    for element in melody.recurse().notesAndRests:
+        if element.isRest:
+            events.append((element, "rest"))
+        elif (
+            element.tie is not None and element.tie.type in ("stop", "continue") and events and events[-1][1] != "rest"
+        ):
+            events.append((element, "held"))
+        else:
+            events.append((element, "new"))
+    return events
+
+
+def _sounds(events: list[tuple[Any, str]]) -> bool:
+    # A tie from nothing (after a rest, or at the start) is harmonised as a new note.
+    return bool(events) and events[-1][1] != "rest"
+
+
+def _accompaniment_shift(melody_midi: list[int]) -> int:
+    """Semitones (whole octaves) to move the lower voices' ranges so that they fit under (or near) a melody that
+    lies mostly outside the soprano's range; 0 for a melody a soprano can sing."""
+    middle = sorted(melody_midi)[len(melody_midi) // 2]
+    low, high = RANGES["soprano"]
+    if middle < low - 3:
+        return -12 * math.ceil((low - 3 - middle) / 12)
+    if middle > high:
+        return 12 * math.ceil((middle - high) / 12)
+    return 0
+
+
+def _places(count: int) -> list[str]:
+    places = ["inner"] * count
+    if count > 2:
+        places[-2] = "penultimate"
+    places[0] = "first"
+    places[-1] = "last"
+    return places
+
+
+def harmonize_melody(
+    music: stream.Score,
+    *,
+    style: str = "chorale",
+    voice_parts: list[str] | None = None,
+    melody_part: int | str | None = None,
+) -> tuple[stream.Score, dict[str, Any]]:
+    """Harmonise the melody part in four voices in `style`; return the voices asked for, in SATB order, and what was
+    done: the key, the melody part, the chords, the rule checks over the four voices and any warnings."""
+    wanted = list(dict.fromkeys(voice_parts or VOICES))
+    unknown = [v for v in wanted if v not in VOICES]
+    if unknown:
+        raise InvalidArguments(f"Unknown voice part(s) {unknown}; use soprano, alto, tenor, bass.")
+    if "soprano" not in wanted:
+        raise InvalidArguments("voice_parts must include 'soprano': the melody is the soprano.")
+    if style not in VOCABULARY:
+        raise InvalidArguments(f"Unknown style {style!r}; use one of: {', '.join(VOCABULARY)}.")
+    index, melody = melody_part_select(music, melody_part)
+    label = part_label(melody, index)
+    events = _melody_events(melody)
+    new_notes = [element for element, kind in events if kind == "new"]
+    if not new_notes:
+        raise AnalysisError(f"The melody part {label!r} has no notes to harmonise.")
+    in_key = score_key(music)
+    chords = _chords(style, in_key)
+    leading_tone = (in_key.tonic.pitchClass + 11) % 12
+    sopranos = [_top_pitch(n) for n in new_notes]
+    shift = _accompaniment_shift([p.midi for p in sopranos])
+
+    positions = []
+    rest_before = False
+    places = iter(_places(len(new_notes)))
+    for element, kind in events:
+        if kind == "rest":
+            rest_before = bool(positions)
+        elif kind == "new":
+            positions.append(
+                _candidates(
+                    _top_pitch(element),
+                    chords,
+                    place=next(places),
+                    leading_tone=leading_tone,
+                    shift=shift,
+                    after_rest=rest_before,
+                )
+            )
+            rest_before = False
+    path = _best_path(positions, _root_motion(chords))
+    chosen = [
+        dict(zip(VOICES, position.pitches[row], strict=True)) for position, row in zip(positions, path, strict=True)
+    ]
+    progression = [position.figures[row] for position, row in zip(positions, path, strict=True)]
+
+    voicings: list[dict[str, pitch.Pitch] | None] = []
+    previous: dict[str, pitch.Pitch] | None = None
+    harmonised = iter(chosen)
+    for _, kind in events:
+        if kind == "rest":
+            voicings.append(None)
+        elif kind == "held" and previous is not None:
+            voicings.append(previous)
+        else:
+            previous = next(harmonised)
+            voicings.append(previous)
+
+    four = stream.Score([_voice_part(melody, voice, voicings) for voice in VOICES])
+    final_tonic = progression[-1].rstrip("6") == chords[0].figure
+    violations = voice_leading_violations(four, in_key=in_key if final_tonic else None)
+    result = stream.Score([part for part, voice in zip(four.parts, VOICES, strict=True) if voice in wanted])
+    info = {
+        "key": key_name(in_key),
+        "style": style,
+        "melody_part": {"part": index, "part_label": label},
+        "voice_parts": [v for v in VOICES if v in wanted],
+        "chords": len(progression),
+        "progression": progression,
+        "checks": violation_counts(violations),
+        "violations": violations[:20],
+        "warnings": _warnings(positions, new_notes, shift),
+    }
+    return result, info
+
+
+def _warnings(positions: list[_Position], new_notes: list[Any], shift: int) -> list[str]:
+    warnings = []
+    low, high = RANGES["soprano"]
+    outside = [n for n in new_notes if not low <= _top_pitch(n).midi <= high]
+    if outside:
+        bars = sorted({n.measureNumber for n in outside if n.measureNumber is not None})
+        warnings.append(
+            f"{len(outside)} melody note(s) lie outside the soprano range C4-G5 (bars {', '.join(map(str, bars))})."
+        )
+    if shift:
+        octaves = abs(shift) // 12
+        direction = "lower" if shift < 0 else "higher"
+        warnings.append(
+            f"The melody lies mostly outside the soprano range, so the alto, tenor and bass were written {octaves} "
+            f"octave(s) {direction} than their usual ranges to stay in order with it: this is not for four singers."
+        )
+    relaxed = [n for n, p in zip(new_notes, positions, strict=True) if p.tier > 0]
+    if relaxed:
+        bars = sorted({n.measureNumber for n in relaxed if n.measureNumber is not None})
+        warnings.append(
+            f"Under {len(relaxed)} melody note(s) the lower voices could not keep their ranges and spacing "
+            f"(bars {', '.join(map(str, bars))})."
+        )
+    return warnings
+
+
+def _voice_part(melody: stream.Stream, voice: str, voicings: list[dict[str, pitch.Pitch] | None]) -> stream.Part:
+    """A copy of the melody's part (measures, pickup, signatures) with this voice's pitches and clef."""
+    part = copy.deepcopy(melody)
+    part.partName = voice.capitalize()
+    part.id = voice.capitalize()
+    for old in list(part.recurse().getElementsByClass(clef.Clef)):
+        old.activeSite.remove(old)
+    for instrument in list(part.recurse().getElementsByClass("Instrument")):
+        instrument.activeSite.remove(instrument)
+    first_measure = part.getElementsByClass(stream.Measure).first() or part
+    first_measure.insert(0, CLEFS[voice]())
+    elements = list(part.recurse().notesAndRests)
+    for element, voicing in zip(elements, voicings, strict=True):
+        if voicing is None:
+            continue
+        replacement = note.Note(voicing[voice])
+        replacement.duration = copy.deepcopy(element.duration)
+        replacement.tie = copy.deepcopy(element.tie)
+        if voice == "soprano":
+            replacement.lyrics = copy.deepcopy(element.lyrics)
+            replacement.expressions = copy.deepcopy(element.expressions)
+        element.activeSite.replace(element, replacement)
+    return part
