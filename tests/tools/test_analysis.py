@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from music21 import corpus
+from music21 import corpus, pitch
 
 TWO_VOICES_WITH_PARALLEL_FIFTHS = "\n".join(
     [
@@ -16,19 +16,28 @@ TWO_VOICES_WITH_PARALLEL_FIFTHS = "\n".join(
 
 
 def test_bwv66_6_is_in_f_sharp_minor_with_every_profile(chorale: Any, alice: Any, call: Any) -> None:
+    music = corpus.parse("bach/bwv66.6")
+    found = music.analyze("key")
+    margin = found.correlationCoefficient - found.alternateInterpretations[0].correlationCoefficient
     result = call(alice, "key_analysis", score_id="chorale")
     assert result["key"] == "F# minor"
-    assert result["confidence"] == pytest.approx(0.938, abs=0.005)
+    assert result["agreement"] == "5 of 5"
+    assert result["margin"] == pytest.approx(margin, abs=0.001)  # 0.163 over A major
+    # Every profile agrees (half the confidence), with 0.163 of the 0.2 margin that counts as decisive.
+    assert result["confidence"] == pytest.approx(0.5 + 0.5 * margin / 0.2, abs=0.001)
     assert result["alternatives"][0]["key"] == "A major"
     assert set(result["by_algorithm"]) == {"aarden", "krumhansl", "bellman", "temperley", "simple"}
-    assert result["agreement"] == "5 of 5"
+    assert (result["key_signature"], result["key_signature_keys"]) == ("3 sharps", "A major / F# minor")
+    assert result["warning"] is None
 
 
 def test_one_algorithm_can_be_asked_for(chorale: Any, alice: Any, call: Any) -> None:
+    found = corpus.parse("bach/bwv66.6").analyze("KrumhanslSchmuckler")
     result = call(alice, "key_analysis", score_id="chorale", algorithm="krumhansl")
     assert result["algorithm"] == "krumhansl"
     assert list(result["by_algorithm"]) == ["krumhansl"]
-    assert result["confidence"] == pytest.approx(0.815, abs=0.005)
+    assert result["correlation"] == pytest.approx(found.correlationCoefficient, abs=0.001)  # 0.815
+    assert result["agreement"] == "1 of 1"
 
 
 @pytest.mark.parametrize("work", ["bach/bwv103.6", "bach/bwv111.6", "bach/bwv119.9", "bach/bwv120.6"])
@@ -36,11 +45,14 @@ def test_key_covers_the_whole_score_not_the_first_part(alice: Any, call: Any, wo
     # In each of these chorales the soprano alone suggests another key than the four voices together.
     music = corpus.parse(work)
     whole, soprano = music.analyze("key"), music.parts[0].analyze("key")
-    assert (whole.tonic.name, whole.mode) != (soprano.tonic.name, soprano.mode)
+    assert (whole.tonic.pitchClass, whole.mode) != (soprano.tonic.pitchClass, soprano.mode)
 
     call(alice, "import_score", score_id="work", source=work, source_type="corpus")
     result = call(alice, "key_analysis", score_id="work")
-    assert result["key"] == f"{whole.tonic.name} {whole.mode}"
+    assert (pitch.Pitch(result["tonic"].replace("b", "-")).pitchClass, result["mode"]) == (
+        whole.tonic.pitchClass,
+        whole.mode,
+    )
 
 
 def test_chords_have_measure_beat_pitches_and_roman_numerals(chorale: Any, alice: Any, call: Any) -> None:
@@ -52,22 +64,24 @@ def test_chords_have_measure_beat_pitches_and_roman_numerals(chorale: Any, alice
     cadence_chord = next(c for c in result["chords"] if (c["measure"], c["beat"]) == (3, 3.0))
     assert cadence_chord["roman_numeral"] == "i"
     assert cadence_chord["pitches"][0] == "F#2"
-    assert result["chord_count"] == len(result["chords"]) == 51
+    # chordify cuts bwv66.6 into 51 slices; its passing notes and suspensions are not chords of their own.
+    assert result["chord_count"] == len(result["chords"]) < 51
 
 
 def test_chord_limit_truncates_and_says_so(chorale: Any, alice: Any, call: Any) -> None:
     result = call(alice, "chord_analysis", score_id="chorale", limit=5)
     assert len(result["chords"]) == 5
     assert result["truncated"] is True
-    assert result["chord_count"] == 51
+    assert result["chord_count"] > 5
 
 
 def test_harmony_analysis_honours_its_argument(chorale: Any, alice: Any, call: Any) -> None:
     roman = call(alice, "harmony_analysis", score_id="chorale", analysis_type="roman")
     functional = call(alice, "harmony_analysis", score_id="chorale", analysis_type="functional")
     cadences = call(alice, "harmony_analysis", score_id="chorale", analysis_type="cadences")
-    assert roman["figures"].startswith("III VII6 i")
-    assert [f["function"] for f in functional["functions"][:3]] == ["tonic", "dominant", "tonic"]
+    # A major (III), F# minor (i), then E major over G# leading to A: the dominant of III.
+    assert roman["figures"].startswith("III i V6/III III")
+    assert [f["function"] for f in functional["functions"][:3]] == ["tonic", "tonic", "dominant of III"]
     assert sum(functional["counts"].values()) == len(functional["functions"]) == len(roman["progression"])
     assert "progression" not in cadences and "functions" not in cadences
 
@@ -77,11 +91,19 @@ def test_cadences_of_bwv66_6_at_its_fermatas(chorale: Any, alice: Any, call: Any
     by_measure = {c["measure"]: c for c in result["cadences"]}
     # Six phrases, each ending at a fermata on beat 3.
     assert sorted(by_measure) == [1, 2, 3, 5, 7, 9]
-    assert by_measure[3]["progression"] == "V7 → i"
-    assert by_measure[3]["type"] == "perfect authentic"
-    assert by_measure[7]["progression"] == "iv6 → V"
-    assert by_measure[7]["type"] == "phrygian half"
-    assert by_measure[2]["type"] == "authentic in the key of III"  # the turn to A major
+    assert {c["beat"] for c in result["cadences"]} == {3.0}
+    assert (by_measure[3]["kind"], by_measure[3]["key"], by_measure[3]["chords"]) == (
+        "perfect authentic",
+        "F# minor",
+        ["V7", "i"],
+    )
+    assert (by_measure[7]["kind"], by_measure[7]["variant"], by_measure[7]["chords"]) == (
+        "half",
+        "phrygian",
+        ["iv6", "V"],
+    )
+    assert (by_measure[2]["kind"], by_measure[2]["key"]) == ("perfect authentic", "A major")  # the turn to A major
+    assert by_measure[2]["chords_in_home_key"] == ["VII7", "III"]
 
 
 def test_a_planted_parallel_fifth_is_found_at_its_measure(alice: Any, call: Any) -> None:

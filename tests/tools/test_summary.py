@@ -1,8 +1,10 @@
 """score_info's summary of a parsed score: what a reader of the answer checks against the notation."""
 
-from music21 import chord, key, meter, note, stream
+from typing import Any
 
-from apps.tools.services.summary import score_summary
+from music21 import chord, converter, corpus, key, meter, note, stream
+
+from apps.tools.services.summary import part_label, part_labels, score_summary
 
 
 def _measure(number: int, *elements: object) -> stream.Measure:
@@ -32,13 +34,15 @@ def test_counts_ranges_and_signatures_over_every_part_in_the_order_written() -> 
 
     summary = score_summary(score)
 
-    assert [(row["name"], row["measures"], row["notes"]) for row in summary["parts"]] == [
-        ("Soprano", 2, 3),  # the chord is one note event
-        ("lower", 2, 1),  # the rest is none
+    assert [(row["part"], row["part_label"], row["measures"], row["notes"]) for row in summary["parts"]] == [
+        (0, "Soprano", 2, 3),  # the chord is one note event
+        (1, "lower", 2, 1),  # the rest is none; a part without a name goes by the id given to it
     ]
     assert (summary["parts_count"], summary["measures"], summary["notes"]) == (2, 2, 4)
     assert (summary["lowest_pitch"], summary["highest_pitch"]) == ("A2", "D5")
     assert summary["key_signatures"] == ["2 sharps", "1 flat"]
+    assert summary["key_signature_keys"] == ["D major / B minor", "F major / D minor"]
+    assert (summary["bars"], summary["first_bar"], summary["last_bar"], summary["pickup"]) == (2, 1, 2, False)
     assert summary["time_signatures"] == ["3/4", "6/8"]
     assert summary["duration_quarters"] == 6.0
 
@@ -50,6 +54,50 @@ def test_a_score_without_parts_is_one_part() -> None:
     summary = score_summary(score)
 
     assert [(row["name"], row["notes"]) for row in summary["parts"]] == [("Part 1", 2)]
-    assert (summary["lowest_pitch"], summary["highest_pitch"]) == ("G3", "B-4")
+    assert (summary["lowest_pitch"], summary["highest_pitch"]) == ("G3", "Bb4")  # a flat as a musician writes it
     assert summary["time_signatures"] == ["2/4"]
     assert summary["key_signatures"] == []
+
+
+def test_parts_without_names_are_numbered_by_place_never_by_object_id() -> None:
+    # tinyNotation parts have no name, and music21 gives each the Python id of the object as its `id`.
+    score = stream.Score([converter.parse("tinyNotation: 4/4 c4 d e f"), converter.parse("tinyNotation: 4/4 C1")])
+    assert all(isinstance(part.id, int) for part in score.parts)
+
+    rows = score_summary(score)["parts"]
+
+    assert [(row["part"], row["part_label"]) for row in rows] == [(0, "Part 1"), (1, "Part 2")]
+
+
+def test_parts_sharing_a_name_are_numbered_in_score_order() -> None:
+    # Palestrina's Agnus Dei (Humdrum) has two parts named Tenor; Beethoven's op. 18 no. 1 two named Violin.
+    agnus = corpus.parse("palestrina/Agnus_01.krn")
+    assert [part.partName for part in agnus.parts] == ["Soprano", "Alto", "Tenor", "Tenor", "Bass"]
+
+    expected = ["Soprano", "Alto", "Tenor 1", "Tenor 2", "Bass"]
+    assert part_labels(agnus) == expected
+    assert [part_label(part, index) for index, part in enumerate(agnus.parts)] == expected
+    assert [row["part_label"] for row in score_summary(agnus)["parts"]] == expected
+
+
+def test_bars_are_counted_as_printed_a_pickup_apart() -> None:
+    # bwv66.6 opens with a one-beat pickup (measure 0) and ends at bar 9: ten measure objects, nine bars.
+    chorale = corpus.parse("bach/bwv66.6")
+    numbers = [m.number for m in chorale.parts[0].getElementsByClass(stream.Measure)]
+    assert (numbers[0], numbers[-1], len(numbers)) == (0, 9, 10)
+
+    summary = score_summary(chorale)
+
+    assert (summary["measures"], summary["bars"], summary["first_bar"], summary["last_bar"]) == (10, 9, 1, 9)
+    assert summary["pickup"] is True
+    assert summary["key_signature_keys"] == ["A major / F# minor"]
+
+
+def test_score_info_lists_each_part_by_index_and_label(alice: Any, call: Any) -> None:
+    call(alice, "import_score", score_id="duet", source="4/4 c'2 d'2 e'1\n4/4 B-2 g2 a1", source_type="tinynotation")
+
+    info = call(alice, "score_info", score_id="duet")
+
+    assert [(row["part"], row["part_label"]) for row in info["parts"]] == [(0, "Part 1"), (1, "Part 2")]
+    assert (info["bars"], info["pickup"]) == (2, False)
+    assert (info["lowest_pitch"], info["highest_pitch"]) == ("Bb3", "E5")  # tinyNotation's B-2: a Bb3 half note

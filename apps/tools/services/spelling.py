@@ -24,3 +24,9 @@ def pitch_text(name: str) -> str:
 def key_name(k: key.Key) -> str:
     """`F# minor`, `Bb major`."""
     return f"{pitch_name(k.tonic)} {k.mode}"
+
+
+def key_signature_keys(sharps: int) -> str:
+    """The two keys a signature of `sharps` (negative: flats) writes, major first: `F# major / D# minor`."""
+    signature = key.KeySignature(sharps)
+    return f"{key_name(signature.asKey('major'))} / {key_name(signature.asKey('minor'))}"

@@ -2,20 +2,72 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from music21 import base, key, meter, note, pitch, stream
 
+from apps.tools.services.spelling import key_signature_keys, pitch_name
+
+
+def part_labels(score: stream.Stream) -> list[str]:
+    """A readable, unique label for each part of `score`, in score order.
+
+    A part is labelled by its name (`partName`), else by an id someone gave it (a string; music21 falls back to the
+    Python object id, an int, which no reader can use), else by its place: "Part 1", "Part 2"... Parts sharing a
+    label are numbered in score order, a space and their rank among them: two "Tenor" parts become "Tenor 1" and
+    "Tenor 2". A score without parts is its own first part."""
+    parts = list(score.parts) if isinstance(score, stream.Score) else []
+    if not parts:
+        return [_own_label(score, 0)]
+    labels = [_own_label(part, index) for index, part in enumerate(parts)]
+    counts = Counter(labels)
+    seen: Counter[str] = Counter()
+    unique = []
+    for label in labels:
+        if counts[label] > 1:
+            seen[label] += 1
+            unique.append(f"{label} {seen[label]}")
+        else:
+            unique.append(label)
+    return unique
+
 
 def part_label(part: stream.Stream, index: int) -> str:
-    """A part's name, else its id, else its place; a score without parts is its own first part (and has no
-    `partName`)."""
-    return getattr(part, "partName", None) or (part.id if isinstance(part.id, str) else "") or f"Part {index + 1}"
+    """`part`'s label as `part_labels` gives it, `index` being its 0-based place in its score.
+
+    The score is found from the part's sites, so duplicate names are numbered the same way everywhere; a part
+    without a score (or a score without parts, passed as its own part) gets its own label."""
+    score = _score_of(part)
+    if score is not None:
+        for each, label in zip(score.parts, part_labels(score), strict=False):
+            if each is part:
+                return label
+    return _own_label(part, index)
+
+
+def _own_label(part: stream.Stream, index: int) -> str:
+    name = (getattr(part, "partName", None) or "").strip()
+    own_id = part.id.strip() if isinstance(part.id, str) else ""
+    return name or own_id or f"Part {index + 1}"
+
+
+def _score_of(part: stream.Stream) -> stream.Score | None:
+    if isinstance(part, stream.Score):
+        return None
+    site = part.activeSite
+    if isinstance(site, stream.Score):
+        return site
+    return next((each for each in part.sites.get() if isinstance(each, stream.Score)), None)
 
 
 def score_summary(score: stream.Score) -> dict[str, Any]:
-    """Parts with instruments, measures, notes, pitch range, signatures and length of a parsed score.
+    """Parts with instruments, measures, bars, notes, pitch range, signatures and length of a parsed score.
+
+    `measures` counts measure objects (a pickup is one); `bars` counts bars as printed, the span of the printed
+    bar numbers (a pickup numbered 0 is not a bar: bwv66.6 has 10 measures and 9 bars). Pitches are spelled as
+    `apps.tools.services.spelling` spells them (`Bb4`).
 
     One walk over the score, in `score.recurse()`'s order, part by part (a part's notes are counted as it is
     walked), where there were four (notes per part, all pitches, key signatures, time signatures): 0.8 ms for
@@ -23,34 +75,44 @@ def score_summary(score: stream.Score) -> dict[str, Any]:
     they were (the stream may be shared with other threads)."""
     tally = _Tally()
     parts = {id(part): index for index, part in enumerate(score.parts)}
+    labels = part_labels(score)
     if not parts:
-        part_rows = [_part_row(score, 0, tally.count(score.recurse(restoreActiveSites=False)))]
+        part_rows = [_part_row(score, 0, labels[0], tally.count(score.recurse(restoreActiveSites=False)))]
     else:
         part_rows = []
         for element in score:
             tally.count((element,))
             index = parts.get(id(element))
             if index is not None:
-                part_rows.append(_part_row(element, index, tally.count(element.recurse(restoreActiveSites=False))))
+                notes = tally.count(element.recurse(restoreActiveSites=False))
+                part_rows.append(_part_row(element, index, labels[index], notes))
             elif isinstance(element, stream.Stream):
                 tally.count(element.recurse(restoreActiveSites=False))
+    first_bar, last_bar = tally.bar_span()
     return {
         "parts": part_rows,
         "parts_count": len(part_rows),
         "measures": max((row["measures"] for row in part_rows), default=0),
+        "bars": last_bar - first_bar + 1 if tally.numbers else 0,
+        "first_bar": first_bar if tally.numbers else None,
+        "last_bar": last_bar if tally.numbers else None,
+        "pickup": 0 in tally.numbers,
         "notes": sum(row["notes"] for row in part_rows),
-        "lowest_pitch": tally.lowest.nameWithOctave if tally.lowest else "",
-        "highest_pitch": tally.highest.nameWithOctave if tally.highest else "",
+        "lowest_pitch": pitch_name(tally.lowest, octave=True) if tally.lowest else "",
+        "highest_pitch": pitch_name(tally.highest, octave=True) if tally.highest else "",
         "key_signatures": list(tally.key_signatures),
+        "key_signature_keys": [key_signature_keys(sharps) for sharps in tally.key_signatures.values()],
         "time_signatures": list(tally.time_signatures),
         "duration_quarters": float(score.highestTime),
     }
 
 
-def _part_row(part: stream.Stream, index: int, notes: int) -> dict[str, Any]:
+def _part_row(part: stream.Stream, index: int, label: str, notes: int) -> dict[str, Any]:
     instrument = part.getInstrument(returnDefault=False)
     return {
-        "name": part_label(part, index),
+        "part": index,
+        "part_label": label,
+        "name": label,
         "instrument": (instrument.instrumentName or instrument.bestName()) if instrument else None,
         "measures": len(part.getElementsByClass(stream.Measure)),
         "notes": notes,
@@ -58,14 +120,15 @@ def _part_row(part: stream.Stream, index: int, notes: int) -> dict[str, Any]:
 
 
 class _Tally:
-    """The pitch range and the distinct signatures, in the order met, of every element counted."""
+    """The pitch range, the distinct signatures in the order met and the bar numbers of every element counted."""
 
     def __init__(self) -> None:
         self.lowest: pitch.Pitch | None = None
         self.highest: pitch.Pitch | None = None
         self._lowest_ps = self._highest_ps = 0.0  # their `ps`, a property computed on every read
-        self.key_signatures: dict[str, None] = {}
+        self.key_signatures: dict[str, int] = {}
         self.time_signatures: dict[str, None] = {}
+        self.numbers: set[int] = set()
 
     def count(self, elements: Iterable[base.Music21Object]) -> int:
         """Count `elements` in; returns how many notes they hold. A chord counts as one note event, as music21's
@@ -80,15 +143,23 @@ class _Tally:
                         self.lowest, self._lowest_ps = each, ps
                     if self.highest is None or ps > self._highest_ps:
                         self.highest, self._highest_ps = each, ps
+            elif isinstance(element, stream.Measure):
+                self.numbers.add(element.number)
             elif isinstance(element, key.KeySignature):
-                self.key_signatures[key_signature_name(element.sharps)] = None
+                self.key_signatures.setdefault(key_signature_name(element.sharps), element.sharps)
             elif isinstance(element, meter.TimeSignature):
                 self.time_signatures[element.ratioString] = None
         return notes
 
+    def bar_span(self) -> tuple[int, int]:
+        """The first and last printed bar numbers; a pickup (bar 0) is not a bar."""
+        numbers = self.numbers - {0} or self.numbers
+        return (min(numbers), max(numbers)) if numbers else (0, 0)
+
 
 def key_signature_name(sharps: int) -> str:
-    """How the answers name a key signature: '3 sharps', '1 flat', 'no sharps or flats'."""
+    """How the answers name a key signature: '3 sharps', '1 flat', 'no sharps or flats'. Its keys (`A major /
+    F# minor`) are `spelling.key_signature_keys(sharps)`."""
     if sharps == 0:
         return "no sharps or flats"
     count = abs(sharps)
