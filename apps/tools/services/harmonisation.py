@@ -74,8 +74,8 @@ def voice_leading_violations(
     (unisons included) with music21's `VoiceLeadingQuartet`; voice crossings; notes outside the voice's textbook
     range; spacing wider than an octave between soprano and alto or alto and tenor, or a twelfth between tenor and
     bass; and a final tonic chord (of `in_key`, else of the last chord's own root) without its root and third, or
-    with neither its fifth nor a doubled root. Each violation is `{"rule", "bar", "voices", "detail"}`, `bar` the
-    printed measure number.
+    with neither its fifth nor a doubled root (nor, for a seventh chord, its seventh). Each violation is
+    `{"rule", "bar", "voices", "detail"}`, `bar` the printed measure number.
     """
     parts = list(music.parts) or [music]
     names = list(voices[: len(parts)])
@@ -176,12 +176,13 @@ def _final_chord_violations(column: list[Any], in_key: key.Key | None) -> list[d
     classes = [p.pitchClass for p in pitches]
     has_third = any((pc - root.pitchClass) % 12 in (3, 4) for pc in classes)
     has_fifth = any((pc - root.pitchClass) % 12 == 7 for pc in classes)
+    has_seventh = any((pc - root.pitchClass) % 12 in (10, 11) for pc in classes)
     roots = classes.count(root.pitchClass)
-    if roots and has_third and (has_fifth or roots >= 2):
+    if roots and has_third and (has_fifth or has_seventh or roots >= 2):
         return []
     names = ", ".join(pitch_name(p, octave=True) for p in pitches)
     element = next(e for e in column if e is not None)
-    detail = f"final chord {names} is not a complete {pitch_name(root)} triad (root and third, fifth or doubled root)"
+    detail = f"final chord {names} is not a complete {pitch_name(root)} chord (root, third, and fifth or doubled root)"
     return [_violation("incomplete_final_chord", element, [], detail)]
 
 
@@ -228,6 +229,7 @@ def _octaves(name: str) -> tuple[tuple[int, pitch.Pitch], ...]:
     return tuple(found)
 
 
+@cache
 def _between(name: str, low: int, high: int) -> list[tuple[int, pitch.Pitch]]:
     return [(midi, p) for midi, p in _octaves(name) if low <= midi <= high]
 
@@ -257,11 +259,12 @@ def _candidates(
     after_rest: bool,
 ) -> _Position:
     """Every acceptable voicing of every chord under `soprano`, widening the ranges only if none fits."""
+    melody_pc = soprano.pitchClass
     for tier in (0, 1, 2):
         rows: list[tuple[tuple[int, ...], int, float, tuple[pitch.Pitch, ...], str]] = []
         for index, harmony in enumerate(chords):
             for midi, pitches, cost, figure in _voicings(soprano, harmony, place=place, tier=tier, shift=shift):
-                cost += _chord_cost(soprano.pitchClass, harmony, index, chords, place)
+                cost += _chord_cost(melody_pc, harmony, index, chords, place)
                 if sum(1 for m in midi if m % 12 == leading_tone) > 1:
                     continue  # a doubled leading tone
                 rows.append((midi, index, cost, pitches, figure))
@@ -307,7 +310,8 @@ def _voicings(
     ranges = {v: (low + shift - widen, high + shift + widen) for v, (low, high) in RANGES.items()}
     spread = (12, 12, 19) if tier < 2 else (127, 127, 127)
     pcs = harmony.pitch_classes
-    melody_is_tone = soprano.pitchClass in pcs
+    melody_pc = soprano.pitchClass
+    melody = melody_pc if melody_pc in pcs else None
     inversions = [0] if place == "last" or harmony.seventh else [0, 1]
     found = []
     for inversion in inversions:
@@ -317,7 +321,7 @@ def _voicings(
             if not ranges["bass"][0] <= b <= ranges["bass"][1] or b >= s:
                 continue
             for alto_pc, tenor_pc in itertools.product(pcs, repeat=2):
-                voiced = [soprano.pitchClass if melody_is_tone else None, alto_pc, tenor_pc, bass_pc]
+                voiced = [melody, alto_pc, tenor_pc, bass_pc]
                 if not _complete(voiced, harmony, final=place == "last"):
                     continue
                 doubling = _doubling_cost(voiced, harmony)
@@ -358,7 +362,8 @@ def _complete(voiced: list[int | None], harmony: _Chord, *, final: bool) -> bool
         return False
     if harmony.seventh and present.count(harmony.pitch_classes[3]) > 1:
         return False  # a doubled seventh
-    return fifth in present or present.count(root) >= 2
+    # A seventh chord may leave out its fifth (root, third and seventh make it); a triad only with a doubled root.
+    return harmony.seventh or fifth in present or present.count(root) >= 2
 
 
 def _doubling_cost(voiced: list[int | None], harmony: _Chord) -> float:
@@ -377,8 +382,7 @@ def _transition(previous: _Position, current: _Position, motion: np.ndarray) -> 
     """Cost of moving from each previous candidate (rows) to each current one (columns)."""
     before, after = previous.midi, current.midi
     cost = motion[previous.chord][:, current.chord].astype(float)
-    if current.after_rest:
-        return cost  # a rest breaks the line: no consecutive intervals across it
+    # Across a rest too: a listener (and a checker reading chord to chord) still hears fifths over a short rest.
     step = after[None, :, :] - before[:, None, :]  # (p, n, 4)
     leap = np.abs(step)
     cost += 0.6 * (leap[..., 1] + leap[..., 2]) + 0.25 * leap[..., 3]
