@@ -14,9 +14,12 @@ from music21 import interval as m21interval
 from music21 import key, meter, note, pitch, stream
 
 from apps.core.errors import AnalysisError, InvalidArguments
-from apps.tools.services.counterpoint import generate_counterpoint  # noqa: F401 - part of this module's API
-from apps.tools.services.harmonisation import harmonize_melody  # noqa: F401 - part of this module's API
+from apps.tools.services.counterpoint import generate_counterpoint
+from apps.tools.services.harmonisation import harmonize_melody, melody_part_select
+from apps.tools.services.spelling import key_name
 from apps.tools.services.summary import key_signature_name
+
+__all__ = ["generate_counterpoint", "harmonize_melody", "imitate_style", "transpose"]
 
 # --- Transposition ----------------------------------------------------------------------------------------------
 
@@ -66,13 +69,17 @@ def _top(element: Any) -> pitch.Pitch:
 
 
 def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counter[float], key.Key, list[int]]:
-    """Second-order transitions of (scale step from the tonic, duration) over every source's top part."""
+    """Second-order transitions of (scale step from the tonic, duration) over every source's melody part."""
     transitions: dict[Any, Counter[Any]] = defaultdict(Counter)
     durations: Counter[float] = Counter()
     keys: Counter[tuple[str, str]] = Counter()
     heights: list[int] = []
     for source in sources:
-        melody = source.parts[0] if source.parts else source
+        # The tune, not whatever part comes first (a horn or a trumpet in many chorales), chosen as harmonisation does.
+        try:
+            _, melody = melody_part_select(source, None)
+        except AnalysisError:
+            continue  # a source without notes teaches nothing
         notes = list(melody.stripTies().flatten().notes)
         if len(notes) < 3:
             continue
@@ -92,7 +99,7 @@ def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counte
             transitions[(a, b)][c] += 1
             transitions[(b,)][c] += 1
     if not keys:
-        raise AnalysisError("The sources have no melody to learn from (their top parts have fewer than 3 notes).")
+        raise AnalysisError("The sources have no melody to learn from (their melody parts have fewer than 3 notes).")
     (tonic_name, mode), _ = keys.most_common(1)[0]
     return transitions, durations, key.Key(tonic_name, mode), heights
 
@@ -100,7 +107,7 @@ def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counte
 def imitate_style(
     sources: list[stream.Score], *, length: int = 8, seed: int = 0
 ) -> tuple[stream.Score, dict[str, Any]]:
-    """A new melody of `length` 4/4 measures from a second-order Markov model of the sources' top parts, in their
+    """A new melody of `length` 4/4 measures from a second-order Markov model of the sources' melody parts, in their
     most common key (each source's melody is learnt relative to its own tonic), ending on the tonic."""
     transitions, durations, in_key, heights = _learn(sources)
     rng = random.Random(seed)  # noqa: S311 - reproducible music, not secrets
@@ -136,7 +143,7 @@ def imitate_style(
     result = stream.Score()
     result.insert(0, part.makeMeasures())
     info = {
-        "key": f"{in_key.tonic.name} {in_key.mode}",
+        "key": key_name(in_key),
         "time_signature": "4/4",
         "measures": length,
         "seed": seed,
