@@ -69,6 +69,15 @@ def test_parts_without_names_are_numbered_by_place_never_by_object_id() -> None:
     assert [(row["part"], row["part_label"]) for row in rows] == [(0, "Part 1"), (1, "Part 2")]
 
 
+def test_an_abc_tune_is_part_1() -> None:
+    # ABC tunes carry no part names either; "I'll Touzle your Kurchy" from Aird's Airs, book 1.
+    tune = corpus.parse("airdsAirs/book1.abc", number=4)
+    assert isinstance(tune.parts[0].id, int)
+
+    assert [(row["part"], row["part_label"]) for row in score_summary(tune)["parts"]] == [(0, "Part 1")]
+    assert part_label(tune.parts[0], 0) == "Part 1"
+
+
 def test_parts_sharing_a_name_are_numbered_in_score_order() -> None:
     # Palestrina's Agnus Dei (Humdrum) has two parts named Tenor; Beethoven's op. 18 no. 1 two named Violin.
     agnus = corpus.parse("palestrina/Agnus_01.krn")
