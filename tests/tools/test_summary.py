@@ -79,7 +79,7 @@ def test_an_abc_tune_is_part_1() -> None:
 
 
 def test_parts_sharing_a_name_are_numbered_in_score_order() -> None:
-    # Palestrina's Agnus Dei (Humdrum) has two parts named Tenor; Beethoven's op. 18 no. 1 two named Violin.
+    # Palestrina's Agnus Dei (Humdrum) has two parts named Tenor.
     agnus = corpus.parse("palestrina/Agnus_01.krn")
     assert [part.partName for part in agnus.parts] == ["Soprano", "Alto", "Tenor", "Tenor", "Bass"]
 
