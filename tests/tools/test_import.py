@@ -81,6 +81,22 @@ def test_musicxml_text_import_matches_the_original_notes(alice: Any, call: Any) 
     assert (result["parts"], result["measures"], result["notes"]) == (4, 10, 165)
 
 
+def test_musicxml_of_a_piano_keeps_both_staves(alice: Any, call: Any) -> None:
+    """A piano part is one MusicXML part on two staves; music21 reads it as two parts (right and left hand), the
+    way its own converter.parse does. The import used to keep neither ("contains no notes")."""
+    piece = corpus.parse("schumann_clara/polonaise_op1n2")
+
+    result = call(alice, "import_score", score_id="piano", source=musicxml_text(piece), source_type="musicxml")
+
+    assert result["parts"] == len(piece.parts) == 2
+    assert result["notes"] == len(piece.recurse().notes)
+
+
+def test_timewise_musicxml_is_refused_with_what_to_do(alice: Any, call: Any) -> None:
+    with pytest.raises(ScoreParseError, match="partwise"):
+        call(alice, "import_score", score_id="tw", source="<score-timewise/>", source_type="musicxml")
+
+
 def test_midi_is_imported_from_base64_and_stored_as_bytes(alice: Any, call: Any) -> None:
     data = midi.translate.streamToMidiFile(corpus.parse("bach/bwv66.6")).writestr()
 
@@ -88,6 +104,7 @@ def test_midi_is_imported_from_base64_and_stored_as_bytes(alice: Any, call: Any)
 
     assert result["parts"] == 4
     assert bytes(Score.objects.get(owner=alice, score_id="mid").source_bytes) == data
+    assert any("pickup" in warning for warning in result["warnings"])
 
 
 @pytest.mark.parametrize(

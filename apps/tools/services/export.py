@@ -7,7 +7,7 @@ import io
 import zipfile
 from typing import Any
 
-from music21 import midi, stream
+from music21 import bar, midi, repeat, stream
 from music21.braille import translate as braille
 from music21.exceptions21 import Music21Exception
 
@@ -31,6 +31,24 @@ REFUSED_FORMATS = {
     "pdf": "PDF needs an engraving toolchain this server does not run; export svg instead",
     "png": "raster images are not rendered here; export svg instead",
 }
+# What to try instead when music21 cannot write a score in a format.
+_INSTEAD = {
+    "musicxml": "simplify the durations or tuplets music21 cannot name, or export midi",
+    "mxl": "simplify the durations or tuplets music21 cannot name, or export midi",
+    "midi": "export musicxml or mxl, which keep the score as written",
+    "svg": "export musicxml and engrave it elsewhere, or render a smaller range of measures with render_score",
+    "braille": "export musicxml and transcribe it with a braille tool, or try a single part",
+}
+# What each lossy format cannot carry, returned with the content so that nobody mistakes a re-import for the original.
+FORMAT_WARNINGS = {
+    "midi": [
+        "MIDI plays the music as performed: repeats are written out, so repeated bars appear twice.",
+        "MIDI has no bar lines, staves or spelling: a pickup (anacrusis) is not marked, enharmonic spelling and "
+        "ties are not kept, and each part or staff becomes one track.",
+    ],
+    "braille": ["Braille music is read by a person; it cannot be imported back."],
+    "svg": ["SVG is a picture of the notation; it cannot be imported back."],
+}
 _CONTAINER_XML = (
     '<?xml version="1.0" encoding="UTF-8"?>\n<container><rootfiles>'
     '<rootfile full-path="score.musicxml" media-type="application/vnd.recordare.musicxml+xml"/>'
@@ -53,8 +71,19 @@ def export_score(score: stream.Score, *, fmt: str) -> dict[str, Any]:
         )
     try:
         content = _written(score, fmt)
+    except UnprocessableScore:
+        raise
+    except repeat.ExpanderException:
+        # MIDI has no repeat signs, so music21 plays them out first; incomplete repeat signs cannot be played out.
+        raise UnprocessableScore(
+            f"This score cannot be written as MIDI: music21 cannot play out its repeats ({_repeat_problem(score)}). "
+            f"Try instead: {_INSTEAD['midi']}, or complete or remove the repeat signs and import the score again.",
+            extra={"reason": "unexpandable_repeats"},
+        ) from None
     except Music21Exception as exc:  # music21's writers refuse what the score holds: the caller's score to change
-        raise UnprocessableScore(f"This score cannot be written as {fmt}: {exc}") from None
+        raise UnprocessableScore(
+            f"This score cannot be written as {fmt}: {exc}. Try instead: {_INSTEAD[fmt]}."
+        ) from None
     if isinstance(content, bytes):
         return {
             "format": fmt,
@@ -62,6 +91,7 @@ def export_score(score: stream.Score, *, fmt: str) -> dict[str, Any]:
             "encoding": "base64",
             "size_bytes": len(content),
             "content": base64.b64encode(content).decode("ascii"),
+            "warnings": FORMAT_WARNINGS.get(fmt, []),
         }
     return {
         "format": fmt,
@@ -69,6 +99,7 @@ def export_score(score: stream.Score, *, fmt: str) -> dict[str, Any]:
         "encoding": "utf-8",
         "size_bytes": len(content.encode("utf-8")),
         "content": content,
+        "warnings": FORMAT_WARNINGS.get(fmt, []),
     }
 
 
@@ -82,6 +113,29 @@ def _written(score: stream.Score, fmt: str) -> str | bytes:
     if fmt == "svg":
         return str(render_svg(score)["svg"])
     return str(braille.objectToBraille(score))
+
+
+def _repeat_problem(score: stream.Score) -> str:
+    """Name the first repeat sign that has no partner, by printed bar number, for the error message."""
+    part = score.parts.first() or score
+    open_start: str | None = None
+    for position, measure in enumerate(part.getElementsByClass(stream.Measure), start=1):
+        for line in (measure.leftBarline, measure.rightBarline):
+            if not isinstance(line, bar.Repeat):
+                continue
+            if line.direction == "start":
+                if open_start is not None:
+                    return f"the start repeat at {open_start} has no end repeat before the next start"
+                # Bar numbers can repeat (Humdrum restarts them after repeat signs): the position tells them apart.
+                open_start = f"bar {measure.measureNumber} (measure {position} from the start)"
+            else:
+                open_start = None
+    if open_start is not None:
+        return f"the start repeat at {open_start} has no end repeat"
+    jump = part.recurse().getElementsByClass(repeat.RepeatExpressionCommand).first()
+    if jump is not None:
+        return f"its {jump.text or type(jump).__name__} has no Segno, Coda or Fine it can use"
+    return "its repeat signs or first and second endings do not form a repeat music21 can follow"
 
 
 def _mxl_bytes(score: stream.Score) -> bytes:

@@ -116,6 +116,21 @@ def detect_source_type(source: str) -> str:
     )
 
 
+def import_warnings(source_format: str) -> list[str]:
+    """What an import from `source_format` cannot keep, said rather than silently lost. A MIDI file carries no
+    trace of a pickup (music21 writes one from tick 0, like any bar) so it cannot be detected, only declared."""
+    if source_format != "midi":
+        return []
+    warnings = [
+        "MIDI has no bar lines or pickup marking: music21 starts bar 1 on the file's first beat, so a pickup "
+        "(anacrusis) is merged into bar 1 and later bars are numbered one lower than printed. Import MusicXML to "
+        "keep the printed bars.",
+        "Onsets and durations were rounded to the nearest sixteenth or eighth-note triplet, notes crossing bar "
+        "lines were split into tied notes, and pitches were spelled from MIDI note numbers.",
+    ]
+    return warnings
+
+
 def decode_base64(source: str, *, what: str) -> bytes:
     cleaned = "".join(source.split())
     try:
@@ -197,7 +212,19 @@ def _check_mxl(raw: bytes, max_bytes: int) -> None:
 
 
 def _parse_musicxml(text: str | bytes) -> stream.Score:
-    return MusicXMLImporter().xmlRootToScore(safe_xml_root(text))
+    """Build the score from the defused tree exactly as music21's own `converter.parse` does: into the importer's
+    `stream`. A part on several staves (a piano's two, a voice-and-piano song's three) is split into PartStaffs that
+    music21 inserts into `importer.stream`, not into the score passed to `xmlRootToScore`: given any other target,
+    those staves are silently lost."""
+    root = safe_xml_root(text)
+    if root.tag != "score-partwise":
+        raise ScoreParseError(
+            f"Only partwise MusicXML (<score-partwise>) can be read; this document's root is <{root.tag}>. "
+            "Most notation programs export partwise MusicXML by default."
+        )
+    importer = MusicXMLImporter()
+    importer.xmlRootToScore(root, inputM21=importer.stream)
+    return importer.stream
 
 
 def _parse_mxl(data: bytes) -> stream.Score:
