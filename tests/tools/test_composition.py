@@ -10,7 +10,7 @@ from music21 import key, pitch, roman
 from apps.core.errors import InvalidArguments
 from apps.tools.selectors import score_get
 from apps.tools.services.counterpoint import check_counterpoint
-from apps.tools.services.harmonisation import voice_leading_violations
+from apps.tools.services.satb import voice_leading_violations
 from apps.tools.services.scores import score_stream
 from apps.tools.services.spelling import pitch_name
 

@@ -1,10 +1,9 @@
-"""Four-part (SATB) harmonisation of a melody, and the checker that counts the textbook rules it must keep.
+"""Four-part (SATB) harmonisation of a melody, keeping the textbook rules that `satb.py` checks.
 
 The generator chooses chords and voicings together: a dynamic programme over every candidate voicing of every
 vocabulary chord under each melody note, where consecutive fifths and octaves between any two voices are forbidden
-and the cost is root motion, voice-leading smoothness, doubling and inversion preferences. The checker
-(`voice_leading_violations`) reads any four-part score with music21's `VoiceLeadingQuartet`, so the tests and the
-result's `checks` do not trust the generator's own arithmetic.
+and the cost is root motion, voice-leading smoothness, doubling and inversion preferences. The result's `checks`
+come from the checker in `satb.py`, which reads the written score with music21, not from the generator's arithmetic.
 """
 
 from __future__ import annotations
@@ -14,33 +13,19 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import cache
 from typing import Any
 
 import numpy as np
-from music21 import chord as m21chord
-from music21 import clef, key, note, pitch, roman, stream, voiceLeading
+from music21 import clef, key, note, pitch, roman, stream
 
 from apps.core.errors import AnalysisError, InvalidArguments
 from apps.tools.services.keys import score_key
+from apps.tools.services.satb import RANGES, VOICES, top_pitch, violation_counts, voice_leading_violations
 from apps.tools.services.spelling import key_name, pitch_name
 from apps.tools.services.summary import part_label
 
-VOICES = ("soprano", "alto", "tenor", "bass")
-# Textbook SATB ranges as MIDI numbers: S C4-G5, A G3-D5, T C3-G4, B E2-C4.
-RANGES = {"soprano": (60, 79), "alto": (55, 74), "tenor": (48, 67), "bass": (40, 60)}
-# Widest interval between adjacent voices, in semitones: an octave above the tenor, a twelfth between tenor and bass.
-SPACING = {("soprano", "alto"): 12, ("alto", "tenor"): 12, ("tenor", "bass"): 19}
 CLEFS = {"soprano": clef.TrebleClef, "alto": clef.TrebleClef, "tenor": clef.Treble8vbClef, "bass": clef.BassClef}
-CHECKS = (
-    "parallel_fifths",
-    "parallel_octaves",
-    "voice_crossings",
-    "out_of_range",
-    "spacing",
-    "incomplete_final_chord",
-)
 
 VOCABULARY = {
     "chorale": {
@@ -60,134 +45,6 @@ MELODY_LABEL = re.compile(r"\b(soprano|sopran|melody|melodie|voice|vocals?|cantu
 # Cost of moving between chord roots, by the rise in scale degrees (mod 7): falling fifths are the strongest motion.
 ROOT_MOTION = {3: 0.0, 1: 1.0, 5: 1.0, 4: 1.5, 0: 1.5, 2: 2.0, 6: 2.5}
 FORBIDDEN = 1e6
-
-
-# --- The checker --------------------------------------------------------------------------------------------------
-
-
-def voice_leading_violations(
-    music: stream.Score, *, voices: tuple[str, ...] = VOICES, in_key: key.Key | None = None
-) -> list[dict[str, Any]]:
-    """Every break of the four-part rules in `music`, whose parts are `voices` from the top down.
-
-    Counted between every pair of voices, at each change of sound: parallel (and contrary) fifths and octaves
-    (unisons included) with music21's `VoiceLeadingQuartet`; voice crossings; notes outside the voice's textbook
-    range; spacing wider than an octave between soprano and alto or alto and tenor, or a twelfth between tenor and
-    bass; and a final tonic chord (of `in_key`, else of the last chord's own root) without its root and third, or
-    with neither its fifth nor a doubled root (nor, for a seventh chord, its seventh). Each violation is
-    `{"rule", "bar", "voices", "detail"}`, `bar` the printed measure number.
-    """
-    parts = list(music.parts) or [music]
-    names = list(voices[: len(parts)])
-    timelines = [_timeline(part) for part in parts]
-    onsets = sorted({start for timeline in timelines for start, _, _ in timeline})
-    slices = [[_sounding(timeline, onset) for timeline in timelines] for onset in onsets]
-    found: list[dict[str, Any]] = []
-    for column in slices:
-        found.extend(_vertical_violations(column, names))
-    for before, after in itertools.pairwise(slices):
-        found.extend(_motion_violations(before, after, names))
-    final = next((column for column in reversed(slices) if any(n is not None for n in column)), None)
-    if final is not None:
-        found.extend(_final_chord_violations(final, in_key))
-    return found
-
-
-def violation_counts(violations: list[dict[str, Any]]) -> dict[str, int]:
-    """How many violations of each rule, every rule named (zero when kept)."""
-    counts = dict.fromkeys(CHECKS, 0)
-    for violation in violations:
-        counts[violation["rule"]] += 1
-    return counts
-
-
-def _timeline(part: stream.Stream) -> list[tuple[Fraction, Fraction, note.NotRest | None]]:
-    # Offsets as exact fractions: tuplet offsets compared as floats would misalign voices.
-    events = []
-    for element in part.recurse().notesAndRests:
-        start = Fraction(element.getOffsetInHierarchy(part)).limit_denominator(10000)
-        end = start + Fraction(element.quarterLength).limit_denominator(10000)
-        events.append((start, end, None if element.isRest else element))
-    return events
-
-
-def _sounding(timeline: list[tuple[Fraction, Fraction, Any]], onset: Fraction) -> Any:
-    for start, end, element in timeline:
-        if start <= onset < end:
-            return element
-    return None
-
-
-def _top_pitch(element: Any) -> pitch.Pitch:
-    return max(element.pitches, key=lambda p: p.ps)
-
-
-def _bar(element: Any) -> int | None:
-    return element.measureNumber
-
-
-def _vertical_violations(column: list[Any], names: list[str]) -> list[dict[str, Any]]:
-    found = []
-    sounding = [(name, element) for name, element in zip(names, column, strict=True) if element is not None]
-    for name, element in sounding:
-        top = _top_pitch(element)
-        starts = element.tie is None or element.tie.type == "start"
-        low, high = RANGES.get(name, (0, 127))
-        if starts and not low <= top.midi <= high:
-            found.append(_violation("out_of_range", element, [name], f"{pitch_name(top, octave=True)}"))
-    for (upper, above), (lower, below) in itertools.combinations(sounding, 2):
-        high_pitch, low_pitch = _top_pitch(above), _top_pitch(below)
-        if high_pitch.ps < low_pitch.ps:
-            detail = f"{pitch_name(high_pitch, octave=True)} below {pitch_name(low_pitch, octave=True)}"
-            found.append(_violation("voice_crossings", above, [upper, lower], detail))
-        widest = SPACING.get((upper, lower))
-        if widest is not None and high_pitch.ps - low_pitch.ps > widest:
-            detail = f"{pitch_name(high_pitch, octave=True)} over {pitch_name(low_pitch, octave=True)}"
-            found.append(_violation("spacing", above, [upper, lower], detail))
-    return found
-
-
-def _motion_violations(before: list[Any], after: list[Any], names: list[str]) -> list[dict[str, Any]]:
-    found = []
-    for i, j in itertools.combinations(range(len(names)), 2):
-        a0, a1, b0, b1 = before[i], after[i], before[j], after[j]
-        if a0 is None or a1 is None or b0 is None or b1 is None or (a0 is a1 and b0 is b1):
-            continue
-        p0, p1, q0, q1 = (_top_pitch(e) for e in (a0, a1, b0, b1))
-        # Only perfect intervals can make consecutive fifths or octaves: skip music21 for the rest (it is slow).
-        if round(p0.ps - q0.ps) % 12 not in (0, 7) or round(p1.ps - q1.ps) % 12 not in (0, 7):
-            continue
-        quartet = voiceLeading.VoiceLeadingQuartet(p0, p1, q0, q1)
-        detail = (
-            f"{pitch_name(p0, octave=True)}-{pitch_name(q0, octave=True)} to "
-            f"{pitch_name(p1, octave=True)}-{pitch_name(q1, octave=True)}"
-        )
-        if quartet.parallelFifth():
-            found.append(_violation("parallel_fifths", a1, [names[i], names[j]], detail))
-        elif quartet.parallelUnisonOrOctave():
-            found.append(_violation("parallel_octaves", a1, [names[i], names[j]], detail))
-    return found
-
-
-def _final_chord_violations(column: list[Any], in_key: key.Key | None) -> list[dict[str, Any]]:
-    pitches = [_top_pitch(element) for element in column if element is not None]
-    sounding = m21chord.Chord(pitches)
-    root = in_key.tonic if in_key is not None else sounding.root()
-    classes = [p.pitchClass for p in pitches]
-    has_third = any((pc - root.pitchClass) % 12 in (3, 4) for pc in classes)
-    has_fifth = any((pc - root.pitchClass) % 12 == 7 for pc in classes)
-    has_seventh = any((pc - root.pitchClass) % 12 in (10, 11) for pc in classes)
-    roots = classes.count(root.pitchClass)
-    if roots and has_third and (has_fifth or has_seventh or roots >= 2):
-        return []
-    names = ", ".join(pitch_name(p, octave=True) for p in pitches)
-    element = next(e for e in column if e is not None)
-    detail = f"final chord {names} is not a complete {pitch_name(root)} chord (root, third, and fifth or doubled root)"
-    return [_violation("incomplete_final_chord", element, [], detail)]
-
-
-def _violation(rule: str, element: Any, voices: list[str], detail: str) -> dict[str, Any]:
-    return {"rule": rule, "bar": _bar(element), "voices": voices, "detail": detail}
 
 
 # --- The generator ------------------------------------------------------------------------------------------------
@@ -246,7 +103,6 @@ class _Position:
     pitches: list[tuple[pitch.Pitch, ...]]
     figures: list[str]
     tier: int  # 0 textbook ranges, 1 widened, 2 only the order of the voices
-    after_rest: bool
 
 
 def _candidates(
@@ -256,7 +112,6 @@ def _candidates(
     place: str,
     leading_tone: int,
     shift: int,
-    after_rest: bool,
 ) -> _Position:
     """Every acceptable voicing of every chord under `soprano`, widening the ranges only if none fits."""
     melody_pc = soprano.pitchClass
@@ -282,7 +137,6 @@ def _candidates(
                 pitches=[r[3] for r in rows],
                 figures=[r[4] for r in rows],
                 tier=tier,
-                after_rest=after_rest,
             )
     raise AnalysisError(f"No chord of the vocabulary can be voiced under {pitch_name(soprano, octave=True)}.")
 
@@ -322,7 +176,7 @@ def _voicings(
                 continue
             for alto_pc, tenor_pc in itertools.product(pcs, repeat=2):
                 voiced = [melody, alto_pc, tenor_pc, bass_pc]
-                if not _complete(voiced, harmony, final=place == "last"):
+                if not _complete(voiced, harmony):
                     continue
                 doubling = _doubling_cost(voiced, harmony)
                 altos = _between(
@@ -352,7 +206,7 @@ def _inversion_cost(harmony: _Chord, inversion: int, place: str) -> float:
     return 3.0 if place == "penultimate" else 1.2
 
 
-def _complete(voiced: list[int | None], harmony: _Chord, *, final: bool) -> bool:
+def _complete(voiced: list[int | None], harmony: _Chord) -> bool:
     """Root and third always, the seventh of a seventh chord; no fifth only with a doubled root."""
     present = [pc for pc in voiced if pc is not None]
     root, third, fifth = harmony.pitch_classes[:3]
@@ -462,7 +316,7 @@ def melody_part_select(music: stream.Score, melody_part: int | str | None) -> tu
         return named[0], parts[named[0]]
 
     def height(index: int) -> float:
-        heights = [_top_pitch(n).ps for n in parts[index].recurse().notes]
+        heights = [top_pitch(n).ps for n in parts[index].recurse().notes]
         return sum(heights) / len(heights)
 
     highest = max(with_notes, key=height)
@@ -536,27 +390,22 @@ def harmonize_melody(
     in_key = score_key(music)
     chords = _chords(style, in_key)
     leading_tone = (in_key.tonic.pitchClass + 11) % 12
-    sopranos = [_top_pitch(n) for n in new_notes]
+    sopranos = [top_pitch(n) for n in new_notes]
     shift = _accompaniment_shift([p.midi for p in sopranos])
 
     positions = []
-    rest_before = False
     places = iter(_places(len(new_notes)))
     for element, kind in events:
-        if kind == "rest":
-            rest_before = bool(positions)
-        elif kind == "new":
+        if kind == "new":
             positions.append(
                 _candidates(
-                    _top_pitch(element),
+                    top_pitch(element),
                     chords,
                     place=next(places),
                     leading_tone=leading_tone,
                     shift=shift,
-                    after_rest=rest_before,
                 )
             )
-            rest_before = False
     path = _best_path(positions, _root_motion(chords))
     chosen = [
         dict(zip(VOICES, position.pitches[row], strict=True)) for position, row in zip(positions, path, strict=True)
@@ -596,7 +445,7 @@ def harmonize_melody(
 def _warnings(positions: list[_Position], new_notes: list[Any], shift: int) -> list[str]:
     warnings = []
     low, high = RANGES["soprano"]
-    outside = [n for n in new_notes if not low <= _top_pitch(n).midi <= high]
+    outside = [n for n in new_notes if not low <= top_pitch(n).midi <= high]
     if outside:
         bars = sorted({n.measureNumber for n in outside if n.measureNumber is not None})
         warnings.append(

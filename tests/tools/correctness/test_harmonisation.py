@@ -17,7 +17,8 @@ import pytest
 from music21 import converter, corpus, key, pitch, roman, stream
 
 from apps.core.errors import InvalidArguments
-from apps.tools.services.harmonisation import harmonize_melody, violation_counts, voice_leading_violations
+from apps.tools.services.harmonisation import harmonize_melody
+from apps.tools.services.satb import violation_counts, voice_leading_violations
 
 # (corpus path, number in an ABC collection or None, the key a musician reads from the signature and the close).
 MELODIES = [
