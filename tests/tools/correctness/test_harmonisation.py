@@ -9,7 +9,6 @@ final tonic chord complete.
 
 from __future__ import annotations
 
-import time
 from functools import cache
 from typing import Any
 
@@ -140,13 +139,6 @@ def test_a_melody_far_below_the_soprano_keeps_four_distinct_ordered_voices_and_s
     for column in _columns(music):
         assert [p.ps for p in column] == sorted((p.ps for p in column), reverse=True)
         assert len({p.ps for p in column}) >= 3  # never all voices on one pitch
-
-
-def test_the_bwv66_6_melody_is_harmonised_quickly() -> None:
-    music = _parsed("bach/bwv66.6", None)
-    started = time.perf_counter()
-    harmonize_melody(music)
-    assert time.perf_counter() - started < 2.0  # about 0.3 s alone; the margin is for a loaded test machine
 
 
 # --- The checker itself, on planted faults ---------------------------------------------------------------------------
