@@ -176,8 +176,8 @@ def export(caller: Caller, args: ExportArgs) -> dict[str, Any]:
     """Export a score's content as MusicXML, compressed MusicXML, MIDI, SVG notation or Braille. MusicXML and
     compressed MusicXML (mxl) keep every part, staff, note and bar and import back as the same score; MIDI plays
     repeats out and keeps no bar lines, pickup or spelling; SVG and Braille are for reading, not re-import. A score
-    music21 cannot write in a format (a MIDI of repeats with a missing end repeat) is an unprocessable_score error
-    saying why and what to try.
+    music21 cannot write in a format (a MIDI of repeats with a missing end repeat, or of parts whose repeat signs
+    differ) is an unprocessable_score error saying why and what to try.
 
     Returns:
     - format, media_type: the format written and its MIME type.
@@ -274,7 +274,8 @@ def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
     - cadences: each with measure (printed bar number) and beat (1-based) of the melody's final note, kind
       (perfect authentic, imperfect authentic, half, plagal, deceptive or other), variant (`phrygian` for iv6-V in
       minor, else null), key (the key it cadences in: the score's, or the one the phrase turns to, `A major`),
-      chords (the two Roman numerals in that key) and chords_in_home_key; count."""
+      chords (the two Roman numerals in that key) and chords_in_home_key; count; melody: the part read for
+      the phrase ends (part: 0-based index, part_label)."""
     score, music = _music(caller, args.score_id)
     return {"score_id": score.score_id, **harmony.harmony_analysis(music, analysis_type=args.analysis_type)}
 

@@ -13,6 +13,7 @@ from music21.exceptions21 import Music21Exception
 
 from apps.core.errors import UnprocessableScore, UnsupportedFormat
 from apps.tools.services.render import musicxml_text, render_svg
+from apps.tools.services.summary import part_label
 
 MEDIA_TYPES = {
     "musicxml": "application/vnd.recordare.musicxml+xml",
@@ -109,10 +110,44 @@ def _written(score: stream.Score, fmt: str) -> str | bytes:
     if fmt == "mxl":
         return _mxl_bytes(score)
     if fmt == "midi":
+        _check_repeats_agree(score)
         return bytes(midi.translate.streamToMidiFile(score).writestr())
     if fmt == "svg":
         return str(render_svg(score)["svg"])
     return str(braille.objectToBraille(score))
+
+
+def _check_repeats_agree(score: stream.Score) -> None:
+    """music21 plays each part's repeats out on its own: parts whose repeat signs differ would come out of step in
+    the MIDI file, silently. Refuse that instead, naming the parts."""
+    parts = list(score.parts)
+    signs = [_repeat_signs(part) for part in parts]
+    for index, part_signs in enumerate(signs[1:], start=1):
+        if part_signs != signs[0]:
+            raise UnprocessableScore(
+                f"This score cannot be written as MIDI: part 0 ({part_label(parts[0], 0)}) has "
+                f"{_listed(signs[0])} but part {index} ({part_label(parts[index], index)}) has {_listed(part_signs)}, "
+                f"so playing the repeats out would put them out of step. Try instead: {_INSTEAD['midi']}, or give "
+                "every part the same repeat signs.",
+                extra={"reason": "unexpandable_repeats"},
+            )
+
+
+def _repeat_signs(part: stream.Stream) -> list[tuple[str, int]]:
+    """("start"/"end", printed bar number) of each repeat sign in the part, in order. Bars, not offsets: parts of
+    the same score may place the same bar at offsets a rounding apart."""
+    return [
+        (str(line.direction), measure.measureNumber)
+        for measure in part.getElementsByClass(stream.Measure)
+        for line in (measure.leftBarline, measure.rightBarline)
+        if isinstance(line, bar.Repeat)
+    ]
+
+
+def _listed(signs: list[tuple[str, int]]) -> str:
+    if not signs:
+        return "no repeat signs"
+    return "repeat signs " + ", ".join(f"{direction} at bar {number}" for direction, number in signs)
 
 
 def _repeat_problem(score: stream.Score) -> str:

@@ -10,6 +10,7 @@ note; not bar lines, pickups, spelling or ties (a note crossing a bar line it di
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 from collections import Counter
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from music21 import corpus, stream
 
 from apps.core.errors import UnprocessableScore
+from apps.tools.services.export import export_score
 from apps.tools.services.parsing import parse_stored
 
 # (corpus path, what it is). Piano and song scores are the ones whose staves the MusicXML import used to lose.
@@ -158,6 +160,22 @@ def test_midi_export_of_repeats_music21_cannot_play_out_says_why_and_what_to_try
     assert caught.value.extra["reason"] == "unexpandable_repeats"
     xml = exported(alice, call, name, "musicxml")
     assert len(parse_stored("musicxml", text=xml["content"]).recurse().notes) == len(original(name).recurse().notes)
+
+
+def test_midi_export_refuses_parts_whose_repeats_differ_instead_of_putting_them_out_of_step() -> None:
+    """The polonaise repeats bars 1-8 and 9-28 in both hands. Without the left hand's second end repeat, playing
+    the repeats out would give the right hand 20 more bars than the left: the MIDI would be silently wrong."""
+    piece = copy.deepcopy(original("polonaise"))
+    left_hand = piece.parts[1]
+    left_hand.measure(28).rightBarline = None
+    assert export_score(original("polonaise"), fmt="midi")["size_bytes"] > 0  # as written, the repeats agree
+
+    with pytest.raises(UnprocessableScore) as caught:
+        export_score(piece, fmt="midi")
+
+    assert "end at bar 28" in caught.value.message
+    assert "out of step" in caught.value.message
+    assert "export musicxml" in caught.value.message
 
 
 @pytest.mark.parametrize("name", ["reel_abc", "reel_open_repeat", "chorale_krn", "mazurka_krn"])
