@@ -20,6 +20,7 @@ from music21 import chord, key, pitch, stream
 from apps.core.errors import AnalysisError
 from apps.tools.services.keys import _round, score_key
 from apps.tools.services.spelling import pitch_name
+from apps.tools.services.summary import part_label
 
 _STEPS = "CDEFGAB"
 _NUMERALS = ("I", "II", "III", "IV", "V", "VI", "VII")
@@ -258,21 +259,56 @@ def _resolves_into(now: Chord, after: Chord, dissonant: bool) -> bool:
     )
 
 
+Slice = tuple[tuple[pitch.Pitch, ...], float, float, "int | None", float]
+
+
+def _slices(chordified: stream.Score) -> list[Slice]:
+    """Each sounding slice as (pitches low to high, offset, quarter_length, measure, beat).
+
+    Beats come from each measure's time signature: asking every chord for its `beat` searches its contexts, which
+    took as long as `chordify` itself (a Beethoven quartet movement: 5 s of 16); the answers are the same."""
+    measures = list(chordified.getElementsByClass(stream.Measure))
+    if not measures:
+        return [
+            (
+                tuple(sorted(ch.pitches, key=lambda p: p.ps)),
+                float(ch.offset),
+                float(ch.quarterLength),
+                None,
+                float(ch.beat),
+            )
+            for ch in chordified.flatten().getElementsByClass(chord.Chord)
+            if ch.pitches
+        ]
+    slices: list[Slice] = []
+    meter = None
+    for measure in measures:
+        meter = measure.timeSignature or meter
+        for ch in measure.recurse().getElementsByClass(chord.Chord):
+            if not ch.pitches:
+                continue
+            position = float(ch.offset) + float(measure.paddingLeft)
+            beat = float(meter.getBeatProportion(position)) if meter else position + 1
+            slices.append(
+                (
+                    tuple(sorted(ch.pitches, key=lambda p: p.ps)),
+                    float(measure.offset) + float(ch.offset),
+                    float(ch.quarterLength),
+                    measure.number,
+                    beat,
+                )
+            )
+    return slices
+
+
 def chords(music: stream.Score) -> list[Chord]:
     """The score's harmonies (all parts sounded together), one per change of harmony.
 
     `chordify` slices at every onset in any part; a slice whose new notes arrive and leave by step (passing and
     neighbour notes, anticipations) belongs to the chord before it, and a slice that is no chord but resolves by
     step over the same bass (a suspension, an appoggiatura) belongs to the chord after it."""
-    slices = [
-        (tuple(sorted(ch.pitches, key=lambda p: p.ps)), float(ch.beat), ch)
-        for ch in music.chordify().flatten().getElementsByClass(chord.Chord)
-        if ch.pitches
-    ]
-    raw = [
-        _chord(pitches, float(ch.offset), float(ch.quarterLength), ch.measureNumber, beat)
-        for pitches, beat, ch in slices
-    ]
+    slices = _slices(music.chordify())
+    raw = [_chord(*slice_) for slice_ in slices]
     harmonies: list[Chord] = []
     index = 0
     while index < len(raw):
@@ -286,7 +322,7 @@ def chords(music: stream.Score) -> list[Chord]:
         harmonies.append(current)
         index += 1
         while index < len(raw):
-            now, beat, _ = slices[index]
+            now, _, _, _, beat = slices[index]
             after = slices[index + 1][0] if index + 1 < len(slices) else ()
             off_beat = beat % 1 != 0
             if not (off_beat and _decorates(now, harmonies[-1].pitches, after)):
@@ -350,7 +386,15 @@ def harmony_analysis(music: stream.Score, *, analysis_type: str = "roman") -> di
     base = {"key": in_key.name, "analysis_type": analysis_type}
     if analysis_type == "cadences":
         found = cadences(music, harmonies, in_key)
-        return {**base, "cadences": found, "count": len(found)}
+        melody = melody_part(music)
+        parts = _parts(music)
+        index = next((i for i, part in enumerate(parts) if part is melody), 0)
+        return {
+            **base,
+            "melody": {"part": index, "part_label": part_label(melody, index)},
+            "cadences": found,
+            "count": len(found),
+        }
     progression = _merge_repeats(harmonies, _labelled(harmonies, in_key))
     if analysis_type == "roman":
         return {
@@ -382,6 +426,10 @@ def _merge_repeats(harmonies: list[Chord], figures: list[str]) -> list[tuple[Cho
 # --- Cadences -----------------------------------------------------------------------------------------------------
 
 
+def _parts(music: stream.Stream) -> list[stream.Stream]:
+    return list(music.parts) if isinstance(music, stream.Score) else []
+
+
 def _has_fermata(element: Any) -> bool:
     return not element.isRest and any(e.name == "fermata" for e in element.expressions)
 
@@ -389,7 +437,7 @@ def _has_fermata(element: Any) -> bool:
 def melody_part(music: stream.Score) -> stream.Stream:
     """The part that carries the tune: the one named Soprano, else the highest-sounding part with fermatas (a
     chorale's descant trumpet has few), else the highest-sounding part."""
-    parts = list(music.parts)
+    parts = _parts(music)
     if not parts:
         return music
     for part in parts:
@@ -404,22 +452,52 @@ def melody_part(music: stream.Score) -> stream.Stream:
     return max(with_fermatas or parts, key=height)
 
 
-def phrase_ends(part: stream.Stream) -> list[Any]:
+@dataclass
+class PhraseEnd:
+    """The last note of a phrase, its tied continuations included: where it starts and how long it is held."""
+
+    offset: float
+    quarter_length: float
+    note: Any  # its first music21 note or chord (for the bar, the beat and the pitch)
+    fermata: bool
+
+
+def _held_notes(part: stream.Stream) -> list[PhraseEnd | None]:
+    """The part's notes with their ties joined, rests as None. `stripTies` would do it by copying the part, which
+    took 3 s of a Beethoven quartet movement's cadences."""
+    containers = [(float(m.offset), m) for m in part.getElementsByClass(stream.Measure)] or [(0.0, part.flatten())]
+    held: list[PhraseEnd | None] = []
+    for base, container in containers:
+        for element in container.recurse().notesAndRests:
+            if element.isRest:
+                held.append(None)
+                continue
+            fermata = _has_fermata(element)
+            if element.tie is not None and element.tie.type in ("stop", "continue") and held and held[-1] is not None:
+                held[-1].quarter_length += float(element.quarterLength)
+                held[-1].fermata = held[-1].fermata or fermata
+                continue
+            inner = float(element.activeSite.offset) if isinstance(element.activeSite, stream.Voice) else 0.0
+            held.append(PhraseEnd(base + inner + float(element.offset), float(element.quarterLength), element, fermata))
+    return held
+
+
+def phrase_ends(part: stream.Stream) -> list[PhraseEnd]:
     """The notes that end a phrase of `part`: fermatas (chorales mark them so), else notes followed by a rest;
     the last note always ends one. Tied notes count as one, so a fermata note lasts as long as it is held."""
-    notes = list(part.stripTies().flatten().notesAndRests)
-    ends = [n for n in notes if _has_fermata(n)]
+    held = _held_notes(part)
+    ends = [n for n in held if n is not None and n.fermata]
     if not ends:
-        ends = [n for n, following in itertools.pairwise(notes) if not n.isRest and following.isRest]
-    sounding = [n for n in notes if not n.isRest]
+        ends = [n for n, following in itertools.pairwise(held) if n is not None and following is None]
+    sounding = [n for n in held if n is not None]
     if sounding and sounding[-1] not in ends:
         ends.append(sounding[-1])
-    return sorted(ends, key=lambda n: float(n.offset))
+    return sorted(ends, key=lambda n: n.offset)
 
 
 def phrase_end_offsets(music: stream.Score, part: stream.Stream | None = None) -> list[float]:
     """Where the phrases of `part` (by default the first part) end, as offsets in quarter notes."""
-    return [float(n.offset) for n in phrase_ends(part or (music.parts[0] if music.parts else music))]
+    return [n.offset for n in phrase_ends(part or (_parts(music) or [music])[0])]
 
 
 def _score_offsets(music: stream.Score, part: stream.Stream) -> Any:
@@ -427,7 +505,8 @@ def _score_offsets(music: stream.Score, part: stream.Stream) -> Any:
     the measures as the first part does. They can differ: in some corpus encodings (bwv171.6) the parts do not
     agree on a measure's length, so only the measure and the place in it identify a moment in every part."""
     own = [float(m.offset) for m in part.getElementsByClass(stream.Measure)]
-    first = [float(m.offset) for m in music.parts[0].getElementsByClass(stream.Measure)] if music.parts else own
+    parts = _parts(music)
+    first = [float(m.offset) for m in parts[0].getElementsByClass(stream.Measure)] if parts else own
     if own == first or len(own) != len(first):
         return lambda offset: offset
 
@@ -445,8 +524,8 @@ def cadences(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> l
     melody = melody_part(music)
     to_score = _score_offsets(music, melody)
     for end in phrase_ends(melody):
-        start = to_score(float(end.offset))
-        stop = start + float(end.quarterLength)
+        start = to_score(end.offset)
+        stop = start + end.quarter_length
         under = [c for c in harmonies if c.offset < stop and c.offset + c.quarter_length > start]
         if not under:
             continue
@@ -460,11 +539,12 @@ def cadences(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> l
         if not before:
             continue
         penultimate = before[-1]
-        cadence_key, kind, variant = _cadence(penultimate, final, end.pitches[-1], in_key)
+        top = max(end.note.pitches, key=lambda p: p.ps)
+        cadence_key, kind, variant = _cadence(penultimate, final, top, in_key)
         found.append(
             {
-                "measure": end.measureNumber,
-                "beat": _round(float(end.beat)) or 1.0,
+                "measure": end.note.measureNumber,
+                "beat": _round(float(end.note.beat)) or 1.0,
                 "kind": kind,
                 "variant": variant,
                 "key": cadence_key.name,

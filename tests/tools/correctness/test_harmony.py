@@ -111,19 +111,23 @@ def test_a_suspension_at_the_fermata_is_read_after_it_resolves() -> None:
 
 
 def test_phrase_ends_come_from_the_soprano_not_the_trumpet() -> None:
-    # bwv171.6 opens with three trumpets and timpani; Trumpet 1 has 2 fermatas, the soprano one per phrase.
+    # bwv171.6 opens with three trumpets and timpani; Trumpet 1 has 2 fermatas, the soprano 16, one per phrase
+    # (in bars 31 and 39 on the tied continuation of a held note: one phrase end each, where the note starts).
     music = _work("bach/bwv171.6")
     assert music.parts[0].partName == "Trumpet 1"
     soprano = next(p for p in music.parts if p.partName.startswith("Soprano"))
-    fermatas = [
-        n
-        for n in soprano.recurse().notes
-        if any(e.name == "fermata" for e in n.expressions) and (n.tie is None or n.tie.type == "start")
-    ]
+    held: list[list[Any]] = []
+    for n in soprano.recurse().notes:
+        if n.tie is not None and n.tie.type in ("stop", "continue"):
+            held[-1].append(n)
+        else:
+            held.append([n])
+    fermatas = [notes[0] for notes in held if any(e.name == "fermata" for n in notes for e in n.expressions)]
+    assert len(fermatas) == 16
     assert melody_part(music) is soprano
     found = _cadences("bach/bwv171.6")
     assert [c["measure"] for c in found] == [n.measureNumber for n in fermatas]
-    assert len(found) == 14
+    assert harmony_analysis(music, analysis_type="cadences")["melody"] == {"part": 4, "part_label": soprano.partName}
 
 
 def test_bwv368_closes_plagally_and_its_half_cadence_has_a_secondary_dominant() -> None:
