@@ -134,7 +134,7 @@ def _chord(
         third=by_generic.get(2),
         fifth=by_generic.get(4),
         seventh=by_generic.get(6),
-        inversion={0: 0, 2: 1, 4: 2, 6: 3}[_generic(root, tones[0])],
+        inversion={0: 0, 2: 1, 4: 2, 6: 3}.get(_generic(root, tones[0]), 0),
     )
 
 
@@ -178,7 +178,8 @@ def _secondary_target(c: Chord, following: Chord | None, in_key: Tonality) -> Ch
     if following is None:
         return None
     dominant = c.third == 4 and c.fifth in (7, None) and c.seventh in (10, None)
-    leading = c.third == 3 and c.fifth in (6, None) and c.seventh in (9, 10, None)
+    # A diminished fifth or seventh must be there: a bare minor third is no leading-tone chord.
+    leading = c.third == 3 and (c.fifth == 6 or c.seventh == 9) and c.fifth in (6, None) and c.seventh in (9, 10, None)
     if dominant:
         target = _shift(c.root, 3, 5)
     elif leading:
