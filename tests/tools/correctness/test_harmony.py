@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from music21 import chord, corpus, key, roman, stream
 
-from apps.tools.services.harmony import chord_analysis, harmony_analysis, melody_part
+from apps.tools.services.cadences import melody_part
+from apps.tools.services.harmony import chord_analysis, harmony_analysis
 
 
 @cache
