@@ -112,7 +112,12 @@ class ListArgs(ToolArguments):
 
 @tool("list_scores", arguments=ListArgs, scope=READ, group="score_import")
 def list_scores(caller: Caller, args: ListArgs) -> dict[str, Any]:
-    """List your scores, newest first, a page at a time."""
+    """List your scores, newest first, a page at a time.
+
+    Returns:
+    - scores: each with score_id, title, source_format, parts, measures (measure objects), notes, derived_from (the
+      score it was made from, or null) and created (ISO 8601, UTC).
+    - next_cursor: pass it as `cursor` for the next page; null on the last page."""
     page, next_cursor = score_list(owner=caller.user, limit=args.limit, cursor=args.cursor)
     return {
         "scores": [
@@ -190,7 +195,10 @@ def export(caller: Caller, args: ExportArgs) -> dict[str, Any]:
 
 @tool("delete_score", arguments=ScoreArgs, scope=WRITE, group="score_import", destructive=True)
 def delete(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
-    """Delete one of your scores."""
+    """Delete one of your scores.
+
+    Returns:
+    - score_id; deleted: true. Scores derived from it are kept (they no longer name it as their source)."""
     score_delete(owner=caller.user, score_id=args.score_id)
     return {"score_id": args.score_id, "deleted": True}
 
@@ -441,7 +449,14 @@ class CounterpointArgs(ToolArguments):
 @tool("generate_counterpoint", arguments=CounterpointArgs, scope=WRITE, group="composition")
 def generate_counterpoint(caller: Caller, args: CounterpointArgs) -> dict[str, Any]:
     """Write species counterpoint against the score's top part as cantus firmus; stores the two-part result and
-    reports any rule violations an independent check finds."""
+    reports any rule violations an independent check finds.
+
+    Returns:
+    - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
+      objects), notes: its size.
+    - species (1-4); voice_position: the counterpoint above or below the cantus; cantus_notes, counterpoint_notes:
+      notes struck in each; final: the cantus's last note (spelled as written, e.g. `Bb`).
+    - violations: each broken rule an independent check finds, with where (empty when the rules are kept)."""
     score, music = _music(caller, args.score_id)
     result, info = composition.generate_counterpoint(music, species=args.species, voice_position=args.voice_position)
     new = score_store_generated(
@@ -468,7 +483,14 @@ class ImitateArgs(ToolArguments):
 
 @tool("imitate_style", arguments=ImitateArgs, scope=WRITE, group="composition")
 def imitate_style(caller: Caller, args: ImitateArgs) -> dict[str, Any]:
-    """Write a new melody in the style of one of your scores or of a corpus composer; stores it as a new score."""
+    """Write a new melody in the style of one of your scores or of a corpus composer; stores it as a new score.
+
+    Returns:
+    - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
+      objects), notes: its size.
+    - key (e.g. `Bb major`), time_signature, measures: of the new melody; seed: the random seed used (pass it
+      again for the same melody); sources: works learnt from; notes: notes written; durations_learnt: the note
+      lengths it chose from, in quarter notes."""
     parent = None
     if args.score_id is not None:
         parent, music = _music(caller, args.score_id)
@@ -518,7 +540,13 @@ class TransposeArgs(ToolArguments):
 
 @tool("transpose_score", arguments=TransposeArgs, scope=WRITE, group="composition")
 def transpose_score(caller: Caller, args: TransposeArgs) -> dict[str, Any]:
-    """Transpose a score by an interval, key signatures included; stores the result as a new score."""
+    """Transpose a score by an interval, key signatures included; stores the result as a new score.
+
+    Returns:
+    - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
+      objects), notes: its size.
+    - interval: music21's name of the interval (e.g. `Major Second`); semitones; direction: up, down or none.
+    - key_signature_before, key_signature_after: e.g. `3 sharps`, `none`."""
     score, music = _music(caller, args.score_id)
     result, info = composition.transpose(music, interval=args.interval)
     new = score_store_generated(
@@ -555,7 +583,12 @@ class NoArgs(ToolArguments):
 
 @tool("health_check", arguments=NoArgs, scope=None, group="system")
 def health_check(caller: Caller, args: NoArgs) -> dict[str, Any]:
-    """Report whether the server and its database and cache are working, and its software versions."""
+    """Report whether the server and its database and cache are working, and its software versions.
+
+    Returns:
+    - healthy: true when every check is ok; checks: database and cache, each `ok` or `error: <kind>`.
+    - versions: of music21, verovio and Python; parsed_scores_cached: scores this process keeps parsed; process:
+      the id of the process that answered."""
     checks = {"database": _probe(lambda: connection.cursor().execute("SELECT 1")), "cache": _probe(_cache_probe)}
     return {
         "healthy": all(c == "ok" for c in checks.values()),

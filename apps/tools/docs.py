@@ -11,6 +11,17 @@ HEADER = """# Tools
 Generated from the tool registry by `python manage.py tools_doc`; a test fails when this file is out of date.
 Every tool answers a JSON object with `"status": "success"` or fails with an error whose `code` and message say why.
 Scopes: `music21:read`, `music21:write` (`music21:admin` implies both).
+
+Conventions in every result:
+
+- Pitches and keys are spelled as the score spells them, in plain text: the letter, then `#` for a sharp or `b` for
+  a flat (`F#`, `Bb`, `C##`), the octave after it where there is one (`Bb3`, middle C is `C4`); keys as tonic and
+  mode (`F# minor`, `Bb major`).
+- Parts are named by `part` (their 0-based index in the score) and `part_label`: the part's name, numbered when two
+  parts share one (`Tenor 1`, `Tenor 2`), or `Part 1`, `Part 2`... for parts without a name.
+- `measure` is the bar number as printed in the score (a pickup bar is 0); `beat` counts from 1 within the bar.
+- Durations and offsets are in quarter notes (a quarter note is 1.0) unless a field's name says otherwise
+  (`_ms`, `_seconds`).
 """
 
 

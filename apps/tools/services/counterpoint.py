@@ -15,6 +15,7 @@ from typing import Any
 from music21 import clef, key, meter, note, pitch, stream, tie
 
 from apps.core.errors import AnalysisError, InvalidArguments
+from apps.tools.services.spelling import pitch_name
 
 CONSONANT = {0, 3, 4, 7, 8, 9}  # interval classes in semitones; the fourth counts as a dissonance in two parts
 PERFECT = {0, 7}
@@ -121,7 +122,7 @@ def generate_counterpoint(
         "voice_position": voice_position,
         "cantus_notes": len(cantus),
         "counterpoint_notes": sum(1 for s in slots if not s.held),
-        "final": cantus[-1].name,
+        "final": pitch_name(cantus[-1]),
         "violations": check_counterpoint([p.midi for p in cantus], notes, species=species, above=above),
     }
     return result, info
