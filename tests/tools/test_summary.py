@@ -110,3 +110,10 @@ def test_score_info_lists_each_part_by_index_and_label(alice: Any, call: Any) ->
     assert [(row["part"], row["part_label"]) for row in info["parts"]] == [(0, "Part 1"), (1, "Part 2")]
     assert (info["bars"], info["pickup"]) == (2, False)
     assert (info["lowest_pitch"], info["highest_pitch"]) == ("Bb3", "E5")  # tinyNotation's B-2: a Bb3 half note
+
+
+def test_pitch_ranges_stored_with_musics21_flats_are_respelled_by_the_migration() -> None:
+    import importlib
+
+    migration = importlib.import_module("apps.tools.migrations.0002_pitch_ranges_spelled")
+    assert [migration._spelled(name) for name in ("B-4", "E--2", "F#5", "C4", "")] == ["Bb4", "Ebb2", "F#5", "C4", ""]
