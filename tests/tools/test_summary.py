@@ -112,7 +112,7 @@ def test_score_info_lists_each_part_by_index_and_label(alice: Any, call: Any) ->
     assert (info["lowest_pitch"], info["highest_pitch"]) == ("Bb3", "E5")  # tinyNotation's B-2: a Bb3 half note
 
 
-def test_pitch_ranges_stored_with_musics21_flats_are_respelled_by_the_migration() -> None:
+def test_pitch_ranges_stored_with_music21s_flats_are_respelled_by_the_migration() -> None:
     import importlib
 
     migration = importlib.import_module("apps.tools.migrations.0002_pitch_ranges_spelled")
