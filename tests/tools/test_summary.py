@@ -117,3 +117,15 @@ def test_pitch_ranges_stored_with_music21s_flats_are_respelled_by_the_migration(
 
     migration = importlib.import_module("apps.tools.migrations.0002_pitch_ranges_spelled")
     assert [migration._spelled(name) for name in ("B-4", "E--2", "F#5", "C4", "")] == ["Bb4", "Ebb2", "F#5", "C4", ""]
+
+
+def test_the_keys_of_a_signature_are_those_music21_names_for_it() -> None:
+    from music21 import key
+
+    from apps.tools.services.spelling import key_name, key_signature_keys
+
+    for sharps in range(-9, 10):
+        signature = key.KeySignature(sharps)
+        expected = f"{key_name(signature.asKey('major'))} / {key_name(signature.asKey('minor'))}"
+        assert key_signature_keys(sharps) == expected, sharps
+    assert key_signature_keys(6) == "F# major / D# minor"

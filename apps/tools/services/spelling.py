@@ -26,7 +26,19 @@ def key_name(k: key.Key) -> str:
     return f"{pitch_name(k.tonic)} {k.mode}"
 
 
+# Letters along the circle of fifths: a signature of n sharps (negative: flats) is the major key FIFTHS[n + 1]
+# and the minor key FIFTHS[n + 4], each letter sharpened once per 7 steps past B and flattened once per 7 before F.
+_FIFTHS = "FCGDAEB"
+
+
+def _on_circle(position: int) -> str:
+    accidentals, letter = divmod(position, 7)
+    return _FIFTHS[letter] + ("#" * accidentals if accidentals > 0 else "b" * -accidentals)
+
+
 def key_signature_keys(sharps: int) -> str:
-    """The two keys a signature of `sharps` (negative: flats) writes, major first: `F# major / D# minor`."""
-    signature = key.KeySignature(sharps)
-    return f"{key_name(signature.asKey('major'))} / {key_name(signature.asKey('minor'))}"
+    """The two keys a signature of `sharps` (negative: flats) writes, major first: `F# major / D# minor`.
+
+    Counted along the circle of fifths rather than by building music21 keys, which cost over a millisecond each
+    (a score_info call reads this for every signature of the score)."""
+    return f"{_on_circle(sharps + 1)} major / {_on_circle(sharps + 4)} minor"
