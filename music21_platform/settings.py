@@ -361,7 +361,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "call_context": {"()": "apps.core.logs.CallContextFilter"},
-        "redis_outage": {"()": "apps.core.redis.OutageLogFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
@@ -379,9 +378,6 @@ LOGGING = {
     # noise that costs a formatted line per call.
     "loggers": {
         **{name: {"level": "WARNING"} for name in ("music21", "mcp", "sse_starlette", "httpx", "httpx2")},
-        # pybreaker's Redis storage logs a traceback on every breaker read while Redis is down (hundreds a
-        # second); the outage is logged once instead (apps.core.redis.Outage).
-        "pybreaker": {"filters": ["redis_outage"]},
     },
 }
 

@@ -131,13 +131,3 @@ def fail_fast_redis(url: str, *, retry_after: Callable[[], float] | None = None)
     """A client of `url` with the product's timeouts, bound to its server's outage record."""
     pool = redis.ConnectionPool.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
     return FailFastRedis(connection_pool=pool, outage=outage_for(url), retry_after=retry_after)
-
-
-class OutageLogFilter(logging.Filter):
-    """Drops the traceback pybreaker's Redis storage logs on every breaker read or write that fails because Redis
-    is unreachable (hundreds a second during an outage): the server's `Outage` has logged it, once, already.
-    Other records pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, (RedisConnectionError, RedisTimeoutError))

@@ -56,15 +56,79 @@ _guards: dict[str, _Guard] = {}
 _guards_lock = threading.Lock()
 
 
+class SharedStorage(pybreaker.CircuitBreakerStorage):
+    """A breaker's state in Redis, shared by every process and replica, through pybreaker's public storage
+    interface. Unlike pybreaker's own Redis storage it can read the state and the failure count in one round trip
+    (`reading`), so that a call through a closed breaker with no failures counted costs one read and no write. When
+    Redis fails, the failure is recorded once (apps.security.redis) and the breaker reads as closed with no
+    failures, as pybreaker's storage falls back, without logging every call."""
+
+    def __init__(self, client: Any, namespace: str) -> None:
+        super().__init__("redis")
+        self._client = client
+        self._keys = {name: f"{namespace}:{name}" for name in ("state", "failures", "successes", "opened_at")}
+
+    def _do(self, command: Any, fallback: Any = None) -> Any:
+        try:
+            return command(self._client)
+        except RedisError as exc:
+            redis_failed(exc)
+            return fallback
+
+    def reading(self) -> tuple[str, int]:
+        """The state and the failure count, in one round trip."""
+        state, failures = self._do(lambda r: r.mget(self._keys["state"], self._keys["failures"]), (None, None))
+        return (state.decode() if state else pybreaker.STATE_CLOSED), int(failures or 0)
+
+    @property
+    def state(self) -> str:
+        return self.reading()[0]
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._do(lambda r: r.set(self._keys["state"], state))
+
+    def increment_counter(self) -> None:
+        self._do(lambda r: r.incr(self._keys["failures"]))
+
+    def reset_counter(self) -> None:
+        self._do(lambda r: r.set(self._keys["failures"], 0))
+
+    def increment_success_counter(self) -> None:
+        self._do(lambda r: r.incr(self._keys["successes"]))
+
+    def reset_success_counter(self) -> None:
+        self._do(lambda r: r.set(self._keys["successes"], 0))
+
+    @property
+    def counter(self) -> int:
+        return self.reading()[1]
+
+    @property
+    def success_counter(self) -> int:
+        return int(self._do(lambda r: r.get(self._keys["successes"])) or 0)
+
+    @property
+    def opened_at(self) -> datetime | None:
+        stamp = self._do(lambda r: r.get(self._keys["opened_at"]))
+        return datetime.fromtimestamp(float(stamp), tz=UTC) if stamp else None
+
+    @opened_at.setter
+    def opened_at(self, when: datetime) -> None:
+        self._do(lambda r: r.set(self._keys["opened_at"], when.timestamp()))
+
+
 def _storage(group: str) -> pybreaker.CircuitBreakerStorage:
     client = shared_redis()
     if client is not None:
-        try:
-            namespace = f"{settings.GUARD_NAMESPACE}:cb:{group}"
-            return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=namespace)
-        except RedisError as exc:
-            redis_failed(exc)
+        return SharedStorage(client, f"{settings.GUARD_NAMESPACE}:cb:{group}")
     return pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+
+
+def _reading(storage: pybreaker.CircuitBreakerStorage) -> tuple[str, int]:
+    if isinstance(storage, SharedStorage):
+        return storage.reading()
+    return storage.state, storage.counter
 
 
 def _guard(group: str) -> _Guard:
@@ -101,11 +165,7 @@ def breaker_guarding(group: str) -> Iterator[None]:
     through pybreaker's public API, and the call itself runs outside the lock."""
     guard = _guard(group)
     cb = guard.breaker
-    try:
-        state = cb.current_state  # pybreaker's Redis storage answers its fallback (closed) when Redis fails...
-    except RedisError as exc:  # ...except where it sets up a state missing from Redis
-        redis_failed(exc)
-        state = pybreaker.STATE_CLOSED
+    state, failures = _reading(guard.storage)  # one round trip with Redis
     if state == pybreaker.STATE_OPEN:
         opened_at = guard.storage.opened_at
         if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=cb.reset_timeout):
@@ -125,8 +185,10 @@ def breaker_guarding(group: str) -> Iterator[None]:
         if trial:
             with contextlib.suppress(pybreaker.CircuitBreakerError):  # opened meanwhile elsewhere
                 cb.call(_succeed)  # the trial went through: pybreaker closes the breaker
-        else:
-            guard.storage.reset_counter()  # failures are counted while consecutive
+        elif failures:
+            # Failures are counted while consecutive: a success resets a count it saw, and a call that saw none
+            # writes nothing (failures elsewhere during this call are then not reset by it).
+            guard.storage.reset_counter()
     finally:
         if trial:
             guard.trial.release()

@@ -500,3 +500,24 @@ def test_with_the_database_down_calls_fail_fast_with_a_clear_error(chorale: Any,
     with pytest.raises(ServiceUnavailable, match="database is unavailable; nothing was changed"):
         invoke_tool("score_info", {"score_id": "chorale"}, caller=_as(alice))
     assert len(tries) == 3  # a bounded number of tries (the last two after short backoffs), then the clear error
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="the shared storage lives in Redis")
+def test_a_breakers_shared_state_reads_its_state_and_failures_together(settings: Any) -> None:
+    from datetime import UTC, datetime
+
+    from apps.security.breakers import SharedStorage
+    from apps.security.redis import shared_redis
+
+    storage = SharedStorage(shared_redis(), f"{settings.GUARD_NAMESPACE}:cb:test")
+    assert storage.reading() == ("closed", 0)  # nothing stored yet: closed, as pybreaker starts
+    storage.increment_counter()
+    storage.increment_counter()
+    storage.state = "open"
+    opened = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+    storage.opened_at = opened
+    again = SharedStorage(shared_redis(), f"{settings.GUARD_NAMESPACE}:cb:test")  # another process's view
+    assert again.reading() == ("open", 2)
+    assert again.opened_at == opened
+    again.reset_counter()
+    assert storage.counter == 0
