@@ -23,15 +23,17 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, set_token_value
 
 from apps.compliance import audit
+from apps.core.redis import outages_forget
 from apps.security import breakers, ratelimits, scopes
 from apps.security.oauth_settings import oauth2_provider_settings
+from apps.security.redis import redis_recovered
 from apps.security.resources import api_resource, mcp_resource
 from apps.security.services import token_epoch_bump
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.registry import TOOLS, Tool, ToolArguments
 from apps.tools.runner import runner_shutdown
 from apps.tools.services.cache import parsed_scores
-from tests.support import free_port
+from tests.support import OwnRedis, free_port
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
@@ -254,3 +256,26 @@ def celery_worker(
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+@pytest.fixture
+def own_redis(settings: Any) -> Iterator[OwnRedis]:
+    """The app's cache and guards pointed at a redis-server of the test's own (fault tests freeze or kill it); always
+    killed at the end, and the outage it leaves forgotten."""
+    server = OwnRedis()
+    try:
+        backends = copy.deepcopy(settings.CACHES)
+        backends["default"] = {
+            "BACKEND": "apps.core.cache.RedisCache",
+            "LOCATION": server.url,
+            "KEY_PREFIX": backends["default"].get("KEY_PREFIX", "m21"),
+        }
+        settings.CACHES = backends
+        settings.REDIS_URL = server.url
+        breakers.breakers_forget()  # breakers keep the Redis client they were built with
+        yield server
+    finally:
+        server.kill()
+        breakers.breakers_forget()
+        redis_recovered()
+        outages_forget()

@@ -5,19 +5,15 @@ Each test starts its own redis-server on a free port, so that freezing or killin
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 from django.test import Client
 
-from apps.core import redis as core_redis
-from apps.security import breakers
 from apps.security import redis as guard_redis
 from apps.tools.invocation import Caller, invoke_tool
 from tests.support import OwnRedis
@@ -28,28 +24,6 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="ne
 # below the ~15 s a call waited on a frozen Redis before every client had a socket timeout. The product's own
 # bound is ~0.5 s of waiting for Redis per call (the clients' timeouts, see apps.core.cache).
 PROMPT = 3.0
-
-
-@pytest.fixture
-def own_redis(settings: Any) -> Iterator[OwnRedis]:
-    """The app's cache and guards pointed at a redis-server of the test's own; always killed at the end."""
-    server = OwnRedis()
-    try:
-        caches = copy.deepcopy(settings.CACHES)
-        caches["default"] = {
-            "BACKEND": "apps.core.cache.RedisCache",
-            "LOCATION": server.url,
-            "KEY_PREFIX": caches["default"].get("KEY_PREFIX", "m21"),
-        }
-        settings.CACHES = caches
-        settings.REDIS_URL = server.url
-        breakers.breakers_forget()  # breakers keep the Redis client they were built with
-        yield server
-    finally:
-        server.kill()
-        breakers.breakers_forget()
-        guard_redis.redis_recovered()
-        core_redis.outages_forget()
 
 
 def _caller(user: Any) -> Caller:

@@ -6,41 +6,19 @@ SIGSTOP, so the kernel still accepts connections and only a timeout tells that i
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core.cache import caches
 from redis.exceptions import RedisError
 
-from apps.core.redis import outage_for, outages_forget
-from apps.security.redis import redis_degraded, redis_recovered, shared_redis
+from apps.core.redis import outage_for
+from apps.security.redis import redis_degraded, shared_redis
 from tests.support import OwnRedis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server program")
-
-
-@pytest.fixture
-def own_redis(settings: Any) -> Iterator[OwnRedis]:
-    """The cache and the guards pointed at a redis-server of the test's own; always killed at the end."""
-    server = OwnRedis()
-    try:
-        backends = copy.deepcopy(settings.CACHES)
-        backends["default"] = {
-            "BACKEND": "apps.core.cache.RedisCache",
-            "LOCATION": server.url,
-            "KEY_PREFIX": backends["default"].get("KEY_PREFIX", "m21"),
-        }
-        settings.CACHES = backends
-        settings.REDIS_URL = server.url
-        yield server
-    finally:
-        server.kill()
-        redis_recovered()
-        outages_forget()
 
 
 class CountedConnections:

@@ -85,11 +85,6 @@ def phrase_ends(part: stream.Stream) -> list[PhraseEnd]:
     return sorted(ends, key=lambda n: n.offset)
 
 
-def phrase_end_offsets(music: stream.Score, part: stream.Stream | None = None) -> list[float]:
-    """Where the phrases of `part` (by default the first part) end, as offsets in quarter notes."""
-    return [n.offset for n in phrase_ends(part or (parts_of(music) or [music])[0])]
-
-
 def _score_offsets(music: stream.Score, part: stream.Stream) -> Any:
     """A function from an offset in `part` to the offset of the same place in `chordify`'s result, which lays out
     the measures as the first part does. They can differ: in some corpus encodings (bwv171.6) the parts do not
