@@ -117,3 +117,11 @@ def signed_in(user: Any) -> Client:
 
 def superuser(username: str = "root") -> Any:
     return get_user_model().objects.create_superuser(username, f"{username}@example.com", ADMIN_PASSWORD)
+
+
+def browser_sign_in(page: Any, url: str, *, username: str, password: str) -> None:
+    """Signs in through the page at `url` (a login form, or a page that redirects to one), as a person would."""
+    page.goto(url)
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("form [type=submit]")

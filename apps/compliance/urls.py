@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.compliance import api, views
+from apps.compliance import admin_views, api, views
 
 urlpatterns = [
     path("privacy/", views.privacy_home, name="privacy"),
@@ -16,5 +16,5 @@ urlpatterns = [
     path("privacy/api/requests/<int:pk>/cancel", api.RequestCancelView.as_view(), name="privacy-api-cancel"),
     path("privacy/api/requests/<int:pk>/download", api.RequestDownloadView.as_view(), name="privacy-api-download"),
     path("compliance/report", api.ReportView.as_view(), name="compliance-report"),
-    path("compliance/report/view", views.report_page, name="compliance-report-page"),
+    path("compliance/report/view", admin_views.report_page, name="compliance-report-page"),
 ]

@@ -1,12 +1,9 @@
-"""The privacy pages (/privacy/) and the administrators' readable report. Thin: each view calls one service."""
+"""The privacy pages (/privacy/). Thin: each view calls one service."""
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
@@ -14,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from apps.compliance import reports, services, tasks
+from apps.compliance import services, tasks
 from apps.compliance.api import export_response
 from apps.compliance.models import DataSubjectRequest
 from apps.core.errors import ApplicationError
@@ -86,29 +83,3 @@ def privacy_download(request: HttpRequest, pk: int) -> HttpResponse:
     except ApplicationError as error:
         messages.error(request, error.message)
         return HttpResponseRedirect(reverse("privacy"))
-
-
-@staff_member_required
-def report_page(request: HttpRequest) -> HttpResponse:
-    """The same reports as POST /compliance/report, readable, for administrators (linked from the admin)."""
-    report, error = None, None
-    if request.GET.get("report_type"):
-        try:
-            report = reports.report_build(
-                report_type=request.GET["report_type"],
-                start_date=request.GET.get("start_date", ""),
-                end_date=request.GET.get("end_date", ""),
-            )
-        except ApplicationError as exc:
-            error = exc.message
-    return render(
-        request,
-        "compliance/report.html",
-        {
-            "report": report,
-            "report_json": json.dumps(report, indent=2) if report else "",
-            "error": error,
-            "form": request.GET,
-            "title": "Compliance report",
-        },
-    )

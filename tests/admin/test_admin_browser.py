@@ -10,7 +10,7 @@ import pytest
 from apps.compliance import services
 from apps.core.errors import NotFound
 from apps.tools.models import Score
-from tests.support import ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, superuser
+from tests.support import ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, browser_sign_in, superuser
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
 
@@ -32,10 +32,7 @@ def test_an_administrator_reads_the_dashboard_a_score_and_a_request(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(f"{live_site}/admin/")
-        page.fill("#id_username", "root")
-        page.fill("#id_password", ADMIN_PASSWORD)
-        page.click("input[type=submit]")
+        browser_sign_in(page, f"{live_site}/admin/", username="root", password=ADMIN_PASSWORD)
         # import + 4 analyses + 1 refused call = 6 calls in the last 24 hours, 1 of them not successful.
         expect(page.locator("#calls-24h")).to_have_text("6")
         expect(page.locator("#errors-24h")).to_have_text("1")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from apps.compliance.models import DataSubjectRequest
-from tests.support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, browser_sign_in
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
 
@@ -29,10 +29,7 @@ def test_a_person_downloads_their_data_and_asks_for_erasure(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(accept_downloads=True)
-        page.goto(f"{live_site}/privacy/")
-        page.fill("#id_username", "alice")
-        page.fill("#id_password", "correct horse battery staple")
-        page.click("button[type=submit]")
+        browser_sign_in(page, f"{live_site}/privacy/", username="alice", password="correct horse battery staple")
         expect(page.locator("h1")).to_have_text("Your data")
         expect(page.locator('[data-category="scores"]')).to_have_text("1")
         page.screenshot(path=str(ARTIFACTS / "privacy-home.png"), full_page=True)
