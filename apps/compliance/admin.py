@@ -2,26 +2,86 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from oauth2_provider.models import Application
 
 from apps.compliance import audit, services, tasks
+from apps.compliance.api import export_response
 from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy, RetentionRun, SubjectKey
 from apps.compliance.retention import retention_apply
 from apps.core.errors import ApplicationError
 from apps.security.models import SecurityEvent
 from apps.security.services import token_revoke_all
+
+# --- Humane cells, shared with the security admin ---------------------------------------------------------------
+
+
+def duration_humane(ms: float | None) -> str:
+    """ "0.4 ms", "12 ms", "1.4 s", "2 min 5 s": a duration as a person reads it."""
+    if ms is None:
+        return ""
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes} min {seconds} s"
+
+
+def counts_humane(counts: dict[str, Any]) -> str:
+    """{"scores": 3, "tokens": 2} as "scores: 3 · tokens: 2"."""
+    return " · ".join(f"{key}: {value}" for key, value in sorted(counts.items())) or "nothing"
+
+
+def json_pretty(value: Any) -> str:
+    """A JSON value indented in a <pre>, for change pages."""
+    if not value:
+        return "-"
+    return format_html('<pre class="json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+class ClientNamesChangeList(ChangeList):
+    """Looks up the names of the OAuth clients on the page in one query (no query per row) and hands each row its
+    client's name and admin page as `client_name` / `client_url`."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        rows = list(self.result_list)  # evaluated once: the rendering iterates the same cached rows
+        ids = {row.client_id for row in rows if row.client_id}
+        named = Application.objects.filter(client_id__in=ids).values_list("client_id", "name", "pk")
+        found = {client_id: (name, pk) for client_id, name, pk in named}
+        for row in rows:
+            name, pk = found.get(row.client_id, (None, None))
+            row.client_name = name
+            row.client_url = reverse("admin:oauth2_provider_application_change", args=[pk]) if pk else None
+
+
+def client_cell(row: Any) -> str:
+    """The client's name linked to its page (its id on hover); the raw id only for a client that no longer exists."""
+    if not row.client_id:
+        return ""
+    name = getattr(row, "client_name", None)
+    if name is None:
+        return format_html('<span class="client-id" title="{}">{}…</span>', row.client_id, row.client_id[:10])
+    return format_html('<a href="{}" title="{}">{}</a>', row.client_url, row.client_id, name or row.client_id[:10])
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -69,7 +129,10 @@ class ActionFilter(admin.SimpleListFilter):
             "auth.login", "auth.lockout",
             "oauth.client_registered", "oauth.client_read", "oauth.client_updated", "oauth.client_deleted",
             "oauth.client_disabled", "oauth.client_enabled", "oauth.client_secret_rotated",
-            "breaker.state", "privacy.export", "privacy.erasure", "retention.run", "security.blocked",
+            "breaker.state", "breaker.reset", "privacy.export", "privacy.erasure", "privacy.export_requested",
+            "privacy.erasure_requested", "privacy.export_approved", "privacy.erasure_approved",
+            "privacy.export_cancelled", "privacy.erasure_cancelled", "privacy.export_downloaded", "retention.run",
+            "security.blocked", "security.block_lifted",
         ]  # fmt: skip
         return [(action, action) for action in (*registered, *others)]
 
@@ -81,41 +144,140 @@ class OutcomeFilter(admin.SimpleListFilter):
     title = "outcome"
     parameter_name = "outcome"
 
+    # What the services record besides the error family's codes (a request's status, a breaker's state...).
+    RECORDED = ("success", "failure", "refused", "completed", "pending", "scheduled", "cancelled", "failed",
+                "locked_out", "blocked", "open", "closed", "half-open", "error")  # fmt: skip
+
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        codes = ["success", "not_found", "invalid_arguments", "insufficient_scope", "rate_limited", "busy",
-                 "circuit_open", "timeout", "unprocessable_score", "internal_error", "unavailable", "failure",
-                 "completed"]  # fmt: skip
+        # Every outcome an event can carry: a tool call ends with "success" or its error's code, the other
+        # events with one of RECORDED. A DISTINCT over the table would scan it on every page.
+        codes = dict.fromkeys((*self.RECORDED, *sorted(_error_codes(ApplicationError))))
         return [(code, code) for code in codes]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(outcome=self.value()) if self.value() else queryset
 
 
+def _error_codes(family: type[ApplicationError]) -> set[str]:
+    return {family.code} | {code for each in family.__subclasses__() for code in _error_codes(each)}
+
+
+class CreatedSinceFilter(admin.SimpleListFilter):
+    """Events since a moment (`?since=<ISO time>`), for the dashboard's counts of the last 24 hours."""
+
+    title = "since"
+    parameter_name = "since"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, f"since {value}")] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if not self.value():
+            return queryset
+        from django.utils.dateparse import parse_datetime
+
+        moment = parse_datetime(self.value())
+        if moment is None:
+            return queryset.none()
+        return queryset.filter(created_at__gte=moment)
+
+
+class NotSuccessFilter(admin.SimpleListFilter):
+    """Every outcome but success, as the dashboard counts "not successful"."""
+
+    title = "result"
+    parameter_name = "result"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("failed", "not successful")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.exclude(outcome="success") if self.value() == "failed" else queryset
+
+
+class ToolCallsFilter(admin.SimpleListFilter):
+    """Only tool calls (every tool.* action), as the dashboard counts them."""
+
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("tool", "tool calls"), ("admin", "administrators' access to a person's data")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "tool":
+            return queryset.filter(action__startswith="tool.")
+        if self.value() == "admin":
+            return queryset.filter(action__startswith="admin.")
+        return queryset
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "action", "outcome", "actor", "client_id", "target", "duration", "seq")
+    list_display = ("created_at", "action", "outcome", "actor_short", "client", "target_cell", "duration", "seq")
     # Fixed choices only: a filter that lists distinct values scans the table on every page.
-    list_filter = (ActionFilter, OutcomeFilter, ("created_at", admin.DateFieldListFilter))
-    # Exact matches on indexed columns: a pseudonym, a client id, a request id, a target ("score:chorale").
+    list_filter = (
+        ActionFilter,
+        OutcomeFilter,
+        ToolCallsFilter,
+        NotSuccessFilter,
+        CreatedSinceFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("=actor", "=client_id", "=request_id", "=target")
-    search_help_text = "An exact pseudonym, client id, request id or target such as score:chorale."
+    search_help_text = (
+        "An exact username or pseudonym (a username is looked up as its pseudonym), OAuth client name or client id, "
+        "request id, or target such as score:chorale."
+    )
     paginator = CappedPaginator
     show_full_result_count = False
     list_per_page = 100
-    readonly_fields = ("ip_address",)
-    exclude = ("ip",)
+    readonly_fields = ("ip_address", "detail_pretty")
+    exclude = ("ip", "detail")
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return ClientNamesChangeList
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         # Case-sensitive equality, so that each column's index serves the search (the admin's "=" means iexact,
-        # which no plain index can answer).
+        # which no plain index can answer). The trail never stores a username or a client's name: both are
+        # resolved here to what it stores (the person's pseudonym, the client's id).
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(Q(actor=term) | Q(client_id=term) | Q(request_id=term) | Q(target=term)), False
+        pseudonyms = SubjectKey.objects.filter(user__username__iexact=term).values_list("pseudonym", flat=True)
+        client_ids = Application.objects.filter(name__iexact=term).values_list("client_id", flat=True)
+        return queryset.filter(
+            Q(actor=term)
+            | Q(client_id=term)
+            | Q(request_id=term)
+            | Q(target=term)
+            | Q(actor__in=list(pseudonyms))
+            | Q(client_id__in=list(client_ids))
+        ), False
 
-    @admin.display(description="duration")
+    @admin.display(description="actor", ordering="actor")
+    def actor_short(self, event: AuditEvent) -> str:
+        if not event.actor:
+            return ""
+        return format_html('<span class="pseudonym" title="{}">{}…</span>', event.actor, event.actor[:8])
+
+    @admin.display(description="client", ordering="client_id")
+    def client(self, event: AuditEvent) -> str:
+        return client_cell(event)
+
+    @admin.display(description="target", ordering="target")
+    def target_cell(self, event: AuditEvent) -> str:
+        return format_html('<span class="target" title="{}">{}</span>', event.target, event.target)
+
+    @admin.display(description="duration", ordering="duration_ms")
     def duration(self, event: AuditEvent) -> str:
-        return f"{event.duration_ms:.1f} ms" if event.duration_ms is not None else ""
+        return duration_humane(event.duration_ms)
+
+    @admin.display(description="detail")
+    def detail_pretty(self, event: AuditEvent) -> str:
+        return json_pretty(event.detail)
 
     @admin.display(description="IP address")
     def ip_address(self, event: AuditEvent) -> str:
@@ -137,12 +299,26 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
 @admin.register(RetentionRun)
 class RetentionRunAdmin(ReadOnlyAdmin):
-    list_display = ("started_at", "dry_run", "total_removed", "removed", "duration_ms")
+    list_display = ("started_at", "dry_run", "total_removed", "removed_counts", "duration")
     list_filter = ("dry_run",)
+    fields = ("started_at", "dry_run", "duration", "total_removed", "removed_pretty")
+    readonly_fields = fields
 
     @admin.display(description="rows removed")
     def total_removed(self, run: RetentionRun) -> int:
         return run.total
+
+    @admin.display(description="removed, by category")
+    def removed_counts(self, run: RetentionRun) -> str:
+        return counts_humane(run.removed)
+
+    @admin.display(description="removed, by category")
+    def removed_pretty(self, run: RetentionRun) -> str:
+        return json_pretty(run.removed)
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, run: RetentionRun) -> str:
+        return duration_humane(run.duration_ms)
 
 
 @admin.register(DataSubjectRequest)
@@ -172,7 +348,7 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
     @admin.display(description="due", ordering="due_at")
     def due(self, obj: DataSubjectRequest) -> str:
         if obj.is_overdue:
-            return format_html('<strong class="overdue" style="color:#ba2121">overdue since {}</strong>', obj.due_at)
+            return format_html('<strong class="overdue">overdue since {:%Y-%m-%d}</strong>', obj.due_at)
         return obj.due_at.strftime("%Y-%m-%d")
 
     @admin.display(description="export")
@@ -180,8 +356,27 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         archive = getattr(obj, "archive", None)
         if archive is None or archive.expires_at <= timezone.now():
             return ""
-        url = reverse("privacy-api-download", args=[obj.pk])
-        return format_html('<a href="{}">download ({} KB)</a>', url, max(1, archive.size // 1024))
+        url = reverse("admin:compliance_datasubjectrequest_download", args=[obj.pk])
+        return format_html('<a href="{}" class="export-download">ZIP, {} KB</a>', url, max(1, archive.size // 1024))
+
+    def get_urls(self) -> list[Any]:
+        download = path(
+            "<int:pk>/download/",
+            self.admin_site.admin_view(self.download_view),
+            name="compliance_datasubjectrequest_download",
+        )
+        return [download, *super().get_urls()]
+
+    def download_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The export's ZIP for an administrator; the download is audited as theirs (subject_export_download)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        found = get_object_or_404(DataSubjectRequest, pk=pk, kind=DataSubjectRequest.Kind.EXPORT)
+        try:
+            archive = services.subject_export_download(request=found, by=request.user)
+        except ApplicationError as error:
+            raise Http404(error.message) from None
+        return export_response(archive)
 
     def _each(self, request: HttpRequest, queryset: QuerySet, verb: str, action: Any) -> None:
         done = 0

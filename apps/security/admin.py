@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.models import AccessToken, Application
 
+from apps.compliance.admin import ClientNamesChangeList, client_cell, json_pretty
 from apps.security.events import block_lift
 from apps.security.models import Block, ClientPolicy, SecurityEvent
 from apps.security.services import client_disable, client_enable, client_secret_rotate, token_revoke_all
@@ -43,9 +46,11 @@ class TokenInline(admin.TabularInline):
 class PlatformApplicationAdmin(ApplicationAdmin):
     inlines = [ClientPolicyInline, TokenInline]
     readonly_fields = (*ApplicationAdmin.readonly_fields, "last_used")
+    # The toolkit's Application.get_absolute_url names a management page this server does not offer.
+    view_on_site = False
     list_display = (
         "name",
-        "client_id",
+        "client_id_short",
         "client_type",
         "authorization_grant_type",
         "registration_source",
@@ -71,10 +76,17 @@ class PlatformApplicationAdmin(ApplicationAdmin):
         last = AuditEvent.objects.filter(client_id=application.client_id).order_by("-id").only("created_at").first()
         return f"{last.created_at:%Y-%m-%d %H:%M:%S} UTC" if last else "never"
 
-    @admin.display(description="status")
+    @admin.display(description="client id", ordering="client_id")
+    def client_id_short(self, application: Application) -> str:
+        return format_html(
+            '<span class="client-id" title="{}">{}…</span>', application.client_id, application.client_id[:10]
+        )
+
+    @admin.display(description="status", ordering="policy__disabled")
     def status(self, application: Application) -> str:
         policy = getattr(application, "policy", None)
-        return "disabled" if policy is not None and policy.disabled else "enabled"
+        state = "disabled" if policy is not None and policy.disabled else "enabled"
+        return format_html('<span class="status status-{}">{}</span>', state, state)
 
     @admin.display(description="may introspect", boolean=True)
     def introspects(self, application: Application) -> bool:
@@ -118,12 +130,30 @@ admin.site.register(Application, PlatformApplicationAdmin)
 class SecurityEventAdmin(admin.ModelAdmin):
     """Read-only: security events are evidence."""
 
-    list_display = ("created_at", "kind", "severity", "user", "client_id", "ip")
+    list_display = ("created_at", "kind", "severity", "user", "client", "ip")
     list_filter = ("kind", "severity", "created_at")
     search_fields = ("client_id", "ip", "user__username")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
-    readonly_fields = ("kind", "severity", "user", "client_id", "ip", "detail", "created_at")
+    fields = ("created_at", "kind", "severity", "user", "client", "ip", "detail_pretty")
+    readonly_fields = fields
+
+    def get_changelist(self, request: Any, **kwargs: Any) -> Any:
+        return ClientNamesChangeList
+
+    @admin.display(description="client", ordering="client_id")
+    def client(self, event: SecurityEvent) -> str:
+        if not hasattr(event, "client_name"):  # the change page: one event, one query
+            application = Application.objects.filter(client_id=event.client_id).only("pk", "name").first()
+            event.client_name = application.name if application else None
+            event.client_url = (
+                reverse("admin:oauth2_provider_application_change", args=[application.pk]) if application else None
+            )
+        return client_cell(event)
+
+    @admin.display(description="detail")
+    def detail_pretty(self, event: SecurityEvent) -> str:
+        return json_pretty(event.detail)
 
     def has_add_permission(self, request: Any) -> bool:
         return False

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+from contextvars import ContextVar
 from typing import Any
 
 from django.contrib import admin
@@ -14,10 +15,13 @@ from django.utils.html import format_html
 
 from apps.compliance.admin import PlatformUserAdmin, ReadOnlyInline, audit_actions_register
 from apps.core.errors import ApplicationError
-from apps.security import scopes
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import Score
 from apps.tools.registry import TOOLS
+
+# The staff member whose change page is being drawn: a read-only field's callable receives only the object, and the
+# notation must be rendered (and audited) as that staff member's access.
+_viewer: ContextVar[Any] = ContextVar("score_admin_viewer", default=None)
 
 
 @admin.register(Score)
@@ -97,13 +101,25 @@ class ScoreAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:  # scores are imported through the tools
         return False
 
+    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        token = _viewer.set(request.user)
+        try:
+            response = super().change_view(request, object_id, *args, **kwargs)
+            # Rendered here, while the viewer is known: the notation is drawn inside the template.
+            if hasattr(response, "render") and not response.is_rendered:
+                response.render()
+            return response
+        finally:
+            _viewer.reset(token)
+
     @admin.display(description="Notation")
     def notation(self, obj: Score) -> str:
-        if obj.pk is None:
+        staff = _viewer.get()
+        if obj.pk is None or staff is None:
             return "-"
         # The render_score tool through the one invocation path (its time limit and breaker guard the admin page
-        # too), acting on the owner's score from the admin transport.
-        caller = Caller(user=obj.owner, scopes=frozenset({scopes.READ}), transport="admin")
+        # too): the staff member's read of the owner's score, audited as theirs with the owner as its subject.
+        caller = Caller.administrator(staff, owner=obj.owner)
         try:
             svg = invoke_tool("render_score", {"score_id": obj.score_id}, caller=caller)["svg"]
         except ApplicationError as exc:
@@ -111,8 +127,7 @@ class ScoreAdmin(admin.ModelAdmin):
         # An <img> with a data URI: whatever text the score carries, a script inside the SVG never runs.
         encoded = base64.b64encode(svg.encode("utf-8")).decode("ascii")
         return format_html(
-            '<img src="data:image/svg+xml;base64,{}" alt="Notation of {}" width="840" '
-            'style="max-width:100%;height:auto;background:#fff">',
+            '<img class="notation" src="data:image/svg+xml;base64,{}" alt="Notation of {}" width="840">',
             encoded,
             obj.score_id,
         )

@@ -38,8 +38,19 @@ class Caller:
     # calls it once with the outcome (the result, or the ApplicationError the call ends with) as soon as the
     # call's audit event is written and the call counted (see apps.mcp_bridge.server.until_answered).
     answer: Callable[[dict[str, Any] | ApplicationError], None] | None = field(default=None, compare=False, repr=False)
+    # A staff member acting on `user`'s scores from the admin (Caller.administrator): the call is audited as theirs,
+    # with `user` as its subject, and charged to their rate limits, never to the person's.
+    staff: AbstractBaseUser | None = field(default=None, compare=False)
 
     @classmethod
     def operator(cls, user: AbstractBaseUser, *, transport: str = "cli") -> Caller:
         """An operator acting as `user` from the server itself (command line, stdio): every scope."""
         return cls(user=user, scopes=scopes.ALL, transport=transport)
+
+    @classmethod
+    def administrator(cls, staff: AbstractBaseUser, *, owner: AbstractBaseUser) -> Caller:
+        """A staff member reading `owner`'s scores from the admin: read scope only, audited as the staff member's
+        access (`admin.<tool>`) with the owner as its subject, never as the owner's own call."""
+        if not staff.is_staff:
+            raise ValueError("only staff act on another person's scores")
+        return cls(user=owner, scopes=frozenset({scopes.READ}), transport="admin", staff=staff)

@@ -56,7 +56,7 @@ class Call:
     tool: Tool
     caller: Caller
     arguments: dict[str, Any] | None
-    subject: Any = None  # the caller's audit subject (pseudonym), looked up once
+    subject: Any = None  # the audit actor's subject (pseudonym): the caller, or the staff acting for them
     parsed: Any = None  # the arguments, validated (ValidArguments)
     deadline: float | None = None  # time.monotonic() by which the call must end (TimeLimit)
     started: float = field(default_factory=time.perf_counter)
@@ -73,7 +73,8 @@ class Call:
 
     @property
     def user_id(self) -> Any:
-        return self.caller.user.pk
+        # Whoever made the call is charged for it: a staff member reading a person's score spends their own limits.
+        return (self.caller.staff or self.caller.user).pk
 
     @property
     def client_id(self) -> str | None:
@@ -99,7 +100,7 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     """Run tool `name` with `arguments` as `caller` through PIPELINE and return its JSON-serialisable result with
     status "success", or raise the ApplicationError it ended with."""
     tool = get_tool(name)
-    call = Call(tool=tool, caller=caller, arguments=arguments, subject=subject_for(caller.user))
+    call = Call(tool=tool, caller=caller, arguments=arguments, subject=subject_for(caller.staff or caller.user))
     context = call_context.set(
         {
             "request_id": caller.request_id,
@@ -200,13 +201,20 @@ class Audited:
         """Commit the call's event; if that fails, raise what the caller is told instead of `outcome` (None: an
         unexpected exception, on its way out undelivered as well)."""
         caller = call.caller
+        action, detail = f"tool.{call.tool.name}", None
+        if caller.staff is not None:
+            # The staff member's access to the person's data, naming the person by pseudonym: it is not the
+            # person's own activity (their dashboard and export select events by actor).
+            owner = subject_for(caller.user)
+            action, detail = f"admin.{call.tool.name}", {"subject": owner.pseudonym if owner else ""}
         try:
             with span("audit.record"):
                 audit_write(
-                    action=f"tool.{call.tool.name}",
+                    action=action,
                     outcome=call.outcome,
-                    user=caller.user,
+                    user=caller.staff or caller.user,
                     subject=call.subject,
+                    detail=detail,
                     client_id=caller.client_id,
                     ip=caller.ip,
                     target=_targets(call.arguments),
