@@ -148,6 +148,14 @@ class DataSubjectRequest(models.Model):
     handled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    filed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The administrator who filed the request for the person; empty when the person filed it.",
+    )
     via = models.CharField(max_length=20, default="privacy page")
     note = models.CharField(max_length=500, blank=True)
 
@@ -161,6 +169,12 @@ class DataSubjectRequest(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in self.OPEN
+
+    @property
+    def filed_by_administrator(self) -> bool:
+        """Whether someone other than the person filed it (the administrator may since have left: then
+        `filed_by` is empty but `via` still says where it was filed)."""
+        return self.filed_by_id is not None or self.via == "admin"
 
     @property
     def is_overdue(self) -> bool:

@@ -10,13 +10,16 @@ import zipfile
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from auditlog.context import disable_auditlog
 from auditlog.models import LogEntry
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.conf import settings
+from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, Grant, IDToken, RefreshToken
 
@@ -79,7 +82,9 @@ def subject_request_create(
         raise RequestRefused(f"Unknown request kind {kind!r}: use 'export' or 'erasure'.")
     by_subject = handled_by is None
     if kind == DataSubjectRequest.Kind.ERASURE and by_subject and not subject.check_password(password or ""):
-        raise RequestRefused("The password is not correct; erasure needs the account's password.")
+        raise RequestRefused(
+            "The password is not correct; erasure needs the account's password.", extra={"field": "password"}
+        )
     if DataSubjectRequest.objects.filter(subject=subject, kind=kind, status__in=DataSubjectRequest.OPEN).exists():
         raise RequestRefused(f"An {kind} request is already open for this account.")
     now = timezone.now()
@@ -100,8 +105,16 @@ def subject_request_create(
         scheduled_for=scheduled_for,
         via=via,
         handled_by=handled_by,
+        filed_by=handled_by,
     )
-    audit.audit_record(action=f"privacy.{kind}_requested", outcome=status, user=subject, target=f"request:{request.pk}")
+    # Filed by an administrator: the administrator's act, naming the person by pseudonym (it is not her activity).
+    audit.audit_record(
+        action=f"privacy.{kind}_requested",
+        outcome=status,
+        user=handled_by or subject,
+        target=f"request:{request.pk}",
+        detail=None if by_subject else {"subject": request.subject_pseudonym},
+    )
     return request
 
 
@@ -179,10 +192,13 @@ def subject_request_run(*, request_id: int) -> DataSubjectRequest | None:
         else:
             subject_erase(request=request)
     except Exception as exc:
-        logger.exception("data-subject request %s failed", request.pk)
-        DataSubjectRequest.objects.filter(pk=request.pk).update(
+        failed = DataSubjectRequest.objects.filter(pk=request.pk, status=DataSubjectRequest.Status.RUNNING).update(
             status=DataSubjectRequest.Status.FAILED, note=f"failed: {type(exc).__name__}"[:500]
         )
+        if not failed:  # an erasure cancelled it while it ran (subject_erase): what it built is thrown away
+            request.refresh_from_db()
+            return request
+        logger.exception("data-subject request %s failed", request.pk)
         audit.audit_record(action=f"privacy.{request.kind}", outcome="failed", target=f"request:{request.pk}")
         raise
     request.refresh_from_db()
@@ -196,10 +212,87 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
+def _filed_by(request: DataSubjectRequest) -> dict[str, Any]:
+    """Who filed the request, as the export tells the person."""
+    if request.filed_by_administrator:
+        name = request.filed_by.get_username() if request.filed_by else None
+        return {"by": "administrator", "administrator": name, "via": request.via, "at": _iso(request.requested_at)}
+    return {"by": "you", "via": request.via, "at": _iso(request.requested_at)}
+
+
+def _oauth_tokens(user: AbstractBaseUser) -> list[dict[str, Any]]:
+    """Every access and refresh token of the person, described, never the token itself (nor its checksum)."""
+    now = timezone.now()
+    described = [
+        {
+            "kind": "access token",
+            "application": t.application.name if t.application else None,
+            "client_id": t.application.client_id if t.application else None,
+            "scopes": t.scope.split(),
+            "created": _iso(t.created),
+            "expires": _iso(t.expires),
+            "expired": t.expires <= now,
+            # DOT deletes a revoked access token: one still held is not revoked.
+            "revoked": False,
+        }
+        for t in AccessToken.objects.filter(user=user).select_related("application").order_by("created", "pk")
+    ]
+    refresh = RefreshToken.objects.filter(user=user).select_related("application", "access_token")
+    described += [
+        {
+            "kind": "refresh token",
+            "application": t.application.name,
+            "client_id": t.application.client_id,
+            "scopes": t.access_token.scope.split() if t.access_token else [],
+            "created": _iso(t.created),
+            "expires": None,  # a refresh token lasts until it is used (rotated) or revoked
+            "revoked": t.revoked is not None,
+            "revoked_at": _iso(t.revoked),
+        }
+        for t in refresh.order_by("created", "pk")
+    ]
+    return described
+
+
+def _readme(user: AbstractBaseUser, request: DataSubjectRequest, counts: dict[str, int], generated: str) -> str:
+    filed = _filed_by(request)
+    if filed["by"] == "administrator":
+        who = f"an administrator ({filed['administrator'] or 'whose account no longer exists'}) filed it for you"
+    else:
+        who = f"you filed it ({request.via})"
+    lines = [
+        "Your data on the music21 platform",
+        "",
+        f"Account: {user.get_username()}",
+        f"Request #{request.pk}: {who} on {request.requested_at:%d %B %Y at %H:%M} UTC.",
+        f"Generated: {generated}",
+        "",
+        "What is in this archive (manifest.json describes every file):",
+        "",
+        "- scores/ and derived_scores/: each score as MusicXML (<id>.musicxml), written by music21 from the stored",
+        "  music; a score you gave in another format is also kept exactly as you gave it, under originals/.",
+        "  Scores imported from the music21 corpus are written out as the music itself; their corpus path is in",
+        "  the manifest.",
+        "- oauth_clients.json, oauth_tokens.json, oauth_grants.json: the applications you authorised, every token",
+        "  (application, permissions, dates, whether revoked or expired; never the token itself) and every",
+        "  authorization code not yet exchanged.",
+        "- audit_events.json, security_events.json: the records about your activity.",
+        "- account.json, privacy_requests.json: your account and your privacy requests, with who filed each.",
+        "",
+        "Counts:",
+        *[f"  {category}: {count}" for category, count in counts.items()],
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
-    """Build the person's ZIP: a JSON manifest, what the registered holdings write (every score source byte for
-    byte), their OAuth clients, grants and tokens (metadata, never secrets), their security events and the audit
-    events about them."""
+    """Build the person's ZIP: a README and a JSON manifest (with who filed the request), what the registered
+    holdings write (each score as MusicXML, with its original), their OAuth clients, every token and grant
+    (metadata, never secrets), their security events and the audit events about them.
+
+    An erasure that started meanwhile cancels the export (subject_erase): the archive is then thrown away rather
+    than stored."""
     user = request.subject
     if user is None:
         raise NotFound(f"The subject of request #{request.pk} no longer exists.")
@@ -207,10 +300,13 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         exported: dict[str, Exported] = {holding.name: holding.export(user, archive) for holding in holdings()}
-        tokens = AccessToken.objects.filter(user=user).select_related("application")
-        clients = Application.objects.filter(pk__in=tokens.values("application_id")).union(
-            Application.objects.filter(user=user)
-        )
+        grants = Grant.objects.filter(user=user).select_related("application").order_by("created", "pk")
+        clients = Application.objects.filter(
+            Q(pk__in=AccessToken.objects.filter(user=user).values("application_id"))
+            | Q(pk__in=RefreshToken.objects.filter(user=user).values("application_id"))
+            | Q(pk__in=grants.values("application_id"))
+            | Q(user=user)
+        ).order_by("pk")
         data: dict[str, Any] = {
             "account": {
                 "username": user.get_username(),
@@ -219,21 +315,26 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                 "last_login": _iso(user.last_login),
             },
             "oauth_clients": [
-                {"client_id": c.client_id, "name": c.name, "client_type": c.client_type, "created": _iso(c.created)}
+                {
+                    "client_id": c.client_id,
+                    "name": c.name,
+                    "client_type": c.client_type,
+                    "created": _iso(c.created),
+                    "registered_by_you": c.user_id == user.pk,
+                }
                 for c in clients
             ],
-            "oauth_tokens": [
-                {
-                    "client_id": t.application.client_id if t.application else None,
-                    "scope": t.scope,
-                    "created": _iso(t.created),
-                    "expires": _iso(t.expires),
-                }
-                for t in tokens
-            ],
+            "oauth_tokens": _oauth_tokens(user),
             "oauth_grants": [
-                {"client_id": g.application.client_id, "scope": g.scope, "created": _iso(g.created)}
-                for g in Grant.objects.filter(user=user).select_related("application")
+                {
+                    "kind": "authorization code",
+                    "application": g.application.name,
+                    "client_id": g.application.client_id,
+                    "scopes": g.scope.split(),
+                    "created": _iso(g.created),
+                    "expires": _iso(g.expires),
+                }
+                for g in grants
             ],
             "security_events": [
                 {"kind": e.kind, "severity": e.severity, "ip": e.ip, "detail": e.detail, "at": _iso(e.created_at)}
@@ -253,8 +354,15 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                 for e in AuditEvent.objects.filter(actor=subject.pseudonym).order_by("id")
             ],
             "privacy_requests": [
-                {"id": r.pk, "kind": r.kind, "status": r.status, "requested_at": _iso(r.requested_at)}
-                for r in DataSubjectRequest.objects.filter(subject=user)
+                {
+                    "id": r.pk,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "requested_at": _iso(r.requested_at),
+                    "filed_by": _filed_by(r),
+                    "note": r.note,
+                }
+                for r in DataSubjectRequest.objects.filter(subject=user).select_related("filed_by")
             ],
         }
         categories = {category: entry for held in exported.values() for category, entry in held.categories.items()}
@@ -262,19 +370,25 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
             archive.writestr(f"{category}.json", json.dumps(content, indent=2, default=str))
             count = 1 if isinstance(content, dict) else len(content)
             categories[category] = {"count": count, "files": [f"{category}.json"]}
+        generated = _iso(timezone.now()) or ""
         manifest = {
-            "format": "music21-platform personal data export, version 1",
+            "format": "music21-platform personal data export, version 2",
             "subject": user.get_username(),
-            "request": request.pk,
-            "generated_at": _iso(timezone.now()),
+            "request": {"id": request.pk, "kind": request.kind, "filed_by": _filed_by(request)},
+            "generated_at": generated,
             "categories": categories,
             **{key: value for held in exported.values() for key, value in held.manifest.items()},
         }
         archive.writestr("manifest.json", json.dumps(manifest, indent=2))
+        counts = {category: entry["count"] for category, entry in categories.items()}
+        archive.writestr("README.txt", _readme(user, request, counts, generated))
     content = buffer.getvalue()
     now = timezone.now()
     policy = RetentionPolicy.objects.filter(category=RetentionPolicy.Category.EXPORT_FILES, enabled=True).first()
     with transaction.atomic():
+        locked = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.status != DataSubjectRequest.Status.RUNNING:
+            raise NotFound(f"Request #{request.pk} was {locked.get_status_display()} while it ran: {locked.note}")
         ExportArchive.objects.filter(request=request).delete()
         stored = ExportArchive.objects.create(
             request=request,
@@ -312,36 +426,57 @@ def subject_export_download(*, request: DataSubjectRequest, by: AbstractBaseUser
 # --- Erasure ------------------------------------------------------------------------------------------------------
 
 
+SUPERSEDED = "superseded by erasure"
+
+
 def subject_erase(*, request: DataSubjectRequest) -> None:
     """Erase the person: what the registered holdings keep of them (their scores), tokens, grants, clients they
-    own, sessions, sign-in records and their account; their security events are kept but anonymised; their audit
-    events are kept but unlinked (their key is destroyed); once committed, each holding finishes its part (caches
-    everywhere drop their parsed scores). The erasure itself is audited."""
+    own, sessions, sign-in records and their account; every row elsewhere that names them (failed sign-ins under
+    their name or e-mail, the admin's and django-auditlog's history of their account) goes or is anonymised;
+    their security events are kept but anonymised; their audit events are kept but unlinked (their key is
+    destroyed). Their other open requests (an export) are not deleted but kept as records, cancelled as
+    superseded by the erasure, which its own note and audit event say. Once committed, each holding finishes its
+    part (caches everywhere drop their parsed scores). The erasure itself is audited under the pseudonym."""
     user = request.subject
     if user is None:
         raise NotFound(f"The subject of request #{request.pk} no longer exists.")
     user_id, username = user.pk, user.get_username()
+    names = [name for name in {username, getattr(user, "email", "")} if name]
     subject = audit.subject_for(user)
+    now = timezone.now()
     with transaction.atomic():
+        superseded = _requests_supersede(user=user, erasure=request, at=now)
         erased = {holding.name: holding.erase(user) for holding in holdings()}
-        counts = {name: done.count for name, done in erased.items()}
+        counts: dict[str, Any] = {name: done.count for name, done in erased.items()}
         counts["tokens"] = token_revoke_all(user=user)
         counts["refresh_tokens"] = RefreshToken.objects.filter(user=user).delete()[0]
         counts["grants"] = Grant.objects.filter(user=user).delete()[0]
         IDToken.objects.filter(user=user).delete()
         counts["clients"] = Application.objects.filter(user=user).delete()[0]
-        counts["security_events"] = SecurityEvent.objects.filter(user=user).update(user=None, ip=None, detail={})
+        counts["security_events"] = _security_events_anonymise(user=user, names=names)
         # A block of the person names her by her id: it goes with her (a block protects no one from an erased account).
         counts["blocks"] = Block.objects.filter(target=Block.Target.USER, value=str(user_id)).delete()[0]
-        for model in (AccessAttempt, AccessLog, AccessFailureLog):
-            model.objects.filter(username=username).delete()
-        _auditlog_forget(user_id)
+        counts["sign_in_records"] = _sign_ins_delete(names)
+        _history_forget(user_id)
         counts["sessions"] = _sessions_delete(user_id)
         ExportArchive.objects.filter(request__subject=user).delete()
+        counts["requests_cancelled"] = [pk for pk, _ in superseded]
+        note = "Erased."
+        if superseded:
+            listed = ", ".join(f"#{pk} ({kind})" for pk, kind in superseded)
+            note += f" Open request {listed} cancelled: {SUPERSEDED}."
         DataSubjectRequest.objects.filter(pk=request.pk).update(
-            status=DataSubjectRequest.Status.COMPLETED, completed_at=timezone.now()
+            status=DataSubjectRequest.Status.COMPLETED, completed_at=now, note=note[:500]
         )
-        # Record the erasure under the pseudonym before the key that links it to the person is destroyed.
+        # Record under the pseudonym before the key that links it to the person is destroyed.
+        for pk, kind in superseded:
+            audit.audit_record(
+                action=f"privacy.{kind}_cancelled",
+                outcome="cancelled",
+                subject=subject,
+                target=f"request:{pk}",
+                detail={"reason": SUPERSEDED, "erasure": request.pk},
+            )
         audit.audit_record(
             action="privacy.erasure",
             outcome="completed",
@@ -350,19 +485,63 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
             detail=counts,
         )
         SubjectKey.objects.filter(user_id=user_id).delete()
-        get_user_model().objects.filter(pk=user_id).delete()
+        # django-auditlog would record the account's deletion with its name, e-mail and join date: the one
+        # history of the person that must not be written. The erasure's own audit event above records it.
+        with disable_auditlog():
+            get_user_model().objects.filter(pk=user_id).delete()
     audit.subject_forget(user_id)
     for done in erased.values():
         done.after()
     rate_limits_forget(user_id=user_id)
 
 
-def _auditlog_forget(user_id: int) -> None:
-    """django-auditlog keeps the history of the account itself (its e-mail, its name): drop it, and the address
-    of the changes the person made."""
+def _requests_supersede(*, user: AbstractBaseUser, erasure: DataSubjectRequest, at: Any) -> list[tuple[int, str]]:
+    """Cancel the person's other open requests (an export waiting for approval, scheduled or running: its archive
+    would outlive the person) and keep them as records saying why. Returns (id, kind) of each."""
+    open_requests = (
+        DataSubjectRequest.objects.select_for_update()
+        .filter(subject=user, status__in=DataSubjectRequest.OPEN)
+        .exclude(pk=erasure.pk)
+    )
+    superseded = [(r.pk, r.kind) for r in open_requests]
+    DataSubjectRequest.objects.filter(pk__in=[pk for pk, _ in superseded]).update(
+        status=DataSubjectRequest.Status.CANCELLED,
+        completed_at=at,
+        note=f"Cancelled on {at:%d %B %Y at %H:%M} UTC: {SUPERSEDED} (request #{erasure.pk}).",
+    )
+    return superseded
+
+
+def _security_events_anonymise(*, user: AbstractBaseUser, names: list[str]) -> int:
+    """The person's security events stay (they count toward what happened) without her: no link, no address, no
+    detail. A failed sign-in under her name or e-mail is stored with no user, its detail naming her: anonymised too."""
+    typed = Q()
+    for name in names:
+        typed |= Q(detail__username__iexact=name)
+    return SecurityEvent.objects.filter(Q(user=user) | typed).update(user=None, ip=None, detail={})
+
+
+def _sign_ins_delete(names: list[str]) -> int:
+    """django-axes' records of sign-ins and failed sign-ins under the person's name or e-mail, with their
+    addresses (whatever case was typed)."""
+    deleted = 0
+    for model in (AccessAttempt, AccessLog, AccessFailureLog):
+        typed = Q()
+        for name in names:
+            typed |= Q(username__iexact=name)
+        deleted += model.objects.filter(typed).delete()[0]
+    return deleted
+
+
+def _history_forget(user_id: int) -> None:
+    """The histories of the account itself hold its name and e-mail: django-auditlog's (every change, with the
+    values) and the admin's (each entry's object_repr is the username). Both go, and the changes the person made
+    to other records lose their author's address (those rows stay: they are the records' history)."""
     user_type = ContentType.objects.get_for_model(get_user_model())
     LogEntry.objects.filter(content_type=user_type, object_pk=str(user_id)).delete()
     LogEntry.objects.filter(actor_id=user_id).update(actor=None, remote_addr=None, actor_email=None)
+    AdminLogEntry.objects.filter(content_type=user_type, object_id=str(user_id)).delete()
+    # The entries of the person's own admin work (a staff member) go with her account (their user is on CASCADE).
 
 
 def _sessions_delete(user_id: int) -> int:

@@ -7,6 +7,7 @@ from apps.compliance import admin_views, api, views
 urlpatterns = [
     path("privacy/", views.privacy_home, name="privacy"),
     path("privacy/export", views.privacy_export, name="privacy-export"),
+    path("privacy/applications/<int:pk>/revoke", views.privacy_revoke, name="privacy-revoke"),
     path("privacy/erasure", views.privacy_erasure, name="privacy-erasure"),
     path("privacy/requests/<int:pk>/cancel", views.privacy_cancel, name="privacy-cancel"),
     path("privacy/requests/<int:pk>/download", views.privacy_download, name="privacy-download"),

@@ -13,17 +13,19 @@ from django.db.models.functions import Length
 from apps.compliance.holdings import Erased, Exported, Holding
 from apps.compliance.models import RetentionPolicy
 from apps.compliance.retention import delete_in_batches
+from apps.core.errors import ApplicationError
 from apps.tools.models import Score, SourceFormat
 from apps.tools.services.cache import parsed_scores_purge
+from apps.tools.services.export import export_score
+from apps.tools.services.scores import score_stream
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 SCORES = RetentionPolicy.Category.SCORES.value
 DERIVED_SCORES = RetentionPolicy.Category.DERIVED_SCORES.value
-# The file extension of each source format in a person's export.
+# The file extension of each original source format in a person's export.
 EXTENSIONS = {
-    SourceFormat.CORPUS: "txt",
     SourceFormat.TINYNOTATION: "tnc",
     SourceFormat.ABC: "abc",
     SourceFormat.MUSICXML: "musicxml",
@@ -46,24 +48,49 @@ def scores_inventory(user: AbstractBaseUser) -> dict[str, int]:
 
 
 def scores_export(user: AbstractBaseUser, archive: zipfile.ZipFile) -> Exported:
-    """Every score source byte for byte, named by its score id under scores/ or derived_scores/; their details go
-    into the manifest."""
+    """Each score as MusicXML (`<category>/<score id>.musicxml`), written by music21 from the stored music, so a
+    score imported from the corpus comes out as its music, not as the corpus path it was stored under. A score
+    given in another format is also kept exactly as given (`<category>/originals/<score id>.<ext>`); one given as
+    MusicXML is its own original. A score music21 cannot write as MusicXML keeps its original alone, and the
+    manifest says why. Their details go into the manifest."""
     files: dict[str, list[str]] = {SCORES: [], DERIVED_SCORES: []}
     scores: list[dict[str, Any]] = []
-    for score in Score.objects.filter(owner=user).order_by("score_id").iterator():
+    for score in Score.objects.filter(owner=user).select_related("derived_from").order_by("score_id").iterator():
         category = DERIVED_SCORES if score.derivation else SCORES
-        name = f"{category}/{score.score_id}.{EXTENSIONS.get(score.source_format, 'txt')}"
         source = score.source
-        archive.writestr(name, source if isinstance(source, bytes) else source.encode("utf-8"))
-        files[category].append(name)
+        original_bytes = source if isinstance(source, bytes) else source.encode("utf-8")
+        musicxml: str | None = None
+        musicxml_error = None
+        if score.source_format == SourceFormat.MUSICXML:
+            musicxml_name = f"{category}/{score.score_id}.musicxml"
+            archive.writestr(musicxml_name, original_bytes)
+            original_name = musicxml_name
+        else:
+            try:
+                musicxml = export_score(score_stream(score=score), fmt="musicxml")["content"]
+            except ApplicationError as error:  # music21 cannot read or write it: the original still goes out
+                musicxml_error = error.message
+            musicxml_name = f"{category}/{score.score_id}.musicxml" if musicxml is not None else None
+            if musicxml_name is not None:
+                archive.writestr(musicxml_name, musicxml)
+            original_name = None
+            if score.source_format != SourceFormat.CORPUS:  # a corpus "source" is only the path, kept below
+                original_name = f"{category}/originals/{score.score_id}.{EXTENSIONS[score.source_format]}"
+                archive.writestr(original_name, original_bytes)
+        files[category] += [name for name in dict.fromkeys((musicxml_name, original_name)) if name]
         scores.append(
             {
                 "score_id": score.score_id,
-                "file": name,
+                "category": category,
+                "file": musicxml_name or original_name,
+                "musicxml": musicxml_name,
+                "original": original_name,
+                "musicxml_error": musicxml_error,
                 "title": score.title,
                 "composer": score.composer,
                 "source_format": score.source_format,
                 "source_origin": score.source_origin,
+                "corpus_path": score.source_text if score.source_format == SourceFormat.CORPUS else None,
                 "derived_from": score.derived_from.score_id if score.derived_from else None,
                 "derivation": score.derivation,
                 "sha256": score.content_sha256,
@@ -71,8 +98,9 @@ def scores_export(user: AbstractBaseUser, archive: zipfile.ZipFile) -> Exported:
                 "updated_at": _iso(score.updated_at),
             }
         )
+    counted = {category: sum(1 for entry in scores if entry["category"] == category) for category in files}
     return Exported(
-        categories={category: {"count": len(names), "files": names} for category, names in files.items()},
+        categories={category: {"count": counted[category], "files": names} for category, names in files.items()},
         manifest={"scores": scores},
         count=len(scores),
     )

@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.utils import timezone
 from music21 import converter, midi
+from oauth2_provider.models import AccessToken, Grant, RefreshToken
 
 from apps.compliance import services, tasks
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, SubjectKey
@@ -72,7 +73,7 @@ def _erasure_due(subject: Any) -> DataSubjectRequest:
     return request
 
 
-def test_the_export_holds_every_score_byte_for_byte_and_nothing_of_bob(
+def test_the_export_holds_every_score_as_musicxml_and_as_given_and_nothing_of_bob(
     alices_library: dict[str, bytes], alice: Any, celery_worker: None
 ) -> None:
     request = services.subject_request_create(subject=alice, kind="export")
@@ -84,16 +85,146 @@ def test_the_export_holds_every_score_byte_for_byte_and_nothing_of_bob(
         "account", "scores", "derived_scores", "oauth_clients", "oauth_tokens", "oauth_grants",
         "security_events", "audit_events", "privacy_requests",
     }  # fmt: skip
-    by_id = {entry["score_id"]: entry["file"] for entry in manifest["scores"]}
-    assert set(by_id) == set(alices_library) == {"chorale", "tune", "ping", "tune-transposed"}
-    for score_id, source in alices_library.items():
-        assert archive.read(by_id[score_id]) == source
-    assert by_id["tune-transposed"].startswith("derived_scores/")
+    entries = {entry["score_id"]: entry for entry in manifest["scores"]}
+    assert set(entries) == set(alices_library) == {"chorale", "tune", "ping", "tune-transposed"}
+    # Every score is there as MusicXML that music21 reads back as the same music.
+    for score_id, entry in entries.items():
+        assert entry["musicxml"].endswith(f"{score_id}.musicxml") and entry["musicxml_error"] is None
+        music = converter.parse(archive.read(entry["musicxml"]), format="musicxml")
+        assert len(music.recurse().notes) > 0, score_id
+    chorale = converter.parse(archive.read(entries["chorale"]["musicxml"]), format="musicxml")
+    assert len(chorale.parts) == 4 and len(chorale.recurse().notes) == 165
+    # The corpus chorale is its music, not the 12-byte path it is stored under, which the manifest names instead.
+    assert entries["chorale"]["original"] is None and entries["chorale"]["corpus_path"] == "bach/bwv66.6"
+    assert len(archive.read(entries["chorale"]["musicxml"])) > 10_000
+    # What a person gave in another format is also there byte for byte.
+    for score_id in ("tune", "ping"):
+        assert archive.read(entries[score_id]["original"]) == alices_library[score_id]
+    assert entries["ping"]["original"].endswith(".mid") and entries["tune"]["original"].endswith(".tnc")
+    # The transposition was stored as MusicXML: its MusicXML is its original.
+    transposed = entries["tune-transposed"]
+    assert transposed["musicxml"] == transposed["original"] == "derived_scores/tune-transposed.musicxml"
+    assert archive.read(transposed["musicxml"]) == alices_library["tune-transposed"]
     assert manifest["categories"]["scores"]["count"] == 3 and manifest["categories"]["derived_scores"]["count"] == 1
     everything = b"".join(archive.read(name) for name in archive.namelist())
     assert b"bobs-secret" not in everything and b"bob@example.com" not in everything
     audit_events = json.loads(archive.read("audit_events.json"))
     assert {"tool.import_score", "tool.transpose_score"} <= {e["action"] for e in audit_events}
+    readme = archive.read("README.txt").decode()
+    assert "you filed it (privacy page)" in readme and "MusicXML" in readme
+    assert manifest["request"]["filed_by"]["by"] == "you"
+
+
+def test_the_export_lists_every_token_and_grant_but_never_a_token_itself(
+    alice: Any, bob: Any, chorale: Any, token_for: Any
+) -> None:
+    raw_access = token_for(alice)
+    access = AccessToken.objects.get(user=alice)
+    application = access.application
+    refresh_raw = "a-refresh-token-value-that-must-not-leak"
+    RefreshToken.objects.create(user=alice, application=application, token=refresh_raw, access_token=access)
+    revoked = RefreshToken.objects.create(user=alice, application=application, token="an-old-one-revoked-long-ago")
+    revoked.revoke()
+    Grant.objects.create(
+        user=alice,
+        application=application,
+        code="a-pending-authorization-code",
+        expires=timezone.now() + timedelta(minutes=1),
+        redirect_uri="http://127.0.0.1:9/callback",
+        scope="music21:read",
+        code_challenge="x" * 43,
+        code_challenge_method="S256",
+    )
+    token_for(bob)  # another person's token: not in her export
+
+    request = services.subject_request_create(subject=alice, kind="export")
+    DataSubjectRequest.objects.filter(pk=request.pk).update(status="running")
+    archive = zipfile.ZipFile(io.BytesIO(bytes(services.subject_export_build(request=request).content)))
+
+    tokens = json.loads(archive.read("oauth_tokens.json"))
+    assert sorted((t["kind"], t["revoked"]) for t in tokens) == [
+        ("access token", False), ("refresh token", False), ("refresh token", True),
+    ]  # fmt: skip
+    for token in tokens:
+        assert token["application"] == application.name and token["client_id"] == application.client_id
+        assert token["created"]
+    live = next(t for t in tokens if t["kind"] == "access token")
+    assert live["scopes"] == ["music21:read", "music21:write"] and live["expires"] and not live["expired"]
+    grants = json.loads(archive.read("oauth_grants.json"))
+    assert [(g["application"], g["scopes"]) for g in grants] == [(application.name, ["music21:read"])]
+    assert [c["name"] for c in json.loads(archive.read("oauth_clients.json"))] == [application.name]
+    everything = b"".join(archive.read(name) for name in archive.namelist())
+    for secret in (raw_access, access.token_checksum, refresh_raw, "a-pending-authorization-code"):
+        assert secret.encode() not in everything
+    assert b"test client of bob" not in everything
+
+
+def test_an_export_filed_by_an_administrator_says_who_filed_it(alice: Any, chorale: Any) -> None:
+    admin = superuser()
+    request = services.subject_request_create(subject=alice, kind="export", handled_by=admin, via="admin")
+    services.subject_request_approve(request=request, by=admin)
+    DataSubjectRequest.objects.filter(pk=request.pk).update(status="running")
+    archive = zipfile.ZipFile(io.BytesIO(bytes(services.subject_export_build(request=request).content)))
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["request"]["filed_by"] == {
+        "by": "administrator", "administrator": "root", "via": "admin", "at": request.requested_at.isoformat(),
+    }  # fmt: skip
+    readme = archive.read("README.txt").decode()
+    assert "an administrator (root) filed it for you on" in readme
+    assert f"{request.requested_at:%d %B %Y}" in readme
+    # Her privacy page says so too.
+    page = signed_in(alice).get("/privacy/").content.decode()
+    assert "filed by an administrator, root" in page
+    # The filing is the administrator's act in the audit trail, naming her by pseudonym only.
+    filed = AuditEvent.objects.get(action="privacy.export_requested")
+    assert filed.actor == SubjectKey.objects.get(user=admin).pseudonym
+    assert filed.detail == {"subject": SubjectKey.objects.get(user=alice).pseudonym}
+
+
+def test_an_erasure_keeps_her_pending_export_as_a_cancelled_record(alice: Any, chorale: Any) -> None:
+    admin = superuser()
+    export = services.subject_request_create(subject=alice, kind="export", handled_by=admin, via="admin")
+    erasure = services.subject_request_create(subject=alice, kind="erasure", handled_by=admin, via="admin")
+    services.subject_request_approve(request=erasure, by=admin, run_now=True)
+    services.subject_request_run(request_id=erasure.pk)
+
+    export.refresh_from_db()
+    assert export.status == "cancelled" and export.subject is None
+    assert "superseded by erasure" in export.note and f"request #{erasure.pk}" in export.note
+    assert export.completed_at is not None and export.subject_pseudonym
+    erasure.refresh_from_db()
+    assert erasure.status == "completed"
+    assert f"#{export.pk} (export) cancelled: superseded by erasure" in erasure.note
+    done = AuditEvent.objects.get(action="privacy.erasure")
+    assert done.detail["requests_cancelled"] == [export.pk]
+    cancelled = AuditEvent.objects.get(action="privacy.export_cancelled")
+    assert cancelled.detail == {"reason": "superseded by erasure", "erasure": erasure.pk}
+    assert cancelled.actor == done.actor == export.subject_pseudonym
+    assert services.subject_requests_run_due() == 0  # nothing left to run for her
+
+
+def test_an_export_running_when_the_erasure_runs_is_thrown_away(alice: Any, chorale: Any) -> None:
+    export = services.subject_request_create(subject=alice, kind="export")
+    DataSubjectRequest.objects.filter(pk=export.pk).update(status="running")  # a worker is building it
+    erasure = _erasure_due(alice)
+    services.subject_request_run(request_id=erasure.pk)
+    export.refresh_from_db()
+    assert export.status == "cancelled" and "superseded by erasure" in export.note
+
+
+def test_an_export_cancelled_while_it_is_built_stores_nothing(alice: Any, chorale: Any, monkeypatch: Any) -> None:
+    export = services.subject_request_create(subject=alice, kind="export")
+    registered = services.holdings
+
+    def holdings_while_an_erasure_cancels_the_export() -> Any:  # the erasure's transaction, mid-build
+        DataSubjectRequest.objects.filter(pk=export.pk).update(status="cancelled", note="superseded by erasure")
+        return registered()
+
+    monkeypatch.setattr(services, "holdings", holdings_while_an_erasure_cancels_the_export)
+    services.subject_request_run(request_id=export.pk)
+    export.refresh_from_db()
+    assert export.status == "cancelled" and export.note == "superseded by erasure"  # not "failed"
+    assert not ExportArchive.objects.exists()
 
 
 def test_erasure_leaves_no_row_that_refers_to_alice(
