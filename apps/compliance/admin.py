@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,39 +21,17 @@ from oauth2_provider.models import Application
 
 from apps.compliance import audit, services, tasks
 from apps.compliance.api import export_response
+from apps.compliance.display import (
+    audited_actions,
+    counts_humane,
+    duration_humane,
+    json_pretty,
+)
 from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy, RetentionRun, SubjectKey
 from apps.compliance.retention import retention_apply
 from apps.core.errors import ApplicationError
 from apps.security.models import SecurityEvent
 from apps.security.services import token_revoke_all
-
-# --- Humane cells, shared with the security admin ---------------------------------------------------------------
-
-
-def duration_humane(ms: float | None) -> str:
-    """ "0.4 ms", "12 ms", "1.4 s", "2 min 5 s": a duration as a person reads it."""
-    if ms is None:
-        return ""
-    if ms < 10:
-        return f"{ms:.1f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    minutes, seconds = divmod(round(ms / 1000), 60)
-    return f"{minutes} min {seconds} s"
-
-
-def counts_humane(counts: dict[str, Any]) -> str:
-    """{"scores": 3, "tokens": 2} as "scores: 3 · tokens: 2"."""
-    return " · ".join(f"{key}: {value}" for key, value in sorted(counts.items())) or "nothing"
-
-
-def json_pretty(value: Any) -> str:
-    """A JSON value indented in a <pre>, for change pages."""
-    if not value:
-        return "-"
-    return format_html('<pre class="json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 class ClientNamesChangeList(ChangeList):
@@ -106,16 +82,6 @@ class CappedPaginator(Paginator):
         return self.object_list[: self.CAP].count()
 
 
-_audited_elsewhere: list[Callable[[], Iterable[str]]] = []
-
-
-def audit_actions_register(actions: Callable[[], Iterable[str]]) -> None:
-    """An app above compliance names the actions it audits, for the audit list's action filter (the tools: one
-    per tool). A callable, read each time the filter is shown: the admin is imported before the apps' ready()
-    fill their registries."""
-    _audited_elsewhere.append(actions)
-
-
 class ActionFilter(admin.SimpleListFilter):
     """The actions the apps registered (audit_actions_register) and those of the audited services, not a DISTINCT
     over the whole table."""
@@ -124,7 +90,7 @@ class ActionFilter(admin.SimpleListFilter):
     parameter_name = "action"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        registered = [action for actions in _audited_elsewhere for action in actions()]
+        registered = audited_actions()
         others = [
             "auth.login", "auth.lockout",
             "oauth.client_registered", "oauth.client_read", "oauth.client_updated", "oauth.client_deleted",
@@ -160,27 +126,6 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 def _error_codes(family: type[ApplicationError]) -> set[str]:
     return {family.code} | {code for each in family.__subclasses__() for code in _error_codes(each)}
-
-
-class CreatedSinceFilter(admin.SimpleListFilter):
-    """Events since a moment (`?since=<ISO time>`), for the dashboard's counts of the last 24 hours."""
-
-    title = "since"
-    parameter_name = "since"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        value = self.value()
-        return [(value, f"since {value}")] if value else []
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if not self.value():
-            return queryset
-        from django.utils.dateparse import parse_datetime
-
-        moment = parse_datetime(self.value())
-        if moment is None:
-            return queryset.none()
-        return queryset.filter(created_at__gte=moment)
 
 
 class NotSuccessFilter(admin.SimpleListFilter):
@@ -222,7 +167,6 @@ class AuditEventAdmin(ReadOnlyAdmin):
         OutcomeFilter,
         ToolCallsFilter,
         NotSuccessFilter,
-        CreatedSinceFilter,
         ("created_at", admin.DateFieldListFilter),
     )
     search_fields = ("=actor", "=client_id", "=request_id", "=target")

@@ -10,7 +10,8 @@ from django.utils.html import format_html
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.models import AccessToken, Application
 
-from apps.compliance.admin import ClientNamesChangeList, client_cell, json_pretty
+from apps.compliance.admin import ClientNamesChangeList, client_cell
+from apps.compliance.display import json_pretty
 from apps.security.events import block_lift
 from apps.security.models import Block, ClientPolicy, SecurityEvent
 from apps.security.services import client_disable, client_enable, client_secret_rotate, token_revoke_all

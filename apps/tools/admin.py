@@ -13,7 +13,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from apps.compliance.admin import PlatformUserAdmin, ReadOnlyInline, audit_actions_register
+from apps.compliance.admin import PlatformUserAdmin, ReadOnlyInline
+from apps.compliance.display import audit_actions_register
 from apps.core.errors import ApplicationError
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import Score

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import OperationalError
 
@@ -14,11 +15,11 @@ from apps.core.errors import ServiceUnavailable
 from apps.security import breakers
 from apps.tools.invocation import invoke_tool
 from apps.tools.registry import TOOLS, Tool, ToolArguments
-from tests.support import signed_in, superuser
+from tests.support import signed_in, staff_user, superuser
 
 
 def _staff(username: str, role: str | None) -> Any:
-    user = get_user_model().objects.create_user(username, f"{username}@example.com", "x" * 20, is_staff=True)
+    user = staff_user(username)
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
@@ -106,11 +107,28 @@ def test_a_security_officer_resets_an_open_breaker_and_calls_go_through(alice: A
         TOOLS.pop("test_flaky_export", None)
 
 
-def test_the_dashboard_counts_the_calls_of_the_last_24_hours(alice: Any, call: Any) -> None:
+def _rows(page: str) -> int:
+    """How many rows an admin list shows (each row's first cell is its `th`)."""
+    body = page.split('id="result_list"', 1)[1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return body.count("<tr")
+
+
+def _href(page: str, element_id: str) -> str:
+    found = re.search(rf'<a (?:[^>]*\s)?id="{element_id}"[^>]*href="([^"]+)"', page) or re.search(
+        rf'<a href="([^"]+)"[^>]*>\s*<strong id="{element_id}"', page
+    )
+    assert found, element_id
+    return html.unescape(found.group(1))
+
+
+def test_the_dashboard_counts_the_calls_of_the_last_24_hours_and_each_count_opens_its_list(
+    alice: Any, call: Any
+) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
 
+    from apps.compliance import services
     from apps.compliance.models import AuditEvent
     from apps.core.errors import NotFound
     from apps.security.models import SecurityEvent
@@ -122,13 +140,49 @@ def test_the_dashboard_counts_the_calls_of_the_last_24_hours(alice: Any, call: A
         call(alice, "score_info", score_id="missing")
     old = AuditEvent.objects.create(action="tool.score_info", outcome="success")
     AuditEvent.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=30))  # outside the window
-    SecurityEvent.objects.create(kind="cross_tenant", client_id="client-x")
+    security_event = SecurityEvent.objects.create(kind="cross_tenant", client_id="client-x")
     root = superuser()
-    page = signed_in(root).get("/admin/").content.decode()
+    # One request awaiting approval (filed by an administrator) and one scheduled: both are open.
+    services.subject_request_create(subject=alice, kind="export", handled_by=root, via="admin")
+    services.subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
+    client = signed_in(root)
+    page = client.get("/admin/").content.decode()
+
     assert '<strong id="calls-24h">5</strong>' in page and '<strong id="errors-24h">1</strong>' in page
-    assert '<td>score_info</td><td class="calls">4</td>' in page
-    assert "another user&#x27;s score · client-x" in page or "another user's score · client-x" in page
-    assert page.count("<rect") == 48  # two charts of 24 hours
+    assert _rows(client.get(_href(page, "calls-24h")).content.decode()) == 5
+    assert _rows(client.get(_href(page, "errors-24h")).content.decode()) == 1
+
+    # Every tool is listed, with its calls, the calls that did not succeed and their mean time.
+    tools = re.findall(r'<tr data-tool="([^"]+)">', page)
+    assert sorted(tools) == sorted(TOOLS)
+    row = page.split('<tr data-tool="score_info">', 1)[1].split("</tr>", 1)[0]
+    calls = re.search(r'class="calls number"><a href="([^"]+)">4</a>', row)
+    errors = re.search(r'class="errors number"><a href="([^"]+)">1</a>', row)
+    assert calls and errors and re.search(r'class="mean number">[\d.]+ (ms|s)<', row)
+    assert _rows(client.get(html.unescape(calls.group(1))).content.decode()) == 4
+    assert _rows(client.get(html.unescape(errors.group(1))).content.decode()) == 1
+
+    assert ">2 open data-subject requests</a>" in page
+    assert _rows(client.get(_href(page, "open-requests")).content.decode()) == 2
+
+    assert _rows(client.get(_href(page, "security-events-24h")).content.decode()) == 1
+    event_url = f"/admin/security/securityevent/{security_event.pk}/change/"
+    assert f'<a href="{event_url}">' in page and "another user&#x27;s score · client-x" in page
+    assert client.get(event_url).status_code == 200
+
+    assert 'href="/admin/security/breakers/"' in page and 'href="/compliance/report/view"' in page
+    # Two charts of 24 hourly bars, each with a labelled time axis.
+    assert page.count("<rect") == 48
+    assert page.count('class="axis-title"') == 2 and "hour of the day" in page
+    first_hour = f"{timezone.now() - timedelta(hours=23):%H}:00"
+    assert 'class="tick" x="' in page and f">{first_hour}</text>" in page
+
+
+def test_the_breakers_page_is_listed_under_security_in_the_app_list(db: None) -> None:
+    client = signed_in(_staff("sec", "security officer"))
+    security = client.get("/admin/security/").content.decode()
+    assert '<a href="/admin/security/breakers/">Circuit breakers</a>' in security
+    assert "Circuit breakers" not in signed_in(_staff("officer", "compliance officer")).get("/admin/").content.decode()
 
 
 def test_rotating_a_secret_from_the_admin_retires_the_old_one(live_site: str) -> None:
