@@ -11,7 +11,7 @@ from typing import Any
 from music21 import pitch, stream
 
 from apps.tools.services.figures import Chord, Tonality, degree_of, figure_in, roman_figure, shifted
-from apps.tools.services.keys import _round
+from apps.tools.services.rounding import rounded
 
 # --- Cadences -----------------------------------------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ def cadences(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> l
         found.append(
             {
                 "measure": end.note.measureNumber,
-                "beat": _round(float(end.note.beat)) or 1.0,
+                "beat": rounded(float(end.note.beat)) or 1.0,
                 "kind": kind,
                 "variant": variant,
                 "key": cadence_key.name,

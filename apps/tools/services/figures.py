@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from music21 import chord, key, pitch
 
-from apps.tools.services.keys import _round
+from apps.tools.services.rounding import rounded
 from apps.tools.services.spelling import pitch_name
 
 _STEPS = "CDEFGAB"
@@ -120,7 +120,7 @@ def chord_of(
         offset=offset,
         quarter_length=quarter_length,
         measure=measure,
-        beat=_round(beat) or 1.0,
+        beat=rounded(beat) or 1.0,
         pitches=tones,
         root=root,
         third=by_generic.get(2),

@@ -23,7 +23,8 @@ from apps.tools.services.figures import (
     step_of,
     tertian_root,
 )
-from apps.tools.services.keys import _round, score_key
+from apps.tools.services.keys import score_key
+from apps.tools.services.rounding import rounded
 from apps.tools.services.spelling import pitch_name
 from apps.tools.services.summary import part_label
 
@@ -162,7 +163,7 @@ def chord_analysis(music: stream.Score, *, limit: int = 500) -> dict[str, Any]:
             {
                 "measure": c.measure,
                 "beat": c.beat,
-                "quarter_length": _round(c.quarter_length),
+                "quarter_length": rounded(c.quarter_length),
                 "pitches": [pitch_name(p, octave=True) for p in c.pitches],
                 "root": pitch_name(c.root),
                 "bass": pitch_name(c.bass),

@@ -4,14 +4,18 @@ The stream comes from the shared parsed-score cache, so nothing here may change 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from statistics import fmean
 from typing import Any
 
-from music21 import key, pitch, stream
+from music21 import key, note, pitch, stream
+from music21.analysis import discrete
 
 from apps.core.errors import AnalysisError
-from apps.tools.services.spelling import key_name, key_signature_keys, pitch_name
+from apps.tools.services.derived import derived
+from apps.tools.services.rounding import rounded
+from apps.tools.services.spelling import key_signature_keys, pitch_name
 from apps.tools.services.summary import key_signature_name
 
 # music21's names for the key-finding profiles. "aarden" is the profile `analyze('key')` uses by default.
@@ -39,10 +43,6 @@ DECISIVE_MARGIN = 0.2
 CLOSE_MARGIN = 0.02
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 3)
-
-
 def _require_notes(music: stream.Stream) -> None:
     if not any(True for _ in music.recurse().notes):
         raise AnalysisError("The score has no notes to analyse.")
@@ -50,10 +50,14 @@ def _require_notes(music: stream.Stream) -> None:
 
 def key_signatures(music: stream.Stream) -> list[int]:
     """The score's key signatures as sharps (negative: flats), distinct, the opening one first."""
-    found: dict[int, None] = {}
-    for signature in music.recurse().getElementsByClass(key.KeySignature):
-        found.setdefault(signature.sharps, None)
-    return list(found)
+
+    def found() -> list[int]:
+        sharps: dict[int, None] = {}
+        for signature in music.recurse().getElementsByClass(key.KeySignature):
+            sharps.setdefault(signature.sharps, None)
+        return list(sharps)
+
+    return list(derived(music, "key signatures", found))
 
 
 @lru_cache(maxsize=128)
@@ -61,71 +65,163 @@ def _sharps(tonic: str, mode: str) -> int:
     return key.Key(tonic, mode).sharps
 
 
-def _spellings(pitch_class: int) -> list[str]:
+@lru_cache(maxsize=12)
+def _spellings(pitch_class: int) -> tuple[str, ...]:
     """The tonic names of `pitch_class` with at most one sharp or flat, in music21's spelling (`E-`, `D#`)."""
     names = []
     for step in "CDEFGAB":
         for alter, mark in ((0, ""), (1, "#"), (-1, "-")):
             if (pitch.Pitch(step).pitchClass + alter) % 12 == pitch_class:
                 names.append(step + mark)
-    return names
+    return tuple(names)
 
 
-def spelled_for_signatures(found: key.Key, signatures: list[int]) -> key.Key:
-    """`found` with its tonic spelled as the score's key signatures spell it.
+def spelled_tonic(tonic: str, pitch_class: int, mode: str, signatures: list[int]) -> str:
+    """The name of the tonic `tonic` (music21's spelling) as the score's key signatures spell it.
 
     Of the enharmonic names of the tonic, the one whose key signature is nearest (on the circle of fifths) to one
     of the score's wins: the signature's own keys exactly (6 sharps: F# major or D# minor, never Gb or Eb), any
     other key in the signature's direction (4 sharps: G# major, not Ab). Beyond 7 sharps or flats each step counts
     double, so that C major in 7 sharps stays C, not B#. Ties keep the opening signature's choice, then the
-    profile's own. Without a signature the profile's spelling stands. The correlations and runner-up keys are
-    carried over, the runner-ups spelled the same way."""
+    profile's own. Without a signature the profile's spelling stands."""
     if not signatures:
-        return found
+        return tonic
 
     def cost(name: str) -> tuple[int, int, int]:
-        sharps = _sharps(name, found.mode)
+        sharps = _sharps(name, mode)
         distances = [abs(sharps - signature) + 2 * max(0, abs(sharps) - 7) for signature in signatures]
         nearest = min(distances)
-        return nearest, distances.index(nearest), 0 if name == found.tonic.name else 1
+        return nearest, distances.index(nearest), 0 if name == tonic else 1
 
-    best = min(_spellings(found.tonic.pitchClass), key=cost)
-    if best == found.tonic.name:
-        spelled = found
-    else:
-        spelled = key.Key(best, found.mode)
-        spelled.correlationCoefficient = found.correlationCoefficient
-    spelled.alternateInterpretations = [
-        spelled_for_signatures(alternative, signatures) for alternative in found.alternateInterpretations
-    ]
-    return spelled
+    return min(_spellings(pitch_class), key=cost)
+
+
+# --- Key finding --------------------------------------------------------------------------------------------------
+# music21's `analyze(profile)` builds the score's duration-weighted pitch-class histogram, correlates it with the
+# profile rotated to each of the 24 keys, and makes a `key.Key` of every one of them (~0.4 ms each: 24 per profile,
+# 120 for the five profiles, most of key_analysis's time). Every profile correlates the same histogram, so it is
+# built once per score here, and keys are carried as names until a `key.Key` is asked for. The arithmetic is
+# music21's own, step for step, so the correlations are the same floats (tests/tools/correctness/test_keys.py
+# compares them with `analyze` on the corpus).
+
+
+@dataclass(frozen=True)
+class KeyGuess:
+    """One key a profile proposes: its tonic in music21's spelling (`B-`), pitch class, mode and correlation."""
+
+    tonic: str
+    pitch_class: int
+    mode: str
+    correlation: float
+
+
+@lru_cache(maxsize=len(KEY_ALGORITHMS))
+def _profile(profile: str) -> tuple[tuple[float, ...], tuple[float, ...], frozenset[str], frozenset[str]]:
+    """The profile's major and minor weights and the tonic names it accepts (others are respelled)."""
+    analyser = discrete.analysisClassFromMethodName(profile)()
+    return (
+        tuple(analyser.getWeights("major")),
+        tuple(analyser.getWeights("minor")),
+        frozenset(analyser.keysValidMajor),
+        frozenset(analyser.keysValidMinor),
+    )
+
+
+def _tonic_pitch(pitch_class: int, mode: str, profile: str) -> pitch.Pitch:
+    """The tonic music21 names for a pitch class, in the spelling the profile accepts (`_bestKeyEnharmonic`)."""
+    _, _, valid_major, valid_minor = _profile(profile)
+    tonic = pitch.Pitch(pitch_class)
+    if tonic.name not in (valid_major if mode == "major" else valid_minor):
+        tonic.getEnharmonic(inPlace=True)
+    return tonic
+
+
+@lru_cache(maxsize=24 * len(KEY_ALGORITHMS))
+def _tonic_name(pitch_class: int, mode: str, profile: str) -> str:
+    return _tonic_pitch(pitch_class, mode, profile).name
+
+
+def _histogram(music: stream.Score) -> list[Any] | None:
+    """The pitch-class histogram music21's key finding reads: each pitch's quarter length, notes in score order
+    (the same order, so the same float sums); None when nothing pitched sounds."""
+    histogram: list[Any] = [0] * 12
+    found = False
+    for element in music.flatten().notes:
+        if isinstance(element, note.Unpitched):
+            continue
+        found = True
+        length = element.quarterLength
+        for p in element.pitches:
+            histogram[p.pitchClass] += length
+    return histogram if found else None
+
+
+def _correlations(histogram: list[Any], weights: tuple[float, ...]) -> list[float]:
+    """The correlation of the histogram with `weights` rotated to each tonic (music21's `_getDifference`)."""
+    profile_average = sum(weights) / len(weights)
+    histogram_average = sum(histogram) / len(histogram)
+    found = []
+    for tonic in range(12):
+        top = bottom_right = bottom_left = 0.0
+        for pc in range(12):
+            weight = weights[(pc - tonic) % 12] - profile_average
+            share = histogram[pc] - histogram_average
+            top = top + weight * share
+            bottom_right = bottom_right + weight**2
+            bottom_left = bottom_left + share**2
+        found.append(
+            0.0 if bottom_right == 0 or bottom_left == 0 else float(top / ((bottom_right * bottom_left) ** 0.5))
+        )
+    return found
+
+
+def profile_keys(music: stream.Score, profile: str) -> tuple[KeyGuess, ...]:
+    """Every key by the profile's correlation with the score, best first: what `music.analyze(profile)` returns
+    as its key and `alternateInterpretations`, in the same order and spelling."""
+
+    def ranked() -> tuple[KeyGuess, ...]:
+        histogram = derived(music, "pitch-class histogram", lambda: _histogram(music))
+        if histogram is None:
+            raise discrete.DiscreteAnalysisException("failed to get likely keys for Stream component")
+        major, minor, _, _ = _profile(profile)
+        candidates = [(c, pc, "major") for pc, c in enumerate(_correlations(histogram, major))]
+        candidates += [(c, pc, "minor") for pc, c in enumerate(_correlations(histogram, minor))]
+        # music21 sorts (correlation, Pitch, mode) ascending and reverses; its pitches order as their pitch classes.
+        candidates.sort(reverse=True)
+        return tuple(KeyGuess(_tonic_name(pc, mode, profile), pc, mode, c) for c, pc, mode in candidates)
+
+    return derived(music, ("profile keys", profile), ranked)
 
 
 def score_key(music: stream.Score) -> key.Key:
     """The key of the whole score (every part) by music21's default profile, its tonic spelled as the score's key
     signature spells it (a score in 6 sharps is in F# major or D# minor, never Gb or Eb), so that Roman numerals
-    read against it are spelled as the score is."""
+    read against it are spelled as the score is. A new `key.Key` each call: callers may use it as they like."""
     _require_notes(music)
-    return _spelled_key(music, KEY_ALGORITHMS[DEFAULT_KEY_ALGORITHM], key_signatures(music))
+    profile = KEY_ALGORITHMS[DEFAULT_KEY_ALGORITHM]
+    best = profile_keys(music, profile)[0]
+    tonic = spelled_tonic(best.tonic, best.pitch_class, best.mode, key_signatures(music))
+    found = key.Key(_tonic_pitch(best.pitch_class, best.mode, profile) if tonic == best.tonic else tonic, best.mode)
+    found.correlationCoefficient = best.correlation
+    return found
 
 
-def _spelled_key(music: stream.Score, profile: str, signatures: list[int]) -> key.Key:
-    found = music.analyze(profile)
-    # The runner-ups are spelled only as far as they are reported: 23 Key objects each would cost ~5 ms.
-    alternatives, found.alternateInterpretations = found.alternateInterpretations, found.alternateInterpretations[:4]
-    spelled = spelled_for_signatures(found, signatures)
-    if spelled is not found:
-        found.alternateInterpretations = alternatives
-    return spelled
+@lru_cache(maxsize=64)
+def _written(tonic: str) -> str:
+    return pitch_name(pitch.Pitch(tonic))
 
 
-def _key_dict(found: key.Key) -> dict[str, Any]:
+def _key_dict(found: KeyGuess) -> dict[str, Any]:
     return {
-        "key": key_name(found),
-        "tonic": pitch_name(found.tonic),
+        "key": f"{_written(found.tonic)} {found.mode}",
+        "tonic": _written(found.tonic),
         "mode": found.mode,
-        "correlation": _round(found.correlationCoefficient),
+        "correlation": rounded(found.correlation),
     }
+
+
+def _spelled(found: KeyGuess, signatures: list[int]) -> KeyGuess:
+    return replace(found, tonic=spelled_tonic(found.tonic, found.pitch_class, found.mode, signatures))
 
 
 def key_analysis(music: stream.Score, *, algorithm: str = "all") -> dict[str, Any]:
@@ -133,7 +229,7 @@ def key_analysis(music: stream.Score, *, algorithm: str = "all") -> dict[str, An
     every profile's answer. Every part counts: the pitch-class histogram is built from the whole score.
 
     Keys are named from the pitch-class profiles and spelled as the key signature spells them
-    (`spelled_for_signatures`). `confidence` (0..1) is half the agreement (the share of the profiles run that name
+    (`spelled_tonic`). `confidence` (0..1) is half the agreement (the share of the profiles run that name
     the same key, enharmonic spellings alike) plus half the margin (the best correlation minus the runner-up's)
     over `DECISIVE_MARGIN`, capped at 1; one profile alone counts as agreeing with itself. A score whose profiles
     correlate below `NO_CLEAR_KEY_BELOW` on average has no clear key: `key` is None, `confidence` 0, the profile's
@@ -144,19 +240,19 @@ def key_analysis(music: stream.Score, *, algorithm: str = "all") -> dict[str, An
     if any(name not in KEY_ALGORITHMS for name in names):
         raise AnalysisError(f"Unknown key algorithm {algorithm!r}; use one of: all, {', '.join(KEY_ALGORITHMS)}.")
     signatures = key_signatures(music)
-    results = {name: _spelled_key(music, KEY_ALGORITHMS[name], signatures) for name in names}
+    ranked = {name: profile_keys(music, KEY_ALGORITHMS[name]) for name in names}
+    results = {name: _spelled(found[0], signatures) for name, found in ranked.items()}
     primary_name = DEFAULT_KEY_ALGORITHM if algorithm == "all" else algorithm
     primary = results[primary_name]
+    alternatives = [_spelled(found, signatures) for found in ranked[primary_name][1:5]]
     agreeing = sum(
-        1
-        for found in results.values()
-        if (found.tonic.pitchClass, found.mode) == (primary.tonic.pitchClass, primary.mode)
+        1 for found in results.values() if (found.pitch_class, found.mode) == (primary.pitch_class, primary.mode)
     )
     share = agreeing / len(results)
-    correlation = float(primary.correlationCoefficient or 0.0)
-    runner_up = primary.alternateInterpretations[0] if primary.alternateInterpretations else None
-    margin = correlation - float(runner_up.correlationCoefficient or 0.0) if runner_up is not None else correlation
-    mean_correlation = fmean(float(found.correlationCoefficient or 0.0) for found in results.values())
+    correlation = float(primary.correlation or 0.0)
+    runner_up = alternatives[0] if alternatives else None
+    margin = correlation - float(runner_up.correlation or 0.0) if runner_up is not None else correlation
+    mean_correlation = fmean(float(found.correlation or 0.0) for found in results.values())
     clear = mean_correlation >= NO_CLEAR_KEY_BELOW
     answer = _key_dict(primary)
     warning = None
@@ -167,9 +263,10 @@ def key_analysis(music: stream.Score, *, algorithm: str = "all") -> dict[str, An
             f"{answer['key']}."
         )
     elif share < 0.5 or margin < CLOSE_MARGIN:
+        runner_up_name = _key_dict(runner_up)["key"] if runner_up is not None else "key"
         warning = (
             f"The key is uncertain: {agreeing} of {len(results)} profiles name {answer['key']}, and the runner-up "
-            f"{key_name(runner_up) if runner_up is not None else 'key'} is within {margin:.3f} of its correlation."
+            f"{runner_up_name} is within {margin:.3f} of its correlation."
         )
     return {
         "key": answer["key"] if clear else None,
@@ -179,12 +276,12 @@ def key_analysis(music: stream.Score, *, algorithm: str = "all") -> dict[str, An
         "confidence": round(0.5 * share + 0.5 * min(max(margin, 0.0) / DECISIVE_MARGIN, 1.0), 3) if clear else 0.0,
         "agreement": f"{agreeing} of {len(results)}",
         "agreement_share": round(share, 3),
-        "correlation": _round(correlation),
-        "margin": _round(margin),
+        "correlation": rounded(correlation),
+        "margin": rounded(margin),
         "warning": warning,
         "key_signature": key_signature_name(signatures[0]) if signatures else None,
         "key_signature_keys": key_signature_keys(signatures[0]) if signatures else None,
         "algorithm": primary_name,
-        "alternatives": [_key_dict(alt) for alt in primary.alternateInterpretations[:4]],
+        "alternatives": [_key_dict(alt) for alt in alternatives],
         "by_algorithm": {name: _key_dict(found) for name, found in results.items()},
     }

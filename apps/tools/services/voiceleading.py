@@ -19,7 +19,8 @@ from typing import Any
 from music21 import base, interval, meter, pitch, stream
 from music21.common.numberTools import opFrac
 
-from apps.tools.services.keys import _require_notes, _round
+from apps.tools.services.keys import _require_notes
+from apps.tools.services.rounding import rounded
 from apps.tools.services.spelling import pitch_name
 from apps.tools.services.summary import part_label
 
@@ -51,8 +52,8 @@ class Event:
     def beat(self) -> float:
         """1-based, in the meter's beats (music21's `beat`, without its context search through every site)."""
         if self.meter is None:
-            return _round(float(self.element.beat)) or 1.0
-        return _round(float(self.meter.getBeatProportion(self.in_measure))) or 1.0
+            return rounded(float(self.element.beat)) or 1.0
+        return rounded(float(self.meter.getBeatProportion(self.in_measure))) or 1.0
 
     @property
     def name(self) -> str:
