@@ -72,3 +72,26 @@ def test_retention_edits_are_kept_in_the_model_history(db: None) -> None:
     assert response.status_code == 302
     change = LogEntry.objects.get_for_object(policy).latest("timestamp")
     assert change.changes_dict["days"] == ["180", "60"] and change.actor.username == "root"
+
+
+def test_the_compliance_report_reads_as_sections_in_the_admin_and_downloads_as_json(alice: Any, chorale: Any) -> None:
+    import html
+    import json
+    import re
+
+    services.subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
+    client = signed_in(superuser())
+    assert 'href="/compliance/report/view"' in client.get("/admin/").content.decode()
+    page = client.get("/compliance/report/view?report_type=gdpr&start_date=2026-01-01&end_date=2030-01-01")
+    text = page.content.decode()
+    assert text.count("<h1") == 1 and "<h1>Compliance report</h1>" in text
+    assert 'class="breadcrumbs"' in text and 'href="/admin/"' in text
+    captions = re.findall(r"<caption>([^<]+)</caption>", text)
+    assert captions == ["Requests", "Retention", "Data inventory"]
+    assert re.search(r"<th scope=\"row\">Received</th><td>1</td>", text)
+    assert '"received_by_kind"' not in text and "<pre" not in text  # no raw JSON on the page
+    json_url = html.unescape(re.search(r'class="report-json" href="([^"]+)"', text).group(1))
+    download = client.get(json_url)
+    assert download["Content-Disposition"].startswith("attachment")
+    report = json.loads(download.content)
+    assert report["report_type"] == "gdpr" and report["requests"]["received"] == 1
