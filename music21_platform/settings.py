@@ -61,7 +61,8 @@ ALLOWED_HOSTS = _env.list("ALLOWED_HOSTS", default=[_public_host, "127.0.0.1", "
 CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with our site class as its default site (the staff second factor, the dashboard index).
+    "music21_platform.apps.PlatformAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -73,6 +74,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "auditlog",
     "django_celery_beat",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "csp",
     "apps.tools",
     "apps.security",
     "apps.compliance",
@@ -87,8 +92,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the staff second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -248,6 +255,8 @@ DB_POOL_MAX_SIZE = env_number(
 if "pool" in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = DB_POOL_MAX_SIZE
 MAX_SCORES_IN_MEMORY = env_number("MAX_SCORES_IN_MEMORY", 2000, minimum=0)
+# Analysis answers kept in the database for questions asked again (apps.tools.results); 0 keeps none.
+ANALYSIS_RESULTS_KEPT = env_number("ANALYSIS_RESULTS_KEPT", 5000, minimum=0)
 MAX_MEMORY_GB = env_number("MAX_MEMORY_GB", 8.0, kind=float, minimum=0, strict_min=True)
 MAX_SCORE_BYTES = env_number("MAX_SCORE_BYTES", 5 * 1024 * 1024, minimum=1)
 ENABLE_CACHING = env_bool("ENABLE_CACHING", True)
@@ -350,7 +359,36 @@ SESSION_COOKIE_HTTPONLY = True
 if PUBLIC_URL.startswith("https://"):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    # TLS ends at the proxy in front of the server, which says so in this header (deploy/).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Joining the browsers' preload list is hard to undo and concerns the whole domain: the operator's choice.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+    SECURE_SSL_REDIRECT = True
+    # Probes and the metrics scraper reach the pods over plain http inside the cluster, without the proxy's
+    # header: they must get their answer, not a redirect to https. (/mcp never reaches Django's middleware: the
+    # proxy is what keeps it on https.)
+    SECURE_REDIRECT_EXEMPT = [r"^health(/|$)", r"^metrics$"]
+
+# Staff verify their second factor against an authenticator app; its entry is named after the server.
+OTP_TOTP_ISSUER = "music21 platform"
+
+# Content-Security-Policy on every page (django-csp). Nothing is loaded from elsewhere and no inline script runs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # The admin's notation preview and the enrolment page's QR code are data: images.
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 
 # JSON lines for log collectors outside development; plain lines to read in a terminal.
 LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEPLOYMENT_ENV in ("development", "test") else "json")

@@ -1,31 +1,15 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
-from apps.compliance.dashboard import dashboard_context
 from apps.security.admin_views import breakers_view
 from apps.tools import views as tool_views
-
-admin.site.site_header = "music21 platform"
-admin.site.site_title = "music21 platform admin"
-admin.site.index_title = "Administration"
-
-# The admin index is the dashboard. The default site is kept (every package registers on it); only its index view
-# gets the dashboard's context.
-_admin_index = admin.site.index
-
-
-def _dashboard_index(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-    return _admin_index(request, {**dashboard_context(request.user), **(extra_context or {})})
-
-
-admin.site.index = _dashboard_index  # type: ignore[method-assign]
+from music21_platform import views
 
 urlpatterns = [
+    path("", views.landing, name="landing"),
+    path("docs/tools", views.tools_reference, name="docs-tools"),
     path("admin/security/breakers/", admin.site.admin_view(breakers_view), name="admin-breakers"),
     path("admin/", admin.site.urls),
     path("health", tool_views.health, name="health"),

@@ -1,5 +1,5 @@
 """Helpers the tests share: a free port, a redis-server of a test's own, the test database's URL for server
-subprocesses, code run in another process of the same deployment, a signed-in admin."""
+subprocesses, code run in another process of the same deployment, staff with their second factor, signed in."""
 
 from __future__ import annotations
 
@@ -109,19 +109,73 @@ def in_another_process(code: str) -> None:
     )
 
 
+def totp_device(user: Any) -> Any:
+    """The person's confirmed authenticator app (django-otp TOTP device), if any."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.devices_for_user(user, confirmed=True).first()
+
+
+def totp_code(device: Any) -> str:
+    """The code the authenticator app holding `device`'s secret shows now."""
+    from django_otp.oath import TOTP
+
+    # A code is accepted once (django-otp remembers the last time step used), and a test may sign the same person
+    # in twice within one 30 s step: forget the step used, as waiting for the app's next code would.
+    type(device).objects.filter(pk=device.pk).update(last_t=-1)
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():0{device.digits}d}"
+
+
 def signed_in(user: Any) -> Client:
+    """A client signed in as `user`; a staff member's session is also verified by their second factor."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
     client = Client()
     client.force_login(user)
+    device = totp_device(user) if user.is_staff else None
+    if device is not None:
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
     return client
 
 
+def _with_totp_device(user: Any) -> Any:
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+    return user
+
+
 def superuser(username: str = "root") -> Any:
-    return get_user_model().objects.create_superuser(username, f"{username}@example.com", ADMIN_PASSWORD)
+    """A superuser with the password ADMIN_PASSWORD and an enrolled authenticator app."""
+    return _with_totp_device(
+        get_user_model().objects.create_superuser(username, f"{username}@example.com", ADMIN_PASSWORD)
+    )
+
+
+def staff_user(username: str, **fields: Any) -> Any:
+    """A staff member (no permissions unless given) with the password ADMIN_PASSWORD and an enrolled authenticator
+    app."""
+    return _with_totp_device(
+        get_user_model().objects.create_user(
+            username, f"{username}@example.com", ADMIN_PASSWORD, **{"is_staff": True, **fields}
+        )
+    )
 
 
 def browser_sign_in(page: Any, url: str, *, username: str, password: str) -> None:
-    """Signs in through the page at `url` (a login form, or a page that redirects to one), as a person would."""
+    """Signs in through the page at `url` (a login form, or a page that redirects to one), as a person would, and
+    gives the code from their authenticator app when a staff page asks for it."""
     page.goto(url)
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("form [type=submit]")
+    page.wait_for_load_state()
+    if page.locator("#id_otp_token").count():
+        device = totp_device(get_user_model().objects.get_by_natural_key(username))
+        if device is not None:
+            page.fill("#id_otp_token", totp_code(device))
+            page.click("form [type=submit]")
+            page.wait_for_load_state()

@@ -16,13 +16,12 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.core.errors import NotFound
 from apps.tools.invocation import Caller, invoke_tool
-from tests.support import free_port, subprocess_database_url
+from tests.support import free_port, signed_in, staff_user, subprocess_database_url
 
 SPEC_METRICS = [
     "mcp_requests_total",
@@ -237,15 +236,13 @@ def test_server_stats_are_for_staff_and_admin_tokens(live_site: str, alice: Any,
         f"{live_site}/server_stats", headers={"Authorization": f"Bearer {token_for(alice, resource='api')}"}
     )
     assert with_read.status_code == 403 and "music21:admin" in with_read.json()["message"]
-    staff = get_user_model().objects.create_user("ops", "ops@example.com", "x" * 20, is_staff=True)
+    staff = staff_user("ops")
     admin_token = token_for(staff, "music21:admin", resource="api")
     stats = httpx.get(f"{live_site}/server_stats", headers={"Authorization": f"Bearer {admin_token}"}).json()
     assert stats["scores_held"] == 1 and stats["uptime_seconds"] > 0
     assert set(stats["breakers"]) == {"music_analysis", "score_import", "composition", "export", "system"}
     assert stats["parsed_score_cache"]["capacity"] == settings.MAX_SCORES_IN_MEMORY
-    client = Client()
-    client.force_login(staff)
-    assert client.get("/server_stats").json()["requests"]["total"] >= 1
+    assert signed_in(staff).get("/server_stats").json()["requests"]["total"] >= 1
 
 
 @pytest.mark.skipif(not settings.CELERY_BROKER_URL, reason="needs a broker and a real Celery worker")

@@ -21,7 +21,8 @@ from apps.compliance import reports, services, tasks
 from apps.compliance.models import DataSubjectRequest
 from apps.core.errors import ApplicationError, NotFound, RateLimited
 from apps.security import scopes
-from apps.security.permissions import IsStaffOrAdminToken, token_scopes
+from apps.security.permissions import token_scopes
+from apps.security.staff_otp import IsVerifiedStaffOrAdminToken
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -161,7 +162,7 @@ class ReportSerializer(serializers.Serializer):
 class ReportView(APIView):
     """POST /compliance/report {"report_type", "start_date", "end_date"} -> the report as JSON."""
 
-    permission_classes = [IsStaffOrAdminToken]
+    permission_classes = [IsVerifiedStaffOrAdminToken]
 
     def post(self, request: Request) -> Response:
         incoming = ReportSerializer(data=request.data)

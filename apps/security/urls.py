@@ -5,7 +5,7 @@ from django.urls import include, path
 from oauth2_provider import urls as oauth2_urls
 from oauth2_provider import views as oauth2_views
 
-from apps.security import views
+from apps.security import staff_otp, views
 
 # The OAuth endpoints under /o/: django-oauth-toolkit's views, with the platform's rules where it has them. Device
 # flow and the application-management pages are not offered (the admin manages clients).
@@ -30,4 +30,7 @@ urlpatterns = [
     path("", include(oauth2_urls.metadata_urlpatterns)),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/second-factor/", staff_otp.second_factor, name="staff-second-factor"),
+    path("accounts/second-factor/enrol/", staff_otp.second_factor_enrol, name="staff-second-factor-enrol"),
+    path("accounts/second-factor/recovery-codes/", staff_otp.recovery_codes, name="staff-recovery-codes"),
 ]

@@ -17,8 +17,8 @@ from rest_framework.views import APIView
 
 from apps.core import metrics
 from apps.security.monitoring import metrics_allowed
-from apps.security.permissions import IsStaffOrAdminToken
 from apps.security.redis import redis_degraded
+from apps.security.staff_otp import IsVerifiedStaffOrAdminToken
 from apps.tools import monitoring
 
 
@@ -115,9 +115,9 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 
 class ServerStatsView(APIView):
-    """GET /server_stats for staff or a music21:admin token."""
+    """GET /server_stats for staff verified by their second factor, or a music21:admin token."""
 
-    permission_classes = [IsStaffOrAdminToken]
+    permission_classes = [IsVerifiedStaffOrAdminToken]
 
     def get(self, request: Request) -> Response:
         return Response(monitoring.server_stats())
