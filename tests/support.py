@@ -177,5 +177,5 @@ def browser_sign_in(page: Any, url: str, *, username: str, password: str) -> Non
         device = totp_device(get_user_model().objects.get_by_natural_key(username))
         if device is not None:
             page.fill("#id_otp_token", totp_code(device))
-            page.click("form [type=submit]")
+            page.click("main form [type=submit]")
             page.wait_for_load_state()
