@@ -27,16 +27,7 @@ _viewer: ContextVar[Any] = ContextVar("score_admin_viewer", default=None)
 
 @admin.register(Score)
 class ScoreAdmin(admin.ModelAdmin):
-    list_display = (
-        "score_id",
-        "owner",
-        "title",
-        "source_format",
-        "parts_count",
-        "measures_count",
-        "notes_count",
-        "created_at",
-    )
+    list_display = ("score_id", "owner", "title", "source_format", "size", "created_at")
     list_filter = ("source_format", "derivation", "created_at")
     search_fields = ("score_id", "title", "composer", "owner__username")
     list_select_related = ("owner",)
@@ -94,6 +85,10 @@ class ScoreAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    @admin.display(description="size", ordering="notes_count")
+    def size(self, obj: Score) -> str:
+        return f"{obj.parts_count} parts · {obj.measures_count} measures · {obj.notes_count} notes"
 
     def get_queryset(self, request):
         # The list never shows the sources; they can be megabytes each.
