@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -95,3 +96,102 @@ def test_the_compliance_report_reads_as_sections_in_the_admin_and_downloads_as_j
     assert download["Content-Disposition"].startswith("attachment")
     report = json.loads(download.content)
     assert report["report_type"] == "gdpr" and report["requests"]["received"] == 1
+
+
+def _results(page: str) -> str:
+    """The rows of an admin list, as text a reader sees (without the line-break hints)."""
+    return page.split('id="result_list"', 1)[1].split("</table>", 1)[0].replace("<wbr>", "")
+
+
+def _application(name: str) -> Any:
+    from oauth2_provider.models import Application
+
+    return Application.objects.create(
+        name=name,
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="http://127.0.0.1/",
+    )
+
+
+def test_the_audit_list_finds_a_person_by_username_and_a_client_by_name(alice: Any, bob: Any, call: Any) -> None:
+    from apps.security import scopes
+    from apps.tools.invocation import Caller, invoke_tool
+
+    notebook = _application("Seminar notebook")
+    call(alice, "import_score", score_id="tune", source="tinyNotation: 4/4 c4 d e f", source_type="tinynotation")
+    call(bob, "list_scores")
+    invoke_tool(
+        "list_scores", {}, caller=Caller(user=alice, scopes=scopes.ALL, client_id=notebook.client_id, transport="mcp")
+    )
+    client = signed_in(superuser())
+    listing = "/admin/compliance/auditevent/"
+    assert "username" in client.get(listing).content.decode()  # the search box says what it finds
+
+    by_username = _results(client.get(listing, {"q": "alice"}).content.decode())
+    assert "tool.import_score" in by_username and by_username.count("tool.list_scores") == 1  # hers, not bob's
+    by_client = _results(client.get(listing, {"q": "Seminar notebook"}).content.decode())
+    assert "tool.list_scores" in by_client and "tool.import_score" not in by_client
+    assert ">Seminar notebook</a>" in by_client  # the client by name, linked to its page
+    assert notebook.client_id not in by_client.replace(f'title="{notebook.client_id}"', "")
+
+
+def test_the_audit_list_names_clients_with_one_query_for_the_page(
+    alice: Any, call: Any, django_assert_max_num_queries: Any
+) -> None:
+    from apps.security import scopes
+    from apps.tools.invocation import Caller, invoke_tool
+
+    client = signed_in(superuser())
+
+    def one_call_through(name: str) -> None:
+        application = _application(name)
+        caller = Caller(user=alice, scopes=scopes.ALL, client_id=application.client_id, transport="mcp")
+        invoke_tool("list_scores", {}, caller=caller)
+
+    one_call_through("first client")
+    client.get("/admin/compliance/auditevent/")  # warm the session and caches
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as one:
+        client.get("/admin/compliance/auditevent/")
+    for index in range(5):
+        one_call_through(f"client {index}")
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        page = client.get("/admin/compliance/auditevent/").content.decode()
+    assert all(f">client {index}</a>" in page for index in range(5))
+
+
+def test_the_outcome_filter_offers_every_outcome_that_occurs(alice: Any, call: Any) -> None:
+    import pytest
+
+    from apps.core.errors import ApplicationError
+
+    call(alice, "import_score", score_id="tune", source="tinyNotation: 4/4 c4 d e f", source_type="tinynotation")
+    with pytest.raises(ApplicationError):
+        call(alice, "import_score", score_id="tune", source="tinyNotation: 4/4 c4", source_type="tinynotation")
+    with pytest.raises(ApplicationError):
+        call(alice, "score_info", score_id="missing")
+    page = signed_in(superuser()).get("/admin/compliance/auditevent/").content.decode()
+    filter_html = page.split('id="changelist-filter"', 1)[1]
+    for outcome in AuditEvent.objects.values_list("outcome", flat=True).distinct():
+        assert f"?outcome={outcome}" in filter_html, outcome
+
+
+def test_durations_retention_counts_and_details_read_as_a_person_reads_them(alice: Any, chorale: Any) -> None:
+    from apps.compliance.models import RetentionRun
+
+    run = RetentionRun.objects.create(removed={"scores": 3, "tokens": 2}, duration_ms=1432.5)
+    event = AuditEvent.objects.create(
+        action="breaker.state", outcome="open", target="export", detail={"from": "closed"}
+    )
+    client = signed_in(superuser())
+    runs = client.get("/admin/compliance/retentionrun/").content.decode()
+    assert "scores: 3 · tokens: 2" in runs and "1.4 s" in runs and "{&quot;scores" not in runs
+    run_page = client.get(f"/admin/compliance/retentionrun/{run.pk}/change/").content.decode()
+    assert '<pre class="json">{\n  &quot;scores&quot;: 3,' in run_page
+    audit = client.get("/admin/compliance/auditevent/").content.decode()
+    assert re.search(r'class="field-duration">\d+ ms<', audit)  # the chorale's import, in milliseconds
+    event_page = client.get(f"/admin/compliance/auditevent/{event.pk}/change/").content.decode()
+    assert '<pre class="json">{\n  &quot;from&quot;: &quot;closed&quot;\n}</pre>' in event_page
