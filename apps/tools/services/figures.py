@@ -7,6 +7,7 @@ included, as long as the key is spelled as the score is."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 
 from music21 import chord, key, pitch
@@ -113,7 +114,8 @@ def chord_of(
     tones = pitches
     if root is None:
         # Not a stack of thirds (an unresolved dissonance): keep the tones that are a chord above music21's root.
-        root = chord.Chord(pitches).root()
+        # Copies: a chord takes over the pitches it is given, and these are the shared score's own.
+        root = chord.Chord([copy.deepcopy(p) for p in pitches]).root()
         tones = tuple(p for p in pitches if _generic(root, p) in (0, 2, 4, 6)) or pitches
     by_generic = {_generic(root, p): _semitones(root, p) for p in tones}
     return Chord(

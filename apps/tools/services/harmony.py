@@ -7,13 +7,21 @@ apps.tools.services.cadences."""
 
 from __future__ import annotations
 
+import copy
+import itertools
 from dataclasses import replace
+from functools import lru_cache
+from math import isclose
 from typing import Any
 
-from music21 import chord, pitch, stream
+from music21 import chord, note, pitch, stream
+from music21.common.numberTools import opFrac
+from music21.tree.spans import PitchedTimespan
+from music21.tree.verticality import Verticality
 
 from apps.core.errors import AnalysisError
 from apps.tools.services.cadences import cadences, melody_part, parts_of
+from apps.tools.services.derived import derived
 from apps.tools.services.figures import (
     Chord,
     Tonality,
@@ -67,8 +75,8 @@ def _resolves_into(now: Chord, after: Chord, dissonant: bool) -> bool:
 Slice = tuple[tuple[pitch.Pitch, ...], float, float, "int | None", float]
 
 
-def _slices(chordified: stream.Score) -> list[Slice]:
-    """Each sounding slice as (pitches low to high, offset, quarter_length, measure, beat).
+def _chordified_slices(chordified: stream.Score) -> list[Slice]:
+    """Each sounding slice of `chordify`'s result as (pitches low to high, offset, quarter_length, measure, beat).
 
     Beats come from each measure's time signature: asking every chord for its `beat` searches its contexts, which
     took as long as `chordify` itself (a Beethoven quartet movement: 5 s of 16); the answers are the same."""
@@ -106,13 +114,79 @@ def _slices(chordified: stream.Score) -> list[Slice]:
     return slices
 
 
+def _sounding(vertical: Verticality) -> tuple[pitch.Pitch, ...]:
+    """The pitches `chordify` puts in its chord for this verticality: every note starting or sounding then, once
+    per spelled pitch and octave, ordered as its chord orders them (by letter and octave, then semitone) and then
+    low to high. The score's own pitch objects, not copies: callers only read them."""
+    found: dict[str, pitch.Pitch] = {}
+    for span in vertical.startAndOverlapTimespans:
+        if not isinstance(span, PitchedTimespan):
+            continue
+        element = span.element
+        members = [n for n in element if isinstance(n, note.Note)] if isinstance(element, chord.ChordBase) else []
+        if isinstance(element, note.Note):
+            members = [element]
+        for member in members:
+            found.setdefault(member.pitch.nameWithOctave, member.pitch)
+    in_chord = sorted(found.values(), key=lambda p: (p.diatonicNoteNum, p.ps))
+    return tuple(sorted(in_chord, key=lambda p: p.ps))
+
+
+def _slices(music: stream.Score) -> list[Slice]:
+    """Each sounding slice of the score, as `chordify` would slice it, as (pitches low to high, offset,
+    quarter_length, measure, beat).
+
+    `chordify` builds a chord of deep-copied notes for each slice, most of its cost and twice what the harmony
+    tools need: the slices are read here from the same timespans of the same measure slices it reads, measure by
+    measure of the first part (`chordify`'s template), and a score without measures is still chordified."""
+    work = music
+    if (music.hasPartLikeStreams() and music.getElementsByClass(stream.Stream).first().atSoundingPitch is False) or (
+        music.atSoundingPitch is False
+    ):
+        work = music.toSoundingPitch(inPlace=False)
+    template = work.getElementsByClass(stream.Stream).first() if work.hasPartLikeStreams() else work
+    measures = list(template.getElementsByClass(stream.Measure)) if template is not None else []
+    if not measures:
+        return _chordified_slices(music.chordify())
+    # Read before slicing: `measure()` puts each measure into the slice it returns, which becomes its active site.
+    starts = [float(measure.offset) for measure in measures]
+    slices: list[Slice] = []
+    meter = None
+    for index, (measure, start) in enumerate(zip(measures, starts, strict=True)):
+        meter = measure.timeSignature or meter
+        sliced = work.measure(index, collect=(), indicesNotNumbers=True)
+        if sliced is None:  # a malformed part: let music21 make what it can of it
+            return _chordified_slices(music.chordify())
+        timespans = sliced.asTimespans(classList=(note.GeneralNote,))
+        points = timespans.allTimePoints()
+        if 0 not in points:
+            points = (0, *points)
+        for offset, end in itertools.pairwise(points):
+            if isclose(offset, end, abs_tol=1e-7):
+                continue
+            pitches = _sounding(timespans.getVerticalityAt(offset))
+            if not pitches:
+                continue
+            at = opFrac(offset)
+            position = float(at) + float(measure.paddingLeft)
+            beat = float(meter.getBeatProportion(position)) if meter else position + 1
+            length = float(opFrac(end - offset))
+            slices.append((pitches, start + float(at), length, measure.number, beat))
+    return slices
+
+
 def chords(music: stream.Score) -> list[Chord]:
     """The score's harmonies (all parts sounded together), one per change of harmony.
 
     `chordify` slices at every onset in any part; a slice whose new notes arrive and leave by step (passing and
     neighbour notes, anticipations) belongs to the chord before it, and a slice that is no chord but resolves by
-    step over the same bass (a suspension, an appoggiatura) belongs to the chord after it."""
-    slices = _slices(music.chordify())
+    step over the same bass (a suspension, an appoggiatura) belongs to the chord after it. Computed once per
+    parsed score (apps.tools.services.derived): the list and its chords are shared, read-only."""
+    return derived(music, "harmonies", lambda: _harmonies(music))
+
+
+def _harmonies(music: stream.Score) -> list[Chord]:
+    slices = _slices(music)
     raw = [chord_of(*slice_) for slice_ in slices]
     harmonies: list[Chord] = []
     index = 0
@@ -143,11 +217,32 @@ def chords(music: stream.Score) -> list[Chord]:
     return harmonies
 
 
-def _labelled(harmonies: list[Chord], in_key: Tonality) -> list[str]:
-    return [
-        roman_figure(c, in_key, harmonies[position + 1] if position + 1 < len(harmonies) else None)
-        for position, c in enumerate(harmonies)
-    ]
+def _labelled(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> list[str]:
+    """The Roman numeral of each harmony in `in_key`, worked out once per score and key."""
+
+    def figures() -> list[str]:
+        return [
+            roman_figure(c, in_key, harmonies[position + 1] if position + 1 < len(harmonies) else None)
+            for position, c in enumerate(harmonies)
+        ]
+
+    return derived(music, ("figures", in_key.name), figures)
+
+
+@lru_cache(maxsize=4096)
+def _common_name(names: tuple[str, ...]) -> str:
+    """music21's name of the chord of these pitches (`major triad`): a pure function of the spelled pitches, and
+    a `chord.Chord` costs ~0.2 ms to build."""
+    return chord.Chord([pitch.Pitch(name) for name in names]).commonName
+
+
+def _chord_name(c: Chord) -> str:
+    names = tuple(p.nameWithOctave for p in c.pitches)
+    if any(p.ps != round(p.ps) for p in c.pitches):  # microtones: their names do not say all, and they are rare
+        common = chord.Chord([copy.deepcopy(p) for p in c.pitches]).commonName
+    else:
+        common = _common_name(names)
+    return f"{pitch_name(c.root)} {common}"
 
 
 def chord_analysis(music: stream.Score, *, limit: int = 500) -> dict[str, Any]:
@@ -155,7 +250,7 @@ def chord_analysis(music: stream.Score, *, limit: int = 500) -> dict[str, Any]:
     score's key."""
     in_key = Tonality.of(score_key(music))
     harmonies = chords(music)
-    figures = _labelled(harmonies, in_key)
+    figures = _labelled(music, harmonies, in_key)
     return {
         "key": in_key.name,
         "chord_count": len(harmonies),
@@ -167,7 +262,7 @@ def chord_analysis(music: stream.Score, *, limit: int = 500) -> dict[str, Any]:
                 "pitches": [pitch_name(p, octave=True) for p in c.pitches],
                 "root": pitch_name(c.root),
                 "bass": pitch_name(c.bass),
-                "name": f"{pitch_name(c.root)} {chord.Chord(c.pitches).commonName}",
+                "name": _chord_name(c),
                 "roman_numeral": figure,
             }
             for c, figure in zip(harmonies[:limit], figures, strict=False)
@@ -200,7 +295,7 @@ def harmony_analysis(music: stream.Score, *, analysis_type: str = "roman") -> di
             "cadences": found,
             "count": len(found),
         }
-    progression = _merge_repeats(harmonies, _labelled(harmonies, in_key))
+    progression = _merge_repeats(harmonies, _labelled(music, harmonies, in_key))
     if analysis_type == "roman":
         return {
             **base,
