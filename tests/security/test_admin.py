@@ -54,3 +54,32 @@ def test_disabling_a_client_from_the_admin(db: None) -> None:
     )
     assert ClientPolicy.objects.get(application=application).disabled
     assert "disabled" in client.get("/admin/oauth2_provider/application/").content.decode()
+
+
+def test_security_events_name_their_client_and_show_their_detail_readably(db: None) -> None:
+    client = signed_in(superuser())
+    application = Application.objects.create(
+        name="Harmony notebook",
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="http://127.0.0.1:9/cb",
+    )
+    event = SecurityEvent.objects.create(
+        kind="scope_violation", client_id=application.client_id, detail={"tool": "import_score"}
+    )
+    client_page = f'href="/admin/oauth2_provider/application/{application.pk}/change/"'
+    listing = client.get("/admin/security/securityevent/").content.decode()
+    assert client_page in listing and ">Harmony notebook</a>" in listing
+    page = client.get(f"/admin/security/securityevent/{event.pk}/change/").content.decode()
+    assert client_page in page and '<pre class="json">{\n  &quot;tool&quot;: &quot;import_score&quot;\n}</pre>' in page
+
+
+def test_an_oauth_clients_page_offers_no_broken_view_on_site(db: None) -> None:
+    client = signed_in(superuser())
+    application = Application.objects.create(
+        name="c", client_type="public", authorization_grant_type="authorization-code", redirect_uris="http://127.0.0.1/"
+    )
+    page = client.get(f"/admin/oauth2_provider/application/{application.pk}/change/").content.decode()
+    assert "viewsitelink" not in page
+    listing = client.get("/admin/oauth2_provider/application/").content.decode()
+    assert f'title="client id {application.client_id}"' in listing and 'class="status status-enabled"' in listing
