@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import music21
@@ -20,6 +21,7 @@ from apps.tools.corpus_jobs import corpus_job_run
 from apps.tools.invocation import Caller
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.registry import ToolArguments, tool
+from apps.tools.results import result_remembered
 from apps.tools.selectors import score_get, score_list
 from apps.tools.services import composition, harmony, keys, patterns, voiceleading
 from apps.tools.services.cache import parsed_scores
@@ -53,6 +55,19 @@ NewScoreId = Annotated[
 def _music(caller: Caller, score_id: str) -> tuple[Score, stream.Score]:
     score = score_get(owner=caller.user, score_id=score_id)
     return score, score_stream(score=score)
+
+
+def _analysed(
+    caller: Caller, name: str, args: ScoreArgs, analyse: Callable[[stream.Score], dict[str, Any]]
+) -> dict[str, Any]:
+    """An analysis tool's answer on the caller's score `args.score_id`, remembered across calls
+    (apps.tools.results): the score is parsed only when the question is new."""
+    score = score_get(owner=caller.user, score_id=args.score_id)
+    question = args.model_dump(mode="json", exclude={"score_id"})
+    answer = result_remembered(
+        score=score, tool=name, arguments=question, compute=lambda: analyse(score_stream(score=score))
+    )
+    return {"score_id": score.score_id, **answer}
 
 
 def _stored(score: Score, info: dict[str, Any]) -> dict[str, Any]:
@@ -206,8 +221,7 @@ def delete(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
 # --- Analysis ---------------------------------------------------------------------------------------------------
 
 
-class KeyArgs(ToolArguments):
-    score_id: ScoreId
+class KeyArgs(ScoreArgs):
     algorithm: Literal["all", "aarden", "krumhansl", "bellman", "temperley", "simple"] = Field(
         "all", description="Key-finding profile; 'all' runs every one and reports their agreement."
     )
@@ -230,12 +244,10 @@ def key_analysis(caller: Caller, args: KeyArgs) -> dict[str, Any]:
     - key_signature (`6 sharps`) and key_signature_keys (`F# major / D# minor`) of the opening signature.
     - algorithm: the profile the key comes from; alternatives: the next 4 keys with their correlation;
       by_algorithm: each profile's key, tonic, mode and correlation."""
-    score, music = _music(caller, args.score_id)
-    return {"score_id": score.score_id, **keys.key_analysis(music, algorithm=args.algorithm)}
+    return _analysed(caller, "key_analysis", args, lambda music: keys.key_analysis(music, algorithm=args.algorithm))
 
 
-class ChordArgs(ToolArguments):
-    score_id: ScoreId
+class ChordArgs(ScoreArgs):
     limit: int = Field(500, ge=1, le=5000, description="At most this many chords in the answer.")
 
 
@@ -252,12 +264,10 @@ def chord_analysis(caller: Caller, args: ChordArgs) -> dict[str, Any]:
     - key: the score's key (`F# minor`); chord_count: how many harmonies; truncated: true when more than limit.
     - chords: each with measure (printed bar number), beat (1-based), quarter_length (its length in quarter notes),
       pitches (low to high, `C#5`), root and bass (`F#`), name (`A major triad`) and roman_numeral (`V6/III`)."""
-    score, music = _music(caller, args.score_id)
-    return {"score_id": score.score_id, **harmony.chord_analysis(music, limit=args.limit)}
+    return _analysed(caller, "chord_analysis", args, lambda music: harmony.chord_analysis(music, limit=args.limit))
 
 
-class HarmonyArgs(ToolArguments):
-    score_id: ScoreId
+class HarmonyArgs(ScoreArgs):
     analysis_type: Literal["roman", "functional", "cadences"] = Field(
         "roman",
         description="'roman': the Roman-numeral progression; 'functional': tonic/predominant/dominant functions; "
@@ -284,8 +294,12 @@ def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
       minor, else null), key (the key it cadences in: the score's, or the one the phrase turns to, `A major`),
       chords (the two Roman numerals in that key) and chords_in_home_key; count; melody: the part read for
       the phrase ends (part: 0-based index, part_label)."""
-    score, music = _music(caller, args.score_id)
-    return {"score_id": score.score_id, **harmony.harmony_analysis(music, analysis_type=args.analysis_type)}
+    return _analysed(
+        caller,
+        "harmony_analysis",
+        args,
+        lambda music: harmony.harmony_analysis(music, analysis_type=args.analysis_type),
+    )
 
 
 @tool("voice_leading_analysis", arguments=ScoreArgs, scope=READ, group="music_analysis")
@@ -305,12 +319,10 @@ def voice_leading_analysis(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
       parallel_octaves (count inside)}`.
     - `voice_crossings` (neighbouring parts only): `{upper, lower, measure, beat, pitches, detail}`.
     - `summary`: the count of each list."""
-    score, music = _music(caller, args.score_id)
-    return {"score_id": score.score_id, **voiceleading.voice_leading_analysis(music)}
+    return _analysed(caller, "voice_leading_analysis", args, voiceleading.voice_leading_analysis)
 
 
-class PatternArgs(ToolArguments):
-    score_id: ScoreId
+class PatternArgs(ScoreArgs):
     pattern_type: Literal["melodic", "rhythmic", "both"] = Field("both", description="Which patterns to look for.")
     min_length: int = Field(3, ge=2, le=8, description="Shortest motif, in notes.")
     uniform_rhythms: bool = Field(
@@ -336,13 +348,14 @@ def pattern_recognition(caller: Caller, args: PatternArgs) -> dict[str, Any]:
       (pitches, e.g. "Bb4")}`; melodic ones add their own `intervals`.
     - `phrases`: the top part's phrases `{part, part_label, start, end ({measure, beat}), notes (count),
       quarter_length (quarter notes), final_pitch}`; `phrase_structure`: their count and lengths in quarters."""
-    score, music = _music(caller, args.score_id)
-    return {
-        "score_id": score.score_id,
-        **patterns.pattern_recognition(
+    return _analysed(
+        caller,
+        "pattern_recognition",
+        args,
+        lambda music: patterns.pattern_recognition(
             music, pattern_type=args.pattern_type, min_length=args.min_length, uniform_rhythms=args.uniform_rhythms
         ),
-    }
+    )
 
 
 class CorpusArgs(ToolArguments):

@@ -75,3 +75,31 @@ class Score(models.Model):
     @property
     def is_derived(self) -> bool:
         return bool(self.derivation)
+
+
+class AnalysisResult(models.Model):
+    """An analysis tool's answer, remembered for the score content, tool, arguments and analysis code it came from
+    (apps.tools.results). It belongs to the score it was computed on and goes with it, and so with its owner's
+    erasure; answers on a public corpus work are `shared` with every caller who imported the same work."""
+
+    score = models.ForeignKey(Score, on_delete=models.CASCADE, related_name="analysis_results")
+    content_sha256 = models.CharField(max_length=64)
+    tool = models.CharField(max_length=64)
+    arguments_sha256 = models.CharField(max_length=64)
+    code_version = models.CharField(max_length=16)
+    shared = models.BooleanField(default=False)
+    result = models.TextField(help_text="The answer as JSON text, its keys in the tool's order.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["score", "content_sha256", "tool", "arguments_sha256", "code_version"],
+                name="one_result_per_score_question",
+            )
+        ]
+        indexes = [models.Index(fields=["content_sha256", "tool", "arguments_sha256", "code_version"])]
+
+    def __str__(self) -> str:
+        return f"{self.tool} on {self.content_sha256[:12]}"

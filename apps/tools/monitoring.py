@@ -19,6 +19,7 @@ from apps.core.redis import FailFastRedis, fail_fast_redis
 from apps.security import breakers
 from apps.security.monitoring import STARTED, process_memory_rss, process_metrics_update
 from apps.tools.models import Score
+from apps.tools.results import results_stats
 from apps.tools.services.cache import parsed_scores
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def server_stats() -> dict[str, Any]:
             "misses": stats.misses,
             "evictions": stats.evictions,
         },
+        "analysis_results": results_stats(),
         "breakers": breakers.breaker_states(),
         "queue_depth": queue_size(),
         "memory_rss_bytes": process_memory_rss(),

@@ -1,0 +1,114 @@
+"""Answers of the analysis tools, remembered in the database so that a question asked again about the same music,
+by any process or replica, is answered without the music21 work.
+
+A remembered answer is keyed by what decides it: the score's content hash, the tool, its arguments and the version
+of the analysis code (music21's version and the source of apps/tools/services, read once per process). A new
+deploy that changes an answer therefore never serves the old one, and an edited score never its old answers: the
+key moves on, and the stale rows age out under the bound. That is the whole freshness story.
+
+Whose answers: an answer belongs to the score it was computed on (it goes with the score, and with its owner's
+erasure) and is read back only for that score, except answers on a public corpus work, which are `shared` with
+every caller who imported the same work (nothing personal is in them).
+
+The table holds about `ANALYSIS_RESULTS_KEPT` rows (0 turns remembering off): every so many new rows, the least
+recently used beyond the bound are deleted. Reads refresh a row's `used_at` at most once a minute.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import music21
+from django.conf import settings
+from django.utils import timezone
+
+from apps.tools.models import AnalysisResult, Score, SourceFormat
+
+# Answers larger than this are computed each time: a row per question of that size would crowd the table.
+LARGEST_KEPT = 1_000_000  # characters of JSON
+PRUNE_EVERY = 100  # new rows written by this process between two prunings
+_REFRESH_AFTER = timedelta(minutes=1)
+_written = 0
+
+
+@functools.cache
+def code_version() -> str:
+    """What the analysis code is: music21's version and the platform's music services, hashed."""
+    digest = hashlib.sha256(music21.__version__.encode())
+    for source in sorted((Path(__file__).parent / "services").glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _arguments_digest(arguments: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(arguments, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def result_remembered(
+    *, score: Score, tool: str, arguments: dict[str, Any], compute: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """`compute()`'s answer for `tool` with `arguments` on `score`, remembered: read back when the same question was
+    answered on the same content before (on this score, or on any caller's copy of a corpus work), else computed
+    and kept. Errors are never remembered: `compute` raising raises here."""
+    if settings.ANALYSIS_RESULTS_KEPT <= 0:
+        return compute()
+    shared = score.source_format == SourceFormat.CORPUS
+    key = {
+        "content_sha256": score.content_sha256,
+        "tool": tool,
+        "arguments_sha256": _arguments_digest(arguments),
+        "code_version": code_version(),
+    }
+    rows = AnalysisResult.objects.filter(**key)
+    found = (rows.filter(shared=True) if shared else rows.filter(score=score)).values_list("pk", "result", "used_at")
+    now = timezone.now()
+    for pk, text, used_at in found[:1]:
+        if used_at < now - _REFRESH_AFTER:
+            AnalysisResult.objects.filter(pk=pk).update(used_at=now)
+        return json.loads(text)
+
+    answer = compute()
+    try:
+        text = json.dumps(answer)
+    except (TypeError, ValueError):
+        return answer  # not JSON (a tool's own business): answered, not kept
+    if len(text) <= LARGEST_KEPT:
+        AnalysisResult.objects.bulk_create(
+            [AnalysisResult(score=score, shared=shared, result=text, used_at=now, **key)], ignore_conflicts=True
+        )
+        _pruned_now_and_then()
+    return json.loads(text)  # the same value a later read gives back (lists for tuples, string keys)
+
+
+def _pruned_now_and_then() -> None:
+    global _written
+    _written += 1
+    if _written % PRUNE_EVERY == 0:
+        results_prune()
+
+
+def results_prune() -> int:
+    """Delete the least recently used answers beyond ANALYSIS_RESULTS_KEPT; how many went."""
+    kept = settings.ANALYSIS_RESULTS_KEPT
+    newest = AnalysisResult.objects.order_by("-used_at", "-pk").values_list("used_at", "pk")
+    boundary = newest[kept : kept + 1].first() if kept > 0 else None
+    if kept > 0 and boundary is None:
+        return 0
+    beyond = AnalysisResult.objects.all()
+    if boundary is not None:
+        used_at, pk = boundary
+        beyond = beyond.filter(used_at__lt=used_at) | beyond.filter(used_at=used_at, pk__lte=pk)
+    deleted, _ = beyond.delete()
+    return deleted
+
+
+def results_stats() -> dict[str, int]:
+    """For /server_stats: how many answers are kept, and the bound."""
+    return {"entries": AnalysisResult.objects.count(), "capacity": settings.ANALYSIS_RESULTS_KEPT}

@@ -1,0 +1,90 @@
+"""Analysis answers remembered across calls (apps.tools.results): a question asked again is answered without the
+music21 work, only for the score it was asked about (corpus works excepted), and never after the music changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apps.tools.models import AnalysisResult
+from apps.tools.monitoring import server_stats
+from apps.tools.results import results_prune
+from apps.tools.services import keys, voiceleading
+
+SCALE = "4/4 c4 d e f g a b c'"
+
+
+@pytest.fixture
+def key_work(monkeypatch: Any) -> list[str]:
+    """Each time the key analysis really runs, a mark."""
+    done: list[str] = []
+    real = keys.key_analysis
+
+    def counted(music: Any, **options: Any) -> dict[str, Any]:
+        done.append("run")
+        return real(music, **options)
+
+    monkeypatch.setattr(keys, "key_analysis", counted)
+    return done
+
+
+def test_a_question_asked_again_is_answered_the_same_without_the_music21_work(
+    alice: Any, chorale: Any, call: Any, key_work: list[str]
+) -> None:
+    first = call(alice, "key_analysis", score_id="chorale")
+    again = call(alice, "key_analysis", score_id="chorale")
+    assert first == again and first["key"] == "F# minor"
+    assert key_work == ["run"]
+    other = call(alice, "key_analysis", score_id="chorale", algorithm="aarden")  # other arguments: a new question
+    assert other["algorithm"] == "aarden" and key_work == ["run", "run"]
+
+
+def test_another_persons_upload_is_never_answered_from_yours(
+    alice: Any, bob: Any, call: Any, key_work: list[str]
+) -> None:
+    call(alice, "import_score", score_id="scale", source=SCALE, source_type="tinynotation")
+    call(bob, "import_score", score_id="same-notes", source=SCALE, source_type="tinynotation")
+    call(alice, "key_analysis", score_id="scale")
+    call(bob, "key_analysis", score_id="same-notes")
+    assert key_work == ["run", "run"]
+    assert AnalysisResult.objects.filter(shared=True).count() == 0
+
+
+def test_a_corpus_work_is_answered_once_for_everyone(
+    alice: Any, bob: Any, chorale: Any, call: Any, key_work: list[str]
+) -> None:
+    call(alice, "key_analysis", score_id="chorale")
+    call(bob, "import_score", score_id="bwv66", source="bach/bwv66.6", source_type="corpus")
+    answer = call(bob, "key_analysis", score_id="bwv66")
+    assert answer["score_id"] == "bwv66" and answer["key"] == "F# minor"
+    assert key_work == ["run"]
+
+
+def test_a_changed_score_is_analysed_again(alice: Any, call: Any) -> None:
+    call(alice, "import_score", score_id="tune", source="4/4 c4 e g c' g e c2", source_type="tinynotation")
+    assert call(alice, "key_analysis", score_id="tune")["key"] == "C major"
+    call(alice, "delete_score", score_id="tune")
+    assert AnalysisResult.objects.count() == 0  # the answers went with the score
+    call(alice, "import_score", score_id="tune", source="4/4 g4 b d' g' d' b g2", source_type="tinynotation")
+    assert call(alice, "key_analysis", score_id="tune")["key"] == "G major"
+
+
+def test_what_is_kept_is_bounded_and_shown_to_operators(alice: Any, chorale: Any, call: Any, settings: Any) -> None:
+    call(alice, "key_analysis", score_id="chorale")
+    call(alice, "voice_leading_analysis", score_id="chorale")
+    call(alice, "pattern_recognition", score_id="chorale")
+    assert server_stats()["analysis_results"] == {"entries": 3, "capacity": settings.ANALYSIS_RESULTS_KEPT}
+    settings.ANALYSIS_RESULTS_KEPT = 1
+    assert results_prune() == 2
+    assert list(AnalysisResult.objects.values_list("tool", flat=True)) == ["pattern_recognition"]  # the newest
+
+
+def test_nothing_is_kept_when_turned_off(alice: Any, chorale: Any, call: Any, settings: Any, monkeypatch: Any) -> None:
+    settings.ANALYSIS_RESULTS_KEPT = 0
+    runs: list[str] = []
+    real = voiceleading.voice_leading_analysis
+    monkeypatch.setattr(voiceleading, "voice_leading_analysis", lambda music: runs.append("run") or real(music))
+    call(alice, "voice_leading_analysis", score_id="chorale")
+    call(alice, "voice_leading_analysis", score_id="chorale")
+    assert runs == ["run", "run"] and AnalysisResult.objects.count() == 0
