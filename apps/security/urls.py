@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from csp.decorators import csp_replace
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from oauth2_provider import urls as oauth2_urls
@@ -7,11 +8,17 @@ from oauth2_provider import views as oauth2_views
 
 from apps.security import staff_otp, views
 
+# Chromium applies form-action to every redirect that follows a form's submission: the consent form's answer, and
+# the sign-in form's when the application was approved before, redirect to the client's redirect URI, on its own
+# origin (a loopback port, claude.ai, a custom scheme). These two pages go without form-action; every other page
+# keeps form-action 'self' (settings.CONTENT_SECURITY_POLICY).
+_forms_answer_to_clients = csp_replace({"form-action": None})
+
 # The OAuth endpoints under /o/: django-oauth-toolkit's views, with the platform's rules where it has them. Device
 # flow and the application-management pages are not offered (the admin manages clients).
 oauth_patterns = (
     [
-        path("authorize/", views.AuthorizationView.as_view(), name="authorize"),
+        path("authorize/", _forms_answer_to_clients(views.AuthorizationView.as_view()), name="authorize"),
         path("token/", views.TokenView.as_view(), name="token"),
         path("revoke_token/", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
         path("introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
@@ -28,7 +35,7 @@ oauth_patterns = (
 urlpatterns = [
     path("o/", include(oauth_patterns)),
     path("", include(oauth2_urls.metadata_urlpatterns)),
-    path("accounts/login/", views.LoginView.as_view(), name="login"),
+    path("accounts/login/", _forms_answer_to_clients(views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/second-factor/", staff_otp.second_factor, name="staff-second-factor"),
     path("accounts/second-factor/enrol/", staff_otp.second_factor_enrol, name="staff-second-factor-enrol"),
