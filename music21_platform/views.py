@@ -12,6 +12,10 @@ from apps.tools.docs import tools_markdown
 from apps.tools.registry import TOOLS
 
 
+def _first_sentence(text: str) -> str:
+    return " ".join(text.split()).split(". ")[0].rstrip(".")
+
+
 @require_safe
 def landing(request: HttpRequest) -> HttpResponse:
     """What this server is, the URL an MCP client connects to, and where to go next."""
@@ -22,7 +26,7 @@ def landing(request: HttpRequest) -> HttpResponse:
         {
             "mcp_url": settings.PUBLIC_URL + MCP_PATH,
             # The first sentence of each description: the whole text, with its Returns section, is the reference's.
-            "tools": [(tool.name, tool.description.split(". ")[0].split("\n")[0].rstrip(".")) for tool in tools],
+            "tools": [(tool.name, _first_sentence(tool.description)) for tool in tools],
         },
     )
 
