@@ -160,8 +160,11 @@ class ScoreAdmin(admin.ModelAdmin):
 
 # --- What the tools add to the compliance admin ------------------------------------------------------------------
 
-# The audit list's action filter offers one action per tool (read when shown: the registry fills at ready()).
+# The audit list's action filter and the dashboard's tool table offer one action per tool (read when shown: the
+# registry fills at ready()).
 audit_actions_register(lambda: [f"tool.{name}" for name in sorted(TOOLS)])
+# ...and the administrators' reads of a person's score (ScoreAdmin.notation, Caller.administrator).
+audit_actions_register(lambda: ["admin.render_score"])
 
 
 class ScoreInline(ReadOnlyInline):

@@ -129,6 +129,9 @@ def test_an_administrator_looking_at_a_persons_score_is_recorded_as_their_access
     access = AuditEvent.objects.get(actor=root_key.pseudonym, action="admin.render_score")
     assert access.detail["subject"] == alice_key.pseudonym and access.target == "score:chorale"
     assert access.outcome == "success" and access.transport == "admin"
+    # Searching the trail for her finds the administrator's access too, shown as such.
+    found = signed_in(root).get("/admin/compliance/auditevent/", {"q": "alice"}).content.decode()
+    assert "admin.<wbr>render_<wbr>score" in found and "tool.<wbr>render_<wbr>score" not in found
 
 
 def test_only_staff_read_another_persons_score(alice: Any, bob: Any, chorale: Any) -> None:
