@@ -302,6 +302,9 @@ OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"  # noqa: S105
 OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"  # noqa: S105 - a model name
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
 OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"  # noqa: S105 - a model name
+# django-oauth-toolkit warns that http redirect URIs are allowed: native MCP clients receive their code on a loopback
+# port (RFC 8252), and apps.security.validators refuses http to any other host.
+SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W008"]
 OAUTH_REGISTRATIONS_PER_HOUR = env_number("OAUTH_REGISTRATIONS_PER_HOUR", 20, minimum=1)
 
 # The privacy and compliance JSON API (Django REST framework): a signed-in session or an OAuth bearer token.
@@ -365,7 +368,8 @@ if PUBLIC_URL.startswith("https://"):
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     # Joining the browsers' preload list is hard to undo and concerns the whole domain: the operator's choice.
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
-    SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
     SECURE_SSL_REDIRECT = True
     # Probes and the metrics scraper reach the pods over plain http inside the cluster, without the proxy's
     # header: they must get their answer, not a redirect to https. (/mcp never reaches Django's middleware: the

@@ -81,3 +81,57 @@ def test_postgresql_prepares_the_queries_it_repeats_unless_the_url_says_not_to(s
         check=True,
     )
     assert (int(result.stdout.split()[-1]) > 0) is prepared
+
+
+HTTPS_PRODUCTION = {
+    "DEPLOYMENT_ENV": "production",
+    "SECRET_KEY": "a-production-secret-of-more-than-fifty-characters-0123456789",
+    "PUBLIC_URL": "https://music21.example.org",
+}
+
+
+def test_an_https_deployment_passes_djangos_deployment_checks() -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "music21_platform.settings", **HTTPS_PRODUCTION},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_an_https_deployment_sends_hsts_and_secure_cookies_and_lets_probes_in_over_http() -> None:
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "client = Client(HTTP_HOST='music21.example.org')\n"
+        "page = client.get('/accounts/login/', headers={'X-Forwarded-Proto': 'https'})\n"
+        "print('hsts', page.headers.get('Strict-Transport-Security'))\n"
+        "print('cookie', page.cookies['csrftoken']['secure'])\n"
+        "plain = client.get('/accounts/login/')\n"
+        "print('plain', plain.status_code, plain.headers.get('Location'))\n"
+        "print('probe', client.get('/health').status_code, client.get('/health/ready').status_code)\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
+    result = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "music21_platform.settings", **HTTPS_PRODUCTION},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+
+    assert result.returncode == 0, result.stderr
+    assert lines["hsts"] == "max-age=31536000; includeSubDomains"
+    assert lines["cookie"] == "True"
+    assert lines["plain"] == "301 https://music21.example.org/accounts/login/"
+    assert "301" not in lines["probe"].split()
