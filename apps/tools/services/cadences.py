@@ -4,7 +4,6 @@ music21 stream to a dict; nothing here changes the stream (it comes from the sha
 from __future__ import annotations
 
 import bisect
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,8 @@ def parts_of(music: stream.Stream) -> list[stream.Stream]:
     return list(music.parts) if isinstance(music, stream.Score) else []
 
 
-def _has_fermata(element: Any) -> bool:
-    return not element.isRest and any(e.name == "fermata" for e in element.expressions)
+def has_fermata(element: Any) -> bool:
+    return not element.isRest and any(e.name == "fermata" for e in getattr(element, "expressions", ()))
 
 
 def melody_part(music: stream.Score) -> stream.Stream:
@@ -38,7 +37,7 @@ def melody_part(music: stream.Score) -> stream.Stream:
         pitches = [p.ps for n in part.recurse().notes for p in n.pitches]
         return sum(pitches) / len(pitches) if pitches else float("-inf")
 
-    with_fermatas = [p for p in parts if any(_has_fermata(n) for n in p.recurse().notes)]
+    with_fermatas = [p for p in parts if any(has_fermata(n) for n in p.recurse().notes)]
     return max(with_fermatas or parts, key=height)
 
 
@@ -62,7 +61,7 @@ def _held_notes(part: stream.Stream) -> list[PhraseEnd | None]:
             if element.isRest:
                 held.append(None)
                 continue
-            fermata = _has_fermata(element)
+            fermata = has_fermata(element)
             if element.tie is not None and element.tie.type in ("stop", "continue") and held and held[-1] is not None:
                 held[-1].quarter_length += float(element.quarterLength)
                 held[-1].fermata = held[-1].fermata or fermata
@@ -76,13 +75,20 @@ def phrase_ends(part: stream.Stream) -> list[PhraseEnd]:
     """The notes that end a phrase of `part`: fermatas (chorales mark them so), else notes followed by a rest;
     the last note always ends one. Tied notes count as one, so a fermata note lasts as long as it is held."""
     held = _held_notes(part)
-    ends = [n for n in held if n is not None and n.fermata]
+    ends = [held[i] for i in phrase_end_indexes([None if n is None else n.fermata for n in held])]
+    return sorted(ends, key=lambda n: n.offset)  # type: ignore[union-attr]
+
+
+def phrase_end_indexes(notes: list[bool | None]) -> list[int]:
+    """Where phrases end in a line given as, for each note, whether it has a fermata (None for a rest): at the
+    fermatas (chorales mark their phrases so), else at notes followed by a rest; the last note always ends one."""
+    sounding = [i for i, fermata in enumerate(notes) if fermata is not None]
+    ends = [i for i in sounding if notes[i]]
     if not ends:
-        ends = [n for n, following in itertools.pairwise(held) if n is not None and following is None]
-    sounding = [n for n in held if n is not None]
+        ends = [i for i in sounding if i + 1 < len(notes) and notes[i + 1] is None]
     if sounding and sounding[-1] not in ends:
         ends.append(sounding[-1])
-    return sorted(ends, key=lambda n: n.offset)
+    return ends
 
 
 def _score_offsets(music: stream.Score, part: stream.Stream) -> Any:

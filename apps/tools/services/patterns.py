@@ -14,6 +14,8 @@ from typing import Any
 from music21 import stream
 
 from apps.core.errors import AnalysisError
+from apps.tools.services.cadences import has_fermata, phrase_end_indexes
+from apps.tools.services.derived import derived
 from apps.tools.services.summary import part_label
 from apps.tools.services.voiceleading import Event, part_line
 
@@ -36,7 +38,12 @@ Window = tuple[int, int, int]  # (segment index, start, length)
 
 
 def _segments(part: stream.Stream, index: int) -> list[list[_Note]]:
-    """The part's notes, ties merged, cut into runs at every rest (a motif does not continue across silence)."""
+    """The part's notes, ties merged, cut into runs at every rest (a motif does not continue across silence); once
+    per parsed score (apps.tools.services.derived)."""
+    return derived(part, ("segments", index), lambda: _runs(part, index))
+
+
+def _runs(part: stream.Stream, index: int) -> list[list[_Note]]:
     label = part_label(part, index)
     runs: list[list[_Note]] = [[]]
     for event in part_line(part):
@@ -59,14 +66,19 @@ def _where(window: list[_Note]) -> dict[str, Any]:
     }
 
 
-def _repeats(segments: list[list[_Note]], min_length: int, signature: Any) -> dict[tuple[Any, ...], list[Window]]:
-    """Every window of `min_length`..MAX_MOTIF_LENGTH notes, grouped by `(length, signature(window))`, kept when it
-    occurs at least twice without overlapping itself (of A A A A only windows 1-2 and 3-4 count for "A A")."""
+def _repeats(
+    segments: list[list[_Note]], min_length: int, values: list[list[Any]], trim: int
+) -> dict[tuple[Any, ...], list[Window]]:
+    """Every window of `min_length`..MAX_MOTIF_LENGTH notes, grouped by `(length, signature)`, kept when it occurs
+    at least twice without overlapping itself (of A A A A only windows 1-2 and 3-4 count for "A A"). The signature
+    of the window of `length` notes from `start` is `values[segment][start : start + length - trim]`: the values
+    are worked out once per note, not once per window."""
     found: dict[tuple[Any, ...], list[Window]] = defaultdict(list)
     for number, run in enumerate(segments):
+        row = values[number]
         for length in range(min_length, min(MAX_MOTIF_LENGTH, len(run)) + 1):
             for start in range(len(run) - length + 1):
-                found[(length, signature(run[start : start + length]))].append((number, start, length))
+                found[(length, tuple(row[start : start + length - trim]))].append((number, start, length))
     repeated: dict[tuple[Any, ...], list[Window]] = {}
     for sig, windows in found.items():
         if len(windows) < 2:
@@ -97,12 +109,10 @@ def _notes(segments: list[list[_Note]], window: Window) -> list[_Note]:
 
 
 def _melodic(segments: list[list[_Note]], min_length: int) -> list[dict[str, Any]]:
-    def steps(window: list[_Note]) -> tuple[int, ...]:
-        # Scale steps between neighbours: the same motif transposed, or sequenced in the key, has the same signature.
-        return tuple(b.degree - a.degree for a, b in itertools.pairwise(window))
-
+    # Scale steps between neighbours: the same motif transposed, or sequenced in the key, has the same signature.
+    steps = [[b.degree - a.degree for a, b in itertools.pairwise(run)] for run in segments]
     repeated = {
-        sig: windows for sig, windows in _repeats(segments, min_length, steps).items() if any(sig[1])
+        sig: windows for sig, windows in _repeats(segments, min_length, steps, 1).items() if any(sig[1])
     }  # a repeated single pitch is not a motif
     ranked = sorted(_maximal(repeated), key=lambda item: (-len(item[1]) * item[0][0], -item[0][0]))
     patterns = []
@@ -127,13 +137,11 @@ def _melodic(segments: list[list[_Note]], min_length: int) -> list[dict[str, Any
 
 
 def _rhythmic(segments: list[list[_Note]], min_length: int, uniform: bool) -> list[dict[str, Any]]:
-    def durations(window: list[_Note]) -> tuple[float, ...]:
-        return tuple(float(n.event.duration) for n in window)
-
+    durations = [[float(n.event.duration) for n in run] for run in segments]
     # A run of one repeated value (quarter after quarter) is everywhere and says nothing; left out unless asked.
     repeated = {
         sig: windows
-        for sig, windows in _repeats(segments, min_length, durations).items()
+        for sig, windows in _repeats(segments, min_length, durations, 0).items()
         if uniform or len(set(sig[1])) > 1
     }
     ranked = sorted(
@@ -151,25 +159,13 @@ def _rhythmic(segments: list[list[_Note]], min_length: int, uniform: bool) -> li
     ]
 
 
-def _phrase_ends(line: list[Event]) -> list[int]:
-    """Indexes of the notes of `line` that end a phrase: those with a fermata (chorales mark their phrases so), else
-    those followed by a rest; the last note always ends one."""
-    notes = [i for i, e in enumerate(line) if e.pitch is not None]
-    ends = [i for i in notes if any(x.name == "fermata" for x in getattr(line[i].element, "expressions", ()))]
-    if not ends:
-        ends = [i for i in notes if i + 1 < len(line) and line[i + 1].pitch is None]
-    if notes and notes[-1] not in ends:
-        ends.append(notes[-1])
-    return ends
-
-
 def _phrases(music: stream.Score) -> list[dict[str, Any]]:
     """The top part's phrases, ended by fermatas or rests."""
     top = music.parts[0] if music.parts else music
     line = part_line(top)
     phrases: list[dict[str, Any]] = []
     start = 0
-    for end in _phrase_ends(line):
+    for end in phrase_end_indexes([None if e.pitch is None else has_fermata(e.element) for e in line]):
         members = [e for e in line[start : end + 1] if e.pitch is not None]
         start = end + 1
         if not members:

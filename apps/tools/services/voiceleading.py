@@ -14,11 +14,13 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 from music21 import base, interval, meter, pitch, stream
 from music21.common.numberTools import opFrac
 
+from apps.tools.services.derived import derived
 from apps.tools.services.keys import _require_notes
 from apps.tools.services.rounding import rounded
 from apps.tools.services.spelling import pitch_name
@@ -48,7 +50,7 @@ class Event:
     def duration(self) -> Offset:
         return opFrac(self.end - self.offset)
 
-    @property
+    @cached_property
     def beat(self) -> float:
         """1-based, in the meter's beats (music21's `beat`, without its context search through every site)."""
         if self.meter is None:
@@ -84,7 +86,12 @@ def _elements(part: stream.Stream) -> Iterator[tuple[Offset, base.Music21Object,
 def part_line(part: stream.Stream) -> list[Event]:
     """The part as one line of events in time order: the top note of a chord (or of notes sounding together in two
     voices of the part), tied notes merged into one, grace notes left out. A note that starts before the previous one
-    ends cuts the previous one short."""
+    ends cuts the previous one short. Worked out once per parsed score (apps.tools.services.derived) and shared by
+    the voice-leading and pattern tools: read-only."""
+    return derived(part, "line", lambda: _line(part))
+
+
+def _line(part: stream.Stream) -> list[Event]:
     events: list[Event] = []
     tie_open = False
     for start, element, measure, in_force in _elements(part):
