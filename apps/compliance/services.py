@@ -29,6 +29,7 @@ from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive
 from apps.core.errors import ApplicationError, NotFound
 from apps.security.models import Block, SecurityEvent
 from apps.security.ratelimits import rate_limits_forget
+from apps.security.selectors import applications_authorised
 from apps.security.services import token_revoke_all
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def subject_inventory(*, user: AbstractBaseUser) -> dict[str, int]:
         **held,
         "oauth_tokens": AccessToken.objects.filter(user=user).count() + RefreshToken.objects.filter(user=user).count(),
         "oauth_grants": Grant.objects.filter(user=user).count(),
-        "oauth_clients": Application.objects.filter(accesstoken__user=user).distinct().count(),
+        "oauth_clients": len(applications_authorised(user=user)),
         "audit_events": AuditEvent.objects.filter(actor=subject.pseudonym).count() if subject else 0,
         "security_events": SecurityEvent.objects.filter(user=user).count(),
         "privacy_requests": DataSubjectRequest.objects.filter(subject=user).count(),
