@@ -114,6 +114,8 @@ def test_an_administrators_main_path(live_site: str, alice: Any, chorale: Any, c
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": WIDTH, "height": 900}, accept_downloads=True)
+        refused: list[str] = []  # what the Content-Security-Policy blocked (inline styles or scripts)
+        page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text else None)
         browser_sign_in(page, f"{live_site}/admin/", username="root", password=ADMIN_PASSWORD)
 
         # The dashboard: import + 4 + 3 analyses + 1 refused call = 9 calls in 24 hours, 1 not successful.
@@ -168,3 +170,4 @@ def test_an_administrators_main_path(live_site: str, alice: Any, chorale: Any, c
         expect(page.locator(".report-form")).to_be_hidden()
         page.screenshot(path=str(ARTIFACTS / "admin-report-print.png"), full_page=True)
         browser.close()
+    assert refused == []
