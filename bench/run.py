@@ -36,6 +36,12 @@ def main() -> int:
     print(table(rows + mcp_rows))
     elapsed = time.perf_counter() - started
     print(f"\n(total {elapsed:.1f} s; ratio = platform / direct music21, same process, same score)")
+    from bench import analysis
+
+    analysis_rows, analysis_throughput = analysis.run(repeat=args.repeat)
+    print(table(analysis_rows))
+    print(analysis_throughput)
+    print("\n(ratio = platform / plain music21 doing the same work naively, as a user's own script would)")
     from bench import audit_admin, corpus_scale, memory, scale
 
     throughput_table, throughput = scale.run(seconds=args.seconds)
