@@ -101,10 +101,11 @@ class ActionFilter(admin.SimpleListFilter):
         others = [
             "auth.login", "auth.lockout",
             "oauth.client_registered", "oauth.client_read", "oauth.client_updated", "oauth.client_deleted",
-            "oauth.client_disabled", "oauth.client_enabled", "oauth.client_secret_rotated",
+            "oauth.client_disabled", "oauth.client_enabled", "oauth.client_secret_rotated", "oauth.application_revoked",
             "breaker.state", "breaker.reset", "privacy.export", "privacy.erasure", "privacy.export_requested",
             "privacy.erasure_requested", "privacy.export_approved", "privacy.erasure_approved",
             "privacy.export_cancelled", "privacy.erasure_cancelled", "privacy.export_downloaded", "retention.run",
+            "retention.dry_run",
             "security.blocked", "security.block_lifted",
         ]  # fmt: skip
         return [(action, action) for action in (*registered, *others)]
@@ -315,7 +316,7 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
     @admin.display(description="due", ordering="due_at")
     def due(self, obj: DataSubjectRequest) -> str:
         if obj.is_overdue:
-            return format_html('<strong class="overdue">overdue since {:%Y-%m-%d}</strong>', obj.due_at)
+            return format_html('<strong class="overdue">overdue since {}</strong>', f"{obj.due_at:%Y-%m-%d}")
         return obj.due_at.strftime("%Y-%m-%d")
 
     @admin.display(description="export")

@@ -301,7 +301,8 @@ def _targets(arguments: dict[str, Any] | None) -> str:
 
 
 def _record_security_event(error: ApplicationError, tool: Tool, caller: Caller, arguments: Any) -> None:
-    who = {"user": caller.user, "client_id": caller.client_id, "ip": caller.ip}
+    # A staff member's refused call is theirs, not the person whose score they were reading.
+    who = {"user": caller.staff or caller.user, "client_id": caller.client_id, "ip": caller.ip}
     if isinstance(error, InsufficientScope):
         events.security_event_record(kind="scope_violation", tool=tool.name, required=tool.scope, **who)
     elif isinstance(error, RejectedInput):

@@ -129,7 +129,7 @@ def test_the_dashboard_counts_the_calls_of_the_last_24_hours_and_each_count_open
     from django.utils import timezone
 
     from apps.compliance import services
-    from apps.compliance.models import AuditEvent
+    from apps.compliance.models import AuditEvent, DataSubjectRequest
     from apps.core.errors import NotFound
     from apps.security.models import SecurityEvent
 
@@ -164,6 +164,10 @@ def test_the_dashboard_counts_the_calls_of_the_last_24_hours_and_each_count_open
 
     assert ">2 open data-subject requests</a>" in page
     assert _rows(client.get(_href(page, "open-requests")).content.decode()) == 2
+    DataSubjectRequest.objects.filter(kind="export").update(due_at=timezone.now() - timedelta(days=1))
+    page = client.get("/admin/").content.decode()
+    assert ">1 overdue</a>" in page
+    assert _rows(client.get(_href(page, "overdue-requests")).content.decode()) == 1
 
     assert _rows(client.get(_href(page, "security-events-24h")).content.decode()) == 1
     event_url = f"/admin/security/securityevent/{security_event.pk}/change/"

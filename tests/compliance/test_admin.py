@@ -163,7 +163,7 @@ def test_the_audit_list_names_clients_with_one_query_for_the_page(
     assert all(f">client {index}</a>" in page for index in range(5))
 
 
-def test_the_outcome_filter_offers_every_outcome_that_occurs(alice: Any, call: Any) -> None:
+def test_the_outcome_and_action_filters_offer_every_value_that_occurs(alice: Any, call: Any) -> None:
     import pytest
 
     from apps.core.errors import ApplicationError
@@ -177,6 +177,8 @@ def test_the_outcome_filter_offers_every_outcome_that_occurs(alice: Any, call: A
     filter_html = page.split('id="changelist-filter"', 1)[1]
     for outcome in AuditEvent.objects.values_list("outcome", flat=True).distinct():
         assert f"?outcome={outcome}" in filter_html, outcome
+    for action in AuditEvent.objects.values_list("action", flat=True).distinct():
+        assert f"?action={action}" in filter_html, action
 
 
 def test_durations_retention_counts_and_details_read_as_a_person_reads_them(alice: Any, chorale: Any) -> None:
