@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
+from oauth2_provider.models import Application
 
 from apps.compliance.display import audited_actions, duration_humane
 from apps.compliance.models import AuditEvent, DataSubjectRequest
@@ -215,8 +216,18 @@ def dashboard_context(user: Any) -> dict[str, Any]:
         context["security_events_url"] = (
             reverse("admin:security_securityevent_changelist") + "?" + urlencode({"created_at__gte": start.isoformat()})
         )
+        recent = list(SecurityEvent.objects.order_by("-created_at")[:8])
+        names = dict(
+            Application.objects.filter(client_id__in={e.client_id for e in recent if e.client_id}).values_list(
+                "client_id", "name"
+            )
+        )
         context["recent_security_events"] = [
-            {"event": event, "url": reverse("admin:security_securityevent_change", args=[event.pk])}
-            for event in SecurityEvent.objects.order_by("-created_at")[:8]
+            {
+                "event": event,
+                "client": names.get(event.client_id) or event.client_id[:10],
+                "url": reverse("admin:security_securityevent_change", args=[event.pk]),
+            }
+            for event in recent
         ]
     return context
