@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -85,6 +86,7 @@ def report_page(request: HttpRequest) -> HttpResponse:
             **admin.site.each_context(request),
             "report": report,
             "sections": report_sections(report) if report else [],
+            "generated": datetime.fromisoformat(report["generated_at"]) if report else None,
             "json_url": f"{request.path}?{query.urlencode()}",
             "error": error,
             "form": request.GET,
