@@ -27,7 +27,7 @@ from apps.compliance import audit
 from apps.compliance.holdings import Exported, holdings
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionPolicy, SubjectKey
 from apps.core.errors import ApplicationError, NotFound
-from apps.security.models import Block, SecurityEvent
+from apps.security.models import Block, ClientPolicy, SecurityEvent
 from apps.security.ratelimits import rate_limits_forget
 from apps.security.selectors import applications_authorised
 from apps.security.services import token_revoke_all
@@ -453,7 +453,7 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
         counts["refresh_tokens"] = RefreshToken.objects.filter(user=user).delete()[0]
         counts["grants"] = Grant.objects.filter(user=user).delete()[0]
         IDToken.objects.filter(user=user).delete()
-        counts["clients"] = Application.objects.filter(user=user).delete()[0]
+        counts["clients"] = _own_clients_delete(user=user)
         counts["security_events"] = _security_events_anonymise(user=user, names=names)
         # A block of the person names her by her id: it goes with her (a block protects no one from an erased account).
         counts["blocks"] = Block.objects.filter(target=Block.Target.USER, value=str(user_id)).delete()[0]
@@ -511,6 +511,24 @@ def _requests_supersede(*, user: AbstractBaseUser, erasure: DataSubjectRequest, 
         note=f"Cancelled on {at:%d %B %Y at %H:%M} UTC: {SUPERSEDED} (request #{erasure.pk}).",
     )
     return superseded
+
+
+def _own_clients_delete(*, user: AbstractBaseUser) -> int:
+    """The OAuth clients the person registered go, with their history: django-auditlog's rows of the client and its
+    policy hold what she named and configured (the name, the redirect URIs), and the deletion is not recorded again."""
+    owned = Application.objects.filter(user=user)
+    histories = [
+        (ContentType.objects.get_for_model(Application), [str(pk) for pk in owned.values_list("pk", flat=True)]),
+        (
+            ContentType.objects.get_for_model(ClientPolicy),
+            [str(pk) for pk in ClientPolicy.objects.filter(application__user=user).values_list("pk", flat=True)],
+        ),
+    ]
+    with disable_auditlog():
+        deleted = owned.delete()[0]
+    for content_type, pks in histories:
+        LogEntry.objects.filter(content_type=content_type, object_pk__in=pks).delete()
+    return deleted
 
 
 def _security_events_anonymise(*, user: AbstractBaseUser, names: list[str]) -> int:

@@ -75,7 +75,7 @@ def _traces() -> list[str]:
 
 def _oauth_rows(person: Any) -> None:
     """An application (named by whoever registered it, not after her) holding her tokens and a pending code, and
-    a client she registered herself."""
+    a client she registered herself, named after her."""
     application = Application.objects.create(
         name="Notation helper",
         client_type=Application.CLIENT_PUBLIC,
@@ -98,12 +98,13 @@ def _oauth_rows(person: Any) -> None:
         redirect_uri="http://127.0.0.1:9/callback",
         scope="music21:read",
     )
-    Application.objects.create(
-        name="Her own script",
-        user=person,
-        client_type=Application.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
-    )
+    with set_actor(person):  # as the admin's form would, for a client she registers signed in
+        Application.objects.create(
+            name=f"Script of {USERNAME}",
+            user=person,
+            client_type=Application.CLIENT_CONFIDENTIAL,
+            authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+        )
 
 
 def _admin_edits(person: Any, administrator: Any) -> None:
