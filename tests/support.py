@@ -141,7 +141,8 @@ def signed_in(user: Any) -> Client:
     return client
 
 
-def _with_totp_device(user: Any) -> Any:
+def totp_device_add(user: Any) -> Any:
+    """Gives `user` a confirmed authenticator app (as if enrolled); returns the user."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
@@ -150,7 +151,7 @@ def _with_totp_device(user: Any) -> Any:
 
 def superuser(username: str = "root") -> Any:
     """A superuser with the password ADMIN_PASSWORD and an enrolled authenticator app."""
-    return _with_totp_device(
+    return totp_device_add(
         get_user_model().objects.create_superuser(username, f"{username}@example.com", ADMIN_PASSWORD)
     )
 
@@ -158,7 +159,7 @@ def superuser(username: str = "root") -> Any:
 def staff_user(username: str, **fields: Any) -> Any:
     """A staff member (no permissions unless given) with the password ADMIN_PASSWORD and an enrolled authenticator
     app."""
-    return _with_totp_device(
+    return totp_device_add(
         get_user_model().objects.create_user(
             username, f"{username}@example.com", ADMIN_PASSWORD, **{"is_staff": True, **fields}
         )

@@ -28,9 +28,16 @@ def has_scope(granted: Iterable[str], required: str | None) -> bool:
 
 
 def admin_grantable(*, user: Any, grant_type: str | None = None) -> bool:
-    """Whether a grant may carry music21:admin: only for an active staff account, never for client credentials
-    (a client acts for no person, so no one's staff rights stand behind it)."""
+    """Whether a grant may carry music21:admin: only for an active staff account (verified by its second factor
+    when consenting), never for client credentials (a client acts for no person, so no one's staff rights stand
+    behind it)."""
     if grant_type == "client_credentials" or user is None:
+        return False
+    # At the consent page the person is the request's user, on which django-otp's middleware installs is_verified:
+    # staff grant operator access only from a session verified by their second factor. The later steps (the
+    # code's exchange, refreshes) carry the user of the stored grant, and rest on that consent.
+    is_verified = getattr(user, "is_verified", None)
+    if is_verified is not None and not is_verified():
         return False
     return bool(getattr(user, "is_staff", False) and getattr(user, "is_active", False))
 

@@ -29,6 +29,7 @@ from apps.security import scopes
 from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
 from apps.security.resources import accepted_resources, resource_refusal
+from apps.security.staff_otp import second_factor_redirect, staff_needs_second_factor
 from apps.security.validators import LOOPBACK_HOSTS, ResourceServerValidator, redirect_uri_problem
 
 REGISTRATION_WINDOW_SECONDS = 3600
@@ -215,7 +216,13 @@ class AuthorizationView(oauth2_views.AuthorizationView):
             # for a client the person approved before. Consent is asked every time, so the parameter is ignored.
             request.GET = request.GET.copy()
             del request.GET["approval_prompt"]
-        return self._refusal(request.GET) or super().get(request, *args, **kwargs)
+        refusal = self._refusal(request.GET)
+        wants_admin = scopes.ADMIN in request.GET.get("scope", "").split()
+        if refusal is None and wants_admin and staff_needs_second_factor(request.user):
+            # Staff grant operator access from a verified session only (scopes.admin_grantable): the code first,
+            # then back here.
+            return second_factor_redirect(request, next_url=request.get_full_path())
+        return refusal or super().get(request, *args, **kwargs)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return self._refusal(request.POST) or super().post(request, *args, **kwargs)

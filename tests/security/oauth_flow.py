@@ -11,6 +11,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
+from django.contrib.auth import get_user_model
+
+from tests.support import totp_code, totp_device
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 PASSWORDS = {"alice": "correct horse battery staple", "bob": "tr0ub4dor&3 but longer"}
@@ -63,6 +66,14 @@ class Browser:
             data={"username": username, "password": PASSWORDS[username], "csrfmiddlewaretoken": token},
         )
         assert response.status_code == 302, "login failed"
+        device = totp_device(get_user_model().objects.get_by_natural_key(username))
+        if device is not None:  # staff give the code from their app too
+            page = http.get("/accounts/second-factor/")
+            token = _hidden_fields(page.text)["csrfmiddlewaretoken"]
+            response = http.post(
+                "/accounts/second-factor/", data={"otp_token": totp_code(device), "csrfmiddlewaretoken": token}
+            )
+            assert response.status_code == 302, "the second factor was refused"
         return cls(base_url, http)
 
     def authorize_page(self, client_id: str, challenge: str | None, **extra: str) -> httpx2.Response:

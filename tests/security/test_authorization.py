@@ -15,7 +15,7 @@ from apps.compliance.models import AuditEvent
 from apps.security.models import ClientPolicy
 from tests.mcp_bridge.conftest import INITIALIZE, MCP_HEADERS
 from tests.security.oauth_flow import REDIRECT_URI, Browser, _hidden_fields, exchange, pkce_pair, register
-from tests.support import signed_in, superuser
+from tests.support import signed_in, superuser, totp_device, totp_device_add
 
 REPORT = {"report_type": "soc2", "start_date": "2026-01-01", "end_date": "2026-01-02"}
 
@@ -31,6 +31,8 @@ def _mcp(live_site: str, token: str) -> httpx2.Response:
 def _staff(user: Any, is_staff: bool = True) -> None:
     user.is_staff = is_staff
     user.save()
+    if is_staff and totp_device(user) is None:
+        totp_device_add(user)
 
 
 def _text(page: httpx2.Response) -> str:

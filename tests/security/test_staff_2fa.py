@@ -6,14 +6,19 @@ from __future__ import annotations
 import base64
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from oauth2_provider.models import Application
 
+from apps.security import scopes
 from apps.security.staff_otp import staff_recovery_codes_issue
+from tests.security.oauth_flow import REDIRECT_URI, pkce_pair
 from tests.support import (
     ADMIN_PASSWORD,
     ARTIFACTS,
@@ -136,6 +141,51 @@ def test_a_person_who_is_not_staff_gets_no_code_page(db: None) -> None:
 
 def test_the_support_helpers_sign_staff_in_verified(db: None) -> None:
     assert signed_in(superuser()).get("/admin/").status_code == 200
+
+
+def _authorize_url(scope: str) -> str:
+    application = Application.objects.create(
+        name="Assistant",
+        client_type=Application.CLIENT_PUBLIC,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris=REDIRECT_URI,
+    )
+    query = {
+        "response_type": "code",
+        "client_id": application.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": scope,
+        "state": "st4te",
+        "resource": f"{settings.PUBLIC_URL}/mcp",
+        "code_challenge": pkce_pair()[1],
+        "code_challenge_method": "S256",
+    }
+    return f"/o/authorize/?{urlencode(query)}"
+
+
+def test_operator_access_is_granted_to_an_application_only_after_the_second_factor(db: None) -> None:
+    staff = staff_user("ops", is_superuser=True)
+    url = _authorize_url(f"{scopes.READ} {scopes.ADMIN}")
+    client = _password_only("ops")
+
+    asked = client.get(url)
+    assert asked.status_code == 302 and asked["Location"].startswith("/accounts/second-factor/?")
+    client.post("/accounts/second-factor/", {"otp_token": totp_code(totp_device(staff)), "next": url})
+    consent = client.get(url).content.decode()
+    assert f"<li><code>{scopes.ADMIN}</code>" in consent
+
+
+def test_a_consent_form_altered_to_ask_for_operator_access_is_refused_without_the_second_factor(db: None) -> None:
+    staff_user("ops", is_superuser=True)
+    client = _password_only("ops")
+    consent = client.get(_authorize_url(scopes.READ))
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', consent.content.decode()))
+    fields.update(scope=f"{scopes.READ} {scopes.ADMIN}", allow="Authorize")
+
+    answer = client.post("/o/authorize/", fields)
+
+    assert answer.status_code == 302 and answer["Location"].startswith(REDIRECT_URI)
+    assert "error=invalid_scope" in answer["Location"] and "code=" not in answer["Location"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
