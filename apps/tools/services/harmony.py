@@ -10,14 +10,13 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import replace
+from fractions import Fraction
 from functools import lru_cache
 from math import isclose
 from typing import Any
 
 from music21 import chord, note, pitch, stream
 from music21.common.numberTools import opFrac
-from music21.tree.spans import PitchedTimespan
-from music21.tree.verticality import Verticality
 
 from apps.core.errors import AnalysisError
 from apps.tools.services.cadences import cadences, melody_part, parts_of
@@ -114,18 +113,36 @@ def _chordified_slices(chordified: stream.Score) -> list[Slice]:
     return slices
 
 
-def _sounding(vertical: Verticality) -> tuple[pitch.Pitch, ...]:
-    """The pitches `chordify` puts in its chord for this verticality: every note starting or sounding then, once
-    per spelled pitch and octave, ordered as its chord orders them (by letter and octave, then semitone) and then
-    low to high. The score's own pitch objects, not copies: callers only read them."""
+Span = tuple["float | Fraction", "float | Fraction", note.GeneralNote]
+
+
+def _spans(measure: stream.Measure) -> list[Span]:
+    """The notes and rests of one measure, its voices' included, as (start, end, element) within the measure."""
+    found = []
+    for element in measure.notesAndRests:
+        begin = measure.elementOffset(element)
+        found.append((begin, opFrac(begin + element.quarterLength), element))
+    for voice in measure.voices:
+        for element in voice.notesAndRests:
+            begin = opFrac(measure.elementOffset(voice) + voice.elementOffset(element))
+            found.append((begin, opFrac(begin + element.quarterLength), element))
+    return found
+
+
+def _sounding(spans: list[Span], at: float | Fraction) -> tuple[pitch.Pitch, ...]:
+    """The pitches `chordify` puts in its chord at `at`: every note starting or sounding then, once per spelled
+    pitch and octave, ordered as its chord orders them (by letter and octave, then semitone) and then low to high.
+    The score's own pitch objects, not copies: callers only read them."""
     found: dict[str, pitch.Pitch] = {}
-    for span in vertical.startAndOverlapTimespans:
-        if not isinstance(span, PitchedTimespan):
+    for begin, end, element in spans:
+        if not (begin == at or begin < at < end):
             continue
-        element = span.element
-        members = [n for n in element if isinstance(n, note.Note)] if isinstance(element, chord.ChordBase) else []
         if isinstance(element, note.Note):
             members = [element]
+        elif isinstance(element, chord.ChordBase):
+            members = [n for n in element if isinstance(n, note.Note)]
+        else:
+            continue
         for member in members:
             found.setdefault(member.pitch.nameWithOctave, member.pitch)
     in_chord = sorted(found.values(), key=lambda p: (p.diatonicNoteNum, p.ps))
@@ -133,45 +150,41 @@ def _sounding(vertical: Verticality) -> tuple[pitch.Pitch, ...]:
 
 
 def _slices(music: stream.Score) -> list[Slice]:
-    """Each sounding slice of the score, as `chordify` would slice it, as (pitches low to high, offset,
-    quarter_length, measure, beat).
+    """Each sounding slice of the score, as `chordify` slices it, as (pitches low to high, offset, quarter_length,
+    measure, beat).
 
-    `chordify` builds a chord of deep-copied notes for each slice, most of its cost and twice what the harmony
-    tools need: the slices are read here from the same timespans of the same measure slices it reads, measure by
-    measure of the first part (`chordify`'s template), and a score without measures is still chordified."""
+    `chordify` builds a chord of deep-copied notes for every slice and a score of every measure to find them, most
+    of the harmony tools' time. The slices are read here as it reads them: measure by measure of the first part
+    (its template), at every start and end of a note or rest of any part's measure of the same index, the notes
+    sounding then. A score without parts or measures is still chordified."""
     work = music
     if (music.hasPartLikeStreams() and music.getElementsByClass(stream.Stream).first().atSoundingPitch is False) or (
         music.atSoundingPitch is False
     ):
         work = music.toSoundingPitch(inPlace=False)
-    template = work.getElementsByClass(stream.Stream).first() if work.hasPartLikeStreams() else work
-    measures = list(template.getElementsByClass(stream.Measure)) if template is not None else []
-    if not measures:
+    streams = list(work.parts) if work.hasPartLikeStreams() else []
+    parts = [list(part.getElementsByClass(stream.Measure)) for part in streams]
+    if not parts or not parts[0]:
         return _chordified_slices(music.chordify())
-    # Read before slicing: `measure()` puts each measure into the slice it returns, which becomes its active site.
-    starts = [float(measure.offset) for measure in measures]
+    # By site, not `.offset`: that is the offset in the active site, which another thread's music21 call on the
+    # same shared score (`measure()`, `chordify`) may move to a stream of its own.
+    starts = [float(measure.getOffsetBySite(streams[0])) for measure in parts[0]]
     slices: list[Slice] = []
     meter = None
-    for index, (measure, start) in enumerate(zip(measures, starts, strict=True)):
+    for index, measure in enumerate(parts[0]):
         meter = measure.timeSignature or meter
-        sliced = work.measure(index, collect=(), indicesNotNumbers=True)
-        if sliced is None:  # a malformed part: let music21 make what it can of it
-            return _chordified_slices(music.chordify())
-        timespans = sliced.asTimespans(classList=(note.GeneralNote,))
-        points = timespans.allTimePoints()
-        if 0 not in points:
-            points = (0, *points)
+        spans = [span for measures in parts if index < len(measures) for span in _spans(measures[index])]
+        points = sorted({point for begin, end, _ in spans for point in (begin, end)} | {0})
         for offset, end in itertools.pairwise(points):
             if isclose(offset, end, abs_tol=1e-7):
                 continue
-            pitches = _sounding(timespans.getVerticalityAt(offset))
+            pitches = _sounding(spans, offset)
             if not pitches:
                 continue
-            at = opFrac(offset)
-            position = float(at) + float(measure.paddingLeft)
+            position = float(offset) + float(measure.paddingLeft)
             beat = float(meter.getBeatProportion(position)) if meter else position + 1
             length = float(opFrac(end - offset))
-            slices.append((pitches, start + float(at), length, measure.number, beat))
+            slices.append((pitches, starts[index] + float(offset), length, measure.number, beat))
     return slices
 
 

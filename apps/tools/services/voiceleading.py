@@ -70,14 +70,18 @@ def _elements(part: stream.Stream) -> Iterator[tuple[Offset, base.Music21Object,
         for element in part.flatten().notesAndRests:
             yield opFrac(element.offset), element, None, None
         return
-    current = part.getContextByClass(meter.TimeSignature) if part.timeSignature is None else part.timeSignature
+    current = measures[0].timeSignature
+    if current is None:  # the context search costs ~1 ms a part, and an opening bar usually has its own meter
+        current = part.getContextByClass(meter.TimeSignature) if part.timeSignature is None else part.timeSignature
     for measure in measures:
         current = measure.timeSignature or current
-        base_offset = opFrac(measure.offset)
-        found = [(opFrac(base_offset + e.offset), e) for e in measure.notesAndRests]
+        # Offsets by site, not `.offset` (the offset in the active site, which another thread's music21 call on
+        # the same shared score can move for a moment): the line is kept with the score once made.
+        base_offset = opFrac(measure.getOffsetBySite(part))
+        found = [(opFrac(base_offset + measure.elementOffset(e)), e) for e in measure.notesAndRests]
         for voice in measure.voices:
-            voice_offset = opFrac(base_offset + voice.offset)
-            found += [(opFrac(voice_offset + e.offset), e) for e in voice.notesAndRests]
+            voice_offset = opFrac(base_offset + measure.elementOffset(voice))
+            found += [(opFrac(voice_offset + voice.elementOffset(e)), e) for e in voice.notesAndRests]
         found.sort(key=lambda item: item[0])
         for at, element in found:
             yield at, element, measure, current
