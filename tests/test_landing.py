@@ -204,3 +204,12 @@ def test_the_consent_form_still_sends_the_browser_back_to_the_client(
     assert violations == []
     callbacks = [path for path in received if path.startswith("/callback?")]
     assert len(callbacks) == 1 and "code=" in callbacks[0] and "state=st4te" in callbacks[0]
+
+
+def test_a_wrong_password_is_reported_beside_the_password_field(db: None, alice: Any) -> None:
+    response = Client().post("/accounts/login/", {"username": "alice", "password": "not her password"})
+
+    page = response.content.decode()
+    field, error = page.index('id="id_password"'), page.index('id="login-error"')
+    assert response.status_code == 200 and 0 < error - field < 300
+    assert "didn't match" in page[error : error + 200]
