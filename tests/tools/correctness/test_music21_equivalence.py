@@ -1,0 +1,64 @@
+"""The harmony and key tools read the score the way music21 does, without music21's slow paths: these pin that
+what they read is what music21 itself would give (slices as `chordify` makes them, keys as `analyze` ranks them),
+and that what is derived from a parsed score is kept with that score only."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+from music21 import corpus
+
+from apps.tools.services import derived, harmony, keys
+
+
+def _names(slices: list[harmony.Slice]) -> list[tuple[object, ...]]:
+    return [(tuple(p.nameWithOctave for p in pitches), *rest) for pitches, *rest in slices]
+
+
+@pytest.mark.parametrize(
+    "work",
+    [
+        "bach/bwv66.6",
+        "bach/bwv171.6",  # the parts disagree on some measures' lengths
+        "mozart/k155/movement2",  # triplets: offsets that are fractions
+        "chopin/mazurka06-2.krn",  # a piano score: voices and chords inside a part
+    ],
+)
+def test_harmony_slices_are_chordifys(work: str) -> None:
+    music = corpus.parse(work)
+    expected = _names(harmony._chordified_slices(music.chordify()))
+    assert _names(harmony._slices(corpus.parse(work))) == expected
+    assert len(expected) > 20
+
+
+@pytest.mark.parametrize("work", ["bach/bwv66.6", "mozart/k155/movement2", "schoenberg/opus19/movement2"])
+def test_every_profile_ranks_keys_as_music21_does(work: str) -> None:
+    music = corpus.parse(work)
+    for profile in keys.KEY_ALGORITHMS.values():
+        found = corpus.parse(work).analyze(profile)
+        theirs = [(k.tonic.name, k.mode, k.correlationCoefficient) for k in [found, *found.alternateInterpretations]]
+        ours = [(k.tonic, k.mode, k.correlation) for k in keys.profile_keys(music, profile)]
+        assert ours == theirs, profile  # the same floats, not only the same rounded figures
+
+
+def test_a_transposed_copy_is_analysed_afresh() -> None:
+    music = corpus.parse("bach/bwv66.6")
+    before = keys.key_analysis(music)
+    chords_before = harmony.chord_analysis(music)
+    transposed = music.transpose(2)  # a new stream: what was derived from the original says nothing of it
+    assert keys.key_analysis(transposed)["key"] == "G# minor"
+    assert harmony.chord_analysis(transposed)["chords"][0]["root"] != chords_before["chords"][0]["root"]
+    assert keys.key_analysis(music) == before
+    assert before["key"] == "F# minor"
+
+
+def test_what_is_derived_leaves_with_the_score() -> None:
+    gc.collect()
+    held = len(derived._derived)
+    music = corpus.parse("bach/bwv66.6")
+    keys.key_analysis(music)
+    assert len(derived._derived) == held + 1
+    del music
+    gc.collect()  # a parsed score is one large reference cycle: only a full collection frees it
+    assert len(derived._derived) == held
