@@ -32,6 +32,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 
+from apps.compliance.audit import audit_record
+from apps.security.events import security_event_record
+from apps.security.models import SecurityEvent
 from apps.security.permissions import IsStaffOrAdminToken, token_scopes
 
 RECOVERY_CODE_COUNT = 10
@@ -91,15 +94,17 @@ def staff_totp_enrolment_start(*, user: Any) -> TOTPDevice:
     return device or TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
 
 
-@transaction.atomic
-def staff_totp_enrolment_confirm(*, device: TOTPDevice, token: str) -> list[str] | None:
+def staff_totp_enrolment_confirm(*, device: TOTPDevice, token: str, ip: str | None) -> list[str] | None:
     """Confirms `device` if `token` is its current code, and issues fresh recovery codes (returned); None if the
     code is wrong."""
-    if not device.verify_token(token):
-        return None
-    device.confirmed = True
-    device.save(update_fields=["confirmed"])
-    return staff_recovery_codes_issue(user=device.user)
+    with transaction.atomic():
+        if not device.verify_token(token):
+            return None
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        codes = staff_recovery_codes_issue(user=device.user)
+    audit_record(action="auth.second_factor_enrolled", outcome="success", user=device.user, ip=ip)
+    return codes
 
 
 @transaction.atomic
@@ -112,14 +117,18 @@ def staff_recovery_codes_issue(*, user: Any) -> list[str]:
     return codes
 
 
-def staff_second_factor_verify(*, user: Any, token: str) -> Device | None:
+def staff_second_factor_verify(*, user: Any, token: str, ip: str | None) -> Device | None:
     """The device that accepts `token` (a code from the app, or a recovery code, which is then used up), or None.
-    Each device counts its failures and refuses codes for a growing while after them (django-otp's throttling)."""
+    Each device counts its failures and refuses codes for a growing while after them (django-otp's throttling); a
+    wrong code is also a failed sign-in of that person (a security event, which counts toward blocking them)."""
     token = "".join(token.split())
     for device in django_otp.devices_for_user(user, confirmed=True):
         verified = django_otp.verify_token(user, device.persistent_id, token)
         if verified is not None:
+            audit_record(action="auth.second_factor", outcome="success", user=user, ip=ip)
             return verified
+    security_event_record(kind=SecurityEvent.Kind.LOGIN_FAILURE, user=user, ip=ip, factor="second")
+    audit_record(action="auth.second_factor", outcome="failure", user=user, ip=ip)
     return None
 
 
@@ -160,8 +169,11 @@ def second_factor(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(f"{reverse('staff-second-factor-enrol')}?{query}")
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        device = staff_second_factor_verify(user=request.user, token=form.cleaned_data["otp_token"])
+        device = staff_second_factor_verify(
+            user=request.user, token=form.cleaned_data["otp_token"], ip=request.META.get("REMOTE_ADDR")
+        )
         if device is not None:
+            request.session.cycle_key()  # the session gains staff rights: a new key, as at sign-in
             django_otp.login(request, device)
             return HttpResponseRedirect(_next_url(request))
         form.add_error(
@@ -184,8 +196,11 @@ def second_factor_enrol(request: HttpRequest) -> HttpResponse:
     device = staff_totp_enrolment_start(user=request.user)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        codes = staff_totp_enrolment_confirm(device=device, token=form.cleaned_data["otp_token"])
+        codes = staff_totp_enrolment_confirm(
+            device=device, token=form.cleaned_data["otp_token"], ip=request.META.get("REMOTE_ADDR")
+        )
         if codes is not None:
+            request.session.cycle_key()  # the session gains staff rights: a new key, as at sign-in
             django_otp.login(request, device)
             request.session[_NEW_CODES_SESSION_KEY] = codes
             query = urlencode({"next": _next_url(request)})

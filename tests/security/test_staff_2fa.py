@@ -17,6 +17,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from oauth2_provider.models import Application
 
 from apps.security import scopes
+from apps.security.models import SecurityEvent
 from apps.security.staff_otp import staff_recovery_codes_issue
 from tests.security.oauth_flow import REDIRECT_URI, pkce_pair
 from tests.support import (
@@ -129,6 +130,8 @@ def test_a_recovery_code_signs_in_once_and_not_twice(db: None) -> None:
     refused = second.post("/accounts/second-factor/", {"otp_token": code, "next": "/admin/"})
     assert refused.status_code == 200 and "not right, or was already used" in refused.content.decode()
     assert second.get("/admin/").status_code == 302
+    # The refused code is a failed sign-in of that person, which administrators see among security events.
+    assert SecurityEvent.objects.filter(kind="login_failure", user=staff, detail__factor="second").count() == 1
 
 
 def test_a_person_who_is_not_staff_gets_no_code_page(db: None) -> None:
