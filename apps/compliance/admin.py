@@ -305,7 +305,9 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         "scheduled_for",
         "completed_at",
         "handled_by",
+        "filed_by",
         "via",
+        "note",
         "export",
     )
     actions = ["approve", "run_now", "cancel"]

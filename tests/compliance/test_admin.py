@@ -197,3 +197,18 @@ def test_durations_retention_counts_and_details_read_as_a_person_reads_them(alic
     assert re.search(r'class="field-duration">\d+ ms<', audit)  # the chorale's import, in milliseconds
     event_page = client.get(f"/admin/compliance/auditevent/{event.pk}/change/").content.decode()
     assert '<pre class="json">{\n  &quot;from&quot;: &quot;closed&quot;\n}</pre>' in event_page
+
+
+def test_a_requests_page_shows_who_filed_it_and_its_note_and_changes_nothing(alice: Any) -> None:
+    admin = superuser()
+    client = signed_in(admin)
+    request = services.subject_request_create(subject=alice, kind="export", handled_by=admin, via="admin")
+    request.note = "superseded by erasure (request #99)"
+    request.save(update_fields=["note"])
+    url = f"/admin/compliance/datasubjectrequest/{request.pk}/change/"
+    page = client.get(url).content.decode()
+    assert "superseded by erasure (request #99)" in page and ">root<" in page.replace("</a>", "<")
+    assert 'name="note"' not in page and 'name="filed_by"' not in page  # shown, not editable
+    client.post(url, {"note": "rewritten", "filed_by": ""})
+    request.refresh_from_db()
+    assert request.note == "superseded by erasure (request #99)" and request.filed_by == admin
