@@ -57,9 +57,15 @@ class Event:
             return rounded(float(self.element.beat)) or 1.0
         return rounded(float(self.meter.getBeatProportion(self.in_measure))) or 1.0
 
-    @property
+    @cached_property
     def name(self) -> str:
         return pitch_name(self.pitch, octave=True) if self.pitch is not None else "rest"
+
+    @cached_property
+    def ps(self) -> float:
+        """The pitch's semitone number (music21 computes `Pitch.ps` anew on every read)."""
+        assert self.pitch is not None  # noqa: S101 - asked of notes only
+        return self.pitch.ps
 
 
 def _elements(part: stream.Stream) -> Iterator[tuple[Offset, base.Music21Object, stream.Measure | None, Any]]:
@@ -169,7 +175,7 @@ def _slices(upper: list[Event], lower: list[Event]) -> list[tuple[Offset, Event,
 def _is_octave(a: Event, b: Event) -> bool:
     """A perfect unison or octave (compound or not), as spelled: C4/C5 yes, C4/B#4 no."""
     assert a.pitch is not None and b.pitch is not None  # noqa: S101 - slices hold notes only
-    return a.pitch.name == b.pitch.name and a.pitch.ps % 12 == b.pitch.ps % 12
+    return a.pitch.name == b.pitch.name and a.ps % 12 == b.ps % 12
 
 
 def _perfect(before: tuple[Event, Event], after: tuple[Event, Event]) -> str | None:
@@ -177,10 +183,10 @@ def _perfect(before: tuple[Event, Event], after: tuple[Event, Event]) -> str | N
     unison; compound or not) into another."""
     (a0, b0), (a1, b1) = before, after
     assert a0.pitch and b0.pitch and a1.pitch and b1.pitch  # noqa: S101 - slices hold notes only
-    motion_a, motion_b = a1.pitch.ps - a0.pitch.ps, b1.pitch.ps - b0.pitch.ps
+    motion_a, motion_b = a1.ps - a0.ps, b1.ps - b0.ps
     if motion_a == 0 or motion_b == 0 or (motion_a > 0) != (motion_b > 0):
         return None
-    first, second = (a0.pitch.ps - b0.pitch.ps) % 12, (a1.pitch.ps - b1.pitch.ps) % 12
+    first, second = (a0.ps - b0.ps) % 12, (a1.ps - b1.ps) % 12
     if first == second == 0:
         return "parallel octaves" if _is_octave(a0, b0) and _is_octave(a1, b1) else None
     if first == second == 7 or first == second == 5:  # 5: the upper part crossed below
@@ -246,7 +252,7 @@ def _pair(
         if octave:
             run.append(slice_)
         assert a.pitch is not None and b.pitch is not None  # noqa: S101 - slices hold notes only
-        below = a.pitch.ps < b.pitch.ps
+        below = a.ps < b.ps
         # Crossings only between neighbouring voices: soprano below tenor is already alto-crossing somewhere.
         if neighbours and below and not crossed:
             crossings.append(
