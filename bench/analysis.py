@@ -9,6 +9,7 @@ Usage: python bench/analysis.py [--repeat N]
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import re
 import sys
@@ -144,19 +145,22 @@ def fresh_pairs(paths: Iterator[str], count: int) -> list[tuple[Music, Music]]:
     return pairs
 
 
-def cold(
+def alternately(
     ours: Callable[[Music], object], theirs: Callable[[Music], object], pairs: list[tuple[Music, Music]]
 ) -> tuple[Timing, Timing]:
-    """Both sides alternately, each call on its own fresh copy of a chorale neither side has seen."""
+    """Both sides alternately, ours on the first score of each pair and theirs on the second. After each call,
+    untimed, the young garbage is collected, as the platform's tool processes do once an answer is on its way
+    (apps.core.runtime.garbage_after_call): a collection set off by one call's garbage would otherwise fall in
+    whichever call comes next, on either side."""
     mine: list[float] = []
     plain: list[float] = []
+    gc.collect()  # the scores of the rows before, dropped: not for this row's calls to collect
     for a, b in pairs:
-        start = time.perf_counter()
-        ours(a)
-        mine.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        theirs(b)
-        plain.append(time.perf_counter() - start)
+        for work, music, samples in ((ours, a, mine), (theirs, b, plain)):
+            start = time.perf_counter()
+            work(music)
+            samples.append(time.perf_counter() - start)
+            gc.collect(1)
     return Timing(mine), Timing(plain)
 
 
@@ -209,20 +213,37 @@ def throughput(paths: Iterator[str], calls: int) -> str:
 
 
 def run(repeat: int = 30, cold_repeat: int = 20, calls: int = 60) -> tuple[list[Row], str]:
+    from apps.core.runtime import gc_tune
+
+    # Both sides run as the platform's tool processes run calls: what is loaded so far out of the collector's
+    # sight and its tuned thresholds (apps.core.runtime.gc_tune); put back afterwards for the benchmarks that follow.
+    thresholds = gc.get_threshold()
+    gc_tune()
+    try:
+        return _rows(repeat, cold_repeat, calls)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def _rows(repeat: int, cold_repeat: int, calls: int) -> tuple[list[Row], str]:
     from music21 import corpus
 
     rows: list[Row] = []
     music = corpus.parse(WORK)
     for name, ours, plain in tools():
-        mine, theirs = interleaved(lambda ours=ours: ours(music), lambda plain=plain: plain(music), repeat=repeat)
+        for _ in range(3):  # warm-up
+            ours(music)
+            plain(music)
+        mine, theirs = alternately(ours, plain, [(music, music)] * repeat)
         rows.append(Row(WARM, name, mine, theirs))
     paths = chorales()
     for name, ours, plain in tools():
-        mine, theirs = cold(ours, plain, fresh_pairs(paths, cold_repeat))
+        mine, theirs = alternately(ours, plain, fresh_pairs(paths, cold_repeat))
         rows.append(Row(COLD, name, mine, theirs))
     large = [(corpus.parse(LARGE), corpus.parse(LARGE))]
     for name, ours, plain in tools():
-        mine, theirs = cold(ours, plain, large)
+        mine, theirs = alternately(ours, plain, large)
         rows.append(Row(BIG, name, mine, theirs))
         large = [(corpus.parse(LARGE), corpus.parse(LARGE))]
     rows += invoked_rows(repeat)
