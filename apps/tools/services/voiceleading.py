@@ -17,7 +17,7 @@ from fractions import Fraction
 from functools import cached_property
 from typing import Any
 
-from music21 import base, interval, meter, pitch, stream
+from music21 import base, interval, meter, note, pitch, stream
 from music21.common.numberTools import opFrac
 
 from apps.tools.services.derived import derived
@@ -80,12 +80,21 @@ def _elements(part: stream.Stream) -> Iterator[tuple[Offset, base.Music21Object,
     if current is None:  # the context search costs ~1 ms a part, and an opening bar usually has its own meter
         current = part.getContextByClass(meter.TimeSignature) if part.timeSignature is None else part.timeSignature
     for measure in measures:
-        current = measure.timeSignature or current
         # Offsets by site, not `.offset` (the offset in the active site, which another thread's music21 call on
         # the same shared score can move for a moment): the line is kept with the score once made.
         base_offset = opFrac(measure.getOffsetBySite(part))
-        found = [(opFrac(base_offset + measure.elementOffset(e)), e) for e in measure.notesAndRests]
-        for voice in measure.voices:
+        # One pass over the measure for what `.timeSignature` (the one at offset 0), `.notesAndRests` and `.voices`
+        # would each find with an iteration of their own.
+        found, voices, own_meter = [], [], None
+        for element in measure:
+            if isinstance(element, note.GeneralNote):
+                found.append((opFrac(base_offset + measure.elementOffset(element)), element))
+            elif isinstance(element, stream.Voice):
+                voices.append(element)
+            elif own_meter is None and isinstance(element, meter.TimeSignature) and measure.elementOffset(element) == 0:
+                own_meter = element
+        current = own_meter or current
+        for voice in voices:
             voice_offset = opFrac(base_offset + measure.elementOffset(voice))
             found += [(opFrac(voice_offset + voice.elementOffset(e)), e) for e in voice.notesAndRests]
         found.sort(key=lambda item: item[0])
