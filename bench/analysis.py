@@ -169,7 +169,7 @@ def alternately(
 
 def invoked_rows(repeat: int) -> list[Row]:
     """key_analysis and harmony_analysis as a tool call runs them (lookup, scope, validation, ownership, the
-    parsed-score cache), with their default arguments."""
+    remembered answers of apps.tools.results, the parsed-score cache), with their default arguments."""
     from django.contrib.auth import get_user_model
     from music21 import corpus
 
