@@ -100,33 +100,45 @@ def _first_in_window(kind: str, party: tuple[str, str] | None) -> bool:
 
 
 def _count_toward_block(target: str, value: str) -> None:
+    """Count one event against `target` and block it when the events of the last window reach the threshold.
+
+    Counts are kept per fixed window, and the last window's events are estimated from this window's count and the
+    previous one's, weighted by how much of it still lies within the last `window` seconds: with fixed windows
+    alone, events that straddle a boundary would be split into two counts and never block (an attacker could even
+    time them so)."""
     window = settings.SECURITY_BLOCK_WINDOW
-    key = f"{settings.GUARD_NAMESPACE}:violations:{target}:{value}:{int(time.time() // window)}"
+    now = time.time()
+    bucket = int(now // window)
+    key = f"{settings.GUARD_NAMESPACE}:violations:{target}:{value}:{bucket}"
     try:
-        cache.add(key, 0, window)
+        cache.add(key, 0, 2 * window)  # read again as the previous window's count
         count = cache.incr(key)
+        previous = cache.get(f"{settings.GUARD_NAMESPACE}:violations:{target}:{value}:{bucket - 1}") or 0
     except Exception:  # the cache is down: no block decision, the events are still stored
         logger.exception("could not count a security event toward a block")
         return
-    if count == settings.SECURITY_BLOCK_THRESHOLD:
-        until = timezone.now() + timedelta(seconds=settings.LOCKOUT_DURATION)
-        Block.objects.create(
-            target=target,
-            value=value,
-            reason=f"{count} security events within {window} s",
-            until=until,
-        )
-        cache.delete(_block_key(target, value))
-        metrics.SECURITY_VIOLATIONS.labels(kind="blocked").inc()
-        audit_record(action="security.blocked", outcome="blocked", target=f"{target}:{value}"[:300])
-        SecurityEvent.objects.create(
-            kind=Kind.BLOCKED,
-            severity=SecurityEvent.Severity.HIGH,
-            user_id=value if target == Block.Target.USER else None,
-            client_id=value if target == Block.Target.CLIENT else "",
-            ip=value if target == Block.Target.IP else None,
-            detail={"target": target, "until": until.isoformat(), "events": count},
-        )
+    recent = count + previous * (1 - (now % window) / window)
+    if not recent >= settings.SECURITY_BLOCK_THRESHOLD > recent - 1:  # block once, when the threshold is reached
+        return
+    count = round(recent)
+    until = timezone.now() + timedelta(seconds=settings.LOCKOUT_DURATION)
+    Block.objects.create(
+        target=target,
+        value=value,
+        reason=f"{count} security events within {window} s",
+        until=until,
+    )
+    cache.delete(_block_key(target, value))
+    metrics.SECURITY_VIOLATIONS.labels(kind="blocked").inc()
+    audit_record(action="security.blocked", outcome="blocked", target=f"{target}:{value}"[:300])
+    SecurityEvent.objects.create(
+        kind=Kind.BLOCKED,
+        severity=SecurityEvent.Severity.HIGH,
+        user_id=value if target == Block.Target.USER else None,
+        client_id=value if target == Block.Target.CLIENT else "",
+        ip=value if target == Block.Target.IP else None,
+        detail={"target": target, "until": until.isoformat(), "events": count},
+    )
 
 
 BLOCK_CACHE_SECONDS = 10

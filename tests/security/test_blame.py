@@ -281,3 +281,17 @@ def test_a_revoked_tokens_retries_do_not_block_its_address(
     assert registered.status_code == 201, registered.text
     assert not Block.objects.exists()
     assert SecurityEvent.objects.filter(kind="auth_failure").count() == 1  # on record, once per window
+
+
+def test_failures_straddling_a_window_boundary_still_block_the_address(
+    db: None, settings: Any, monkeypatch: Any
+) -> None:
+    from apps.security import events
+
+    window = settings.SECURITY_BLOCK_WINDOW
+    boundary = (int(time.time() // window) + 1) * window
+    half = settings.SECURITY_BLOCK_THRESHOLD // 2
+    for moment in [boundary - 1] * half + [boundary] * (settings.SECURITY_BLOCK_THRESHOLD - half):
+        monkeypatch.setattr(events.time, "time", lambda moment=moment: moment)
+        events.security_event_record(kind="login_failure", ip="198.51.100.7", endpoint="/accounts/login/")
+    assert list(Block.objects.values_list("target", "value")) == [("ip", "198.51.100.7")]
