@@ -24,6 +24,7 @@ from oauth2_provider.models import AccessToken, Grant, RefreshToken
 from apps.compliance import services, tasks
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, SubjectKey
 from apps.compliance.services import RequestRefused
+from apps.compliance.services import export as export_service
 from apps.security.models import Block, SecurityEvent
 from apps.security.redis import shared_redis
 from apps.tools.invocation import Caller, invoke_tool
@@ -214,13 +215,13 @@ def test_an_export_running_when_the_erasure_runs_is_thrown_away(alice: Any, chor
 
 def test_an_export_cancelled_while_it_is_built_stores_nothing(alice: Any, chorale: Any, monkeypatch: Any) -> None:
     export = services.subject_request_create(subject=alice, kind="export")
-    registered = services.holdings
+    registered = export_service.holdings
 
     def holdings_while_an_erasure_cancels_the_export() -> Any:  # the erasure's transaction, mid-build
         DataSubjectRequest.objects.filter(pk=export.pk).update(status="cancelled", note="superseded by erasure")
         return registered()
 
-    monkeypatch.setattr(services, "holdings", holdings_while_an_erasure_cancels_the_export)
+    monkeypatch.setattr(export_service, "holdings", holdings_while_an_erasure_cancels_the_export)
     services.subject_request_run(request_id=export.pk)
     export.refresh_from_db()
     assert export.status == "cancelled" and export.note == "superseded by erasure"  # not "failed"

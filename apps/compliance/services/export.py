@@ -1,0 +1,239 @@
+"""A person's export: everything held about them in one ZIP, and its download."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
+
+from apps.compliance import audit
+from apps.compliance.holdings import Exported, holdings
+from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionPolicy
+from apps.core.errors import NotFound
+from apps.security.models import SecurityEvent
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _filed_by(request: DataSubjectRequest) -> dict[str, Any]:
+    """Who filed the request, as the export tells the person."""
+    if request.filed_by_administrator:
+        name = request.filed_by.get_username() if request.filed_by else None
+        return {"by": "administrator", "administrator": name, "via": request.via, "at": _iso(request.requested_at)}
+    return {"by": "you", "via": request.via, "at": _iso(request.requested_at)}
+
+
+def _oauth_tokens(user: AbstractBaseUser) -> list[dict[str, Any]]:
+    """Every access and refresh token of the person, described, never the token itself (nor its checksum)."""
+    now = timezone.now()
+    described = [
+        {
+            "kind": "access token",
+            "application": t.application.name if t.application else None,
+            "client_id": t.application.client_id if t.application else None,
+            "scopes": t.scope.split(),
+            "created": _iso(t.created),
+            "expires": _iso(t.expires),
+            "expired": t.expires <= now,
+            # DOT deletes a revoked access token: one still held is not revoked.
+            "revoked": False,
+        }
+        for t in AccessToken.objects.filter(user=user).select_related("application").order_by("created", "pk")
+    ]
+    refresh = RefreshToken.objects.filter(user=user).select_related("application", "access_token")
+    described += [
+        {
+            "kind": "refresh token",
+            "application": t.application.name,
+            "client_id": t.application.client_id,
+            "scopes": t.access_token.scope.split() if t.access_token else [],
+            "created": _iso(t.created),
+            "expires": None,  # a refresh token lasts until it is used (rotated) or revoked
+            "revoked": t.revoked is not None,
+            "revoked_at": _iso(t.revoked),
+        }
+        for t in refresh.order_by("created", "pk")
+    ]
+    return described
+
+
+def _readme(user: AbstractBaseUser, request: DataSubjectRequest, counts: dict[str, int], generated: str) -> str:
+    filed = _filed_by(request)
+    if filed["by"] == "administrator":
+        who = f"an administrator ({filed['administrator'] or 'whose account no longer exists'}) filed it for you"
+    else:
+        who = f"you filed it ({request.via})"
+    lines = [
+        "Your data on the music21 platform",
+        "",
+        f"Account: {user.get_username()}",
+        f"Request #{request.pk}: {who} on {request.requested_at:%d %B %Y at %H:%M} UTC.",
+        f"Generated: {generated}",
+        "",
+        "What is in this archive (manifest.json describes every file):",
+        "",
+        "- scores/ and derived_scores/: each score as MusicXML (<id>.musicxml), written by music21 from the stored",
+        "  music; a score you gave in another format is also kept exactly as you gave it, under originals/.",
+        "  Scores imported from the music21 corpus are written out as the music itself; their corpus path is in",
+        "  the manifest.",
+        "- oauth_clients.json, oauth_tokens.json, oauth_grants.json: the applications you authorised, every token",
+        "  (application, permissions, dates, whether revoked or expired; never the token itself) and every",
+        "  authorization code not yet exchanged.",
+        "- audit_events.json, security_events.json: the records about your activity.",
+        "- account.json, privacy_requests.json: your account and your privacy requests, with who filed each.",
+        "",
+        "Counts:",
+        *[f"  {category}: {count}" for category, count in counts.items()],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
+    """Build the person's ZIP: a README and a JSON manifest (with who filed the request), what the registered
+    holdings write (each score as MusicXML, with its original), their OAuth clients, every token and grant
+    (metadata, never secrets), their security events and the audit events about them.
+
+    An erasure that started meanwhile cancels the export (subject_erase): the archive is then thrown away rather
+    than stored."""
+    user = request.subject
+    if user is None:
+        raise NotFound(f"The subject of request #{request.pk} no longer exists.")
+    subject = audit.subject_for(user)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        exported: dict[str, Exported] = {holding.name: holding.export(user, archive) for holding in holdings()}
+        grants = Grant.objects.filter(user=user).select_related("application").order_by("created", "pk")
+        clients = Application.objects.filter(
+            Q(pk__in=AccessToken.objects.filter(user=user).values("application_id"))
+            | Q(pk__in=RefreshToken.objects.filter(user=user).values("application_id"))
+            | Q(pk__in=grants.values("application_id"))
+            | Q(user=user)
+        ).order_by("pk")
+        data: dict[str, Any] = {
+            "account": {
+                "username": user.get_username(),
+                "email": getattr(user, "email", ""),
+                "date_joined": _iso(getattr(user, "date_joined", None)),
+                "last_login": _iso(user.last_login),
+            },
+            "oauth_clients": [
+                {
+                    "client_id": c.client_id,
+                    "name": c.name,
+                    "client_type": c.client_type,
+                    "created": _iso(c.created),
+                    "registered_by_you": c.user_id == user.pk,
+                }
+                for c in clients
+            ],
+            "oauth_tokens": _oauth_tokens(user),
+            "oauth_grants": [
+                {
+                    "kind": "authorization code",
+                    "application": g.application.name,
+                    "client_id": g.application.client_id,
+                    "scopes": g.scope.split(),
+                    "created": _iso(g.created),
+                    "expires": _iso(g.expires),
+                }
+                for g in grants
+            ],
+            "security_events": [
+                {"kind": e.kind, "severity": e.severity, "ip": e.ip, "detail": e.detail, "at": _iso(e.created_at)}
+                for e in SecurityEvent.objects.filter(user=user).order_by("created_at")
+            ],
+            "audit_events": [
+                {
+                    "at": _iso(e.created_at),
+                    "action": e.action,
+                    "target": e.target,
+                    "outcome": e.outcome,
+                    "client_id": e.client_id,
+                    "ip": audit.ip_reveal(e, subject=subject),
+                    "duration_ms": e.duration_ms,
+                    "request_id": e.request_id,
+                }
+                for e in AuditEvent.objects.filter(actor=subject.pseudonym).order_by("id")
+            ],
+            "privacy_requests": [
+                {
+                    "id": r.pk,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "requested_at": _iso(r.requested_at),
+                    "filed_by": _filed_by(r),
+                    "note": r.note,
+                }
+                for r in DataSubjectRequest.objects.filter(subject=user).select_related("filed_by")
+            ],
+        }
+        categories = {category: entry for held in exported.values() for category, entry in held.categories.items()}
+        for category, content in data.items():
+            archive.writestr(f"{category}.json", json.dumps(content, indent=2, default=str))
+            count = 1 if isinstance(content, dict) else len(content)
+            categories[category] = {"count": count, "files": [f"{category}.json"]}
+        generated = _iso(timezone.now()) or ""
+        manifest = {
+            "format": "music21-platform personal data export, version 2",
+            "subject": user.get_username(),
+            "request": {"id": request.pk, "kind": request.kind, "filed_by": _filed_by(request)},
+            "generated_at": generated,
+            "categories": categories,
+            **{key: value for held in exported.values() for key, value in held.manifest.items()},
+        }
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2))
+        counts = {category: entry["count"] for category, entry in categories.items()}
+        archive.writestr("README.txt", _readme(user, request, counts, generated))
+    content = buffer.getvalue()
+    now = timezone.now()
+    policy = RetentionPolicy.objects.filter(category=RetentionPolicy.Category.EXPORT_FILES, enabled=True).first()
+    with transaction.atomic():
+        locked = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.status != DataSubjectRequest.Status.RUNNING:
+            raise NotFound(f"Request #{request.pk} was {locked.get_status_display()} while it ran: {locked.note}")
+        ExportArchive.objects.filter(request=request).delete()
+        stored = ExportArchive.objects.create(
+            request=request,
+            content=content,
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            created_at=now,
+            expires_at=now + timedelta(days=policy.days if policy else 7),
+        )
+        DataSubjectRequest.objects.filter(pk=request.pk).update(
+            status=DataSubjectRequest.Status.COMPLETED, completed_at=now
+        )
+    audit.audit_record(
+        action="privacy.export",
+        outcome="completed",
+        subject=subject,
+        target=f"request:{request.pk}",
+        detail={"bytes": len(content), **{name: held.count for name, held in exported.items()}},
+    )
+    return stored
+
+
+def subject_export_download(*, request: DataSubjectRequest, by: AbstractBaseUser) -> ExportArchive:
+    """The archive of a finished export, for its subject or a staff member, while it is offered."""
+    if by.pk != request.subject_id and not by.is_staff:
+        raise NotFound("No such export.")
+    archive = ExportArchive.objects.filter(request=request, expires_at__gt=timezone.now()).first()
+    if archive is None:
+        raise NotFound(f"The export of request #{request.pk} is not ready, or no longer offered.")
+    ExportArchive.objects.filter(pk=archive.pk).update(downloads=archive.downloads + 1)
+    audit.audit_record(action="privacy.export_downloaded", outcome="success", user=by, target=f"request:{request.pk}")
+    return archive
