@@ -2,7 +2,7 @@
 
 This module sits above both halves of a job: the pure per-work analysis (apps.tools.services.corpus, which knows
 nothing of Celery) and the task that runs one chunk of it (apps.tools.tasks.analyze_corpus_chunk). The tool
-declaration (analyze_corpus in apps.tools.declarations) calls corpus_job_run.
+declaration (analyze_corpus in apps.tools.declarations.analysis) calls corpus_job_run.
 
 A job is cut into chunks of a few works; each chunk is one Celery task that needs only music21, not the database,
 so any worker on any machine can take it. Without a broker (the embedded default) the chunks run one after another
