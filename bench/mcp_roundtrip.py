@@ -14,6 +14,7 @@ call, so that a noisy neighbour hurts them alike."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,39 @@ def _token_for_bench_user() -> str:
 
 
 def run(repeat: int = 30) -> list[Row]:
+    token = _token_for_bench_user()
+    # The rows measure what the platform adds to the music21 work, so the server does the work on every call:
+    # remembered answers (apps.tools.results) would skip it (bench/analysis.py and bench/mcp_analysis.py time them).
+    with uvicorn_serving({"ANALYSIS_RESULTS_KEPT": "0"}) as base:
+        return _measured(base, token, repeat)
+
+
+@contextlib.contextmanager
+def uvicorn_serving(environment: dict[str, str]) -> Iterator[str]:
+    """The platform served by uvicorn in its own process (with `environment` on top of this one's), once it
+    accepts connections; yields its base URL."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "uvicorn", "music21_platform.asgi:application", "--port", str(port)]
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter running uvicorn
+        [*command, "--log-level", "warning"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PUBLIC_URL": base, **environment},
+    )
+    try:
+        for _ in range(300):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def _measured(base: str, token: str, repeat: int) -> list[Row]:
     import httpx2
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -140,25 +175,6 @@ def run(repeat: int = 30) -> list[Row]:
     from apps.tools.services import harmony, keys
     from apps.tools.services.summary import score_summary
 
-    token = _token_for_bench_user()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter running uvicorn
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "music21_platform.asgi:application",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        # The rows measure what the platform adds to the music21 work, so the server does the work on every call:
-        # remembered answers (apps.tools.results) would skip it (bench/analysis.py times them).
-        env={**os.environ, "PUBLIC_URL": base, "ANALYSIS_RESULTS_KEPT": "0"},
-    )
     music = corpus.parse("bach/bwv66.6")
     direct = {
         "score_info": lambda: score_summary(music),
@@ -208,14 +224,4 @@ def run(repeat: int = 30) -> list[Row]:
             Row(SDK_SECTION, tool, Timing(t["sdk"]), Timing(t["direct"])) for tool, t in samples.items() if t["sdk"]
         ]
 
-    try:
-        for _ in range(300):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        return anyio.run(measure)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    return anyio.run(measure)

@@ -43,7 +43,10 @@ def main() -> int:
     print(table(analysis_rows))
     print(analysis_throughput)
     print("\n(ratio = platform / plain music21 doing the same work naively, as a user's own script would)")
-    from bench import audit_admin, corpus_scale, memory, scale
+    from bench import audit_admin, corpus_scale, mcp_analysis, memory, scale
+
+    analysis_over_mcp = mcp_analysis.run(repeat=min(args.repeat, 20), cold=10)
+    print(analysis_over_mcp)
 
     throughput_table, throughput = scale.run(seconds=args.seconds)
     print(throughput_table)

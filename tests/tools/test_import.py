@@ -211,3 +211,20 @@ def test_the_same_id_may_be_used_by_two_owners(chorale: Any, bob: Any, call: Any
     call(bob, "import_score", score_id="chorale", source="4/4 c4 d e f", source_type="tinynotation")
 
     assert sorted(Score.objects.values_list("owner__username", "notes_count")) == [("alice", 165), ("bob", 4)]
+
+
+def test_a_score_is_parsed_once_from_its_import_to_its_first_analysis(alice: Any, call: Any, monkeypatch: Any) -> None:
+    from apps.tools.services import parsing, scores
+
+    parses: list[str] = []
+    real = parsing.parse_stored
+
+    def counted(source_format: str, **source: Any) -> Any:
+        parses.append(source_format)
+        return real(source_format, **source)
+
+    monkeypatch.setattr(parsing, "parse_stored", counted)
+    monkeypatch.setattr(scores, "parse_stored", counted)
+    call(alice, "import_score", score_id="chorale", source="bach/bwv66.6", source_type="corpus")
+    assert call(alice, "voice_leading_analysis", score_id="chorale")["parts"][0]["part_label"] == "Soprano"
+    assert parses == ["corpus"]

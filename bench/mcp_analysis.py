@@ -1,0 +1,125 @@
+"""The analysis tools as a client meets them: each with its default arguments over `/mcp` with the Python SDK's
+client (its own CPU included), against a uvicorn process of the platform as deployed (remembered answers on).
+
+- warm: bach/bwv66.6 asked again and again (after the first call, the remembered answer);
+- cold: the first analysis of a chorale the server has just imported and never analysed (the import, over MCP
+  too, is not timed), each chorale used once.
+
+These are the figures to set beside the public music21 MCP server's (issue 22's anchor, measured with the same
+client on the 2-core test machine, not run here): the targets are half its p50."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench.analysis import TARGET_MS, chorales
+from bench.harness import Timing
+from bench.mcp_roundtrip import uvicorn_serving
+
+TOOLS = {  # the targets' names (bench.analysis.TARGET_MS) and each tool's call with its default arguments
+    "key_analysis (all profiles)": "key_analysis",
+    "chord_analysis": "chord_analysis",
+    "harmony_analysis (roman)": "harmony_analysis",
+    "voice_leading_analysis": "voice_leading_analysis",
+    "pattern_recognition": "pattern_recognition",
+}
+
+
+def _token() -> str:
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+    from oauth2_provider.models import AccessToken, Application, generate_client_id, set_token_value
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-mcp-analysis")
+    user.scores.all().delete()
+    application = Application.objects.create(
+        name="bench-analysis",
+        client_id=generate_client_id(),
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="http://127.0.0.1:9/cb",
+    )
+    raw = f"bench-{generate_client_id()}"
+    token = AccessToken(
+        user=user,
+        application=application,
+        scope="music21:read music21:write",
+        expires=timezone.now() + timedelta(hours=1),
+    )
+    set_token_value(token, raw)
+    token.save()
+    return raw
+
+
+def run(repeat: int = 20, cold: int = 15) -> str:
+    """The table of warm and cold p50 and p99 per tool, with the targets."""
+    token = _token()
+    with uvicorn_serving({}) as base:
+        found = anyio.run(_measured, base, token, repeat, cold)
+    lines = [
+        "\n### Analysis tools over MCP (Python SDK client, default arguments, remembered answers on)\n",
+        "| tool | target ms | warm p50 / p99 ms | cold p50 / p99 ms | |",
+        "|---|---|---|---|---|",
+    ]
+    for name, (warm, first) in found.items():
+        limit = TARGET_MS[name]
+        met = max(warm.p50, warm.p99, first.p50, first.p99) * 1000 <= limit
+        lines.append(
+            f"| {name} | {limit:.0f} | {warm.p50 * 1000:.1f} / {warm.p99 * 1000:.1f} | "
+            f"{first.p50 * 1000:.1f} / {first.p99 * 1000:.1f} | {'met' if met else '**not met**'} |"
+        )
+    return "\n".join(lines)
+
+
+async def _measured(base: str, token: str, repeat: int, cold: int) -> dict[str, tuple[Timing, Timing]]:
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    names = itertools.count()
+    fresh = chorales()
+    found: dict[str, tuple[Timing, Timing]] = {}
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,
+        streamable_http_client(f"{base}/mcp", http_client=http) as (read_stream, write_stream),
+        ClientSession(read_stream, write_stream) as session,
+    ):
+        await session.initialize()
+
+        async def call(tool: str, arguments: dict[str, Any]) -> float:
+            start = time.perf_counter()
+            result = await session.call_tool(tool, arguments)
+            elapsed = time.perf_counter() - start
+            if result.is_error:
+                raise RuntimeError(f"{tool} failed: {result.content}")
+            return elapsed
+
+        await call("import_score", {"score_id": "chorale", "source": "bach/bwv66.6", "source_type": "corpus"})
+        for name, tool in TOOLS.items():
+            for _ in range(3):  # the first is cold; then remembered
+                await call(tool, {"score_id": "chorale"})
+            warm = [await call(tool, {"score_id": "chorale"}) for _ in range(repeat)]
+            first = []
+            for _ in range(cold):
+                score_id = f"fresh-{next(names)}"
+                source = f"bach/{Path(next(fresh)).stem}"  # its corpus path, as a client names it
+                await call("import_score", {"score_id": score_id, "source": source, "source_type": "corpus"})
+                first.append(await call(tool, {"score_id": score_id}))
+            found[name] = (Timing(warm), Timing(first))
+    return found
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.harness import setup_django
+
+    setup_django()
+    print(run())
