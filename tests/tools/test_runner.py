@@ -90,8 +90,25 @@ def test_a_worker_killed_from_outside_fails_its_call_clearly_and_is_replaced(
 
     call(alice, "import_score", score_id="quartet", source=HEAVY, source_type="corpus")
     worker = call(alice, "health_check")["process"]
-    # The operating system's OOM killer, or an operator, ends the worker in the middle of a long call.
-    threading.Timer(0.5, os.kill, (worker, signal.SIGKILL)).start()
+    idle = psutil.Process(worker).cpu_times()
+    for _ in range(100):  # settled: the worker's tidying after the last answer is over
+        time.sleep(0.05)
+        idle, before = psutil.Process(worker).cpu_times(), idle
+        if idle.user + idle.system == before.user + before.system:
+            break
+
+    def kill_once_working() -> None:
+        # The operating system's OOM killer, or an operator, ends the worker in the middle of a long call: once it
+        # has spent some CPU on the call (however fast the machine), not after a fixed time.
+        process = psutil.Process(worker)
+        for _ in range(2000):
+            spent = process.cpu_times()
+            if spent.user + spent.system - idle.user - idle.system > 0.02:
+                break
+            time.sleep(0.002)
+        os.kill(worker, signal.SIGKILL)
+
+    threading.Thread(target=kill_once_working, daemon=True).start()
     with pytest.raises(WorkerDied, match=r"died \(exit code -9\); the call was not completed"):
         call(alice, "chord_analysis", score_id="quartet")
 
