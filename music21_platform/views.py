@@ -19,14 +19,14 @@ def _first_sentence(text: str) -> str:
 @require_safe
 def landing(request: HttpRequest) -> HttpResponse:
     """What this server is, the URL an MCP client connects to, and where to go next."""
-    tools = sorted(TOOLS.values(), key=lambda tool: (tool.group, tool.name))
     return render(
         request,
         "landing.html",
         {
             "mcp_url": settings.PUBLIC_URL + MCP_PATH,
             # The first sentence of each description: the whole text, with its Returns section, is the reference's.
-            "tools": [(tool.name, _first_sentence(tool.description)) for tool in tools],
+            # In the order clients list them (apps.tools.declarations): scores, analysis, composition, the server.
+            "tools": [(tool.name, _first_sentence(tool.description)) for tool in TOOLS.values()],
         },
     )
 

@@ -44,6 +44,8 @@ def test_the_landing_page_gives_the_mcp_url_and_the_way_on(db: None) -> None:
     for href in ("/accounts/login/?next=/privacy/", "/privacy/", "/docs/tools"):
         assert f'href="{href}"' in page
     assert all(f"<code>{name}</code>" in page for name in TOOLS)
+    listed = [page.index(f"<code>{name}</code>") for name in ("import_score", "key_analysis", "harmonize_melody")]
+    assert listed == sorted(listed)  # a newcomer reads them in the order of the work: import, analyse, compose
 
 
 def test_the_tool_reference_the_landing_page_links_to_is_served(db: None) -> None:
