@@ -42,6 +42,12 @@ class Caller:
     # with `user` as its subject, and charged to their rate limits, never to the person's.
     staff: AbstractBaseUser | None = field(default=None, compare=False)
 
+    @property
+    def actor(self) -> AbstractBaseUser:
+        """Who made the call, and is audited and charged for it: the staff member acting on the user's scores, else
+        the user."""
+        return self.staff or self.user
+
     @classmethod
     def operator(cls, user: AbstractBaseUser, *, transport: str = "cli") -> Caller:
         """An operator acting as `user` from the server itself (command line, stdio): every scope."""

@@ -74,7 +74,7 @@ class Call:
     @property
     def user_id(self) -> Any:
         # Whoever made the call is charged for it: a staff member reading a person's score spends their own limits.
-        return (self.caller.staff or self.caller.user).pk
+        return self.caller.actor.pk
 
     @property
     def client_id(self) -> str | None:
@@ -100,7 +100,7 @@ def invoke_tool(name: str, arguments: dict[str, Any] | None, *, caller: Caller) 
     """Run tool `name` with `arguments` as `caller` through PIPELINE and return its JSON-serialisable result with
     status "success", or raise the ApplicationError it ended with."""
     tool = get_tool(name)
-    call = Call(tool=tool, caller=caller, arguments=arguments, subject=subject_for(caller.staff or caller.user))
+    call = Call(tool=tool, caller=caller, arguments=arguments, subject=subject_for(caller.actor))
     context = call_context.set(
         {
             "request_id": caller.request_id,
@@ -212,7 +212,7 @@ class Audited:
                 audit_write(
                     action=action,
                     outcome=call.outcome,
-                    user=caller.staff or caller.user,
+                    user=caller.actor,
                     subject=call.subject,
                     detail=detail,
                     client_id=caller.client_id,
@@ -302,7 +302,7 @@ def _targets(arguments: dict[str, Any] | None) -> str:
 
 def _record_security_event(error: ApplicationError, tool: Tool, caller: Caller, arguments: Any) -> None:
     # A staff member's refused call is theirs, not the person whose score they were reading.
-    who = {"user": caller.staff or caller.user, "client_id": caller.client_id, "ip": caller.ip}
+    who = {"user": caller.actor, "client_id": caller.client_id, "ip": caller.ip}
     if isinstance(error, InsufficientScope):
         events.security_event_record(kind="scope_violation", tool=tool.name, required=tool.scope, **who)
     elif isinstance(error, RejectedInput):
