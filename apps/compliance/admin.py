@@ -33,6 +33,7 @@ from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPoli
 from apps.compliance.retention import retention_apply
 from apps.core.errors import ApplicationError
 from apps.security.models import SecurityEvent
+from apps.security.selectors import clients_named
 from apps.security.services import token_revoke_all
 
 
@@ -43,9 +44,7 @@ class ClientNamesChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         rows = list(self.result_list)  # evaluated once: the rendering iterates the same cached rows
-        ids = {row.client_id for row in rows if row.client_id}
-        named = Application.objects.filter(client_id__in=ids).values_list("client_id", "name", "pk")
-        found = {client_id: (name, pk) for client_id, name, pk in named}
+        found = clients_named(row.client_id for row in rows)
         for row in rows:
             name, pk = found.get(row.client_id, (None, None))
             row.client_name = name

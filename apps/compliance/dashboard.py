@@ -14,12 +14,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
-from oauth2_provider.models import Application
 
 from apps.compliance.display import audited_actions, duration_humane
 from apps.compliance.models import AuditEvent, DataSubjectRequest
 from apps.security import breakers
 from apps.security.models import SecurityEvent
+from apps.security.selectors import clients_named
 
 HOURS = 24
 
@@ -217,11 +217,7 @@ def dashboard_context(user: Any) -> dict[str, Any]:
             reverse("admin:security_securityevent_changelist") + "?" + urlencode({"created_at__gte": start.isoformat()})
         )
         recent = list(SecurityEvent.objects.order_by("-created_at")[:8])
-        names = dict(
-            Application.objects.filter(client_id__in={e.client_id for e in recent if e.client_id}).values_list(
-                "client_id", "name"
-            )
-        )
+        names = {client_id: name for client_id, (name, _) in clients_named(e.client_id for e in recent).items()}
         context["recent_security_events"] = [
             {
                 "event": event,

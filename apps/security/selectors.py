@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -85,3 +86,13 @@ def applications_authorised(*, user: AbstractBaseUser) -> list[AuthorisedApplica
             )
         )
     return sorted(listed, key=lambda entry: entry.last_used, reverse=True)
+
+
+def clients_named(client_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """The name and primary key of each OAuth client among `client_ids` that still exists, in one query (lists of
+    events name their clients by id)."""
+    wanted = {client_id for client_id in client_ids if client_id}
+    if not wanted:
+        return {}
+    named = Application.objects.filter(client_id__in=wanted).values_list("client_id", "name", "pk")
+    return {client_id: (name, pk) for client_id, name, pk in named}
