@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 
+def export_time(value: datetime | None) -> str | None:
+    """A time as every export writes it (ISO 8601), or None."""
+    return value.isoformat() if value else None
+
+
 @dataclass(frozen=True)
 class Exported:
     """What a holding wrote into a person's export archive.

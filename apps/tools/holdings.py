@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Sum
 from django.db.models.functions import Length
 
-from apps.compliance.holdings import Erased, Exported, Holding
+from apps.compliance.holdings import Erased, Exported, Holding, export_time
 from apps.compliance.models import RetentionPolicy
 from apps.compliance.retention import delete_in_batches
 from apps.core.errors import ApplicationError
@@ -33,10 +33,6 @@ EXTENSIONS = {
     SourceFormat.MIDI: "mid",
     SourceFormat.HUMDRUM: "krn",
 }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 def scores_inventory(user: AbstractBaseUser) -> dict[str, int]:
@@ -94,8 +90,8 @@ def scores_export(user: AbstractBaseUser, archive: zipfile.ZipFile) -> Exported:
                 "derived_from": score.derived_from.score_id if score.derived_from else None,
                 "derivation": score.derivation,
                 "sha256": score.content_sha256,
-                "created_at": _iso(score.created_at),
-                "updated_at": _iso(score.updated_at),
+                "created_at": export_time(score.created_at),
+                "updated_at": export_time(score.updated_at),
             }
         )
     counted = {category: sum(1 for entry in scores if entry["category"] == category) for category in files}

@@ -15,7 +15,7 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 
 from apps.compliance import audit
-from apps.compliance.holdings import Exported, holdings
+from apps.compliance.holdings import Exported, export_time, holdings
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionPolicy
 from apps.core.errors import NotFound
 from apps.security.models import SecurityEvent
@@ -24,16 +24,17 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _filed_by(request: DataSubjectRequest) -> dict[str, Any]:
     """Who filed the request, as the export tells the person."""
     if request.filed_by_administrator:
         name = request.filed_by.get_username() if request.filed_by else None
-        return {"by": "administrator", "administrator": name, "via": request.via, "at": _iso(request.requested_at)}
-    return {"by": "you", "via": request.via, "at": _iso(request.requested_at)}
+        return {
+            "by": "administrator",
+            "administrator": name,
+            "via": request.via,
+            "at": export_time(request.requested_at),
+        }
+    return {"by": "you", "via": request.via, "at": export_time(request.requested_at)}
 
 
 def _oauth_tokens(user: AbstractBaseUser) -> list[dict[str, Any]]:
@@ -45,8 +46,8 @@ def _oauth_tokens(user: AbstractBaseUser) -> list[dict[str, Any]]:
             "application": t.application.name if t.application else None,
             "client_id": t.application.client_id if t.application else None,
             "scopes": t.scope.split(),
-            "created": _iso(t.created),
-            "expires": _iso(t.expires),
+            "created": export_time(t.created),
+            "expires": export_time(t.expires),
             "expired": t.expires <= now,
             # DOT deletes a revoked access token: one still held is not revoked.
             "revoked": False,
@@ -60,10 +61,10 @@ def _oauth_tokens(user: AbstractBaseUser) -> list[dict[str, Any]]:
             "application": t.application.name,
             "client_id": t.application.client_id,
             "scopes": t.access_token.scope.split() if t.access_token else [],
-            "created": _iso(t.created),
+            "created": export_time(t.created),
             "expires": None,  # a refresh token lasts until it is used (rotated) or revoked
             "revoked": t.revoked is not None,
-            "revoked_at": _iso(t.revoked),
+            "revoked_at": export_time(t.revoked),
         }
         for t in refresh.order_by("created", "pk")
     ]
@@ -127,15 +128,15 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
             "account": {
                 "username": user.get_username(),
                 "email": getattr(user, "email", ""),
-                "date_joined": _iso(getattr(user, "date_joined", None)),
-                "last_login": _iso(user.last_login),
+                "date_joined": export_time(getattr(user, "date_joined", None)),
+                "last_login": export_time(user.last_login),
             },
             "oauth_clients": [
                 {
                     "client_id": c.client_id,
                     "name": c.name,
                     "client_type": c.client_type,
-                    "created": _iso(c.created),
+                    "created": export_time(c.created),
                     "registered_by_you": c.user_id == user.pk,
                 }
                 for c in clients
@@ -147,18 +148,24 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                     "application": g.application.name,
                     "client_id": g.application.client_id,
                     "scopes": g.scope.split(),
-                    "created": _iso(g.created),
-                    "expires": _iso(g.expires),
+                    "created": export_time(g.created),
+                    "expires": export_time(g.expires),
                 }
                 for g in grants
             ],
             "security_events": [
-                {"kind": e.kind, "severity": e.severity, "ip": e.ip, "detail": e.detail, "at": _iso(e.created_at)}
+                {
+                    "kind": e.kind,
+                    "severity": e.severity,
+                    "ip": e.ip,
+                    "detail": e.detail,
+                    "at": export_time(e.created_at),
+                }
                 for e in SecurityEvent.objects.filter(user=user).order_by("created_at")
             ],
             "audit_events": [
                 {
-                    "at": _iso(e.created_at),
+                    "at": export_time(e.created_at),
                     "action": e.action,
                     "target": e.target,
                     "outcome": e.outcome,
@@ -174,7 +181,7 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                     "id": r.pk,
                     "kind": r.kind,
                     "status": r.status,
-                    "requested_at": _iso(r.requested_at),
+                    "requested_at": export_time(r.requested_at),
                     "filed_by": _filed_by(r),
                     "note": r.note,
                 }
@@ -186,7 +193,7 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
             archive.writestr(f"{category}.json", json.dumps(content, indent=2, default=str))
             count = 1 if isinstance(content, dict) else len(content)
             categories[category] = {"count": count, "files": [f"{category}.json"]}
-        generated = _iso(timezone.now()) or ""
+        generated = export_time(timezone.now()) or ""
         manifest = {
             "format": "music21-platform personal data export, version 2",
             "subject": user.get_username(),
