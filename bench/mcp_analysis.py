@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import anyio
 
 from bench.analysis import TARGET_MS, chorales
 from bench.harness import Timing
-from bench.mcp_roundtrip import uvicorn_serving
+from bench.mcp_roundtrip import bench_token, uvicorn_serving
 
 TOOLS = {  # the targets' names (bench.analysis.TARGET_MS) and each tool's call with its default arguments
     "key_analysis (all profiles)": "key_analysis",
@@ -31,35 +30,9 @@ TOOLS = {  # the targets' names (bench.analysis.TARGET_MS) and each tool's call 
 }
 
 
-def _token() -> str:
-    from django.contrib.auth import get_user_model
-    from django.utils import timezone
-    from oauth2_provider.models import AccessToken, Application, generate_client_id, set_token_value
-
-    user, _ = get_user_model().objects.get_or_create(username="bench-mcp-analysis")
-    user.scores.all().delete()
-    application = Application.objects.create(
-        name="bench-analysis",
-        client_id=generate_client_id(),
-        client_type="public",
-        authorization_grant_type="authorization-code",
-        redirect_uris="http://127.0.0.1:9/cb",
-    )
-    raw = f"bench-{generate_client_id()}"
-    token = AccessToken(
-        user=user,
-        application=application,
-        scope="music21:read music21:write",
-        expires=timezone.now() + timedelta(hours=1),
-    )
-    set_token_value(token, raw)
-    token.save()
-    return raw
-
-
 def run(repeat: int = 20, cold: int = 15) -> str:
     """The table of warm and cold p50 and p99 per tool, with the targets."""
-    token = _token()
+    token = bench_token("bench-mcp-analysis")
     with uvicorn_serving({}) as base:
         found = anyio.run(_measured, base, token, repeat, cold)
     lines = [

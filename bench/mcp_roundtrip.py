@@ -101,22 +101,17 @@ class LeanClient:
         self.connection.close()
 
 
-def _token_for_bench_user() -> str:
+def bench_token(username: str) -> str:
+    """A bearer token for the bench user `username` (created, their scores cleared), as a client gets one through
+    the OAuth flow: read and write scopes, an hour to live."""
     from django.contrib.auth import get_user_model
     from django.utils import timezone
     from oauth2_provider.models import AccessToken, Application, set_token_value
 
-    from apps.tools.invocation import Caller, invoke_tool
-
-    user, _ = get_user_model().objects.get_or_create(username="bench-mcp")
+    user, _ = get_user_model().objects.get_or_create(username=username)
     user.scores.all().delete()
-    invoke_tool(
-        "import_score",
-        {"score_id": "chorale", "source": "bach/bwv66.6", "source_type": "corpus"},
-        caller=Caller.operator(user),
-    )
     application = Application.objects.create(
-        name="bench",
+        name=username,
         client_type="public",
         authorization_grant_type="authorization-code",
         redirect_uris="http://127.0.0.1:9/cb",
@@ -130,6 +125,21 @@ def _token_for_bench_user() -> str:
     )
     set_token_value(token, raw)
     token.save()
+    return raw
+
+
+def _token_for_bench_user() -> str:
+    """bench_token for the round trips' user, who holds bach/bwv66.6 as "chorale"."""
+    from django.contrib.auth import get_user_model
+
+    from apps.tools.invocation import Caller, invoke_tool
+
+    raw = bench_token("bench-mcp")
+    invoke_tool(
+        "import_score",
+        {"score_id": "chorale", "source": "bach/bwv66.6", "source_type": "corpus"},
+        caller=Caller.operator(get_user_model().objects.get(username="bench-mcp")),
+    )
     return raw
 
 

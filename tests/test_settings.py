@@ -12,10 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start(**env: str) -> subprocess.CompletedProcess[str]:
+def _python(*arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """This interpreter run with `arguments` on the project's settings, as a fresh deployment with only `env` set
+    (no DATABASE_URL, REDIS_URL or broker from the test run)."""
     clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-    return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
+    return subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, *arguments],
         cwd=ROOT,
         env={**clean, "DJANGO_SETTINGS_MODULE": "music21_platform.settings", **env},
         capture_output=True,
@@ -23,6 +25,10 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def _start(**env: str) -> subprocess.CompletedProcess[str]:
+    return _python("-c", "import django; django.setup()", **env)
 
 
 @pytest.mark.parametrize(
@@ -91,16 +97,7 @@ HTTPS_PRODUCTION = {
 
 
 def test_an_https_deployment_passes_djangos_deployment_checks() -> None:
-    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "music21_platform.settings", **HTTPS_PRODUCTION},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _python("manage.py", "check", "--deploy", "--fail-level", "WARNING", **HTTPS_PRODUCTION)
 
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
@@ -118,16 +115,7 @@ def test_an_https_deployment_sends_hsts_and_secure_cookies_and_lets_probes_in_ov
         "print('plain', plain.status_code, plain.headers.get('Location'))\n"
         "print('probe', client.get('/health').status_code, client.get('/health/ready').status_code)\n"
     )
-    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-    result = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "music21_platform.settings", **HTTPS_PRODUCTION},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _python("-c", script, **HTTPS_PRODUCTION)
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
 
     assert result.returncode == 0, result.stderr
