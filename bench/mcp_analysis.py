@@ -11,11 +11,14 @@ client on the 2-core test machine, not run here): the targets are half its p50."
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run alone: python bench/mcp_analysis.py
 
 from bench.analysis import TARGET_MS, chorales
 from bench.harness import Timing
@@ -89,9 +92,6 @@ async def _measured(base: str, token: str, repeat: int, cold: int) -> dict[str, 
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench.harness import setup_django
 
     setup_django()

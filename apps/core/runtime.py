@@ -1,8 +1,15 @@
-"""Process-wide settings of the Python runtime, applied once a serving process has started."""
+"""Process-wide settings of the Python runtime, applied once a serving process has started, and what a call does
+after its answer has left."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import logging
+import threading
+from collections.abc import Callable, Iterator
+
+logger = logging.getLogger(__name__)
 
 GC_THRESHOLDS = (10_000, 10, 10)
 
@@ -26,3 +33,45 @@ def garbage_after_call() -> None:
     call. MCP `chord_analysis` over HTTP, 60 calls a side, A/B on this machine: added p50 +6.7 and +5.8 ms without,
     -0.2 and +0.6 with; p90 196-198 ms against 155-161; `key_analysis` +3.0/+3.2 against +2.8/+3.0 ms."""
     gc.collect(1)
+
+
+# --- Work left for after a call's answer ----------------------------------------------------------------------------
+# Some of a call's work need not delay its answer: remembering an analysis answer for next time (apps.tools.results)
+# is a database write the caller does not wait for. A tool hands such work to `after_answer`; whoever runs the call
+# collects it (`deferred_work`) and runs it once the answer has been handed over (`run_deferred`): the invocation
+# path after the transport's answer, a tool process after sending its result back. Outside a collector it runs at
+# once, so nothing handed over is lost.
+
+_collecting = threading.local()
+
+Task = Callable[[], None]
+
+
+@contextlib.contextmanager
+def deferred_work() -> Iterator[list[Task]]:
+    """Collect the `after_answer` work of the code run in this block, in this thread; yields the list it fills."""
+    outer = getattr(_collecting, "tasks", None)
+    tasks: list[Task] = []
+    _collecting.tasks = tasks
+    try:
+        yield tasks
+    finally:
+        _collecting.tasks = outer
+
+
+def after_answer(task: Task) -> None:
+    """Run `task` once the current call has been answered, or now if nothing is collecting this thread's work."""
+    tasks = getattr(_collecting, "tasks", None)
+    if tasks is None:
+        run_deferred([task])
+    else:
+        tasks.append(task)
+
+
+def run_deferred(tasks: list[Task]) -> None:
+    """Run each task; one that fails is logged, as its call has been answered already."""
+    for task in tasks:
+        try:
+            task()
+        except Exception:
+            logger.exception("work left for after a call's answer failed")

@@ -1,11 +1,12 @@
 """The single path of a tool call, shared by every transport: `invoke_tool` runs the call through PIPELINE, the
 steps in the order they apply, each a small object with one job that lets the call go on or ends it:
 
-    security events -> answer -> count -> audit -> block list -> scope -> arguments -> rate limit -> time limit
-    -> bulkhead -> breaker -> run
+    security events -> after the answer -> answer -> count -> audit -> block list -> scope -> arguments
+    -> rate limit -> time limit -> bulkhead -> breaker -> run
 
 The outer steps see every outcome: a call is audited (and answered only once its event is committed), counted,
-answered, and a refusal that matters to security is recorded last. The guards (apps.security.guards) refuse with
+answered, then the work the tool left for after its answer runs, and a refusal that matters to security is
+recorded last. The guards (apps.security.guards) refuse with
 a domain error (`ApplicationError`), which passes through unchanged for the edge to translate; the run turns any
 other exception into an `InternalError` whose message never carries a traceback.
 """
@@ -35,6 +36,7 @@ from apps.core.errors import (
     UnknownTool,
 )
 from apps.core.logs import call_context
+from apps.core.runtime import deferred_work, run_deferred
 from apps.core.tracing import span
 from apps.security import events, guards
 from apps.tools import runner
@@ -148,6 +150,18 @@ class SecurityEventsRecorded:
             raise
 
 
+class Afterwards:
+    """What the tool left for after its answer (`apps.core.runtime.after_answer`: remembering an analysis answer)
+    runs once the call has been answered, whatever the outcome; a failure there is logged, not answered."""
+
+    def __call__(self, call: Call, proceed: Proceed) -> Result:
+        with deferred_work() as later:
+            try:
+                return proceed(call)
+            finally:
+                run_deferred(later)
+
+
 class Answered:
     """The transport's early answer (`Caller.answer`), once the outcome is audited and counted: security events and
     clean-up follow it (see apps.mcp_bridge.server.until_answered)."""
@@ -257,6 +271,7 @@ class TimeLimit:
 
 PIPELINE = (
     SecurityEventsRecorded(),
+    Afterwards(),
     Answered(),
     Counted(),
     Audited(),

@@ -28,6 +28,7 @@ import music21
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core.runtime import after_answer
 from apps.tools.models import AnalysisResult, Score, SourceFormat
 
 # Answers larger than this are computed each time: a row per question of that size would crowd the table.
@@ -80,15 +81,17 @@ def result_remembered(
     except (TypeError, ValueError):
         return answer  # not JSON (a tool's own business): answered, not kept
     if len(text) <= LARGEST_KEPT:
-        AnalysisResult.objects.bulk_create(
-            [AnalysisResult(score=score, shared=shared, result=text, used_at=now, **key)], ignore_conflicts=True
+        # Written once the answer has left (apps.core.runtime.after_answer): the caller does not wait for it.
+        after_answer(
+            functools.partial(_keep, AnalysisResult(score=score, shared=shared, result=text, used_at=now, **key))
         )
-        _pruned_now_and_then()
     return json.loads(text)  # the same value a later read gives back (lists for tuples, string keys)
 
 
-def _pruned_now_and_then() -> None:
+def _keep(row: AnalysisResult) -> None:
+    """Store a new answer (unless another call stored the same one meanwhile), pruning now and then."""
     global _written
+    AnalysisResult.objects.bulk_create([row], ignore_conflicts=True)
     _written += 1
     if _written % PRUNE_EVERY == 0:
         results_prune()

@@ -43,7 +43,7 @@ from apps.core.errors import (
     WorkerDied,
 )
 from apps.core.fairness import FairSemaphore, user_share
-from apps.core.runtime import garbage_after_call, gc_tune
+from apps.core.runtime import Task, after_answer, deferred_work, garbage_after_call, gc_tune, run_deferred
 from apps.tools.caller import Caller
 from apps.tools.registry import TOOLS, Tool
 
@@ -105,12 +105,21 @@ def run_tool(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> dic
     that any wait for a thread or a tool process is part of the limit), or raise TimedOut."""
     if not tools_run_here() and tool.isolated:
         return _in_process(tool, caller, parsed, deadline=deadline)
-    future = _thread_pool().submit(with_connections, _run_here, tool, caller, parsed)
+    future = _thread_pool().submit(with_connections, _run_collecting, tool, caller, parsed)
     try:
-        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        result, later = future.result(timeout=max(0.0, deadline - time.monotonic()))
     except FutureTimeout:
         caller.cancelled.set()
         raise _timed_out(tool) from None
+    for task in later:  # to the call's own collector (apps.tools.invocation.Afterwards), or run now
+        after_answer(task)
+    return result
+
+
+def _run_collecting(tool: Tool, caller: Caller, parsed: Any) -> tuple[dict[str, Any], list[Task]]:
+    """`_run_here` in a tool thread, with the work it leaves for after the answer, for the calling thread."""
+    with deferred_work() as later:
+        return _run_here(tool, caller, parsed), later
 
 
 def _in_process(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> dict[str, Any]:
@@ -314,15 +323,18 @@ def _worker_main(pipe: Any, database_name: str | None) -> None:
             call = pipe.recv()
         except EOFError:  # the serving process is gone
             return
-        try:
-            answer: tuple[bool, Any] = (True, with_connections(_worker_call, *call))
-        except Exception as error:  # an ApplicationError: _run_here has turned anything else into one
-            answer = (False, error)
+        with deferred_work() as later:
+            try:
+                answer: tuple[bool, Any] = (True, with_connections(_worker_call, *call))
+            except Exception as error:  # an ApplicationError: _run_here has turned anything else into one
+                answer = (False, error)
         try:
             pipe.send(answer)
         except Exception as error:  # an answer that cannot be pickled: say so rather than leave the caller waiting
             logger.exception("tool process: the answer to a call could not be sent back")
             pipe.send((False, WorkerDied(f"The tool's answer could not be returned ({type(error).__name__}).")))
+        if later:
+            with_connections(run_deferred, later)
         garbage_after_call()
 
 

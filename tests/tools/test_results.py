@@ -3,10 +3,13 @@ music21 work, only for the score it was asked about (corpus works excepted), and
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
+from django.db import DatabaseError
 
+from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import AnalysisResult
 from apps.tools.monitoring import server_stats
 from apps.tools.results import results_prune
@@ -38,6 +41,33 @@ def test_a_question_asked_again_is_answered_the_same_without_the_music21_work(
     assert key_work == ["run"]
     other = call(alice, "key_analysis", score_id="chorale", algorithm="aarden")  # other arguments: a new question
     assert other["algorithm"] == "aarden" and key_work == ["run", "run"]
+
+
+def test_the_answer_is_not_kept_waiting_for_it_to_be_remembered(alice: Any, chorale: Any) -> None:
+    # A transport that answers early (as /mcp does) has the answer before the row is written; the row is there
+    # once the call has ended.
+    rows_when_answered: list[int] = []
+
+    def answer(outcome: Any) -> None:
+        assert outcome["key"] == "F# minor"
+        rows_when_answered.append(AnalysisResult.objects.count())
+
+    caller = dataclasses.replace(Caller.operator(alice), answer=answer)
+    invoke_tool("key_analysis", {"score_id": "chorale"}, caller=caller)
+    assert rows_when_answered == [0]
+    assert AnalysisResult.objects.filter(tool="key_analysis").count() == 1
+
+
+def test_a_failure_to_remember_an_answer_does_not_fail_the_call(
+    alice: Any, chorale: Any, call: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise DatabaseError("the table refused the row")
+
+    monkeypatch.setattr(AnalysisResult.objects, "bulk_create", refused)
+    assert call(alice, "key_analysis", score_id="chorale")["key"] == "F# minor"
+    assert AnalysisResult.objects.count() == 0
+    assert "work left for after a call's answer failed" in caplog.text
 
 
 def test_another_persons_upload_is_never_answered_from_yours(

@@ -282,3 +282,16 @@ def test_a_warm_process_is_taken_before_one_still_starting(held: Path, alice: An
     settings.REQUEST_TIMEOUT = 30.0
     # Before: the process still starting was taken first, and the call waited for a whole interpreter to start.
     assert call(alice, "health_check")["process"] in pids
+
+
+def test_a_tool_process_remembers_an_answer_after_sending_it(worker_processes: None, alice: Any, call: Any) -> None:
+    from apps.tools.models import AnalysisResult
+
+    call(alice, "import_score", score_id="chorale", source="bach/bwv66.6", source_type="corpus")
+    assert call(alice, "key_analysis", score_id="chorale")["key"] == "F# minor"
+    deadline = time.monotonic() + 10  # the process writes the row once its answer is on its way
+    while not AnalysisResult.objects.filter(tool="key_analysis").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert AnalysisResult.objects.filter(tool="key_analysis").count() == 1
+    assert call(alice, "key_analysis", score_id="chorale")["key"] == "F# minor"  # answered from it
+    assert AnalysisResult.objects.filter(tool="key_analysis").count() == 1
