@@ -14,7 +14,6 @@ Each event is evidence about one party, and only that party is ever blocked for 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,12 +22,15 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.compliance.audit import audit_record
 from apps.core import metrics
+from apps.core.cache import Memory
 from apps.core.errors import Blocked
 from apps.security.models import Block, SecurityEvent
+from apps.security.services import token_epoch
 
 logger = logging.getLogger("apps.security.events")
 
@@ -128,7 +130,6 @@ def _count_toward_block(target: str, value: str) -> None:
         reason=f"{count} security events within {window} s",
         until=until,
     )
-    cache.delete(_block_key(target, value))
     metrics.SECURITY_VIOLATIONS.labels(kind="blocked").inc()
     audit_record(action="security.blocked", outcome="blocked", target=f"{target}:{value}"[:300])
     SecurityEvent.objects.create(
@@ -141,41 +142,41 @@ def _count_toward_block(target: str, value: str) -> None:
     )
 
 
-BLOCK_CACHE_SECONDS = 10
+# Every call checks the block list, and blocks are rare: each process remembers what it found for a party (the one
+# memory mechanism, apps.core.cache.Memory) under the token epoch, which placing, changing or lifting a block bumps
+# in every process (apps.security.signals), as revoking a token does (docs/caching.md). Without an epoch (Redis
+# unreachable) the database is asked every time.
+BLOCK_CACHE_SECONDS = 10.0
+_blocks = Memory(10_000, max_age=BLOCK_CACHE_SECONDS)  # (target, value, epoch) -> blocked until (Unix time, 0: not)
 
 
 def _blocked_until(targets: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
-    """Unix time until which each (target, value) is blocked (0 if not), cached for BLOCK_CACHE_SECONDS so that
-    the check costs one cache read and no query."""
-    keys = {pair: _block_key(*pair) for pair in targets}
-    try:
-        found = cache.get_many(list(keys.values()))
-    except Exception:  # the cache is down: ask the database
-        found = {}
+    """Unix time until which each (target, value) is blocked (0 if not): remembered, else one query for all."""
+    epoch = token_epoch()
     until: dict[tuple[str, str], float] = {}
-    for pair, key in keys.items():
-        if key in found:
-            until[pair] = found[key]
-            continue
-        try:
-            block = (
-                Block.objects.filter(target=pair[0], value=pair[1], lifted=False, until__gt=timezone.now())
-                .order_by("-until")
-                .first()
-            )
-        except (OperationalError, InterfaceError):
-            # With the database down every call fails anyway, with a clear error; the block list is no reason
-            # to fail differently.
-            until[pair] = 0.0
-            continue
-        until[pair] = block.until.timestamp() if block else 0.0
-        with contextlib.suppress(Exception):
-            cache.set(key, until[pair], BLOCK_CACHE_SECONDS)
+    for pair in targets:
+        remembered = None if epoch is None else _blocks.get((*pair, epoch))
+        if remembered is not None:
+            until[pair] = remembered
+    missing = [pair for pair in targets if pair not in until]
+    if not missing:
+        return until
+    wanted = Q()
+    for target, value in missing:
+        wanted |= Q(target=target, value=value)
+    try:
+        found = list(
+            Block.objects.filter(wanted, lifted=False, until__gt=timezone.now()).values_list("target", "value", "until")
+        )
+    except (OperationalError, InterfaceError):
+        # With the database down every call fails anyway, with a clear error; the block list is no reason to fail
+        # differently.
+        return {**until, **dict.fromkeys(missing, 0.0)}
+    for pair in missing:
+        until[pair] = max((end.timestamp() for *party, end in found if tuple(party) == pair), default=0.0)
+        if epoch is not None:
+            _blocks.put((*pair, epoch), until[pair])
     return until
-
-
-def _block_key(target: str, value: str) -> str:
-    return f"{settings.GUARD_NAMESPACE}:blocked:{target}:{value}"
 
 
 def _block_targets(user_id: Any, ip: str | None, client_id: str | None) -> list[tuple[str, str]]:
@@ -207,6 +208,5 @@ def block_check(
 def block_lift(*, block: Block) -> None:
     """Lift a block before it expires (an administrator's action)."""
     block.lifted = True
-    block.save(update_fields=["lifted"])
-    cache.delete(_block_key(block.target, block.value))
+    block.save(update_fields=["lifted"])  # bumps the token epoch: every process forgets what it remembered
     audit_record(action="security.block_lifted", outcome="success", target=f"{block.target}:{block.value}"[:300])

@@ -42,15 +42,16 @@ def locked_out(
 
 
 def _connect_token_invalidation() -> None:
-    """Whatever can make a token invalid forgets the remembered verifications (apps.security.services)."""
+    """Whatever can make a token invalid, or refuse its calls (a block), forgets what every process remembers
+    under the token epoch (apps.security.services, apps.security.events)."""
     from django.contrib.auth import get_user_model
     from django.db.models.signals import post_delete, post_save
     from oauth2_provider.models import AccessToken, Application, RefreshToken
 
-    from apps.security.models import ClientPolicy
+    from apps.security.models import Block, ClientPolicy
     from apps.security.services import token_epoch_bump
 
-    for model in (AccessToken, RefreshToken, Application, ClientPolicy, get_user_model()):
+    for model in (AccessToken, RefreshToken, Application, ClientPolicy, Block, get_user_model()):
         post_save.connect(token_epoch_bump, sender=model, dispatch_uid=f"token-epoch-save-{model.__name__}")
         post_delete.connect(token_epoch_bump, sender=model, dispatch_uid=f"token-epoch-delete-{model.__name__}")
 

@@ -183,6 +183,29 @@ def test_a_token_revoked_by_another_process_stops_working_at_once(live_site: str
     assert httpx.post(f"{live_site}/mcp", json=INITIALIZE, headers=headers).status_code == 401
 
 
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="other processes reach this one through Redis")
+def test_a_user_blocked_in_another_process_is_refused_at_the_next_call(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    token = token_for(alice)
+
+    async def list_scores() -> Any:
+        async with mcp_session(live_site, token) as session:
+            return await session.call_tool("list_scores", {})
+
+    for _ in range(2):  # checked, then remembered by this server as not blocked
+        assert not anyio.run(list_scores).is_error
+    in_another_process(  # an administrator's shell, or another server's security events
+        "from datetime import timedelta\n"
+        "from django.utils import timezone\n"
+        "from apps.security.models import Block\n"
+        f"Block.objects.create(target='user', value='{alice.pk}', reason='test', "
+        "until=timezone.now() + timedelta(minutes=5))\n"
+    )
+    refused = anyio.run(list_scores)
+    assert refused.is_error and "blocked until" in _text(refused)
+
+
 def test_an_expired_token_is_refused(live_site: str, alice: Any, token_for: Any) -> None:
     token = token_for(alice, expires_in=-5)
     response = httpx.post(
