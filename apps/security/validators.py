@@ -60,6 +60,10 @@ def _bearer_error(request: Any, description: str) -> None:
 
 
 class PlatformOAuth2Validator(OAuth2Validator):
+    # Two of DOT's underscored methods are overridden, as DOT offers no public hook for either: `_load_application`
+    # is where every grant and endpoint looks a client up (a disabled client must be unknown to all of them), and
+    # `_validate_resource_uris` where RFC 8707 resources are checked. tests/security/test_oauth.py pins both (a
+    # disabled client refused everywhere; another resource refused invalid_target).
     def _load_application(self, client_id: str, request: Any) -> Any:
         client = super()._load_application(client_id, request)
         if client is not None and ClientPolicy.objects.filter(application=client, disabled=True).exists():
