@@ -73,16 +73,24 @@ def _repeats(
     at least twice without overlapping itself (of A A A A only windows 1-2 and 3-4 count for "A A"). The signature
     of the window of `length` notes from `start` is `values[segment][start : start + length - trim]`: the values
     are worked out once per note, not once per window."""
-    found: dict[tuple[Any, ...], list[Window]] = defaultdict(list)
-    for number, run in enumerate(segments):
-        row = values[number]
-        for length in range(min_length, min(MAX_MOTIF_LENGTH, len(run)) + 1):
-            for start in range(len(run) - length + 1):
-                found[(length, tuple(row[start : start + length - trim]))].append((number, start, length))
+    # Length by length, and only from windows whose one-note-shorter start occurs twice or more: a window that
+    # occurs once has no longer window starting with it that occurs twice, and most windows occur once.
+    found: dict[tuple[Any, ...], list[Window]] = {}
+    starts = [(number, start) for number, run in enumerate(segments) for start in range(len(run) - min_length + 1)]
+    for length in range(min_length, MAX_MOTIF_LENGTH + 1):
+        windows_of: dict[tuple[Any, ...], list[Window]] = defaultdict(list)
+        for number, start in starts:
+            if start + length <= len(segments[number]):
+                sig = tuple(values[number][start : start + length - trim])
+                windows_of[(length, sig)].append((number, start, length))
+        repeating = {sig: windows for sig, windows in windows_of.items() if len(windows) >= 2}
+        found.update(repeating)
+        # In run order, as every window list is: the overlap test below and the ranking's ties depend on it.
+        starts = sorted((number, start) for windows in repeating.values() for number, start, _ in windows)
+        if not starts:
+            break
     repeated: dict[tuple[Any, ...], list[Window]] = {}
     for sig, windows in found.items():
-        if len(windows) < 2:
-            continue
         kept: list[Window] = []
         for window in windows:  # in run order, so an overlap is always with the last one kept
             if kept and kept[-1][0] == window[0] and kept[-1][1] + kept[-1][2] > window[1]:

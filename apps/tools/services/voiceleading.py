@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
 from typing import Any
@@ -50,12 +50,20 @@ class Event:
     def duration(self) -> Offset:
         return opFrac(self.end - self.offset)
 
+    # The beats worked out for this line, by meter and place in the bar (shared by its events).
+    beats: dict[tuple[int, Offset], float] = field(repr=False, compare=False)
+
     @cached_property
     def beat(self) -> float:
-        """1-based, in the meter's beats (music21's `beat`, without its context search through every site)."""
+        """1-based, in the meter's beats (music21's `beat`, without its context search through every site); once
+        per meter and place in the bar for the whole line, as most notes share a few places."""
         if self.meter is None:
             return rounded(float(self.element.beat)) or 1.0
-        return rounded(float(self.meter.getBeatProportion(self.in_measure))) or 1.0
+        key = (id(self.meter), self.in_measure)  # the meters live as long as the score, and so this line
+        found = self.beats.get(key)
+        if found is None:
+            found = self.beats[key] = rounded(float(self.meter.getBeatProportion(self.in_measure))) or 1.0
+        return found
 
     @cached_property
     def name(self) -> str:
@@ -112,6 +120,7 @@ def part_line(part: stream.Stream) -> list[Event]:
 
 def _line(part: stream.Stream) -> list[Event]:
     events: list[Event] = []
+    beats: dict[tuple[int, Offset], float] = {}
     tie_open = False
     for start, element, measure, in_force in _elements(part):
         length = opFrac(element.quarterLength)
@@ -146,7 +155,7 @@ def _line(part: stream.Stream) -> list[Event]:
                 in_measure = opFrac(start - measure.offset + (measure.paddingLeft or 0))
                 if in_force is not None and in_measure >= in_force.barDuration.quarterLength:
                     in_force = None  # a bar longer than its meter: let music21 work the beat out
-            events.append(Event(start, end, top, element, number, in_force, in_measure))
+            events.append(Event(start, end, top, element, number, in_force, in_measure, beats))
         tie_open = tie is not None and tie.type in ("start", "continue")
     return events
 
