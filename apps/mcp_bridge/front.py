@@ -93,6 +93,9 @@ class ResponseModePerRequest(StreamableHTTPSessionManager):
                 message.method,
                 message.params,
                 connection=connection,
+                # The lifespan state the manager's run() entered, which its own request paths read the same way:
+                # the SDK keeps it only as `_lifespan_state`, with no public accessor. tests/mcp_bridge/
+                # test_streams.py pins it.
                 lifespan_state=self._lifespan_state,
             )
             reply = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)

@@ -48,3 +48,25 @@ def test_the_sdk_client_works_with_no_event_stream_offered(
             assert (await session.list_tools()).tools
 
     anyio.run(conversation)
+
+
+def test_the_sdk_still_keeps_the_lifespan_state_where_the_front_reads_it() -> None:
+    # apps.mcp_bridge.front answers a plain call with the SDK's serve_one, passing the lifespan state the session
+    # manager entered: the SDK keeps it as the private `_lifespan_state`. An SDK upgrade that moves it fails here.
+    from apps.mcp_bridge.front import ResponseModePerRequest
+    from apps.mcp_bridge.server import build_server
+
+    async def identify(ctx: Any) -> Any:
+        raise AssertionError("not called")
+
+    manager = ResponseModePerRequest(app=build_server(identify=identify), stateless=True)
+    seen: list[Any] = []
+
+    async def running() -> None:
+        async with manager.run():
+            seen.append(manager._lifespan_state)
+        seen.append(manager._lifespan_state)
+
+    assert manager._lifespan_state is None
+    anyio.run(running)
+    assert seen[0] is not None and seen[1] is None
