@@ -12,6 +12,7 @@ from oauth2_provider.models import AccessToken, Application
 
 from apps.compliance.admin import ClientNamesChangeList, client_cell
 from apps.compliance.display import json_pretty
+from apps.compliance.models import AuditEvent
 from apps.security.events import block_lift
 from apps.security.models import Block, ClientPolicy, SecurityEvent
 from apps.security.services import client_disable, client_enable, client_secret_rotate, token_revoke_all
@@ -64,8 +65,6 @@ class PlatformApplicationAdmin(ApplicationAdmin):
 
     @admin.display(description="last used")
     def last_used(self, application: Application) -> str:
-        from apps.compliance.models import AuditEvent
-
         last = AuditEvent.objects.filter(client_id=application.client_id).order_by("-id").only("created_at").first()
         return f"{last.created_at:%Y-%m-%d %H:%M:%S} UTC" if last else "never"
 

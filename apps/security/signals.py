@@ -1,16 +1,22 @@
-"""Sign-in outcomes become metrics and security events."""
+"""Sign-in outcomes become metrics and security events; changes that can invalidate a token, or refuse its calls,
+bump the token epoch."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from axes.signals import user_locked_out
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from oauth2_provider.models import AccessToken, Application, RefreshToken
 
 from apps.compliance.audit import audit_record
 from apps.core import metrics
 from apps.security.events import security_event_record
+from apps.security.models import Block, ClientPolicy
+from apps.security.services import token_epoch_bump
 
 
 def _ip(request: Any) -> str | None:
@@ -44,13 +50,6 @@ def locked_out(
 def _connect_token_invalidation() -> None:
     """Whatever can make a token invalid, or refuse its calls (a block), forgets what every process remembers
     under the token epoch (apps.security.services, apps.security.events)."""
-    from django.contrib.auth import get_user_model
-    from django.db.models.signals import post_delete, post_save
-    from oauth2_provider.models import AccessToken, Application, RefreshToken
-
-    from apps.security.models import Block, ClientPolicy
-    from apps.security.services import token_epoch_bump
-
     for model in (AccessToken, RefreshToken, Application, ClientPolicy, Block, get_user_model()):
         post_save.connect(token_epoch_bump, sender=model, dispatch_uid=f"token-epoch-save-{model.__name__}")
         post_delete.connect(token_epoch_bump, sender=model, dispatch_uid=f"token-epoch-delete-{model.__name__}")
