@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from music21 import base, key, meter, note, pitch, stream
 
+from apps.tools.services.derived import derived
 from apps.tools.services.spelling import key_signature_keys, pitch_name
 
 
@@ -63,7 +65,14 @@ def _score_of(part: stream.Stream) -> stream.Score | None:
 
 
 def score_summary(score: stream.Score) -> dict[str, Any]:
-    """Parts with instruments, measures, bars, notes, pitch range, signatures and length of a parsed score.
+    """Parts with instruments, measures, bars, notes, pitch range, signatures and length of a parsed score:
+    worked out once per parsed score (apps.tools.services.derived; `score_info` asks it of the same score again
+    and again), each caller getting its own copy."""
+    return copy.deepcopy(derived(score, "summary", lambda: _summary(score)))
+
+
+def _summary(score: stream.Score) -> dict[str, Any]:
+    """`score_summary`, worked out.
 
     `measures` counts measure objects (a pickup is one); `bars` counts bars as printed, the span of the printed
     bar numbers (a pickup numbered 0 is not a bar: bwv66.6 has 10 measures and 9 bars). Pitches are spelled as
