@@ -45,7 +45,7 @@ def main() -> int:
     print("\n(ratio = platform / plain music21 doing the same work naively, as a user's own script would)")
     from bench import audit_admin, corpus_scale, mcp_analysis, memory, scale
 
-    analysis_over_mcp = mcp_analysis.run(repeat=min(args.repeat, 20), cold=10)
+    analysis_over_mcp = mcp_analysis.run(repeat=min(args.repeat, 20), cold=15)
     print(analysis_over_mcp)
 
     throughput_table, throughput = scale.run(seconds=args.seconds)

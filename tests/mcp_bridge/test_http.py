@@ -263,16 +263,15 @@ def test_a_call_is_answered_as_json_unless_it_asks_for_progress(live_site: str, 
 def test_a_call_is_answered_only_once_its_audit_event_is_written(
     mcp_mode: str, live_site: str, alice: Any, token_for: Any, monkeypatch: Any
 ) -> None:
-    from apps.compliance import audit
     from apps.compliance.models import AuditEvent
 
-    insert = audit._insert
+    save = AuditEvent.save
 
-    def slow_insert(event: Any) -> None:
+    def slow_save(event: Any, *args: Any, **kwargs: Any) -> None:
         time.sleep(0.5)  # a slow audit INSERT: an answer that did not wait for it would come first
-        insert(event)
+        save(event, *args, **kwargs)
 
-    monkeypatch.setattr(audit, "_insert", slow_insert)
+    monkeypatch.setattr(AuditEvent, "save", slow_save)
     token = token_for(alice)
 
     async def call(name: str, arguments: dict[str, Any]) -> Any:
