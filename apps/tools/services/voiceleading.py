@@ -92,9 +92,10 @@ def _elements(part: stream.Stream) -> Iterator[tuple[Offset, base.Music21Object,
         # the same shared score can move for a moment): the line is kept with the score once made.
         base_offset = opFrac(measure.getOffsetBySite(part))
         # One pass over the measure for what `.timeSignature` (the one at offset 0), `.notesAndRests` and `.voices`
-        # would each find with an iteration of their own.
+        # would each find with an iteration of their own; over its `elements` (in the order iterating gives), as
+        # iterating also makes the measure each element's active site, a write to the shared score this needs not.
         found, voices, own_meter = [], [], None
-        for element in measure:
+        for element in measure.elements:
             if isinstance(element, note.GeneralNote):
                 found.append((opFrac(base_offset + measure.elementOffset(element)), element))
             elif isinstance(element, stream.Voice):
