@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,19 @@ class Timing:
     def p99(self) -> float:
         ordered = sorted(self.samples)
         return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+@contextlib.contextmanager
+def lean_client_heap() -> Iterator[None]:
+    """While an MCP client in this process times calls: what the benchmark process holds besides the client
+    (Django, music21, the scores its other rows parsed) kept out of its garbage collector's sight, so that the
+    client's own collections walk no more than a client process's would. Put back afterwards."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def measure(work: Callable[[], object], *, repeat: int, warmup: int = 3) -> Timing:

@@ -21,7 +21,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run alone: python bench/mcp_analysis.py
 
 from bench.analysis import TARGET_MS, chorales
-from bench.harness import Timing
+from bench.harness import Timing, lean_client_heap
 from bench.mcp_roundtrip import bench_token, uvicorn_serving
 
 TOOLS = {  # the targets' names (bench.analysis.TARGET_MS) and each tool's call with its default arguments
@@ -41,7 +41,7 @@ def run(repeat: int = 20, cold: int = 15) -> str:
     # A cold call must find no remembered answer: answers on a corpus work are shared by everyone who imported it,
     # so another user's earlier run would answer it. They are a cache; dropping them loses nothing.
     AnalysisResult.objects.filter(shared=True).delete()
-    with uvicorn_serving({}) as base:
+    with uvicorn_serving({}) as base, lean_client_heap():
         found = anyio.run(_measured, base, token, repeat, cold)
     lines = [
         "\n### Analysis tools over MCP (Python SDK client, default arguments, remembered answers on)\n",

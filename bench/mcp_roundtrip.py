@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from bench.harness import Row, Timing, call_failure
+from bench.harness import Row, Timing, call_failure, lean_client_heap
 
 SECTION = "MCP over HTTP (uvicorn process, OAuth token, minimal client) vs direct music21 (bach/bwv66.6)"
 SDK_SECTION = "The same calls with the Python SDK's client (its own CPU included) vs direct music21"
@@ -234,4 +234,5 @@ def _measured(base: str, token: str, repeat: int) -> list[Row]:
             Row(SDK_SECTION, tool, Timing(t["sdk"]), Timing(t["direct"])) for tool, t in samples.items() if t["sdk"]
         ]
 
-    return anyio.run(measure)
+    with lean_client_heap():
+        return anyio.run(measure)

@@ -30,7 +30,7 @@ def child(bound: int) -> None:
     from django.core.management import call_command
     from music21 import corpus
 
-    from apps.core.runtime import gc_tune
+    from apps.core.runtime import garbage_after_call, gc_tune
     from apps.tools.invocation import Caller, invoke_tool
     from apps.tools.services.cache import parsed_scores
 
@@ -49,6 +49,7 @@ def child(bound: int) -> None:
             )
         except Exception:  # noqa: S112 - a work music21 cannot read as one score is skipped
             continue
+        garbage_after_call()  # as the process that ran the call does once it is answered
         if index % max(1, bound // 4) == 0:
             gc.collect()
             samples.append((index, len(parsed_scores), process.memory_info().rss))

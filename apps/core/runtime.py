@@ -30,9 +30,34 @@ def gc_tune() -> None:
 def garbage_after_call() -> None:
     """Collect the young garbage a tool call left (music21's streams are full of reference cycles), in the process
     that ran it, once its answer is on its way: that collection would otherwise fall in the middle of a later
-    call. MCP `chord_analysis` over HTTP, 60 calls a side, A/B on this machine: added p50 +6.7 and +5.8 ms without,
-    -0.2 and +0.6 with; p90 196-198 ms against 155-161; `key_analysis` +3.0/+3.2 against +2.8/+3.0 ms."""
+    call. Then, if the call kept something for the long run (`keep_out_of_sight`: a score it parsed), put
+    everything alive out of the collector's sight, as `gc_tune` does with what is loaded at start-up."""
     gc.collect(1)
+    if _kept[0]:
+        _kept[0] = False
+        gc.freeze()
+
+
+# Parsed scores are kept for many calls (apps.tools.services.cache) and are large (tens of thousands of objects
+# each). Left in sight, every new one brings CPython's next full collection closer (it runs once the objects that
+# survived since the last amount to a quarter of those before), and that collection walks every kept score: a
+# pause of a tenth of a second and more in whichever call set it off, longer the more scores are kept.
+_kept = [False]
+
+
+def keep_out_of_sight() -> None:
+    """Ask for what this call keeps for the long run (a parsed score) to be put out of the collector's sight once
+    the call's young garbage is collected (`garbage_after_call`). What is put out of sight and later dropped is
+    freed by `collect_everything`."""
+    _kept[0] = True
+
+
+def collect_everything() -> None:
+    """A full collection that sees everything, what is out of sight included (parsed scores the memory dropped),
+    after which what is still alive goes out of sight again."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 # --- Work left for after a call's answer ----------------------------------------------------------------------------

@@ -219,6 +219,29 @@ def test_evicted_scores_are_freed_once_a_tenth_of_the_cache_has_turned_over() ->
         gc.enable()
 
 
+def test_kept_scores_are_out_of_the_collectors_sight_once_answered_and_freed_once_dropped() -> None:
+    import gc
+    import weakref
+
+    from music21 import converter
+
+    from apps.core.runtime import garbage_after_call
+
+    cache = ParsedScoreCache(capacity=10)  # a tenth of it: one eviction sets off the full collection
+    first = converter.parse("tinyNotation: 4/4 c4 d e f")
+    gone = weakref.ref(first)
+    cache.put((1, "x"), first)
+    garbage_after_call()  # the call that parsed it is answered
+    # Out of sight: CPython's own full collections, set off by later calls' garbage, no longer walk it.
+    assert not any(each is first for each in gc.get_objects(generation=2))
+    del first
+    for pk in range(2, 12):  # the eleventh score drops the first
+        cache.put((pk, "x"), converter.parse(f"tinyNotation: 4/4 g{pk % 4 + 1}"))
+        garbage_after_call()
+    assert (1, "x") not in cache
+    assert gone() is None  # freed, out of sight as it was
+
+
 def test_a_cache_hit_skips_parsing(chorale: Any, alice: Any, call: Any, monkeypatch: Any) -> None:
     from apps.tools.services import scores
 

@@ -8,7 +8,6 @@ Callers must treat the streams they get back as read-only: other threads may be 
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import logging
@@ -20,6 +19,7 @@ from music21 import stream
 from redis.exceptions import RedisError
 
 from apps.core.cache import Memory, MemoryStats
+from apps.core.runtime import collect_everything, keep_out_of_sight
 from apps.security.redis import redis_failed, shared_redis
 
 logger = logging.getLogger(__name__)
@@ -34,12 +34,11 @@ PURGE_HISTORY = 200
 CacheKey = tuple[int, str]
 
 # A parsed score is one large reference cycle (notes, their durations, sites and groups point at each other), so
-# an evicted one is freed only by a full collection of the garbage collector, and CPython runs one only when
-# the objects that survived since the last amount to a quarter of those that survived before: a full cache
-# carried up to a quarter of its size again in dead scores (the memory benchmark: +10.2-10.6% resident memory
-# past the bound). The cache collects once a tenth of its capacity has been evicted instead: +5.1% (see
-# docs/performance.md). The collection walks every cached score (150 ms with 60 chorales on the test machine),
-# so it runs once per capacity/10 evictions, not after each.
+# an evicted one is freed only by a full collection of the garbage collector. Kept scores are out of the
+# collector's sight (apps.core.runtime.keep_out_of_sight), so that its own full collections do not walk them
+# over and over; the dropped ones are therefore freed by a full collection that sees everything, which the cache
+# runs once a tenth of its capacity has been evicted (see docs/performance.md, memory). It walks every cached
+# score, so it runs once per capacity/10 evictions, not after each.
 GARBAGE_SHARE = 10
 
 
@@ -70,6 +69,8 @@ class ParsedScoreCache(Memory):
 
     def put(self, key: CacheKey, score: stream.Score) -> int:  # type: ignore[override]
         evicted = super().put(key, score)
+        if key in self:
+            keep_out_of_sight()  # once the call is answered (apps.core.runtime)
         if not evicted:
             return 0
         with self._collect_lock:
@@ -78,7 +79,7 @@ class ParsedScoreCache(Memory):
             if collect:
                 self._uncollected = 0
         if collect:
-            gc.collect()
+            collect_everything()  # the dropped scores are out of the collector's sight with the kept ones
         return evicted
 
     def discard_score(self, pk: int) -> None:
