@@ -150,6 +150,12 @@ BLOCK_CACHE_SECONDS = 10.0
 _blocks = Memory(10_000, max_age=BLOCK_CACHE_SECONDS)  # (target, value, epoch) -> blocked until (Unix time, 0: not)
 
 
+def blocks_forget(**kwargs: Any) -> None:
+    """Forget what this process remembers of the block list (signal receiver: a block placed, changed or lifted
+    here). The token epoch's bump tells the other processes; this one must not depend on Redis taking it."""
+    _blocks.forget()
+
+
 def _blocked_until(targets: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
     """Unix time until which each (target, value) is blocked (0 if not): remembered, else one query for all."""
     epoch = token_epoch()

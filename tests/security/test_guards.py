@@ -105,6 +105,24 @@ def test_a_blocked_user_is_told_so_whatever_else_is_wrong_with_its_call(alice: A
     assert invoke_tool("list_scores", {}, caller=_as(alice))["status"] == "success"  # same address and client
 
 
+def test_a_block_placed_here_applies_at_once_even_when_redis_does_not_take_the_epochs_bump(
+    alice: Any, monkeypatch: Any
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from apps.security import services
+
+    assert invoke_tool("list_scores", {}, caller=_as(alice))["status"] == "success"  # remembered: not blocked
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise RedisConnectionError("Redis refused the write")
+
+    monkeypatch.setattr(services, "publish", refused)  # the bump cannot reach Redis, nor the other processes
+    Block.objects.create(target="user", value=str(alice.pk), reason="test", until=timezone.now() + timedelta(minutes=5))
+    with pytest.raises(Blocked, match="user is blocked until"):
+        invoke_tool("list_scores", {}, caller=_as(alice))
+
+
 def test_a_client_an_administrator_blocked_is_refused_and_an_address_block_refuses_no_signed_in_call(
     alice: Any,
 ) -> None:
