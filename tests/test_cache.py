@@ -68,11 +68,11 @@ def test_the_token_memory_is_bounded_and_keeps_the_busy_tokens(monkeypatch: Any)
 
     monkeypatch.setattr(services, "_verified", Memory(3, max_age=services.TOKEN_CACHE_SECONDS))
     for n in range(5):
-        services._remember(services._verified, (f"checksum{n}", "r"), f"grant{n}", 7)
-        assert services._recall(services._verified, ("checksum0", "r"), 7) == "grant0"  # busy: never evicted
+        services.remember(services._verified, (f"checksum{n}", "r"), f"grant{n}", 7)
+        assert services.recall(services._verified, ("checksum0", "r"), 7) == "grant0"  # busy: never evicted
     assert len(services._verified) == 3
-    assert services._recall(services._verified, ("checksum0", "r"), 8) is None  # another epoch: unreachable
-    assert services._recall(services._verified, ("checksum0", "r"), None) is None  # no epoch: nothing trusted
+    assert services.recall(services._verified, ("checksum0", "r"), 8) is None  # another epoch: unreachable
+    assert services.recall(services._verified, ("checksum0", "r"), None) is None  # no epoch: nothing trusted
 
 
 def test_the_private_details_of_django_and_redis_py_the_cache_relies_on_are_still_there(monkeypatch: Any) -> None:

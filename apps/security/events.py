@@ -27,10 +27,9 @@ from django.utils import timezone
 
 from apps.compliance.audit import audit_record
 from apps.core import metrics
-from apps.core.cache import Memory
 from apps.core.errors import Blocked
 from apps.security.models import Block, SecurityEvent
-from apps.security.services import token_epoch
+from apps.security.services import epoch_memory, recall, remember, token_epoch
 
 logger = logging.getLogger("apps.security.events")
 
@@ -142,18 +141,11 @@ def _count_toward_block(target: str, value: str) -> None:
     )
 
 
-# Every call checks the block list, and blocks are rare: each process remembers what it found for a party (the one
-# memory mechanism, apps.core.cache.Memory) under the token epoch, which placing, changing or lifting a block bumps
-# in every process (apps.security.signals), as revoking a token does (docs/caching.md). Without an epoch (Redis
+# Every call checks the block list, and blocks are rare: each process remembers what it found for a party under
+# the token epoch (apps.security.services.epoch_memory), which placing, changing or lifting a block bumps in every
+# process (apps.security.signals), as revoking a token does (docs/caching.md). Without an epoch (Redis
 # unreachable) the database is asked every time.
-BLOCK_CACHE_SECONDS = 10.0
-_blocks = Memory(10_000, max_age=BLOCK_CACHE_SECONDS)  # (target, value, epoch) -> blocked until (Unix time, 0: not)
-
-
-def blocks_forget(**kwargs: Any) -> None:
-    """Forget what this process remembers of the block list (signal receiver: a block placed, changed or lifted
-    here). The token epoch's bump tells the other processes; this one must not depend on Redis taking it."""
-    _blocks.forget()
+_blocks = epoch_memory()  # (target, value, epoch) -> blocked until (Unix time, 0: not)
 
 
 def _blocked_until(targets: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
@@ -161,7 +153,7 @@ def _blocked_until(targets: list[tuple[str, str]]) -> dict[tuple[str, str], floa
     epoch = token_epoch()
     until: dict[tuple[str, str], float] = {}
     for pair in targets:
-        remembered = None if epoch is None else _blocks.get((*pair, epoch))
+        remembered = recall(_blocks, pair, epoch)
         if remembered is not None:
             until[pair] = remembered
     missing = [pair for pair in targets if pair not in until]
@@ -180,8 +172,7 @@ def _blocked_until(targets: list[tuple[str, str]]) -> dict[tuple[str, str], floa
         return {**until, **dict.fromkeys(missing, 0.0)}
     for pair in missing:
         until[pair] = max((end.timestamp() for *party, end in found if tuple(party) == pair), default=0.0)
-        if epoch is not None:
-            _blocks.put((*pair, epoch), until[pair])
+        remember(_blocks, pair, until[pair], epoch)
     return until
 
 

@@ -105,16 +105,27 @@ def _pushed_epoch(backend: RedisCache) -> int | None:
     return pushed(backend, TOKEN_EPOCH_KEY).current()
 
 
-_verified = Memory(TOKEN_MEMORY_LIMIT, max_age=TOKEN_CACHE_SECONDS)  # (checksum, resource, epoch) -> VerifiedToken
-_users = Memory(TOKEN_MEMORY_LIMIT, max_age=TOKEN_CACHE_SECONDS)  # (user id, epoch) -> user
+_under_epoch: list[Memory] = []
 
 
-def _recall(memory: Memory, key: tuple[Any, ...], epoch: Any) -> Any | None:
+def epoch_memory() -> Memory:
+    """A memory of this process whose entries are kept under the token epoch (`recall`, `remember`): a bump made
+    here forgets it at once, so that the change behind the bump applies here even when Redis cannot take it."""
+    memory = Memory(TOKEN_MEMORY_LIMIT, max_age=TOKEN_CACHE_SECONDS)
+    _under_epoch.append(memory)
+    return memory
+
+
+_verified = epoch_memory()  # (checksum, resource, epoch) -> VerifiedToken
+_users = epoch_memory()  # (user id, epoch) -> user
+
+
+def recall(memory: Memory, key: tuple[Any, ...], epoch: Any) -> Any | None:
     """What `memory` holds for `key` under `epoch`; nothing is trusted without an epoch (the cache is down)."""
     return None if epoch is None else memory.get((*key, epoch))
 
 
-def _remember(memory: Memory, key: tuple[Any, ...], value: Any, epoch: Any) -> None:
+def remember(memory: Memory, key: tuple[Any, ...], value: Any, epoch: Any) -> None:
     if epoch is not None:
         memory.put((*key, epoch), value)
 
@@ -129,9 +140,10 @@ def token_epoch_bump(**kwargs: Any) -> None:
             cache.set(TOKEN_EPOCH_KEY, epoch, timeout=None)
     except Exception:  # the cache is down: no process can read an epoch either, so none trusts its memory
         logger.warning("could not bump the token epoch", exc_info=True)
-    # Entries under the old epoch are unreachable now; forgetting them frees their memory at once.
-    _verified.forget()
-    _users.forget()
+    # Entries under the old epoch are unreachable now wherever the bump arrived; forgetting them here frees their
+    # memory at once, and makes the change apply here even if it did not reach Redis.
+    for memory in _under_epoch:
+        memory.forget()
 
 
 def token_verify(*, raw_token: str, resource: str) -> VerifiedToken | None:
@@ -153,15 +165,15 @@ def token_authenticate(*, raw_token: str, resource: str) -> tuple[VerifiedToken,
     verified = _verified_remembered(checksum, resource, epoch)
     if verified is not None and verified.user_id is None:
         return verified, None
-    user = _recall(_users, (verified.user_id,), epoch) if verified is not None else None
+    user = recall(_users, (verified.user_id,), epoch) if verified is not None else None
     if verified is None or user is None:
         found = _token_found(checksum, resource)
         if found is None:
             return None
         verified, user = found
-        _remember(_verified, (checksum, resource), verified, epoch)
+        remember(_verified, (checksum, resource), verified, epoch)
         if user is not None:
-            _remember(_users, (verified.user_id,), user, epoch)
+            remember(_users, (verified.user_id,), user, epoch)
     return verified, user
 
 
@@ -175,7 +187,7 @@ def token_authenticate_remembered(
         return None
     if verified.user_id is None:
         return verified, None
-    user = _recall(_users, (verified.user_id,), epoch)
+    user = recall(_users, (verified.user_id,), epoch)
     return None if user is None else (verified, user)
 
 
@@ -185,7 +197,7 @@ def _checksum(raw_token: str) -> str:
 
 def _verified_remembered(checksum: str, resource: str, epoch: Any) -> VerifiedToken | None:
     """The token's grant as this process verified it under `epoch`, if it has not expired since."""
-    verified = _recall(_verified, (checksum, resource), epoch)
+    verified = recall(_verified, (checksum, resource), epoch)
     return verified if verified is not None and verified.expires_at > timezone.now() else None
 
 
@@ -197,7 +209,7 @@ def _token_remembered(raw_token: str, resource: str, epoch: Any) -> VerifiedToke
     found = _token_found(checksum, resource)
     if found is None:
         return None
-    _remember(_verified, (checksum, resource), found[0], epoch)
+    remember(_verified, (checksum, resource), found[0], epoch)
     return found[0]
 
 

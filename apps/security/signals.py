@@ -14,7 +14,7 @@ from oauth2_provider.models import AccessToken, Application, RefreshToken
 
 from apps.compliance.audit import audit_record
 from apps.core import metrics
-from apps.security.events import blocks_forget, security_event_record
+from apps.security.events import security_event_record
 from apps.security.models import Block, ClientPolicy
 from apps.security.services import token_epoch_bump
 
@@ -53,8 +53,6 @@ def _connect_token_invalidation() -> None:
     for model in (AccessToken, RefreshToken, Application, ClientPolicy, Block, get_user_model()):
         post_save.connect(token_epoch_bump, sender=model, dispatch_uid=f"token-epoch-save-{model.__name__}")
         post_delete.connect(token_epoch_bump, sender=model, dispatch_uid=f"token-epoch-delete-{model.__name__}")
-    post_save.connect(blocks_forget, sender=Block, dispatch_uid="blocks-forget-save")
-    post_delete.connect(blocks_forget, sender=Block, dispatch_uid="blocks-forget-delete")
 
 
 _connect_token_invalidation()

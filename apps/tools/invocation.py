@@ -6,9 +6,9 @@ steps in the order they apply, each a small object with one job that lets the ca
 
 The outer steps see every outcome: a call is audited (and answered only once its event is committed), counted,
 answered, then the work the tool left for after its answer runs, and a refusal that matters to security is
-recorded last. The guards (apps.security.guards) refuse with
-a domain error (`ApplicationError`), which passes through unchanged for the edge to translate; the run turns any
-other exception into an `InternalError` whose message never carries a traceback.
+recorded last. The guards (apps.security.guards) refuse with a domain error (`ApplicationError`), which passes
+through unchanged for the edge to translate; the run turns any other exception into an `InternalError` whose
+message never carries a traceback.
 """
 
 from __future__ import annotations
