@@ -74,19 +74,31 @@ def _repeats(
     of the window of `length` notes from `start` is `values[segment][start : start + length - trim]`: the values
     are worked out once per note, not once per window."""
     # Length by length, and only from windows whose one-note-shorter start occurs twice or more: a window that
-    # occurs once has no longer window starting with it that occurs twice, and most windows occur once.
+    # occurs once has no longer window starting with it that occurs twice, and most windows occur once. A window
+    # is grouped by its one-note-shorter window's group and its last value, which is its signature without
+    # building it: the signature tuple is made once per repeating group.
     found: dict[tuple[Any, ...], list[Window]] = {}
     starts = [(number, start) for number, run in enumerate(segments) for start in range(len(run) - min_length + 1)]
+    group_of: dict[tuple[int, int], int] = {}  # (segment, start) -> its window's group at the previous length
     for length in range(min_length, MAX_MOTIF_LENGTH + 1):
-        windows_of: dict[tuple[Any, ...], list[Window]] = defaultdict(list)
+        windows_of: dict[Any, list[Window]] = defaultdict(list)
+        last = length - 1 - trim  # the index, from the window's start, of the value this length adds
         for number, start in starts:
             if start + length <= len(segments[number]):
-                sig = tuple(values[number][start : start + length - trim])
-                windows_of[(length, sig)].append((number, start, length))
-        repeating = {sig: windows for sig, windows in windows_of.items() if len(windows) >= 2}
-        found.update(repeating)
+                if length == min_length:
+                    key: Any = tuple(values[number][start : start + length - trim])
+                else:
+                    key = (group_of[number, start], values[number][start + last])
+                windows_of[key].append((number, start, length))
+        repeating = [windows for windows in windows_of.values() if len(windows) >= 2]
+        group_of = {}
+        for group, windows in enumerate(repeating):
+            number, start, _ = windows[0]
+            found[(length, tuple(values[number][start : start + length - trim]))] = windows
+            for number, start, _ in windows:
+                group_of[number, start] = group
         # In run order, as every window list is: the overlap test below and the ranking's ties depend on it.
-        starts = sorted((number, start) for windows in repeating.values() for number, start, _ in windows)
+        starts = sorted(group_of)
         if not starts:
             break
     repeated: dict[tuple[Any, ...], list[Window]] = {}
@@ -171,6 +183,7 @@ def _phrases(music: stream.Score) -> list[dict[str, Any]]:
     """The top part's phrases, ended by fermatas or rests."""
     top = music.parts[0] if music.parts else music
     line = part_line(top)
+    label = part_label(top, 0)
     phrases: list[dict[str, Any]] = []
     start = 0
     for end in phrase_end_indexes([None if e.pitch is None else has_fermata(e.element) for e in line]):
@@ -182,7 +195,7 @@ def _phrases(music: stream.Score) -> list[dict[str, Any]]:
         phrases.append(
             {
                 "part": 0,
-                "part_label": part_label(top, 0),
+                "part_label": label,
                 "start": {"measure": first.measure, "beat": first.beat},
                 "end": {"measure": last.measure, "beat": last.beat},
                 "notes": len(members),
