@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 
 from apps.compliance.models import AuditChainHead, AuditEvent, SubjectKey
+from apps.core.db import with_connections
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -315,15 +316,13 @@ class _Sealer:
                     self._thread.start()
 
     def _run(self) -> None:
-        from django.db import close_old_connections
-
         while True:
             self._pending.wait()
             time.sleep(max(float(getattr(settings, "AUDIT_SEAL_INTERVAL", 1.0)), 0.05))
             self._pending.clear()
             try:
-                close_old_connections()
-                audit_seal()
+                # Its connection goes back to the pool after each round: the thread holds none while it waits.
+                with_connections(audit_seal)
             except Exception:  # the periodic task and the verify command seal whatever is left
                 logger.exception("sealing the audit trail failed; will retry")
                 self._pending.set()

@@ -146,3 +146,33 @@ def test_a_call_right_after_the_database_dropped_its_connection_still_succeeds_a
     result = with_connections(invoke_tool, "score_info", {"score_id": "chorale"}, caller=caller)
     assert result["measures"] == 10
     assert AuditEvent.objects.filter(action="tool.score_info", transport="test").count() == 2  # none lost
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="reads the PostgreSQL connection pool's stats"
+)
+def test_the_background_sealer_seals_new_events_then_holds_no_database_connection(
+    transactional_db: None, alice: Any, settings: Any
+) -> None:
+    import time
+
+    from django.db import connection
+
+    def in_use() -> int:
+        stats = connection.pool.get_stats()
+        return int(stats["pool_size"] - stats["pool_available"])
+
+    settings.AUDIT_SEAL_INTERVAL = 0.05
+    before = in_use()  # this thread's own connection, and any other test's still in use
+    audit.audit_write(action="test.sealed", outcome="success", user=alice)  # wakes the sealer thread
+    deadline = time.monotonic() + 10
+    while AuditEvent.objects.filter(action="test.sealed", seq__isnull=True).exists():
+        assert time.monotonic() < deadline, "the sealer did not seal the new event"
+        time.sleep(0.05)
+    assert audit.audit_verify(seal_first=False).ok
+    # Once its round is over, the sealer gives its connection back to the pool...
+    while in_use() > before:
+        assert time.monotonic() < deadline, f"{in_use() - before} more connections taken after sealing"
+        time.sleep(0.05)
+    time.sleep(0.3)  # ...and takes none while it waits for the next event
+    assert in_use() == before
