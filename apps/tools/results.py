@@ -76,22 +76,26 @@ def result_remembered(
         return json.loads(text)
 
     answer = compute()
+    # Kept once the answer has left (apps.core.runtime.after_answer): the caller waits neither for the row nor for
+    # the answer's JSON. The analysis services answer in JSON's own types (lists, string keys: pinned by
+    # tests/tools/test_results.py), so the answer read back later is this one.
+    after_answer(functools.partial(_keep, answer, score=score, shared=shared, used_at=now, key=key))
+    return answer
+
+
+def _keep(answer: dict[str, Any], *, score: Score, shared: bool, used_at: Any, key: dict[str, str]) -> None:
+    """Store a new answer (unless another call stored the same one meanwhile, or it is too large to keep), pruning
+    now and then."""
+    global _written
     try:
         text = json.dumps(answer)
     except (TypeError, ValueError):
-        return answer  # not JSON (a tool's own business): answered, not kept
-    if len(text) <= LARGEST_KEPT:
-        # Written once the answer has left (apps.core.runtime.after_answer): the caller does not wait for it.
-        after_answer(
-            functools.partial(_keep, AnalysisResult(score=score, shared=shared, result=text, used_at=now, **key))
-        )
-    return json.loads(text)  # the same value a later read gives back (lists for tuples, string keys)
-
-
-def _keep(row: AnalysisResult) -> None:
-    """Store a new answer (unless another call stored the same one meanwhile), pruning now and then."""
-    global _written
-    AnalysisResult.objects.bulk_create([row], ignore_conflicts=True)
+        return  # not JSON (a tool's own business): answered, not kept
+    if len(text) > LARGEST_KEPT:
+        return
+    AnalysisResult.objects.bulk_create(
+        [AnalysisResult(score=score, shared=shared, result=text, used_at=used_at, **key)], ignore_conflicts=True
+    )
     _written += 1
     if _written % PRUNE_EVERY == 0:
         results_prune()

@@ -43,6 +43,20 @@ def test_a_question_asked_again_is_answered_the_same_without_the_music21_work(
     assert other["algorithm"] == "aarden" and key_work == ["run", "run"]
 
 
+@pytest.mark.parametrize(
+    "tool", ["key_analysis", "chord_analysis", "harmony_analysis", "voice_leading_analysis", "pattern_recognition"]
+)
+def test_each_analysis_answers_the_same_value_remembered_as_computed(alice: Any, chorale: Any, tool: str) -> None:
+    # The first answer leaves as computed and is kept as JSON; read back, it must be the very same value (lists, not
+    # tuples; string keys), or a client would see an answer change shape between its first call and the next.
+    caller = Caller.operator(alice)
+    computed = invoke_tool(tool, {"score_id": "chorale"}, caller=caller)
+    assert AnalysisResult.objects.filter(tool=tool).count() == 1
+    remembered = invoke_tool(tool, {"score_id": "chorale"}, caller=caller)
+    assert remembered == computed
+    assert repr(remembered) == repr(computed)  # the same types all the way down (1 == 1.0, a tuple is no list)
+
+
 def test_the_answer_is_not_kept_waiting_for_it_to_be_remembered(alice: Any, chorale: Any) -> None:
     # A transport that answers early (as /mcp does) has the answer before the row is written; the row is there
     # once the call has ended.
