@@ -142,8 +142,30 @@ def _tonic_name(pitch_class: int, mode: str, profile: str) -> str:
 
 
 def _histogram(music: stream.Score) -> list[Any] | None:
-    """The pitch-class histogram music21's key finding reads: each pitch's quarter length, notes in score order
-    (the same order, so the same float sums); None when nothing pitched sounds."""
+    """The pitch-class histogram music21's key finding reads (each pitch's quarter length); None when nothing
+    pitched sounds.
+
+    music21 sums in the order of the flattened score, which `flatten()` builds as a whole new stream. The notes
+    are read by `recurse()` instead, with no stream built, in another order: the sums are the same to the last bit
+    while every length is a float, as music21 keeps a length a float only when it is a fraction with a power of two
+    below 2**16 as denominator, whose sums are exact. A length that is a Fraction (a tuplet) would make the order
+    matter: then the score is flattened and summed in music21's order."""
+    histogram: list[Any] = [0] * 12
+    found = False
+    for element in music.recurse().notes:
+        if isinstance(element, note.Unpitched):
+            continue
+        length = element.quarterLength
+        if not isinstance(length, float):
+            return _histogram_in_order(music)
+        found = True
+        for p in element.pitches:
+            histogram[p.pitchClass] += length
+    return histogram if found else None
+
+
+def _histogram_in_order(music: stream.Score) -> list[Any] | None:
+    """`_histogram`, notes in the flattened score's order (the same order, so the same sums as music21's)."""
     histogram: list[Any] = [0] * 12
     found = False
     for element in music.flatten().notes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from music21 import corpus
+from music21 import analysis, corpus
 
 from apps.tools.services import derived, harmony, keys
 
@@ -40,6 +40,22 @@ def test_every_profile_ranks_keys_as_music21_does(work: str) -> None:
         theirs = [(k.tonic.name, k.mode, k.correlationCoefficient) for k in [found, *found.alternateInterpretations]]
         ours = [(k.tonic, k.mode, k.correlation) for k in keys.profile_keys(music, profile)]
         assert ours == theirs, profile  # the same floats, not only the same rounded figures
+
+
+@pytest.mark.parametrize(
+    "work",
+    [
+        "bach/bwv66.6",
+        "mozart/k155/movement2",  # triplets: lengths that are fractions, summed in music21's order
+        "chopin/mazurka06-2.krn",  # voices and chords inside a part
+        "joplin/maple_leaf_rag",
+    ],
+)
+def test_the_pitch_class_histogram_is_music21s_to_the_last_bit(work: str) -> None:
+    theirs = analysis.discrete.KrumhanslSchmuckler()._getPitchClassDistribution(corpus.parse(work).flatten())
+    ours = keys._histogram(corpus.parse(work))
+    assert ours == theirs
+    assert [type(share) for share in ours] == [type(share) for share in theirs]
 
 
 def test_a_transposed_copy_is_analysed_afresh() -> None:
