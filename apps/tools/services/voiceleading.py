@@ -76,13 +76,16 @@ class Event:
         return self.pitch.ps
 
 
-def _elements(part: stream.Stream) -> Iterator[tuple[Offset, base.Music21Object, stream.Measure | None, Any]]:
-    """(offset in the part, note or rest, its measure, the meter in force) in time order, measure by measure; voices
-    inside a measure included."""
+def _elements(
+    part: stream.Stream,
+) -> Iterator[tuple[Offset, Offset, base.Music21Object, stream.Measure | None, Any]]:
+    """(offset in the part, offset in its measure, note or rest, its measure, the meter in force) in time order,
+    measure by measure; voices inside a measure included."""
     measures = list(part.getElementsByClass(stream.Measure))
     if not measures:
         for element in part.flatten().notesAndRests:
-            yield opFrac(element.offset), element, None, None
+            at = opFrac(element.offset)
+            yield at, at, element, None, None
         return
     current = measures[0].timeSignature
     if current is None:  # the context search costs ~1 ms a part, and an opening bar usually has its own meter
@@ -97,18 +100,21 @@ def _elements(part: stream.Stream) -> Iterator[tuple[Offset, base.Music21Object,
         found, voices, own_meter = [], [], None
         for element in measure.elements:
             if isinstance(element, note.GeneralNote):
-                found.append((opFrac(base_offset + measure.elementOffset(element)), element))
+                within = measure.elementOffset(element)
+                found.append((opFrac(base_offset + within), within, element))
             elif isinstance(element, stream.Voice):
                 voices.append(element)
             elif own_meter is None and isinstance(element, meter.TimeSignature) and measure.elementOffset(element) == 0:
                 own_meter = element
         current = own_meter or current
         for voice in voices:
-            voice_offset = opFrac(base_offset + measure.elementOffset(voice))
-            found += [(opFrac(voice_offset + voice.elementOffset(e)), e) for e in voice.notesAndRests]
+            voice_offset = measure.elementOffset(voice)
+            for e in voice.notesAndRests:
+                within = opFrac(voice_offset + voice.elementOffset(e))
+                found.append((opFrac(base_offset + within), within, e))
         found.sort(key=lambda item: item[0])
-        for at, element in found:
-            yield at, element, measure, current
+        for at, within, element in found:
+            yield at, within, element, measure, current
 
 
 def part_line(part: stream.Stream) -> list[Event]:
@@ -123,12 +129,17 @@ def _line(part: stream.Stream) -> list[Event]:
     events: list[Event] = []
     beats: dict[tuple[int, Offset], float] = {}
     tie_open = False
-    for start, element, measure, in_force in _elements(part):
+    for start, within, element, measure, in_force in _elements(part):
         length = opFrac(element.quarterLength)
         if length == 0:  # grace notes take no time
             continue
         end = opFrac(start + length)
-        top = None if element.isRest else max(element.pitches, key=lambda p: p.ps)
+        if element.isRest:
+            top = None
+        elif isinstance(element, note.Note):
+            top = element.pitch
+        else:
+            top = max(element.pitches, key=lambda p: p.ps)
         tie = getattr(element, "tie", None)
         previous = events[-1] if events else None
         if previous is not None and previous.offset == start:
@@ -153,7 +164,9 @@ def _line(part: stream.Stream) -> list[Event]:
                 number, in_measure = element.measureNumber, start
             else:
                 number = measure.number
-                in_measure = opFrac(start - measure.offset + (measure.paddingLeft or 0))
+                # From the measure's own offsets, not `measure.offset` (its offset in whichever stream is its
+                # active site, which another thread's music21 call on the shared score can change).
+                in_measure = opFrac(within + (measure.paddingLeft or 0))
                 if in_force is not None and in_measure >= in_force.barDuration.quarterLength:
                     in_force = None  # a bar longer than its meter: let music21 work the beat out
             events.append(Event(start, end, top, element, number, in_force, in_measure, beats))
