@@ -132,22 +132,25 @@ def chorales() -> Iterator[str]:
             yield path
 
 
-def fresh_pairs(paths: Iterator[str], count: int) -> list[tuple[Music, Music]]:
-    """`count` chorales, each parsed twice (one copy per side, so neither side finds the other's work on the
-    stream), with four parts and a chorale's length (at most CHORALE_NOTES notes)."""
+def of_a_chorales_size(paths: Iterator[str]) -> Iterator[str]:
+    """Those of `paths` with four parts and a chorale's length (at most CHORALE_NOTES notes), the cold rows' scores
+    (here and over MCP, bench/mcp_analysis.py). Each is measured on a parse of its own: music21 keeps a flattened
+    stream on the stream flattened, which would spare whichever side got that copy its own `flatten()`."""
     from music21 import corpus
 
-    pairs: list[tuple[Music, Music]] = []
     for path in paths:
-        # Measured on a third parse: music21 keeps a flattened stream on the stream flattened, which would spare
-        # whichever side got that copy its own `flatten()`.
         probe = corpus.parse(path)
-        if len(probe.parts) != 4 or len(probe.flatten().notes) > CHORALE_NOTES:
-            continue
-        pairs.append((corpus.parse(path), corpus.parse(path)))
-        if len(pairs) == count:
-            break
-    return pairs
+        if len(probe.parts) == 4 and len(probe.flatten().notes) <= CHORALE_NOTES:
+            yield path
+
+
+def fresh_pairs(paths: Iterator[str], count: int) -> list[tuple[Music, Music]]:
+    """`count` chorales of a chorale's size (`of_a_chorales_size`), each parsed twice (one copy per side, so
+    neither side finds the other's work on the stream)."""
+    from music21 import corpus
+
+    sized = of_a_chorales_size(paths)
+    return [(corpus.parse(path), corpus.parse(path)) for path in itertools.islice(sized, count)]
 
 
 def alternately(

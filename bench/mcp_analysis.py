@@ -3,7 +3,8 @@ client (its own CPU included), against a uvicorn process of the platform as depl
 
 - warm: bach/bwv66.6 asked again and again (after the first call, the remembered answer);
 - cold: the first analysis of a chorale the server has just imported and never analysed (the import, over MCP
-  too, is not timed), each chorale used once.
+  too, is not timed), each chorale used once: four-part chorales of about bwv66.6's size, as in the service's
+  cold rows.
 
 These are the figures to set beside the public music21 MCP server's (issue 22's anchor, measured with the same
 client on the 2-core test machine, not run here): the targets are half its p50."""
@@ -11,6 +12,7 @@ client on the 2-core test machine, not run here): the targets are half its p50."
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run alone: python bench/mcp_analysis.py
 
-from bench.analysis import TARGET_MS, chorales
+from bench.analysis import TARGET_MS, chorales, of_a_chorales_size
 from bench.harness import Timing, lean_client_heap
 from bench.mcp_roundtrip import bench_token, uvicorn_serving
 
@@ -41,7 +43,11 @@ def run(repeat: int = 20, cold: int = 15) -> str:
     # A cold call must find no remembered answer: answers on a corpus work are shared by everyone who imported it,
     # so another user's earlier run would answer it. They are a cache; dropping them loses nothing.
     AnalysisResult.objects.filter(shared=True).delete()
-    with uvicorn_serving({}) as base, lean_client_heap():
+    # As deployed: tool calls in tool processes, as many as the machine has cores for one uvicorn worker
+    # (deploy/README.md). Development's default runs them in threads of the serving process, where the young
+    # garbage a call leaves is collected in its thread while the event loop waits for the GIL to send its answer.
+    deployed = {"TOOL_WORKER_PROCESSES": str(os.cpu_count() or 2)}
+    with uvicorn_serving(deployed) as base, lean_client_heap():
         found = anyio.run(_measured, base, token, repeat, cold)
     lines = [
         "\n### Analysis tools over MCP (Python SDK client, default arguments, remembered answers on)\n",
@@ -64,7 +70,7 @@ async def _measured(base: str, token: str, repeat: int, cold: int) -> dict[str, 
     from mcp.client.streamable_http import streamable_http_client
 
     names = itertools.count()
-    fresh = chorales()
+    fresh = of_a_chorales_size(chorales())  # the service rows' cold chorales (bench/analysis.py)
     found: dict[str, tuple[Timing, Timing]] = {}
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,
