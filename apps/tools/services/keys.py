@@ -4,6 +4,7 @@ The stream comes from the shared parsed-score cache, so nothing here may change 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from statistics import fmean
@@ -150,29 +151,26 @@ def _histogram(music: stream.Score) -> list[Any] | None:
     while every length is a float, as music21 keeps a length a float only when it is a fraction with a power of two
     below 2**16 as denominator, whose sums are exact. A length that is a Fraction (a tuplet) would make the order
     matter: then the score is flattened and summed in music21's order."""
+    try:
+        return _summed(music.recurse().notes, floats_only=True)
+    except _OrderMatters:
+        return _summed(music.flatten().notes, floats_only=False)
+
+
+class _OrderMatters(Exception):
+    """A length that is not a float: its sums depend on the order of the notes."""
+
+
+def _summed(notes: Iterable[note.GeneralNote], *, floats_only: bool) -> list[Any] | None:
     histogram: list[Any] = [0] * 12
     found = False
-    for element in music.recurse().notes:
+    for element in notes:
         if isinstance(element, note.Unpitched):
             continue
         length = element.quarterLength
-        if not isinstance(length, float):
-            return _histogram_in_order(music)
+        if floats_only and not isinstance(length, float):
+            raise _OrderMatters
         found = True
-        for p in element.pitches:
-            histogram[p.pitchClass] += length
-    return histogram if found else None
-
-
-def _histogram_in_order(music: stream.Score) -> list[Any] | None:
-    """`_histogram`, notes in the flattened score's order (the same order, so the same sums as music21's)."""
-    histogram: list[Any] = [0] * 12
-    found = False
-    for element in music.flatten().notes:
-        if isinstance(element, note.Unpitched):
-            continue
-        found = True
-        length = element.quarterLength
         for p in element.pitches:
             histogram[p.pitchClass] += length
     return histogram if found else None
