@@ -44,8 +44,8 @@ def run(repeat: int = 20, cold: int = 15) -> str:
     # so another user's earlier run would answer it. They are a cache; dropping them loses nothing.
     AnalysisResult.objects.filter(shared=True).delete()
     # As deployed: tool calls in tool processes, as many as the machine has cores for one uvicorn worker
-    # (deploy/README.md). Development's default runs them in threads of the serving process, where the young
-    # garbage a call leaves is collected in its thread while the event loop waits for the GIL to send its answer.
+    # (deploy/README.md), not in threads of the serving process (development's default), where a first
+    # pattern_recognition measured slower (docs/performance.md).
     deployed = {"TOOL_WORKER_PROCESSES": str(os.cpu_count() or 2)}
     with uvicorn_serving(deployed) as base, lean_client_heap():
         found = anyio.run(_measured, base, token, repeat, cold)
