@@ -1,5 +1,6 @@
 """Helpers the tests share: a free port, a redis-server of a test's own, the test database's URL for server
-subprocesses, code run in another process of the same deployment, staff with their second factor, signed in."""
+subprocesses, code run in another process of the same deployment, staff with their second factor, signed in, and
+the test's own database work while a browser is driven."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
+
+from apps.core.db import with_connections
 
 # Page tests drive Debian's Chromium (never a browser download) and keep their screenshots here.
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -34,6 +39,8 @@ CHROMIUM_ARGS = [
 ]
 
 ADMIN_PASSWORD = "a long admin password 1"
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -175,8 +182,22 @@ def browser_sign_in(page: Any, url: str, *, username: str, password: str) -> Non
     page.click("form [type=submit]")
     page.wait_for_load_state()
     if page.locator("#id_otp_token").count():
-        device = totp_device(get_user_model().objects.get_by_natural_key(username))
+        device = beside_the_browser(lambda: totp_device(get_user_model().objects.get_by_natural_key(username)))
         if device is not None:
-            page.fill("#id_otp_token", totp_code(device))
+            page.fill("#id_otp_token", beside_the_browser(totp_code, device))
             page.click("main form [type=submit]")
             page.wait_for_load_state()
+
+
+def beside_the_browser(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)`, a test's own database work while Playwright drives a browser, on a thread of its own.
+
+    Playwright's sync API keeps an event loop running on the test's thread, and while a loop runs there Django gives
+    the thread a second set of database connections (asgiref's thread-critical local follows the loop's context).
+    Nothing closes those: pytest-django and `close_old_connections` only see the first set. One would stay checked
+    out of the pool from the first browser test to the end of the session, and die unnoticed when a fault test cuts
+    the database's sessions, failing the next browser test's read. On its own thread the work takes a connection
+    and gives it back, and Django's refusal of database calls from an event loop stays on for the test's thread
+    (DJANGO_ALLOW_ASYNC_UNSAFE is never set)."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(with_connections, function, *args).result()

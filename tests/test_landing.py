@@ -89,10 +89,9 @@ def test_every_kind_of_page_sends_a_strict_content_security_policy(live_site: st
 
 
 @needs_chromium
-def test_the_landing_page_at_desktop_and_phone_widths(live_site: str, monkeypatch: Any) -> None:
+def test_the_landing_page_at_desktop_and_phone_widths(live_site: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop on this thread
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -110,13 +109,12 @@ def test_the_landing_page_at_desktop_and_phone_widths(live_site: str, monkeypatc
 
 @needs_chromium
 def test_no_page_of_a_walk_through_the_site_breaks_its_content_security_policy(
-    live_site: str, alice: Any, chorale: Any, monkeypatch: Any
+    live_site: str, alice: Any, chorale: Any
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     superuser()
     score = Score.objects.get(score_id="chorale")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop on this thread
     violations: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -147,9 +145,7 @@ def test_no_page_of_a_walk_through_the_site_breaks_its_content_security_policy(
 
 
 @needs_chromium
-def test_the_consent_form_still_sends_the_browser_back_to_the_client(
-    live_site: str, alice: Any, monkeypatch: Any
-) -> None:
+def test_the_consent_form_still_sends_the_browser_back_to_the_client(live_site: str, alice: Any) -> None:
     """form-action governs where a form's answer may redirect, in Chromium: allowing an application must still
     reach its redirect URI, on another origin (a loopback port here, as desktop MCP clients use)."""
     from playwright.sync_api import sync_playwright
@@ -184,7 +180,6 @@ def test_the_consent_form_still_sends_the_browser_back_to_the_client(
             "code_challenge_method": "S256",
         }
     )
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop on this thread
     violations: list[str] = []
     try:
         with sync_playwright() as playwright:

@@ -54,7 +54,7 @@ def _client_with_calls(user: Any) -> Application:
     return application
 
 
-def test_every_admin_list_reads_at_1280_px(live_site: str, alice: Any, chorale: Any, monkeypatch: Any) -> None:
+def test_every_admin_list_reads_at_1280_px(live_site: str, alice: Any, chorale: Any) -> None:
     from playwright.sync_api import sync_playwright
 
     _client_with_calls(alice)
@@ -80,7 +80,6 @@ def test_every_admin_list_reads_at_1280_px(live_site: str, alice: Any, chorale: 
         return {scroll: results.scrollWidth, client: results.clientWidth, rows: document.querySelectorAll(
             '#result_list tbody tr').length, clipped};
     }"""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop on this thread
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -97,7 +96,7 @@ def test_every_admin_list_reads_at_1280_px(live_site: str, alice: Any, chorale: 
         browser.close()
 
 
-def test_an_administrators_main_path(live_site: str, alice: Any, chorale: Any, call: Any, monkeypatch: Any) -> None:
+def test_an_administrators_main_path(live_site: str, alice: Any, chorale: Any, call: Any) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     for _ in range(4):
@@ -109,7 +108,6 @@ def test_an_administrators_main_path(live_site: str, alice: Any, chorale: Any, c
     services.subject_request_run(request_id=export.pk)
     superuser()
     score = Score.objects.get(score_id="chorale")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

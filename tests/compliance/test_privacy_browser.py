@@ -43,7 +43,7 @@ def _fits_the_phone(page: Any) -> None:
 
 
 def test_a_person_revokes_an_application_and_downloads_everything_held(
-    live_site: str, alice: Any, chorale: Any, token_for: Any, celery_worker: None, monkeypatch: Any, tmp_path: Path
+    live_site: str, alice: Any, chorale: Any, token_for: Any, celery_worker: None, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -55,7 +55,6 @@ def test_a_person_revokes_an_application_and_downloads_everything_held(
     kept_token = token_for(alice, "music21:read")
     Application.objects.exclude(pk=doomed.application_id).update(name="Score reader")
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the test's own database reads between Playwright calls
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -117,12 +116,11 @@ def test_a_person_revokes_an_application_and_downloads_everything_held(
     assert "you filed it (privacy page)" in archive.read("README.txt").decode()
 
 
-def test_a_person_asks_for_erasure_on_a_phone(live_site: str, alice: Any, chorale: Any, monkeypatch: Any) -> None:
+def test_a_person_asks_for_erasure_on_a_phone(live_site: str, alice: Any, chorale: Any) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     # An export an administrator filed for her, waiting for approval: the page says who filed it.
     services.subject_request_create(subject=alice, kind="export", handled_by=superuser(), via="admin")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

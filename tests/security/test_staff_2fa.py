@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -192,11 +191,10 @@ def test_a_consent_form_altered_to_ask_for_operator_access_is_refused_without_th
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
-def test_a_new_administrator_enrols_an_app_at_first_sign_in_in_a_browser(live_site: str, monkeypatch: Any) -> None:
+def test_a_new_administrator_enrols_an_app_at_first_sign_in_in_a_browser(live_site: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     get_user_model().objects.create_superuser("newadmin", "new@example.com", ADMIN_PASSWORD)
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop on this thread
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
