@@ -30,6 +30,16 @@ pytestmark = pytest.mark.skipif(
 MCP_HEADERS = {**PLAIN_MCP_HEADERS, "MCP-Protocol-Version": "2025-06-18"}
 
 
+@pytest.fixture(autouse=True)
+def _pool_afresh_afterwards() -> Iterator[None]:
+    """After each test, the process's pool starts afresh: connections the test's cut left idle in it would make the
+    next tests of this xdist worker wait (psycopg's pool backs off from a second dead connection on, see
+    docs/operations.md)."""
+    yield
+    connections.close_all()
+    connection.pool.drain()
+
+
 def _superuser() -> psycopg.Connection[Any]:
     database = connection.settings_dict
     return psycopg.connect(
