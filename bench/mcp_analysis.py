@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -72,8 +73,6 @@ def run(repeat: int = 20, cold: int = 15) -> str:
 
 def _in_the_platform(tool: str, since: Any) -> float:
     """The median `duration_ms` of the audit events of `tool`'s cold calls (on the fresh chorales) since `since`."""
-    import statistics
-
     from apps.compliance.models import AuditEvent
 
     events = AuditEvent.objects.filter(action=f"tool.{tool}", created_at__gte=since, target__startswith="score:fresh-")

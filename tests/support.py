@@ -189,6 +189,25 @@ def browser_sign_in(page: Any, url: str, *, username: str, password: str) -> Non
             page.wait_for_load_state()
 
 
+def pool_connections_in_use() -> int:
+    """The connections this process has taken from PostgreSQL's pool and not given back (0 on SQLite: no pool)."""
+    if connection.vendor != "postgresql":
+        return 0
+    stats = connection.pool.get_stats()
+    return int(stats["pool_size"] - stats["pool_available"])
+
+
+def database_sessions_cut(admin: Any) -> int:
+    """Cut every session of the test database but `admin`'s own (a psycopg connection of a superuser), as a
+    restart of PostgreSQL would; how many were cut."""
+    return len(
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [connection.settings_dict["NAME"]],
+        ).fetchall()
+    )
+
+
 def beside_the_browser(function: Callable[..., T], *args: Any) -> T:
     """`function(*args)`, a test's own database work while Playwright drives a browser, on a thread of its own.
 

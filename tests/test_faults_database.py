@@ -21,23 +21,17 @@ from django.db import connection, connections
 from psycopg import sql
 
 from tests.mcp_bridge.conftest import MCP_HEADERS as PLAIN_MCP_HEADERS
+from tests.support import database_sessions_cut
 
-pytestmark = pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
-    reason="database faults are played on PostgreSQL (set DATABASE_URL); SQLite has no server to take down",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+        reason="database faults are played on PostgreSQL (set DATABASE_URL); SQLite has no server to take down",
+    ),
+    pytest.mark.usefixtures("pool_afresh_afterwards"),
+]
 
 MCP_HEADERS = {**PLAIN_MCP_HEADERS, "MCP-Protocol-Version": "2025-06-18"}
-
-
-@pytest.fixture(autouse=True)
-def _pool_afresh_afterwards() -> Iterator[None]:
-    """After each test, the process's pool starts afresh: connections the test's cut left idle in it would make the
-    next tests of this xdist worker wait (psycopg's pool backs off from a second dead connection on, see
-    docs/operations.md)."""
-    yield
-    connections.close_all()
-    connection.pool.drain()
 
 
 def _superuser() -> psycopg.Connection[Any]:
@@ -58,10 +52,7 @@ def database_unavailable() -> Iterator[None]:
     with _superuser() as admin:
         admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
         try:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                [name],
-            )
+            database_sessions_cut(admin)
             yield
         finally:
             admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import connection
 
-from tests.support import beside_the_browser
+from tests.support import beside_the_browser, pool_connections_in_use
 
 
 def _username(pk: int) -> str:
@@ -22,17 +21,11 @@ def _username(pk: int) -> str:
 def test_database_reads_beside_a_browser_give_their_connection_back(transactional_db: None, alice: Any) -> None:
     from playwright.sync_api import sync_playwright
 
-    def in_use() -> int:  # connections taken from the pool and not given back (PostgreSQL; SQLite has no pool)
-        if connection.vendor != "postgresql":
-            return 0
-        stats = connection.pool.get_stats()
-        return int(stats["pool_size"] - stats["pool_available"])
-
     with sync_playwright():
         # The test's thread has an event loop running: Django refuses a database call made from it...
         with pytest.raises(SynchronousOnlyOperation):
             _username(alice.pk)
-        before = in_use()
+        before = pool_connections_in_use()
         # ...and the helper's read, on a thread of its own, hands its connection back.
         assert beside_the_browser(_username, alice.pk) == "alice"
-        assert in_use() == before
+        assert pool_connections_in_use() == before

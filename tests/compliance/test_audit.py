@@ -126,27 +126,21 @@ def test_security_relevant_actions_are_audited(live_site: str, alice: Any) -> No
     "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="kills a PostgreSQL backend (CI runs it)"
 )
 def test_a_call_right_after_the_database_dropped_its_connection_still_succeeds_and_is_audited(
-    chorale: Any, alice: Any
+    chorale: Any, alice: Any, pool_afresh_afterwards: None
 ) -> None:
     import psycopg
-    from django.db import connection
 
     from apps.core.db import with_connections
-    from tests.support import subprocess_database_url
+    from tests.support import database_sessions_cut, subprocess_database_url
 
     caller = Caller.operator(alice, transport="test")
     with_connections(invoke_tool, "score_info", {"score_id": "chorale"}, caller=caller)  # leaves connections idle
-    database = connection.settings_dict["NAME"]
     with psycopg.connect(subprocess_database_url().replace("postgres://", "postgresql://"), autocommit=True) as admin:
-        cut = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [database],
-        ).fetchall()
+        cut = database_sessions_cut(admin)
     assert cut  # the idle connections the first call left were really cut
     result = with_connections(invoke_tool, "score_info", {"score_id": "chorale"}, caller=caller)
     assert result["measures"] == 10
     assert AuditEvent.objects.filter(action="tool.score_info", transport="test").count() == 2  # none lost
-    connection.pool.drain()  # later tests of this worker start without the cut connections still idle in the pool
 
 
 @pytest.mark.skipif(
@@ -157,11 +151,7 @@ def test_the_background_sealer_seals_new_events_then_holds_no_database_connectio
 ) -> None:
     import time
 
-    from django.db import connection
-
-    def in_use() -> int:
-        stats = connection.pool.get_stats()
-        return int(stats["pool_size"] - stats["pool_available"])
+    from tests.support import pool_connections_in_use as in_use
 
     settings.AUDIT_SEAL_INTERVAL = 0.05
     before = in_use()  # this thread's own connection, and any other test's still in use
