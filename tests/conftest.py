@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, set_token_value
@@ -59,16 +59,6 @@ def _own_cache_namespace(worker_id: str) -> Iterator[None]:
     caches["default"]["KEY_PREFIX"] = f"m21-test-{worker_id}-{uuid.uuid4().hex[:8]}"
     with override_settings(CACHES=caches):
         yield
-
-
-@pytest.fixture
-def pool_afresh_afterwards() -> Iterator[None]:
-    """For a test that cuts the database's sessions (tests.support.database_sessions_cut): once it is done, the
-    process's pool starts afresh, so that the connections the cut left idle in it do not make the next tests of
-    this xdist worker wait (psycopg's pool backs off from a second dead connection on, see docs/operations.md)."""
-    yield
-    connections.close_all()
-    connection.pool.drain()
 
 
 @pytest.fixture(autouse=True)
@@ -221,7 +211,6 @@ def celery_worker(
         return
     metrics_port = free_port()
     metrics_dir = tmp_path_factory.mktemp("worker-metrics")
-    from django.db import connection
 
     from music21_platform.celery import app
 

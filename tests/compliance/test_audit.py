@@ -126,7 +126,7 @@ def test_security_relevant_actions_are_audited(live_site: str, alice: Any) -> No
     "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="kills a PostgreSQL backend (CI runs it)"
 )
 def test_a_call_right_after_the_database_dropped_its_connection_still_succeeds_and_is_audited(
-    chorale: Any, alice: Any, pool_afresh_afterwards: None
+    chorale: Any, alice: Any
 ) -> None:
     import psycopg
 
