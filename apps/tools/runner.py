@@ -321,7 +321,7 @@ def _worker_main(pipe: Any, database_name: str | None) -> None:
     while True:
         try:
             call = pipe.recv()
-        except EOFError:  # the serving process is gone
+        except (EOFError, OSError):  # the serving process closed its end, or is gone: nothing left to do
             return
         with deferred_work() as later:
             try:

@@ -295,3 +295,19 @@ def test_a_tool_process_remembers_an_answer_after_sending_it(worker_processes: N
     assert AnalysisResult.objects.filter(tool="key_analysis").count() == 1
     assert call(alice, "key_analysis", score_id="chorale")["key"] == "F# minor"  # answered from it
     assert AnalysisResult.objects.filter(tool="key_analysis").count() == 1
+
+
+def test_a_tool_process_ends_quietly_when_its_serving_process_closes_the_pipe(capfd: Any) -> None:
+    import multiprocessing
+
+    from apps.tools.runner import _ToolProcess
+
+    worker = _ToolProcess(multiprocessing.get_context("spawn"), connection.settings_dict["NAME"])
+    try:
+        assert worker.pipe.poll(60)  # its "ready" waits unread: closing now resets the connection under it
+        worker.pipe.close()  # as a serving process that stops (or dies) does
+        worker.process.join(timeout=30)
+        assert worker.process.exitcode == 0
+        assert "Traceback" not in capfd.readouterr().err  # no error in the logs for an ordinary shutdown
+    finally:
+        worker.process.kill()
