@@ -207,7 +207,8 @@ def _slices(upper: list[Event], lower: list[Event]) -> list[tuple[Offset, Event,
 def _is_octave(a: Event, b: Event) -> bool:
     """A perfect unison or octave (compound or not), as spelled: C4/C5 yes, C4/B#4 no."""
     assert a.pitch is not None and b.pitch is not None  # noqa: S101 - slices hold notes only
-    return a.pitch.name == b.pitch.name and a.ps % 12 == b.ps % 12
+    # The semitones first: music21 builds a pitch's name anew on every read, and most slices differ there already.
+    return a.ps % 12 == b.ps % 12 and a.pitch.name == b.pitch.name
 
 
 def _perfect(before: tuple[Event, Event], after: tuple[Event, Event]) -> str | None:
