@@ -269,7 +269,9 @@ LOCKOUT_DURATION = env_number("LOCKOUT_DURATION", 300, minimum=0)
 # Prefix of the guards' keys in Redis: replicas of one deployment share it; two deployments on one Redis must not.
 GUARD_NAMESPACE = env_str("GUARD_NAMESPACE", "m21") or "m21"
 CB_FAILURE_THRESHOLD = env_number("CB_FAILURE_THRESHOLD", 5, minimum=1)
-CB_RECOVERY_TIMEOUT = env_number("CB_RECOVERY_TIMEOUT", 60.0, kind=float, minimum=0, strict_min=True)
+# Breakers count only dependency failures (apps.security.breakers), and the service should be back within a second
+# of its dependency: an open breaker lets a trial call through this soon.
+CB_RECOVERY_TIMEOUT = env_number("CB_RECOVERY_TIMEOUT", 0.5, kind=float, minimum=0, strict_min=True)
 SECURITY_BLOCK_THRESHOLD = env_number("SECURITY_BLOCK_THRESHOLD", 20, minimum=1)
 SECURITY_BLOCK_WINDOW = env_number("SECURITY_BLOCK_WINDOW", 300, minimum=1)
 METRICS_ENABLED = env_bool("METRICS_ENABLED", True)

@@ -17,9 +17,14 @@ import httpx2 as httpx
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 from psycopg import sql
 
+from apps.compliance.audit import AuditNotRecorded, audit_write, subject_for
+from apps.core.db import with_connections
+from apps.security.breakers import breaker_states
+from apps.tools.registry import TOOLS
+from apps.tools.selectors import score_get
 from tests.mcp_bridge.conftest import MCP_HEADERS as PLAIN_MCP_HEADERS
 from tests.support import database_sessions_cut
 
@@ -97,6 +102,30 @@ def test_with_the_database_down_a_call_is_told_to_retry_and_works_again_within_a
     assert answer.json()["result"]["structuredContent"]["scores"] == []
 
 
+def _tool_error(response: httpx.Response) -> str:
+    return str(response.json()["result"]["structuredContent"]["error"])
+
+
+def test_after_an_outage_long_enough_to_open_the_breaker_calls_work_again_within_a_second(
+    live_site: str, alice: Any, token_for: Any, quick_pool_timeout: None, settings: Any
+) -> None:
+    token = token_for(alice)
+    assert _succeeded(_call(live_site, token, "list_scores"))  # the token is verified: calls reach the tool
+
+    with database_unavailable():
+        errors = [_tool_error(_call(live_site, token, "list_scores")) for _ in range(settings.CB_FAILURE_THRESHOLD)]
+        assert set(errors) == {"unavailable"}
+    # The breaker counted the database as a dependency failing everyone alike, and opened.
+    assert breaker_states()[TOOLS["list_scores"].group]["state"] == "open"
+
+    # With the default CB_RECOVERY_TIMEOUT, the breaker lets a trial call through soon enough that service is back
+    # within a second of the database, not a minute of circuit_open after it.
+    back = time.monotonic()
+    while not _succeeded(answer := _call(live_site, token, "list_scores")):
+        assert time.monotonic() - back < 1.0, f"still failing a second after the database came back: {answer.text}"
+        time.sleep(0.05)
+
+
 def test_after_a_restart_cut_the_idle_connections_the_next_call_is_answered(
     live_site: str, alice: Any, token_for: Any
 ) -> None:
@@ -118,18 +147,53 @@ def test_after_a_restart_cut_the_idle_connections_the_next_call_is_answered(
         assert _succeeded(answer), answer.text
 
 
-@pytest.fixture
-def quick_idle_pool() -> Iterator[float]:
-    """The process's connection pool rebuilt with a spare connection closed after half a second idle (instead of
-    DB_POOL_MAX_IDLE), so that a test sees them all go; the configured pool afterwards."""
+@contextlib.contextmanager
+def _pool_rebuilt(**changes: float) -> Iterator[None]:
+    """The process's connection pool rebuilt with `changes` to its options for the block; as configured after."""
     options = connection.settings_dict["OPTIONS"].get("pool", {})
     configured = dict(options)
-    options["max_idle"] = 0.5
+    options.update(changes)
     connection.close_pool()
-    yield options["max_idle"]
-    options.clear()
-    options.update(configured)
-    connection.close_pool()
+    try:
+        yield
+    finally:
+        options.clear()
+        options.update(configured)
+        connection.close_pool()
+
+
+@pytest.fixture
+def quick_idle_pool() -> Iterator[float]:
+    """The pool closing a spare connection after half a second idle (instead of DB_POOL_MAX_IDLE), so that a test
+    sees them all go."""
+    with _pool_rebuilt(max_idle=0.5):
+        yield 0.5
+
+
+@pytest.fixture
+def quick_pool_timeout() -> Iterator[None]:
+    """The pool waiting a third of a second for a connection (instead of DB_POOL_TIMEOUT)."""
+    with _pool_rebuilt(timeout=0.3):
+        yield
+
+
+def test_with_the_database_down_a_read_and_an_audit_event_each_wait_for_a_connection_once(
+    transactional_db: None, alice: Any, quick_pool_timeout: None
+) -> None:
+    subject = subject_for(alice)
+    with database_unavailable():
+        timeouts = connection.pool.get_stats().get("requests_errors", 0)
+        with pytest.raises(OperationalError):
+            with_connections(score_get, owner=alice, score_id="chorale")
+        after_the_read = connection.pool.get_stats().get("requests_errors", 0)
+        with pytest.raises(AuditNotRecorded):
+            with_connections(audit_write, action="tool.score_info", outcome="unavailable", user=alice, subject=subject)
+        after_the_event = connection.pool.get_stats().get("requests_errors", 0)
+
+    # A read retried, or an event written again, after the pool had no connection to give within its timeout would
+    # wait that long a second time before the caller is told the database is unavailable.
+    assert after_the_read - timeouts == 1
+    assert after_the_event - after_the_read == 1
 
 
 def test_connections_stay_within_the_stated_bound_under_load_and_close_when_idle(

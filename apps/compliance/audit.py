@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 
 from apps.compliance.models import AuditChainHead, AuditEvent, SubjectKey
-from apps.core.db import with_connections
+from apps.core.db import no_connection_to_be_had, with_connections
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -196,7 +196,9 @@ def audit_write(
         else:
             try:
                 event.save(force_insert=True)
-            except (OperationalError, InterfaceError):
+            except (OperationalError, InterfaceError) as error:
+                if no_connection_to_be_had(error):  # the database is down: a second wait would end the same way
+                    raise
                 # A connection the database dropped between the pool's check and this write: one more try, on a
                 # fresh connection.
                 connection.close()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django.db import close_old_connections
+from psycopg_pool import PoolTimeout
 
 T = TypeVar("T")
 
@@ -24,3 +25,10 @@ def with_connections(function: Callable[..., T], *args: object, **kwargs: object
         return function(*args, **kwargs)
     finally:
         close_old_connections()
+
+
+def no_connection_to_be_had(error: BaseException) -> bool:
+    """Whether a database error is the pool's having no connection to give within DB_POOL_TIMEOUT (PostgreSQL
+    refusing connections, or every connection taken) rather than a connection that broke: asking again at once
+    would only wait as long again, so such an error is not retried."""
+    return isinstance(error.__cause__, PoolTimeout)

@@ -37,7 +37,10 @@ MEMORY = Gauge("music21_memory_usage_bytes", "Memory of the serving processes.",
 CPU = Gauge("music21_cpu_usage_percent", "CPU use of the serving processes.", multiprocess_mode="livesum")
 OPEN_FDS = Gauge("music21_open_file_descriptors", "Open file descriptors.", multiprocess_mode="livesum")
 BREAKER_OPEN = Gauge(
-    "music21_circuit_breaker_open", "1 while a group's breaker is open.", ["circuit_name"], multiprocess_mode="max"
+    "music21_circuit_breaker_open",
+    "1 while a group's breaker is not closed (open, or half-open on a trial call).",
+    ["circuit_name"],
+    multiprocess_mode="max",
 )
 READY = Gauge("music21_ready", "1 if the last readiness check passed.", multiprocess_mode="mostrecent")
 

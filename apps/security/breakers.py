@@ -35,10 +35,18 @@ DEPENDENCY_FAILURES: tuple[type[BaseException], ...] = (
 )
 
 
+# While a dependency stays down, an open breaker lets a trial call through every CB_RECOVERY_TIMEOUT and opens again
+# when it fails: that round trip says nothing new, so the trail records a breaker opening and closing, not each turn
+# (each would be an audit write, which waits for the database when the database is what is down).
+_TRIAL_ROUND = {(pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN), (pybreaker.STATE_HALF_OPEN, pybreaker.STATE_OPEN)}
+
+
 class _StateChanges(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
         metrics.BREAKER_STATE_CHANGES.labels(circuit_name=cb.name).inc()
         previous = getattr(old_state, "name", None)
+        if (previous, new_state.name) in _TRIAL_ROUND:
+            return
         audit_record(action="breaker.state", outcome=new_state.name, target=cb.name, detail={"from": previous})
 
 
@@ -205,7 +213,7 @@ def _succeed() -> None:
 def _refuse(group: str) -> NoReturn:
     metrics.BLOCKED.labels(reason="circuit_open").inc()
     raise CircuitOpen(
-        f"The {group} tools are failing and are paused for up to {settings.CB_RECOVERY_TIMEOUT:.0f} s "
+        f"The {group} tools are failing and are paused for up to {settings.CB_RECOVERY_TIMEOUT:g} s "
         "(circuit breaker open); try again later."
     )
 

@@ -48,7 +48,9 @@ def _broker(url: str) -> FailFastRedis:
 def scrape_values_update() -> None:
     """Values that are read, not counted: breaker states (shared in Redis), the queue, this process."""
     for group, state in breakers.breaker_states().items():
-        metrics.BREAKER_OPEN.labels(circuit_name=group).set(1 if state["state"] == "open" else 0)
+        # Half-open is still open for the alert: between trial calls that fail, a breaker is half-open for as long
+        # as each trial waits on the failing dependency.
+        metrics.BREAKER_OPEN.labels(circuit_name=group).set(0 if state["state"] == "closed" else 1)
     waiting = queue_size()
     if waiting is not None:
         metrics.QUEUE_SIZE.set(waiting)

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import QuerySet
-from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from apps.core.db import no_connection_to_be_had
 from apps.core.errors import InvalidArguments, NotFound
 from apps.tools.models import Score
 
@@ -30,14 +31,20 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def retry_transient_reads(read: Callable[P, T]) -> Callable[P, T]:
-    """Reads are idempotent, so a transient connection error (a database restart, a dropped idle connection) is
-    worth two more tries on a fresh connection, the second after a short backoff; writes are never retried here.
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, (OperationalError, InterfaceError)) and not no_connection_to_be_had(error)
 
-    The first try runs outside tenacity: its per-call set-up (a copy of the retry policy, its state machine) cost
-    0.1 ms on every score tool call, and is now paid only once a read has failed."""
+
+def retry_transient_reads(read: Callable[P, T]) -> Callable[P, T]:
+    """Reads are idempotent, so a connection that broke under a read (a database restart, a dropped connection)
+    is worth two more tries on a fresh connection, the second after a short backoff; writes are never retried here.
+    A read that got no connection at all within DB_POOL_TIMEOUT is not tried again: the database is down, and the
+    call's answer (`unavailable`) should not wait for it twice.
+
+    The first try runs outside tenacity, whose per-call set-up (a copy of the retry policy, its state machine) every
+    score tool call would otherwise pay: it is paid only once a read has failed."""
     retrying = retry(
-        retry=retry_if_exception_type((OperationalError, InterfaceError)),
+        retry=retry_if_exception(_transient),
         stop=stop_after_attempt(2),
         wait=wait_exponential(multiplier=0.05, max=0.5),
         before_sleep=_reconnect,
@@ -48,7 +55,9 @@ def retry_transient_reads(read: Callable[P, T]) -> Callable[P, T]:
     def first_try(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return read(*args, **kwargs)
-        except (OperationalError, InterfaceError):
+        except (OperationalError, InterfaceError) as error:
+            if not _transient(error):
+                raise
             _reconnect()
         return retrying(*args, **kwargs)
 

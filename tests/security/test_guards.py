@@ -21,6 +21,7 @@ from django.db import OperationalError
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from apps.compliance.models import AuditEvent
 from apps.core.errors import (
     Blocked,
     Busy,
@@ -260,6 +261,30 @@ def test_repeated_failures_open_the_breaker_and_a_trial_call_closes_it(
     assert invoke_tool("test_flaky", {}, caller=_as(alice))["ok"] is True
     assert breakers.breaker_states()["export"]["state"] == "closed"
     assert _metric("music21_circuit_breaker_state_changes_total", circuit_name="export") >= changes + 2
+
+
+def test_the_trail_records_a_breaker_opening_and_closing_not_each_failed_trial(
+    alice: Any, settings: Any, extra_tool: Any
+) -> None:
+    settings.CB_FAILURE_THRESHOLD = 1
+    settings.CB_RECOVERY_TIMEOUT = 0.2
+    failing = {"on": True}
+
+    def dependency(caller: Any) -> dict[str, Any]:
+        if failing["on"]:
+            raise OperationalError("could not connect to server: Connection refused")
+        return {"ok": True}
+
+    extra_tool("test_dependency", dependency, group="export")
+    for _ in range(3):  # the failure that opens the breaker, then two trial calls that fail
+        with pytest.raises(ServiceUnavailable):
+            invoke_tool("test_dependency", {}, caller=_as(alice))
+        time.sleep(0.3)
+    failing["on"] = False
+    assert invoke_tool("test_dependency", {}, caller=_as(alice))["ok"] is True
+
+    recorded = AuditEvent.objects.filter(action="breaker.state", target="export").order_by("id")
+    assert list(recorded.values_list("outcome", flat=True)) == ["open", "closed"]
 
 
 def test_calls_of_one_group_run_side_by_side_in_one_process(alice: Any, extra_tool: Any) -> None:
