@@ -235,19 +235,25 @@ def _database_down(caller: Any) -> Any:
 # --- Circuit breakers -------------------------------------------------------------------------------------------
 
 
+def _export_dependency(extra_tool: Any, name: str) -> dict[str, bool]:
+    """A test tool of the export group whose dependency (the database) fails while the returned flag's "on" is set."""
+    failing = {"on": True}
+
+    def call(caller: Any) -> dict[str, Any]:
+        if failing["on"]:
+            raise OperationalError("could not connect to server: Connection refused")
+        return {"ok": True}
+
+    extra_tool(name, call, group="export")
+    return failing
+
+
 def test_repeated_failures_open_the_breaker_and_a_trial_call_closes_it(
     alice: Any, settings: Any, extra_tool: Any
 ) -> None:
     settings.CB_FAILURE_THRESHOLD = 2
     settings.CB_RECOVERY_TIMEOUT = 1.0
-    failing = {"on": True}
-
-    def flaky(caller: Any) -> dict[str, Any]:
-        if failing["on"]:
-            raise OperationalError("could not connect to server: Connection refused")
-        return {"ok": True}
-
-    extra_tool("test_flaky", flaky, group="export")
+    failing = _export_dependency(extra_tool, "test_flaky")
     changes = _metric("music21_circuit_breaker_state_changes_total", circuit_name="export")
     for _ in range(2):
         with pytest.raises(ServiceUnavailable):
@@ -268,14 +274,7 @@ def test_the_trail_records_a_breaker_opening_and_closing_not_each_failed_trial(
 ) -> None:
     settings.CB_FAILURE_THRESHOLD = 1
     settings.CB_RECOVERY_TIMEOUT = 0.2
-    failing = {"on": True}
-
-    def dependency(caller: Any) -> dict[str, Any]:
-        if failing["on"]:
-            raise OperationalError("could not connect to server: Connection refused")
-        return {"ok": True}
-
-    extra_tool("test_dependency", dependency, group="export")
+    failing = _export_dependency(extra_tool, "test_dependency")
     for _ in range(3):  # the failure that opens the breaker, then two trial calls that fail
         with pytest.raises(ServiceUnavailable):
             invoke_tool("test_dependency", {}, caller=_as(alice))
