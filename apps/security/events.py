@@ -90,10 +90,11 @@ def _uncounted_auth_failure(kind: str, detail: dict[str, Any]) -> bool:
 
 
 def _first_in_window(kind: str, party: tuple[str, str] | None) -> bool:
-    """Whether this is the party's first event of `kind` in the current block window (then it is stored)."""
+    """Whether this is the party's first event of `kind` for a block window (then it is stored): the window starts
+    at the stored event, not at a clock boundary that would split one flood into two stored events."""
     window = settings.SECURITY_BLOCK_WINDOW
     who = ":".join(party) if party else "unknown"
-    key = f"{settings.GUARD_NAMESPACE}:recorded:{kind}:{who}:{int(time.time() // window)}"
+    key = f"{settings.GUARD_NAMESPACE}:recorded:{kind}:{who}"
     try:
         return bool(cache.add(key, 1, window))
     except Exception:  # the cache is down: the metric has counted it; a row per refusal is what this avoids

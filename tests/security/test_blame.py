@@ -295,3 +295,15 @@ def test_failures_straddling_a_window_boundary_still_block_the_address(
         monkeypatch.setattr(events.time, "time", lambda moment=moment: moment)
         events.security_event_record(kind="login_failure", ip="198.51.100.7", endpoint="/accounts/login/")
     assert list(Block.objects.values_list("target", "value")) == [("ip", "198.51.100.7")]
+
+
+def test_a_flood_across_a_clock_boundary_is_stored_once(db: None, settings: Any, monkeypatch: Any) -> None:
+    from apps.security import events
+
+    # The clock is moved (it cannot be waited for): two refusals a fifth of a second apart, either side of a
+    # multiple of the block window, are one flood.
+    boundary = (time.time() // settings.SECURITY_BLOCK_WINDOW + 1) * settings.SECURITY_BLOCK_WINDOW
+    for at in (boundary - 0.1, boundary + 0.1):
+        monkeypatch.setattr(events.time, "time", lambda at=at: at)
+        events.security_event_record(kind="rate_limit", ip="203.0.113.7", tool="score_info")
+    assert SecurityEvent.objects.filter(kind="rate_limit").count() == 1
