@@ -197,9 +197,21 @@ def pool_connections_in_use() -> int:
     return int(stats["pool_size"] - stats["pool_available"])
 
 
-def database_sessions_cut(admin: Any) -> int:
-    """Cut every session of the test database but `admin`'s own (a psycopg connection of a superuser), as a
-    restart of PostgreSQL would; how many were cut."""
+def database_superuser() -> Any:
+    """A psycopg connection (autocommit) of PostgreSQL's superuser to the `postgres` database, beside the test's."""
+    import psycopg
+
+    database = connection.settings_dict
+    host, port = database["HOST"] or None, database["PORT"] or None
+    return psycopg.connect(host=host, port=port, user="postgres", dbname="postgres", autocommit=True)
+
+
+def database_sessions_cut(admin: Any = None) -> int:
+    """Cut every session of the test database but `admin`'s own (a `database_superuser()` connection, else one
+    opened for this), as a restart of PostgreSQL would; how many were cut."""
+    if admin is None:
+        with database_superuser() as own:
+            return database_sessions_cut(own)
     return len(
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",

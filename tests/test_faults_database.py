@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx2 as httpx
-import psycopg
 import pytest
 from django.conf import settings
 from django.db import OperationalError, connection, connections
@@ -26,7 +25,7 @@ from apps.security.breakers import breaker_states
 from apps.tools.registry import TOOLS
 from apps.tools.selectors import score_get
 from tests.mcp_bridge.conftest import MCP_HEADERS as PLAIN_MCP_HEADERS
-from tests.support import database_sessions_cut
+from tests.support import database_sessions_cut, database_superuser
 
 pytestmark = pytest.mark.skipif(
     settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
@@ -36,22 +35,11 @@ pytestmark = pytest.mark.skipif(
 MCP_HEADERS = {**PLAIN_MCP_HEADERS, "MCP-Protocol-Version": "2025-06-18"}
 
 
-def _superuser() -> psycopg.Connection[Any]:
-    database = connection.settings_dict
-    return psycopg.connect(
-        host=database["HOST"] or None,
-        port=database["PORT"] or None,
-        user="postgres",
-        dbname="postgres",
-        autocommit=True,
-    )
-
-
 @contextlib.contextmanager
 def database_unavailable() -> Iterator[None]:
     """The test database refuses new connections and its open ones are cut, until the block ends."""
     name = connection.settings_dict["NAME"]
-    with _superuser() as admin:
+    with database_superuser() as admin:
         admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
         try:
             database_sessions_cut(admin)
@@ -62,7 +50,7 @@ def database_unavailable() -> Iterator[None]:
 
 
 def _database_sessions() -> int:
-    with _superuser() as admin:
+    with database_superuser() as admin:
         row = admin.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             [connection.settings_dict["NAME"]],
@@ -137,8 +125,7 @@ def test_after_a_restart_cut_the_idle_connections_the_next_call_is_answered(
         pool.putconn(each)
     assert pool.get_stats()["pool_available"] >= 6
 
-    with _superuser() as admin:  # a restart of PostgreSQL, as the serving process sees it: every session cut
-        assert database_sessions_cut(admin) >= 6
+    assert database_sessions_cut() >= 6  # a restart of PostgreSQL, as the serving process sees it: every session cut
 
     # psycopg's pool, left to itself, backs off after the second dead connection and gives up at the third: the
     # call would fail `unavailable` with the database up. The first dead one makes the others checked at once.
@@ -177,18 +164,23 @@ def quick_pool_timeout() -> Iterator[None]:
         yield
 
 
+def _pool_timeouts() -> int:
+    """How many requests for a connection this process's pool has let time out."""
+    return int(connection.pool.get_stats().get("requests_errors", 0))
+
+
 def test_with_the_database_down_a_read_and_an_audit_event_each_wait_for_a_connection_once(
     transactional_db: None, alice: Any, quick_pool_timeout: None
 ) -> None:
     subject = subject_for(alice)
     with database_unavailable():
-        timeouts = connection.pool.get_stats().get("requests_errors", 0)
+        timeouts = _pool_timeouts()
         with pytest.raises(OperationalError):
             with_connections(score_get, owner=alice, score_id="chorale")
-        after_the_read = connection.pool.get_stats().get("requests_errors", 0)
+        after_the_read = _pool_timeouts()
         with pytest.raises(AuditNotRecorded):
             with_connections(audit_write, action="tool.score_info", outcome="unavailable", user=alice, subject=subject)
-        after_the_event = connection.pool.get_stats().get("requests_errors", 0)
+        after_the_event = _pool_timeouts()
 
     # A read retried, or an event written again, after the pool had no connection to give within its timeout would
     # wait that long a second time before the caller is told the database is unavailable.
