@@ -163,6 +163,62 @@ def test_fifty_megabytes_of_text_is_refused_before_parsing(alice: Any, call: Any
     assert not Score.objects.exists()
 
 
+METERED_MUSICXML = """<?xml version="1.0"?>
+<score-partwise><part-list><score-part id="P1"><part-name>Melody</part-name></score-part></part-list>
+<part id="P1"><measure number="1"><attributes><divisions>1</divisions>
+<time><beats>{beats}</beats><beat-type>{beat_type}</beat-type></time></attributes>
+<note><pitch><step>C</step><octave>4</octave></pitch><duration>1</duration><type>quarter</type></note>
+</measure></part></score-partwise>"""
+
+
+def _midi_with_beats(beats: int) -> str:
+    """bwv66.6 as base64 MIDI, its time signature saying `beats` beats in a bar."""
+    data = bytearray(midi.translate.streamToMidiFile(corpus.parse("bach/bwv66.6")).writestr())
+    data[data.index(b"\xff\x58\x04") + 3] = beats  # the time-signature meta event's numerator
+    return base64.b64encode(bytes(data)).decode()
+
+
+@pytest.mark.parametrize(
+    ("source_type", "source", "written"),
+    [
+        ("tinynotation", "99999/1 c1 d1", "99999"),
+        ("abc", "X:1\nM:99999/1\nL:1/4\nK:C\nC|\n", "99999"),
+        ("abc", "X:1\nM:40+40/8\nL:1/8\nK:C\nC|\n", "40+40"),  # music21's ABC reader makes it 4040/8
+        ("humdrum", "**kern\n*M99999/1\n1c\n*-\n", "99999"),
+        ("musicxml", METERED_MUSICXML.format(beats="99999", beat_type="1"), "99999"),
+        ("musicxml", METERED_MUSICXML.format(beats="60+60", beat_type="8"), "60+60"),
+        ("midi", _midi_with_beats(255), "255"),
+    ],
+)
+def test_a_time_signature_of_thousands_of_beats_is_refused_before_music21_lays_out_its_bar(
+    alice: Any, call: Any, source_type: str, source: str, written: str
+) -> None:
+    # music21 alone spends longer than any time limit on such a bar: the 13 bytes held a tool process until killed.
+    with pytest.raises(RejectedInput) as caught:
+        call(alice, "import_score", score_id="long-bar", source=source, source_type=source_type)
+
+    assert caught.value.kind == "oversize"
+    assert f"a time signature of {written} beats in a bar; this server reads at most 64" in str(caught.value)
+    assert not Score.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("source_type", "source", "meter"),
+    [
+        ("musicxml", METERED_MUSICXML.format(beats="3+3+2", beat_type="8"), "3/8+3/8+2/8"),  # 8 beats, not 332
+        ("tinynotation", "64/4 c1 d1 e1", "64/4"),
+        ("humdrum", "**kern\n*M21/16\n4c\n*-\n", "21/16"),
+    ],
+)
+def test_long_and_additive_bars_of_real_music_are_read(
+    alice: Any, call: Any, source_type: str, source: str, meter: str
+) -> None:
+    result = call(alice, "import_score", score_id="bar", source=source, source_type=source_type)
+
+    assert result["status"] == "success"
+    assert Score.objects.get(owner=alice, score_id="bar").time_signatures == [meter]
+
+
 def test_invalid_base64_midi_is_refused(alice: Any, call: Any) -> None:
     with pytest.raises(InvalidArguments, match="not valid base64"):
         call(alice, "import_score", score_id="m", source="this is not base64!!", source_type="midi")

@@ -12,13 +12,16 @@ import binascii
 import io
 import re
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from music21 import converter, corpus, stream
+from music21 import converter, corpus, midi, stream
+from music21.midi.base import MetaEvents
+from music21.midi.translate import midiFileToStream
 from music21.musicxml.xmlToM21 import MusicXMLImporter
 
 from apps.core.errors import InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
@@ -29,6 +32,11 @@ SOURCE_TYPES = ("corpus", "tinynotation", "abc", "musicxml", "midi", "humdrum", 
 MAX_XML_DEPTH = 64
 # A compressed MusicXML file may not unpack to more than this many times its own size limit.
 MAX_MXL_EXPANSION = 4
+# music21 lays out the beats of a time signature's bar in time that grows faster than the square of their number:
+# a bar of 64 beats takes a noticeable moment, one of a thousand longer than a call's time limit, so that a
+# 13-byte source ("99999/1 c1 d1") held a tool process until it was killed. No printed music has more than a few
+# dozen beats in a bar; a time signature with more is refused before music21 sees it.
+MAX_BEATS_PER_BAR = 64
 
 FILE_EXTENSIONS = {
     ".xml": "musicxml",
@@ -83,6 +91,9 @@ def parse_stored(source_format: str, *, text: str = "", data: bytes | None = Non
     parser = _PARSERS.get(source_format)
     if parser is None:
         raise UnsupportedFormat(f"Cannot parse stored format {source_format!r}.")
+    if source_format in _WRITTEN_METERS:
+        name, meter_written = _WRITTEN_METERS[source_format]
+        _check_bars(name, (found.group(1) for found in meter_written.finditer(text)))
     try:
         parsed = parser(data if data is not None else text)
     except (RejectedInput, ScoreParseError, InvalidArguments):
@@ -163,6 +174,40 @@ def _check_depth(root: Element) -> None:
         stack.extend((child, depth + 1) for child in element)
 
 
+# Where each text format writes a time signature's beats (music21's readers ignore anything else that looks like
+# one): a tinyNotation token "3/4", an ABC field "M:3/4" (in the header or inline), a Humdrum token "*M3/4".
+_WRITTEN_METERS = {
+    "tinynotation": ("tinyNotation", re.compile(r"(?<!\S)(\d+)/\d+(?!\S)")),
+    "abc": ("ABC", re.compile(r"M:\s*([\d+ ]+)/")),
+    "humdrum": ("Humdrum", re.compile(r"\*M([\d+]+)/")),
+}
+
+
+def _check_bars(source: str, beats_written: Iterable[str]) -> None:
+    """Refuse a source with a time signature of more than MAX_BEATS_PER_BAR beats (see there). `beats_written`:
+    each time signature's numerator as the `source` (its format's name) writes it."""
+    for written in beats_written:
+        beats = _beats(written, plus_dropped=source == "ABC")
+        if beats > MAX_BEATS_PER_BAR:
+            shown = written.strip() if len(written.strip()) <= 12 else written.strip()[:12] + "..."
+            raise RejectedInput(
+                f"The {source} source has a time signature of {shown} beats in a bar; this server reads at most "
+                f"{MAX_BEATS_PER_BAR} (music21 would take minutes to lay out such a bar).",
+                kind="oversize",
+            )
+
+
+def _beats(written: str, *, plus_dropped: bool) -> int:
+    """The beats music21 makes of a time signature's written numerator: "3+3+2" is 8, but "23" where its reader
+    drops the plus signs (ABC's)."""
+    parts = re.findall(r"\d+", written)
+    if sum(len(part) for part in parts) > 6:  # past any bound, and past what int() reads of a long string
+        return 10**6
+    if plus_dropped:
+        return int("".join(parts) or 0)
+    return sum(int(part) for part in parts)
+
+
 def _check_size(size: int, max_bytes: int, what: str) -> None:
     if size > max_bytes:
         raise RejectedInput(
@@ -217,6 +262,7 @@ def _parse_musicxml(text: str | bytes) -> stream.Score:
     music21 inserts into `importer.stream`, not into the score passed to `xmlRootToScore`: given any other target,
     those staves are silently lost."""
     root = safe_xml_root(text)
+    _check_bars("MusicXML", (beats.text or "" for beats in root.iter("beats")))
     if root.tag != "score-partwise":
         raise ScoreParseError(
             f"Only partwise MusicXML (<score-partwise>) can be read; this document's root is <{root.tag}>. "
@@ -270,13 +316,30 @@ def _in_corpus(path: str) -> bool:
         return False
 
 
+def _parse_midi(data: bytes) -> stream.Score:
+    """music21's own MIDI reading (`converter.parse(data, format="midi")` reads the file, then translates it),
+    with the time signatures checked in between."""
+    read = midi.MidiFile()
+    read.readstr(data)
+    _check_bars(
+        "MIDI",
+        (
+            str(event.data[0])
+            for track in read.tracks
+            for event in track.events
+            if event.type == MetaEvents.TIME_SIGNATURE and event.data
+        ),
+    )
+    return midiFileToStream(read, encoding="utf-8")
+
+
 _PARSERS = {
     "corpus": _parse_corpus,
     "tinynotation": _parse_tinynotation,
     "abc": lambda text: converter.parse(text, format="abc"),
     "musicxml": _parse_musicxml,
     "mxl": _parse_mxl,
-    "midi": lambda data: converter.parse(data, format="midi"),
+    "midi": _parse_midi,
     "humdrum": lambda text: converter.parse(text, format="humdrum"),
 }
 
