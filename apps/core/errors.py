@@ -136,6 +136,14 @@ class TimedOut(ApplicationError):
     http_status = 504
 
 
+class TooLarge(ApplicationError):
+    """The call needed more memory than a tool process may take for one call (MAX_MEMORY_GB): what it asked of
+    its score was too much, and it was stopped, as a call past its time limit is."""
+
+    code = "too_large"
+    http_status = 422
+
+
 class DependencyFailed(ApplicationError):
     """Something the server depends on failed (the database, Redis, a tool worker process), not the caller: the
     only failures that count toward a tool group's circuit breaker (apps.security.breakers)."""

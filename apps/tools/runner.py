@@ -6,8 +6,11 @@ Two runners, chosen by TOOL_WORKER_PROCESSES:
   a Python thread cannot be killed: work that ignores the flag runs on until it ends. The bulkhead slot stays
   taken meanwhile, so runaway work can never exceed its compartment. Suited to development and tests.
 - N > 0: N worker processes (`ToolProcesses`). At the time limit the worker running the call is killed and a
-  fresh one takes its place, so a pathological score cannot hold a CPU or memory beyond REQUEST_TIMEOUT. Each
-  worker keeps its own parsed-score cache and its own database connection. The default outside development.
+  fresh one takes its place, so a pathological score cannot hold a CPU beyond REQUEST_TIMEOUT; nor memory: each
+  process has an equal part of MAX_MEMORY_GB, a call that grows its process by more than half of that part is
+  stopped the same way (`TooLarge`), and a process that holds more than its part after a call (its parsed scores)
+  is replaced by a fresh one. Each worker keeps its own parsed-score cache and its own database connection. The
+  default outside development.
 
 The time limit is a deadline counted from when the transport received the call (apps.tools.invocation.TimeLimit):
 waiting for a thread or a process is part of it. Calls wait for a process in line, and one user's calls hold at most
@@ -28,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+import psutil
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
@@ -40,6 +44,7 @@ from apps.core.errors import (
     InternalError,
     ServiceUnavailable,
     TimedOut,
+    TooLarge,
     WorkerDied,
 )
 from apps.core.fairness import FairSemaphore, user_share
@@ -144,6 +149,13 @@ def _in_process(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> 
             "tool %s ran past its deadline: its worker process was killed (request %s)", tool.name, caller.request_id
         )
         raise _timed_out(tool) from None
+    except OverMemory as over:
+        logger.warning("tool %s %s: its worker process was killed (request %s)", tool.name, over, caller.request_id)
+        raise TooLarge(
+            f"The call to {tool.name!r} needed more than {over.allowed / 2**30:.1f} GB of memory, half the share of "
+            f"a tool process (MAX_MEMORY_GB {settings.MAX_MEMORY_GB:g} over {settings.TOOL_WORKER_PROCESSES} "
+            "processes), and was stopped; this score asks too much of it: try a smaller score or a measure range."
+        ) from None
     except WorkerGone as gone:
         logger.error("the worker process of tool %s died (%s, request %s)", tool.name, gone, caller.request_id)
         raise WorkerDied(
@@ -197,6 +209,24 @@ class NoProcess(Exception):
     """No tool process was free and ready before the call's deadline; the message says what the call waited for."""
 
 
+class OverMemory(Exception):
+    """The call grew its tool process by more than it may (`allowed` bytes); the process has been killed."""
+
+    def __init__(self, grown: int, allowed: int) -> None:
+        super().__init__(f"grew its worker process by {grown / 2**20:,.0f} MiB, over {allowed / 2**20:,.0f} MiB")
+        self.allowed = allowed
+
+
+# How often a serving process looks at the memory of a tool process running a call (a call answered sooner is not
+# looked at while it runs).
+MEMORY_CHECK_INTERVAL = 0.25
+
+
+def memory_share() -> int:
+    """The resident memory, in bytes, one tool process may hold: its equal part of MAX_MEMORY_GB."""
+    return int(settings.MAX_MEMORY_GB * 2**30) // max(1, settings.TOOL_WORKER_PROCESSES)
+
+
 class _ToolProcess:
     """One tool process and its end of the pipe it takes calls on, one at a time."""
 
@@ -208,6 +238,15 @@ class _ToolProcess:
         self.process.start()
         theirs.close()
         self.ready = False
+        self.resident = 0  # bytes, as last read: when it became ready, and after each call
+        self._usage = psutil.Process(self.process.pid)
+
+    def memory(self) -> int:
+        """Its resident memory now, in bytes (0 once it has ended)."""
+        try:
+            return int(self._usage.memory_info().rss)
+        except psutil.Error:
+            return 0
 
     def stop(self) -> None:
         self.pipe.close()
@@ -262,8 +301,8 @@ class ToolProcesses:
     def run(self, call: tuple[Any, ...], *, owner: Any, deadline: float) -> dict[str, Any]:
         """The result of `call` in an idle tool process, for `owner` (a user: at most their share of the processes
         at once), before `deadline` (time.monotonic()). Raises the call's ApplicationError, NoProcess when no
-        process was ready in time (nothing ran), FutureTimeout at the deadline (the process is then killed), or
-        WorkerGone."""
+        process was ready in time (nothing ran), FutureTimeout at the deadline or OverMemory (the process is then
+        killed), or WorkerGone."""
         worker = self._take(owner, deadline)
         try:
             try:
@@ -272,21 +311,43 @@ class ToolProcesses:
                 if not worker.ready:
                     worker.pipe.recv()  # "ready"
                     worker.ready = True
+                    worker.resident = worker.memory()
                 worker.pipe.send(call)
-                answered = worker.pipe.poll(max(0.0, deadline - time.monotonic()))
+                answered = self._answered(worker, deadline)
                 ok, value = worker.pipe.recv() if answered else (False, None)
             except (EOFError, OSError):
                 gone = worker.gone()
                 worker = self._replace(worker)
                 raise gone from None
+            except OverMemory:
+                worker = self._replace(worker)
+                raise
             if not answered:
                 worker = self._replace(worker)
                 raise FutureTimeout
+            worker.resident = worker.memory()
+            if worker.resident > memory_share():  # what it keeps has outgrown its share: a fresh process
+                worker = self._replace(worker)
             if not ok:
                 raise value
             return value
         finally:
             self._give_back(worker, owner)
+
+    @staticmethod
+    def _answered(worker: _ToolProcess, deadline: float) -> bool:
+        """Whether `worker` answered its call before `deadline`, looking at its memory every MEMORY_CHECK_INTERVAL
+        meanwhile: a call that grows it by more than half its share raises OverMemory (the caller kills it)."""
+        allowed = memory_share() // 2
+        while True:
+            remaining = deadline - time.monotonic()
+            if worker.pipe.poll(max(0.0, min(remaining, MEMORY_CHECK_INTERVAL))):
+                return True
+            if remaining <= MEMORY_CHECK_INTERVAL:
+                return False
+            grown = worker.memory() - worker.resident
+            if grown > allowed:
+                raise OverMemory(grown, allowed)
 
     def _take(self, owner: Any, deadline: float | None) -> _ToolProcess:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -117,6 +117,50 @@ def test_a_worker_killed_from_outside_fails_its_call_clearly_and_is_replaced(
     assert call(alice, "score_info", score_id="quartet")["notes"] > 5000
 
 
+# A 300-byte MusicXML whose one note lasts a hundred million quarter notes: written back out, music21 splits it into
+# twenty-five million bars, taking memory as fast as it can until it is stopped.
+ENDLESS_NOTE = (
+    '<score-partwise><part-list><score-part id="P1"><part-name>M</part-name></score-part></part-list>'
+    '<part id="P1"><measure number="1"><attributes><divisions>1</divisions></attributes>'
+    "<note><pitch><step>C</step><octave>4</octave></pitch><duration>99999999</duration></note>"
+    "</measure></part></score-partwise>"
+)
+
+
+def test_a_call_that_takes_memory_without_end_is_stopped_and_blamed_on_its_score(
+    worker_processes: None, alice: Any, call: Any, settings: Any
+) -> None:
+    from apps.core.errors import TooLarge
+
+    call(alice, "import_score", score_id="endless", source=ENDLESS_NOTE, source_type="musicxml")
+    call(alice, "import_score", score_id="chorale", source="bach/bwv66.6", source_type="corpus")
+    worker = call(alice, "health_check")["process"]
+    settings.MAX_MEMORY_GB = 1.0  # the one tool process may grow by half of it in one call
+    settings.REQUEST_TIMEOUT = 120.0  # memory, not time, is what stops it
+
+    with pytest.raises(TooLarge, match=r"needed more than 0\.5 GB of memory.*MAX_MEMORY_GB 1 over 1 processes"):
+        call(alice, "export_score", score_id="endless", format="musicxml")
+
+    assert not _alive(worker)  # killed, not left growing
+    assert call(alice, "health_check")["process"] != worker
+    assert call(alice, "score_info", score_id="chorale")["notes"] == 165
+
+
+def test_a_tool_process_holding_more_than_its_share_after_a_call_is_replaced(
+    worker_processes: None, alice: Any, call: Any, settings: Any
+) -> None:
+    first = call(alice, "health_check")["process"]
+    settings.MAX_MEMORY_GB = 0.05  # less than a tool process holds once started: each is replaced after its call
+
+    assert call(alice, "health_check")["process"] == first  # answered by it, then replaced
+    second = call(alice, "health_check")["process"]
+    assert second != first
+    assert not _alive(first)
+    settings.MAX_MEMORY_GB = 8.0
+    assert call(alice, "health_check")["process"] != second  # the last one too had outgrown its share
+    assert call(alice, "health_check")["process"] == call(alice, "health_check")["process"]
+
+
 def test_calls_waiting_for_a_busy_worker_get_it_in_their_order_of_arrival(settings: Any) -> None:
     """Under load a late call must not overtake the calls already waiting (a plain queue of idle workers let some
     key_analysis calls wait 18 s while others took 0.2 s)."""
