@@ -40,6 +40,15 @@ CHROMIUM_ARGS = [
 
 ADMIN_PASSWORD = "a long admin password 1"
 
+# A 300-byte MusicXML whose one note lasts a hundred million quarter notes: imported at once, but written back out
+# (export, render) music21 splits it into twenty-five million bars, taking time and memory without end.
+ENDLESS_NOTE_MUSICXML = (
+    '<score-partwise><part-list><score-part id="P1"><part-name>M</part-name></score-part></part-list>'
+    '<part id="P1"><measure number="1"><attributes><divisions>1</divisions></attributes>'
+    "<note><pitch><step>C</step><octave>4</octave></pitch><duration>99999999</duration></note>"
+    "</measure></part></score-partwise>"
+)
+
 T = TypeVar("T")
 
 

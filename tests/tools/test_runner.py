@@ -17,6 +17,7 @@ from django.db import connection
 from apps.core.db import with_connections
 from apps.core.errors import Busy, TimedOut
 from apps.tools.runner import runner_shutdown, runner_start
+from tests.support import ENDLESS_NOTE_MUSICXML
 
 HEAVY = "beethoven/opus59no1/movement1"  # 5,669 notes: chord analysis takes most of a second
 
@@ -117,22 +118,12 @@ def test_a_worker_killed_from_outside_fails_its_call_clearly_and_is_replaced(
     assert call(alice, "score_info", score_id="quartet")["notes"] > 5000
 
 
-# A 300-byte MusicXML whose one note lasts a hundred million quarter notes: written back out, music21 splits it into
-# twenty-five million bars, taking memory as fast as it can until it is stopped.
-ENDLESS_NOTE = (
-    '<score-partwise><part-list><score-part id="P1"><part-name>M</part-name></score-part></part-list>'
-    '<part id="P1"><measure number="1"><attributes><divisions>1</divisions></attributes>'
-    "<note><pitch><step>C</step><octave>4</octave></pitch><duration>99999999</duration></note>"
-    "</measure></part></score-partwise>"
-)
-
-
 def test_a_call_that_takes_memory_without_end_is_stopped_and_blamed_on_its_score(
     worker_processes: None, alice: Any, call: Any, settings: Any
 ) -> None:
     from apps.core.errors import TooLarge
 
-    call(alice, "import_score", score_id="endless", source=ENDLESS_NOTE, source_type="musicxml")
+    call(alice, "import_score", score_id="endless", source=ENDLESS_NOTE_MUSICXML, source_type="musicxml")
     call(alice, "import_score", score_id="chorale", source="bach/bwv66.6", source_type="corpus")
     worker = call(alice, "health_check")["process"]
     settings.MAX_MEMORY_GB = 1.0  # the one tool process may grow by half of it in one call
