@@ -232,6 +232,12 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 # --- Product limits ---------------------------------------------------------------------------------------------
 
 REQUIRE_AUTH = env_bool("REQUIRE_AUTH", True)
+if not REQUIRE_AUTH:
+    # Scores, limits and the audit trail all belong to the person behind a token: there is no call without one.
+    _problems.append(
+        "REQUIRE_AUTH: /mcp always requires an OAuth bearer token, so false is not supported; to use the tools "
+        "without one on your own machine, run `manage.py mcp_stdio --user <name>` (README, Connecting an MCP client)"
+    )
 STRICT_VALIDATION = env_bool("STRICT_VALIDATION", True)
 MAX_CONCURRENT_REQUESTS = env_number("MAX_CONCURRENT_REQUESTS", 50, minimum=1)
 REQUEST_TIMEOUT = env_number("REQUEST_TIMEOUT", 30.0, kind=float, minimum=0, strict_min=True)

@@ -44,6 +44,7 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
         ({"DEPLOYMENT_ENV": "prod"}, "DEPLOYMENT_ENV: expected development, test, staging or production"),
+        ({"REQUIRE_AUTH": "false"}, "REQUIRE_AUTH: /mcp always requires an OAuth bearer token, so false is not"),
     ],
 )
 def test_a_bad_value_stops_start_up_and_is_named(env: dict[str, str], message: str) -> None:
