@@ -56,7 +56,7 @@ def retry_transient_reads(read: Callable[P, T]) -> Callable[P, T]:
         try:
             return read(*args, **kwargs)
         except (OperationalError, InterfaceError) as error:
-            if no_connection_to_be_had(error):
+            if not _transient(error):
                 raise
             _reconnect()
         return retrying(*args, **kwargs)

@@ -92,8 +92,8 @@ def parse_stored(source_format: str, *, text: str = "", data: bytes | None = Non
     if parser is None:
         raise UnsupportedFormat(f"Cannot parse stored format {source_format!r}.")
     if source_format in _WRITTEN_METERS:
-        name, meter_written = _WRITTEN_METERS[source_format]
-        _check_bars(name, (found.group(1) for found in meter_written.finditer(text)))
+        name, meter_written, plus_dropped = _WRITTEN_METERS[source_format]
+        _check_bars(name, (found.group(1) for found in meter_written.finditer(text)), plus_dropped=plus_dropped)
     try:
         parsed = parser(data if data is not None else text)
     except (RejectedInput, ScoreParseError, InvalidArguments):
@@ -175,21 +175,23 @@ def _check_depth(root: Element) -> None:
 
 
 # Where each text format writes a time signature's beats (music21's readers ignore anything else that looks like
-# one): a tinyNotation token "3/4", an ABC field "M:3/4" (in the header or inline), a Humdrum token "*M3/4".
+# one): a tinyNotation token "3/4", an ABC field "M:3/4" (in the header or inline), a Humdrum token "*M3/4". Each
+# with its format's name, and whether music21's reader drops the plus signs of an additive numerator (ABC's does).
 _WRITTEN_METERS = {
-    "tinynotation": ("tinyNotation", re.compile(r"(?<!\S)(\d+)/\d+(?!\S)")),
-    "abc": ("ABC", re.compile(r"M:\s*([\d+ ]+)/")),
-    "humdrum": ("Humdrum", re.compile(r"\*M([\d+]+)/")),
+    "tinynotation": ("tinyNotation", re.compile(r"(?<!\S)(\d+)/\d+(?!\S)"), False),
+    "abc": ("ABC", re.compile(r"M:\s*([\d+ ]+)/"), True),
+    "humdrum": ("Humdrum", re.compile(r"\*M([\d+]+)/"), False),
 }
 
 
-def _check_bars(source: str, beats_written: Iterable[str]) -> None:
+def _check_bars(source: str, beats_written: Iterable[str], *, plus_dropped: bool = False) -> None:
     """Refuse a source with a time signature of more than MAX_BEATS_PER_BAR beats (see there). `beats_written`:
     each time signature's numerator as the `source` (its format's name) writes it."""
     for written in beats_written:
-        beats = _beats(written, plus_dropped=source == "ABC")
+        beats = _beats(written, plus_dropped=plus_dropped)
         if beats > MAX_BEATS_PER_BAR:
-            shown = written.strip() if len(written.strip()) <= 12 else written.strip()[:12] + "..."
+            written = written.strip()
+            shown = written if len(written) <= 12 else written[:12] + "..."
             raise RejectedInput(
                 f"The {source} source has a time signature of {shown} beats in a bar; this server reads at most "
                 f"{MAX_BEATS_PER_BAR} (music21 would take minutes to lay out such a bar).",
@@ -198,8 +200,8 @@ def _check_bars(source: str, beats_written: Iterable[str]) -> None:
 
 
 def _beats(written: str, *, plus_dropped: bool) -> int:
-    """The beats music21 makes of a time signature's written numerator: "3+3+2" is 8, but "23" where its reader
-    drops the plus signs (ABC's)."""
+    """The beats music21 makes of a time signature's written numerator: "3+3+2" is 8, but 332 where its reader
+    drops the plus signs."""
     parts = re.findall(r"\d+", written)
     if sum(len(part) for part in parts) > 6:  # past any bound, and past what int() reads of a long string
         return 10**6
