@@ -16,7 +16,7 @@ from music21 import stream
 from apps.core.errors import AnalysisError
 from apps.tools.services.cadences import has_fermata, phrase_end_indexes
 from apps.tools.services.derived import derived
-from apps.tools.services.summary import part_label
+from apps.tools.services.summary import part_labels
 from apps.tools.services.voiceleading import Event, part_line
 
 # Motifs longer than this are reported by their repeated sub-motifs; real repeats rarely run longer note for note.
@@ -37,21 +37,20 @@ class _Note:
 Window = tuple[int, int, int]  # (segment index, start, length)
 
 
-def _segments(part: stream.Stream, index: int) -> list[list[_Note]]:
+def _segments(part: stream.Stream, index: int, label: str) -> list[list[_Note]]:
     """The part's notes, ties merged, cut into runs at every rest (a motif does not continue across silence); once
     per parsed score (apps.tools.services.derived)."""
-    return derived(part, ("segments", index), lambda: _runs(part, index))
+    return derived(part, ("segments", index), lambda: _runs(part, index, label))
 
 
-def _runs(part: stream.Stream, index: int) -> list[list[_Note]]:
-    label = part_label(part, index)
+def _runs(part: stream.Stream, index: int, label: str) -> list[list[_Note]]:
     runs: list[list[_Note]] = [[]]
     for event in part_line(part):
         if event.pitch is None:
             if runs[-1]:
                 runs.append([])
             continue
-        runs[-1].append(_Note(index, label, event, event.pitch.diatonicNoteNum, event.pitch.ps))
+        runs[-1].append(_Note(index, label, event, event.pitch.diatonicNoteNum, event.ps))
     return [run for run in runs if run]
 
 
@@ -179,11 +178,10 @@ def _rhythmic(segments: list[list[_Note]], min_length: int, uniform: bool) -> li
     ]
 
 
-def _phrases(music: stream.Score) -> list[dict[str, Any]]:
-    """The top part's phrases, ended by fermatas or rests."""
+def _phrases(music: stream.Score, label: str) -> list[dict[str, Any]]:
+    """The top part's phrases (labelled `label`), ended by fermatas or rests."""
     top = music.parts[0] if music.parts else music
     line = part_line(top)
-    label = part_label(top, 0)
     phrases: list[dict[str, Any]] = []
     start = 0
     for end in phrase_end_indexes([None if e.pitch is None else has_fermata(e.element) for e in line]):
@@ -215,7 +213,8 @@ def pattern_recognition(
     if pattern_type not in ("melodic", "rhythmic", "both"):
         raise AnalysisError(f"Unknown pattern_type {pattern_type!r}; use melodic, rhythmic or both.")
     parts = list(music.parts) or [music]
-    segments = [run for i, part in enumerate(parts) for run in _segments(part, i)]
+    labels = part_labels(music)
+    segments = [run for i, part in enumerate(parts) for run in _segments(part, i, labels[i])]
     if not segments:
         raise AnalysisError("The score has no notes to look for patterns in.")
     result: dict[str, Any] = {"pattern_type": pattern_type, "min_length": min_length}
@@ -223,7 +222,7 @@ def pattern_recognition(
         result["melodic_patterns"] = _melodic(segments, min_length)
     if pattern_type in ("rhythmic", "both"):
         result["rhythmic_patterns"] = _rhythmic(segments, min_length, uniform_rhythms)
-    phrases = _phrases(music)
+    phrases = _phrases(music, labels[0])
     result["phrases"] = phrases
     result["phrase_structure"] = {
         "count": len(phrases),

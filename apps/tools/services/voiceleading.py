@@ -24,7 +24,7 @@ from apps.tools.services.derived import derived
 from apps.tools.services.keys import _require_notes
 from apps.tools.services.rounding import rounded
 from apps.tools.services.spelling import pitch_name
-from apps.tools.services.summary import part_label
+from apps.tools.services.summary import part_labels
 
 # Two parts that sound the same line in octaves or unison for at least this many consecutive notes are doubling each
 # other on purpose (colla parte, a cello doubled by the bass, violins in octaves): their parallel octaves are reported
@@ -45,13 +45,14 @@ class Event:
     measure: int | None  # the printed measure number
     meter: meter.TimeSignature | None
     in_measure: Offset  # from the start of a full bar (a pickup's missing beats included)
+    # The beats worked out for this line, by meter and place in the bar (shared by its events).
+    beats: dict[tuple[int, Offset], float] = field(repr=False, compare=False)
+    # The pitch's semitone number, None for a rest: read once, as music21 computes `Pitch.ps` anew on every read.
+    ps: float | None = None
 
     @property
     def duration(self) -> Offset:
         return opFrac(self.end - self.offset)
-
-    # The beats worked out for this line, by meter and place in the bar (shared by its events).
-    beats: dict[tuple[int, Offset], float] = field(repr=False, compare=False)
 
     @cached_property
     def beat(self) -> float:
@@ -69,31 +70,25 @@ class Event:
     def name(self) -> str:
         return pitch_name(self.pitch, octave=True) if self.pitch is not None else "rest"
 
-    @cached_property
-    def ps(self) -> float:
-        """The pitch's semitone number (music21 computes `Pitch.ps` anew on every read)."""
-        assert self.pitch is not None  # noqa: S101 - asked of notes only
-        return self.pitch.ps
-
 
 def _elements(
     part: stream.Stream,
 ) -> Iterator[tuple[Offset, Offset, base.Music21Object, stream.Measure | None, Any]]:
     """(offset in the part, offset in its measure, note or rest, its measure, the meter in force) in time order,
     measure by measure; voices inside a measure included."""
-    measures = list(part.getElementsByClass(stream.Measure))
+    # The part's own elements rather than its iterator, which would make the part each measure's active site (a
+    # write to the shared score) and set up a filtered iteration; the same measures, in the same (sorted) order.
+    measures = [element for element in part.elements if isinstance(element, stream.Measure)]
     if not measures:
         for element in part.flatten().notesAndRests:
             at = opFrac(element.offset)
             yield at, at, element, None, None
         return
-    current = measures[0].timeSignature
-    if current is None:  # the context search costs ~1 ms a part, and an opening bar usually has its own meter
-        current = part.getContextByClass(meter.TimeSignature) if part.timeSignature is None else part.timeSignature
-    for measure in measures:
-        # Offsets by site, not `.offset` (the offset in the active site, which another thread's music21 call on
-        # the same shared score can move for a moment): the line is kept with the score once made.
-        base_offset = opFrac(measure.getOffsetBySite(part))
+    current = None
+    for number, measure in enumerate(measures):
+        # Offsets in the part's own table, not `.offset` (the offset in the active site, which another thread's
+        # music21 call on the same shared score can move for a moment): the line is kept with the score once made.
+        base_offset = part.elementOffset(measure)
         # One pass over the measure for what `.timeSignature` (the one at offset 0), `.notesAndRests` and `.voices`
         # would each find with an iteration of their own; over its `elements` (in the order iterating gives), as
         # iterating also makes the measure each element's active site, a write to the shared score this needs not.
@@ -106,6 +101,10 @@ def _elements(
                 voices.append(element)
             elif own_meter is None and isinstance(element, meter.TimeSignature) and measure.elementOffset(element) == 0:
                 own_meter = element
+        if number == 0 and own_meter is None:  # the context search is slow, and an opening bar usually has its own
+            own_meter = part.timeSignature
+            if own_meter is None:
+                own_meter = part.getContextByClass(meter.TimeSignature)
         current = own_meter or current
         for voice in voices:
             voice_offset = measure.elementOffset(voice)
@@ -128,6 +127,7 @@ def part_line(part: stream.Stream) -> list[Event]:
 def _line(part: stream.Stream) -> list[Event]:
     events: list[Event] = []
     beats: dict[tuple[int, Offset], float] = {}
+    bar_lengths: dict[int, Offset] = {}  # by meter: music21 builds a meter's bar duration anew on every read
     tie_open = False
     for start, within, element, measure, in_force in _elements(part):
         length = opFrac(element.quarterLength)
@@ -135,27 +135,19 @@ def _line(part: stream.Stream) -> list[Event]:
             continue
         end = opFrac(start + length)
         if element.isRest:
-            top = None
-        elif isinstance(element, note.Note):
-            top = element.pitch
+            top, ps = None, None
         else:
-            top = max(element.pitches, key=lambda p: p.ps)
+            top = element.pitch if isinstance(element, note.Note) else max(element.pitches, key=lambda p: p.ps)
+            ps = top.ps
         tie = getattr(element, "tie", None)
         previous = events[-1] if events else None
         if previous is not None and previous.offset == start:
             # Notes together in one part (two voices, a divisi): the line is the upper one.
-            if top is None or (previous.pitch is not None and previous.pitch.ps >= top.ps):
+            if ps is None or (previous.ps is not None and previous.ps >= ps):
                 continue
             events.pop()
             previous = events[-1] if events else None
-        if (
-            tie_open
-            and previous is not None
-            and top is not None
-            and previous.pitch is not None
-            and previous.pitch.ps == top.ps
-            and previous.end == start
-        ):
+        if tie_open and previous is not None and ps is not None and previous.ps == ps and previous.end == start:
             previous.end = end
         else:
             if previous is not None and previous.end > start:
@@ -167,9 +159,13 @@ def _line(part: stream.Stream) -> list[Event]:
                 # From the measure's own offsets, not `measure.offset` (its offset in whichever stream is its
                 # active site, which another thread's music21 call on the shared score can change).
                 in_measure = opFrac(within + (measure.paddingLeft or 0))
-                if in_force is not None and in_measure >= in_force.barDuration.quarterLength:
-                    in_force = None  # a bar longer than its meter: let music21 work the beat out
-            events.append(Event(start, end, top, element, number, in_force, in_measure, beats))
+                if in_force is not None:
+                    bar = bar_lengths.get(id(in_force))
+                    if bar is None:
+                        bar = bar_lengths[id(in_force)] = in_force.barDuration.quarterLength
+                    if in_measure >= bar:
+                        in_force = None  # a bar longer than its meter: let music21 work the beat out
+            events.append(Event(start, end, top, element, number, in_force, in_measure, beats, ps))
         tie_open = tie is not None and tie.type in ("start", "continue")
     return events
 
@@ -190,14 +186,15 @@ def _slices(upper: list[Event], lower: list[Event]) -> list[tuple[Offset, Event,
     onsets = sorted({e.offset for e in upper} | {e.offset for e in lower})
     slices: list[tuple[Offset, Event, Event] | None] = []
     i = j = 0
+    last_upper, last_lower = len(upper), len(lower)
     for at in onsets:
-        while i < len(upper) and upper[i].end <= at:
+        while i < last_upper and upper[i].end <= at:
             i += 1
-        while j < len(lower) and lower[j].end <= at:
+        while j < last_lower and lower[j].end <= at:
             j += 1
-        a = upper[i] if i < len(upper) and upper[i].offset <= at else None
-        b = lower[j] if j < len(lower) and lower[j].offset <= at else None
-        if a is None or b is None or a.pitch is None or b.pitch is None:
+        a = upper[i] if i < last_upper and upper[i].offset <= at else None
+        b = lower[j] if j < last_lower and lower[j].offset <= at else None
+        if a is None or b is None or a.ps is None or b.ps is None:
             slices.append(None)
         else:
             slices.append((at, a, b))
@@ -205,21 +202,18 @@ def _slices(upper: list[Event], lower: list[Event]) -> list[tuple[Offset, Event,
 
 
 def _is_octave(a: Event, b: Event) -> bool:
-    """A perfect unison or octave (compound or not), as spelled: C4/C5 yes, C4/B#4 no."""
-    assert a.pitch is not None and b.pitch is not None  # noqa: S101 - slices hold notes only
+    """A perfect unison or octave (compound or not), as spelled: C4/C5 yes, C4/B#4 no. Notes only."""
     # The semitones first: music21 builds a pitch's name anew on every read, and most slices differ there already.
-    return a.ps % 12 == b.ps % 12 and a.pitch.name == b.pitch.name
+    return a.ps % 12 == b.ps % 12 and a.pitch.name == b.pitch.name  # type: ignore[operator,union-attr]
 
 
-def _perfect(before: tuple[Event, Event], after: tuple[Event, Event]) -> str | None:
-    """'parallel fifths' or 'parallel octaves' when both voices move the same way from one perfect fifth (octave,
-    unison; compound or not) into another."""
-    (a0, b0), (a1, b1) = before, after
-    assert a0.pitch and b0.pitch and a1.pitch and b1.pitch  # noqa: S101 - slices hold notes only
-    motion_a, motion_b = a1.ps - a0.ps, b1.ps - b0.ps
+def _perfect(a0: Event, b0: Event, a1: Event, b1: Event) -> str | None:
+    """'parallel fifths' or 'parallel octaves' when both voices (a above b) move the same way from one perfect fifth
+    (octave, unison; compound or not) into another. Notes only."""
+    motion_a, motion_b = a1.ps - a0.ps, b1.ps - b0.ps  # type: ignore[operator]
     if motion_a == 0 or motion_b == 0 or (motion_a > 0) != (motion_b > 0):
         return None
-    first, second = (a0.ps - b0.ps) % 12, (a1.ps - b1.ps) % 12
+    first, second = (a0.ps - b0.ps) % 12, (a1.ps - b1.ps) % 12  # type: ignore[operator]
     if first == second == 0:
         return "parallel octaves" if _is_octave(a0, b0) and _is_octave(a1, b1) else None
     if first == second == 7 or first == second == 5:  # 5: the upper part crossed below
@@ -247,7 +241,7 @@ def _pair(
                 {
                     "upper": upper_ref,
                     "lower": lower_ref,
-                    "interval": "unison" if first[1].pitch.ps == first[2].pitch.ps else "octave",  # type: ignore[union-attr]
+                    "interval": "unison" if first[1].ps == first[2].ps else "octave",
                     "start": _where((first[1], first[2]), first[0]),
                     "end": _where((last[1], last[2]), last[0]),
                     "notes": len(run),
@@ -268,10 +262,10 @@ def _pair(
             continue
         at, a, b = slice_
         octave = _is_octave(a, b)
-        if not octave:
+        if not octave and run:  # a run in octaves or unison ends here
             close_run()
         if previous is not None:
-            kind = _perfect(previous, (a, b))
+            kind = _perfect(previous[0], previous[1], a, b)
             if kind:
                 finding = {
                     "type": kind,
@@ -284,8 +278,7 @@ def _pair(
                 (run_parallels if kind == "parallel octaves" else parallels).append((at, finding))
         if octave:
             run.append(slice_)
-        assert a.pitch is not None and b.pitch is not None  # noqa: S101 - slices hold notes only
-        below = a.ps < b.ps
+        below = a.ps < b.ps  # type: ignore[operator]
         # Crossings only between neighbouring voices: soprano below tenor is already alto-crossing somewhere.
         if neighbours and below and not crossed:
             crossings.append(
@@ -309,7 +302,7 @@ def voice_leading_analysis(music: stream.Score) -> dict[str, Any]:
     of parts; parts as `{"part": index, "part_label": label}`, pitches spelled (`Bb4`), printed measure numbers."""
     _require_notes(music)
     parts = list(music.parts) or [music]
-    refs = [_part_ref(i, part_label(p, i)) for i, p in enumerate(parts)]
+    refs = [_part_ref(i, label) for i, label in enumerate(part_labels(music))]
     lines = [part_line(p) for p in parts]
     parallels: list[dict[str, Any]] = []
     doublings: list[dict[str, Any]] = []
