@@ -12,6 +12,11 @@ every caller who imported the same work (nothing personal is in them).
 
 The table holds about `ANALYSIS_RESULTS_KEPT` rows (0 turns remembering off): every so many new rows, the least
 recently used beyond the bound are deleted. Reads refresh a row's `used_at` at most once a minute.
+
+A process that holds the score parsed also keeps the answers given on it beside the parsed score
+(apps.tools.services.derived: at most ANSWERS_BESIDE_SCORE per score, as JSON text), so a question asked again there
+is answered without the database read. They leave with the parsed score, under the same key (its content hash), so
+they are never stale either; the code version cannot change within a process.
 """
 
 from __future__ import annotations
@@ -28,12 +33,18 @@ import music21
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core.cache import Memory
 from apps.core.runtime import after_answer
 from apps.tools.models import AnalysisResult, Score, SourceFormat
+from apps.tools.services.derived import derived
+from apps.tools.services.scores import score_stream_held
 
 # Answers larger than this are computed each time: a row per question of that size would crowd the table.
 LARGEST_KEPT = 1_000_000  # characters of JSON
 PRUNE_EVERY = 100  # new rows written by this process between two prunings
+# Answers kept in memory beside each parsed score, least recently asked forgotten first: a score's usual questions
+# (each tool with its default arguments, a few variants) without letting one client's sweep of arguments pile up.
+ANSWERS_BESIDE_SCORE = 16
 _REFRESH_AFTER = timedelta(minutes=1)
 _written = 0
 
@@ -60,11 +71,16 @@ def result_remembered(
     and kept. Errors are never remembered: `compute` raising raises here."""
     if settings.ANALYSIS_RESULTS_KEPT <= 0:
         return compute()
+    question = (tool, _arguments_digest(arguments))
+    beside = _beside(score)
+    text = beside.get(question) if beside is not None else None
+    if text is not None:
+        return json.loads(text)  # a fresh copy for each caller, as from the database
     shared = score.source_format == SourceFormat.CORPUS
     key = {
         "content_sha256": score.content_sha256,
         "tool": tool,
-        "arguments_sha256": _arguments_digest(arguments),
+        "arguments_sha256": question[1],
         "code_version": code_version(),
     }
     rows = AnalysisResult.objects.filter(**key)
@@ -73,6 +89,8 @@ def result_remembered(
     for pk, text, used_at in found[:1]:
         if used_at < now - _REFRESH_AFTER:
             AnalysisResult.objects.filter(pk=pk).update(used_at=now)
+        if beside is not None:
+            beside.put(question, text)
         return json.loads(text)
 
     answer = compute()
@@ -93,12 +111,21 @@ def _keep(answer: dict[str, Any], *, score: Score, shared: bool, used_at: Any, k
         return  # not JSON (a tool's own business): answered, not kept
     if len(text) > LARGEST_KEPT:
         return
+    beside = _beside(score)  # the score parsed by `compute`, unless dropped meanwhile
+    if beside is not None:
+        beside.put((key["tool"], key["arguments_sha256"]), text)
     AnalysisResult.objects.bulk_create(
         [AnalysisResult(score=score, shared=shared, result=text, used_at=used_at, **key)], ignore_conflicts=True
     )
     _written += 1
     if _written % PRUNE_EVERY == 0:
         results_prune()
+
+
+def _beside(score: Score) -> Memory | None:
+    """The answers kept beside `score`'s parsed music, if this process holds it."""
+    music = score_stream_held(score=score)
+    return None if music is None else derived(music, "answers", lambda: Memory(ANSWERS_BESIDE_SCORE))
 
 
 def results_prune() -> int:

@@ -12,7 +12,7 @@ from django.db import DatabaseError
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import AnalysisResult
 from apps.tools.monitoring import server_stats
-from apps.tools.results import results_prune
+from apps.tools.results import ANSWERS_BESIDE_SCORE, results_prune
 from apps.tools.services import keys, voiceleading
 
 SCALE = "4/4 c4 d e f g a b c'"
@@ -55,6 +55,46 @@ def test_each_analysis_answers_the_same_value_remembered_as_computed(alice: Any,
     remembered = invoke_tool(tool, {"score_id": "chorale"}, caller=caller)
     assert remembered == computed
     assert repr(remembered) == repr(computed)  # the same types all the way down (1 == 1.0, a tuple is no list)
+
+
+@pytest.fixture
+def answer_reads(monkeypatch: Any) -> list[str]:
+    """Each read of a remembered answer from the database, a mark."""
+    reads: list[str] = []
+    real = AnalysisResult.objects.filter
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append("read")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(AnalysisResult.objects, "filter", counted)
+    return reads
+
+
+def test_a_question_asked_again_where_the_score_is_parsed_is_answered_without_the_database(
+    alice: Any, chorale: Any, call: Any, answer_reads: list[str]
+) -> None:
+    first = call(alice, "voice_leading_analysis", score_id="chorale")
+    assert answer_reads == ["read"]  # a new question: looked for, then computed
+    again = call(alice, "voice_leading_analysis", score_id="chorale")
+    assert again == first and again["summary"]["voice_crossings"] == 1
+    assert answer_reads == ["read"]  # answered from beside the parsed score
+    # Each caller gets a copy of its own: what one does with its answer never changes the next one's.
+    again["voice_crossings"].clear()
+    assert call(alice, "voice_leading_analysis", score_id="chorale") == first
+
+
+def test_answers_beside_a_score_are_bounded_least_recently_asked_first(
+    alice: Any, chorale: Any, call: Any, answer_reads: list[str]
+) -> None:
+    limits = range(1, ANSWERS_BESIDE_SCORE + 2)  # one more question than are kept beside a score
+    for limit in limits:
+        assert len(call(alice, "chord_analysis", score_id="chorale", limit=limit)["chords"]) == limit
+    answer_reads.clear()
+    call(alice, "chord_analysis", score_id="chorale", limit=limits[-1])  # asked last: still beside the score
+    assert answer_reads == []
+    assert len(call(alice, "chord_analysis", score_id="chorale", limit=1)["chords"]) == 1  # forgotten there
+    assert answer_reads == ["read"]  # so read back from the database (where it is kept as before)
 
 
 def test_the_answer_is_not_kept_waiting_for_it_to_be_remembered(alice: Any, chorale: Any) -> None:

@@ -75,6 +75,12 @@ def score_stream(*, score: Score) -> stream.Score:
     return music
 
 
+def score_stream_held(*, score: Score) -> stream.Score | None:
+    """The parsed music of a stored score if this process holds it now, else None (nothing is parsed)."""
+    key = (score.pk, score.content_sha256)
+    return parsed_scores.get(key) if key in parsed_scores else None
+
+
 def score_delete(*, owner: AbstractBaseUser, score_id: str) -> None:
     score = score_get(owner=owner, score_id=score_id)
     pk = score.pk
