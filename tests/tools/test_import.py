@@ -11,6 +11,7 @@ from music21 import corpus, midi
 from apps.core.errors import AlreadyExists, InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
 from apps.tools.models import Score
 from apps.tools.services.export import musicxml_text
+from tests.support import ENDLESS_NOTE_MUSICXML
 
 KERN = "**kern\t**kern\n*M4/4\t*M4/4\n=1\t=1\n4c\t4e\n4d\t4f\n4e\t4g\n4f\t4a\n=2\t=2\n1c\t1e\n*-\t*-\n"
 ABC = "X:1\nT:Test Tune\nM:4/4\nL:1/4\nK:G\nGABc|d2 B2|cBAG|G4|\n"
@@ -217,6 +218,38 @@ def test_long_and_additive_bars_of_real_music_are_read(
 
     assert result["status"] == "success"
     assert Score.objects.get(owner=alice, score_id="bar").time_signatures == [meter]
+
+
+@pytest.mark.parametrize(
+    ("source_type", "source", "held"),
+    [
+        ("musicxml", ENDLESS_NOTE_MUSICXML, "measure 1 of part 1 alone holds 25,000,000 bars"),  # 300 bytes
+        ("abc", "X:1\nM:4/4\nL:1/4\nK:C\nC9999 |\n", "holds 2,499 bars more than it has measures"),  # no bars
+    ],
+)
+def test_a_measure_holding_thousands_of_bars_is_refused_before_a_tool_writes_it_out(
+    alice: Any, call: Any, source_type: str, source: str, held: str
+) -> None:
+    # Read in milliseconds, such a score has music21 split its measure into bars for ever in every tool that writes
+    # it out (export, render, transpose, harmonise), taking memory without end.
+    with pytest.raises(RejectedInput) as caught:
+        call(alice, "import_score", score_id="endless", source=source, source_type=source_type)
+
+    assert caught.value.kind == "oversize"
+    assert held in str(caught.value) and "at most 1,000 such extra bars" in str(caught.value)
+    assert not Score.objects.exists()
+
+
+def test_measures_holding_a_few_bars_each_are_read(alice: Any, call: Any) -> None:
+    # A cadenza in one measure, music without bar lines: music21 writes them out as the bars they hold.
+    cadenza = METERED_MUSICXML.replace("<duration>1</duration><type>quarter</type>", "<duration>40</duration>")
+    cadenza = cadenza.format(beats="4", beat_type="4")
+    read = call(alice, "import_score", score_id="cadenza", source=cadenza, source_type="musicxml")
+    assert read["status"] == "success"
+    tune = "X:1\nM:6/8\nL:1/8\nK:G\n" + "GAB cde dBG AFD " * 16 + "\n"  # 32 bars, not one bar line
+    assert call(alice, "import_score", score_id="tune", source=tune, source_type="abc")["status"] == "success"
+    exported = call(alice, "export_score", score_id="tune", format="musicxml")["content"]
+    assert exported.count("<measure ") == 32
 
 
 def test_invalid_base64_midi_is_refused(alice: Any, call: Any) -> None:

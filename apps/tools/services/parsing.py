@@ -19,7 +19,7 @@ from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from music21 import converter, corpus, midi, stream
+from music21 import converter, corpus, meter, midi, stream
 from music21.midi.base import MetaEvents
 from music21.midi.translate import midiFileToStream
 from music21.musicxml.xmlToM21 import MusicXMLImporter
@@ -37,6 +37,14 @@ MAX_MXL_EXPANSION = 4
 # 13-byte source ("99999/1 c1 d1") held a tool process until it was killed. No printed music has more than a few
 # dozen beats in a bar; a time signature with more is refused before music21 sees it.
 MAX_BEATS_PER_BAR = 64
+
+# A measure can hold far more than its meter's bar: one 4/4 measure of MusicXML with a note of 99,999,999 quarters is
+# read in milliseconds, but every tool that writes the score out (export, render, transpose, harmonise) has music21
+# split it into bars, 25 million of them, taking memory without end. Printed music holds a few bars' worth in one
+# measure now and then (a cadenza, music without bar lines), so the bound is on the bars a score's measures hold
+# beyond one each, over the whole score: past it, the score is refused at import.
+MAX_OVERFULL_BARS = 1000
+DEFAULT_BAR = 4.0  # quarters: music21 writes a measure without a meter as 4/4
 
 FILE_EXTENSIONS = {
     ".xml": "musicxml",
@@ -79,11 +87,11 @@ def parse_source(source_type: str, source: object, *, max_bytes: int, import_roo
     if source_type == "midi":
         data = decode_base64(source, what="MIDI source")
         _check_size(len(data), max_bytes, "decoded MIDI")
-        return ParsedSource(parse_stored("midi", data=data), "midi", data=data)
+        return ParsedSource(_measures_checked(parse_stored("midi", data=data)), "midi", data=data)
     if source_type == "corpus":
         path = source.strip()
-        return ParsedSource(parse_stored("corpus", text=path), "corpus", text=path, origin=path)
-    return ParsedSource(parse_stored(source_type, text=source), source_type, text=source)
+        return ParsedSource(_measures_checked(parse_stored("corpus", text=path)), "corpus", text=path, origin=path)
+    return ParsedSource(_measures_checked(parse_stored(source_type, text=source)), source_type, text=source)
 
 
 def parse_stored(source_format: str, *, text: str = "", data: bytes | None = None) -> stream.Score:
@@ -208,6 +216,33 @@ def _beats(written: str, *, plus_dropped: bool) -> int:
     if plus_dropped:
         return int("".join(parts) or 0)
     return sum(int(part) for part in parts)
+
+
+def _measures_checked(score: stream.Score) -> stream.Score:
+    """`score`, unless its measures hold more than MAX_OVERFULL_BARS bars beyond one each (see there). A part
+    without measures (ABC without bar lines) is taken as one measure: music21 writes all of it out as bars."""
+    overfull, worst, worst_bars = 0.0, (0, 0), 0.0
+    for part_number, part in enumerate(list(score.parts) or [score], start=1):
+        measures = [element for element in part.elements if isinstance(element, stream.Measure)] or [part]
+        bar = DEFAULT_BAR
+        for measure in measures:
+            for element in measure.elements:  # the meter in force: the last one written so far
+                if isinstance(element, meter.TimeSignature):
+                    bar = float(element.barDuration.quarterLength) or DEFAULT_BAR
+            bars = float(measure.highestTime) / bar
+            if bars > 1:
+                overfull += bars - 1
+                if bars > worst_bars:
+                    worst, worst_bars = (getattr(measure, "number", 1), part_number), bars
+    if overfull > MAX_OVERFULL_BARS:
+        raise RejectedInput(
+            f"The score holds {overfull:,.0f} bars more than it has measures: measure {worst[0]} of part {worst[1]} "
+            f"alone holds {worst_bars:,.0f} bars of its meter. This server accepts at most {MAX_OVERFULL_BARS:,} "
+            "such extra bars, as music21 would take minutes and memory without end to write the score out "
+            "(export, render, transpose, harmonise); put bar lines in the music.",
+            kind="oversize",
+        )
+    return score
 
 
 def _check_size(size: int, max_bytes: int, what: str) -> None:
