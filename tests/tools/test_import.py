@@ -132,6 +132,16 @@ def test_file_import_reads_only_under_the_import_root(alice: Any, call: Any, set
     assert not Score.objects.filter(score_id="escape").exists()
 
 
+def test_a_file_is_refused_as_its_text_would_be(alice: Any, call: Any, settings: Any, tmp_path: Any) -> None:
+    (tmp_path / "endless.musicxml").write_text(ENDLESS_NOTE_MUSICXML)
+    settings.SCORE_IMPORT_ROOT = tmp_path
+
+    with pytest.raises(RejectedInput, match="measure 1 of part 1 alone holds 25,000,000 bars") as caught:
+        call(alice, "import_score", score_id="endless", source="endless.musicxml", source_type="file")
+    assert caught.value.kind == "oversize"
+    assert not Score.objects.exists()
+
+
 def test_file_import_is_refused_when_no_root_is_configured(alice: Any, call: Any, settings: Any) -> None:
     settings.SCORE_IMPORT_ROOT = None
 

@@ -82,16 +82,22 @@ def parse_source(source_type: str, source: object, *, max_bytes: int, import_roo
     _check_size(len(source.encode("utf-8", errors="surrogatepass")), max_bytes, "source")
     if source_type == "auto":
         source_type = detect_source_type(source)
+    parsed = _parse_new(source_type, source, max_bytes=max_bytes, import_root=import_root)
+    _check_measures(parsed.score)
+    return parsed
+
+
+def _parse_new(source_type: str, source: str, *, max_bytes: int, import_root: Path | None) -> ParsedSource:
     if source_type == "file":
         return _parse_file(source, max_bytes=max_bytes, import_root=import_root)
     if source_type == "midi":
         data = decode_base64(source, what="MIDI source")
         _check_size(len(data), max_bytes, "decoded MIDI")
-        return ParsedSource(_measures_checked(parse_stored("midi", data=data)), "midi", data=data)
+        return ParsedSource(parse_stored("midi", data=data), "midi", data=data)
     if source_type == "corpus":
         path = source.strip()
-        return ParsedSource(_measures_checked(parse_stored("corpus", text=path)), "corpus", text=path, origin=path)
-    return ParsedSource(_measures_checked(parse_stored(source_type, text=source)), source_type, text=source)
+        return ParsedSource(parse_stored("corpus", text=path), "corpus", text=path, origin=path)
+    return ParsedSource(parse_stored(source_type, text=source), source_type, text=source)
 
 
 def parse_stored(source_format: str, *, text: str = "", data: bytes | None = None) -> stream.Score:
@@ -218,8 +224,8 @@ def _beats(written: str, *, plus_dropped: bool) -> int:
     return sum(int(part) for part in parts)
 
 
-def _measures_checked(score: stream.Score) -> stream.Score:
-    """`score`, unless its measures hold more than MAX_OVERFULL_BARS bars beyond one each (see there). A part
+def _check_measures(score: stream.Score) -> None:
+    """Refuse `score` if its measures hold more than MAX_OVERFULL_BARS bars beyond one each (see there). A part
     without measures (ABC without bar lines) is taken as one measure: music21 writes all of it out as bars."""
     overfull, worst, worst_bars = 0.0, (0, 0), 0.0
     for part_number, part in enumerate(list(score.parts) or [score], start=1):
@@ -242,7 +248,6 @@ def _measures_checked(score: stream.Score) -> stream.Score:
             "(export, render, transpose, harmonise); put bar lines in the music.",
             kind="oversize",
         )
-    return score
 
 
 def _check_size(size: int, max_bytes: int, what: str) -> None:
