@@ -142,18 +142,21 @@ class Memory:
     def capacity(self) -> int:
         return self._capacity
 
-    def get(self, key: Hashable) -> Any | None:
-        """The value remembered under `key`, or None (a miss)."""
+    def get(self, key: Hashable, *, counted: bool = True) -> Any | None:
+        """The value remembered under `key`, or None (a miss). `counted=False`: a look that is not a use of the
+        memory in its own right (whether something is held), left out of the hit and miss counts."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and self.max_age is not None and time.monotonic() - entry[1] >= self.max_age:
                 del self._entries[key]
                 entry = None
             if entry is None:
-                self.stats.misses += 1
+                if counted:
+                    self.stats.misses += 1
                 return None
             self._entries.move_to_end(key)
-            self.stats.hits += 1
+            if counted:
+                self.stats.hits += 1
             return entry[0]
 
     def put(self, key: Hashable, value: Any) -> int:

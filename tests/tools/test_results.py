@@ -76,9 +76,12 @@ def test_a_question_asked_again_where_the_score_is_parsed_is_answered_without_th
 ) -> None:
     first = call(alice, "voice_leading_analysis", score_id="chorale")
     assert answer_reads == ["read"]  # a new question: looked for, then computed
+    parsed = server_stats()["parsed_score_cache"]
     again = call(alice, "voice_leading_analysis", score_id="chorale")
     assert again == first and again["summary"]["voice_crossings"] == 1
     assert answer_reads == ["read"]  # answered from beside the parsed score
+    # Looking beside the score is no parse and spares none: the parsed-score memory's counts do not move.
+    assert server_stats()["parsed_score_cache"] == parsed
     # Each caller gets a copy of its own: what one does with its answer never changes the next one's.
     again["voice_crossings"].clear()
     assert call(alice, "voice_leading_analysis", score_id="chorale") == first

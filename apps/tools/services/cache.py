@@ -63,9 +63,9 @@ class ParsedScoreCache(Memory):
             return 0
         return self._fixed_capacity if self._fixed_capacity is not None else settings.MAX_SCORES_IN_MEMORY
 
-    def get(self, key: CacheKey) -> stream.Score | None:  # type: ignore[override]
+    def get(self, key: CacheKey, *, counted: bool = True) -> stream.Score | None:  # type: ignore[override]
         self._purges_apply()
-        return super().get(key)
+        return super().get(key, counted=counted)
 
     def put(self, key: CacheKey, score: stream.Score) -> int:  # type: ignore[override]
         evicted = super().put(key, score)

@@ -76,9 +76,9 @@ def score_stream(*, score: Score) -> stream.Score:
 
 
 def score_stream_held(*, score: Score) -> stream.Score | None:
-    """The parsed music of a stored score if this process holds it now, else None (nothing is parsed)."""
-    key = (score.pk, score.content_sha256)
-    return parsed_scores.get(key) if key in parsed_scores else None
+    """The parsed music of a stored score if this process holds it now, else None (nothing is parsed). Not counted
+    as a hit or a miss of the parsed-score memory: asking whether it is held is not parsing it or sparing a parse."""
+    return parsed_scores.get((score.pk, score.content_sha256), counted=False)
 
 
 def score_delete(*, owner: AbstractBaseUser, score_id: str) -> None:
