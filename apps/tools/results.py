@@ -14,9 +14,10 @@ The table holds about `ANALYSIS_RESULTS_KEPT` rows (0 turns remembering off): ev
 recently used beyond the bound are deleted. Reads refresh a row's `used_at` at most once a minute.
 
 A process that holds the score parsed also keeps the answers given on it beside the parsed score
-(apps.tools.services.derived: at most ANSWERS_BESIDE_SCORE per score, as JSON text), so a question asked again there
-is answered without the database read. They leave with the parsed score, under the same key (its content hash), so
-they are never stale either; the code version cannot change within a process.
+(apps.tools.services.derived: at most ANSWERS_BESIDE_SCORE per score, of at most LARGEST_BESIDE characters each, as
+JSON text), so a question asked again there is answered without the database read. They leave with the parsed
+score, under the same key (its content hash), so they are never stale either; the code version cannot change
+within a process.
 """
 
 from __future__ import annotations
@@ -43,8 +44,12 @@ from apps.tools.services.scores import score_stream_held
 LARGEST_KEPT = 1_000_000  # characters of JSON
 PRUNE_EVERY = 100  # new rows written by this process between two prunings
 # Answers kept in memory beside each parsed score, least recently asked forgotten first: a score's usual questions
-# (each tool with its default arguments, a few variants) without letting one client's sweep of arguments pile up.
+# (each tool with its default arguments, a few variants) without letting one client's sweep of arguments pile up;
+# and only answers of at most this many characters of JSON (pattern_recognition's on a chorale is about 35,000), so
+# that what is kept beside a score stays under a megabyte, less than the parsed score itself holds. A larger answer
+# costs far more to work out or to send than its database read.
 ANSWERS_BESIDE_SCORE = 16
+LARGEST_BESIDE = 64_000
 _REFRESH_AFTER = timedelta(minutes=1)
 _written = 0
 
@@ -89,7 +94,7 @@ def result_remembered(
     for pk, text, used_at in found[:1]:
         if used_at < now - _REFRESH_AFTER:
             AnalysisResult.objects.filter(pk=pk).update(used_at=now)
-        if beside is not None:
+        if beside is not None and len(text) <= LARGEST_BESIDE:
             beside.put(question, text)
         return json.loads(text)
 
@@ -111,7 +116,7 @@ def _keep(answer: dict[str, Any], *, score: Score, shared: bool, used_at: Any, k
         return  # not JSON (a tool's own business): answered, not kept
     if len(text) > LARGEST_KEPT:
         return
-    beside = _beside(score)  # the score parsed by `compute`, unless dropped meanwhile
+    beside = _beside(score) if len(text) <= LARGEST_BESIDE else None  # held since `compute`, unless dropped
     if beside is not None:
         beside.put((key["tool"], key["arguments_sha256"]), text)
     AnalysisResult.objects.bulk_create(

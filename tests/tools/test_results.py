@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import DatabaseError
 
+from apps.tools import results
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.models import AnalysisResult
 from apps.tools.monitoring import server_stats
@@ -98,6 +99,15 @@ def test_answers_beside_a_score_are_bounded_least_recently_asked_first(
     assert answer_reads == []
     assert len(call(alice, "chord_analysis", score_id="chorale", limit=1)["chords"]) == 1  # forgotten there
     assert answer_reads == ["read"]  # so read back from the database (where it is kept as before)
+
+
+def test_a_large_answer_is_kept_in_the_database_only(
+    alice: Any, chorale: Any, call: Any, answer_reads: list[str], monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(results, "LARGEST_BESIDE", 100)  # voice leading's answer on the chorale is over 500
+    first = call(alice, "voice_leading_analysis", score_id="chorale")
+    assert call(alice, "voice_leading_analysis", score_id="chorale") == first
+    assert answer_reads == ["read", "read"]  # the second read back from the database, not from beside the score
 
 
 def test_the_answer_is_not_kept_waiting_for_it_to_be_remembered(alice: Any, chorale: Any) -> None:
