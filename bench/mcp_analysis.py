@@ -49,8 +49,8 @@ def run(repeat: int = 20, cold: int = 15) -> str:
     # so another user's earlier run would answer it. They are a cache; dropping them loses nothing.
     AnalysisResult.objects.filter(shared=True).delete()
     # As deployed: tool calls in tool processes, as many as the machine has cores for one uvicorn worker
-    # (deploy/README.md), not in threads of the serving process (development's default), where a first
-    # pattern_recognition measured slower (docs/performance.md).
+    # (deploy/README.md), not in threads of the serving process (development's default), where a call's garbage is
+    # collected in its thread while the event loop may wait for the GIL to send the answer.
     deployed = {"TOOL_WORKER_PROCESSES": str(os.cpu_count() or 2)}
     since = timezone.now()
     with uvicorn_serving(deployed) as base, lean_client_heap():
