@@ -94,8 +94,8 @@ def result_remembered(
     for pk, text, used_at in found[:1]:
         if used_at < now - _REFRESH_AFTER:
             AnalysisResult.objects.filter(pk=pk).update(used_at=now)
-        if beside is not None and len(text) <= LARGEST_BESIDE:
-            beside.put(question, text)
+        if beside is not None:
+            _put_beside(beside, question, text)
         return json.loads(text)
 
     answer = compute()
@@ -116,9 +116,9 @@ def _keep(answer: dict[str, Any], *, score: Score, shared: bool, used_at: Any, k
         return  # not JSON (a tool's own business): answered, not kept
     if len(text) > LARGEST_KEPT:
         return
-    beside = _beside(score) if len(text) <= LARGEST_BESIDE else None  # held since `compute`, unless dropped
+    beside = _beside(score)  # held since `compute`, unless dropped meanwhile
     if beside is not None:
-        beside.put((key["tool"], key["arguments_sha256"]), text)
+        _put_beside(beside, (key["tool"], key["arguments_sha256"]), text)
     AnalysisResult.objects.bulk_create(
         [AnalysisResult(score=score, shared=shared, result=text, used_at=used_at, **key)], ignore_conflicts=True
     )
@@ -131,6 +131,11 @@ def _beside(score: Score) -> Memory | None:
     """The answers kept beside `score`'s parsed music, if this process holds it."""
     music = score_stream_held(score=score)
     return None if music is None else derived(music, "answers", lambda: Memory(ANSWERS_BESIDE_SCORE))
+
+
+def _put_beside(beside: Memory, question: tuple[str, str], text: str) -> None:
+    if len(text) <= LARGEST_BESIDE:
+        beside.put(question, text)
 
 
 def results_prune() -> int:

@@ -107,7 +107,7 @@ def parse_stored(source_format: str, *, text: str = "", data: bytes | None = Non
         raise UnsupportedFormat(f"Cannot parse stored format {source_format!r}.")
     if source_format in _WRITTEN_METERS:
         name, meter_written, plus_dropped = _WRITTEN_METERS[source_format]
-        _check_bars(name, (found.group(1) for found in meter_written.finditer(text)), plus_dropped=plus_dropped)
+        _check_meters(name, (found.group(1) for found in meter_written.finditer(text)), plus_dropped=plus_dropped)
     try:
         parsed = parser(data if data is not None else text)
     except (RejectedInput, ScoreParseError, InvalidArguments):
@@ -198,7 +198,7 @@ _WRITTEN_METERS = {
 }
 
 
-def _check_bars(source: str, beats_written: Iterable[str], *, plus_dropped: bool = False) -> None:
+def _check_meters(source: str, beats_written: Iterable[str], *, plus_dropped: bool = False) -> None:
     """Refuse a source with a time signature of more than MAX_BEATS_PER_BAR beats (see there). `beats_written`:
     each time signature's numerator as the `source` (its format's name) writes it."""
     for written in beats_written:
@@ -304,7 +304,7 @@ def _parse_musicxml(text: str | bytes) -> stream.Score:
     music21 inserts into `importer.stream`, not into the score passed to `xmlRootToScore`: given any other target,
     those staves are silently lost."""
     root = safe_xml_root(text)
-    _check_bars("MusicXML", (beats.text or "" for beats in root.iter("beats")))
+    _check_meters("MusicXML", (beats.text or "" for beats in root.iter("beats")))
     if root.tag != "score-partwise":
         raise ScoreParseError(
             f"Only partwise MusicXML (<score-partwise>) can be read; this document's root is <{root.tag}>. "
@@ -363,7 +363,7 @@ def _parse_midi(data: bytes) -> stream.Score:
     with the time signatures checked in between."""
     read = midi.MidiFile()
     read.readstr(data)
-    _check_bars(
+    _check_meters(
         "MIDI",
         (
             str(event.data[0])
