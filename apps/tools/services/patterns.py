@@ -74,41 +74,62 @@ def _repeats(
     are worked out once per note, not once per window."""
     # Length by length, and only from windows whose one-note-shorter start occurs twice or more: a window that
     # occurs once has no longer window starting with it that occurs twice, and most windows occur once. A window
-    # is grouped by its one-note-shorter window's group and its last value, which is its signature without
+    # is grouped by its one-note-shorter window's group and the value it adds, which is its signature without
     # building it: the signature tuple is made once per repeating group.
-    found: dict[tuple[Any, ...], list[Window]] = {}
-    starts = [(number, start) for number, run in enumerate(segments) for start in range(len(run) - min_length + 1)]
-    group_of: dict[tuple[int, int], int] = {}  # (segment, start) -> its window's group at the previous length
+    #
+    # Until the repeating windows are named as `Window`s at the end, a window is the position of its first note
+    # among the notes of all runs one after another, and a value its number in order of first appearance: a
+    # grouping key is then one integer, not a tuple.
+    flat: list[Any] = []  # each run's values, padded to its number of notes
+    left: list[int] = []  # the notes from each position to the end of its run
+    runs_at: list[tuple[int, int]] = []  # the (run, start) of each position
+    for number, run in enumerate(segments):
+        flat += values[number]
+        flat += [None] * (len(run) - len(values[number]))
+        left += range(len(run), 0, -1)
+        runs_at += ((number, start) for start in range(len(run)))
+    numbering: dict[Any, int] = {}
+    numbered = [numbering.setdefault(value, len(numbering)) for value in flat]
+    kinds = len(numbering)
+    found: dict[tuple[Any, ...], list[int]] = {}
+    starts = [at for at, notes in enumerate(left) if notes >= min_length]
+    group_of: dict[int, int] = {}  # position -> its window's group at the previous length
     for length in range(min_length, MAX_MOTIF_LENGTH + 1):
-        windows_of: dict[Any, list[Window]] = defaultdict(list)
+        windows_of: dict[Any, list[int]] = {}
         last = length - 1 - trim  # the index, from the window's start, of the value this length adds
-        for number, start in starts:
-            if start + length <= len(segments[number]):
+        for at in starts:
+            if left[at] >= length:
                 if length == min_length:
-                    key: Any = tuple(values[number][start : start + length - trim])
+                    key: Any = tuple(numbered[at : at + length - trim])
                 else:
-                    key = (group_of[number, start], values[number][start + last])
-                windows_of[key].append((number, start, length))
-        repeating = [windows for windows in windows_of.values() if len(windows) >= 2]
+                    key = group_of[at] * kinds + numbered[at + last]
+                windows = windows_of.get(key)
+                if windows is None:
+                    windows_of[key] = [at]
+                else:
+                    windows.append(at)
         group_of = {}
-        for group, windows in enumerate(repeating):
-            number, start, _ = windows[0]
-            found[(length, tuple(values[number][start : start + length - trim]))] = windows
-            for number, start, _ in windows:
-                group_of[number, start] = group
+        groups = 0
+        for windows in windows_of.values():
+            if len(windows) >= 2:
+                first = windows[0]
+                found[(length, tuple(flat[first : first + length - trim]))] = windows
+                for at in windows:
+                    group_of[at] = groups
+                groups += 1
         # In run order, as every window list is: the overlap test below and the ranking's ties depend on it.
         starts = sorted(group_of)
         if not starts:
             break
     repeated: dict[tuple[Any, ...], list[Window]] = {}
     for sig, windows in found.items():
-        kept: list[Window] = []
-        for window in windows:  # in run order, so an overlap is always with the last one kept
-            if kept and kept[-1][0] == window[0] and kept[-1][1] + kept[-1][2] > window[1]:
-                continue
-            kept.append(window)
+        length = sig[0]
+        kept = [windows[0]]
+        for at in windows[1:]:  # in run order, so an overlap is always with the last one kept
+            if kept[-1] + length <= at or runs_at[kept[-1]][0] != runs_at[at][0]:
+                kept.append(at)
         if len(kept) >= 2:
-            repeated[sig] = kept
+            repeated[sig] = [(*runs_at[at], length) for at in kept]
     return repeated
 
 
