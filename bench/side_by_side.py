@@ -6,7 +6,9 @@ not run the other server.
 The other server must already be serving Streamable HTTP with the public server's tools (brightlikethelight's
 music21-mcp-server: `import_score` with `score_id`, `source`, `source_type`; each analysis tool with `score_id`);
 docs/performance.md says how it was installed and started for the figures there. This platform is served by
-uvicorn as `bench/mcp_analysis.py` serves it (tool processes, one per core, remembered answers on).
+uvicorn as `bench/mcp_analysis.py` serves it (tool processes, one per core, remembered answers on; or with
+`--tool-processes 0`, tools in threads as `make run` serves them), on the database and Redis that DATABASE_URL
+and REDIS_URL name (without them, SQLite and the process's memory, as `make run` has them).
 
 The same client (the Python SDK's `ClientSession`, one session per server, in this process) calls the two servers
 in turn, call by call, each tool with its default arguments on each side:
@@ -15,7 +17,7 @@ in turn, call by call, each tool with its default arguments on each side:
 - cold: the first analysis of a chorale just imported (the import untimed), a new chorale for each call, the same
   chorales on both sides.
 
-Usage: python bench/side_by_side.py --other http://127.0.0.1:8801/mcp/ [--warm 30] [--cold 15]
+Usage: python bench/side_by_side.py --other http://127.0.0.1:8801/mcp/ [--warm 30] [--cold 15] [--tool-processes N]
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ TOOLS = ("key_analysis", "chord_analysis", "harmony_analysis", "voice_leading_an
 SIDES = ("other", "platform")
 
 
-def run(other_url: str, *, warm: int, cold: int) -> str:
+def run(other_url: str, *, warm: int, cold: int, tool_processes: int) -> str:
     from apps.tools.models import AnalysisResult
     from bench.analysis import chorales, of_a_chorales_size
     from bench.mcp_roundtrip import bench_token, uvicorn_serving
@@ -49,7 +51,7 @@ def run(other_url: str, *, warm: int, cold: int) -> str:
     # A cold call must find no remembered answer (answers on corpus works are shared by everyone who imported them).
     AnalysisResult.objects.filter(shared=True).delete()
     fresh = of_a_chorales_size(chorales())
-    with uvicorn_serving({"TOOL_WORKER_PROCESSES": str(os.cpu_count() or 2)}) as base:
+    with uvicorn_serving({"TOOL_WORKER_PROCESSES": str(tool_processes)}) as base:
         found = anyio.run(_measured, other_url, f"{base}/mcp", token, fresh, warm, cold)
     lines = [
         f"\n### Side by side with {other_url} (Python SDK client, default arguments, calls alternating)\n",
@@ -133,9 +135,16 @@ def main() -> int:
     parser.add_argument("--other", required=True, help="the other server's Streamable HTTP URL")
     parser.add_argument("--warm", type=int, default=30, help="warm calls per tool and side")
     parser.add_argument("--cold", type=int, default=15, help="cold calls (new chorales) per tool and side")
+    parser.add_argument(
+        "--tool-processes",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="TOOL_WORKER_PROCESSES of the platform's server: one per core, as deployed (the default), or 0 for "
+        "tools in threads of the serving process, as `make run` serves them",
+    )
     args = parser.parse_args()
     setup_django()
-    print(run(args.other, warm=args.warm, cold=args.cold))
+    print(run(args.other, warm=args.warm, cold=args.cold, tool_processes=args.tool_processes))
     return 0
 
 
