@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed-dev
 NODE_STAMP := tests/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The URL clients reach the server by (the OAuth issuer and the MCP resource, which tokens are bound to): where
+# `make run` listens, unless PUBLIC_URL is set. To serve other machines (HOST=0.0.0.0), set it to the URL they use.
+PUBLIC_URL ?= http://$(HOST):$(PORT)
 
 .PHONY: install install-js run test lint format bench migrate
 
@@ -39,7 +42,7 @@ run: migrate
 	@echo "  Admin: http://$(HOST):$(PORT)/admin/"
 	@echo "  First admin: $(BIN)/python manage.py createsuperuser"
 	@echo ""
-	$(BIN)/uvicorn music21_platform.asgi:application --host $(HOST) --port $(PORT)
+	PUBLIC_URL='$(PUBLIC_URL)' $(BIN)/uvicorn music21_platform.asgi:application --host $(HOST) --port $(PORT)
 
 test: install install-js
 	$(BIN)/python -m pytest -n 2

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx2
 import pytest
+
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,3 +129,47 @@ def test_an_https_deployment_sends_hsts_and_secure_cookies_and_lets_probes_in_ov
     assert lines["cookie"] == "True"
     assert lines["plain"] == "301 https://music21.example.org/accounts/login/"
     assert "301" not in lines["probe"].split()
+
+
+def test_make_run_on_another_port_tells_clients_that_port(tmp_path: Path) -> None:
+    """`make run PORT=...` serves the OAuth discovery of that port: a client that meets the 401 there is sent to an
+    authorization server and a resource it can reach, not to the default port 8000 where nothing listens."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PUBLIC_URL")}
+    server = subprocess.Popen(  # noqa: S603 - the project's own make target
+        ["make", "run", f"PORT={port}"],  # noqa: S607
+        cwd=ROOT,
+        env={**clean, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        refused = _when_served(f"{base}/mcp", server)
+        assert refused.status_code == 401
+        metadata_url = refused.headers["WWW-Authenticate"].split('resource_metadata="')[1].split('"')[0]
+        assert metadata_url == f"{base}/.well-known/oauth-protected-resource/mcp"
+        metadata = httpx2.get(metadata_url, timeout=10).json()
+        assert metadata["resource"] == f"{base}/mcp"
+        assert metadata["authorization_servers"] == [base]
+        issuer = httpx2.get(f"{base}/.well-known/oauth-authorization-server", timeout=10).json()
+        assert issuer["issuer"] == base
+        assert issuer["token_endpoint"].startswith(f"{base}/")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _when_served(url: str, server: subprocess.Popen[bytes]) -> httpx2.Response:
+    """The answer to a POST of `url` once the server started by `make run` takes requests (it installs nothing
+    here, but migrates a fresh database first)."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert server.poll() is None, f"make run exited with {server.returncode}"
+        try:
+            return httpx2.post(url, json={}, timeout=5)
+        except httpx2.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
