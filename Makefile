@@ -9,8 +9,9 @@ NODE_STAMP := tests/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # The URL clients reach the server by (the OAuth issuer and the MCP resource, which tokens are bound to): where
-# `make run` listens, unless PUBLIC_URL is set. To serve other machines (HOST=0.0.0.0), set it to the URL they use.
-PUBLIC_URL ?= http://$(HOST):$(PORT)
+# `make run` listens (this machine, when it listens on every address), unless PUBLIC_URL is set. To serve other
+# machines (HOST=0.0.0.0), set it to the URL they use.
+PUBLIC_URL ?= http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
 .PHONY: install install-js run test lint format bench migrate
 
@@ -38,8 +39,8 @@ migrate: install
 
 run: migrate
 	@echo ""
-	@echo "  music21 platform on http://$(HOST):$(PORT)/  (MCP endpoint: http://$(HOST):$(PORT)/mcp)"
-	@echo "  Admin: http://$(HOST):$(PORT)/admin/"
+	@echo "  music21 platform on $(PUBLIC_URL)/  (MCP endpoint: $(PUBLIC_URL)/mcp)"
+	@echo "  Admin: $(PUBLIC_URL)/admin/"
 	@echo "  First admin: $(BIN)/python manage.py createsuperuser"
 	@echo ""
 	PUBLIC_URL='$(PUBLIC_URL)' $(BIN)/uvicorn music21_platform.asgi:application --host $(HOST) --port $(PORT)

@@ -131,13 +131,15 @@ def test_an_https_deployment_sends_hsts_and_secure_cookies_and_lets_probes_in_ov
     assert "301" not in lines["probe"].split()
 
 
-def test_make_run_on_another_port_tells_clients_that_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize("host", [None, "0.0.0.0"])  # noqa: S104 - listening on every address is the case tested
+def test_make_run_on_another_port_tells_clients_that_port(tmp_path: Path, host: str | None) -> None:
     """`make run PORT=...` serves the OAuth discovery of that port: a client that meets the 401 there is sent to an
-    authorization server and a resource it can reach, not to the default port 8000 where nothing listens."""
+    authorization server and a resource it can reach, not to the default port 8000 where nothing listens. Listening
+    on every address (HOST=0.0.0.0), it names this machine's loopback address, which a local client reaches."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PUBLIC_URL")}
     server = subprocess.Popen(  # noqa: S603 - the project's own make target
-        ["make", "run", f"PORT={port}"],  # noqa: S607
+        ["make", "run", f"PORT={port}", *([f"HOST={host}"] if host else [])],  # noqa: S607
         cwd=ROOT,
         env={**clean, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"},
         stdout=subprocess.DEVNULL,
