@@ -14,7 +14,7 @@ from apps.core.errors import AlreadyExists, InvalidArguments
 from apps.core.metrics import FILES_PROCESSED
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.selectors import score_get
-from apps.tools.services.cache import parsed_scores
+from apps.tools.services.cache import CacheKey, parsed_scores
 from apps.tools.services.parsing import ParsedSource, parse_source, parse_stored
 from apps.tools.services.render import musicxml_text
 from apps.tools.services.summary import score_summary
@@ -63,7 +63,7 @@ def score_store_generated(
 
 def score_stream(*, score: Score) -> stream.Score:
     """The parsed music of a stored score, from this process's cache when possible. Read-only for the caller."""
-    key = (score.pk, score.content_sha256)
+    key = _held_as(score)
     cached = parsed_scores.get(key)
     if cached is not None:
         return cached
@@ -78,7 +78,13 @@ def score_stream(*, score: Score) -> stream.Score:
 def score_stream_held(*, score: Score) -> stream.Score | None:
     """The parsed music of a stored score if this process holds it now, else None (nothing is parsed). Not counted
     as a hit or a miss of the parsed-score memory: asking whether it is held is not parsing it or sparing a parse."""
-    return parsed_scores.get((score.pk, score.content_sha256), counted=False)
+    return parsed_scores.get(_held_as(score), counted=False)
+
+
+def _held_as(score: Score) -> CacheKey:
+    """The key of a stored score's parsed music in the parsed-score memory: its row and its content, so that an
+    edited source is never answered with its old music."""
+    return (score.pk, score.content_sha256)
 
 
 def score_delete(*, owner: AbstractBaseUser, score_id: str) -> None:
@@ -124,7 +130,7 @@ def _store(
     except IntegrityError:
         # Another request stored the same id between our check and this insert.
         raise AlreadyExists(f"You already have a score with id {score_id!r}.") from None
-    parsed_scores.put((score.pk, score.content_sha256), parsed.score)
+    parsed_scores.put(_held_as(score), parsed.score)
     return score
 
 
