@@ -5,10 +5,10 @@ answered, and fails instead when it cannot (apps.tools.invocation). `audit_recor
 done: it logs a failure loudly. Nothing is buffered in memory: an event is in the table or its failure is known.
 
 Writing is one INSERT with no lock, so tool calls never queue behind each other for the trail. Sealing runs apart
-(a thread in each process that wrote, the periodic `compliance.seal_audit` task, and `verify_audit_chain` itself):
-under a lock on the chain head it takes the unsealed rows in id order, gives each the next `seq`, `prev_hash` =
-the hash before it and `hash` = SHA-256(prev_hash + canonical JSON of the row). Editing or deleting a sealed row
-breaks the chain at that row.
+(a thread in each process that wrote, for the events it wrote; the periodic `compliance.seal_audit` task and
+`verify_audit_chain` itself, for every unsealed one): under a lock on the chain head it takes the rows in id
+order, gives each the next `seq`, `prev_hash` = the hash before it and `hash` = SHA-256(prev_hash + canonical JSON
+of the row). Editing or deleting a sealed row breaks the chain at that row.
 
 Personal data: events carry the person's pseudonym, never their id or name, and their IP address encrypted with
 their own key (see apps.compliance.models). Events with no person keep only a truncated IP address.
@@ -24,6 +24,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -205,7 +206,10 @@ def audit_write(
                 event.save(force_insert=True)
     except DatabaseError as exc:
         raise AuditNotRecorded(f"the audit event {action} {outcome} could not be written: {exc}") from exc
-    _sealer.wake()
+    if connection.in_atomic_block:
+        transaction.on_commit(functools.partial(_sealer.wake, event.pk))  # not before it can be seen
+    else:
+        _sealer.wake(event.pk)
 
 
 # --- Sealing ------------------------------------------------------------------------------------------------------
@@ -233,16 +237,24 @@ def event_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(prev_hash.encode() + _canonical(event)).hexdigest()
 
 
-def audit_seal(*, batch: int = SEAL_BATCH) -> int:
-    """Seal every unsealed event into the chain; returns how many. Safe to run in several processes at once."""
+def audit_seal(*, ids: Collection[int] | None = None, batch: int = SEAL_BATCH) -> int:
+    """Seal every unsealed event into the chain, or only those among `ids` (events a process wrote, looked up by
+    their primary key: see `_Sealer`); returns how many. Safe to run in several processes at once."""
+    if ids is None:
+        return _seal_from(batch, None)
+    ordered = sorted(ids)
+    return sum(_seal_from(batch, ordered[i : i + batch]) for i in range(0, len(ordered), batch))
+
+
+def _seal_from(batch: int, ids: list[int] | None) -> int:
     sealed = 0
     while True:
         try:
-            count = _seal_batch(batch)
+            count = _seal_batch(batch, ids)
         except _HeadMoved:
             continue  # another sealer went first: take the next batch from its head
         sealed += count
-        if count < batch:
+        if count < batch or ids is not None:
             return sealed
 
 
@@ -250,11 +262,17 @@ class _HeadMoved(Exception):
     pass
 
 
-def _seal_batch(batch: int) -> int:
+def _seal_batch(batch: int, ids: list[int] | None) -> int:
     with transaction.atomic():
         AuditChainHead.objects.get_or_create(pk=1)
         head = AuditChainHead.objects.select_for_update().get(pk=1)
-        rows = list(AuditEvent.objects.filter(seq__isnull=True).order_by("id")[:batch])
+        if ids is None:
+            rows = list(AuditEvent.objects.filter(seq__isnull=True).order_by("id")[:batch])
+        else:
+            # By primary key alone, which side of sealed the rows are is read here (under the head's lock, after
+            # any sealer that went first committed): with `seq IS NULL` in the query, PostgreSQL may scan the
+            # index on seq for it, every old version included.
+            rows = [row for row in AuditEvent.objects.filter(id__in=ids).order_by("id") if row.seq is None]
         if not rows:
             return 0
         seq, prev = head.seq, head.hash
@@ -299,17 +317,36 @@ def _rows_update(rows: list[AuditEvent]) -> None:
 
 
 class _Sealer:
-    """A daemon thread per process that seals soon after events are written (AUDIT_SEAL_INTERVAL seconds)."""
+    """A daemon thread per process that seals the events this process wrote, soon after (AUDIT_SEAL_INTERVAL
+    seconds), looking them up by id.
+
+    Not "every unsealed row", round after round: sealing a row leaves its old, unsealed version in the table and
+    in the index on seq until PostgreSQL vacuums the table (on a busy server, where other transactions are open
+    whenever a row is sealed, nearly every one stays), and a lookup of the unsealed rows reads them all again: each
+    round would cost more than the last, up to one index entry for every event sealed since the last vacuum. By id,
+    a round costs what it seals. What this thread does not seal (events written before a crash) the next full
+    sealing does: this thread's first round, the periodic task, `verify_audit_chain`.
+    """
+
+    # Ids waiting beyond this many (the database unreachable for a long time) are dropped for one full round.
+    MOST_WAITING = 100_000
 
     def __init__(self) -> None:
         self._pending = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._waiting: list[int] = []
+        self._everything = True  # what earlier processes left: the first round seals every unsealed row
 
-    def wake(self) -> None:
+    def wake(self, event_id: int) -> None:
         interval = float(getattr(settings, "AUDIT_SEAL_INTERVAL", 0))
         if interval <= 0:
             return
+        with self._lock:
+            if len(self._waiting) < self.MOST_WAITING:
+                self._waiting.append(event_id)
+            else:
+                self._waiting, self._everything = [], True
         self._pending.set()
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
@@ -322,11 +359,17 @@ class _Sealer:
             self._pending.wait()
             time.sleep(max(float(getattr(settings, "AUDIT_SEAL_INTERVAL", 1.0)), 0.05))
             self._pending.clear()
+            with self._lock:
+                ids, self._waiting = self._waiting, []
+                everything, self._everything = self._everything, False
             try:
                 # Its connection goes back to the pool after each round: the thread holds none while it waits.
-                with_connections(audit_seal)
-            except Exception:  # the periodic task and the verify command seal whatever is left
+                with_connections(audit_seal, ids=None if everything else ids)
+            except Exception:
                 logger.exception("sealing the audit trail failed; will retry")
+                with self._lock:
+                    self._waiting = ids + self._waiting
+                    self._everything = self._everything or everything
                 self._pending.set()
                 time.sleep(5)
 

@@ -164,3 +164,107 @@ def test_the_background_sealer_seals_new_events_then_holds_no_database_connectio
         time.sleep(0.05)
     time.sleep(0.3)  # ...and takes none while it waits for the next event
     assert in_use() == before
+
+
+def _tuples_read() -> int:
+    """Rows and index entries of the audit table this transaction has read so far (PostgreSQL's statistics)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(indexrelid)), 0) FROM pg_index "
+            "WHERE indrelid = %s::regclass",
+            [AuditEvent._meta.db_table],
+        )
+        (entries,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_xact_user_tables WHERE relname = %s",
+            [AuditEvent._meta.db_table],
+        )
+        (rows,) = cursor.fetchone()
+    return int(entries) + int(rows)
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="reads PostgreSQL's statistics of reads"
+)
+def test_a_round_of_the_sealer_reads_the_events_it_seals_not_every_event_sealed_before(alice: Any) -> None:
+    import psycopg
+    from django.db import connection, transaction
+
+    def written(count: int) -> list[int]:
+        for _ in range(count):
+            audit.audit_write(action="test.new", outcome="success", user=alice)
+        return list(AuditEvent.objects.filter(action="test.new", seq__isnull=True).values_list("pk", flat=True))
+
+    def read_while(seal: Any) -> int:
+        """What `seal()` read of the audit table: its rows and index entries (one transaction's statistics)."""
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Indexes wherever there is one, as on an audit table of a real size: on a few hundred rows PostgreSQL
+            # would rather read the whole table, for every statement.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            before = _tuples_read()
+            seal()
+            return _tuples_read() - before
+
+    # Another transaction open while rows are sealed, as there always is on a busy server: each sealed row's
+    # unsealed version then stays in the table and its indexes until a vacuum.
+    database = connection.settings_dict
+    with psycopg.connect(
+        host=database["HOST"] or None, port=database["PORT"] or None, user=database["USER"], dbname=database["NAME"]
+    ) as other:
+        other.execute("SELECT 1")  # its snapshot taken, its transaction left open
+        for _ in range(300):
+            audit.audit_write(action="test.earlier", outcome="success", user=alice)
+        assert audit.audit_seal() == 300
+
+        written(5)
+        # every unsealed row (the periodic task's and verify's way): the versions sealed before are read again
+        assert read_while(lambda: audit.audit_seal()) >= 300
+        new = written(5)
+        # the sealer thread's way, what its process wrote: as much as it seals
+        assert read_while(lambda: audit.audit_seal(ids=new)) <= 2 * len(new)
+    assert AuditEvent.objects.filter(seq__isnull=True).count() == 0
+    assert audit.audit_seal(ids=new) == 0  # sealed ones are left as they are
+    assert audit.audit_verify(seal_first=False).ok
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="reads the PostgreSQL connection pool's stats"
+)
+def test_the_sealer_thread_seals_an_event_written_in_a_transaction_once_that_commits(
+    transactional_db: None, alice: Any, settings: Any
+) -> None:
+    import time
+
+    from django.db import transaction
+
+    from tests.support import pool_connections_in_use as in_use
+
+    def sealed(action: str) -> bool:
+        deadline = time.monotonic() + 10
+        while AuditEvent.objects.filter(action=action, seq__isnull=True).exists():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return AuditEvent.objects.filter(action=action).exists()
+
+    settings.AUDIT_SEAL_INTERVAL = 0.05
+    before = in_use()
+    audit.audit_write(action="test.outside", outcome="success", user=alice)
+    assert sealed("test.outside")
+    with transaction.atomic():
+        audit.audit_write(action="test.inside", outcome="success", user=alice)
+        time.sleep(0.3)  # the sealer's rounds pass meanwhile, and cannot see the row yet
+    assert sealed("test.inside"), "the event was not sealed once its transaction committed"
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit.audit_write(action="test.undone", outcome="success", user=alice)
+        raise RuntimeError("rolled back")
+    audit.audit_write(action="test.after", outcome="success", user=alice)
+    assert sealed("test.after")
+    assert not AuditEvent.objects.filter(action="test.undone").exists()
+    assert audit.audit_verify(seal_first=False).ok
+    deadline = time.monotonic() + 10
+    while in_use() > before:  # the sealer's connection back in the pool before the database is flushed
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
