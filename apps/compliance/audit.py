@@ -264,8 +264,7 @@ class _HeadMoved(Exception):
 
 def _seal_batch(batch: int, ids: list[int] | None) -> int:
     with transaction.atomic():
-        AuditChainHead.objects.get_or_create(pk=1)
-        head = AuditChainHead.objects.select_for_update().get(pk=1)
+        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
         if ids is None:
             rows = list(AuditEvent.objects.filter(seq__isnull=True).order_by("id")[:batch])
         else:
