@@ -268,9 +268,9 @@ def _seal_batch(batch: int, ids: list[int] | None) -> int:
         if ids is None:
             rows = list(AuditEvent.objects.filter(seq__isnull=True).order_by("id")[:batch])
         else:
-            # By primary key alone, which side of sealed the rows are is read here (under the head's lock, after
-            # any sealer that went first committed): with `seq IS NULL` in the query, PostgreSQL may scan the
-            # index on seq for it, every old version included.
+            # Looked up by primary key alone; whether each is sealed yet is read from the row (under the head's
+            # lock: after any sealer that went first has committed). With `seq IS NULL` in the query, PostgreSQL
+            # may look for that in the index on seq, through every old version there.
             rows = [row for row in AuditEvent.objects.filter(id__in=ids).order_by("id") if row.seq is None]
         if not rows:
             return 0
