@@ -346,12 +346,10 @@ class _Sealer:
                 self._waiting.append(event_id)
             else:
                 self._waiting, self._everything = [], True
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+                self._thread.start()
         self._pending.set()
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
-                    self._thread.start()
 
     def _run(self) -> None:
         while True:

@@ -153,17 +153,38 @@ def test_the_background_sealer_seals_new_events_then_holds_no_database_connectio
     settings.AUDIT_SEAL_INTERVAL = 0.05
     before = in_use()  # this thread's own connection, and any other test's still in use
     audit.audit_write(action="test.sealed", outcome="success", user=alice)  # wakes the sealer thread
-    deadline = time.monotonic() + 10
-    while AuditEvent.objects.filter(action="test.sealed", seq__isnull=True).exists():
-        assert time.monotonic() < deadline, "the sealer did not seal the new event"
-        time.sleep(0.05)
+    assert _sealed_soon("test.sealed"), "the sealer did not seal the new event"
     assert audit.audit_verify(seal_first=False).ok
     # Once its round is over, the sealer gives its connection back to the pool...
-    while in_use() > before:
-        assert time.monotonic() < deadline, f"{in_use() - before} more connections taken after sealing"
-        time.sleep(0.05)
+    assert _connections_back(before), f"{in_use() - before} more connections taken after sealing"
     time.sleep(0.3)  # ...and takes none while it waits for the next event
     assert in_use() == before
+
+
+def _sealed_soon(action: str) -> bool:
+    """Whether the events of `action` are there and sealed within 10 s (by the sealer thread)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while AuditEvent.objects.filter(action=action, seq__isnull=True).exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return AuditEvent.objects.filter(action=action).exists()
+
+
+def _connections_back(before: int) -> bool:
+    """Whether this process holds no more pooled connections than `before` within 10 s."""
+    import time
+
+    from tests.support import pool_connections_in_use as in_use
+
+    deadline = time.monotonic() + 10
+    while in_use() > before:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _tuples_read() -> int:
@@ -241,30 +262,19 @@ def test_the_sealer_thread_seals_an_event_written_in_a_transaction_once_that_com
 
     from tests.support import pool_connections_in_use as in_use
 
-    def sealed(action: str) -> bool:
-        deadline = time.monotonic() + 10
-        while AuditEvent.objects.filter(action=action, seq__isnull=True).exists():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return AuditEvent.objects.filter(action=action).exists()
-
     settings.AUDIT_SEAL_INTERVAL = 0.05
     before = in_use()
     audit.audit_write(action="test.outside", outcome="success", user=alice)
-    assert sealed("test.outside")
+    assert _sealed_soon("test.outside")
     with transaction.atomic():
         audit.audit_write(action="test.inside", outcome="success", user=alice)
         time.sleep(0.3)  # the sealer's rounds pass meanwhile, and cannot see the row yet
-    assert sealed("test.inside"), "the event was not sealed once its transaction committed"
+    assert _sealed_soon("test.inside"), "the event was not sealed once its transaction committed"
     with pytest.raises(RuntimeError), transaction.atomic():
         audit.audit_write(action="test.undone", outcome="success", user=alice)
         raise RuntimeError("rolled back")
     audit.audit_write(action="test.after", outcome="success", user=alice)
-    assert sealed("test.after")
+    assert _sealed_soon("test.after")
     assert not AuditEvent.objects.filter(action="test.undone").exists()
     assert audit.audit_verify(seal_first=False).ok
-    deadline = time.monotonic() + 10
-    while in_use() > before:  # the sealer's connection back in the pool before the database is flushed
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    assert _connections_back(before)  # the sealer's connection back in the pool before the database is flushed
