@@ -158,10 +158,11 @@ else:
     # fails as `unavailable`, which is also what every request gets after that wait while PostgreSQL refuses
     # connections (docs/operations.md).
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # a connection goes back to the pool, not closed (the pool needs 0)
-    # Django's backend, but a connection taken from the pool is first asked whether it still works (an empty
-    # query), so that one cut while idle is replaced there, not discovered by the request's first query; after a
-    # dead one, every idle connection is checked at once (a database restart cuts them all). The backend does the
-    # checking: Django's own health check would hand it to the pool, whose check backs off between dead connections.
+    # Django's backend, but a connection taken from the pool that the server may have cut while it was idle (its
+    # socket has something to read: PostgreSQL's goodbye) is first asked whether it still works (an empty query),
+    # so that a cut one is replaced there, not discovered by the request's first query; after a dead one, every
+    # idle connection is checked at once (a database restart cuts them all). The backend does the checking:
+    # Django's own health check would hand it to the pool, whose check backs off between dead connections.
     DATABASES["default"]["ENGINE"] = "apps.core.postgresql"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {

@@ -134,6 +134,49 @@ def test_after_a_restart_cut_the_idle_connections_the_next_call_is_answered(
         assert _succeeded(answer), answer.text
 
 
+def _idle_in_the_pool(marker: str) -> list[int]:
+    """Every connection of this process's pool given back idle, each having run `SELECT '<marker>'` last, as a
+    request leaves its connection; their backends' pids."""
+    connections.close_all()  # the test's own connection goes back to the pool too
+    pool = connection.pool
+    held = [pool.getconn()]
+    while pool.get_stats().get("pool_available", 0) > 0:
+        held.append(pool.getconn())
+    for each in held:
+        each.autocommit = True  # nothing for the pool to roll back when it is given back
+        each.execute(sql.SQL("SELECT {}").format(sql.Literal(marker)))
+        pool.putconn(each)
+    return [each.info.backend_pid for each in held]
+
+
+def test_a_pooled_connection_the_server_said_nothing_on_is_handed_out_without_a_round_trip() -> None:
+    pids = _idle_in_the_pool("given back")
+
+    connection.ensure_connection()  # a request takes a connection from the pool
+    pid = connection.connection.info.backend_pid
+    assert pid in pids
+    with database_superuser() as admin:
+        row = admin.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+    # Still the last query its previous request ran: the empty query that asks a connection whether it works
+    # (which would read '') was not sent, as the server had sent nothing on it.
+    assert row == ("SELECT 'given back'",)
+
+
+def test_a_pooled_connection_the_server_cut_while_idle_is_replaced_before_a_request_meets_it() -> None:
+    pids = _idle_in_the_pool("about to be cut")
+    with database_superuser() as admin:
+        assert database_sessions_cut(admin) >= len(pids)
+        gone = time.monotonic() + 5
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]).fetchone() != (0,):
+            assert time.monotonic() < gone, "PostgreSQL did not end the terminated sessions"
+            time.sleep(0.01)
+
+    with connection.cursor() as cursor:  # a request's first query, on whatever the pool hands out
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+    assert connection.connection.info.backend_pid not in pids
+
+
 @contextlib.contextmanager
 def _pool_rebuilt(**changes: float) -> Iterator[None]:
     """The process's connection pool rebuilt with `changes` to its options for the block; as configured after."""
