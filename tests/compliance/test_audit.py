@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from io import StringIO
 from typing import Any
 
@@ -13,6 +14,12 @@ from django.core.management.base import CommandError
 from apps.compliance import audit
 from apps.compliance.models import AuditEvent, SubjectKey
 from apps.tools.invocation import Caller, invoke_tool
+from tests.support import pool_connections_in_use as in_use
+
+# The sealer-thread tests read how many pooled connections are taken, which only PostgreSQL's pool counts.
+reads_pool_stats = pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="reads the PostgreSQL connection pool's stats"
+)
 
 
 def _verify() -> str:
@@ -140,18 +147,19 @@ def test_a_call_right_after_the_database_dropped_its_connection_still_succeeds_a
     assert AuditEvent.objects.filter(action="tool.score_info", transport="test").count() == 2  # none lost
 
 
-@pytest.mark.skipif(
-    "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="reads the PostgreSQL connection pool's stats"
-)
-def test_the_background_sealer_seals_new_events_then_holds_no_database_connection(
-    transactional_db: None, alice: Any, settings: Any
-) -> None:
-    import time
-
-    from tests.support import pool_connections_in_use as in_use
-
+@pytest.fixture
+def sealing_soon(settings: Any) -> int:
+    """The sealer thread sealing 0.05 s after an event is written; the pooled connections in use before (this
+    thread's own, and any other test's still in use)."""
     settings.AUDIT_SEAL_INTERVAL = 0.05
-    before = in_use()  # this thread's own connection, and any other test's still in use
+    return in_use()
+
+
+@reads_pool_stats
+def test_the_background_sealer_seals_new_events_then_holds_no_database_connection(
+    transactional_db: None, alice: Any, sealing_soon: int
+) -> None:
+    before = sealing_soon
     audit.audit_write(action="test.sealed", outcome="success", user=alice)  # wakes the sealer thread
     assert _sealed_soon("test.sealed"), "the sealer did not seal the new event"
     assert audit.audit_verify(seal_first=False).ok
@@ -163,8 +171,6 @@ def test_the_background_sealer_seals_new_events_then_holds_no_database_connectio
 
 def _sealed_soon(action: str) -> bool:
     """Whether the events of `action` are there and sealed within 10 s (by the sealer thread)."""
-    import time
-
     deadline = time.monotonic() + 10
     while AuditEvent.objects.filter(action=action, seq__isnull=True).exists():
         if time.monotonic() > deadline:
@@ -175,10 +181,6 @@ def _sealed_soon(action: str) -> bool:
 
 def _connections_back(before: int) -> bool:
     """Whether this process holds no more pooled connections than `before` within 10 s."""
-    import time
-
-    from tests.support import pool_connections_in_use as in_use
-
     deadline = time.monotonic() + 10
     while in_use() > before:
         if time.monotonic() > deadline:
@@ -250,20 +252,13 @@ def test_a_round_of_the_sealer_reads_the_events_it_seals_not_every_event_sealed_
     assert audit.audit_verify(seal_first=False).ok
 
 
-@pytest.mark.skipif(
-    "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="reads the PostgreSQL connection pool's stats"
-)
+@reads_pool_stats
 def test_the_sealer_thread_seals_an_event_written_in_a_transaction_once_that_commits(
-    transactional_db: None, alice: Any, settings: Any
+    transactional_db: None, alice: Any, sealing_soon: int
 ) -> None:
-    import time
-
     from django.db import transaction
 
-    from tests.support import pool_connections_in_use as in_use
-
-    settings.AUDIT_SEAL_INTERVAL = 0.05
-    before = in_use()
+    before = sealing_soon
     audit.audit_write(action="test.outside", outcome="success", user=alice)
     assert _sealed_soon("test.outside")
     with transaction.atomic():
