@@ -218,6 +218,16 @@ def browser_sign_in(page: Any, url: str, *, username: str, password: str) -> Non
             page.wait_for_load_state()
 
 
+def eventually(condition: Callable[[], Any], seconds: float = 10, every: float = 0.05) -> bool:
+    """Whether `condition()` comes true within `seconds`, asked every `every` seconds."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
 def pool_connections_in_use() -> int:
     """The connections this process has taken from PostgreSQL's pool and not given back (0 on SQLite: no pool)."""
     if connection.vendor != "postgresql":

@@ -25,7 +25,7 @@ from apps.security.breakers import breaker_states
 from apps.tools.registry import TOOLS
 from apps.tools.selectors import score_get
 from tests.mcp_bridge.conftest import MCP_HEADERS as PLAIN_MCP_HEADERS
-from tests.support import database_sessions_cut, database_superuser
+from tests.support import database_sessions_cut, database_superuser, eventually
 
 pytestmark = pytest.mark.skipif(
     settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
@@ -166,10 +166,9 @@ def test_a_pooled_connection_the_server_cut_while_idle_is_replaced_before_a_requ
     pids = _idle_in_the_pool("about to be cut")
     with database_superuser() as admin:
         assert database_sessions_cut(admin) >= len(pids)
-        gone = time.monotonic() + 5
-        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]).fetchone() != (0,):
-            assert time.monotonic() < gone, "PostgreSQL did not end the terminated sessions"
-            time.sleep(0.01)
+        left = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)"
+        ended = eventually(lambda: admin.execute(left, [pids]).fetchone() == (0,), seconds=5, every=0.01)
+        assert ended, "PostgreSQL did not end the terminated sessions"
 
     with connection.cursor() as cursor:  # a request's first query, on whatever the pool hands out
         cursor.execute("SELECT 1")

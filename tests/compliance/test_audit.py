@@ -14,6 +14,7 @@ from django.core.management.base import CommandError
 from apps.compliance import audit
 from apps.compliance.models import AuditEvent, SubjectKey
 from apps.tools.invocation import Caller, invoke_tool
+from tests.support import eventually
 from tests.support import pool_connections_in_use as in_use
 
 # The sealer-thread tests read how many pooled connections are taken, which only PostgreSQL's pool counts.
@@ -171,22 +172,13 @@ def test_the_background_sealer_seals_new_events_then_holds_no_database_connectio
 
 def _sealed_soon(action: str) -> bool:
     """Whether the events of `action` are there and sealed within 10 s (by the sealer thread)."""
-    deadline = time.monotonic() + 10
-    while AuditEvent.objects.filter(action=action, seq__isnull=True).exists():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return AuditEvent.objects.filter(action=action).exists()
+    unsealed = AuditEvent.objects.filter(action=action, seq__isnull=True)
+    return eventually(lambda: not unsealed.exists()) and AuditEvent.objects.filter(action=action).exists()
 
 
 def _connections_back(before: int) -> bool:
     """Whether this process holds no more pooled connections than `before` within 10 s."""
-    deadline = time.monotonic() + 10
-    while in_use() > before:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return eventually(lambda: in_use() <= before)
 
 
 def _tuples_read() -> int:
