@@ -19,7 +19,7 @@ from apps.core.tracing import span
 from apps.security import events, scopes
 from apps.security.breakers import breaker_guarding
 from apps.security.bulkheads import bulkhead
-from apps.security.ratelimits import buckets_of, token_take
+from apps.security.ratelimits import bucket_of, token_take
 
 T = TypeVar("T")
 
@@ -66,11 +66,11 @@ class ScopeRequired:
 
 
 class RateLimit:
-    """A token from the user's bucket for the tool's group, and from the client's: an empty one refuses the call
-    with the time to wait (apps.security.ratelimits). Calls refused before this take no token."""
+    """A token from the user's bucket for the tool's group: an empty one refuses the call with the time to wait
+    (apps.security.ratelimits). Calls refused before this take no token."""
 
     def __call__(self, call: Guarded, proceed: Proceed[T]) -> T:
-        wait = token_take(buckets_of(group=call.group, user_id=call.user_id, client_id=call.client_id))
+        wait = token_take(bucket_of(group=call.group, user_id=call.user_id))
         if wait > 0:
             metrics.BLOCKED.labels(reason="rate_limit").inc()
             raise RateLimited(

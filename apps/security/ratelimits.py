@@ -1,4 +1,8 @@
-"""Rate limits: a token bucket per (guard group, user) and per (guard group, client).
+"""Rate limits: a token bucket per (guard group, user), whoever's client the calls come through.
+
+A user is limited as themselves, and nobody else draws from their bucket: not the other users of the same OAuth
+client (a client registered once for a whole product, or named by a metadata document, serves everyone who uses
+that product), nor anyone naming their client.
 
 Hand-written because the libraries at hand count fixed windows (django-ratelimit), which cannot express
 "RATE_LIMIT_PER_MINUTE sustained with bursts of RATE_LIMIT_BURST". With Redis the buckets are updated atomically by
@@ -18,25 +22,23 @@ from redis.exceptions import RedisError
 from apps.security.groups import GROUPS
 from apps.security.redis import redis_failed, redis_recovered, shared_redis
 
-# Takes a token from each bucket in KEYS; answers 0 when every one had a token, else the seconds until the
-# emptiest has one again. A refused call's buckets are not charged more: only the refill is recorded.
+# Takes a token from the bucket KEYS[1]; answers 0 when it had one, else the seconds until it has one again. A
+# refused call is not charged: only the refill is recorded.
 _TAKE_SCRIPT = """
 local capacity, rate, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local longest = 0
-for i = 1, #KEYS do
-  local state = redis.call('HMGET', KEYS[i], 'tokens', 'at')
-  local tokens = tonumber(state[1]) or capacity
-  local at = tonumber(state[2]) or now
-  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-  if tokens >= 1 then
-    tokens = tokens - 1
-  else
-    longest = math.max(longest, (1 - tokens) / rate)
-  end
-  redis.call('HSET', KEYS[i], 'tokens', tokens, 'at', now)
-  redis.call('EXPIRE', KEYS[i], math.ceil(capacity / rate) + 60)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or capacity
+local at = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
 end
-return tostring(longest)
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
+return tostring(wait)
 """
 
 _local_buckets: dict[str, tuple[float, float]] = {}
@@ -44,13 +46,13 @@ _local_lock = threading.Lock()
 _scripts: dict[int, Any] = {}
 
 
-def buckets_of(*, group: str, user_id: Any, client_id: str | None) -> list[str]:
-    """The buckets a call draws from: its user's for the group, and its client's when it has one."""
-    return [_user_bucket(group, user_id)] + ([f"{group}:client:{client_id}"] if client_id else [])
+def bucket_of(*, group: str, user_id: Any) -> str:
+    """The bucket a call draws from: its user's for the tool's group."""
+    return f"{group}:user:{user_id}"
 
 
-def token_take(buckets: list[str]) -> float:
-    """Take a token from each bucket: 0 when every bucket had one, else the seconds until the emptiest has one."""
+def token_take(bucket: str) -> float:
+    """Take a token from `bucket`: 0 when it had one, else the seconds until it has one again."""
     capacity = float(max(1, settings.RATE_LIMIT_BURST))
     rate = settings.RATE_LIMIT_PER_MINUTE / 60.0
     now = time.time()
@@ -58,13 +60,13 @@ def token_take(buckets: list[str]) -> float:
     if client is not None:
         try:
             script = _scripts.get(id(client)) or _scripts.setdefault(id(client), client.register_script(_TAKE_SCRIPT))
-            wait = float(script(keys=[_redis_key(bucket) for bucket in buckets], args=[capacity, rate, now]))
+            wait = float(script(keys=[_redis_key(bucket)], args=[capacity, rate, now]))
         except RedisError as exc:
             redis_failed(exc)
         else:
             redis_recovered()
             return wait
-    return max(_take_local(bucket, capacity, rate, now) for bucket in buckets)
+    return _take_local(bucket, capacity, rate, now)
 
 
 def _take_local(key: str, capacity: float, rate: float, now: float) -> float:
@@ -78,17 +80,13 @@ def _take_local(key: str, capacity: float, rate: float, now: float) -> float:
         return (1 - tokens) / rate
 
 
-def _user_bucket(group: str, user_id: Any) -> str:
-    return f"{group}:user:{user_id}"
-
-
 def _redis_key(bucket: str) -> str:
     return f"{settings.GUARD_NAMESPACE}:rl:{bucket}"
 
 
 def rate_limits_forget(*, user_id: Any) -> None:
     """Drop a user's buckets everywhere (erasure): their id must not linger in Redis."""
-    keys = [_user_bucket(group, user_id) for group in GROUPS]
+    keys = [bucket_of(group=group, user_id=user_id) for group in GROUPS]
     with _local_lock:
         for key in keys:
             _local_buckets.pop(key, None)

@@ -83,6 +83,22 @@ def test_limits_are_per_group_and_per_user(alice: Any, bob: Any, settings: Any) 
     invoke_tool("health_check", {}, caller=_as(alice, client_id="client-4"))  # another group, another bucket
 
 
+def test_one_users_calls_through_a_shared_client_leave_its_other_users_their_whole_limit(
+    alice: Any, bob: Any, settings: Any
+) -> None:
+    # A client registered once for a whole product (or named by its metadata document) serves all its users: alice
+    # spending her limit through it, and going on calling once refused, costs bob nothing.
+    settings.RATE_LIMIT_PER_MINUTE = 1
+    settings.RATE_LIMIT_BURST = 2
+    for _ in range(2):
+        invoke_tool("list_scores", {}, caller=_as(alice, client_id="shared-app"))
+    for _ in range(5):
+        with pytest.raises(RateLimited):
+            invoke_tool("list_scores", {}, caller=_as(alice, client_id="shared-app"))
+    for _ in range(2):
+        assert invoke_tool("list_scores", {}, caller=_as(bob, client_id="shared-app"))["status"] == "success"
+
+
 def test_calls_refused_for_their_scope_or_arguments_take_no_token(alice: Any, settings: Any) -> None:
     settings.RATE_LIMIT_PER_MINUTE = 1
     settings.RATE_LIMIT_BURST = 1
@@ -141,8 +157,8 @@ def test_two_processes_share_one_rate_limit(alice: Any, settings: Any) -> None:
     settings.RATE_LIMIT_BURST = 3
     script = (
         "import django; django.setup()\n"
-        "from apps.security.ratelimits import buckets_of, token_take\n"
-        f"bucket = buckets_of(group='score_import', user_id={alice.pk}, client_id=None)\n"
+        "from apps.security.ratelimits import bucket_of, token_take\n"
+        f"bucket = bucket_of(group='score_import', user_id={alice.pk})\n"
         "for _ in range(3): assert token_take(bucket) == 0\n"
     )
     env = {
