@@ -3,8 +3,9 @@
 Two runners, chosen by TOOL_WORKER_PROCESSES:
 
 - 0: threads of the serving process. The caller is answered at the time limit and `Caller.cancelled` is set, but
-  a Python thread cannot be killed: work that ignores the flag runs on until it ends. The bulkhead slot stays
-  taken meanwhile, so runaway work can never exceed its compartment. Suited to development and tests.
+  a Python thread cannot be killed: work that ignores the flag runs on until it ends, and changes no score once
+  its caller has been answered (apps.tools.gate). The bulkhead slot stays taken meanwhile, so runaway work can
+  never exceed its compartment. Suited to development and tests.
 - N > 0: N worker processes (`ToolProcesses`). At the time limit the worker running the call is killed and a
   fresh one takes its place, so a pathological score cannot hold a CPU beyond REQUEST_TIMEOUT; nor memory: each
   process has an equal part of MAX_MEMORY_GB, a call that grows its process by more than half of that part is
@@ -50,6 +51,7 @@ from apps.core.errors import (
 from apps.core.fairness import FairSemaphore, user_share
 from apps.core.runtime import Task, after_answer, deferred_work, garbage_after_call, gc_tune, run_deferred
 from apps.tools.caller import Caller
+from apps.tools.gate import CallGate, gated
 from apps.tools.registry import TOOLS, Tool
 
 logger = logging.getLogger(__name__)
@@ -110,20 +112,24 @@ def run_tool(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> dic
     that any wait for a thread or a tool process is part of the limit), or raise TimedOut."""
     if not tools_run_here() and tool.isolated:
         return _in_process(tool, caller, parsed, deadline=deadline)
-    future = _thread_pool().submit(with_connections, _run_collecting, tool, caller, parsed)
+    gate = CallGate()  # the thread runs on past the deadline: what it may still change (apps.tools.gate)
+    future = _thread_pool().submit(with_connections, _run_collecting, tool, caller, parsed, gate)
     try:
         result, later = future.result(timeout=max(0.0, deadline - time.monotonic()))
     except FutureTimeout:
         caller.cancelled.set()
+        if gate.close():
+            raise _timed_out(tool, changed=True) from None
         raise _timed_out(tool) from None
     for task in later:  # to the call's own collector (apps.tools.invocation.Afterwards), or run now
         after_answer(task)
     return result
 
 
-def _run_collecting(tool: Tool, caller: Caller, parsed: Any) -> tuple[dict[str, Any], list[Task]]:
-    """`_run_here` in a tool thread, with the work it leaves for after the answer, for the calling thread."""
-    with deferred_work() as later:
+def _run_collecting(tool: Tool, caller: Caller, parsed: Any, gate: CallGate) -> tuple[dict[str, Any], list[Task]]:
+    """`_run_here` in a tool thread under the call's `gate`, with the work it leaves for after the answer, for the
+    calling thread."""
+    with deferred_work() as later, gated(gate):
         return _run_here(tool, caller, parsed), later
 
 
@@ -168,11 +174,17 @@ def _limit(tool: Tool) -> float:
     return float(getattr(settings, tool.timeout_setting))
 
 
-def _timed_out(tool: Tool) -> TimedOut:
-    return TimedOut(
+def _timed_out(tool: Tool, *, changed: bool = False) -> TimedOut:
+    late = (
         f"The tool {tool.name!r} did not finish within {_limit(tool):g} s ({tool.timeout_setting}, counted from "
-        "when the call was received) and was stopped; try a smaller score, a measure range or fewer works."
+        "when the call was received)"
     )
+    if changed:  # a thread past its deadline, after it had stored or deleted a score (apps.tools.gate)
+        return TimedOut(
+            f"{late}, but the change it was making had been made: look at your scores (list_scores) before "
+            "repeating it."
+        )
+    return TimedOut(f"{late} and was stopped; try a smaller score, a measure range or fewer works.")
 
 
 def _run_here(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from music21 import stream
 
 from apps.core.errors import AlreadyExists, InvalidArguments
 from apps.core.metrics import FILES_PROCESSED
+from apps.tools.gate import changing
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.selectors import score_get
 from apps.tools.services.cache import CacheKey, parsed_scores
@@ -90,7 +91,8 @@ def _held_as(score: Score) -> CacheKey:
 def score_delete(*, owner: AbstractBaseUser, score_id: str) -> None:
     score = score_get(owner=owner, score_id=score_id)
     pk = score.pk
-    score.delete()
+    with changing():
+        score.delete()
     parsed_scores.discard_score(pk)
 
 
@@ -125,7 +127,7 @@ def _store(
         duration_quarters=summary["duration_quarters"],
     )
     try:
-        with transaction.atomic():
+        with changing(), transaction.atomic():
             score.save()
     except IntegrityError:
         # Another request stored the same id between our check and this insert.
