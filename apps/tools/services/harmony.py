@@ -12,11 +12,12 @@ import itertools
 from dataclasses import replace
 from fractions import Fraction
 from functools import lru_cache
-from math import isclose
+from math import isclose, isfinite
 from typing import Any
 
 from music21 import chord, note, pitch, stream
 from music21.common.numberTools import opFrac
+from music21.meter import MeterException, TimeSignature
 
 from apps.core.errors import AnalysisError
 from apps.tools.services.cadences import cadences, melody_part, parts_of
@@ -87,7 +88,7 @@ def _chordified_slices(chordified: stream.Score) -> list[Slice]:
                 float(ch.offset),
                 float(ch.quarterLength),
                 None,
-                float(ch.beat),
+                _beat_or(float(ch.beat), float(ch.offset)),
             )
             for ch in chordified.flatten().getElementsByClass(chord.Chord)
             if ch.pitches
@@ -100,7 +101,7 @@ def _chordified_slices(chordified: stream.Score) -> list[Slice]:
             if not ch.pitches:
                 continue
             position = float(ch.offset) + float(measure.paddingLeft)
-            beat = float(meter.getBeatProportion(position)) if meter else position + 1
+            beat = _beat(meter, position)
             slices.append(
                 (
                     tuple(sorted(ch.pitches, key=lambda p: p.ps)),
@@ -114,6 +115,23 @@ def _chordified_slices(chordified: stream.Score) -> list[Slice]:
 
 
 Span = tuple["float | Fraction", "float | Fraction", note.GeneralNote]
+
+
+def _beat(meter: TimeSignature | None, position: float) -> float:
+    """The beat (from 1) at `position` quarter notes from the start of a full bar under `meter`, as music21 counts
+    it: past the end of a bar longer than its meter, on from the bar's start modulo the meter's length
+    (`TimeSignature.getMeasureOffsetOrMeterModulusOffset`); with no meter, the quarter note (`position + 1`)."""
+    if meter is None:
+        return position + 1
+    try:
+        return float(meter.getBeatProportion(position))
+    except MeterException:  # a bar longer than its meter (an extra beat, a part's miscounted bar)
+        return float(meter.getBeatProportion(opFrac(position % meter.barDuration.quarterLength)))
+
+
+def _beat_or(beat: float, offset: float) -> float:
+    """music21's `beat`, which is NaN without a meter: then the quarter note from the start, as `_beat` says."""
+    return beat if isfinite(beat) else offset + 1
 
 
 def _spans(measure: stream.Measure) -> list[Span]:
@@ -182,7 +200,7 @@ def _slices(music: stream.Score) -> list[Slice]:
             if not pitches:
                 continue
             position = float(offset) + float(measure.paddingLeft)
-            beat = float(meter.getBeatProportion(position)) if meter else position + 1
+            beat = _beat(meter, position)
             length = float(opFrac(end - offset))
             slices.append((pitches, starts[index] + float(offset), length, measure.number, beat))
     return slices

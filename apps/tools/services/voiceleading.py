@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
+from math import isfinite
 from typing import Any
 
 from music21 import base, interval, meter, note, pitch, stream
@@ -58,8 +59,9 @@ class Event:
     def beat(self) -> float:
         """1-based, in the meter's beats (music21's `beat`, without its context search through every site); once
         per meter and place in the bar for the whole line, as most notes share a few places."""
-        if self.meter is None:
-            return rounded(float(self.element.beat)) or 1.0
+        if self.meter is None:  # music21's beat: NaN with no meter at all, then the quarter note from the bar's start
+            beat = float(self.element.beat)
+            return (rounded(beat) or 1.0) if isfinite(beat) else rounded(float(self.in_measure) + 1)
         key = (id(self.meter), self.in_measure)  # the meters live as long as the score, and so this line
         found = self.beats.get(key)
         if found is None:
