@@ -286,6 +286,13 @@ def test_wrong_arguments_are_named(alice: Any, call: Any, arguments: dict[str, A
     assert not Score.objects.exists()
 
 
+def test_a_corpus_work_whose_name_has_spaces_is_imported(alice: Any, call: Any) -> None:
+    imported = call(
+        alice, "import_score", score_id="cara", source="trecento/PMFC_04-Cara mi donna", source_type="corpus"
+    )
+    assert (imported["source_format"], imported["parts"]) == ("corpus", 3)
+
+
 def test_unknown_corpus_work_is_named(alice: Any, call: Any) -> None:
     with pytest.raises(InvalidArguments, match="No work 'bach/bwv9999'"):
         call(alice, "import_score", score_id="x", source="bach/bwv9999", source_type="corpus")

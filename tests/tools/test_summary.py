@@ -129,3 +129,16 @@ def test_the_keys_of_a_signature_are_those_music21_names_for_it() -> None:
         expected = f"{key_name(signature.asKey('major'))} / {key_name(signature.asKey('minor'))}"
         assert key_signature_keys(sharps) == expected, sharps
     assert key_signature_keys(6) == "F# major / D# minor"
+
+
+def test_a_lead_sheets_chord_symbols_are_not_counted_as_its_notes() -> None:
+    summary = score_summary(corpus.parse("leadSheet/fosterBrownHair"))  # 95 notes and 40 chord symbols above
+    assert (summary["notes"], summary["lowest_pitch"], summary["highest_pitch"]) == (95, "C4", "F5")
+
+
+def test_a_full_first_bar_numbered_0_is_a_bar_and_not_a_pickup() -> None:
+    # music21 numbers an ABC tune's first bar 0, full or not.
+    full = converter.parse("X:1\nT:t\nM:2/4\nL:1/8\nK:G\nGABc|d2B2|c2A2|G4|]\n", format="abc")
+    upbeat = converter.parse("X:1\nT:t\nM:2/4\nL:1/8\nK:G\nG|ABcd|d2B2|c2A2|G3|]\n", format="abc")
+    assert [score_summary(full)[name] for name in ("pickup", "bars", "first_bar")] == [False, 4, 0]
+    assert [score_summary(upbeat)[name] for name in ("pickup", "bars", "first_bar")] == [True, 4, 1]

@@ -56,7 +56,8 @@ FILE_EXTENSIONS = {
     ".krn": "humdrum",
     ".tny": "tinynotation",
 }
-CORPUS_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+# Segments as the corpus names its works: spaces and parentheses too ('trecento/PMFC_04-Cara mi donna').
+CORPUS_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-() ]*(/[A-Za-z0-9_][A-Za-z0-9_.\-() ]*)*$")
 
 
 @dataclass(frozen=True)

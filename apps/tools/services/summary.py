@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from music21 import base, key, meter, note, pitch, stream
+from music21 import base, harmony, key, meter, note, pitch, stream
 
 from apps.tools.services.derived import derived
 from apps.tools.services.spelling import key_signature_keys, pitch_name
@@ -75,8 +75,9 @@ def _summary(score: stream.Score) -> dict[str, Any]:
     """`score_summary`, worked out.
 
     `measures` counts measure objects (a pickup is one); `bars` counts bars as printed, the span of the printed
-    bar numbers (a pickup numbered 0 is not a bar: bwv66.6 has 10 measures and 9 bars). Pitches are spelled as
-    `apps.tools.services.spelling` spells them (`Bb4`).
+    bar numbers (a pickup numbered 0 is not a bar: bwv66.6 has 10 measures and 9 bars; a full first bar that
+    music21 numbers 0, as it does an ABC tune's, is). Notes and pitches are those written in the staves, not chord
+    symbols above them. Pitches are spelled as `apps.tools.services.spelling` spells them (`Bb4`).
 
     One walk over the score, in `score.recurse()`'s order, part by part (a part's notes are counted as it is
     walked), where there were four (notes per part, all pitches, key signatures, time signatures): 0.8 ms for
@@ -105,7 +106,7 @@ def _summary(score: stream.Score) -> dict[str, Any]:
         "bars": last_bar - first_bar + 1 if tally.numbers else 0,
         "first_bar": first_bar if tally.numbers else None,
         "last_bar": last_bar if tally.numbers else None,
-        "pickup": 0 in tally.numbers,
+        "pickup": tally.pickup,
         "notes": sum(row["notes"] for row in part_rows),
         "lowest_pitch": pitch_name(tally.lowest, octave=True) if tally.lowest else "",
         "highest_pitch": pitch_name(tally.highest, octave=True) if tally.highest else "",
@@ -138,12 +139,15 @@ class _Tally:
         self.key_signatures: dict[str, int] = {}
         self.time_signatures: dict[str, None] = {}
         self.numbers: set[int] = set()
+        self.pickup = False  # a bar numbered 0 shorter than its meter's bar
 
     def count(self, elements: Iterable[base.Music21Object]) -> int:
         """Count `elements` in; returns how many notes they hold. A chord counts as one note event, as music21's
         `.notes` does; tied continuations count as written. The first lowest and first highest pitch win."""
         notes = 0
         for element in elements:
+            if isinstance(element, harmony.Harmony):  # a chord symbol (a lead sheet's): not a written note
+                continue
             if isinstance(element, note.NotRest):
                 notes += 1
                 for each in element.pitches:
@@ -154,6 +158,8 @@ class _Tally:
                         self.highest, self._highest_ps = each, ps
             elif isinstance(element, stream.Measure):
                 self.numbers.add(element.number)
+                if element.number == 0 and not self.pickup:
+                    self.pickup = element.duration.quarterLength < element.barDuration.quarterLength
             elif isinstance(element, key.KeySignature):
                 self.key_signatures.setdefault(key_signature_name(element.sharps), element.sharps)
             elif isinstance(element, meter.TimeSignature):
@@ -162,7 +168,7 @@ class _Tally:
 
     def bar_span(self) -> tuple[int, int]:
         """The first and last printed bar numbers; a pickup (bar 0) is not a bar."""
-        numbers = self.numbers - {0} or self.numbers
+        numbers = (self.numbers - {0} if self.pickup else self.numbers) or self.numbers
         return (min(numbers), max(numbers)) if numbers else (0, 0)
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from music21 import meter, note, stream
 
 from apps.tools.services.harmony import chord_analysis, harmony_analysis
-from apps.tools.services.patterns import pattern_recognition
 from apps.tools.services.voiceleading import voice_leading_analysis
 
 # No M: field: music21 reads it with no time signature.
