@@ -179,15 +179,15 @@ def audit_write(
             stored_ip = _ip_sealed(subject, ip) if subject else _truncated(ip)
         fields = {
             "actor": subject.pseudonym if subject else "",
-            "client_id": client_id or "",
+            "client_id": _storable(client_id or ""),
             "action": action,
-            "target": target[:300],
+            "target": _storable(target[:300]),
             "outcome": outcome,
             "duration_ms": duration_ms,
             "ip": stored_ip,
-            "request_id": request_id,
+            "request_id": _storable(request_id),
             "transport": transport,
-            "detail": detail or {},
+            "detail": _storable(detail or {}),
         }
         event = AuditEvent(**fields)
         if connection.in_atomic_block:
@@ -210,6 +210,18 @@ def audit_write(
         transaction.on_commit(functools.partial(_sealer.wake, event.pk))  # not before it can be seen
     else:
         _sealer.wake(event.pk)
+
+
+def _storable(value: Any) -> Any:
+    """`value` with every NUL character in its text replaced (U+FFFD): a caller's argument may hold one (a score id
+    of "a\x00b"), and PostgreSQL stores no NUL in text or JSON, which would refuse the event, and the call with it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 # --- Sealing ------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 
 from apps.compliance import audit
 from apps.compliance.models import AuditEvent, SubjectKey
+from apps.core.errors import InvalidArguments
 from apps.tools.invocation import Caller, invoke_tool
 from tests.support import eventually
 from tests.support import pool_connections_in_use as in_use
@@ -43,6 +44,15 @@ def test_each_tool_call_is_recorded_with_who_what_and_outcome(chorale: Any, alic
     # The IP address is stored encrypted with alice's key: readable to administrators, not in the row.
     assert "203.0.113.7" not in first.ip and audit.ip_reveal(first) == "203.0.113.7"
     assert str(alice.pk) not in (first.actor, first.target)
+
+
+def test_a_score_id_holding_a_nul_is_refused_as_invalid_and_its_call_still_recorded(alice: Any) -> None:
+    # PostgreSQL stores no NUL in text: the event used to be refused, and the call answered unavailable.
+    with pytest.raises(InvalidArguments, match="score_id"):
+        invoke_tool("score_info", {"score_id": "a\x00b"}, caller=Caller.operator(alice))
+    event = AuditEvent.objects.get(action="tool.score_info")
+    assert (event.outcome, event.target) == ("invalid_arguments", "score:a\ufffdb")
+    assert "events verified" in _verify()
 
 
 def test_the_chain_verifies_and_counts_every_event(chorale: Any, alice: Any, call: Any) -> None:
