@@ -36,8 +36,11 @@ logger = logging.getLogger("apps.security.events")
 Kind = SecurityEvent.Kind
 
 # Events that count toward a block: what an attacker produces, not what an honest client stumbles into. A rate-
-# limit refusal is not one: an honest burst meets the limit, and the limit already answers it.
-COUNTED = {Kind.AUTH_FAILURE, Kind.LOGIN_FAILURE, Kind.SCOPE_VIOLATION, Kind.CROSS_TENANT, Kind.HOSTILE_INPUT}
+# limit refusal is not one: an honest burst meets the limit, and the limit already answers it. Nor is a call naming
+# a score id that only someone else has (`cross_tenant`): an honest user meets it with an id as common as "score1",
+# or their own just deleted, and a prober learns nothing from it (the answer is the same `not_found` as for an id
+# nobody has). It is stored for administrators to see.
+COUNTED = {Kind.AUTH_FAILURE, Kind.LOGIN_FAILURE, Kind.SCOPE_VIOLATION, Kind.HOSTILE_INPUT}
 
 # Where a refused credential says nothing worth blocking for. A bearer token refused at /mcp is almost always an
 # honest client retrying a token that expired or was revoked, and tokens (30 random characters) cannot be guessed

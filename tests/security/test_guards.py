@@ -28,6 +28,7 @@ from apps.core.errors import (
     CircuitOpen,
     InsufficientScope,
     InvalidArguments,
+    NotFound,
     RateLimited,
     RejectedInput,
     ServiceUnavailable,
@@ -452,6 +453,19 @@ def test_scope_violations_and_cross_tenant_attempts_are_recorded(alice: Any, bob
     with pytest.raises(Exception, match="No score"):
         invoke_tool("score_info", {"score_id": "never-existed"}, caller=_as(bob))
     assert SecurityEvent.objects.filter(user=bob, kind="cross_tenant").count() == 1  # a plain miss is no attack
+
+
+def test_asking_often_for_a_score_id_that_only_someone_else_has_blocks_nobody(
+    alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
+    settings.SECURITY_BLOCK_THRESHOLD = 3
+    call(alice, "import_score", score_id="score1", source="bach/bwv66.6")
+    for _ in range(5):  # bob never had a "score1"; he keeps asking for one
+        with pytest.raises(NotFound):
+            invoke_tool("score_info", {"score_id": "score1"}, caller=_as(bob))
+    assert SecurityEvent.objects.filter(user=bob, kind="cross_tenant").count() == 5  # each seen by administrators
+    assert not Block.objects.exists()
+    assert invoke_tool("list_scores", {}, caller=_as(bob))["status"] == "success"
 
 
 def test_a_user_with_too_many_violations_is_blocked(alice: Any, bob: Any, settings: Any) -> None:
