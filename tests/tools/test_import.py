@@ -278,6 +278,8 @@ def test_malformed_musicxml_names_the_problem(alice: Any, call: Any) -> None:
         ({"score_id": "../etc", "source": "c4"}, "score_id"),
         ({"source": "c4"}, "score_id: required"),
         ({"score_id": "a", "source": "c4", "overwrite": True}, "overwrite: unknown argument"),
+        ({"score_id": "a", "source": "4/4 c4 d4\x00", "source_type": "tinynotation"}, "NUL character"),
+        ({"score_id": "a", "source": "X:1\nT:a\x00b\nL:1/4\nK:C\nC D E F|]", "source_type": "abc"}, "NUL"),
     ],
 )
 def test_wrong_arguments_are_named(alice: Any, call: Any, arguments: dict[str, Any], message: str) -> None:

@@ -95,10 +95,18 @@ def _parse_new(source_type: str, source: str, *, max_bytes: int, import_root: Pa
         data = decode_base64(source, what="MIDI source")
         _check_size(len(data), max_bytes, "decoded MIDI")
         return ParsedSource(parse_stored("midi", data=data), "midi", data=data)
+    _check_no_nul(source, "source")
     if source_type == "corpus":
         path = source.strip()
         return ParsedSource(parse_stored("corpus", text=path), "corpus", text=path, origin=path)
     return ParsedSource(parse_stored(source_type, text=source), source_type, text=source)
+
+
+def _check_no_nul(text: str, what: str) -> None:
+    """No text format has a use for a NUL character, and the database stores none in text."""
+    at = text.find("\x00")
+    if at >= 0:
+        raise InvalidArguments(f"{what} holds a NUL character (at character {at}), which no text score format uses.")
 
 
 def parse_stored(source_format: str, *, text: str = "", data: bytes | None = None) -> stream.Score:
@@ -286,6 +294,7 @@ def _parse_file(name: str, *, max_bytes: int, import_root: Path | None) -> Parse
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
+    _check_no_nul(text, f"the file {origin!r}")
     return ParsedSource(parse_stored(source_format, text=text), source_format, text=text, origin=origin)
 
 

@@ -105,6 +105,8 @@ def _store(
     composer = (metadata.composer or "") if metadata else ""
     if not title and parsed.origin:
         title = parsed.origin
+    # A MIDI file's track names may hold NUL characters, which the database stores in no text.
+    title, composer = title.replace("\x00", ""), composer.replace("\x00", "")
     score = Score(
         owner=owner,
         score_id=score_id,
