@@ -112,7 +112,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         created_at, pk = position
         created = datetime.fromisoformat(created_at)
-    except (binascii.Error, ValueError, TypeError, UnicodeError):
+    except (binascii.Error, ValueError, TypeError, UnicodeError, RecursionError):  # JSON nested deep, too
         raise refused from None
     if created.tzinfo is None or type(pk) is not int or not 0 < pk <= _LARGEST_ID:
         raise refused

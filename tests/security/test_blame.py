@@ -72,6 +72,12 @@ def test_bobs_malformed_cursors_are_his_invalid_arguments_and_alice_lists_her_sc
     assert breakers.breaker_states()["score_import"]["state"] == "closed"
 
 
+def test_a_cursor_nested_deep_or_too_long_is_named_as_the_wrong_argument(bob: Any) -> None:
+    for cursor in (base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).decode(), "A" * 201):
+        with pytest.raises(InvalidArguments, match="cursor"):  # not a RecursionError answered internal_error
+            invoke_tool("list_scores", {"cursor": cursor}, caller=_as(bob))
+
+
 def test_a_cursor_list_scores_returned_still_pages(alice: Any, call: Any) -> None:
     for n in range(3):
         call(alice, "import_score", score_id=f"melody-{n}", source="tinynotation: 4/4 c4 d e f", source_type="auto")

@@ -55,7 +55,7 @@ def import_score(caller: Caller, args: ImportArgs) -> dict[str, Any]:
 
 class ListArgs(ToolArguments):
     limit: int = Field(50, ge=1, le=200, description="How many scores per page (1-200).")
-    cursor: str | None = Field(None, description="The next_cursor of the previous page.")
+    cursor: str | None = Field(None, max_length=200, description="The next_cursor of the previous page.")
 
 
 @tool("list_scores", arguments=ListArgs, scope=READ, group="score_import")
