@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 from music21 import pitch, stream
+from music21.sites import SitesException
 
 from apps.tools.services.figures import Chord, Tonality, degree_of, figure_in, roman_figure, shifted
 from apps.tools.services.rounding import rounded
@@ -108,6 +110,19 @@ def _score_offsets(music: stream.Score, part: stream.Stream) -> Any:
     return to_score
 
 
+def _beat(element: Any, offset: float) -> float:
+    """music21's beat of `element` (at `offset` in its part); with no meter, where music21's is NaN, the quarter
+    note from the start of its bar, as the harmonies count it (apps.tools.services.harmony)."""
+    beat = float(element.beat)
+    if isfinite(beat):
+        return rounded(beat) or 1.0
+    bar = element.getContextByClass(stream.Measure)
+    try:
+        return rounded(float(element.getOffsetInHierarchy(bar)) + float(bar.paddingLeft) + 1)
+    except (AttributeError, SitesException):  # no bar, or not found in it
+        return rounded(offset + 1)
+
+
 def cadences(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> list[dict[str, Any]]:
     """The cadence at each phrase end of the melody (see `melody_part`): the chord the phrase closes on, read
     after the non-chord tones under the final note have resolved, and the last chord on another root before it."""
@@ -135,7 +150,7 @@ def cadences(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> l
         found.append(
             {
                 "measure": end.note.measureNumber,
-                "beat": rounded(float(end.note.beat)) or 1.0,
+                "beat": _beat(end.note, end.offset),
                 "kind": kind,
                 "variant": variant,
                 "key": cadence_key.name,

@@ -42,5 +42,7 @@ def test_music_without_a_meter_counts_beats_in_quarter_notes_and_answers_valid_j
     call(alice, "import_score", score_id="free", source=UNMETERED_ABC, source_type="abc")
     for tool in ("pattern_recognition", "chord_analysis", "harmony_analysis", "voice_leading_analysis"):
         json.dumps(call(alice, tool, score_id="free"), allow_nan=False)  # NaN is not JSON
+    cadences = call(alice, "harmony_analysis", score_id="free", analysis_type="cadences")
+    json.dumps(cadences, allow_nan=False)
     patterns = call(alice, "pattern_recognition", score_id="free")["melodic_patterns"]
     assert {(where["measure"], where["beat"]) for p in patterns for where in p["locations"]} >= {(1, 1.0), (2, 1.0)}
