@@ -32,6 +32,12 @@ def test_every_work_gets_the_key_music21_finds(celery_worker: None, alice: Any, 
     assert [d for d, _ in progress] == sorted(d for d, _ in progress)
 
 
+def test_atonal_works_are_counted_as_having_no_clear_key(celery_worker: None, alice: Any, call: Any) -> None:
+    result = call(alice, "analyze_corpus", path_pattern="schoenberg/opus19/movement2", analysis="key")
+    assert [work["key"] for work in result["results"]] == [None]
+    assert result["summary"]["modes"] == {"no clear key": 1}
+
+
 def test_a_cancelled_job_stops(celery_worker: None, alice: Any) -> None:
     caller = Caller(user=alice, scopes=frozenset({"music21:read"}))
     caller.cancelled.set()

@@ -191,6 +191,7 @@ def analyze_corpus(caller: Caller, args: CorpusArgs) -> dict[str, Any]:
     failed = [r for r in results if "error" in r]
     summary: dict[str, Any] = {"works": len(results), "failed": len(failed)}
     if args.analysis == "key":
-        modes = [r["key"].split()[-1] for r in results if "key" in r]
+        # A work with no clear key (atonal: schoenberg/opus19) has `key` None, and is counted as "no clear key".
+        modes = [r["key"].split()[-1] if r["key"] else "no clear key" for r in results if "key" in r]
         summary["modes"] = {mode: modes.count(mode) for mode in sorted(set(modes))}
     return {"analysis": args.analysis, "summary": summary, "results": results}
