@@ -166,6 +166,51 @@ def test_deeply_nested_xml_is_refused(alice: Any, call: Any) -> None:
     assert caught.value.kind == "xml_depth"
 
 
+def _one_note_midi(ticks: int) -> str:
+    """A MIDI file of one middle C lasting `ticks` at one tick a quarter note, base64-encoded."""
+
+    def quantity(n: int) -> bytes:  # MIDI's variable-length quantity
+        out = [n & 0x7F]
+        while n := n >> 7:
+            out.append((n & 0x7F) | 0x80)
+        return bytes(reversed(out))
+
+    track = quantity(0) + b"\x90\x3c\x40" + quantity(ticks) + b"\x80\x3c\x40" + quantity(0) + b"\xff\x2f\x00"
+    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") + (1).to_bytes(2, "big")
+    return base64.b64encode(header + b"MTrk" + len(track).to_bytes(4, "big") + track).decode()
+
+
+@pytest.mark.parametrize(
+    ("source", "source_type", "refused", "message"),
+    [
+        (_one_note_midi(0x0FFFFFFF), "midi", RejectedInput, "lasts 268,435,455 quarter notes"),
+        ("4/4 " + "a" * 150_000, "tinynotation", ScoreParseError, "a word of 150,000 characters"),
+        (
+            ENDLESS_NOTE_MUSICXML.replace("<duration>99999999</duration>", "<duration>-4</duration>"),
+            "musicxml",
+            ScoreParseError,
+            "negative <duration>",
+        ),
+        (
+            ENDLESS_NOTE_MUSICXML.replace(
+                "<duration>99999999</duration></note>",
+                '<duration>4</duration></note><barline><repeat direction="backward" times="1000000"/></barline>',
+            ),
+            "musicxml",
+            RejectedInput,
+            "a repeat played 1000000 times",
+        ),
+    ],
+)
+def test_a_few_bytes_that_would_make_work_without_end_are_refused_at_once(
+    alice: Any, call: Any, source: str, source_type: str, refused: type, message: str
+) -> None:
+    with pytest.raises(refused, match=message):
+        call(alice, "import_score", score_id="tiny", source=source, source_type=source_type)
+    assert not Score.objects.exists()
+    assert call(alice, "import_score", score_id="tiny", source=_one_note_midi(4), source_type="midi")["notes"] == 1
+
+
 def test_fifty_megabytes_of_text_is_refused_before_parsing(alice: Any, call: Any) -> None:
     with pytest.raises(RejectedInput, match="over the limit") as caught:
         call(alice, "import_score", score_id="huge", source="c4 " * (50 * 1024 * 1024 // 3), source_type="tinynotation")

@@ -45,6 +45,16 @@ MAX_BEATS_PER_BAR = 64
 # beyond one each, over the whole score: past it, the score is refused at import.
 MAX_OVERFULL_BARS = 1000
 DEFAULT_BAR = 4.0  # quarters: music21 writes a measure without a meter as 4/4
+# A MIDI file says how long its notes are only by the time between events: 37 bytes can hold one note of 268 million
+# quarters, which music21 splits into bars without end as it reads the file. Hours of music are under this bound.
+MAX_MIDI_QUARTERS = 200_000
+# A MusicXML repeat played this many times over, or more, is not music but a way to make the MIDI export and the
+# renderer, which write repeats out, run without end.
+MAX_REPEAT_TIMES = 100
+# music21's tinyNotation reader matches each word against patterns in time that grows with the square of its
+# length, holding the interpreter meanwhile: 150,000 letters without a space took minutes. A note is a few
+# characters ("c#'4.~", "trip{c8").
+MAX_TINYNOTATION_WORD = 64
 
 FILE_EXTENSIONS = {
     ".xml": "musicxml",
@@ -315,6 +325,7 @@ def _parse_musicxml(text: str | bytes) -> stream.Score:
     those staves are silently lost."""
     root = safe_xml_root(text)
     _check_meters("MusicXML", (beats.text or "" for beats in root.iter("beats")))
+    _check_musicxml_times(root)
     if root.tag != "score-partwise":
         raise ScoreParseError(
             f"Only partwise MusicXML (<score-partwise>) can be read; this document's root is <{root.tag}>. "
@@ -323,6 +334,23 @@ def _parse_musicxml(text: str | bytes) -> stream.Score:
     importer = MusicXMLImporter()
     importer.xmlRootToScore(root, inputM21=importer.stream)
     return importer.stream
+
+
+def _check_musicxml_times(root: Element) -> None:
+    """Refuse a negative duration (music21 reads it, and answers with negative lengths) and a repeat played
+    MAX_REPEAT_TIMES or more times."""
+    for duration in root.iter("duration"):  # a note's, a <backup>'s or a <forward>'s
+        text = (duration.text or "").strip()
+        if text.startswith("-"):
+            raise ScoreParseError(f"The MusicXML has a negative <duration> ({text}); durations are never negative.")
+    for repeat in root.iter("repeat"):
+        times = (repeat.get("times") or "").strip()
+        if times and (not times.isdigit() or int(times) >= MAX_REPEAT_TIMES):
+            raise RejectedInput(
+                f"The MusicXML has a repeat played {times[:12]} times; this server reads repeats of fewer than "
+                f"{MAX_REPEAT_TIMES} times, as writing them out (MIDI export, rendering) would take without end.",
+                kind="oversize",
+            )
 
 
 def _parse_mxl(data: bytes) -> stream.Score:
@@ -347,6 +375,12 @@ def _parse_tinynotation(text: str) -> stream.Score:
     lines = [line.strip() for line in body.splitlines() if line.strip()]
     if not lines:
         raise ScoreParseError("The tinyNotation source is empty.")
+    longest = max((word for line in lines for word in line.split()), key=len)
+    if len(longest) > MAX_TINYNOTATION_WORD:
+        raise ScoreParseError(
+            f"The tinyNotation source has a word of {len(longest):,} characters ({longest[:20]!r}...); notes are "
+            f"separated by spaces and no word may be longer than {MAX_TINYNOTATION_WORD} characters."
+        )
     score = stream.Score()
     for line in lines:
         score.insert(0, converter.parse("tinyNotation: " + line))
@@ -373,6 +407,14 @@ def _parse_midi(data: bytes) -> stream.Score:
     with the time signatures checked in between."""
     read = midi.MidiFile()
     read.readstr(data)
+    ticks = max((sum(event.time for event in track.events if event.isDeltaTime()) for track in read.tracks), default=0)
+    quarters = ticks / max(1, read.ticksPerQuarterNote or 1)
+    if quarters > MAX_MIDI_QUARTERS:
+        raise RejectedInput(
+            f"The MIDI file lasts {quarters:,.0f} quarter notes, past the {MAX_MIDI_QUARTERS:,} this server reads "
+            "(hours of music): music21 would take memory without end to lay it out in bars.",
+            kind="oversize",
+        )
     _check_meters(
         "MIDI",
         (
