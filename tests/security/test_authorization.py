@@ -198,6 +198,7 @@ def _manage(live_site: str, client: dict[str, Any], method: str, **kwargs: Any) 
     ("change", "error", "named"),
     [
         ({"redirect_uris": ["http://evil.example.com/cb"]}, "invalid_redirect_uri", "http://evil.example.com/cb"),
+        ({"redirect_uris": ["https://a.example/cb http://evil.example/cb"]}, "invalid_redirect_uri", "whitespace"),
         ({"grant_types": ["password"]}, "invalid_client_metadata", "password"),
         ({"grant_types": ["implicit"]}, "invalid_client_metadata", "implicit"),
         ({"response_types": ["token"]}, "invalid_client_metadata", "response type"),

@@ -59,6 +59,8 @@ def test_protected_resource_metadata_points_at_this_server(live_site: str, path:
         ({"redirect_uris": ["http://evil.example/cb"]}, "invalid_redirect_uri", "http://evil.example/cb"),
         ({"redirect_uris": ["https://app.example/cb#frag"]}, "invalid_redirect_uri", "fragment"),
         ({"redirect_uris": ["ftp://app.example/cb"]}, "invalid_redirect_uri", "https"),
+        ({"redirect_uris": ["https://app.example/cb\x00"]}, "invalid_redirect_uri", "control character"),
+        ({"redirect_uris": ["https://app.example/c%zz"]}, "invalid_redirect_uri", "percent-encoding"),
         ({"redirect_uris": []}, "invalid_client_metadata", "redirect_uris is required"),
         ({"grant_types": ["implicit"]}, "invalid_client_metadata", "implicit"),
         ({"grant_types": ["password"]}, "invalid_client_metadata", "password"),
@@ -74,6 +76,29 @@ def test_bad_registrations_are_refused_with_the_reason(
     assert response.json()["error"] == error
     assert named in response.json()["error_description"]
     assert not Application.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize("separator", [" ", "\n", "\t", "\r"], ids=["space", "newline", "tab", "return"])
+def test_a_redirect_uri_hidden_behind_whitespace_is_refused(live_site: str, alice: Any, separator: str) -> None:
+    smuggled = f"https://a.example/cb{separator}http://evil.example/cb"
+    body = {"client_name": "x", "redirect_uris": [smuggled], "token_endpoint_auth_method": "none"}
+    response = httpx2.post(f"{live_site}/o/register/", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_redirect_uri"
+    assert f"{smuggled!r} contains whitespace" in response.json()["error_description"]
+    assert not Application.objects.filter(name="x").exists()
+
+
+def test_a_redirect_uri_smuggled_in_before_registration_refused_it_is_not_followed(live_site: str, alice: Any) -> None:
+    client = register(live_site)
+    # What registration stored for ["http://127.0.0.1:9/callback http://evil.example/cb"] before it looked for
+    # whitespace: two redirect URIs, one of them never checked.
+    smuggled = "http://evil.example/cb"
+    Application.objects.filter(client_id=client["client_id"]).update(redirect_uris=f"{REDIRECT_URI} {smuggled}")
+    browser = Browser.logged_in(live_site, "alice")
+    page = browser.authorize_page(client["client_id"], pkce_pair()[1], redirect_uri=smuggled)
+    assert page.status_code == 400 and "location" not in page.headers
+    assert browser.authorize_page(client["client_id"], pkce_pair()[1]).status_code == 200  # the one it may use
 
 
 def test_a_registered_client_appears_for_administrators(live_site: str) -> None:
