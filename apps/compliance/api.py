@@ -100,7 +100,9 @@ class InventoryView(_PrivacyView):
 
 class RequestListView(_PrivacyView):
     def required_scope(self, request: Request) -> str:
-        if request.method == "POST" and request.data.get("kind") == DataSubjectRequest.Kind.ERASURE:
+        # The body is whatever the caller sent: anything but an object is refused by the serializer, with a reason.
+        kind = request.data.get("kind") if isinstance(request.data, dict) else None
+        if request.method == "POST" and kind == DataSubjectRequest.Kind.ERASURE:
             return scopes.WRITE
         return scopes.READ
 

@@ -25,6 +25,7 @@ from oauth2_provider.views import DynamicClientRegistrationView
 
 from apps.compliance.audit import audit_record
 from apps.core.errors import Blocked
+from apps.core.json_input import json_parse
 from apps.security import scopes
 from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
@@ -79,9 +80,9 @@ def client_metadata_refusal(request: HttpRequest) -> JsonResponse | None:
     """The platform's rules on the client metadata of a registration (RFC 7591) or of its update (RFC 7592), as
     the error to answer, or None; django-oauth-toolkit then checks the rest."""
     try:
-        metadata = json.loads(request.body or b"{}")
-    except ValueError:
-        metadata = None
+        metadata = json_parse(request.body or b"{}")
+    except ValueError as error:
+        return _error("invalid_client_metadata", f"The request body must be a JSON object; it is not JSON: {error}.")
     if not isinstance(metadata, dict):
         return _error("invalid_client_metadata", "The request body must be a JSON object.")
     uris = metadata.get("redirect_uris", [])

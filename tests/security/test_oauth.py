@@ -101,6 +101,27 @@ def test_a_redirect_uri_smuggled_in_before_registration_refused_it_is_not_follow
     assert browser.authorize_page(client["client_id"], pkce_pair()[1]).status_code == 200  # the one it may use
 
 
+NESTED_TOO_DEEPLY = (
+    '{"client_name": "T", "redirect_uris": ["https://a.example/cb"], "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+)
+
+
+def test_a_registration_or_update_nested_too_deeply_is_refused_as_malformed(live_site: str) -> None:
+    client = register(live_site)
+    headers = {"Content-Type": "application/json"}
+    manage = {**headers, "Authorization": f"Bearer {client['registration_access_token']}"}
+    for response in (
+        httpx2.post(f"{live_site}/o/register/", content=NESTED_TOO_DEEPLY, headers=headers),
+        httpx2.put(client["registration_client_uri"], content=NESTED_TOO_DEEPLY, headers=manage),
+    ):
+        assert response.status_code == 400
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"] == "invalid_client_metadata"
+        assert "nested too deeply" in response.json()["error_description"]
+    assert Application.objects.get(client_id=client["client_id"]).redirect_uris == REDIRECT_URI
+    assert Application.objects.count() == 1
+
+
 def test_a_registered_client_appears_for_administrators(live_site: str) -> None:
     client = register(live_site, client_name="Claude test")
     application = Application.objects.get(client_id=client["client_id"])
