@@ -271,6 +271,20 @@ def _loopback_origin(request: HttpRequest) -> str | None:
     return origin if origin and urlsplit(origin).hostname in LOOPBACK_HOSTS else None
 
 
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def _token_error(response: HttpResponse) -> HttpResponse:
+    """A token endpoint error as RFC 6749 section 5.2 has it: JSON, sent as application/json, and not to be
+    cached. oauthlib sends its JSON headers with the errors it finds validating a request, not with those raised
+    while the token is saved, where django-oauth-toolkit checks `resource` (invalid_target): those went out as
+    Django's default text/html."""
+    if response.status_code >= 400:
+        response["Content-Type"] = "application/json"
+        response["Cache-Control"] = "no-store"
+    return response
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class TokenView(oauth2_views.TokenView):
     """DOT's token endpoint. Browser-based tools on this machine (the MCP Inspector on localhost) may read its
@@ -288,8 +302,12 @@ class TokenView(oauth2_views.TokenView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         refused = _blocked_response(request)
         if refused is not None:
-            return refused
-        response = super().post(request, *args, **kwargs)
+            return _token_error(refused)
+        if request.POST.get("grant_type") == DEVICE_CODE_GRANT:
+            # django-oauth-toolkit routes this grant to its device flow before oauthlib sees the request (a 500
+            # without device_code); the flow is not offered here.
+            return _token_error(_error("unsupported_grant_type", "The device authorization grant is not offered."))
+        response = _token_error(super().post(request, *args, **kwargs))
         if response.status_code == 401:
             # A wrong client secret counts toward blocking the address that sent it. The client_id in the request
             # is only what the sender named (anyone can name any client), so it is kept as a detail and never
