@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
-from apps.compliance.models import AuditEvent
+from apps.compliance.models import AuditEvent, DataSubjectRequest
 from apps.security.models import ClientPolicy
 from tests.mcp_bridge.conftest import INITIALIZE, MCP_HEADERS
 from tests.security.oauth_flow import REDIRECT_URI, Browser, _hidden_fields, exchange, pkce_pair, register
@@ -91,6 +91,27 @@ def test_a_person_without_staff_rights_is_not_offered_admin_and_cannot_use_opera
     assert stats.status_code == 403 and "music21:admin" in stats.json()["message"]
     report = httpx2.post(f"{live_site}/compliance/report", json=REPORT, headers=_bearer(token))
     assert report.status_code == 403
+
+
+def test_a_token_without_the_scope_an_api_needs_is_told_which_in_its_challenge(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    _staff(alice)
+    token = token_for(alice, "music21:read", resource="api")
+    erasure = {"kind": "erasure", "password": "correct horse battery staple"}
+    for method, path, body, needed in (
+        ("GET", "/server_stats", None, "music21:admin"),
+        ("POST", "/compliance/report", REPORT, "music21:admin"),
+        ("POST", "/privacy/api/requests/", erasure, "music21:write"),
+    ):
+        response = httpx2.request(method, f"{live_site}{path}", json=body, headers=_bearer(token))
+        assert response.status_code == 403, path
+        message = f"This needs the {needed} scope, which the token was not granted."
+        assert response.json()["error"] == "insufficient_scope" and response.json()["message"] == message
+        assert response.headers["WWW-Authenticate"] == (
+            f'Bearer realm="api",error="insufficient_scope",error_description="{message}",scope="{needed}"'
+        )
+    assert not DataSubjectRequest.objects.exists()
 
 
 def test_a_consent_form_altered_to_add_admin_is_refused(live_site: str, bob: Any) -> None:
