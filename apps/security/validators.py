@@ -8,7 +8,8 @@
 - an authorization code presented a second time revokes the tokens issued from its first use;
 - music21:admin is granted only to staff, on every path: consent, code exchange, refresh, client credentials;
 - a registration access token (RFC 7592) is not a bearer token for any API;
-- introspection answers only the resource servers an administrator trusts (`ResourceServerValidator`).
+- introspection answers only the resource servers an administrator trusts (`ResourceServerValidator`);
+- a PKCE code_verifier (and, at the authorize page, a code_challenge) has the form RFC 7636 gives it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
+from oauthlib.oauth2 import Server
 from oauthlib.oauth2.rfc6749 import errors, utils
 
 from apps.security import scopes
@@ -82,6 +84,47 @@ def redirect_uri_problem(uri: Any) -> str | None:
     if parts.scheme == "http":
         return f"{uri!r} uses http on a host other than loopback (127.0.0.1, localhost, [::1]); use https"
     return f"{uri!r} must be an https URI (or http on loopback)"
+
+
+# RFC 7636 section 4.1: a code verifier is 43 to 128 characters of A-Z, a-z, 0-9, "-", ".", "_", "~" (enough entropy
+# to resist guessing); section 4.2: an S256 challenge is its SHA-256, base64url-encoded without padding, 43 characters.
+# Neither oauthlib nor django-oauth-toolkit checks either: a verifier of "abc" was accepted with its challenge.
+CODE_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+S256_CODE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def code_challenge_problem(challenge: str) -> str | None:
+    """Why an S256 code_challenge is refused, or None."""
+    if S256_CODE_CHALLENGE.fullmatch(challenge):
+        return None
+    return (
+        "The code_challenge must be the S256 challenge (RFC 7636 section 4.2): the SHA-256 of the code verifier, "
+        f"base64url-encoded without padding, 43 characters; {challenge[:50]!r} is not one."
+    )
+
+
+def code_verifier_check(request: Any) -> None:
+    """oauthlib's custom token validator (run before its own checks of a code exchange): the code_verifier, when
+    sent, must be what RFC 7636 section 4.1 allows. Malformed, it is an invalid_request (RFC 6749 section 5.2);
+    well-formed but wrong, oauthlib's invalid_grant."""
+    verifier = request.code_verifier
+    if verifier is not None and not CODE_VERIFIER.fullmatch(verifier):
+        raise errors.InvalidRequestError(
+            description=(
+                "The code_verifier must be 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_' and '~' "
+                f"(RFC 7636 section 4.1); the one sent ({len(verifier)} characters) is not."
+            ),
+            request=request,
+        )
+
+
+class PlatformServer(Server):
+    """oauthlib's server (django-oauth-toolkit's OAUTH2_SERVER_CLASS), with the checks of a request that the
+    request validator has no method for, added where oauthlib provides (its grants' custom validators)."""
+
+    def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request_validator, *args, **kwargs)
+        self.auth_grant.custom_validators.pre_token.append(code_verifier_check)
 
 
 def is_registration_token(scope: str) -> bool:

@@ -31,7 +31,12 @@ from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
 from apps.security.resources import accepted_resources, resource_refusal
 from apps.security.staff_otp import second_factor_redirect, staff_needs_second_factor
-from apps.security.validators import LOOPBACK_HOSTS, ResourceServerValidator, redirect_uri_problem
+from apps.security.validators import (
+    LOOPBACK_HOSTS,
+    ResourceServerValidator,
+    code_challenge_problem,
+    redirect_uri_problem,
+)
 
 REGISTRATION_WINDOW_SECONDS = 3600
 
@@ -187,9 +192,9 @@ class AuthorizationView(oauth2_views.AuthorizationView):
     The submitted form is validated again with the person attached (validators.PlatformOAuth2Validator).
 
     Before DOT sees the request, two OAuth 2.1 rules are enforced here, on the page and again on the submitted
-    form (whose hidden fields a user agent could alter): PKCE with S256 is required, and `resource` may only
-    name this server. The refusal is shown on the page rather than redirected, so an unverified redirect URI is
-    never followed.
+    form (whose hidden fields a user agent could alter): PKCE with S256 is required (a challenge of its form,
+    validators.code_challenge_problem), and `resource` may only name this server. The refusal is shown on the page
+    rather than redirected, so an unverified redirect URI is never followed.
     """
 
     withheld_scopes: Sequence[str] = ()
@@ -200,6 +205,8 @@ class AuthorizationView(oauth2_views.AuthorizationView):
             problem = ("invalid_request", "PKCE is required: send a code_challenge with code_challenge_method=S256.")
         elif params.get("code_challenge_method") != "S256":
             problem = ("invalid_request", "Only the S256 code_challenge_method is accepted; 'plain' is refused.")
+        elif challenge_problem := code_challenge_problem(params["code_challenge"]):
+            problem = ("invalid_request", challenge_problem)
         else:
             resources = params.getlist("resource") if hasattr(params, "getlist") else []
             resources = [r for value in resources for r in value.split()]

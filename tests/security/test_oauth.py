@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from datetime import timedelta
@@ -19,6 +20,24 @@ from tests.security.oauth_flow import REDIRECT_URI, Browser, exchange, full_flow
 
 def _verify(base_url: str, raw: str) -> Any:
     return token_verify(raw_token=raw, resource=f"{base_url}/mcp")
+
+
+def _consented_code(live_site: str, client: dict[str, Any], challenge: str) -> str:
+    browser = Browser.logged_in(live_site, "alice")
+    return browser.consent(browser.authorize_page(client["client_id"], challenge))["code"][0]
+
+
+def _is_json_error(response: httpx2.Response, status: int, error: str) -> str:
+    """The token endpoint's error as RFC 6749 section 5.2 has it: JSON, typed as JSON, not to be cached."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.json()["error"] == error
+    return response.json().get("error_description", "")
+
+
+def _s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
 # --- Discovery --------------------------------------------------------------------------------------------------
@@ -211,6 +230,33 @@ def test_pkce_plain_or_missing_is_refused(live_site: str, alice: Any, extra: dic
     assert not AccessToken.objects.filter(user=alice).exists()
 
 
+@pytest.mark.parametrize(
+    "challenge",
+    ["abc", "!" * 43, pkce_pair()[1] + "A", pkce_pair()[1] + "="],
+    ids=["short", "outside-base64url", "long", "padded"],
+)
+def test_a_code_challenge_that_is_no_s256_challenge_is_refused_on_the_page(
+    live_site: str, alice: Any, challenge: str
+) -> None:
+    client = register(live_site)
+    page = Browser.logged_in(live_site, "alice").authorize_page(client["client_id"], challenge)
+    assert page.status_code == 400 and "location" not in page.headers
+    assert "invalid_request" in page.text and "The code_challenge must be the S256 challenge" in page.text
+    assert 'name="allow"' not in page.text
+
+
+@pytest.mark.parametrize("verifier", ["abc", "!" * 48, "a" * 129], ids=["short", "outside-the-set", "long"])
+def test_a_malformed_code_verifier_is_refused_even_with_its_own_challenge(
+    live_site: str, alice: Any, verifier: str
+) -> None:
+    client = register(live_site)
+    code = _consented_code(live_site, client, _s256(verifier))  # a challenge of the right form, made from it
+    described = _is_json_error(exchange(live_site, client["client_id"], code, verifier), 400, "invalid_request")
+    assert "The code_verifier must be 43 to 128 characters" in described
+    assert f"({len(verifier)} characters)" in described
+    assert not AccessToken.objects.filter(user=alice).exists()
+
+
 def test_a_wrong_verifier_is_refused(live_site: str, alice: Any) -> None:
     client = register(live_site)
     _, challenge = pkce_pair()
@@ -287,20 +333,6 @@ def test_a_token_for_another_resource_cannot_be_obtained(live_site: str, alice: 
     page = browser.authorize_page(client["client_id"], challenge, resource="https://evil.example/mcp")
     assert page.status_code == 400
     assert "invalid_target" in page.text and "https://evil.example/mcp" in page.text
-
-
-def _consented_code(live_site: str, client: dict[str, Any], challenge: str) -> str:
-    browser = Browser.logged_in(live_site, "alice")
-    return browser.consent(browser.authorize_page(client["client_id"], challenge))["code"][0]
-
-
-def _is_json_error(response: httpx2.Response, status: int, error: str) -> str:
-    """The token endpoint's error as RFC 6749 section 5.2 has it: JSON, typed as JSON, not to be cached."""
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == "application/json"
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.json()["error"] == error
-    return response.json().get("error_description", "")
 
 
 @pytest.mark.parametrize("resource", ["https://evil.example/", "api"], ids=["elsewhere", "not-authorized"])
