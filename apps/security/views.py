@@ -39,6 +39,9 @@ from apps.security.validators import (
 )
 
 REGISTRATION_WINDOW_SECONDS = 3600
+# The grants a client may register for (SPEC: OAuth 2.1). django-oauth-toolkit would also register the device flow's,
+# which this server does not offer.
+OFFERED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 
 
 def _cors(response: HttpResponse) -> HttpResponse:
@@ -95,9 +98,23 @@ def client_metadata_refusal(request: HttpRequest) -> JsonResponse | None:
         problem = redirect_uri_problem(uri)
         if problem:
             return _error("invalid_redirect_uri", problem)
-    for grant in metadata.get("grant_types", []) if isinstance(metadata.get("grant_types"), list) else []:
+    grants = metadata.get("grant_types", [])
+    for grant in grants if isinstance(grants, list) else []:
         if grant in ("implicit", "password"):
             return _error("invalid_client_metadata", f"The {grant} grant is not offered (OAuth 2.1).")
+        if grant not in OFFERED_GRANT_TYPES:
+            return _error(
+                "invalid_client_metadata",
+                f"The {grant!r} grant is not offered here; the grants are {', '.join(OFFERED_GRANT_TYPES)}.",
+            )
+    # RFC 7591's default method is client_secret_basic (django-oauth-toolkit's too).
+    public = metadata.get("token_endpoint_auth_method", "client_secret_basic") == "none"
+    if public and isinstance(grants, list) and "client_credentials" in grants:
+        return _error(
+            "invalid_client_metadata",
+            "The client_credentials grant is for confidential clients: with token_endpoint_auth_method 'none' a "
+            "client has no secret to authenticate with. Use client_secret_basic or client_secret_post.",
+        )
     if metadata.get("response_types") not in (None, ["code"]):
         return _error("invalid_client_metadata", "Only the response type 'code' is offered.")
     return None

@@ -222,6 +222,7 @@ def _manage(live_site: str, client: dict[str, Any], method: str, **kwargs: Any) 
         ({"redirect_uris": ["https://a.example/cb http://evil.example/cb"]}, "invalid_redirect_uri", "whitespace"),
         ({"grant_types": ["password"]}, "invalid_client_metadata", "password"),
         ({"grant_types": ["implicit"]}, "invalid_client_metadata", "implicit"),
+        ({"grant_types": ["client_credentials"]}, "invalid_client_metadata", "for confidential clients"),
         ({"response_types": ["token"]}, "invalid_client_metadata", "response type"),
     ],
 )

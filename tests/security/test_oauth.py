@@ -83,6 +83,8 @@ def test_protected_resource_metadata_points_at_this_server(live_site: str, path:
         ({"redirect_uris": []}, "invalid_client_metadata", "redirect_uris is required"),
         ({"grant_types": ["implicit"]}, "invalid_client_metadata", "implicit"),
         ({"grant_types": ["password"]}, "invalid_client_metadata", "password"),
+        ({"grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}, "invalid_client_metadata", "device_code"),
+        ({"grant_types": ["client_credentials"]}, "invalid_client_metadata", "for confidential clients"),
         ({"response_types": ["token"]}, "invalid_client_metadata", "response type"),
     ],
 )
