@@ -4,6 +4,7 @@ trusted resource servers only, and the login page."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -69,10 +70,15 @@ def _blocked_response(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
-def _registration_allowed(ip: str) -> int | None:
-    """None when this IP may register another client; else the seconds until it may."""
+def _registration_key(ip: str) -> str:
     window = int(time.time() // REGISTRATION_WINDOW_SECONDS)
-    key = f"{settings.GUARD_NAMESPACE}:oauth-registrations:{ip}:{window}"
+    return f"{settings.GUARD_NAMESPACE}:oauth-registrations:{ip}:{window}"
+
+
+def _registration_reserve(key: str) -> int | None:
+    """Takes one of the address's registrations of this hour: None when it may register, else the seconds until
+    it may. Taken before the registration (and given back if it does not happen), so that concurrent requests
+    cannot register more than the limit."""
     cache.add(key, 0, REGISTRATION_WINDOW_SECONDS)
     try:
         count = cache.incr(key)
@@ -82,6 +88,13 @@ def _registration_allowed(ip: str) -> int | None:
     if count > settings.OAUTH_REGISTRATIONS_PER_HOUR:
         return REGISTRATION_WINDOW_SECONDS - int(time.time() % REGISTRATION_WINDOW_SECONDS)
     return None
+
+
+def _registration_release(key: str) -> None:
+    """Gives back a registration that did not happen: only clients registered count toward the limit, so that a
+    developer correcting a request django-oauth-toolkit refused is not locked out by the attempts."""
+    with contextlib.suppress(ValueError):  # the hour's count expired meanwhile
+        cache.decr(key)
 
 
 def client_metadata_refusal(request: HttpRequest) -> JsonResponse | None:
@@ -131,7 +144,8 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         refused = _blocked_response(request) or client_metadata_refusal(request)
         if refused is not None:
             return _cors(refused)
-        retry_after = _registration_allowed(client_ip(request))
+        key = _registration_key(client_ip(request))
+        retry_after = _registration_reserve(key)
         if retry_after is not None:
             response = _error(
                 "too_many_requests",
@@ -141,7 +155,9 @@ class ClientRegistrationView(DynamicClientRegistrationView):
             response["Retry-After"] = str(retry_after)
             return _cors(response)
         response = super().post(request, *args, **kwargs)
-        if response.status_code == 201:
+        if response.status_code != 201:
+            _registration_release(key)
+        else:
             client_id = json.loads(response.content)["client_id"]
             application = Application.objects.get(client_id=client_id)
             ClientPolicy.objects.create(application=application, registration_ip=client_ip(request) or None)

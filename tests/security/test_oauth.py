@@ -163,6 +163,27 @@ def test_registration_is_rate_limited_per_address(live_site: str, settings: Any)
     assert 0 < int(response.headers["Retry-After"]) <= 3600
 
 
+def test_registrations_refused_for_their_metadata_do_not_count_toward_the_limit(live_site: str, settings: Any) -> None:
+    settings.OAUTH_REGISTRATIONS_PER_HOUR = 2
+    for mistake in (
+        {"redirect_uris": []},  # refused by django-oauth-toolkit: required for the authorization code
+        {"token_endpoint_auth_method": "private_key_jwt"},
+        {"grant_types": ["refresh_token"]},
+        {"redirect_uris": ["http://evil.example/cb"]},  # refused by the platform's rules
+    ):
+        for _ in range(2):
+            body = {"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none", **mistake}
+            refused = httpx2.post(f"{live_site}/o/register/", json=body)
+            assert refused.status_code == 400, refused.text
+    register(live_site)  # the corrected request
+    register(live_site)
+    response = httpx2.post(
+        f"{live_site}/o/register/", json={"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
+    )
+    assert response.status_code == 429  # registrations that happen still meet the limit
+    assert Application.objects.count() == 2
+
+
 def test_a_confidential_client_gets_a_secret_that_works_for_client_credentials(live_site: str) -> None:
     client = register(
         live_site,
