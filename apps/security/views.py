@@ -365,6 +365,24 @@ class TokenView(oauth2_views.TokenView):
         return response
 
 
+class ServerMetadataView(oauth2_views.OAuthServerMetadataView):
+    """RFC 8414 metadata: django-oauth-toolkit's, but for how a client authenticates at the introspection endpoint.
+    The library advertises the token endpoint's methods there, `none` among them (public clients use it), while
+    introspection answers only a trusted resource server authenticating with its secret (basic or post) or
+    presenting a token of its own (`IntrospectTokenView`). RFC 8414 section 2 takes "Bearer", from the access
+    token types registry, as a method of that list."""
+
+    INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "Bearer")
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().get(request, *args, **kwargs)
+        metadata = json.loads(response.content)
+        if "introspection_endpoint_auth_methods_supported" in metadata:
+            metadata["introspection_endpoint_auth_methods_supported"] = list(self.INTROSPECTION_AUTH_METHODS)
+            response.content = json.dumps(metadata)
+        return response
+
+
 class IntrospectTokenView(oauth2_views.IntrospectTokenView):
     """RFC 7662 introspection, for the resource servers an administrator trusts (ClientPolicy.may_introspect):
     anyone can register a confidential client, and the answer tells whose a token is and what it may do. Every

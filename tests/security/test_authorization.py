@@ -353,6 +353,34 @@ def test_a_resource_server_an_administrator_trusts_may_introspect(live_site: str
 # --- The consent page is always shown ---------------------------------------------------------------------------
 
 
+def test_the_metadata_advertises_the_introspection_methods_a_trusted_resource_server_can_use(
+    live_site: str, alice: Any
+) -> None:
+    meta = httpx2.get(f"{live_site}/.well-known/oauth-authorization-server").json()
+    advertised = meta["introspection_endpoint_auth_methods_supported"]
+    assert advertised == ["client_secret_basic", "client_secret_post", "Bearer"]
+    assert "none" in meta["token_endpoint_auth_methods_supported"]  # where public clients do authenticate so
+    tokens = _authorized(live_site, "alice", "music21:read", f"{live_site}/mcp")
+    trusted = _resource_server(live_site)
+    ClientPolicy.objects.filter(application__client_id=trusted["client_id"]).update(may_introspect=True)
+    credentials = {"client_id": trusted["client_id"], "client_secret": trusted["client_secret"]}
+    answers = {
+        "client_secret_basic": _introspect(live_site, tokens["access_token"], auth=tuple(credentials.values())),
+        "client_secret_post": httpx2.post(
+            f"{live_site}/o/introspect/", data={"token": tokens["access_token"], **credentials}
+        ),
+        "Bearer": _introspect(
+            live_site, tokens["access_token"], headers=_bearer(_introspection_token(trusted["client_id"]))
+        ),
+    }
+    for method in advertised:
+        assert answers[method].status_code == 200 and answers[method].json()["active"] is True, method
+    unauthenticated = httpx2.post(
+        f"{live_site}/o/introspect/", data={"token": tokens["access_token"], "client_id": tokens["client_id"]}
+    )
+    assert unauthenticated.status_code == 401  # what "none" would be
+
+
 def test_approval_prompt_auto_does_not_skip_the_consent_of_someone_who_approved_before(
     live_site: str, alice: Any
 ) -> None:
