@@ -4,16 +4,12 @@ trusted resource servers only, and the login page."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
@@ -26,23 +22,22 @@ from oauth2_provider.views import DynamicClientRegistrationView
 
 from apps.compliance.audit import audit_record
 from apps.core.errors import Blocked
-from apps.core.json_input import json_parse
 from apps.security import scopes
 from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
+from apps.security.registration import (
+    client_metadata_problem,
+    registration_key,
+    registration_release,
+    registration_reserve,
+)
 from apps.security.resources import accepted_resources, resource_refusal
 from apps.security.staff_otp import second_factor_redirect, staff_needs_second_factor
 from apps.security.validators import (
     LOOPBACK_HOSTS,
     ResourceServerValidator,
     code_challenge_problem,
-    redirect_uri_problem,
 )
-
-REGISTRATION_WINDOW_SECONDS = 3600
-# The grants a client may register for (SPEC: OAuth 2.1). django-oauth-toolkit would also register the device flow's,
-# which this server does not offer.
-OFFERED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 
 
 def _cors(response: HttpResponse) -> HttpResponse:
@@ -70,67 +65,11 @@ def _blocked_response(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
-def _registration_key(ip: str) -> str:
-    window = int(time.time() // REGISTRATION_WINDOW_SECONDS)
-    return f"{settings.GUARD_NAMESPACE}:oauth-registrations:{ip}:{window}"
-
-
-def _registration_reserve(key: str) -> int | None:
-    """Takes one of the address's registrations of this hour: None when it may register, else the seconds until
-    it may. Taken before the registration (and given back if it does not happen), so that concurrent requests
-    cannot register more than the limit."""
-    cache.add(key, 0, REGISTRATION_WINDOW_SECONDS)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, REGISTRATION_WINDOW_SECONDS)
-        count = 1
-    if count > settings.OAUTH_REGISTRATIONS_PER_HOUR:
-        return REGISTRATION_WINDOW_SECONDS - int(time.time() % REGISTRATION_WINDOW_SECONDS)
-    return None
-
-
-def _registration_release(key: str) -> None:
-    """Gives back a registration that did not happen: only clients registered count toward the limit, so that a
-    developer correcting a request django-oauth-toolkit refused is not locked out by the attempts."""
-    with contextlib.suppress(ValueError):  # the hour's count expired meanwhile
-        cache.decr(key)
-
-
 def client_metadata_refusal(request: HttpRequest) -> JsonResponse | None:
     """The platform's rules on the client metadata of a registration (RFC 7591) or of its update (RFC 7592), as
     the error to answer, or None; django-oauth-toolkit then checks the rest."""
-    try:
-        metadata = json_parse(request.body or b"{}")
-    except ValueError as error:
-        return _error("invalid_client_metadata", f"The request body must be a JSON object; it is not JSON: {error}.")
-    if not isinstance(metadata, dict):
-        return _error("invalid_client_metadata", "The request body must be a JSON object.")
-    uris = metadata.get("redirect_uris", [])
-    for uri in uris if isinstance(uris, list) else []:
-        problem = redirect_uri_problem(uri)
-        if problem:
-            return _error("invalid_redirect_uri", problem)
-    grants = metadata.get("grant_types", [])
-    for grant in grants if isinstance(grants, list) else []:
-        if grant in ("implicit", "password"):
-            return _error("invalid_client_metadata", f"The {grant} grant is not offered (OAuth 2.1).")
-        if grant not in OFFERED_GRANT_TYPES:
-            return _error(
-                "invalid_client_metadata",
-                f"The {grant!r} grant is not offered here; the grants are {', '.join(OFFERED_GRANT_TYPES)}.",
-            )
-    # RFC 7591's default method is client_secret_basic (django-oauth-toolkit's too).
-    public = metadata.get("token_endpoint_auth_method", "client_secret_basic") == "none"
-    if public and isinstance(grants, list) and "client_credentials" in grants:
-        return _error(
-            "invalid_client_metadata",
-            "The client_credentials grant is for confidential clients: with token_endpoint_auth_method 'none' a "
-            "client has no secret to authenticate with. Use client_secret_basic or client_secret_post.",
-        )
-    if metadata.get("response_types") not in (None, ["code"]):
-        return _error("invalid_client_metadata", "Only the response type 'code' is offered.")
-    return None
+    problem = client_metadata_problem(request.body)
+    return _error(*problem) if problem else None
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -144,8 +83,8 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         refused = _blocked_response(request) or client_metadata_refusal(request)
         if refused is not None:
             return _cors(refused)
-        key = _registration_key(client_ip(request))
-        retry_after = _registration_reserve(key)
+        key = registration_key(client_ip(request))
+        retry_after = registration_reserve(key)
         if retry_after is not None:
             response = _error(
                 "too_many_requests",
@@ -156,7 +95,7 @@ class ClientRegistrationView(DynamicClientRegistrationView):
             return _cors(response)
         response = super().post(request, *args, **kwargs)
         if response.status_code != 201:
-            _registration_release(key)
+            registration_release(key)
         else:
             client_id = json.loads(response.content)["client_id"]
             application = Application.objects.get(client_id=client_id)
