@@ -327,6 +327,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's own three, its JSON parser answering JSON nested too deeply with a 400 like other malformed JSON.
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.json_input.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "apps.compliance.api.exception_handler",
 }
 AUDITLOG_INCLUDE_ALL_MODELS = False

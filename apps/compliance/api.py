@@ -10,7 +10,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, NotAuthenticated, PermissionDenied
+from rest_framework.exceptions import APIException, NotAuthenticated
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,7 +21,7 @@ from apps.compliance import reports, services, tasks
 from apps.compliance.models import DataSubjectRequest
 from apps.core.errors import ApplicationError, NotFound, RateLimited
 from apps.security import scopes
-from apps.security.permissions import token_scopes
+from apps.security.permissions import InsufficientScope, token_scopes
 from apps.security.staff_otp import IsVerifiedStaffOrAdminToken
 
 
@@ -58,7 +58,7 @@ class HasScope(BasePermission):
             return True
         needed = view.required_scope(request)
         if not scopes.has_scope(granted, needed):
-            raise PermissionDenied(f"This needs the {needed} scope, which the token was not granted.")
+            raise InsufficientScope(needed, request)
         return True
 
 
@@ -100,7 +100,9 @@ class InventoryView(_PrivacyView):
 
 class RequestListView(_PrivacyView):
     def required_scope(self, request: Request) -> str:
-        if request.method == "POST" and request.data.get("kind") == DataSubjectRequest.Kind.ERASURE:
+        # The body is whatever the caller sent: anything but an object is refused by the serializer, with a reason.
+        kind = request.data.get("kind") if isinstance(request.data, dict) else None
+        if request.method == "POST" and kind == DataSubjectRequest.Kind.ERASURE:
             return scopes.WRITE
         return scopes.READ
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 from oauth2_provider.admin import ApplicationAdmin
+from oauth2_provider.forms import ApplicationForm
 from oauth2_provider.models import AccessToken, Application
 
 from apps.compliance.admin import ClientNamesChangeList, client_cell
@@ -16,6 +18,7 @@ from apps.compliance.models import AuditEvent
 from apps.security.events import block_lift
 from apps.security.models import Block, ClientPolicy, SecurityEvent
 from apps.security.services import client_disable, client_enable, client_secret_rotate, token_revoke_all
+from apps.security.validators import uri_character_problem
 
 
 class ClientPolicyInline(admin.StackedInline):
@@ -45,7 +48,20 @@ class TokenInline(admin.TabularInline):
         return False
 
 
+class PlatformApplicationForm(ApplicationForm):
+    """django-oauth-toolkit's client form. Its redirect URIs are separated by whitespace; each must hold only what
+    RFC 3986 allows unencoded (the toolkit's own check lets control characters through)."""
+
+    def clean_redirect_uris(self) -> str:
+        value = self.cleaned_data["redirect_uris"]
+        problems = [problem for uri in value.split() if (problem := uri_character_problem(uri))]
+        if problems:
+            raise ValidationError(problems)
+        return value
+
+
 class PlatformApplicationAdmin(ApplicationAdmin):
+    form = PlatformApplicationForm
     inlines = [ClientPolicyInline, TokenInline]
     readonly_fields = (*ApplicationAdmin.readonly_fields, "last_used")
     # The toolkit's Application.get_absolute_url names a management page this server does not offer.

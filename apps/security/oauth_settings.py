@@ -17,6 +17,7 @@ REFRESH_TOKEN_SECONDS = 30 * 24 * 60 * 60
 def oauth2_provider_settings(public_url: str) -> dict[str, Any]:
     return {
         "OAUTH2_VALIDATOR_CLASS": "apps.security.validators.PlatformOAuth2Validator",
+        "OAUTH2_SERVER_CLASS": "apps.security.validators.PlatformServer",
         "OAUTH2_BACKEND_CLASS": "apps.security.client_metadata.PlatformOAuthLibCore",
         "SCOPES": dict(DESCRIPTIONS),
         "DEFAULT_SCOPES": [READ],

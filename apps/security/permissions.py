@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+from oauth2_provider.www_authenticate import build_bearer_challenge
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -27,6 +28,24 @@ class BearerAuthentication(OAuth2Authentication):
         return found
 
 
+class InsufficientScope(PermissionDenied):
+    """A 403 for a bearer token without the scope a view needs, carrying the challenge RFC 6750 section 3 asks for:
+    the error and the scope to ask for. In the APIs' realm, as their 401s are, and like them without
+    `resource_metadata`: the APIs publish no protected-resource metadata of their own (docs/security.md)."""
+
+    default_code = "insufficient_scope"
+
+    def __init__(self, scope: str, request: Request) -> None:
+        message = f"This needs the {scope} scope, which the token was not granted."
+        super().__init__(message)
+        self.auth_header = build_bearer_challenge(
+            request,
+            oauth2_error={"error": "insufficient_scope", "error_description": message, "scope": scope},
+            realm=BearerAuthentication.www_authenticate_realm,
+            resource_metadata_url=None,
+        )
+
+
 def token_scopes(request: Request) -> frozenset[str] | None:
     """The bearer token's scopes, or None when the caller is a signed-in session."""
     if isinstance(request.successful_authenticator, OAuth2Authentication):
@@ -43,7 +62,7 @@ class IsStaffOrAdminToken(BasePermission):
             raise NotAuthenticated("Sign in as staff, or send a bearer token with the music21:admin scope.")
         granted = token_scopes(request)
         if granted is not None and scopes.ADMIN not in granted:
-            raise PermissionDenied(f"This needs the {scopes.ADMIN} scope, which the token was not granted.")
+            raise InsufficientScope(scopes.ADMIN, request)
         if not request.user.is_staff:
             raise PermissionDenied("This is for staff.")
         return True

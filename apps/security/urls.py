@@ -34,6 +34,18 @@ oauth_patterns = (
 
 urlpatterns = [
     path("o/", include(oauth_patterns)),
+    # The authorization server's metadata (RFC 8414, at the root and in its form for an issuer with a path) in the
+    # platform's version; the rest of django-oauth-toolkit's metadata URLs (RFC 9728) as they are.
+    path(
+        ".well-known/oauth-authorization-server",
+        views.ServerMetadataView.as_view(),
+        name="oauth-server-metadata",
+    ),
+    path(
+        ".well-known/oauth-authorization-server/<path:issuer_path>",
+        views.ServerMetadataView.as_view(),
+        name="oauth-server-metadata-issuer",
+    ),
     path("", include(oauth2_urls.metadata_urlpatterns)),
     path("accounts/login/", _forms_answer_to_clients(views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -1,24 +1,30 @@
 """The OAuth request validator: django-oauth-toolkit's, plus this platform's rules.
 
 - a disabled client is treated as unknown everywhere (authorize, token, revoke, introspect);
+- a redirect URI holds only what RFC 3986 allows, and a self-registered client's obeys registration's rules
+  (`redirect_uri_problem`) at /o/authorize/ too;
 - `resource` (RFC 8707) may only name this platform's MCP endpoint or its origin (apps.security.resources): a
   token for another resource would be one an attacker can replay elsewhere;
 - an authorization code presented a second time revokes the tokens issued from its first use;
 - music21:admin is granted only to staff, on every path: consent, code exchange, refresh, client credentials;
 - a registration access token (RFC 7592) is not a bearer token for any API;
-- introspection answers only the resource servers an administrator trusts (`ResourceServerValidator`).
+- introspection answers only the resource servers an administrator trusts (`ResourceServerValidator`);
+- a PKCE code_verifier (and, at the authorize page, a code_challenge) has the form RFC 7636 gives it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
-from oauth2_provider.models import AccessToken, RefreshToken
+from oauth2_provider.models import AccessToken, Application, RefreshToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
+from oauthlib.oauth2 import Server
 from oauthlib.oauth2.rfc6749 import errors, utils
 
 from apps.security import scopes
@@ -32,11 +38,42 @@ def _sha256(value: str) -> str:
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
+# What RFC 3986 (section 2) lets a URI hold unencoded: the unreserved and reserved characters, and "%" opening a
+# percent-encoding. Anything else must be refused before the URI is parsed: urlsplit drops tabs and line breaks,
+# and django-oauth-toolkit stores a client's redirect URIs joined by spaces and splits them back on whitespace,
+# so "https://a.example/cb http://evil.example/cb" as one item would be checked as one URI and stored as two.
+_URI_TEXT = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+
+
+def uri_character_problem(uri: str) -> str | None:
+    """Why `uri` holds something RFC 3986 does not allow unencoded (whitespace, a control character, a "%" that
+    begins no percent-encoding, any other character), or None."""
+    position = _URI_TEXT.match(uri).end()  # type: ignore[union-attr]  # it always matches, the empty string at least
+    if position == len(uri):
+        return None
+    char = uri[position]
+    if char.isspace():
+        return (
+            f"{uri!r} contains whitespace ({char!r}) at position {position}: a URI cannot (RFC 3986), and each "
+            "redirect URI must be an item of its own"
+        )
+    if unicodedata.category(char) == "Cc":
+        what = f"a control character ({char!r})"
+    elif char == "%":
+        what = "a '%' that begins no percent-encoding"
+    else:
+        what = repr(char)
+    return f"{uri!r} contains {what} at position {position}, which a URI cannot hold unencoded (RFC 3986)"
+
 
 def redirect_uri_problem(uri: Any) -> str | None:
-    """Why a redirect URI is refused, or None: https anywhere, http only to this machine, never a fragment."""
+    """Why a redirect URI is refused, or None: nothing but what RFC 3986 allows in a URI, https anywhere, http only
+    to this machine, never a fragment."""
     if not isinstance(uri, str) or not uri:
         return f"{uri!r} is not a URI"
+    problem = uri_character_problem(uri)
+    if problem:
+        return problem
     parts = urlsplit(uri)
     if parts.fragment or "#" in uri:
         return f"{uri!r} has a fragment, which redirect URIs must not have"
@@ -47,6 +84,47 @@ def redirect_uri_problem(uri: Any) -> str | None:
     if parts.scheme == "http":
         return f"{uri!r} uses http on a host other than loopback (127.0.0.1, localhost, [::1]); use https"
     return f"{uri!r} must be an https URI (or http on loopback)"
+
+
+# RFC 7636 section 4.1: a code verifier is 43 to 128 characters of A-Z, a-z, 0-9, "-", ".", "_", "~" (enough entropy
+# to resist guessing); section 4.2: an S256 challenge is its SHA-256, base64url-encoded without padding, 43 characters.
+# Neither oauthlib nor django-oauth-toolkit checks either: a verifier of "abc" was accepted with its challenge.
+CODE_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+S256_CODE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def code_challenge_problem(challenge: str) -> str | None:
+    """Why an S256 code_challenge is refused, or None."""
+    if S256_CODE_CHALLENGE.fullmatch(challenge):
+        return None
+    return (
+        "The code_challenge must be the S256 challenge (RFC 7636 section 4.2): the SHA-256 of the code verifier, "
+        f"base64url-encoded without padding, 43 characters; {challenge[:50]!r} is not one."
+    )
+
+
+def code_verifier_check(request: Any) -> None:
+    """oauthlib's custom token validator (run before its own checks of a code exchange): the code_verifier, when
+    sent, must be what RFC 7636 section 4.1 allows. Malformed, it is an invalid_request (RFC 6749 section 5.2);
+    well-formed but wrong, oauthlib's invalid_grant."""
+    verifier = request.code_verifier
+    if verifier is not None and not CODE_VERIFIER.fullmatch(verifier):
+        raise errors.InvalidRequestError(
+            description=(
+                "The code_verifier must be 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_' and '~' "
+                f"(RFC 7636 section 4.1); the one sent ({len(verifier)} characters) is not."
+            ),
+            request=request,
+        )
+
+
+class PlatformServer(Server):
+    """oauthlib's server (django-oauth-toolkit's OAUTH2_SERVER_CLASS), with the checks of a request that the
+    request validator has no method for, added where oauthlib provides (its grants' custom validators)."""
+
+    def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request_validator, *args, **kwargs)
+        self.auth_grant.custom_validators.pre_token.append(code_verifier_check)
 
 
 def is_registration_token(scope: str) -> bool:
@@ -80,6 +158,16 @@ class PlatformOAuth2Validator(OAuth2Validator):
                     description=resource_refusal(resource),
                     request=request,
                 )
+
+    def validate_redirect_uri(self, client_id: str, redirect_uri: str, request: Any, *args: Any, **kwargs: Any) -> bool:
+        # A self-registered client's redirect URI is held to registration's rules where it is used, too: rows
+        # stored before registration checked what a URI may hold can carry one smuggled in behind whitespace
+        # ("https://a.example/cb http://evil.example/cb" as one item, stored as two), and a client known by its
+        # metadata document keeps its last document when a re-fetch is refused.
+        if not super().validate_redirect_uri(client_id, redirect_uri, request, *args, **kwargs):
+            return False
+        manual = request.client.registration_source == Application.RegistrationSource.MANUAL
+        return manual or redirect_uri_problem(redirect_uri) is None
 
     def validate_scopes(
         self, client_id: str, requested: list[str], client: Any, request: Any, *args: Any, **kwargs: Any

@@ -5,14 +5,11 @@ trusted resource servers only, and the login page."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
@@ -28,11 +25,19 @@ from apps.core.errors import Blocked
 from apps.security import scopes
 from apps.security.events import block_check, security_event_record
 from apps.security.models import ClientPolicy
+from apps.security.registration import (
+    client_metadata_problem,
+    registration_key,
+    registration_release,
+    registration_reserve,
+)
 from apps.security.resources import accepted_resources, resource_refusal
 from apps.security.staff_otp import second_factor_redirect, staff_needs_second_factor
-from apps.security.validators import LOOPBACK_HOSTS, ResourceServerValidator, redirect_uri_problem
-
-REGISTRATION_WINDOW_SECONDS = 3600
+from apps.security.validators import (
+    LOOPBACK_HOSTS,
+    ResourceServerValidator,
+    code_challenge_problem,
+)
 
 
 def _cors(response: HttpResponse) -> HttpResponse:
@@ -60,41 +65,11 @@ def _blocked_response(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
-def _registration_allowed(ip: str) -> int | None:
-    """None when this IP may register another client; else the seconds until it may."""
-    window = int(time.time() // REGISTRATION_WINDOW_SECONDS)
-    key = f"{settings.GUARD_NAMESPACE}:oauth-registrations:{ip}:{window}"
-    cache.add(key, 0, REGISTRATION_WINDOW_SECONDS)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, REGISTRATION_WINDOW_SECONDS)
-        count = 1
-    if count > settings.OAUTH_REGISTRATIONS_PER_HOUR:
-        return REGISTRATION_WINDOW_SECONDS - int(time.time() % REGISTRATION_WINDOW_SECONDS)
-    return None
-
-
 def client_metadata_refusal(request: HttpRequest) -> JsonResponse | None:
     """The platform's rules on the client metadata of a registration (RFC 7591) or of its update (RFC 7592), as
     the error to answer, or None; django-oauth-toolkit then checks the rest."""
-    try:
-        metadata = json.loads(request.body or b"{}")
-    except ValueError:
-        metadata = None
-    if not isinstance(metadata, dict):
-        return _error("invalid_client_metadata", "The request body must be a JSON object.")
-    uris = metadata.get("redirect_uris", [])
-    for uri in uris if isinstance(uris, list) else []:
-        problem = redirect_uri_problem(uri)
-        if problem:
-            return _error("invalid_redirect_uri", problem)
-    for grant in metadata.get("grant_types", []) if isinstance(metadata.get("grant_types"), list) else []:
-        if grant in ("implicit", "password"):
-            return _error("invalid_client_metadata", f"The {grant} grant is not offered (OAuth 2.1).")
-    if metadata.get("response_types") not in (None, ["code"]):
-        return _error("invalid_client_metadata", "Only the response type 'code' is offered.")
-    return None
+    problem = client_metadata_problem(request.body)
+    return _error(*problem) if problem else None
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -108,7 +83,8 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         refused = _blocked_response(request) or client_metadata_refusal(request)
         if refused is not None:
             return _cors(refused)
-        retry_after = _registration_allowed(client_ip(request))
+        key = registration_key(client_ip(request))
+        retry_after = registration_reserve(key)
         if retry_after is not None:
             response = _error(
                 "too_many_requests",
@@ -118,7 +94,9 @@ class ClientRegistrationView(DynamicClientRegistrationView):
             response["Retry-After"] = str(retry_after)
             return _cors(response)
         response = super().post(request, *args, **kwargs)
-        if response.status_code == 201:
+        if response.status_code != 201:
+            registration_release(key)
+        else:
             client_id = json.loads(response.content)["client_id"]
             application = Application.objects.get(client_id=client_id)
             ClientPolicy.objects.create(application=application, registration_ip=client_ip(request) or None)
@@ -186,9 +164,9 @@ class AuthorizationView(oauth2_views.AuthorizationView):
     The submitted form is validated again with the person attached (validators.PlatformOAuth2Validator).
 
     Before DOT sees the request, two OAuth 2.1 rules are enforced here, on the page and again on the submitted
-    form (whose hidden fields a user agent could alter): PKCE with S256 is required, and `resource` may only
-    name this server. The refusal is shown on the page rather than redirected, so an unverified redirect URI is
-    never followed.
+    form (whose hidden fields a user agent could alter): PKCE with S256 is required (a challenge of its form,
+    validators.code_challenge_problem), and `resource` may only name this server. The refusal is shown on the page
+    rather than redirected, so an unverified redirect URI is never followed.
     """
 
     withheld_scopes: Sequence[str] = ()
@@ -199,6 +177,8 @@ class AuthorizationView(oauth2_views.AuthorizationView):
             problem = ("invalid_request", "PKCE is required: send a code_challenge with code_challenge_method=S256.")
         elif params.get("code_challenge_method") != "S256":
             problem = ("invalid_request", "Only the S256 code_challenge_method is accepted; 'plain' is refused.")
+        elif challenge_problem := code_challenge_problem(params["code_challenge"]):
+            problem = ("invalid_request", challenge_problem)
         else:
             resources = params.getlist("resource") if hasattr(params, "getlist") else []
             resources = [r for value in resources for r in value.split()]
@@ -270,6 +250,20 @@ def _loopback_origin(request: HttpRequest) -> str | None:
     return origin if origin and urlsplit(origin).hostname in LOOPBACK_HOSTS else None
 
 
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def _token_error(response: HttpResponse) -> HttpResponse:
+    """A token endpoint error as RFC 6749 section 5.2 has it: JSON, sent as application/json, and not to be
+    cached. oauthlib sends its JSON headers with the errors it finds validating a request, not with those raised
+    while the token is saved, where django-oauth-toolkit checks `resource` (invalid_target): those went out as
+    Django's default text/html."""
+    if response.status_code >= 400:
+        response["Content-Type"] = "application/json"
+        response["Cache-Control"] = "no-store"
+    return response
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class TokenView(oauth2_views.TokenView):
     """DOT's token endpoint. Browser-based tools on this machine (the MCP Inspector on localhost) may read its
@@ -287,8 +281,12 @@ class TokenView(oauth2_views.TokenView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         refused = _blocked_response(request)
         if refused is not None:
-            return refused
-        response = super().post(request, *args, **kwargs)
+            return _token_error(refused)
+        if request.POST.get("grant_type") == DEVICE_CODE_GRANT:
+            # django-oauth-toolkit routes this grant to its device flow before oauthlib sees the request (a 500
+            # without device_code); the flow is not offered here.
+            return _token_error(_error("unsupported_grant_type", "The device authorization grant is not offered."))
+        response = _token_error(super().post(request, *args, **kwargs))
         if response.status_code == 401:
             # A wrong client secret counts toward blocking the address that sent it. The client_id in the request
             # is only what the sender named (anyone can name any client), so it is kept as a detail and never
@@ -303,6 +301,24 @@ class TokenView(oauth2_views.TokenView):
         origin = _loopback_origin(request)
         if origin and "Access-Control-Allow-Origin" not in response:
             response["Access-Control-Allow-Origin"] = origin
+        return response
+
+
+class ServerMetadataView(oauth2_views.OAuthServerMetadataView):
+    """RFC 8414 metadata: django-oauth-toolkit's, but for how a client authenticates at the introspection endpoint.
+    The library advertises the token endpoint's methods there, `none` among them (public clients use it), while
+    introspection answers only a trusted resource server authenticating with its secret (basic or post) or
+    presenting a token of its own (`IntrospectTokenView`). RFC 8414 section 2 takes "Bearer", from the access
+    token types registry, as a method of that list."""
+
+    INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "Bearer")
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().get(request, *args, **kwargs)
+        metadata = json.loads(response.content)
+        if "introspection_endpoint_auth_methods_supported" in metadata:
+            metadata["introspection_endpoint_auth_methods_supported"] = list(self.INTROSPECTION_AUTH_METHODS)
+            response.content = json.dumps(metadata)
         return response
 
 

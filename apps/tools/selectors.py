@@ -16,6 +16,7 @@ from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attem
 
 from apps.core.db import no_connection_to_be_had
 from apps.core.errors import InvalidArguments, NotFound
+from apps.core.json_input import json_parse
 from apps.tools.models import Score
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         extra={"argument": "cursor"},
     )
     try:
-        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        position = json_parse(base64.urlsafe_b64decode(cursor.encode()))
         created_at, pk = position
         created = datetime.fromisoformat(created_at)
     except (binascii.Error, ValueError, TypeError, UnicodeError, RecursionError):  # JSON nested deep, too

@@ -62,6 +62,42 @@ def test_erasure_through_the_api_needs_the_write_scope_and_the_password(
         assert cancelled.json()["request"]["status"] == "cancelled"
 
 
+NESTED_TOO_DEEPLY = '{"kind": "export", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ("[1, 2]", "Expected a dictionary, but got list"),
+        ('"export"', "Expected a dictionary, but got str"),
+        (NESTED_TOO_DEEPLY, "nested too deeply"),
+        ('{"kind": ', "JSON parse error"),
+    ],
+    ids=["list", "string", "nested", "truncated"],
+)
+def test_a_request_body_that_is_not_a_json_object_is_refused_with_the_reason(
+    live_site: str, alice: Any, token_for: Any, body: str, named: str
+) -> None:
+    with _client(live_site, token_for(alice, "music21:read music21:write", resource="api")) as api:
+        response = api.post("/privacy/api/requests/", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["status"] == "error" and named in response.json()["message"]
+    assert not DataSubjectRequest.objects.exists()
+
+
+def test_a_report_request_nested_too_deeply_is_refused_with_the_reason(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    alice.is_staff = True
+    alice.save()
+    with _client(live_site, token_for(alice, "music21:admin", resource="api")) as api:
+        for body in (NESTED_TOO_DEEPLY, "[1, 2]"):
+            response = api.post("/compliance/report", content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 400
+            assert response.json()["status"] == "error", response.text
+
+
 def test_bob_cannot_see_or_cancel_alices_requests(live_site: str, alice: Any, bob: Any, token_for: Any) -> None:
     from apps.compliance.services import subject_request_create
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 from oauth2_provider.models import Application
@@ -83,3 +86,35 @@ def test_an_oauth_clients_page_offers_no_broken_view_on_site(db: None) -> None:
     assert "viewsitelink" not in page
     listing = client.get("/admin/oauth2_provider/application/").content.decode()
     assert f'title="client id {application.client_id}"' in listing and 'class="status status-enabled"' in listing
+
+
+def _client_form(client: Any, **fields: str) -> dict[str, str]:
+    """The admin's add-client form as a person fills it in: its initial values (the generated client id and
+    secret, the inlines' management fields) with `fields` typed over them."""
+    page = client.get("/admin/oauth2_provider/application/add/").content.decode()
+    form: dict[str, str] = {}
+    for tag in re.findall(r"<input[^>]+>", page):
+        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
+        if name and 'type="checkbox"' not in tag and 'type="submit"' not in tag:
+            form[name.group(1)] = html.unescape(value.group(1)) if value else ""
+    return {**form, "client_type": "public", "authorization_grant_type": "authorization-code", **fields}
+
+
+def test_an_administrator_cannot_save_a_redirect_uri_holding_a_control_character(db: None) -> None:
+    client = signed_in(superuser())
+    refused = client.post(
+        "/admin/oauth2_provider/application/add/",
+        _client_form(client, name="smuggler", redirect_uris="https://app.example/cb\x01 http://127.0.0.1:9/cb"),
+    )
+    assert refused.status_code == 200  # the form again, with the reason beside the field
+    assert "contains a control character (&#x27;\\x01&#x27;)" in refused.content.decode()
+    assert not Application.objects.filter(name="smuggler").exists()
+    saved = client.post(
+        "/admin/oauth2_provider/application/add/",
+        _client_form(client, name="native app", redirect_uris="https://app.example/cb\r\nhttp://127.0.0.1:9/cb"),
+    )
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert Application.objects.get(name="native app").redirect_uris.split() == [
+        "https://app.example/cb",
+        "http://127.0.0.1:9/cb",
+    ]

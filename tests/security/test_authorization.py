@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
-from apps.compliance.models import AuditEvent
+from apps.compliance.models import AuditEvent, DataSubjectRequest
 from apps.security.models import ClientPolicy
 from tests.mcp_bridge.conftest import INITIALIZE, MCP_HEADERS
 from tests.security.oauth_flow import REDIRECT_URI, Browser, _hidden_fields, exchange, pkce_pair, register
@@ -91,6 +91,27 @@ def test_a_person_without_staff_rights_is_not_offered_admin_and_cannot_use_opera
     assert stats.status_code == 403 and "music21:admin" in stats.json()["message"]
     report = httpx2.post(f"{live_site}/compliance/report", json=REPORT, headers=_bearer(token))
     assert report.status_code == 403
+
+
+def test_a_token_without_the_scope_an_api_needs_is_told_which_in_its_challenge(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    _staff(alice)
+    token = token_for(alice, "music21:read", resource="api")
+    erasure = {"kind": "erasure", "password": "correct horse battery staple"}
+    for method, path, body, needed in (
+        ("GET", "/server_stats", None, "music21:admin"),
+        ("POST", "/compliance/report", REPORT, "music21:admin"),
+        ("POST", "/privacy/api/requests/", erasure, "music21:write"),
+    ):
+        response = httpx2.request(method, f"{live_site}{path}", json=body, headers=_bearer(token))
+        assert response.status_code == 403, path
+        message = f"This needs the {needed} scope, which the token was not granted."
+        assert response.json()["error"] == "insufficient_scope" and response.json()["message"] == message
+        assert response.headers["WWW-Authenticate"] == (
+            f'Bearer realm="api",error="insufficient_scope",error_description="{message}",scope="{needed}"'
+        )
+    assert not DataSubjectRequest.objects.exists()
 
 
 def test_a_consent_form_altered_to_add_admin_is_refused(live_site: str, bob: Any) -> None:
@@ -198,8 +219,10 @@ def _manage(live_site: str, client: dict[str, Any], method: str, **kwargs: Any) 
     ("change", "error", "named"),
     [
         ({"redirect_uris": ["http://evil.example.com/cb"]}, "invalid_redirect_uri", "http://evil.example.com/cb"),
+        ({"redirect_uris": ["https://a.example/cb http://evil.example/cb"]}, "invalid_redirect_uri", "whitespace"),
         ({"grant_types": ["password"]}, "invalid_client_metadata", "password"),
         ({"grant_types": ["implicit"]}, "invalid_client_metadata", "implicit"),
+        ({"grant_types": ["client_credentials"]}, "invalid_client_metadata", "for confidential clients"),
         ({"response_types": ["token"]}, "invalid_client_metadata", "response type"),
     ],
 )
@@ -328,6 +351,34 @@ def test_a_resource_server_an_administrator_trusts_may_introspect(live_site: str
 
 
 # --- The consent page is always shown ---------------------------------------------------------------------------
+
+
+def test_the_metadata_advertises_the_introspection_methods_a_trusted_resource_server_can_use(
+    live_site: str, alice: Any
+) -> None:
+    meta = httpx2.get(f"{live_site}/.well-known/oauth-authorization-server").json()
+    advertised = meta["introspection_endpoint_auth_methods_supported"]
+    assert advertised == ["client_secret_basic", "client_secret_post", "Bearer"]
+    assert "none" in meta["token_endpoint_auth_methods_supported"]  # where public clients do authenticate so
+    tokens = _authorized(live_site, "alice", "music21:read", f"{live_site}/mcp")
+    trusted = _resource_server(live_site)
+    ClientPolicy.objects.filter(application__client_id=trusted["client_id"]).update(may_introspect=True)
+    credentials = {"client_id": trusted["client_id"], "client_secret": trusted["client_secret"]}
+    answers = {
+        "client_secret_basic": _introspect(live_site, tokens["access_token"], auth=tuple(credentials.values())),
+        "client_secret_post": httpx2.post(
+            f"{live_site}/o/introspect/", data={"token": tokens["access_token"], **credentials}
+        ),
+        "Bearer": _introspect(
+            live_site, tokens["access_token"], headers=_bearer(_introspection_token(trusted["client_id"]))
+        ),
+    }
+    for method in advertised:
+        assert answers[method].status_code == 200 and answers[method].json()["active"] is True, method
+    unauthenticated = httpx2.post(
+        f"{live_site}/o/introspect/", data={"token": tokens["access_token"], "client_id": tokens["client_id"]}
+    )
+    assert unauthenticated.status_code == 401  # what "none" would be
 
 
 def test_approval_prompt_auto_does_not_skip_the_consent_of_someone_who_approved_before(

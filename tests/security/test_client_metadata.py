@@ -269,6 +269,7 @@ def test_the_document_is_fetched_once_and_kept_for_its_max_age(
     [
         ({"redirect_uris": ["http://evil.example/cb"]}, "uses http on a host other than loopback"),
         ({"redirect_uris": ["https://app.example/cb#frag"]}, "fragment"),
+        ({"redirect_uris": ["https://app.example/cb\nhttp://evil.example/cb"]}, "contains whitespace"),
         ({"redirect_uris": []}, "redirect_uris must be a non-empty list"),
         ({"grant_types": ["implicit"]}, "grant_types must include authorization_code"),
         ({"grant_types": ["authorization_code", "password"]}, "the &#x27;password&#x27; grant is not offered"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from datetime import timedelta
@@ -19,6 +20,24 @@ from tests.security.oauth_flow import REDIRECT_URI, Browser, exchange, full_flow
 
 def _verify(base_url: str, raw: str) -> Any:
     return token_verify(raw_token=raw, resource=f"{base_url}/mcp")
+
+
+def _consented_code(live_site: str, client: dict[str, Any], challenge: str) -> str:
+    browser = Browser.logged_in(live_site, "alice")
+    return browser.consent(browser.authorize_page(client["client_id"], challenge))["code"][0]
+
+
+def _is_json_error(response: httpx2.Response, status: int, error: str) -> str:
+    """The token endpoint's error as RFC 6749 section 5.2 has it: JSON, typed as JSON, not to be cached."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.json()["error"] == error
+    return response.json().get("error_description", "")
+
+
+def _s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
 # --- Discovery --------------------------------------------------------------------------------------------------
@@ -59,9 +78,13 @@ def test_protected_resource_metadata_points_at_this_server(live_site: str, path:
         ({"redirect_uris": ["http://evil.example/cb"]}, "invalid_redirect_uri", "http://evil.example/cb"),
         ({"redirect_uris": ["https://app.example/cb#frag"]}, "invalid_redirect_uri", "fragment"),
         ({"redirect_uris": ["ftp://app.example/cb"]}, "invalid_redirect_uri", "https"),
+        ({"redirect_uris": ["https://app.example/cb\x00"]}, "invalid_redirect_uri", "control character"),
+        ({"redirect_uris": ["https://app.example/c%zz"]}, "invalid_redirect_uri", "percent-encoding"),
         ({"redirect_uris": []}, "invalid_client_metadata", "redirect_uris is required"),
         ({"grant_types": ["implicit"]}, "invalid_client_metadata", "implicit"),
         ({"grant_types": ["password"]}, "invalid_client_metadata", "password"),
+        ({"grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}, "invalid_client_metadata", "device_code"),
+        ({"grant_types": ["client_credentials"]}, "invalid_client_metadata", "for confidential clients"),
         ({"response_types": ["token"]}, "invalid_client_metadata", "response type"),
     ],
 )
@@ -74,6 +97,50 @@ def test_bad_registrations_are_refused_with_the_reason(
     assert response.json()["error"] == error
     assert named in response.json()["error_description"]
     assert not Application.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize("separator", [" ", "\n", "\t", "\r"], ids=["space", "newline", "tab", "return"])
+def test_a_redirect_uri_hidden_behind_whitespace_is_refused(live_site: str, alice: Any, separator: str) -> None:
+    smuggled = f"https://a.example/cb{separator}http://evil.example/cb"
+    body = {"client_name": "x", "redirect_uris": [smuggled], "token_endpoint_auth_method": "none"}
+    response = httpx2.post(f"{live_site}/o/register/", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_redirect_uri"
+    assert f"{smuggled!r} contains whitespace" in response.json()["error_description"]
+    assert not Application.objects.filter(name="x").exists()
+
+
+def test_a_redirect_uri_smuggled_in_before_registration_refused_it_is_not_followed(live_site: str, alice: Any) -> None:
+    client = register(live_site)
+    # What registration stored for ["http://127.0.0.1:9/callback http://evil.example/cb"] before it looked for
+    # whitespace: two redirect URIs, one of them never checked.
+    smuggled = "http://evil.example/cb"
+    Application.objects.filter(client_id=client["client_id"]).update(redirect_uris=f"{REDIRECT_URI} {smuggled}")
+    browser = Browser.logged_in(live_site, "alice")
+    page = browser.authorize_page(client["client_id"], pkce_pair()[1], redirect_uri=smuggled)
+    assert page.status_code == 400 and "location" not in page.headers
+    assert browser.authorize_page(client["client_id"], pkce_pair()[1]).status_code == 200  # the one it may use
+
+
+NESTED_TOO_DEEPLY = (
+    '{"client_name": "T", "redirect_uris": ["https://a.example/cb"], "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+)
+
+
+def test_a_registration_or_update_nested_too_deeply_is_refused_as_malformed(live_site: str) -> None:
+    client = register(live_site)
+    headers = {"Content-Type": "application/json"}
+    manage = {**headers, "Authorization": f"Bearer {client['registration_access_token']}"}
+    for response in (
+        httpx2.post(f"{live_site}/o/register/", content=NESTED_TOO_DEEPLY, headers=headers),
+        httpx2.put(client["registration_client_uri"], content=NESTED_TOO_DEEPLY, headers=manage),
+    ):
+        assert response.status_code == 400
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"] == "invalid_client_metadata"
+        assert "nested too deeply" in response.json()["error_description"]
+    assert Application.objects.get(client_id=client["client_id"]).redirect_uris == REDIRECT_URI
+    assert Application.objects.count() == 1
 
 
 def test_a_registered_client_appears_for_administrators(live_site: str) -> None:
@@ -94,6 +161,27 @@ def test_registration_is_rate_limited_per_address(live_site: str, settings: Any)
     )
     assert response.status_code == 429
     assert 0 < int(response.headers["Retry-After"]) <= 3600
+
+
+def test_registrations_refused_for_their_metadata_do_not_count_toward_the_limit(live_site: str, settings: Any) -> None:
+    settings.OAUTH_REGISTRATIONS_PER_HOUR = 2
+    for mistake in (
+        {"redirect_uris": []},  # refused by django-oauth-toolkit: required for the authorization code
+        {"token_endpoint_auth_method": "private_key_jwt"},
+        {"grant_types": ["refresh_token"]},
+        {"redirect_uris": ["http://evil.example/cb"]},  # refused by the platform's rules
+    ):
+        for _ in range(2):
+            body = {"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none", **mistake}
+            refused = httpx2.post(f"{live_site}/o/register/", json=body)
+            assert refused.status_code == 400, refused.text
+    register(live_site)  # the corrected request
+    register(live_site)
+    response = httpx2.post(
+        f"{live_site}/o/register/", json={"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
+    )
+    assert response.status_code == 429  # registrations that happen still meet the limit
+    assert Application.objects.count() == 2
 
 
 def test_a_confidential_client_gets_a_secret_that_works_for_client_credentials(live_site: str) -> None:
@@ -162,6 +250,33 @@ def test_pkce_plain_or_missing_is_refused(live_site: str, alice: Any, extra: dic
     location = page.headers.get("location", "")
     assert page.status_code >= 400 or "cannot be authorised" in page.text or "error=" in location
     assert "code=" not in location
+    assert not AccessToken.objects.filter(user=alice).exists()
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    ["abc", "!" * 43, pkce_pair()[1] + "A", pkce_pair()[1] + "="],
+    ids=["short", "outside-base64url", "long", "padded"],
+)
+def test_a_code_challenge_that_is_no_s256_challenge_is_refused_on_the_page(
+    live_site: str, alice: Any, challenge: str
+) -> None:
+    client = register(live_site)
+    page = Browser.logged_in(live_site, "alice").authorize_page(client["client_id"], challenge)
+    assert page.status_code == 400 and "location" not in page.headers
+    assert "invalid_request" in page.text and "The code_challenge must be the S256 challenge" in page.text
+    assert 'name="allow"' not in page.text
+
+
+@pytest.mark.parametrize("verifier", ["abc", "!" * 48, "a" * 129], ids=["short", "outside-the-set", "long"])
+def test_a_malformed_code_verifier_is_refused_even_with_its_own_challenge(
+    live_site: str, alice: Any, verifier: str
+) -> None:
+    client = register(live_site)
+    code = _consented_code(live_site, client, _s256(verifier))  # a challenge of the right form, made from it
+    described = _is_json_error(exchange(live_site, client["client_id"], code, verifier), 400, "invalid_request")
+    assert "The code_verifier must be 43 to 128 characters" in described
+    assert f"({len(verifier)} characters)" in described
     assert not AccessToken.objects.filter(user=alice).exists()
 
 
@@ -241,6 +356,40 @@ def test_a_token_for_another_resource_cannot_be_obtained(live_site: str, alice: 
     page = browser.authorize_page(client["client_id"], challenge, resource="https://evil.example/mcp")
     assert page.status_code == 400
     assert "invalid_target" in page.text and "https://evil.example/mcp" in page.text
+
+
+@pytest.mark.parametrize("resource", ["https://evil.example/", "api"], ids=["elsewhere", "not-authorized"])
+def test_a_code_exchanged_for_another_resource_is_a_json_invalid_target(
+    live_site: str, alice: Any, resource: str
+) -> None:
+    client = register(live_site)
+    verifier, challenge = pkce_pair()
+    code = _consented_code(live_site, client, challenge)  # authorized for {live_site}/mcp
+    asked = live_site if resource == "api" else resource
+    described = _is_json_error(
+        exchange(live_site, client["client_id"], code, verifier, resource=asked), 400, "invalid_target"
+    )
+    assert asked in described
+    assert not AccessToken.objects.filter(user=alice).exists()
+
+
+def test_every_token_endpoint_error_is_json(live_site: str, alice: Any) -> None:
+    client = register(live_site)
+    verifier, challenge = pkce_pair()
+    code = _consented_code(live_site, client, challenge)
+    token_url = f"{live_site}/o/token/"
+    _is_json_error(exchange(live_site, client["client_id"], code, pkce_pair()[0]), 400, "invalid_grant")
+    _is_json_error(httpx2.post(token_url, data={"grant_type": "magic"}), 400, "unsupported_grant_type")
+    # django-oauth-toolkit's device flow is not offered here; its grant type reached a 500 page
+    device = "urn:ietf:params:oauth:grant-type:device_code"
+    for data in ({"grant_type": device}, {"grant_type": device, "device_code": "x", "client_id": client["client_id"]}):
+        _is_json_error(httpx2.post(token_url, data=data), 400, "unsupported_grant_type")
+    _is_json_error(
+        httpx2.post(token_url, data={"grant_type": "client_credentials"}, auth=(client["client_id"], "guess")),
+        401,
+        "invalid_client",
+    )
+    assert exchange(live_site, client["client_id"], code, verifier).status_code == 200  # none of it used the code
 
 
 def test_a_token_recorded_for_another_resource_is_refused(live_site: str, alice: Any) -> None:
