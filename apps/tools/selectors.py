@@ -113,7 +113,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         position = json_parse(base64.urlsafe_b64decode(cursor.encode()))
         created_at, pk = position
         created = datetime.fromisoformat(created_at)
-    except (binascii.Error, ValueError, TypeError, UnicodeError, RecursionError):  # JSON nested deep, too
+    except (binascii.Error, ValueError, TypeError, UnicodeError):
         raise refused from None
     if created.tzinfo is None or type(pk) is not int or not 0 < pk <= _LARGEST_ID:
         raise refused
