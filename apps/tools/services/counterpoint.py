@@ -103,7 +103,7 @@ def generate_counterpoint(
     if voice_position not in ("above", "below"):
         raise InvalidArguments(f"voice_position must be 'above' or 'below', got {voice_position!r}.")
     top = music.parts[0] if music.parts else music
-    cantus = [max(n.pitches, key=lambda p: p.ps) for n in top.stripTies().flatten().notes]
+    cantus = [max(n.pitches, key=lambda p: p.ps) for n in top.stripTies().flatten().notes if n.pitches]
     if len(cantus) < 3:
         raise AnalysisError("A cantus firmus needs at least 3 notes; the top part has fewer.")
     if len(cantus) > MAX_CANTUS:

@@ -308,7 +308,7 @@ def melody_part_select(music: stream.Score, melody_part: int | str | None) -> tu
             problem = "names no part" if not matches else "names several parts"
             raise InvalidArguments(f"melody_part {melody_part!r} {problem}; the parts are {listing}.")
         return matches[0], parts[matches[0]]
-    with_notes = [i for i, part in enumerate(parts) if any(True for _ in part.recurse().notes)]
+    with_notes = [i for i, part in enumerate(parts) if any(n.pitches for n in part.recurse().notes)]
     if not with_notes:
         raise AnalysisError("The score has no notes to harmonise.")
     named = [i for i in with_notes if MELODY_LABEL.search(labels[i])]
@@ -316,7 +316,7 @@ def melody_part_select(music: stream.Score, melody_part: int | str | None) -> tu
         return named[0], parts[named[0]]
 
     def height(index: int) -> float:
-        heights = [top_pitch(n).ps for n in parts[index].recurse().notes]
+        heights = [top_pitch(n).ps for n in parts[index].recurse().notes if n.pitches]
         return sum(heights) / len(heights)
 
     highest = max(with_notes, key=height)

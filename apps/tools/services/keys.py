@@ -45,8 +45,9 @@ CLOSE_MARGIN = 0.02
 
 
 def _require_notes(music: stream.Stream) -> None:
-    if not any(True for _ in music.recurse().notes):
-        raise AnalysisError("The score has no notes to analyse.")
+    """Refuse music with no pitched note (nothing at all, or only unpitched percussion)."""
+    if not any(n.pitches for n in music.recurse().notes):
+        raise AnalysisError("The score has no pitched notes to analyse (unpitched percussion has no pitch).")
 
 
 def key_signatures(music: stream.Stream) -> list[int]:
@@ -202,7 +203,7 @@ def profile_keys(music: stream.Score, profile: str) -> tuple[KeyGuess, ...]:
     def ranked() -> tuple[KeyGuess, ...]:
         histogram = derived(music, "pitch-class histogram", lambda: _histogram(music))
         if histogram is None:
-            raise discrete.DiscreteAnalysisException("failed to get likely keys for Stream component")
+            raise AnalysisError("The score has no pitched notes to find a key in (unpitched percussion has none).")
         major, minor, _, _ = _profile(profile)
         candidates = [(c, pc, "major") for pc, c in enumerate(_correlations(histogram, major))]
         candidates += [(c, pc, "minor") for pc, c in enumerate(_correlations(histogram, minor))]

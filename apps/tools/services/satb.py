@@ -72,7 +72,7 @@ def _timeline(part: stream.Stream) -> list[tuple[Fraction, Fraction, note.NotRes
     for element in part.recurse().notesAndRests:
         start = Fraction(element.getOffsetInHierarchy(part)).limit_denominator(10000)
         end = start + Fraction(element.quarterLength).limit_denominator(10000)
-        events.append((start, end, None if element.isRest else element))
+        events.append((start, end, element if element.pitches else None))  # a rest, or unpitched percussion
     return events
 
 

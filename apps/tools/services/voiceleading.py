@@ -136,7 +136,7 @@ def _line(part: stream.Stream) -> list[Event]:
         if length == 0:  # grace notes take no time
             continue
         end = opFrac(start + length)
-        if element.isRest:
+        if element.isRest or not element.pitches:  # unpitched percussion is silence to a line of pitches
             top, ps = None, None
         else:
             top = element.pitch if isinstance(element, note.Note) else max(element.pitches, key=lambda p: p.ps)
