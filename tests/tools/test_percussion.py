@@ -59,5 +59,5 @@ def test_a_drum_part_beside_a_melody_is_silence_to_every_tool(alice: Any, call: 
 @pytest.mark.parametrize("tool", MUSIC_TOOLS)
 def test_a_drum_part_alone_has_nothing_to_analyse_and_is_told_so(alice: Any, call: Any, tool: str) -> None:
     call(alice, "import_score", score_id="drums", source=_score(melody=False), source_type="musicxml")
-    with pytest.raises(AnalysisError, match="notes|melody"):
+    with pytest.raises(AnalysisError, match=r"notes|melody"):
         call(alice, tool, score_id="drums")
