@@ -226,6 +226,15 @@ def test_imitation_of_a_corpus_composer(alice: Any, call: Any) -> None:
     assert pitch_name(music.recurse().notes[-1].pitch) == result["key"].split()[0]  # ends on the tonic it names
 
 
+@pytest.mark.parametrize("name", ["corpus", "music21"])
+def test_a_folder_of_every_works_path_is_no_composer(alice: Any, call: Any, name: str) -> None:
+    # music21's getComposer matches every folder of a path: these named all the corpus, a job past its time limit.
+    with pytest.raises(InvalidArguments, match=f"no scores by '{name}'"):
+        call(alice, "imitate_style", composer=name)
+    with pytest.raises(InvalidArguments, match=f"no works by '{name}'"):
+        call(alice, "analyze_corpus", composer=name)
+
+
 def test_composition_leaves_the_source_score_unchanged(chorale: Any, alice: Any, call: Any) -> None:
     before = [_pitches(p) for p in _music(alice, "chorale").parts]
     call(alice, "transpose_score", score_id="chorale", interval="M2")

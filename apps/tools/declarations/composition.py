@@ -14,6 +14,7 @@ from apps.tools.declarations.common import NewScoreId, ScoreId, score_and_music,
 from apps.tools.invocation import Caller
 from apps.tools.registry import ToolArguments, tool
 from apps.tools.services import composition
+from apps.tools.services.corpus import composer_paths
 from apps.tools.services.scores import score_store_generated
 
 VoicePart = Literal["soprano", "alto", "tenor", "bass"]
@@ -148,7 +149,7 @@ COMPOSER_SAMPLE = 8
 def _composer_sources(composer: str) -> tuple[stream.Score, ...]:
     if not composer.isidentifier():
         raise InvalidArguments(f"{composer!r} is not a composer name in the music21 corpus (for example 'bach').")
-    paths = corpus.getComposer(composer)
+    paths = composer_paths(composer)
     scores: list[stream.Score] = []
     for path in sorted(paths, key=str)[: COMPOSER_SAMPLE * 3]:
         parsed = corpus.parse(path)

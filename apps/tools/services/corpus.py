@@ -21,6 +21,14 @@ from apps.tools.services.summary import score_summary
 CORPUS_ANALYSES = ("key", "summary")
 
 
+def composer_paths(name: str) -> list[str]:
+    """The corpus works of composer `name` ('bach'): those in the corpus's folder of that name. music21's
+    `getComposer` matches the name against every folder of a work's path, so that 'corpus' or 'music21' named all
+    3,194 works of the corpus."""
+    root = Path(common.getCorpusFilePath())
+    return [str(p) for p in corpus.getComposer(name) if Path(p).relative_to(root).parts[0].lower() == name.lower()]
+
+
 def corpus_select(*, composer: str | None = None, pattern: str | None = None, limit: int) -> list[str]:
     """Corpus paths ('bach/bwv66.6.mxl') of a composer's works, or matching a glob such as 'bach/bwv1*'."""
     root = Path(common.getCorpusFilePath())
@@ -28,7 +36,7 @@ def corpus_select(*, composer: str | None = None, pattern: str | None = None, li
         name = composer.strip().lower()
         if not name.isidentifier():
             raise InvalidArguments(f"{composer!r} is not a composer name in the music21 corpus (e.g. 'bach').")
-        found = [Path(p) for p in corpus.getComposer(name)]
+        found = [Path(p) for p in composer_paths(name)]
         if not found:
             raise InvalidArguments(f"The music21 corpus has no works by {composer!r}; try 'bach' or 'mozart'.")
     elif pattern is not None:
