@@ -1,6 +1,6 @@
-"""How /mcp answers a request before the SDK's transport: bearer tokens authenticated once, a plain call answered
-with one JSON body by the SDK's single-request driver, everything else handed to the SDK's transport, and the
-request body limit (which follows MAX_SCORE_BYTES) applied and explained.
+"""How /mcp answers a request before the SDK's transport: bearer tokens authenticated once (and the 401 without
+one), a plain call answered with one JSON body by the SDK's single-request driver, everything else handed to the
+SDK's transport, and the request body limit (which follows MAX_SCORE_BYTES) applied and explained.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
-from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.requests import Request
 from starlette.responses import Response
 
 from apps.core.errors import ServiceUnavailable
+from apps.mcp_bridge import admission
 from apps.mcp_bridge.server import in_worker
 from apps.security.events import security_event_record
 
@@ -183,13 +183,17 @@ class McpFront:
     - authenticates the bearer token, as the SDK's `AuthenticationMiddleware` and `AuthContextMiddleware` would
       (with its `BearerAuthBackend`): the request's `user` and `auth`, and the SDK's auth context; when the
       database cannot be reached to check it, answers 503 with `Retry-After` (`DatabaseUnavailable`);
+    - answers a request without a verified token with 401 (`admission.unauthorised`, which points at the resource
+      metadata), and records a refused one as an authentication failure (a request without any credentials is
+      just a client discovering how to authorise). The SDK's `RequireAuthMiddleware` after it, which answers
+      every 401 as `invalid_token` (against RFC 6750 section 3.1), is a second lock that no request reaches;
     - answers an authenticated GET with 405 (`_no_event_stream`): the SDK's stateless transport would hold an
       event stream open on which nothing is ever sent, for as long as the client keeps it;
-    - reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length declares). An authenticated call
-      that wants one JSON body and passes the transport's checks is answered here by the SDK's single-request
-      driver (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request
-      transport, memory streams and dispatcher task the SDK sets up to carry a stream. Anything else goes to the
-      SDK's app with the same body: a 401 with its `WWW-Authenticate` header, a stream, `initialize`, an error;
+    - reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length declares). A call that wants one
+      JSON body and passes the transport's checks is answered here by the SDK's single-request driver
+      (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request transport,
+      memory streams and dispatcher task the SDK sets up to carry a stream. Anything else goes to the SDK's app
+      with the same body: a stream, `initialize`, an error;
     - owns the connection's receive channel once it has read the body: when the client goes away before its
       answer (it closed the call), the call is cancelled, whichever way it was to be answered; the tool's worker
       stops at its next step;
@@ -198,10 +202,13 @@ class McpFront:
       limit, answers its own plain 413 to a body sent without a length that turns out larger.
     """
 
-    def __init__(self, app: Any, manager: ResponseModePerRequest, backend: BearerAuthBackend) -> None:
+    def __init__(
+        self, app: Any, manager: ResponseModePerRequest, backend: BearerAuthBackend, *, resource_metadata_url: str
+    ) -> None:
         self.app = app
         self.manager = manager
         self.backend = backend
+        self.resource_metadata_url = resource_metadata_url
         self.max_body = manager.max_request_body_size
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -215,23 +222,40 @@ class McpFront:
         except DatabaseUnavailable as exc:
             await exc.response()(scope, receive, send)
             return
-        scope["auth"], scope["user"] = authenticated or (AuthCredentials(), UnauthenticatedUser())
-        context = auth_context_var.set(authenticated[1] if authenticated else None)
+        if authenticated is None:
+            await (await self._unauthorised(request))(scope, receive, send)
+            return
+        scope["auth"], scope["user"] = authenticated
+        context = auth_context_var.set(authenticated[1])
         try:
             declared = _declared_length(scope) if scope["method"] == "POST" else None
-            if scope["method"] == "GET" and authenticated is not None:
+            if scope["method"] == "GET":
                 await _no_event_stream()(scope, receive, send)
-            elif declared is not None and declared > self.max_body and authenticated is not None:
+            elif declared is not None and declared > self.max_body:
                 response = await self._too_large(request, declared)
                 await response(scope, receive, send)
             elif declared is not None and declared <= PEEK_LIMIT:
-                await self._post(request, receive, send, authenticated=authenticated is not None)
+                await self._post(request, receive, send)
             else:
                 await self.app(scope, receive, send)
         finally:
             auth_context_var.reset(context)
 
-    async def _post(self, request: Request, receive: Any, send: Any, *, authenticated: bool) -> None:
+    async def _unauthorised(self, request: Request) -> Response:
+        presented = request.headers.get("authorization")
+        if presented:
+            client = request.client
+            await in_worker(
+                security_event_record,
+                kind="auth_failure",
+                ip=client.host if client else None,
+                endpoint="/mcp",
+                reason="bearer token refused (unknown, expired, revoked, disabled client or other resource)",
+            )
+        bearer = presented is not None and presented.lower().startswith("bearer ")
+        return admission.unauthorised(self.resource_metadata_url, token_refused=bearer)
+
+    async def _post(self, request: Request, receive: Any, send: Any) -> None:
         scope = request.scope
         chunks: list[bytes] = []
         while True:
@@ -265,7 +289,7 @@ class McpFront:
         watcher = asyncio.get_running_loop().create_task(watch())
         try:
             with call:
-                message = await self.manager.answerable(request, body) if authenticated else None
+                message = await self.manager.answerable(request, body)
                 if message is None:
                     await self.app(scope, replay, send)
                     return

@@ -1,8 +1,9 @@
 """MCP over Streamable HTTP at /mcp, protected by the platform's own OAuth tokens.
 
-The SDK does the protocol and the bearer-token plumbing (401 with `WWW-Authenticate: Bearer resource_metadata=...`);
-this module tells it how to verify our tokens and who a verified token acts for, and assembles /mcp with the front
-that decides which of its two ways answers a request (apps.mcp_bridge.front).
+The SDK does the protocol and the bearer-token plumbing; this module tells it how to verify our tokens and who a
+verified token acts for, and assembles /mcp with the front that answers a request without a token (401 with
+`WWW-Authenticate: Bearer resource_metadata=...`) and decides which of its two ways answers the others
+(apps.mcp_bridge.front).
 
 Stateless mode: every POST is served on its own, with no session kept in this process, so any uvicorn worker or
 replica behind a load balancer can answer any request of the same client. A call is answered with one JSON body
@@ -34,7 +35,6 @@ from apps.core import metrics
 from apps.core.errors import ApplicationError
 from apps.mcp_bridge.front import DatabaseUnavailable, McpFront, ResponseModePerRequest, max_body_bytes
 from apps.mcp_bridge.server import build_server, in_worker
-from apps.security.events import security_event_record
 from apps.security.services import token_authenticate, token_authenticate_remembered, token_epoch_async
 from apps.tools.invocation import Caller
 
@@ -135,48 +135,22 @@ def _transport_security() -> TransportSecuritySettings:
     )
 
 
-class RecordRefusedTokens:
-    """ASGI middleware around /mcp: a request that presented a bearer token and was answered 401 is an
-    authentication failure, recorded with its address (a request without any token is just discovery)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not any(name == b"authorization" for name, _ in scope.get("headers", [])):
-            await self.app(scope, receive, send)
-            return
-
-        async def observe(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                client = scope.get("client")
-                await in_worker(
-                    security_event_record,
-                    kind="auth_failure",
-                    ip=client[0] if client else None,
-                    endpoint="/mcp",
-                    reason="bearer token refused (unknown, expired, revoked, disabled client or other resource)",
-                )
-            await send(message)
-
-        await self.app(scope, receive, observe)
-
-
 def build_mcp_app() -> Any:
-    """/mcp: `McpFront` (bearer tokens, calls answered with one JSON body) before the SDK's app: its bearer-token
-    check (401 with resource metadata) and its stateless Streamable HTTP transport (any worker or replica can
-    answer any request); the lifespan runs the SDK's session manager."""
+    """/mcp: `McpFront` (bearer tokens, the 401 with resource metadata, calls answered with one JSON body) before
+    the SDK's app: its stateless Streamable HTTP transport (any worker or replica can answer any request); the
+    lifespan runs the SDK's session manager."""
     manager = ResponseModePerRequest(
         app=build_server(identify=identify),
         stateless=True,
         security_settings=_transport_security(),
         max_request_body_size=max_body_bytes(),
     )
-    endpoint = RequireAuthMiddleware(
+    metadata_url = build_resource_metadata_url(AnyHttpUrl(resource_url()))
+    endpoint = RequireAuthMiddleware(  # a second lock: McpFront answers every request without a token itself
         StreamableHTTPASGIApp(manager),
         [],  # each tool checks its own scope on the invocation path
-        build_resource_metadata_url(AnyHttpUrl(resource_url())),
+        metadata_url,
     )
     app = Starlette(routes=[Route(MCP_PATH, endpoint=endpoint)], lifespan=lambda app: manager.run())
     # token_authenticate refuses tokens issued for another resource itself
-    return McpFront(RecordRefusedTokens(app), manager, BearerAuthBackend(PlatformTokenVerifier()))
+    return McpFront(app, manager, BearerAuthBackend(PlatformTokenVerifier()), resource_metadata_url=str(metadata_url))
