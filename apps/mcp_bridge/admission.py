@@ -1,9 +1,15 @@
 """What a request to /mcp must be before the SDK serves it, and what a client is told when it is not: a bearer
-token (401). `McpFront` applies it."""
+token (401) and a POST (405). `McpFront` applies them, in that order, the same way to every protocol era."""
 
 from __future__ import annotations
 
+from mcp_types import INVALID_REQUEST, ErrorData, JSONRPCError
 from starlette.responses import JSONResponse, Response
+
+_NOT_POST = {
+    "GET": "This server offers no event stream on GET /mcp (it sends nothing unasked)",
+    "DELETE": "This server keeps no sessions, so there is none to end with DELETE /mcp",
+}
 
 
 def unauthorised(resource_metadata_url: str, *, token_refused: bool) -> Response:
@@ -18,3 +24,16 @@ def unauthorised(resource_metadata_url: str, *, token_refused: bool) -> Response
     else:
         body = {"error_description": f"A bearer token is required: {resource_metadata_url} says how to get one."}
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": f"Bearer {challenge}"})
+
+
+def method_not_allowed(method: str) -> Response:
+    """405 for every method but POST, with `Allow: POST` (RFC 9110 section 15.5.6): this stateless server has no
+    event stream to open with GET (the MCP specification's 405 for that case; the SDK clients then carry on with
+    POST alone: an open stream would only hold a connection and its task until the client gave up), and no
+    session to end with DELETE."""
+    reason = _NOT_POST.get(method, f"{method} is not a method of /mcp")
+    error = ErrorData(code=INVALID_REQUEST, message=f"{reason}: send requests by POST.")
+    reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)
+    return Response(
+        reply.model_dump_json(by_alias=True), status_code=405, headers={"Allow": "POST"}, media_type="application/json"
+    )

@@ -187,8 +187,9 @@ class McpFront:
       metadata), and records a refused one as an authentication failure (a request without any credentials is
       just a client discovering how to authorise). The SDK's `RequireAuthMiddleware` after it, which answers
       every 401 as `invalid_token` (against RFC 6750 section 3.1), is a second lock that no request reaches;
-    - answers an authenticated GET with 405 (`_no_event_stream`): the SDK's stateless transport would hold an
-      event stream open on which nothing is ever sent, for as long as the client keeps it;
+    - answers every other method than POST with 405 (`admission.method_not_allowed`): the SDK's stateless
+      transport would hold a GET's event stream open, sending nothing, for as long as the client kept it, and
+      answered DELETE and the rest with a 405 whose `Allow` was missing or named GET and DELETE;
     - reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length declares). A call that wants one
       JSON body and passes the transport's checks is answered here by the SDK's single-request driver
       (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request transport,
@@ -229,8 +230,8 @@ class McpFront:
         context = auth_context_var.set(authenticated[1])
         try:
             declared = _declared_length(scope) if scope["method"] == "POST" else None
-            if scope["method"] == "GET":
-                await _no_event_stream()(scope, receive, send)
+            if scope["method"] != "POST":
+                await admission.method_not_allowed(scope["method"])(scope, receive, send)
             elif declared is not None and declared > self.max_body:
                 response = await self._too_large(request, declared)
                 await response(scope, receive, send)
@@ -347,23 +348,6 @@ class DatabaseUnavailable(ServiceUnavailable):
             headers={"Retry-After": str(self.RETRY_AFTER)},
             media_type="application/json",
         )
-
-
-def _no_event_stream() -> Response:
-    """The answer to GET /mcp: this stateless server never sends anything unasked, so it offers no event stream
-    (the MCP specification's 405 for that case; the SDK clients then carry on with POST alone). An open GET
-    stream would only hold a connection and its task until the client gave up."""
-    error = ErrorData(
-        code=INVALID_REQUEST,
-        message="This server offers no event stream on GET /mcp (it sends nothing unasked): send requests by POST.",
-    )
-    reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)
-    return Response(
-        reply.model_dump_json(by_alias=True),
-        status_code=405,
-        headers={"Allow": "POST"},
-        media_type="application/json",
-    )
 
 
 def _without_surrounding_whitespace(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -77,3 +77,16 @@ def test_a_tool_call_with_parameters_the_protocol_refuses_is_told_which_and_why(
         assert answer["id"] == 9
         assert answer["error"]["code"] == -32602
         assert answer["error"]["message"] == f"Invalid request parameters: {problem}"
+
+
+@pytest.mark.parametrize("version", [None, "2025-06-18", "2026-07-28"])
+def test_every_method_but_post_is_405_saying_post_is_the_one_allowed(
+    live_site: str, alice: Any, token_for: Any, version: str | None
+) -> None:
+    headers = _authorised(token_for(alice), version)
+    for method in ("GET", "DELETE", "PUT", "PATCH"):
+        answer = httpx.request(method, f"{live_site}/mcp", headers=headers)
+        assert answer.status_code == 405, method
+        assert answer.headers["Allow"] == "POST", method  # RFC 9110 section 15.5.6
+        assert answer.json()["error"]["message"].endswith("send requests by POST."), method
+    assert "no sessions" in httpx.delete(f"{live_site}/mcp", headers=headers).json()["error"]["message"]
