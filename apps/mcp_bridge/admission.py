@@ -1,9 +1,18 @@
 """What a request to /mcp must be before the SDK serves it, and what a client is told when it is not: a bearer
-token (401) and a POST (405). `McpFront` applies them, in that order, the same way to every protocol era."""
+token (401), a POST (405) and one JSON-RPC message of MCP's (400, -32600). `McpFront` applies them, in that
+order, the same way to every protocol era.
+
+The SDK's 2025-era transport drops a request whose id is not a string or an integer as if it were a notification
+(202, no answer), and answers a batch, a string or a message without `"jsonrpc"` with a dump of pydantic's
+validation errors as -32602; its 2026-era entry answers those -32600 with one message for all. Here both eras get
+JSON-RPC 2.0's answer, with a message naming the problem.
+"""
 
 from __future__ import annotations
 
-from mcp_types import INVALID_REQUEST, ErrorData, JSONRPCError
+from typing import Any
+
+from mcp_types import INVALID_PARAMS, INVALID_REQUEST, ErrorData, JSONRPCError
 from starlette.responses import JSONResponse, Response
 
 _NOT_POST = {
@@ -33,7 +42,53 @@ def method_not_allowed(method: str) -> Response:
     session to end with DELETE."""
     reason = _NOT_POST.get(method, f"{method} is not a method of /mcp")
     error = ErrorData(code=INVALID_REQUEST, message=f"{reason}: send requests by POST.")
-    reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)
+    return _error_response(JSONRPCError(jsonrpc="2.0", id=None, error=error), 405, headers={"Allow": "POST"})
+
+
+def message_problem(decoded: Any) -> Response | None:
+    """The 400 for a POST body that is not one JSON-RPC message as MCP has them, or None. JSON-RPC 2.0 section 5:
+    an invalid request is answered -32600 with a null id; MCP (2025-06-18 on) has no batches, and its request ids
+    are strings or integers. Parameters that are not an object are -32602, answered with the request's id."""
+    if isinstance(decoded, list):
+        return _invalid_request(
+            "JSON-RPC batches are not supported (MCP has had none since 2025-06-18): send one message per POST"
+        )
+    if not isinstance(decoded, dict):
+        return _invalid_request("A JSON-RPC message must be a JSON object")
+    if decoded.get("jsonrpc") != "2.0":
+        return _invalid_request('A JSON-RPC message must carry "jsonrpc": "2.0"')
+    if "id" in decoded and not _is_request_id(decoded["id"]):
+        return _invalid_request(f"A request id must be a string or an integer, not {_json_kind(decoded['id'])}")
+    if not isinstance(decoded.get("method", ""), str):
+        return _invalid_request("The method must be a string")
+    if "method" not in decoded and "result" not in decoded and "error" not in decoded:
+        return _invalid_request("A JSON-RPC message must name its method")
+    if decoded.get("params") is not None and not isinstance(decoded["params"], dict):
+        error = ErrorData(code=INVALID_PARAMS, message="params must be an object")
+        return _error_response(JSONRPCError(jsonrpc="2.0", id=decoded.get("id"), error=error), 400)
+    return None
+
+
+def _is_request_id(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return "a number with a fractional part"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _invalid_request(message: str) -> Response:
+    error = ErrorData(code=INVALID_REQUEST, message=message)
+    return _error_response(JSONRPCError(jsonrpc="2.0", id=None, error=error), 400)
+
+
+def _error_response(reply: JSONRPCError, status: int, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        reply.model_dump_json(by_alias=True), status_code=405, headers={"Allow": "POST"}, media_type="application/json"
+        reply.model_dump_json(by_alias=True), status_code=status, headers=headers, media_type="application/json"
     )

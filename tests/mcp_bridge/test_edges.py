@@ -90,3 +90,93 @@ def test_every_method_but_post_is_405_saying_post_is_the_one_allowed(
         assert answer.headers["Allow"] == "POST", method  # RFC 9110 section 15.5.6
         assert answer.json()["error"]["message"].endswith("send requests by POST."), method
     assert "no sessions" in httpx.delete(f"{live_site}/mcp", headers=headers).json()["error"]["message"]
+
+
+def _sent(body: Any, token: str, version: str) -> tuple[Any, dict[str, str]]:
+    """`body` and its headers as a client of `version`'s era sends them."""
+    if version != "2026-07-28" or not isinstance(body, dict):
+        return body, _authorised(token, version)
+    enveloped, mirrored = _modern(body, version)
+    return enveloped, dict(_authorised(token, version), **mirrored)
+
+
+@pytest.mark.parametrize(
+    ("request_id", "kind"),
+    [
+        (None, "null"),
+        ({"a": 1}, "an object"),
+        (1.5, "a number with a fractional part"),
+        (True, "a boolean"),
+        ([1], "an array"),
+    ],
+    ids=["null", "object", "fraction", "boolean", "array"],
+)
+def test_a_request_whose_id_is_not_a_string_or_an_integer_is_answered_invalid_in_every_era(
+    live_site: str, alice: Any, token_for: Any, request_id: Any, kind: str
+) -> None:
+    # JSON-RPC 2.0 section 5 answers it -32600 with a null id; the 2025-era transport took it for a notification
+    # and answered 202 with nothing, the call unanswered.
+    token = token_for(alice)
+    call = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call"}
+    call["params"] = {"name": "list_scores", "arguments": {}}
+    for version in ("2025-06-18", "2025-11-25", "2026-07-28"):
+        body, headers = _sent(call, token, version)
+        answer = httpx.post(f"{live_site}/mcp", json=body, headers=headers)
+        assert answer.status_code == 400, (version, answer.text)
+        assert answer.json()["id"] is None
+        assert answer.json()["error"]["code"] == -32600
+        assert answer.json()["error"]["message"] == f"A request id must be a string or an integer, not {kind}"
+
+
+def test_a_large_request_with_a_null_id_is_answered_too(live_site: str, alice: Any, token_for: Any) -> None:
+    source = "tinynotation: 4/4 " + "c4 d4 e4 f4 " * 8_000  # a body of about 100 KB
+    arguments = {"score_id": "big", "source": source, "source_type": "tinynotation"}
+    call = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "method": "tools/call",
+        "params": {"name": "import_score", "arguments": arguments},
+    }
+    answer = httpx.post(f"{live_site}/mcp", json=call, headers=_authorised(token_for(alice)))
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == -32600
+    assert not alice.scores.exists()  # and nothing ran
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b'"tools/list"', "A JSON-RPC message must be a JSON object"),
+        (b"5", "A JSON-RPC message must be a JSON object"),
+        (json.dumps([PING, PING]).encode(), "JSON-RPC batches are not supported"),
+        (json.dumps({"id": 1, "method": "ping"}).encode(), 'A JSON-RPC message must carry "jsonrpc": "2.0"'),
+        (json.dumps({"jsonrpc": "1.0", "id": 1, "method": "ping"}).encode(), 'must carry "jsonrpc": "2.0"'),
+        (json.dumps({"jsonrpc": "2.0", "id": 1}).encode(), "A JSON-RPC message must name its method"),
+        (json.dumps({"jsonrpc": "2.0", "id": 1, "method": 7}).encode(), "The method must be a string"),
+    ],
+    ids=["string", "number", "batch", "no-jsonrpc", "jsonrpc-1.0", "no-method", "method-a-number"],
+)
+def test_a_body_that_is_not_one_json_rpc_message_is_an_invalid_request_saying_why(
+    live_site: str, alice: Any, token_for: Any, body: bytes, problem: str
+) -> None:
+    token = token_for(alice)
+    for version in ("2025-06-18", "2026-07-28"):
+        answer = httpx.post(f"{live_site}/mcp", content=body, headers=_authorised(token, version))
+        assert answer.status_code == 400, (version, answer.text)
+        assert answer.json()["id"] is None
+        assert answer.json()["error"]["code"] == -32600
+        assert problem in answer.json()["error"]["message"]
+        assert "pydantic" not in answer.text
+
+
+def test_params_that_are_not_an_object_are_invalid_params_with_the_request_id(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    call = {"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": ["cursor"]}
+    answer = httpx.post(f"{live_site}/mcp", json=call, headers=_authorised(token_for(alice)))
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "jsonrpc": "2.0",
+        "id": 4,
+        "error": {"code": -32602, "message": "params must be an object", "data": None},
+    }

@@ -340,7 +340,7 @@ PING = {"jsonrpc": "2.0", "id": "ping-1", "method": "ping"}
         ({}, {"jsonrpc": "2.0", "id": 2, "method": "no/such"}, 200, {"code": -32601}),
         ({}, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"arguments": {}}}, 200, {"code": -32602}),
         ({}, {"jsonrpc": "2.0", "method": "notifications/initialized"}, 202, None),
-        ({}, [PING], 400, {"code": -32602}),
+        ({}, [PING], 400, {"code": -32600}),
         ({}, b"{not json", 400, {"code": -32700}),
         ({"Accept": "text/html"}, PING, 406, {"code": -32600}),
         ({"Origin": "http://evil.example"}, PING, 403, None),
