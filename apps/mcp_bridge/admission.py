@@ -1,19 +1,32 @@
 """What a request to /mcp must be before the SDK serves it, and what a client is told when it is not: a bearer
-token (401), a POST (405) and one JSON-RPC message of MCP's (400, -32600). `McpFront` applies them, in that
-order, the same way to every protocol era.
+token (401), a POST (405), one JSON-RPC message of MCP's (400, -32600) and a protocol version this server speaks
+(400, -32022). `McpFront` applies them, in that order, the same way to every protocol era.
 
 The SDK's 2025-era transport drops a request whose id is not a string or an integer as if it were a notification
 (202, no answer), and answers a batch, a string or a message without `"jsonrpc"` with a dump of pydantic's
-validation errors as -32602; its 2026-era entry answers those -32600 with one message for all. Here both eras get
-JSON-RPC 2.0's answer, with a message naming the problem.
+validation errors as -32602; its 2026-era entry answers those -32600 with one message for all, and an unknown
+`MCP-Protocol-Version` with the per-request envelope's -32602 (or, with the envelope, a -32022 that names only the
+envelope's versions). Here both eras get JSON-RPC 2.0's answer, with a message naming the problem.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mcp_types import INVALID_PARAMS, INVALID_REQUEST, ErrorData, JSONRPCError
+from mcp_types import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    ErrorData,
+    JSONRPCError,
+    UnsupportedProtocolVersionErrorData,
+)
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.responses import JSONResponse, Response
+
+# Every protocol version /mcp serves, on any request: the initialize handshake's (the SDK's stateless transport
+# serves each as asked, a request without the handshake too) and the per-request envelope's.
+PROTOCOL_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 
 _NOT_POST = {
     "GET": "This server offers no event stream on GET /mcp (it sends nothing unasked)",
@@ -67,6 +80,20 @@ def message_problem(decoded: Any) -> Response | None:
         error = ErrorData(code=INVALID_PARAMS, message="params must be an object")
         return _error_response(JSONRPCError(jsonrpc="2.0", id=decoded.get("id"), error=error), 400)
     return None
+
+
+def unsupported_version(requested: str, request_id: Any) -> Response:
+    """The 400 for an `MCP-Protocol-Version` this server does not speak, naming it and every version it does
+    (2026-07-28's UnsupportedProtocolVersionError: "the versions it does support", which the specification's own
+    example shows a server of both eras listing; `server/discover` names the same list)."""
+    error = ErrorData(
+        code=UNSUPPORTED_PROTOCOL_VERSION,
+        message=f"Unsupported protocol version {requested!r} (MCP-Protocol-Version): this server speaks "
+        f"{', '.join(PROTOCOL_VERSIONS)}",
+        data=UnsupportedProtocolVersionErrorData(supported=list(PROTOCOL_VERSIONS), requested=requested).model_dump(),
+    )
+    request_id = request_id if _is_request_id(request_id) else None  # a notification's answer has none
+    return _error_response(JSONRPCError(jsonrpc="2.0", id=request_id, error=error), 400)
 
 
 def _is_request_id(value: Any) -> bool:

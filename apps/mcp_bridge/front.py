@@ -191,8 +191,9 @@ class McpFront:
     - reads a POST's body ahead, as its Content-Length declares (the SDK's transport reads a body whole before
       it parses it, so this costs nothing), and after the transport's Host, Origin and Content-Type checks
       answers one that is not one JSON-RPC message of MCP's with 400 (`admission.message_problem`: JSON-RPC 2.0
-      section 5's -32600, with a message naming the problem). A call that wants one JSON body and passes the
-      transport's checks is answered here by the SDK's single-request driver
+      section 5's -32600, with a message naming the problem), and one under an `MCP-Protocol-Version` this
+      server does not speak with 400 naming it and those it does (`admission.unsupported_version`). A call that
+      wants one JSON body and passes the transport's checks is answered here by the SDK's single-request driver
       (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request transport,
       memory streams and dispatcher task the SDK sets up to carry a stream. Anything else goes to the SDK's app
       with the same body: a stream, `initialize`, a notification, a body that is not JSON; a body sent without
@@ -313,6 +314,9 @@ class McpFront:
         problem = admission.message_problem(decoded)
         if problem is not None:
             return problem
+        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        if version is not None and version not in admission.PROTOCOL_VERSIONS:
+            return admission.unsupported_version(version, decoded.get("id"))
         message = self.manager.answerable(request, body, decoded)
         return None if message is None else await self.manager.answer_one(message, request)
 

@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from apps.core import metrics
 from apps.core.errors import ApplicationError
+from apps.mcp_bridge.admission import PROTOCOL_VERSIONS
 from apps.mcp_bridge.front import DatabaseUnavailable, McpFront, ResponseModePerRequest, max_body_bytes
 from apps.mcp_bridge.server import build_server, in_worker
 from apps.security.services import token_authenticate, token_authenticate_remembered, token_epoch_async
@@ -140,7 +141,7 @@ def build_mcp_app() -> Any:
     the SDK's app: its stateless Streamable HTTP transport (any worker or replica can answer any request); the
     lifespan runs the SDK's session manager."""
     manager = ResponseModePerRequest(
-        app=build_server(identify=identify),
+        app=build_server(identify=identify, protocol_versions=PROTOCOL_VERSIONS),
         stateless=True,
         security_settings=_transport_security(),
         max_request_body_size=max_body_bytes(),

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import httpx2 as httpx
 import pytest
 
-from tests.mcp_bridge.conftest import MCP_HEADERS
+from tests.mcp_bridge.conftest import MCP_HEADERS, mcp_session
 
 PING = {"jsonrpc": "2.0", "id": "ping-1", "method": "ping"}
 
@@ -180,3 +181,43 @@ def test_params_that_are_not_an_object_are_invalid_params_with_the_request_id(
         "id": 4,
         "error": {"code": -32602, "message": "params must be an object", "data": None},
     }
+
+
+SPOKEN = ["2025-06-18", "2025-11-25", "2026-07-28"]  # the versions the SPEC promises; the SDK negotiates older too
+
+
+@pytest.mark.parametrize("version", ["banana", "1999-01-01", "2027-01-01"])
+def test_an_unsupported_protocol_version_is_named_with_every_version_the_server_speaks(
+    live_site: str, alice: Any, token_for: Any, version: str
+) -> None:
+    token = token_for(alice)
+    plain = (PING, _authorised(token, version))  # a 2025-era request under a version it does not know
+    enveloped, mirrored = _modern({"jsonrpc": "2.0", "id": "ping-1", "method": "ping"}, version)
+    modern = (enveloped, dict(_authorised(token, version), **mirrored))  # a 2026-era one, the envelope naming it
+    for body, headers in (plain, modern):
+        answer = httpx.post(f"{live_site}/mcp", json=body, headers=headers)
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert error["code"] == -32022  # UnsupportedProtocolVersionError
+        assert f"Unsupported protocol version '{version}'" in error["message"]
+        assert all(spoken in error["message"] for spoken in SPOKEN)
+        assert error["data"]["requested"] == version
+        assert set(SPOKEN) <= set(error["data"]["supported"])
+        assert answer.json()["id"] == "ping-1"
+
+    # server/discover names the same versions: a client picks one of them and retries
+    discover, mirrored = _modern({"jsonrpc": "2.0", "id": 1, "method": "server/discover"})
+    found = httpx.post(f"{live_site}/mcp", json=discover, headers=dict(_authorised(token, "2026-07-28"), **mirrored))
+    assert found.json()["result"]["supportedVersions"] == error["data"]["supported"]
+
+
+def test_a_client_of_each_era_still_connects_and_calls(
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any
+) -> None:
+    token = token_for(alice)
+
+    async def conversation() -> Any:
+        async with mcp_session(live_site, token, mcp_mode) as session:
+            return await session.call_tool("list_scores", {})
+
+    assert anyio.run(conversation).structured_content["scores"] == []
