@@ -15,6 +15,7 @@ stream for messages the server never sends unasked, is answered 405, as the MCP 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl, Field
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from apps.core import metrics
@@ -119,7 +121,7 @@ async def identify(ctx: ServerRequestContext[Any, Any]) -> Caller:
 
 def _transport_security() -> TransportSecuritySettings:
     """Host and Origin checks against DNS rebinding: the configured hosts, and browsers on loopback (the MCP
-    Inspector) or on the public origin."""
+    Inspector) or on the public origin. The origins are also those CORS lets read /mcp (`_cross_origin`)."""
     hosts = list(settings.ALLOWED_HOSTS)
     if "*" in hosts:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
@@ -136,14 +138,52 @@ def _transport_security() -> TransportSecuritySettings:
     )
 
 
+# What a browser-based client sends to /mcp in either protocol era, and what it must be able to read of the answers
+# (a 2025-era server's session id, the 401's challenge, the version).
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "MCP-Protocol-Version",
+    "Mcp-Session-Id",
+    "Last-Event-ID",
+    "Mcp-Method",
+    "Mcp-Name",
+]
+CORS_EXPOSED_HEADERS = ["Mcp-Session-Id", "WWW-Authenticate", "Mcp-Protocol-Version"]
+
+
+def _cross_origin(app: Any, security: TransportSecuritySettings) -> CORSMiddleware:
+    """Starlette's CORS for browser-based MCP clients (the MCP Inspector's page on localhost:6274), for exactly the
+    origins the transport's DNS rebinding check accepts: their preflights are answered here, before the token is
+    asked for (a browser sends none with them), and every answer to them names their origin. GET and DELETE are
+    allowed across origins only so that such a client can read their 405. No cookies are involved: the bearer
+    token is a header the client sets."""
+    if security.enable_dns_rebinding_protection:
+        origins = "|".join(
+            re.escape(origin.removesuffix(":*")) + ":[0-9]+" if origin.endswith(":*") else re.escape(origin)
+            for origin in security.allowed_origins
+        )
+    else:  # ALLOWED_HOSTS=*: the transport accepts any origin
+        origins = ".*"
+    return CORSMiddleware(
+        app,
+        allow_origin_regex=origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+    )
+
+
 def build_mcp_app() -> Any:
     """/mcp: `McpFront` (bearer tokens, the 401 with resource metadata, calls answered with one JSON body) before
     the SDK's app: its stateless Streamable HTTP transport (any worker or replica can answer any request); the
-    lifespan runs the SDK's session manager."""
+    lifespan runs the SDK's session manager. CORS, from the transport's own list of origins, is in front of it all."""
+    security = _transport_security()
     manager = ResponseModePerRequest(
         app=build_server(identify=identify, protocol_versions=PROTOCOL_VERSIONS),
         stateless=True,
-        security_settings=_transport_security(),
+        security_settings=security,
         max_request_body_size=max_body_bytes(),
     )
     metadata_url = build_resource_metadata_url(AnyHttpUrl(resource_url()))
@@ -154,4 +194,5 @@ def build_mcp_app() -> Any:
     )
     app = Starlette(routes=[Route(MCP_PATH, endpoint=endpoint)], lifespan=lambda app: manager.run())
     # token_authenticate refuses tokens issued for another resource itself
-    return McpFront(app, manager, BearerAuthBackend(PlatformTokenVerifier()), resource_metadata_url=str(metadata_url))
+    front = McpFront(app, manager, BearerAuthBackend(PlatformTokenVerifier()), resource_metadata_url=str(metadata_url))
+    return _cross_origin(front, security)

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
+from django.views.generic import View
 from oauth2_provider import views as oauth2_views
 from oauth2_provider.models import Application
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect
@@ -35,12 +36,30 @@ from apps.security.validators import LOOPBACK_HOSTS, ResourceServerValidator, re
 REGISTRATION_WINDOW_SECONDS = 3600
 
 
-def _cors(response: HttpResponse) -> HttpResponse:
-    # Browser-based MCP clients (the MCP Inspector) register from another origin; the endpoint takes no cookies.
+def _cors(response: HttpResponse, methods: str = "POST, OPTIONS") -> HttpResponse:
+    # Browser-based MCP clients (the MCP Inspector) register and discover from another origin; these endpoints take
+    # no cookies.
     response["Access-Control-Allow-Origin"] = "*"
     response["Access-Control-Allow-Headers"] = "Content-Type, Authorization, MCP-Protocol-Version"
-    response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    response["Access-Control-Allow-Methods"] = methods
     return response
+
+
+class _ReadableFromAnyOrigin(View):
+    """A public discovery document (django-oauth-toolkit's GET already answers with `Access-Control-Allow-Origin:
+    *`), whose preflight is answered too: the MCP SDKs send `MCP-Protocol-Version` with the GET, so a browser asks
+    first, and Django's own OPTIONS answer carried no CORS headers."""
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _cors(super().options(request, *args, **kwargs), methods="GET, OPTIONS")
+
+
+class ServerMetadataView(_ReadableFromAnyOrigin, oauth2_views.OAuthServerMetadataView):
+    """RFC 8414 authorization server metadata."""
+
+
+class ResourceMetadataView(_ReadableFromAnyOrigin, oauth2_views.OAuthProtectedResourceMetadataView):
+    """RFC 9728 protected resource metadata (of /mcp, and of PUBLIC_URL: see docs/security.md)."""
 
 
 def _error(error: str, description: str, status: int = 400) -> JsonResponse:
