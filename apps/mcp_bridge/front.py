@@ -232,10 +232,9 @@ class McpFront:
         scope["auth"], scope["user"] = authenticated
         context = auth_context_var.set(authenticated[1])
         try:
-            declared = _declared_length(scope) if scope["method"] == "POST" else None
             if scope["method"] != "POST":
                 await admission.method_not_allowed(scope["method"])(scope, receive, send)
-            elif declared is None:  # the SDK's transport reads it, counting it against the same limit
+            elif (declared := _declared_length(scope)) is None:  # the SDK's transport reads it, against its limit
                 await self.app(scope, receive, send)
             elif declared > self.max_body:
                 response = await self._too_large(request, declared)

@@ -14,19 +14,17 @@ import contextvars
 import dataclasses
 import functools
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 import mcp_types as types
 import pydantic_core
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
-from mcp_types import methods
 from mcp_types.jsonrpc import INVALID_PARAMS, INVALID_REQUEST
-from pydantic import ValidationError
 
 from apps.core.db import with_connections
 from apps.core.errors import ApplicationError, UnknownTool
@@ -40,6 +38,7 @@ from apps.mcp_bridge.completions import (
     corpus_matching,
     declared_matching,
 )
+from apps.mcp_bridge.params import name_params_problems
 from apps.mcp_bridge.prompts import PROMPTS, prompt_messages
 from apps.security import scopes
 from apps.tools import runner
@@ -174,73 +173,6 @@ def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, in
             )
 
     return report
-
-
-# How a field of a request's params fails the protocol's schema, in words (pydantic's error types).
-_PARAMS_PROBLEMS = {
-    "missing": "is required",
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-    "int_from_float": "must be an integer",
-    "bool_type": "must be a boolean",
-    "list_type": "must be an array",
-    "float_type": "must be a number",
-}
-
-
-async def name_params_problems(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Server middleware: a request whose params fail the protocol's schema is told which field and how
-    ("params.arguments must be an object", "params.name is required"). The SDK answers every such request
-    -32602 "Invalid request parameters" with empty data, on purpose (no pydantic text on the wire); the words
-    here are built from the error's fields and types, never from the values sent."""
-    try:
-        return await call_next(ctx)
-    except ValidationError as error:
-        try:  # the request's params against the schema again: the failure may be another (a result's shape)
-            methods.validate_client_request(ctx.method, ctx.protocol_version, ctx.params)
-        except ValidationError as params_error:
-            raise MCPError(
-                INVALID_PARAMS, f"Invalid request parameters: {_params_problems(params_error, ctx.params)}"
-            ) from error
-        except (KeyError, ValueError):  # not a method or version of the protocol's: the SDK's answer stands
-            pass
-        raise
-
-
-def _params_problems(error: ValidationError, params: Mapping[str, Any] | None) -> str:
-    """The fields of `params` that `error` found wrong, each once ("params.name is required; ..."); a field that
-    may be of several types is told all of them ("must be a string or an integer")."""
-    problems: dict[str, list[str]] = {}
-    for found in error.errors():
-        path = _field_path(found["loc"], {"params": params}, missing=found["type"] == "missing")
-        problem = _PARAMS_PROBLEMS.get(found["type"], "is not valid")
-        if problem not in problems.setdefault(path, []):
-            problems[path].append(problem)
-    return "; ".join(f"{path} {_either(found)}" for path, found in problems.items())
-
-
-def _either(problems: list[str]) -> str:
-    kinds = [problem.removeprefix("must be ") for problem in problems if problem.startswith("must be ")]
-    others = [problem for problem in problems if not problem.startswith("must be ")]
-    return " or ".join(others + ([f"must be {' or '.join(kinds)}"] if kinds else []))
-
-
-def _field_path(loc: tuple[int | str, ...], body: Any, *, missing: bool) -> str:
-    """The dotted path of the field an error's `loc` points at, in the request as sent: a step not in it is the
-    name of a union's member pydantic tried (skipped), unless it is the last step of a missing field."""
-    path: list[str] = []
-    for position, step in enumerate(loc):
-        if isinstance(body, dict) and step in body:
-            body = body[step]
-            path.append(str(step))
-        elif isinstance(body, list) and isinstance(step, int) and step < len(body):
-            body = body[step]
-            path.append(f"[{step}]")
-        elif missing and position == len(loc) - 1:
-            path.append(str(step))
-    return ".".join(path).replace(".[", "[")
 
 
 def build_server(
