@@ -1,4 +1,4 @@
-"""ASGI entry point: `/mcp` goes to the MCP server, every other path to Django.
+"""ASGI entry point: `/mcp` (and `/mcp/`) goes to the MCP server, every other path to Django.
 
 The lifespan belongs to the MCP app (its session manager must run for the server's whole life); Django's ASGI
 handler speaks only HTTP.
@@ -30,8 +30,8 @@ def build_application() -> ASGIApp:
         if scope["type"] == "lifespan":
             await mcp_application(scope, receive, send)
             return
-        path = scope.get("path", "")
-        if path == MCP_PATH or path.startswith(MCP_PATH + "/"):
+        # The MCP endpoint is one URL: a path below it (/mcp/foo) is Django's 404, with a token or without.
+        if scope.get("path", "") in (MCP_PATH, MCP_PATH + "/"):
             await mcp_application(scope, receive, send)
             return
         await django_application(scope, receive, send)

@@ -1,6 +1,7 @@
-"""How /mcp answers a request before the SDK's transport: bearer tokens authenticated once, a plain call answered
-with one JSON body by the SDK's single-request driver, everything else handed to the SDK's transport, and the
-request body limit (which follows MAX_SCORE_BYTES) applied and explained.
+"""How /mcp answers a request before the SDK's transport: bearer tokens authenticated once (and the 401 without
+one), what is not one JSON-RPC message of MCP's refused alike in every protocol era, a plain call answered with one
+JSON body by the SDK's single-request driver, everything else handed to the SDK's transport, and the request body
+limit (which follows MAX_SCORE_BYTES) applied and explained.
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
-from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.requests import Request
 from starlette.responses import Response
 
 from apps.core.errors import ServiceUnavailable
+from apps.mcp_bridge import admission
 from apps.mcp_bridge.server import in_worker
 from apps.security.events import security_event_record
 
@@ -108,12 +109,14 @@ class ResponseModePerRequest(StreamableHTTPSessionManager):
         return Response(reply.model_dump_json(by_alias=True, exclude_unset=True), media_type="application/json")
 
     @functools.cached_property
-    def _security(self) -> TransportSecurityMiddleware:
+    def security(self) -> TransportSecurityMiddleware:
+        """The transport's Host and Origin checks (against DNS rebinding) and its Content-Type check of a POST."""
         return TransportSecurityMiddleware(self.security_settings)
 
-    async def answerable(self, request: Request, body: bytes) -> JSONRPCRequest | None:
-        """The request, when it is answered with one JSON body and passes every check the SDK's transport makes
-        of a JSON-mode POST on the protocol versions it serves statelessly; else None."""
+    def answerable(self, request: Request, body: bytes, decoded: Any) -> JSONRPCRequest | None:
+        """The request (`decoded` from `body`, which passed the transport's security checks), when it is answered
+        with one JSON body and passes every other check the SDK's transport makes of a JSON-mode POST on the
+        protocol versions it serves statelessly; else None."""
         version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
         if (
             _asks_for_progress(body)
@@ -121,16 +124,14 @@ class ResponseModePerRequest(StreamableHTTPSessionManager):
             or MCP_SESSION_ID_HEADER in request.headers
             or not check_accept_headers(request)[0]
             or request.headers.get("content-type", "").split(";")[0].strip() != "application/json"
+            or not isinstance(decoded, dict)
+            or "id" not in decoded
+            or decoded.get("method") == "initialize"
         ):
             return None
-        if await self._security.validate_request(request, is_post=True):
-            return None
         try:
-            decoded = pydantic_core.from_json(body)
-            if not isinstance(decoded, dict) or "id" not in decoded or decoded.get("method") == "initialize":
-                return None
             return JSONRPCRequest.model_validate(decoded)
-        except (ValueError, ValidationError):
+        except ValidationError:
             return None
 
 
@@ -160,7 +161,7 @@ class _OneRequest:
         return None
 
 
-# The body of a POST that McpFront read ahead; None when it did not (then the stream answers).
+# The body of a POST that McpFront read ahead; None when it did not (one sent without a length: the stream answers).
 _peeked_body: ContextVar[bytes | None] = ContextVar("mcp_peeked_body", default=None)
 
 
@@ -174,22 +175,29 @@ def _asks_for_progress(body: bytes) -> bool:
     return b'"progressToken"' in body
 
 
-PEEK_LIMIT = 64 * 1024  # a tools/call body worth reading ahead; anything larger is answered as a stream
-
-
 class McpFront:
     """The front of /mcp, before the SDK's Starlette app:
 
     - authenticates the bearer token, as the SDK's `AuthenticationMiddleware` and `AuthContextMiddleware` would
       (with its `BearerAuthBackend`): the request's `user` and `auth`, and the SDK's auth context; when the
       database cannot be reached to check it, answers 503 with `Retry-After` (`DatabaseUnavailable`);
-    - answers an authenticated GET with 405 (`_no_event_stream`): the SDK's stateless transport would hold an
-      event stream open on which nothing is ever sent, for as long as the client keeps it;
-    - reads a POST's body ahead (up to PEEK_LIMIT bytes, as its Content-Length declares). An authenticated call
-      that wants one JSON body and passes the transport's checks is answered here by the SDK's single-request
-      driver (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request
-      transport, memory streams and dispatcher task the SDK sets up to carry a stream. Anything else goes to the
-      SDK's app with the same body: a 401 with its `WWW-Authenticate` header, a stream, `initialize`, an error;
+    - answers a request without a verified token with 401 (`admission.unauthorised`, which points at the resource
+      metadata), and records a refused one as an authentication failure (a request without any credentials is
+      just a client discovering how to authorise). The SDK's `RequireAuthMiddleware` after it, which answers
+      every 401 as `invalid_token` (against RFC 6750 section 3.1), is a second lock that no request reaches;
+    - answers every other method than POST with 405 (`admission.method_not_allowed`): the SDK's stateless
+      transport would hold a GET's event stream open, sending nothing, for as long as the client kept it, and
+      answered DELETE and the rest with a 405 whose `Allow` was missing or named GET and DELETE;
+    - reads a POST's body ahead, as its Content-Length declares (the SDK's transport reads a body whole before
+      it parses it, so this costs nothing), and after the transport's Host, Origin and Content-Type checks
+      answers one that is not one JSON-RPC message of MCP's with 400 (`admission.message_problem`: JSON-RPC 2.0
+      section 5's -32600, with a message naming the problem), and one under an `MCP-Protocol-Version` this
+      server does not speak with 400 naming it and those it does (`admission.unsupported_version`). A call that
+      wants one JSON body and passes the transport's checks is answered here by the SDK's single-request driver
+      (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request transport,
+      memory streams and dispatcher task the SDK sets up to carry a stream. Anything else goes to the SDK's app
+      with the same body: a stream, `initialize`, a notification, a body that is not JSON; a body sent without
+      a length goes to it unread;
     - owns the connection's receive channel once it has read the body: when the client goes away before its
       answer (it closed the call), the call is cancelled, whichever way it was to be answered; the tool's worker
       stops at its next step;
@@ -198,10 +206,13 @@ class McpFront:
       limit, answers its own plain 413 to a body sent without a length that turns out larger.
     """
 
-    def __init__(self, app: Any, manager: ResponseModePerRequest, backend: BearerAuthBackend) -> None:
+    def __init__(
+        self, app: Any, manager: ResponseModePerRequest, backend: BearerAuthBackend, *, resource_metadata_url: str
+    ) -> None:
         self.app = app
         self.manager = manager
         self.backend = backend
+        self.resource_metadata_url = resource_metadata_url
         self.max_body = manager.max_request_body_size
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -215,23 +226,39 @@ class McpFront:
         except DatabaseUnavailable as exc:
             await exc.response()(scope, receive, send)
             return
-        scope["auth"], scope["user"] = authenticated or (AuthCredentials(), UnauthenticatedUser())
-        context = auth_context_var.set(authenticated[1] if authenticated else None)
+        if authenticated is None:
+            await (await self._unauthorised(request))(scope, receive, send)
+            return
+        scope["auth"], scope["user"] = authenticated
+        context = auth_context_var.set(authenticated[1])
         try:
-            declared = _declared_length(scope) if scope["method"] == "POST" else None
-            if scope["method"] == "GET" and authenticated is not None:
-                await _no_event_stream()(scope, receive, send)
-            elif declared is not None and declared > self.max_body and authenticated is not None:
+            if scope["method"] != "POST":
+                await admission.method_not_allowed(scope["method"])(scope, receive, send)
+            elif (declared := _declared_length(scope)) is None:  # the SDK's transport reads it, against its limit
+                await self.app(scope, receive, send)
+            elif declared > self.max_body:
                 response = await self._too_large(request, declared)
                 await response(scope, receive, send)
-            elif declared is not None and declared <= PEEK_LIMIT:
-                await self._post(request, receive, send, authenticated=authenticated is not None)
             else:
-                await self.app(scope, receive, send)
+                await self._post(request, receive, send)
         finally:
             auth_context_var.reset(context)
 
-    async def _post(self, request: Request, receive: Any, send: Any, *, authenticated: bool) -> None:
+    async def _unauthorised(self, request: Request) -> Response:
+        presented = request.headers.get("authorization")
+        if presented:
+            client = request.client
+            await in_worker(
+                security_event_record,
+                kind="auth_failure",
+                ip=client.host if client else None,
+                endpoint="/mcp",
+                reason="bearer token refused (unknown, expired, revoked, disabled client or other resource)",
+            )
+        bearer = presented is not None and presented.lower().startswith("bearer ")
+        return admission.unauthorised(self.resource_metadata_url, token_refused=bearer)
+
+    async def _post(self, request: Request, receive: Any, send: Any) -> None:
         scope = request.scope
         chunks: list[bytes] = []
         while True:
@@ -265,15 +292,32 @@ class McpFront:
         watcher = asyncio.get_running_loop().create_task(watch())
         try:
             with call:
-                message = await self.manager.answerable(request, body) if authenticated else None
-                if message is None:
+                response = await self._answer_here(request, body)
+                if response is None:
                     await self.app(scope, replay, send)
                     return
-                response = await self.manager.answer_one(message, request)
                 await response(scope, replay, send)
         finally:
             watcher.cancel()
             _peeked_body.reset(peeked)
+
+    async def _answer_here(self, request: Request, body: bytes) -> Response | None:
+        """The answer to a POST whose body was read, when this front gives it; None when the SDK's app does."""
+        refused = await self.manager.security.validate_request(request, is_post=True)
+        if refused is not None:  # the SDK's own answer, before anything of the body is believed
+            return refused
+        try:
+            decoded = pydantic_core.from_json(body)
+        except ValueError:
+            return None  # the transport's parse error (-32700) names it
+        problem = admission.message_problem(decoded)
+        if problem is not None:
+            return problem
+        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        if version is not None and version not in admission.PROTOCOL_VERSIONS:
+            return admission.unsupported_version(version, decoded.get("id"))
+        message = self.manager.answerable(request, body, decoded)
+        return None if message is None else await self.manager.answer_one(message, request)
 
     async def _too_large(self, request: Request, declared: int) -> Response:
         message = (
@@ -323,23 +367,6 @@ class DatabaseUnavailable(ServiceUnavailable):
             headers={"Retry-After": str(self.RETRY_AFTER)},
             media_type="application/json",
         )
-
-
-def _no_event_stream() -> Response:
-    """The answer to GET /mcp: this stateless server never sends anything unasked, so it offers no event stream
-    (the MCP specification's 405 for that case; the SDK clients then carry on with POST alone). An open GET
-    stream would only hold a connection and its task until the client gave up."""
-    error = ErrorData(
-        code=INVALID_REQUEST,
-        message="This server offers no event stream on GET /mcp (it sends nothing unasked): send requests by POST.",
-    )
-    reply = JSONRPCError(jsonrpc="2.0", id=None, error=error)
-    return Response(
-        reply.model_dump_json(by_alias=True),
-        status_code=405,
-        headers={"Allow": "POST"},
-        media_type="application/json",
-    )
 
 
 def _without_surrounding_whitespace(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -1,8 +1,9 @@
 """MCP over Streamable HTTP at /mcp, protected by the platform's own OAuth tokens.
 
-The SDK does the protocol and the bearer-token plumbing (401 with `WWW-Authenticate: Bearer resource_metadata=...`);
-this module tells it how to verify our tokens and who a verified token acts for, and assembles /mcp with the front
-that decides which of its two ways answers a request (apps.mcp_bridge.front).
+The SDK does the protocol and the bearer-token plumbing; this module tells it how to verify our tokens and who a
+verified token acts for, and assembles /mcp with the front that answers a request without a token (401 with
+`WWW-Authenticate: Bearer resource_metadata=...`) and decides which of its two ways answers the others
+(apps.mcp_bridge.front).
 
 Stateless mode: every POST is served on its own, with no session kept in this process, so any uvicorn worker or
 replica behind a load balancer can answer any request of the same client. A call is answered with one JSON body
@@ -14,6 +15,7 @@ stream for messages the server never sends unasked, is answered 405, as the MCP 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,13 +30,14 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl, Field
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from apps.core import metrics
 from apps.core.errors import ApplicationError
+from apps.mcp_bridge.admission import PROTOCOL_VERSIONS
 from apps.mcp_bridge.front import DatabaseUnavailable, McpFront, ResponseModePerRequest, max_body_bytes
 from apps.mcp_bridge.server import build_server, in_worker
-from apps.security.events import security_event_record
 from apps.security.services import token_authenticate, token_authenticate_remembered, token_epoch_async
 from apps.tools.invocation import Caller
 
@@ -118,7 +121,7 @@ async def identify(ctx: ServerRequestContext[Any, Any]) -> Caller:
 
 def _transport_security() -> TransportSecuritySettings:
     """Host and Origin checks against DNS rebinding: the configured hosts, and browsers on loopback (the MCP
-    Inspector) or on the public origin."""
+    Inspector) or on the public origin. The origins are also those CORS lets read /mcp (`_cross_origin`)."""
     hosts = list(settings.ALLOWED_HOSTS)
     if "*" in hosts:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
@@ -135,48 +138,61 @@ def _transport_security() -> TransportSecuritySettings:
     )
 
 
-class RecordRefusedTokens:
-    """ASGI middleware around /mcp: a request that presented a bearer token and was answered 401 is an
-    authentication failure, recorded with its address (a request without any token is just discovery)."""
+# What a browser-based client sends to /mcp in either protocol era, and what it must be able to read of the answers
+# (a 2025-era server's session id, the 401's challenge, the version).
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "MCP-Protocol-Version",
+    "Mcp-Session-Id",
+    "Last-Event-ID",
+    "Mcp-Method",
+    "Mcp-Name",
+]
+CORS_EXPOSED_HEADERS = ["Mcp-Session-Id", "WWW-Authenticate", "Mcp-Protocol-Version"]
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not any(name == b"authorization" for name, _ in scope.get("headers", [])):
-            await self.app(scope, receive, send)
-            return
-
-        async def observe(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                client = scope.get("client")
-                await in_worker(
-                    security_event_record,
-                    kind="auth_failure",
-                    ip=client[0] if client else None,
-                    endpoint="/mcp",
-                    reason="bearer token refused (unknown, expired, revoked, disabled client or other resource)",
-                )
-            await send(message)
-
-        await self.app(scope, receive, observe)
+def _cross_origin(app: Any, security: TransportSecuritySettings) -> CORSMiddleware:
+    """Starlette's CORS for browser-based MCP clients (the MCP Inspector's page on localhost:6274), for exactly the
+    origins the transport's DNS rebinding check accepts: their preflights are answered here, before the token is
+    asked for (a browser sends none with them), and every answer to them names their origin. GET and DELETE are
+    allowed across origins only so that such a client can read their 405. No cookies are involved: the bearer
+    token is a header the client sets."""
+    if security.enable_dns_rebinding_protection:
+        origins = "|".join(
+            re.escape(origin.removesuffix(":*")) + ":[0-9]+" if origin.endswith(":*") else re.escape(origin)
+            for origin in security.allowed_origins
+        )
+    else:  # ALLOWED_HOSTS=*: the transport accepts any origin
+        origins = ".*"
+    return CORSMiddleware(
+        app,
+        allow_origin_regex=origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+    )
 
 
 def build_mcp_app() -> Any:
-    """/mcp: `McpFront` (bearer tokens, calls answered with one JSON body) before the SDK's app: its bearer-token
-    check (401 with resource metadata) and its stateless Streamable HTTP transport (any worker or replica can
-    answer any request); the lifespan runs the SDK's session manager."""
+    """/mcp: `McpFront` (bearer tokens, the 401 with resource metadata, calls answered with one JSON body) before
+    the SDK's app: its stateless Streamable HTTP transport (any worker or replica can answer any request); the
+    lifespan runs the SDK's session manager. CORS, from the transport's own list of origins, is in front of it all."""
+    security = _transport_security()
     manager = ResponseModePerRequest(
-        app=build_server(identify=identify),
+        app=build_server(identify=identify, protocol_versions=PROTOCOL_VERSIONS),
         stateless=True,
-        security_settings=_transport_security(),
+        security_settings=security,
         max_request_body_size=max_body_bytes(),
     )
-    endpoint = RequireAuthMiddleware(
+    metadata_url = build_resource_metadata_url(AnyHttpUrl(resource_url()))
+    endpoint = RequireAuthMiddleware(  # a second lock: McpFront answers every request without a token itself
         StreamableHTTPASGIApp(manager),
         [],  # each tool checks its own scope on the invocation path
-        build_resource_metadata_url(AnyHttpUrl(resource_url())),
+        metadata_url,
     )
     app = Starlette(routes=[Route(MCP_PATH, endpoint=endpoint)], lifespan=lambda app: manager.run())
     # token_authenticate refuses tokens issued for another resource itself
-    return McpFront(RecordRefusedTokens(app), manager, BearerAuthBackend(PlatformTokenVerifier()))
+    front = McpFront(app, manager, BearerAuthBackend(PlatformTokenVerifier()), resource_metadata_url=str(metadata_url))
+    return _cross_origin(front, security)

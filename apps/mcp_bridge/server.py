@@ -14,7 +14,7 @@ import contextvars
 import dataclasses
 import functools
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -38,6 +38,7 @@ from apps.mcp_bridge.completions import (
     corpus_matching,
     declared_matching,
 )
+from apps.mcp_bridge.params import name_params_problems
 from apps.mcp_bridge.prompts import PROMPTS, prompt_messages
 from apps.security import scopes
 from apps.tools import runner
@@ -174,8 +175,13 @@ def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, in
     return report
 
 
-def build_server(*, identify: Identify, name: str = "music21-platform") -> Server[Any]:
+def build_server(
+    *, identify: Identify, name: str = "music21-platform", protocol_versions: Sequence[str] | None = None
+) -> Server[Any]:
     """The MCP server over the tool registry; `identify` turns a request into the Caller it acts for.
+    `protocol_versions` are those `server/discover` names, when the transport serves more than the per-request
+    envelope's (over HTTP every request may use any; on stdio the first request settles the era, so the SDK's
+    discover, which names the envelope's, stays).
 
     Every handler answers with the SDK's result models, which the SDK validates and shapes for the protocol
     version of the request (2026-07-28's `resultType`, cache hints and server stamp included); failures are
@@ -294,7 +300,7 @@ def build_server(*, identify: Identify, name: str = "music21-platform") -> Serve
         ids, total = await in_worker(score_ids_starting, owner=caller.user, prefix=typed.strip(), limit=MAX_VALUES)
         return completion(ids, total=total)
 
-    return Server(
+    server = Server(
         name,
         version=music21_version,
         title="music21 platform",
@@ -308,3 +314,15 @@ def build_server(*, identify: Identify, name: str = "music21-platform") -> Serve
         on_get_prompt=get_prompt,
         on_completion=complete,
     )
+    server.middleware.append(name_params_problems)
+    if protocol_versions is not None:
+        discover = server.get_request_handler("server/discover")
+        if discover is None:  # pragma: no cover - the SDK gives every server its own
+            raise RuntimeError("the SDK's server/discover handler is missing")
+
+        async def discover_every_version(ctx: ServerRequestContext[Any, Any], params: Any) -> types.DiscoverResult:
+            found = await discover.handler(ctx, params)
+            return found.model_copy(update={"supported_versions": list(protocol_versions)})
+
+        server.add_request_handler("server/discover", discover.params_type, discover_every_version)
+    return server

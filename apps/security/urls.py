@@ -3,7 +3,6 @@ from __future__ import annotations
 from csp.decorators import csp_replace
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from oauth2_provider import urls as oauth2_urls
 from oauth2_provider import views as oauth2_views
 
 from apps.security import staff_otp, views
@@ -34,19 +33,20 @@ oauth_patterns = (
 
 urlpatterns = [
     path("o/", include(oauth_patterns)),
-    # The authorization server's metadata (RFC 8414, at the root and in its form for an issuer with a path) in the
-    # platform's version; the rest of django-oauth-toolkit's metadata URLs (RFC 9728) as they are.
-    path(
-        ".well-known/oauth-authorization-server",
-        views.ServerMetadataView.as_view(),
-        name="oauth-server-metadata",
-    ),
+    # The discovery documents (RFC 8414, RFC 9728) where django-oauth-toolkit's metadata_urlpatterns put them,
+    # readable from any origin; the authorization server's in the platform's version (apps.security.views).
+    path(".well-known/oauth-authorization-server", views.ServerMetadataView.as_view(), name="oauth-server-metadata"),
     path(
         ".well-known/oauth-authorization-server/<path:issuer_path>",
         views.ServerMetadataView.as_view(),
         name="oauth-server-metadata-issuer",
     ),
-    path("", include(oauth2_urls.metadata_urlpatterns)),
+    path(".well-known/oauth-protected-resource", views.ResourceMetadataView.as_view(), name="oauth-resource-metadata"),
+    path(
+        ".well-known/oauth-protected-resource/<path:resource_path>",
+        views.ResourceMetadataView.as_view(),
+        name="oauth-resource-metadata-path",
+    ),
     path("accounts/login/", _forms_answer_to_clients(views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/second-factor/", staff_otp.second_factor, name="staff-second-factor"),

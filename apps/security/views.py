@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
+from django.views.generic import View
 from oauth2_provider import views as oauth2_views
 from oauth2_provider.models import Application
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect
@@ -40,12 +41,44 @@ from apps.security.validators import (
 )
 
 
-def _cors(response: HttpResponse) -> HttpResponse:
-    # Browser-based MCP clients (the MCP Inspector) register from another origin; the endpoint takes no cookies.
+def _cors(response: HttpResponse, methods: str = "POST, OPTIONS") -> HttpResponse:
+    # Browser-based MCP clients (the MCP Inspector) register and discover from another origin; these endpoints take
+    # no cookies.
     response["Access-Control-Allow-Origin"] = "*"
     response["Access-Control-Allow-Headers"] = "Content-Type, Authorization, MCP-Protocol-Version"
-    response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    response["Access-Control-Allow-Methods"] = methods
     return response
+
+
+class _ReadableFromAnyOrigin(View):
+    """A public discovery document (django-oauth-toolkit's GET already answers with `Access-Control-Allow-Origin:
+    *`), whose preflight is answered too: the MCP SDKs send `MCP-Protocol-Version` with the GET, so a browser asks
+    first, and Django's own OPTIONS answer carried no CORS headers."""
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _cors(super().options(request, *args, **kwargs), methods="GET, OPTIONS")
+
+
+class ServerMetadataView(_ReadableFromAnyOrigin, oauth2_views.OAuthServerMetadataView):
+    """RFC 8414 metadata, readable from any origin: django-oauth-toolkit's, but for how a client authenticates at
+    the introspection endpoint. The library advertises the token endpoint's methods there, `none` among them
+    (public clients use it), while introspection answers only a trusted resource server authenticating with its
+    secret (basic or post) or presenting a token of its own (`IntrospectTokenView`). RFC 8414 section 2 takes
+    "Bearer", from the access token types registry, as a method of that list."""
+
+    INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "Bearer")
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().get(request, *args, **kwargs)
+        metadata = json.loads(response.content)
+        if "introspection_endpoint_auth_methods_supported" in metadata:
+            metadata["introspection_endpoint_auth_methods_supported"] = list(self.INTROSPECTION_AUTH_METHODS)
+            response.content = json.dumps(metadata)
+        return response
+
+
+class ResourceMetadataView(_ReadableFromAnyOrigin, oauth2_views.OAuthProtectedResourceMetadataView):
+    """RFC 9728 protected resource metadata (of /mcp, and of PUBLIC_URL: see docs/security.md)."""
 
 
 def _error(error: str, description: str, status: int = 400) -> JsonResponse:
@@ -301,24 +334,6 @@ class TokenView(oauth2_views.TokenView):
         origin = _loopback_origin(request)
         if origin and "Access-Control-Allow-Origin" not in response:
             response["Access-Control-Allow-Origin"] = origin
-        return response
-
-
-class ServerMetadataView(oauth2_views.OAuthServerMetadataView):
-    """RFC 8414 metadata: django-oauth-toolkit's, but for how a client authenticates at the introspection endpoint.
-    The library advertises the token endpoint's methods there, `none` among them (public clients use it), while
-    introspection answers only a trusted resource server authenticating with its secret (basic or post) or
-    presenting a token of its own (`IntrospectTokenView`). RFC 8414 section 2 takes "Bearer", from the access
-    token types registry, as a method of that list."""
-
-    INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "Bearer")
-
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = super().get(request, *args, **kwargs)
-        metadata = json.loads(response.content)
-        if "introspection_endpoint_auth_methods_supported" in metadata:
-            metadata["introspection_endpoint_auth_methods_supported"] = list(self.INTROSPECTION_AUTH_METHODS)
-            response.content = json.dumps(metadata)
         return response
 
 

@@ -24,18 +24,24 @@ def _text(result: Any) -> str:
     return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic YWxpY2U6cGFzc3dvcmQ="])
+@pytest.mark.parametrize(
+    ("authorization", "error"),
+    [(None, None), ("Basic YWxpY2U6cGFzc3dvcmQ=", None), ("Bearer not-a-token", "invalid_token")],
+    ids=["no-credentials", "another-scheme", "unknown-token"],
+)
 def test_without_a_valid_token_mcp_answers_401_pointing_at_the_metadata(
-    live_site: str, authorization: str | None
+    live_site: str, authorization: str | None, error: str | None
 ) -> None:
     headers = dict(MCP_HEADERS, **({"Authorization": authorization} if authorization else {}))
-    response = httpx.post(f"{live_site}/mcp", json=INITIALIZE, headers=headers)
-    assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
-    assert (
-        f'resource_metadata="{live_site}/.well-known/oauth-protected-resource/mcp"'
-        in (response.headers["WWW-Authenticate"])
-    )
+    for method in ("POST", "GET", "DELETE"):
+        response = httpx.request(method, f"{live_site}/mcp", json=INITIALIZE, headers=headers)
+        assert response.status_code == 401
+        challenge = response.headers["WWW-Authenticate"]
+        metadata = f'resource_metadata="{live_site}/.well-known/oauth-protected-resource/mcp"'
+        if error is None:  # RFC 6750 section 3.1: no bearer token at all is told where to look, and no error
+            assert challenge == f"Bearer {metadata}"
+        else:
+            assert challenge.startswith(f'Bearer error="{error}", ') and challenge.endswith(metadata)
 
 
 def test_a_token_holder_lists_every_tool_and_analyses_a_chorale(
@@ -167,6 +173,7 @@ def test_a_revoked_token_stops_working_at_once(mcp_mode: str, live_site: str, al
         f"{live_site}/mcp", json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}")
     )
     assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="other processes reach this one through Redis")
@@ -212,6 +219,7 @@ def test_an_expired_token_is_refused(live_site: str, alice: Any, token_for: Any)
         f"{live_site}/mcp", json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}")
     )
     assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
 
 def test_a_corpus_job_reports_progress_as_it_goes(
@@ -332,7 +340,7 @@ PING = {"jsonrpc": "2.0", "id": "ping-1", "method": "ping"}
         ({}, {"jsonrpc": "2.0", "id": 2, "method": "no/such"}, 200, {"code": -32601}),
         ({}, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"arguments": {}}}, 200, {"code": -32602}),
         ({}, {"jsonrpc": "2.0", "method": "notifications/initialized"}, 202, None),
-        ({}, [PING], 400, {"code": -32602}),
+        ({}, [PING], 400, {"code": -32600}),
         ({}, b"{not json", 400, {"code": -32700}),
         ({"Accept": "text/html"}, PING, 406, {"code": -32600}),
         ({"Origin": "http://evil.example"}, PING, 403, None),
