@@ -5,6 +5,7 @@ and that what is derived from a parsed score is kept with that score only."""
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 from music21 import analysis, corpus
@@ -77,4 +78,20 @@ def test_what_is_derived_leaves_with_the_score() -> None:
     assert len(derived._derived) == held + 1
     del music
     gc.collect()  # a parsed score is one large reference cycle: only a full collection frees it
+    assert len(derived._derived) == held
+
+
+def test_the_music_as_it_sounds_leaves_with_the_score() -> None:
+    """The copy at sounding pitch is kept beside the score; the copy would remember its original (music21's
+    derivation, a strong reference) and keep it alive for ever, were that link not cut."""
+    gc.collect()
+    held = len(derived._derived)
+    music = corpus.parse("trecento/PMFC_06-Jacopo-01-Aquila-Altera")
+    keys.key_analysis(music)
+    assert derived.sounding(music) is not music
+    score = weakref.ref(music)
+    del music
+    gc.collect()  # frees the score, and with it the entry that held its copy
+    gc.collect()  # frees the copy (one more reference cycle) and its own entry
+    assert score() is None
     assert len(derived._derived) == held
