@@ -17,7 +17,7 @@ from apps.core.errors import AnalysisError, InvalidArguments
 from apps.tools.services.counterpoint import generate_counterpoint
 from apps.tools.services.harmonisation import harmonize_melody, melody_part_select
 from apps.tools.services.spelling import key_name
-from apps.tools.services.summary import key_signature_name
+from apps.tools.services.summary import key_signature_name, key_signatures
 
 __all__ = ["generate_counterpoint", "harmonize_melody", "imitate_style", "transpose"]
 
@@ -25,8 +25,9 @@ __all__ = ["generate_counterpoint", "harmonize_melody", "imitate_style", "transp
 
 
 def _key_signature_name(music: stream.Score) -> str:
-    signature = next(iter(music.recurse().getElementsByClass(key.KeySignature)), None)
-    return "none" if signature is None else key_signature_name(signature.sharps)
+    """The opening key signature at concert pitch (a Bb clarinet's written one flat is three), or 'none'."""
+    signatures = key_signatures(music)
+    return key_signature_name(signatures[0]) if signatures else "none"
 
 
 def transpose(music: stream.Score, *, interval: str) -> tuple[stream.Score, dict[str, Any]]:

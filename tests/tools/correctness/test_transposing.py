@@ -2,8 +2,9 @@
 
 A small MusicXML score written out by hand here (a violin and a clarinet in Bb, whose part carries MusicXML's
 `<transpose>`: written a major second above the sound) says what a musician hears: the real parallel fifths and
-not the written ones. A corpus work checks it on real music: Weber's Concertino for clarinet and piano. Each
-expectation is read beside the case from the score itself, with music21's `toSoundingPitch`."""
+not the written ones, the concert key signature. A corpus work checks it on real music: Weber's Concertino for
+clarinet and piano. Each expectation is read beside the case from the score itself, with music21's
+`toSoundingPitch`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from music21 import corpus, stream
 
-from apps.tools.services import voiceleading
+from apps.tools.services import composition, keys, summary, voiceleading
 from apps.tools.services.derived import sounding, transposing_parts
 from apps.tools.services.parsing import parse_stored
 
@@ -104,6 +105,31 @@ def test_fifths_that_are_only_written_are_not_reported() -> None:
     assert voiceleading.voice_leading_analysis(music)["parallel_fifths"] == []
 
 
+@BOTH_ORDERS
+def test_the_key_signature_is_the_concert_pitchs(parts: tuple[_Part, _Part]) -> None:
+    music = _score(*parts)
+    # The clarinet's two sharps are the written signature of a part that sounds in C: the piece has none.
+    found = keys.key_analysis(music)
+    assert (found["key"], found["key_signature"], found["key_signature_keys"]) == (
+        "C major",
+        "no sharps or flats",
+        "C major / A minor",
+    )
+    assert summary.score_summary(music)["key_signatures"] == ["no sharps or flats"]
+    # The range heard: the clarinet's lowest written G3 sounds F3.
+    assert summary.score_summary(music)["lowest_pitch"] == "F3"
+    transposed = composition.transpose(music, interval="M2")[1]
+    assert (transposed["key_signature_before"], transposed["key_signature_after"]) == ("no sharps or flats", "2 sharps")
+
+
+def test_key_rankings_are_music21s_on_the_music_as_it_sounds() -> None:
+    music = _score(VIOLIN, CLARINET)
+    for profile in keys.KEY_ALGORITHMS.values():
+        found = music.toSoundingPitch(inPlace=False).analyze(profile)
+        theirs = [(k.tonic.name, k.mode, k.correlationCoefficient) for k in [found, *found.alternateInterpretations]]
+        assert [(k.tonic, k.mode, k.correlation) for k in keys.profile_keys(music, profile)] == theirs, profile
+
+
 def test_the_parsed_score_is_left_as_written() -> None:
     music = _score(VIOLIN, CLARINET)
     voiceleading.voice_leading_analysis(music)
@@ -127,6 +153,19 @@ def test_music_without_transposing_parts_is_read_as_it_is() -> None:
 @functools.cache
 def _work(path: str) -> stream.Score:
     return corpus.parse(path)
+
+
+def test_weber_concertino_is_in_three_flats() -> None:
+    # The clarinet in Bb is written in one flat (F major), the piano in three: the piece is in Eb major.
+    music = _work("weber/concertino_clarinet")
+    assert [s.sharps for s in music.parts[0].recurse().getElementsByClass("KeySignature")][:1] == [-1]
+    found = keys.key_analysis(music)
+    assert (found["key"], found["key_signature"], found["key_signature_keys"]) == (
+        "Eb major",
+        "3 flats",
+        "Eb major / C minor",
+    )
+    assert summary.score_summary(music)["key_signatures"] == ["3 flats"]
 
 
 def test_weber_concertino_voice_crossings_are_the_ones_that_sound() -> None:
