@@ -2,8 +2,9 @@
 
 A small MusicXML score written out by hand here (a violin and a clarinet in Bb, whose part carries MusicXML's
 `<transpose>`: written a major second above the sound) says what a musician hears: the real parallel fifths and
-not the written ones, the concert key signature. A corpus work checks it on real music: Weber's Concertino for
-clarinet and piano. Each expectation is read beside the case from the score itself, with music21's
+not the written ones, the tonic chord where the parts sound in octaves, the concert key signature. Two corpus works
+check it on real music: Weber's Concertino for clarinet and piano, and a trecento ballata whose Tenor is written an
+octave above its sound. Each expectation is read beside the case from the score itself, with music21's
 `toSoundingPitch`."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 from music21 import corpus, stream
 
-from apps.tools.services import composition, keys, summary, voiceleading
+from apps.tools.services import composition, harmony, keys, summary, voiceleading
 from apps.tools.services.derived import sounding, transposing_parts
 from apps.tools.services.parsing import parse_stored
 
@@ -106,6 +107,17 @@ def test_fifths_that_are_only_written_are_not_reported() -> None:
 
 
 @BOTH_ORDERS
+def test_the_chords_are_the_ones_that_sound(parts: tuple[_Part, _Part]) -> None:
+    answer = harmony.chord_analysis(_score(*parts))
+    assert answer["key"] == "C major"
+    first, last = answer["chords"][0], answer["chords"][-1]
+    # The violin's C5 over the clarinet's written D4 (a C4): C in octaves, the tonic, not a D-C seventh.
+    assert (first["pitches"], first["roman_numeral"]) == (["C4", "C5"], "I")
+    assert (last["measure"], last["pitches"], last["roman_numeral"]) == (7, ["C4", "C5"], "I")
+    assert harmony.harmony_analysis(_score(*parts))["figures"].startswith("I ")
+
+
+@BOTH_ORDERS
 def test_the_key_signature_is_the_concert_pitchs(parts: tuple[_Part, _Part]) -> None:
     music = _score(*parts)
     # The clarinet's two sharps are the written signature of a part that sounds in C: the piece has none.
@@ -133,6 +145,7 @@ def test_key_rankings_are_music21s_on_the_music_as_it_sounds() -> None:
 def test_the_parsed_score_is_left_as_written() -> None:
     music = _score(VIOLIN, CLARINET)
     voiceleading.voice_leading_analysis(music)
+    harmony.chord_analysis(music)
     assert transposing_parts(music) == (1,)
     assert [n.nameWithOctave for n in music.parts[1].measure(1).notes] == ["D4"]
     assert music.parts[1].atSoundingPitch is False
@@ -182,3 +195,12 @@ def test_weber_concertino_voice_crossings_are_the_ones_that_sound() -> None:
     assert (76, 1.0) not in details
     assert details[(75, 2.833)] == "Bb Clarinet (Ab3) goes below Piano 1 (Bb3)"
     assert len(crossings) == 43
+
+
+def test_a_tenor_written_an_octave_high_is_heard_an_octave_lower() -> None:
+    # Jacopo's "Aquila altera": the Tenor is written in the bass clef with MusicXML's octave-down transposition.
+    music = _work("trecento/PMFC_06-Jacopo-01-Aquila-Altera")
+    assert [n.nameWithOctave for n in music.parts[2].measure(1).notes] == ["D4"]
+    first = harmony.chord_analysis(music)["chords"][0]
+    assert (first["measure"], first["pitches"], first["roman_numeral"]) == (1, ["D3", "A4"], "I")
+    assert summary.score_summary(music)["lowest_pitch"] == "C2"
