@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 from music21 import corpus, stream
 
-from apps.tools.services import composition, harmony, keys, summary, voiceleading
+from apps.tools.services import composition, counterpoint, harmonisation, harmony, keys, summary, voiceleading
 from apps.tools.services.derived import sounding, transposing_parts
 from apps.tools.services.parsing import parse_stored
 
@@ -158,6 +158,32 @@ def test_music_without_transposing_parts_is_read_as_it_is() -> None:
     music = corpus.parse("bach/bwv66.6")
     assert transposing_parts(music) == ()
     assert sounding(music) is music  # no copy
+
+
+# --- Writing music from a clarinet's tune ---------------------------------------------------------------------------
+
+# The clarinet's written D5 F#5 | E5 A5 | G5 F#5 | D5 sounds C5 E5 | D5 G5 | F5 E5 | C5, over a cello's C major bass.
+TUNE = _Part("Clarinet in Bb", ("D5:2 F#5:2", "E5:2 A5:2", "G5:2 F#5:2", "D5:4"), 2, True)
+CELLO = _Part("Violoncello", ("C3:2 E3:2", "G2:2 C3:2", "G2:2 G2:2", "C2:4"), clef="bass")
+HEARD = ["C5", "E5", "D5", "G5", "F5", "E5", "C5"]
+
+
+def test_a_clarinets_tune_is_harmonised_as_it_sounds() -> None:
+    result, info = harmonisation.harmonize_melody(_score(TUNE, CELLO), melody_part=0)
+    # Harmonised in the key it sounds in, and written out at that pitch: C major, ending on the tonic.
+    assert info["key"] == "C major"
+    assert [n.nameWithOctave for n in result.parts[0].recurse().notes] == HEARD
+    assert info["progression"][-1] == "I"
+    assert any("sounding pitch" in warning for warning in info["warnings"])
+
+
+def test_counterpoint_against_a_clarinets_tune_is_written_as_it_sounds() -> None:
+    result, info = counterpoint.generate_counterpoint(_score(TUNE, CELLO), species=1)
+    assert info["final"] == "C"
+    cantus = result.parts[1]
+    assert [n.nameWithOctave for n in cantus.recurse().notes] == HEARD
+    assert [s.sharps for s in result.recurse().getElementsByClass("KeySignature")] == [0, 0]
+    assert info["violations"] == []
 
 
 # --- Corpus works -------------------------------------------------------------------------------------------------
