@@ -17,6 +17,9 @@ Conventions in every result:
 - Pitches and keys are spelled as the score spells them, in plain text: the letter, then `#` for a sharp or `b` for
   a flat (`F#`, `Bb`, `C##`), the octave after it where there is one (`Bb3`, middle C is `C4`); keys as tonic and
   mode (`F# minor`, `Bb major`).
+- Pitches, chords and keys are the music as it sounds: a part for a transposing instrument (a clarinet in Bb, a
+  horn in F) or written an octave from its sound is read at sounding pitch, and key signatures are named at concert
+  pitch. The parts' written notes are unchanged, and so are `export_score`'s and `render_score`'s.
 - Parts are named by `part` (their 0-based index in the score) and `part_label`: the part's name, numbered when two
   parts share one (`Tenor 1`, `Tenor 2`), or `Part 1`, `Part 2`... for parts without a name.
 - `measure` is the bar number as printed in the score (a pickup bar is 0); `beat` counts from 1 within the bar.

@@ -217,6 +217,17 @@ def test_imitation_is_reproducible_and_fills_every_measure(chorale: Any, alice: 
     assert first["measures"] == again["measures"] == other["measures"] == 6
 
 
+def test_imitation_is_in_the_key_of_the_whole_score(alice: Any, call: Any) -> None:
+    # bwv103.6 is in B minor (two sharps, the bass and the soprano end on B); its soprano alone reads as A major
+    # (music21's `analyze('key')` of that part), the key the imitation was once written in.
+    call(alice, "import_score", score_id="bwv103", source="bach/bwv103.6", source_type="corpus")
+    result = call(alice, "imitate_style", score_id="bwv103", length=4)
+    assert result["key"] == "B minor"
+    melody = _music(alice, result["new_score_id"]).parts[0]
+    assert melody.recurse().notes[-1].pitch.name == "B"
+    assert [s.sharps for s in melody.recurse().getElementsByClass("KeySignature")] == [2]
+
+
 def test_imitation_of_a_corpus_composer(alice: Any, call: Any) -> None:
     result = call(alice, "imitate_style", composer="bach", length=4, seed=1)
     assert result["new_score_id"] == "bach-imitation"

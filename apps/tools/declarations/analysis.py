@@ -35,7 +35,8 @@ def key_analysis(caller: Caller, args: KeyArgs) -> dict[str, Any]:
     - correlation: the chosen profile's correlation (-1..1) with the key; margin: it minus the runner-up's.
     - warning: why the key is absent or uncertain (fewer than half the profiles agree, or the runner-up within
       0.02), else null.
-    - key_signature (`6 sharps`) and key_signature_keys (`F# major / D# minor`) of the opening signature.
+    - key_signature (`6 sharps`) and key_signature_keys (`F# major / D# minor`) of the opening signature at concert
+      pitch (Weber's clarinet concertino: `3 flats`, not the clarinet in Bb's written `1 flat`).
     - algorithm: the profile the key comes from; alternatives: the next 4 keys with their correlation;
       by_algorithm: each profile's key, tonic, mode and correlation."""
     return analysis_answer(

@@ -57,7 +57,8 @@ def harmonize_melody(caller: Caller, args: HarmonizeArgs) -> dict[str, Any]:
       contrary motion), voice_crossings, out_of_range (notes outside the voice's range), spacing (adjacent voices
       too far apart), incomplete_final_chord (0 or 1).
     - violations: up to 20 of those breaks as {"rule", "bar" (printed measure number), "voices", "detail"}.
-    - warnings: what a singer should know, e.g. melody notes outside the soprano range, with bar numbers.
+    - warnings: what a singer should know, e.g. melody notes outside the soprano range, with bar numbers, or a
+      melody written for a transposing instrument (read, and the voices written, at sounding pitch).
     """
     score, music = score_and_music(caller, args.score_id)
     result, info = composition.harmonize_melody(
@@ -79,13 +80,14 @@ class CounterpointArgs(ToolArguments):
 @tool("generate_counterpoint", arguments=CounterpointArgs, scope=WRITE, group="composition")
 def generate_counterpoint(caller: Caller, args: CounterpointArgs) -> dict[str, Any]:
     """Write species counterpoint against the score's top part as cantus firmus; stores the two-part result and
-    reports any rule violations an independent check finds.
+    reports any rule violations an independent check finds. The cantus is read, and both parts written, at
+    sounding pitch (a clarinet in Bb's written D is the C it plays).
 
     Returns:
     - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
       objects), notes: its size.
     - species (1-4); voice_position: the counterpoint above or below the cantus; cantus_notes, counterpoint_notes:
-      notes struck in each; final: the cantus's last note (spelled as written, e.g. `Bb`).
+      notes struck in each; final: the cantus's last note at sounding pitch, spelled (e.g. `Bb`).
     - violations: each broken rule an independent check finds, with where (empty when the rules are kept)."""
     score, music = score_and_music(caller, args.score_id)
     result, info = composition.generate_counterpoint(music, species=args.species, voice_position=args.voice_position)
@@ -176,7 +178,7 @@ def transpose_score(caller: Caller, args: TransposeArgs) -> dict[str, Any]:
     - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
       objects), notes: its size.
     - interval: music21's name of the interval (e.g. `Major Second`); semitones; direction: up, down or none.
-    - key_signature_before, key_signature_after: e.g. `3 sharps`, `none`."""
+    - key_signature_before, key_signature_after: the opening signature at concert pitch, e.g. `3 sharps`, `none`."""
     score, music = score_and_music(caller, args.score_id)
     result, info = composition.transpose(music, interval=args.interval)
     new = score_store_generated(

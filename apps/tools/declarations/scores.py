@@ -38,7 +38,7 @@ def import_score(caller: Caller, args: ImportArgs) -> dict[str, Any]:
     - score_id, title, source_format: the stored score and the format it was read as.
     - parts: number of parts (staves of a multi-staff instrument count one each).
     - measures: number of measures (a pickup counts as one); notes: notes and chords, tied continuations included.
-    - pitch_range: lowest and highest pitch, spelled with octave ("F#2", "Bb5").
+    - pitch_range: lowest and highest pitch as they sound, spelled with octave ("F#2", "Bb5").
     - warnings: what the format could not carry (MIDI: pickup bars, exact rhythm and spelling); empty otherwise."""
     score = score_import(owner=caller.user, score_id=args.score_id, source=args.source, source_type=args.source_type)
     return {
@@ -98,9 +98,10 @@ def score_info(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
     - measures: measure objects of the longest part, a pickup counted as one.
     - bars: bars as printed, from first_bar to last_bar (printed bar numbers); a pickup (bar 0) is not a bar, and
       pickup says whether there is one.
-    - lowest_pitch, highest_pitch: spelled with octave, # and b (`F#2`, `Bb4`).
-    - key_signatures: each distinct signature in order met (`3 sharps`, `1 flat`); key_signature_keys: the two keys
-      each one writes (`A major / F# minor`).
+    - lowest_pitch, highest_pitch: as they sound, spelled with octave, # and b (`F#2`, `Bb4`).
+    - key_signatures: each distinct signature at concert pitch (`3 sharps`, `1 flat`), in order met, those of the
+      parts written at concert pitch first (a clarinet in Bb's written `1 flat` is `3 flats`); key_signature_keys:
+      the two keys each one writes (`A major / F# minor`).
     - time_signatures (`3/4`); duration_quarters: length in quarter notes."""
     score, music = score_and_music(caller, args.score_id)
     return {

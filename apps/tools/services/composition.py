@@ -15,9 +15,11 @@ from music21 import key, meter, note, pitch, stream
 
 from apps.core.errors import AnalysisError, InvalidArguments
 from apps.tools.services.counterpoint import generate_counterpoint
+from apps.tools.services.derived import sounding
 from apps.tools.services.harmonisation import harmonize_melody, melody_part_select
+from apps.tools.services.keys import score_key
 from apps.tools.services.spelling import key_name
-from apps.tools.services.summary import key_signature_name
+from apps.tools.services.summary import key_signature_name, key_signatures
 
 __all__ = ["generate_counterpoint", "harmonize_melody", "imitate_style", "transpose"]
 
@@ -25,8 +27,9 @@ __all__ = ["generate_counterpoint", "harmonize_melody", "imitate_style", "transp
 
 
 def _key_signature_name(music: stream.Score) -> str:
-    signature = next(iter(music.recurse().getElementsByClass(key.KeySignature)), None)
-    return "none" if signature is None else key_signature_name(signature.sharps)
+    """The opening key signature at concert pitch (a Bb clarinet's written one flat is three), or 'none'."""
+    signatures = key_signatures(music)
+    return key_signature_name(signatures[0]) if signatures else "none"
 
 
 def transpose(music: stream.Score, *, interval: str) -> tuple[stream.Score, dict[str, Any]]:
@@ -69,12 +72,14 @@ def _top(element: Any) -> pitch.Pitch:
 
 
 def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counter[float], key.Key, list[int]]:
-    """Second-order transitions of (scale step from the tonic, duration) over every source's melody part."""
+    """Second-order transitions of (scale step from the tonic, duration) over every source's melody part, each
+    source read as it sounds, its steps counted from the tonic of the whole score's key: a tune alone can say
+    another key than its harmony does (bwv103.6's soprano alone reads as A major; the chorale is in B minor)."""
     transitions: dict[Any, Counter[Any]] = defaultdict(Counter)
     durations: Counter[float] = Counter()
     keys: Counter[tuple[str, str]] = Counter()
     heights: list[int] = []
-    for source in sources:
+    for source in map(sounding, sources):
         # The tune, not whatever part comes first (a horn or a trumpet in many chorales), chosen as harmonisation does.
         try:
             _, melody = melody_part_select(source, None)
@@ -83,7 +88,7 @@ def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counte
         notes = list(melody.stripTies().flatten().notes)
         if len(notes) < 3:
             continue
-        found = melody.analyze("key")
+        found = score_key(source)
         keys[(found.tonic.name, found.mode)] += len(notes)
         tonic = found.tonic.midi % 12
         states = []

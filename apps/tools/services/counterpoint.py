@@ -15,6 +15,7 @@ from typing import Any
 from music21 import clef, key, meter, note, pitch, stream, tie
 
 from apps.core.errors import AnalysisError, InvalidArguments
+from apps.tools.services.derived import sounding
 from apps.tools.services.spelling import pitch_name
 
 CONSONANT = {0, 3, 4, 7, 8, 9}  # interval classes in semitones; the fourth counts as a dissonance in two parts
@@ -97,11 +98,14 @@ def _leading_tones(final: pitch.Pitch, candidates: list[pitch.Pitch]) -> list[pi
 def generate_counterpoint(
     music: stream.Score, *, species: int = 1, voice_position: str = "above"
 ) -> tuple[stream.Score, dict[str, Any]]:
-    """Write species counterpoint against the top part (the cantus firmus, one note per measure)."""
+    """Write species counterpoint against the top part (the cantus firmus, one note per measure). The cantus is
+    read, and both parts written, at sounding pitch (apps.tools.services.derived.sounding): a Bb clarinet's written
+    D is the C it sounds, its key signature the concert pitch's."""
     if species not in (1, 2, 3, 4, 5):
         raise InvalidArguments(f"species must be 1 to 5, got {species}.")
     if voice_position not in ("above", "below"):
         raise InvalidArguments(f"voice_position must be 'above' or 'below', got {voice_position!r}.")
+    music = sounding(music)
     top = music.parts[0] if music.parts else music
     cantus = [max(n.pitches, key=lambda p: p.ps) for n in top.stripTies().flatten().notes if n.pitches]
     if len(cantus) < 3:

@@ -20,6 +20,7 @@ import numpy as np
 from music21 import clef, key, note, pitch, roman, stream
 
 from apps.core.errors import AnalysisError, InvalidArguments
+from apps.tools.services.derived import sounding, transposing_parts
 from apps.tools.services.keys import score_key
 from apps.tools.services.satb import RANGES, VOICES, top_pitch, violation_counts, voice_leading_violations
 from apps.tools.services.spelling import key_name, pitch_name
@@ -372,7 +373,10 @@ def harmonize_melody(
     melody_part: int | str | None = None,
 ) -> tuple[stream.Score, dict[str, Any]]:
     """Harmonise the melody part in four voices in `style`; return the voices asked for, in SATB order, and what was
-    done: the key, the melody part, the chords, the rule checks over the four voices and any warnings."""
+    done: the key, the melody part, the chords, the rule checks over the four voices and any warnings.
+
+    The melody is read, and the four voices written, at sounding pitch (apps.tools.services.derived.sounding), the
+    pitch the key is found at: a Bb clarinet's written D is harmonised as the C it sounds, and a warning says so."""
     wanted = list(dict.fromkeys(voice_parts or VOICES))
     unknown = [v for v in wanted if v not in VOICES]
     if unknown:
@@ -381,6 +385,8 @@ def harmonize_melody(
         raise InvalidArguments("voice_parts must include 'soprano': the melody is the soprano.")
     if style not in VOCABULARY:
         raise InvalidArguments(f"Unknown style {style!r}; use one of: {', '.join(VOCABULARY)}.")
+    written = music
+    music = sounding(music)
     index, melody = melody_part_select(music, melody_part)
     label = part_label(melody, index)
     events = _melody_events(melody)
@@ -437,13 +443,22 @@ def harmonize_melody(
         "progression": progression,
         "checks": violation_counts(violations),
         "violations": violations[:20],
-        "warnings": _warnings(positions, new_notes, shift),
+        "warnings": _warnings(
+            positions, new_notes, shift, transposed=label if index in transposing_parts(written) else None
+        ),
     }
     return result, info
 
 
-def _warnings(positions: list[_Position], new_notes: list[Any], shift: int) -> list[str]:
+def _warnings(positions: list[_Position], new_notes: list[Any], shift: int, *, transposed: str | None) -> list[str]:
+    """What a singer should know; `transposed`: the melody part's label when it is written at other than its
+    sounding pitch."""
     warnings = []
+    if transposed is not None:
+        warnings.append(
+            f"The melody part {transposed!r} is written at other than its sounding pitch (a transposing instrument): "
+            "it was harmonised, and the four voices are written, at sounding pitch."
+        )
     low, high = RANGES["soprano"]
     outside = [n for n in new_notes if not low <= top_pitch(n).midi <= high]
     if outside:

@@ -21,7 +21,7 @@ from music21.meter import MeterException, TimeSignature
 
 from apps.core.errors import AnalysisError
 from apps.tools.services.cadences import cadences, melody_part, parts_of
-from apps.tools.services.derived import derived
+from apps.tools.services.derived import derived, sounding
 from apps.tools.services.figures import (
     Chord,
     Tonality,
@@ -168,22 +168,22 @@ def _sounding(spans: list[Span], at: float | Fraction) -> tuple[pitch.Pitch, ...
 
 
 def _slices(music: stream.Score) -> list[Slice]:
-    """Each sounding slice of the score, as `chordify` slices it, as (pitches low to high, offset, quarter_length,
-    measure, beat).
+    """Each sounding slice of the score as it sounds, as `chordify` slices it, as (pitches low to high, offset,
+    quarter_length, measure, beat).
+
+    Every part is read at sounding pitch (apps.tools.services.derived.sounding): the slices are those of
+    `music.toSoundingPitch().chordify()`. `chordify` alone converts only a score whose first part is at written
+    pitch, so that a violin above a Bb clarinet would be sliced with the clarinet's written notes.
 
     `chordify` builds a chord of deep-copied notes for every slice and a score of every measure to find them, most
     of the harmony tools' time. The slices are read here as it reads them: measure by measure of the first part
     (its template), at every start and end of a note or rest of any part's measure of the same index, the notes
     sounding then. A score without parts or measures is still chordified."""
-    work = music
-    if (music.hasPartLikeStreams() and music.getElementsByClass(stream.Stream).first().atSoundingPitch is False) or (
-        music.atSoundingPitch is False
-    ):
-        work = music.toSoundingPitch(inPlace=False)
+    work = sounding(music)
     streams = list(work.parts) if work.hasPartLikeStreams() else []
     parts = [list(part.getElementsByClass(stream.Measure)) for part in streams]
     if not parts or not parts[0]:
-        return _chordified_slices(music.chordify())
+        return _chordified_slices(work.chordify())
     # By site, not `.offset`: that is the offset in the active site, which another thread's music21 call on the
     # same shared score (`measure()`, `chordify`) may move to a stream of its own.
     starts = [float(measure.getOffsetBySite(streams[0])) for measure in parts[0]]
@@ -212,7 +212,9 @@ def chords(music: stream.Score) -> list[Chord]:
     `chordify` slices at every onset in any part; a slice whose new notes arrive and leave by step (passing and
     neighbour notes, anticipations) belongs to the chord before it, and a slice that is no chord but resolves by
     step over the same bass (a suspension, an appoggiatura) belongs to the chord after it. Computed once per
-    parsed score (apps.tools.services.derived): the list and its chords are shared, read-only."""
+    parsed score (apps.tools.services.derived), from the music as it sounds: the list and its chords are shared,
+    read-only."""
+    music = sounding(music)
     return derived(music, "harmonies", lambda: _harmonies(music))
 
 
@@ -278,7 +280,8 @@ def _chord_name(c: Chord) -> str:
 
 def chord_analysis(music: stream.Score, *, limit: int = 500) -> dict[str, Any]:
     """Every harmony of the score with measure, beat, length, pitches, common name and Roman numeral in the
-    score's key."""
+    score's key; all at sounding pitch."""
+    music = sounding(music)
     in_key = Tonality.of(score_key(music))
     harmonies = chords(music)
     figures = _labelled(music, harmonies, in_key)
@@ -309,9 +312,10 @@ _FUNCTION_SYMBOLS = {"tonic": "T", "predominant": "PD", "dominant": "D"}
 
 def harmony_analysis(music: stream.Score, *, analysis_type: str = "roman") -> dict[str, Any]:
     """The harmony as a Roman-numeral progression ('roman'), as tonic/predominant/dominant functions
-    ('functional'), or as the cadences at the phrase endings ('cadences')."""
+    ('functional'), or as the cadences at the phrase endings ('cadences'); all at sounding pitch."""
     if analysis_type not in ("roman", "functional", "cadences"):
         raise AnalysisError(f"Unknown analysis_type {analysis_type!r}; use roman, functional or cadences.")
+    music = sounding(music)
     in_key = Tonality.of(score_key(music))
     harmonies = chords(music)
     base = {"key": in_key.name, "analysis_type": analysis_type}

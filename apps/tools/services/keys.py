@@ -1,6 +1,7 @@
 """The key of a whole score. Pure functions from a music21 stream to a dict.
 
-The stream comes from the shared parsed-score cache, so nothing here may change it."""
+The stream comes from the shared parsed-score cache, so nothing here may change it. The music is read as it sounds
+(apps.tools.services.derived.sounding): a Bb clarinet's written D is the C it sounds."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from music21 import key, note, pitch, stream
 from music21.analysis import discrete
 
 from apps.core.errors import AnalysisError
-from apps.tools.services.derived import derived
+from apps.tools.services.derived import derived, sounding
 from apps.tools.services.rounding import rounded
 from apps.tools.services.spelling import key_signature_keys, pitch_name
-from apps.tools.services.summary import key_signature_name
+from apps.tools.services.summary import key_signature_name, key_signatures
 
 # music21's names for the key-finding profiles. "aarden" is the profile `analyze('key')` uses by default.
 KEY_ALGORITHMS = {
@@ -48,18 +49,6 @@ def _require_notes(music: stream.Stream) -> None:
     """Refuse music with no pitched note (nothing at all, or only unpitched percussion)."""
     if not any(n.pitches for n in music.recurse().notes):
         raise AnalysisError("The score has no pitched notes to analyse (unpitched percussion has no pitch).")
-
-
-def key_signatures(music: stream.Stream) -> list[int]:
-    """The score's key signatures as sharps (negative: flats), distinct, the opening one first."""
-
-    def found() -> list[int]:
-        sharps: dict[int, None] = {}
-        for signature in music.recurse().getElementsByClass(key.KeySignature):
-            sharps.setdefault(signature.sharps, None)
-        return list(sharps)
-
-    return list(derived(music, "key signatures", found))
 
 
 @lru_cache(maxsize=128)
@@ -197,8 +186,10 @@ def _correlations(histogram: list[Any], weights: tuple[float, ...]) -> list[floa
 
 
 def profile_keys(music: stream.Score, profile: str) -> tuple[KeyGuess, ...]:
-    """Every key by the profile's correlation with the score, best first: what `music.analyze(profile)` returns
-    as its key and `alternateInterpretations`, in the same order and spelling."""
+    """Every key by the profile's correlation with the score as it sounds (`derived.sounding`), best first: what
+    `music.toSoundingPitch().analyze(profile)` returns as its key and `alternateInterpretations`, in the same order
+    and spelling (music21's `analyze` reads a transposing instrument's notes as written)."""
+    music = sounding(music)
 
     def ranked() -> tuple[KeyGuess, ...]:
         histogram = derived(music, "pitch-class histogram", lambda: _histogram(music))
@@ -215,9 +206,10 @@ def profile_keys(music: stream.Score, profile: str) -> tuple[KeyGuess, ...]:
 
 
 def score_key(music: stream.Score) -> key.Key:
-    """The key of the whole score (every part) by music21's default profile, its tonic spelled as the score's key
-    signature spells it (a score in 6 sharps is in F# major or D# minor, never Gb or Eb), so that Roman numerals
-    read against it are spelled as the score is. A new `key.Key` each call: callers may use it as they like."""
+    """The key of the whole score (every part, as it sounds) by music21's default profile, its tonic spelled as the
+    score's key signature at concert pitch spells it (a score in 6 sharps is in F# major or D# minor, never Gb or
+    Eb), so that Roman numerals read against it are spelled as the score is. A new `key.Key` each call: callers may
+    use it as they like."""
     _require_notes(music)
     profile = KEY_ALGORITHMS[DEFAULT_KEY_ALGORITHM]
     best = profile_keys(music, profile)[0]
@@ -247,15 +239,16 @@ def _spelled(found: KeyGuess, signatures: list[int]) -> KeyGuess:
 
 def key_analysis(music: stream.Score, *, algorithm: str = "all") -> dict[str, Any]:
     """The key of the whole score with a confidence that says how sure it is, the runner-up keys, and (for 'all')
-    every profile's answer. Every part counts: the pitch-class histogram is built from the whole score.
+    every profile's answer. Every part counts: the pitch-class histogram is built from the whole score as it sounds.
 
-    Keys are named from the pitch-class profiles and spelled as the key signature spells them
-    (`spelled_tonic`). `confidence` (0..1) is half the agreement (the share of the profiles run that name
-    the same key, enharmonic spellings alike) plus half the margin (the best correlation minus the runner-up's)
-    over `DECISIVE_MARGIN`, capped at 1; one profile alone counts as agreeing with itself. A score whose profiles
-    correlate below `NO_CLEAR_KEY_BELOW` on average has no clear key: `key` is None, `confidence` 0, the profile's
-    guess is in `best_guess` and `warning` says why. A key that fewer than half the profiles name, or with a
-    runner-up within `CLOSE_MARGIN`, keeps its name with a `warning`."""
+    Keys are named from the pitch-class profiles and spelled as the key signature spells them (`spelled_tonic`);
+    `key_signature` is the opening one at concert pitch (`summary.key_signatures`: a Bb clarinet's one flat is not
+    the key signature of a piece in three). `confidence` (0..1) is half the agreement (the share of the profiles
+    run that name the same key, enharmonic spellings alike) plus half the margin (the best correlation minus the
+    runner-up's) over `DECISIVE_MARGIN`, capped at 1; one profile alone counts as agreeing with itself. A score
+    whose profiles correlate below `NO_CLEAR_KEY_BELOW` on average has no clear key: `key` is None, `confidence` 0,
+    the profile's guess is in `best_guess` and `warning` says why. A key that fewer than half the profiles name, or
+    with a runner-up within `CLOSE_MARGIN`, keeps its name with a `warning`."""
     _require_notes(music)
     names = list(KEY_ALGORITHMS) if algorithm == "all" else [algorithm]
     if any(name not in KEY_ALGORITHMS for name in names):

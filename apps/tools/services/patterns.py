@@ -15,7 +15,7 @@ from music21 import stream
 
 from apps.core.errors import AnalysisError
 from apps.tools.services.cadences import has_fermata, phrase_end_indexes
-from apps.tools.services.derived import derived
+from apps.tools.services.derived import derived, sounding
 from apps.tools.services.summary import part_labels
 from apps.tools.services.voiceleading import Event, part_line
 
@@ -230,9 +230,11 @@ def pattern_recognition(
 ) -> dict[str, Any]:
     """Repeated melodic motifs (by scale steps: exact repeats, transpositions and diatonic sequences) and rhythmic
     patterns in every part with their locations (part index and label, printed measure, beat), and the phrase
-    structure of the top part. Rhythms of a single repeated duration are left out unless `uniform_rhythms`."""
+    structure of the top part. Rhythms of a single repeated duration are left out unless `uniform_rhythms`. The
+    music is read as it sounds (apps.tools.services.derived.sounding), as the voice-leading tool reads it."""
     if pattern_type not in ("melodic", "rhythmic", "both"):
         raise AnalysisError(f"Unknown pattern_type {pattern_type!r}; use melodic, rhythmic or both.")
+    music = sounding(music)
     parts = list(music.parts) or [music]
     labels = part_labels(music)
     segments = [run for i, part in enumerate(parts) for run in _segments(part, i, labels[i])]

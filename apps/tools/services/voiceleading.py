@@ -21,7 +21,7 @@ from typing import Any
 from music21 import base, interval, meter, note, pitch, stream
 from music21.common.numberTools import opFrac
 
-from apps.tools.services.derived import derived
+from apps.tools.services.derived import derived, sounding
 from apps.tools.services.keys import _require_notes
 from apps.tools.services.rounding import rounded
 from apps.tools.services.spelling import pitch_name
@@ -122,7 +122,8 @@ def part_line(part: stream.Stream) -> list[Event]:
     """The part as one line of events in time order: the top note of a chord (or of notes sounding together in two
     voices of the part), tied notes merged into one, grace notes left out. A note that starts before the previous one
     ends cuts the previous one short. Worked out once per parsed score (apps.tools.services.derived) and shared by
-    the voice-leading and pattern tools: read-only."""
+    the voice-leading and pattern tools: read-only. The notes are the part's own: the tools pass the parts of the
+    music as it sounds (apps.tools.services.derived.sounding)."""
     return derived(part, "line", lambda: _line(part))
 
 
@@ -301,7 +302,9 @@ def _pair(
 
 def voice_leading_analysis(music: stream.Score) -> dict[str, Any]:
     """Parallel fifths, parallel octaves (and unisons), deliberate doublings and voice crossings between every pair
-    of parts; parts as `{"part": index, "part_label": label}`, pitches spelled (`Bb4`), printed measure numbers."""
+    of parts; parts as `{"part": index, "part_label": label}`, pitches spelled (`Bb4`), printed measure numbers.
+    Every part is read as it sounds (apps.tools.services.derived.sounding): a Bb clarinet's written D4 is a C4."""
+    music = sounding(music)
     _require_notes(music)
     parts = list(music.parts) or [music]
     refs = [_part_ref(i, label) for i, label in enumerate(part_labels(music))]

@@ -1,10 +1,13 @@
 """The harmony and key tools read the score the way music21 does, without music21's slow paths: these pin that
 what they read is what music21 itself would give (slices as `chordify` makes them, keys as `analyze` ranks them),
-and that what is derived from a parsed score is kept with that score only."""
+and that what is derived from a parsed score is kept with that score only. A score with a part written at other
+than sounding pitch is read as music21 analyses music, at sounding pitch: `toSoundingPitch()`, then `chordify` or
+`analyze` (for keys, test_transposing.py); any other is read as it is, with no copy."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 from music21 import analysis, corpus
@@ -29,6 +32,18 @@ def test_harmony_slices_are_chordifys(work: str) -> None:
     music = corpus.parse(work)
     expected = _names(harmony._chordified_slices(music.chordify()))
     assert _names(harmony._slices(corpus.parse(work))) == expected
+    assert len(expected) > 20
+
+
+def test_harmony_slices_of_a_transposing_part_are_chordifys_at_sounding_pitch() -> None:
+    """music21 analyses the music as it sounds: `toSoundingPitch()`, then `chordify`. `chordify` alone converts
+    only a score whose first part is at written pitch; here the third, the Tenor, is written an octave above its
+    sound (MusicXML's octave-down <transpose>), and chordify alone would slice it an octave high."""
+    work = "trecento/PMFC_06-Jacopo-01-Aquila-Altera"
+    music = corpus.parse(work)
+    expected = _names(harmony._chordified_slices(music.toSoundingPitch(inPlace=False).chordify()))
+    assert _names(harmony._slices(corpus.parse(work))) == expected
+    assert expected != _names(harmony._chordified_slices(music.chordify()))
     assert len(expected) > 20
 
 
@@ -77,4 +92,20 @@ def test_what_is_derived_leaves_with_the_score() -> None:
     assert len(derived._derived) == held + 1
     del music
     gc.collect()  # a parsed score is one large reference cycle: only a full collection frees it
+    assert len(derived._derived) == held
+
+
+def test_the_music_as_it_sounds_leaves_with_the_score() -> None:
+    """The copy at sounding pitch is kept beside the score; the copy would remember its original (music21's
+    derivation, a strong reference) and keep it alive for ever, were that link not cut."""
+    gc.collect()
+    held = len(derived._derived)
+    music = corpus.parse("trecento/PMFC_06-Jacopo-01-Aquila-Altera")
+    keys.key_analysis(music)
+    assert derived.sounding(music) is not music
+    score = weakref.ref(music)
+    del music
+    gc.collect()  # frees the score, and with it the entry that held its copy
+    gc.collect()  # frees the copy (one more reference cycle) and its own entry
+    assert score() is None
     assert len(derived._derived) == held
