@@ -239,8 +239,10 @@ def _harmonies(music: stream.Score) -> list[Chord]:
                 break
             harmony = harmonies[-1]
             added = raw[index]
-            if added.root.name == harmony.root.name and harmony.seventh is None and added.seventh is not None:
-                # A passing seventh over the same root (V - V7) makes the chord a seventh chord.
+            seventh = added.root.name == harmony.root.name and harmony.seventh is None and added.seventh is not None
+            # A passing seventh over the same root and bass (V - V7) makes the chord a seventh chord; one in the
+            # bass (I - passing 7 - IV6) only passes: the chord keeps the bass it has on the beat.
+            if seventh and now[0].name == harmony.bass.name:
                 pitches = tuple(sorted({*harmony.pitches, *added.pitches}, key=lambda p: p.ps))
                 harmony = replace(harmony, pitches=pitches, seventh=added.seventh)
             harmonies[-1] = replace(harmony, quarter_length=added.offset + added.quarter_length - harmony.offset)

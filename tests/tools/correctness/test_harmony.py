@@ -205,6 +205,32 @@ def test_bwv66_6_figures_by_hand() -> None:
     assert (2, 2.5) not in chords and (3, 2.5) not in chords  # the passing sevenths are not chords of their own
 
 
+_INVERSION_OF_FIGURE = {"": 0, "7": 0, "6": 1, "65": 1, "64": 2, "43": 2, "42": 3}
+
+
+def test_a_passing_seventh_in_the_bass_passes_and_every_figure_agrees_with_its_bass() -> None:
+    # bwv104.6 bar 1: the bass A3 on the beat, G#3 on beat 1.5 passing down to F#3 (IV6 on beat 2) under A-E-A-C#:
+    # I with a passing note, not an "I7" reported over G# (whose figure, I7, said the bass was A).
+    music = _work("bach/bwv104.6")
+    assert [(float(n.offset), n.nameWithOctave) for n in music.parts[3].measure(1).notes][:3] == [
+        (0.0, "A3"),
+        (0.5, "G#3"),
+        (1.0, "F#3"),
+    ]
+    first = next(c for c in _chords("bach/bwv104.6")["chords"] if (c["measure"], c["beat"]) == (1, 1.0))
+    assert (first["roman_numeral"], first["bass"], first["pitches"]) == ("I", "A", ["A3", "E4", "A4", "C#5"])
+    # bwv153.1 bar 9 beat 2: A minor over A3 with the bass passing through G3 (it was "i7" over G).
+    beat_2 = next(c for c in _chords("bach/bwv153.1")["chords"] if (c["measure"], c["beat"]) == (9, 2.0))
+    assert (beat_2["roman_numeral"], beat_2["bass"]) == ("i", "A")
+    # The figure's inversion is the place of the reported bass above the reported root, in every chord.
+    for work in [*WORKS, "bach/bwv104.6", "bach/bwv153.1"]:
+        for c in _chords(work)["chords"]:
+            figure = re.fullmatch(r"[b#]?[IViv]+[oø+]?(\d*)(?:/.*)?", c["roman_numeral"])
+            assert figure is not None, (work, c)
+            above_root = (ord(c["bass"][0]) - ord(c["root"][0])) % 7  # letters: 0 root, 2 third, 4 fifth, 6 seventh
+            assert {0: 0, 2: 1, 4: 2, 6: 3}[above_root] == _INVERSION_OF_FIGURE[figure.group(1)], (work, c)
+
+
 # --- Transposition --------------------------------------------------------------------------------------------------
 
 
