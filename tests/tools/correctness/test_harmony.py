@@ -231,6 +231,31 @@ def test_a_passing_seventh_in_the_bass_passes_and_every_figure_agrees_with_its_b
             assert {0: 0, 2: 1, 4: 2, 6: 3}[above_root] == _INVERSION_OF_FIGURE[figure.group(1)], (work, c)
 
 
+def _at(work: str, measure: int, beat: float) -> dict[str, Any]:
+    return next(c for c in _chords(work)["chords"] if (c["measure"], c["beat"]) == (measure, beat))
+
+
+@pytest.mark.parametrize(
+    ("work", "measure", "beat", "pitches", "figure"),
+    [
+        # G minor: C-Bb-G with no Eb or E: the key's Eb makes it iv7 (music21: iv7), not IV7.
+        ("bach/bwv10.7", 4, 2.0, ["C3", "Bb3", "G4", "C5"], "iv7"),
+        # A minor: E-Bb is a diminished fifth, so the third can only be minor: half-diminished (music21: vø7b5).
+        ("bach/bwv26.6", 6, 1.5, ["E2", "D4", "Bb4", "E5"], "vø7"),
+        # D major: A-E on the beat, the tenor's C#4 on beat 2: the key's C# above A, V (music21 writes v5).
+        ("bach/bwv11.6", 19, 1.0, ["A2", "A3", "E4"], "V"),
+        # G major: C-G between IV6 and IV: the key's E, IV (music21: iv5).
+        ("bach/bwv117.4", 7, 2.0, ["C3", "G4"], "IV"),
+    ],
+)
+def test_a_chord_without_a_third_takes_the_keys_third_or_the_one_its_fifth_allows(
+    work: str, measure: int, beat: float, pitches: list[str], figure: str
+) -> None:
+    c = _at(work, measure, beat)
+    assert (c["pitches"], c["roman_numeral"]) == (pitches, figure)
+    assert chord.Chord(pitches).third is None
+
+
 # --- Transposition --------------------------------------------------------------------------------------------------
 
 
