@@ -54,12 +54,15 @@ def chord_analysis(caller: Caller, args: ChordArgs) -> dict[str, Any]:
     anticipations into the chord before, suspensions and appoggiaturas into the chord they resolve to. Roman
     numerals follow one textbook style: case for the third (V, ii), o/ø/+ for diminished, half-diminished and
     augmented, 6/64 and 7/65/43/42 for inversions, b/# only for a root outside the key (in minor VI, VII and viio
-    are the key's own), secondary dominants as V7/V or viio7/ii.
+    are the key's own), secondary dominants as V7/V or viio7/ii. A chord without a third takes the one the key has
+    above its root (C-G in C major: I; C-Bb-G in G minor: iv7), minor under a diminished fifth (E-Bb-D: ø7). A lone
+    note (a melody alone, a unison) is no chord and has no numeral.
 
     Returns:
     - key: the score's key (`F# minor`); chord_count: how many harmonies; truncated: true when more than limit.
     - chords: each with measure (printed bar number), beat (1-based), quarter_length (its length in quarter notes),
-      pitches (low to high, `C#5`), root and bass (`F#`), name (`A major triad`) and roman_numeral (`V6/III`)."""
+      pitches (low to high, `C#5`), root and bass (`F#`), name (`A major triad`) and roman_numeral (`V6/III`; null
+      for a lone note)."""
     return analysis_answer(
         caller, "chord_analysis", args, lambda music: harmony.chord_analysis(music, limit=args.limit)
     )
@@ -76,7 +79,8 @@ class HarmonyArgs(ScoreArgs):
 @tool("harmony_analysis", arguments=HarmonyArgs, scope=READ, group="music_analysis")
 def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
     """Analyse the harmony as a Roman-numeral progression, as harmonic functions, or as cadences, on the harmonies
-    chord_analysis lists (decorations folded in, the same Roman-numeral style), repeated chords counted once.
+    chord_analysis lists (decorations folded in, the same Roman-numeral style), repeated chords counted once and
+    lone notes (no chords) left out.
     Cadences are read at the phrase ends of the melody (the part named Soprano, else the highest part with
     fermatas): fermatas, else notes before a rest, and the last note; the closing chord is the one sounding after
     the suspensions under the final note resolve, the chord before it the last one on another root.

@@ -96,6 +96,11 @@ class Chord:
         return self.pitches[0]
 
     @property
+    def is_lone_note(self) -> bool:
+        """One pitch class (a melody note alone, or in octaves): no chord, so no Roman numeral."""
+        return all(p.name == self.root.name for p in self.pitches)
+
+    @property
     def is_triad(self) -> bool:
         """A consonant (major or minor) triad, which a cadence can close on."""
         return self.third in (3, 4) and self.fifth in (7, None) and self.seventh is None

@@ -250,13 +250,17 @@ def _harmonies(music: stream.Score) -> list[Chord]:
     return harmonies
 
 
-def _labelled(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> list[str]:
-    """The Roman numeral of each harmony in `in_key`, worked out once per score and key."""
+def _labelled(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> list[str | None]:
+    """The Roman numeral of each harmony in `in_key`, worked out once per score and key; None for a lone note (a
+    melody alone, a unison): one pitch is no chord, and naming it as the root of one (music21 makes A4 `vi` in C
+    major) would invent a harmony."""
 
-    def figures() -> list[str]:
+    def figures() -> list[str | None]:
+        chords_only = [None if c.is_lone_note else c for c in harmonies]
+        following = [*chords_only[1:], None]
         return [
-            roman_figure(c, in_key, harmonies[position + 1] if position + 1 < len(harmonies) else None)
-            for position, c in enumerate(harmonies)
+            None if c is None else roman_figure(c, in_key, after)
+            for c, after in zip(chords_only, following, strict=True)
         ]
 
     return derived(music, ("figures", in_key.name), figures)
@@ -318,7 +322,7 @@ def harmony_analysis(music: stream.Score, *, analysis_type: str = "roman") -> di
     harmonies = chords(music)
     base = {"key": in_key.name, "analysis_type": analysis_type}
     if analysis_type == "cadences":
-        found = cadences(music, harmonies, in_key)
+        found = cadences(music, [c for c in harmonies if not c.is_lone_note], in_key)
         melody = melody_part(music)
         parts = parts_of(music)
         index = next((i for i, part in enumerate(parts) if part is melody), 0)
@@ -348,9 +352,10 @@ def harmony_analysis(music: stream.Score, *, analysis_type: str = "roman") -> di
     }
 
 
-def _merge_repeats(harmonies: list[Chord], figures: list[str]) -> list[tuple[Chord, str]]:
+def _merge_repeats(harmonies: list[Chord], figures: list[str | None]) -> list[tuple[Chord, str]]:
+    """The harmonies with a numeral (lone notes left out), a chord repeated without another between counted once."""
     merged: list[tuple[Chord, str]] = []
     for c, figure in zip(harmonies, figures, strict=True):
-        if not merged or merged[-1][1] != figure:
+        if figure is not None and (not merged or merged[-1][1] != figure):
             merged.append((c, figure))
     return merged

@@ -256,6 +256,18 @@ def test_a_chord_without_a_third_takes_the_keys_third_or_the_one_its_fifth_allow
     assert chord.Chord(pitches).third is None
 
 
+def test_a_lone_note_is_no_chord_and_has_no_numeral() -> None:
+    # bwv130.6 bar 16: the third horn holds E5 a beat after the others' final C major chord.
+    held = _at("bach/bwv130.6", 16, 3.0)
+    assert (held["pitches"], held["name"], held["roman_numeral"]) == (["E5"], "E note", None)
+    # A tune alone (the first song of essenFolksong/han1): no chords, so no numerals, progression or cadences.
+    tune = corpus.parse("essenFolksong/han1", number=1)
+    assert len(tune.parts) == 1 and all(len(n.pitches) == 1 for n in tune.recurse().notes)
+    assert {c["roman_numeral"] for c in chord_analysis(tune)["chords"]} == {None}
+    assert harmony_analysis(tune)["figures"] == ""
+    assert harmony_analysis(tune, analysis_type="cadences")["count"] == 0
+
+
 # --- Transposition --------------------------------------------------------------------------------------------------
 
 
