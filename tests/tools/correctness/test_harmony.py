@@ -111,6 +111,45 @@ def test_a_suspension_at_the_fermata_is_read_after_it_resolves() -> None:
     assert closing["pitches"] == ["A2", "A3", "C#4", "E4"]
 
 
+def _line(part: stream.Stream, measure: int) -> list[tuple[float, str]]:
+    return [(float(n.offset), n.nameWithOctave) for n in part.measure(measure).recurse().notes]
+
+
+def test_an_ornamented_4_3_resolves_and_the_cadences_of_bwv26_6_are_authentic() -> None:
+    # Bars 6, 8 and 10 close alike: V7 on beat 2, then over the new bass a 4 (the alto's 7th held) that goes down
+    # to the 2 on the half beat and up to the 3 on beat 4 (bar 10: D4 B3 C#4 over A3-A2). The 4 is no IV64 chord:
+    # the chord from beat 3 is the one it resolves to, and each close is V7-I in D major, C major and A minor.
+    music = _work("bach/bwv26.6")
+    alto, bass = music.parts[1], music.parts[3]
+    assert _line(alto, 10)[-4:] == [(1.5, "D4"), (2.0, "D4"), (2.5, "B3"), (3.0, "C#4")]
+    assert _line(bass, 10)[-2:] == [(2.0, "A3"), (3.0, "A2")]
+    bar_10 = [c for c in _chords("bach/bwv26.6")["chords"] if c["measure"] == 10]
+    assert [(c["beat"], c["roman_numeral"], c["quarter_length"]) for c in bar_10][-2:] == [
+        (2.0, "V7", 1.0),
+        (3.0, "I", 2.0),
+    ]
+    found = {c["measure"]: (c["kind"], c["key"], c["chords"]) for c in _cadences("bach/bwv26.6")}
+    assert found[6] == ("perfect authentic", "D major", ["V7", "I"])
+    assert found[8] == ("perfect authentic", "C major", ["V7", "I"])
+    assert found[10] == ("perfect authentic", "A minor", ["V7", "I"])  # a Picardy third
+    # bwv11.6 bar 19: the same figure over A2 (D4 B3 C#4): V from the beat, not a chord without its third.
+    beat_1 = next(c for c in _chords("bach/bwv11.6")["chords"] if (c["measure"], c["beat"]) == (19, 1.0))
+    assert (beat_1["roman_numeral"], beat_1["pitches"]) == ("V", ["A2", "A3", "C#4", "E4"])
+
+
+def test_a_neighbour_note_into_the_beat_is_no_resolution() -> None:
+    # bwv103.6 bar 4: V (F#-A#-C#) with the alto's neighbour B4 from beat 1.5, held over beat 2 and going back to
+    # A#4 on 2.5 as the tenor passes F#4-E4 (V7). The B4 resolves only on 2.5: it is not a I64 on beat 1.5 (which
+    # dropped the soprano's C#5), and the close on beat 3 is V7-i.
+    music = _work("bach/bwv103.6")
+    assert _line(music.parts[1], 4) == [(0.0, "A#4"), (0.5, "B4"), (1.5, "A#4"), (2.0, "F#4")]
+    bar_4 = [c for c in _chords("bach/bwv103.6")["chords"] if c["measure"] == 4]
+    assert [(c["beat"], c["roman_numeral"]) for c in bar_4][:3] == [(1.0, "V"), (2.0, "V7"), (3.0, "i")]
+    assert all("C#5" in c["pitches"] for c in bar_4[:2])
+    close = next(c for c in _cadences("bach/bwv103.6") if c["measure"] == 4)
+    assert (close["kind"], close["chords"]) == ("perfect authentic", ["V7", "i"])
+
+
 def test_phrase_ends_come_from_the_soprano_not_the_trumpet() -> None:
     # bwv171.6 opens with three trumpets and timpani; Trumpet 1 has 2 fermatas, the soprano 16, one per phrase
     # (in bars 31 and 39 on the tied continuation of a held note: one phrase end each, where the note starts).
@@ -199,7 +238,8 @@ def test_secondary_dominants_are_dominants_of_their_degree_and_dominant_in_funct
 def test_bwv66_6_figures_by_hand() -> None:
     chords = {(c["measure"], c["beat"]): c["roman_numeral"] for c in _chords("bach/bwv66.6")["chords"]}
     assert chords[(6, 1.0)] == "VI"  # D major in F# minor: the natural sixth degree (music21 writes bVI)
-    assert chords[(8, 2.0)] == "V65/iv"  # F#-A#-C#-E over A#, resolving to B minor on beat 4
+    assert chords[(8, 2.0)] == "V65/iv"  # F#-A#-C#-E over A#, resolving to B minor on beat 3:
+    assert chords[(8, 3.0)] == "iv"  # its C#4 and E4 held over B2 go down to B3 and D4 as the bass moves on
     assert chords[(2, 2.0)] == "V7/III"  # E-G#-B with the passing D: the dominant seventh of A major
     assert chords[(3, 2.0)] == "V7"  # C#-E#-G# with the passing B (music21: V75#3)
     assert (2, 2.5) not in chords and (3, 2.5) not in chords  # the passing sevenths are not chords of their own
@@ -242,8 +282,8 @@ def _at(work: str, measure: int, beat: float) -> dict[str, Any]:
         ("bach/bwv10.7", 4, 2.0, ["C3", "Bb3", "G4", "C5"], "iv7"),
         # A minor: E-Bb is a diminished fifth, so the third can only be minor: half-diminished (music21: vø7b5).
         ("bach/bwv26.6", 6, 1.5, ["E2", "D4", "Bb4", "E5"], "vø7"),
-        # D major: A-E on the beat, the tenor's C#4 on beat 2: the key's C# above A, V (music21 writes v5).
-        ("bach/bwv11.6", 19, 1.0, ["A2", "A3", "E4"], "V"),
+        # Eb major: Eb-Bb between I6 and V6: the key's G, I (music21: i5).
+        ("bach/bwv140.7", 2, 2.0, ["Eb3", "Bb3", "Bb4"], "I"),
         # G major: C-G between IV6 and IV: the key's E, IV (music21: iv5).
         ("bach/bwv117.4", 7, 2.0, ["C3", "G4"], "IV"),
     ],
