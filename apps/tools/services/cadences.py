@@ -9,7 +9,7 @@ from typing import Any
 
 from music21 import pitch, stream
 
-from apps.tools.services.figures import Chord, Tonality, degree_of, figure_in, roman_figure, shifted
+from apps.tools.services.figures import Chord, Tonality, degree_of, figure_in, roman_figure, shifted, third_of
 from apps.tools.services.rounding import rounded
 
 # --- Cadences -----------------------------------------------------------------------------------------------------
@@ -170,7 +170,8 @@ def _cadence(penultimate: Chord, final: Chord, top: pitch.Pitch, home: Tonality)
 def _cadence_kind(penultimate: Chord, final: Chord, top: pitch.Pitch, in_key: Tonality) -> tuple[str, str | None]:
     pen_degree, final_degree = degree_of(penultimate.root, in_key), degree_of(final.root, in_key)
     raised_seventh = (7, 1) if in_key.mode == "minor" else (7, 0)
-    dominant = (pen_degree == (5, 0) and penultimate.third == 4) or (
+    # A dominant seventh may leave out its third (F#-C#-E before B: the key's A# is implied, figures.third_of).
+    dominant = (pen_degree == (5, 0) and third_of(penultimate, in_key) == 4) or (
         pen_degree == raised_seventh and penultimate.fifth == 6
     )
     bass_degree = degree_of(penultimate.bass, in_key)

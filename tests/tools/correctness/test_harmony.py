@@ -150,6 +150,17 @@ def test_a_neighbour_note_into_the_beat_is_no_resolution() -> None:
     assert (close["kind"], close["chords"]) == ("perfect authentic", ["V7", "i"])
 
 
+def test_a_dominant_seventh_without_its_third_closes_authentically() -> None:
+    # bwv113.8 bar 13 beat 4: F#2 E4 F#4 C#5, V7 of B minor without its A#, then B major (a Picardy third) under
+    # the fermata: V7-I, perfect authentic (it was no dominant without a major third, and read as a half close).
+    music = _work("bach/bwv113.8")
+    assert [n.nameWithOctave for n in music.parts[3].measure(13).notes][-1] == "F#2"
+    beat_4 = next(c for c in _chords("bach/bwv113.8")["chords"] if (c["measure"], c["beat"]) == (13, 4.0))
+    assert (beat_4["pitches"], beat_4["roman_numeral"]) == (["F#2", "E4", "F#4", "C#5"], "V7")
+    close = next(c for c in _cadences("bach/bwv113.8") if c["measure"] == 14)
+    assert (close["kind"], close["key"], close["chords"]) == ("perfect authentic", "B minor", ["V7", "I"])
+
+
 def test_phrase_ends_come_from_the_soprano_not_the_trumpet() -> None:
     # bwv171.6 opens with three trumpets and timpani; Trumpet 1 has 2 fermatas, the soprano 16, one per phrase
     # (in bars 31 and 39 on the tied continuation of a held note: one phrase end each, where the note starts).
