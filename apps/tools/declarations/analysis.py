@@ -92,10 +92,11 @@ def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
       dominant for V/viio, `dominant of V` for a secondary dominant), counts per function (tonic, predominant,
       dominant, secondary dominant) and summary (`T PD D D/V`).
     - cadences: each with measure (printed bar number) and beat (1-based) of the melody's final note, kind
-      (perfect authentic, imperfect authentic, half, plagal, deceptive or other), variant (`phrygian` for iv6-V in
-      minor, else null), key (the key it cadences in: the score's, or the one the phrase turns to, `A major`),
-      chords (the two Roman numerals in that key) and chords_in_home_key; count; melody: the part read for
-      the phrase ends (part: 0-based index, part_label)."""
+      (perfect authentic, imperfect authentic, half, plagal, deceptive or other; iii6 over the dominant bass, the
+      dominant with a 6, closes as V does), variant (`phrygian` for iv6-V in minor, else null), key (the key it
+      cadences in: the score's, or the one the phrase turns to, `A major`), chords (the two Roman numerals in that
+      key) and chords_in_home_key; count; melody: the part read for the phrase ends (part: 0-based index,
+      part_label)."""
     return analysis_answer(
         caller,
         "harmony_analysis",

@@ -175,9 +175,17 @@ def _cadence_kind(penultimate: Chord, final: Chord, top: pitch.Pitch, in_key: To
         pen_degree == raised_seventh and penultimate.fifth == 6
     )
     bass_degree = degree_of(penultimate.bass, in_key)
+    # The mediant in first inversion over the dominant bass, with the leading tone (iii6; III+6 in minor), is the
+    # dominant with a 6 passing or leaning to its 5 or 7 (bwv103.6 bar 6: C#4 over E3 going to D4, then A major).
+    dominant = dominant or (
+        pen_degree[0] == 3
+        and penultimate.inversion == 1
+        and bass_degree == (5, 0)
+        and any(degree_of(p, in_key) == raised_seventh for p in penultimate.pitches)
+    )
     if final_degree == (1, 0) and final.is_triad:
         if dominant:
-            perfect = pen_degree[0] == 5 and penultimate.inversion == 0 and final.inversion == 0
+            perfect = bass_degree == (5, 0) and final.inversion == 0
             return (
                 "perfect authentic" if perfect and degree_of(top, in_key) == (1, 0) else "imperfect authentic"
             ), None

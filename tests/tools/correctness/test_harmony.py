@@ -161,6 +161,19 @@ def test_a_dominant_seventh_without_its_third_closes_authentically() -> None:
     assert (close["kind"], close["key"], close["chords"]) == ("perfect authentic", "B minor", ["V7", "I"])
 
 
+def test_the_mediant_over_the_dominant_bass_closes_as_the_dominant() -> None:
+    # bwv103.6 bar 6 (B minor, the phrase turning to A major): over E3 the tenor goes C#4-D4 (6-7, with G#4 in the
+    # soprano), then the bass falls to A2 and the soprano rises G#4-A4. The chord on beat 2 reads iii6 in A major,
+    # the dominant with its 6 (E7 on the half beat): a perfect authentic close in A, not a half close in D major
+    # (whose key has no G#).
+    music = _work("bach/bwv103.6")
+    assert _line(music.parts[2], 6)[1:4] == [(1.0, "C#4"), (1.5, "D4"), (2.0, "C#4")]
+    assert _line(music.parts[3], 6)[2:4] == [(1.0, "E3"), (2.0, "A2")]
+    assert _line(music.parts[0], 6)[1:3] == [(1.0, "G#4"), (2.0, "A4")]
+    close = next(c for c in _cadences("bach/bwv103.6") if c["measure"] == 6)
+    assert (close["kind"], close["key"], close["chords"]) == ("perfect authentic", "A major", ["iii6", "I"])
+
+
 def test_phrase_ends_come_from_the_soprano_not_the_trumpet() -> None:
     # bwv171.6 opens with three trumpets and timpani; Trumpet 1 has 2 fermatas, the soprano 16, one per phrase
     # (in bars 31 and 39 on the tied continuation of a held note: one phrase end each, where the note starts).
