@@ -116,9 +116,17 @@ def tertian_root(pitches: tuple[pitch.Pitch, ...]) -> pitch.Pitch | None:
 
 
 def chord_of(
-    pitches: tuple[pitch.Pitch, ...], offset: float, quarter_length: float, measure: int | None, beat: float
+    pitches: tuple[pitch.Pitch, ...],
+    offset: float,
+    quarter_length: float,
+    measure: int | None,
+    beat: float,
+    *,
+    stacked_on: pitch.Pitch | None,
 ) -> Chord:
-    root = tertian_root(pitches)
+    """The chord of one slice. `stacked_on` is the slice's `tertian_root`, which the caller has asked already (the
+    harmonies need it for every slice, and it is a third of their time)."""
+    root = stacked_on
     tones = pitches
     if root is None:
         # Not a stack of thirds (an unresolved dissonance): keep the tones that are a chord above music21's root.

@@ -276,8 +276,9 @@ def chords(music: stream.Score) -> list[Chord]:
 
 def _harmonies(music: stream.Score) -> list[Chord]:
     slices = _slices(music)
-    raw = [chord_of(*slice_) for slice_ in slices]
-    tertian = [tertian_root(slice_[0]) is not None for slice_ in slices]
+    roots = [tertian_root(slice_[0]) for slice_ in slices]
+    raw = [chord_of(*slice_, stacked_on=root) for slice_, root in zip(slices, roots, strict=True)]
+    tertian = [root is not None for root in roots]
     harmonies: list[Chord] = []
     index = 0
     while index < len(raw):
@@ -295,7 +296,7 @@ def _harmonies(music: stream.Score) -> list[Chord]:
         elif not tertian[index] and index + 1 < len(slices):
             suspended = _suspended_over(slices[index][0], slices[index + 1][0])
             if suspended is not None:
-                current = chord_of(suspended, *slices[index][1:])
+                current = chord_of(suspended, *slices[index][1:], stacked_on=suspended[0])
                 known_tones = True
         harmonies.append(current)
         index += 1
