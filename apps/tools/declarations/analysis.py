@@ -55,12 +55,15 @@ def chord_analysis(caller: Caller, args: ChordArgs) -> dict[str, Any]:
     anticipations into the chord before, suspensions and appoggiaturas into the chord they resolve to. Roman
     numerals follow one textbook style: case for the third (V, ii), o/ø/+ for diminished, half-diminished and
     augmented, 6/64 and 7/65/43/42 for inversions, b/# only for a root outside the key (in minor VI, VII and viio
-    are the key's own), secondary dominants as V7/V or viio7/ii.
+    are the key's own), secondary dominants as V7/V or viio7/ii. A chord without a third takes the one the key has
+    above its root (C-G in C major: I; C-Bb-G in G minor: iv7), minor under a diminished fifth (E-Bb-D: ø7). A lone
+    note (a melody alone, a unison) is no chord and has no numeral.
 
     Returns:
     - key: the score's key (`F# minor`); chord_count: how many harmonies; truncated: true when more than limit.
     - chords: each with measure (printed bar number), beat (1-based), quarter_length (its length in quarter notes),
-      pitches (low to high, `C#5`), root and bass (`F#`), name (`A major triad`) and roman_numeral (`V6/III`)."""
+      pitches (low to high, `C#5`), root and bass (`F#`), name (`A major triad`) and roman_numeral (`V6/III`; null
+      for a lone note)."""
     return analysis_answer(
         caller, "chord_analysis", args, lambda music: harmony.chord_analysis(music, limit=args.limit)
     )
@@ -77,7 +80,8 @@ class HarmonyArgs(ScoreArgs):
 @tool("harmony_analysis", arguments=HarmonyArgs, scope=READ, group="music_analysis")
 def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
     """Analyse the harmony as a Roman-numeral progression, as harmonic functions, or as cadences, on the harmonies
-    chord_analysis lists (decorations folded in, the same Roman-numeral style), repeated chords counted once.
+    chord_analysis lists (decorations folded in, the same Roman-numeral style), repeated chords counted once and
+    lone notes (no chords) left out.
     Cadences are read at the phrase ends of the melody (the part named Soprano, else the highest part with
     fermatas): fermatas, else notes before a rest, and the last note; the closing chord is the one sounding after
     the suspensions under the final note resolve, the chord before it the last one on another root.
@@ -89,10 +93,11 @@ def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
       dominant for V/viio, `dominant of V` for a secondary dominant), counts per function (tonic, predominant,
       dominant, secondary dominant) and summary (`T PD D D/V`).
     - cadences: each with measure (printed bar number) and beat (1-based) of the melody's final note, kind
-      (perfect authentic, imperfect authentic, half, plagal, deceptive or other), variant (`phrygian` for iv6-V in
-      minor, else null), key (the key it cadences in: the score's, or the one the phrase turns to, `A major`),
-      chords (the two Roman numerals in that key) and chords_in_home_key; count; melody: the part read for
-      the phrase ends (part: 0-based index, part_label)."""
+      (perfect authentic, imperfect authentic, half, plagal, deceptive or other; iii6 over the dominant bass, the
+      dominant with a 6, closes as V does), variant (`phrygian` for iv6-V in minor, else null), key (the key it
+      cadences in: the score's, or the one the phrase turns to, `A major`), chords (the two Roman numerals in that
+      key) and chords_in_home_key; count; melody: the part read for the phrase ends (part: 0-based index,
+      part_label)."""
     return analysis_answer(
         caller,
         "harmony_analysis",

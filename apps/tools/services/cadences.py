@@ -11,7 +11,7 @@ from typing import Any
 from music21 import pitch, stream
 from music21.sites import SitesException
 
-from apps.tools.services.figures import Chord, Tonality, degree_of, figure_in, roman_figure, shifted
+from apps.tools.services.figures import Chord, Tonality, degree_of, figure_in, roman_figure, shifted, third_of
 from apps.tools.services.rounding import rounded
 
 # --- Cadences -----------------------------------------------------------------------------------------------------
@@ -185,13 +185,22 @@ def _cadence(penultimate: Chord, final: Chord, top: pitch.Pitch, home: Tonality)
 def _cadence_kind(penultimate: Chord, final: Chord, top: pitch.Pitch, in_key: Tonality) -> tuple[str, str | None]:
     pen_degree, final_degree = degree_of(penultimate.root, in_key), degree_of(final.root, in_key)
     raised_seventh = (7, 1) if in_key.mode == "minor" else (7, 0)
-    dominant = (pen_degree == (5, 0) and penultimate.third == 4) or (
+    # A dominant seventh may leave out its third (F#-C#-E before B: the key's A# is implied, figures.third_of).
+    dominant = (pen_degree == (5, 0) and third_of(penultimate, in_key) == 4) or (
         pen_degree == raised_seventh and penultimate.fifth == 6
     )
     bass_degree = degree_of(penultimate.bass, in_key)
+    # The mediant in first inversion over the dominant bass, with the leading tone (iii6; III+6 in minor), is the
+    # dominant with a 6 passing or leaning to its 5 or 7 (bwv103.6 bar 6: C#4 over E3 going to D4, then A major).
+    dominant = dominant or (
+        pen_degree[0] == 3
+        and penultimate.inversion == 1
+        and bass_degree == (5, 0)
+        and any(degree_of(p, in_key) == raised_seventh for p in penultimate.pitches)
+    )
     if final_degree == (1, 0) and final.is_triad:
         if dominant:
-            perfect = pen_degree[0] == 5 and penultimate.inversion == 0 and final.inversion == 0
+            perfect = bass_degree == (5, 0) and final.inversion == 0
             return (
                 "perfect authentic" if perfect and degree_of(top, in_key) == (1, 0) else "imperfect authentic"
             ), None

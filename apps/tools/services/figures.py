@@ -35,6 +35,9 @@ def _semitones(low: pitch.Pitch, high: pitch.Pitch) -> int:
 
 
 _SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+# The scales a missing third is taken from (`third_of`): in minor the harmonic minor's leading tone, so that a bare
+# fifth on the dominant is V, as the dominant of a minor key is.
+_THIRDS_FROM = {"major": _SCALES["major"], "minor": (0, 2, 3, 5, 7, 8, 11)}
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,11 @@ class Chord:
         return self.pitches[0]
 
     @property
+    def is_lone_note(self) -> bool:
+        """One pitch class (a melody note alone, or in octaves): no chord, so no Roman numeral."""
+        return all(p.name == self.root.name for p in self.pitches)
+
+    @property
     def is_triad(self) -> bool:
         """A consonant (major or minor) triad, which a cadence can close on."""
         return self.third in (3, 4) and self.fifth in (7, None) and self.seventh is None
@@ -108,9 +116,17 @@ def tertian_root(pitches: tuple[pitch.Pitch, ...]) -> pitch.Pitch | None:
 
 
 def chord_of(
-    pitches: tuple[pitch.Pitch, ...], offset: float, quarter_length: float, measure: int | None, beat: float
+    pitches: tuple[pitch.Pitch, ...],
+    offset: float,
+    quarter_length: float,
+    measure: int | None,
+    beat: float,
+    *,
+    stacked_on: pitch.Pitch | None,
 ) -> Chord:
-    root = tertian_root(pitches)
+    """The chord of one slice. `stacked_on` is the slice's `tertian_root`, which the caller has asked already (the
+    harmonies need it for every slice, and it is a third of their time)."""
+    root = stacked_on
     tones = pitches
     if root is None:
         # Not a stack of thirds (an unresolved dissonance): keep the tones that are a chord above music21's root.
@@ -140,6 +156,19 @@ def degree_of(root: pitch.Pitch, in_key: Tonality) -> tuple[int, int]:
     return degree, alteration
 
 
+def third_of(c: Chord, in_key: Tonality) -> int:
+    """The third of `c` in semitones above its root; for a chord without one (an open fifth, a bare seventh), the
+    third it implies: minor under a diminished fifth and major under an augmented one (no other chord has them),
+    else the third the key has above the root (A-E in C major is vi, C-G is I; D-A in A minor is iv). music21's
+    `romanNumeralFromChord` writes every chord without a major third in lower case (C-G in C major: i5)."""
+    if c.third is not None:
+        return c.third
+    if c.fifth in (6, 8):
+        return 3 if c.fifth == 6 else 4
+    degree, alteration = degree_of(c.root, in_key)
+    return (_THIRDS_FROM[in_key.mode][(degree + 1) % 7] - _SCALES[in_key.mode][degree - 1] - alteration) % 12
+
+
 def _numeral(c: Chord, in_key: Tonality) -> str:
     """The numeral with its accidental and case: 'V', 'ii', 'bVI', 'vii'."""
     degree, alteration = degree_of(c.root, in_key)
@@ -149,14 +178,15 @@ def _numeral(c: Chord, in_key: Tonality) -> str:
         alteration = 0
     prefix = "#" * alteration if alteration > 0 else "b" * -alteration
     numeral = _NUMERALS[degree - 1]
-    return prefix + (numeral.lower() if c.third == 3 else numeral)
+    return prefix + (numeral.lower() if third_of(c, in_key) == 3 else numeral)
 
 
 def figure_in(c: Chord, in_key: Tonality) -> str:
+    third = third_of(c, in_key)
     if c.seventh is None:
-        quality = "o" if (c.third, c.fifth) == (3, 6) else "+" if (c.third, c.fifth) == (4, 8) else ""
+        quality = "o" if (third, c.fifth) == (3, 6) else "+" if (third, c.fifth) == (4, 8) else ""
         return _numeral(c, in_key) + quality + _TRIAD_INVERSIONS[min(c.inversion, 2)]
-    quality = "o" if (c.third, c.seventh) == (3, 9) else "ø" if (c.third, c.fifth, c.seventh) == (3, 6, 10) else ""
+    quality = "o" if (third, c.seventh) == (3, 9) else "ø" if (third, c.fifth, c.seventh) == (3, 6, 10) else ""
     return _numeral(c, in_key) + quality + _SEVENTH_INVERSIONS[c.inversion]
 
 
@@ -171,9 +201,10 @@ def _secondary_target(c: Chord, following: Chord | None, in_key: Tonality) -> Ch
     `in_key` and resolves to that chord (or to the I64 before it, for V/V); None otherwise."""
     if following is None:
         return None
-    dominant = c.third == 4 and c.fifth in (7, None) and c.seventh in (10, None)
+    third = third_of(c, in_key)  # a diminished seventh chord may leave out its third (A-C-D#, viio43/ii)
+    dominant = third == 4 and c.fifth in (7, None) and c.seventh in (10, None)
     # A diminished fifth or seventh must be there: a bare minor third is no leading-tone chord.
-    leading = c.third == 3 and (c.fifth == 6 or c.seventh == 9) and c.fifth in (6, None) and c.seventh in (9, 10, None)
+    leading = third == 3 and (c.fifth == 6 or c.seventh == 9) and c.fifth in (6, None) and c.seventh in (9, 10, None)
     if dominant:
         target = shifted(c.root, 3, 5)
     elif leading:
@@ -204,7 +235,7 @@ def roman_figure(c: Chord, in_key: Tonality, following: Chord | None = None) -> 
     target = _secondary_target(c, following, in_key)
     if target is None:
         return figure_in(c, in_key)
-    local = Tonality(target.root, "minor" if target.third == 3 else "major")
+    local = Tonality(target.root, "minor" if third_of(target, in_key) == 3 else "major")
     return f"{figure_in(c, local)}/{_numeral(target, in_key)}"
 
 

@@ -43,12 +43,19 @@ def _steps_apart(a: pitch.Pitch, b: pitch.Pitch) -> bool:
     return 0 < abs(a.ps - b.ps) <= 2 and abs(step_of(a) + 7 * (a.octave or 0) - step_of(b) - 7 * (b.octave or 0)) == 1
 
 
-def _decorates(now: tuple[pitch.Pitch, ...], before: tuple[pitch.Pitch, ...], after: tuple[pitch.Pitch, ...]) -> bool:
-    """Whether each note of `now` that `before` did not have came by step from a note of `before` and leaves by
-    step (a passing or neighbour note), or is a single note kept into `after` (an anticipation)."""
-    names_before = {p.nameWithOctave for p in before}
+def _decorates(
+    now: tuple[pitch.Pitch, ...], before: tuple[pitch.Pitch, ...], after: tuple[pitch.Pitch, ...], *, known_tones: bool
+) -> bool:
+    """Whether each note of `now` that is new to `before` came by step from a note of `before` and leaves by step (a
+    passing or neighbour note), or is a single note kept into `after` (an anticipation). When `before` has
+    `known_tones` (a stack of thirds as sounded, not the guessed chord of an unresolved dissonance), an upper voice
+    that leaps to another of its tones brings nothing new (bwv103.6 bar 4, the tenor's F#4-C#4 under V); a bass
+    that does changes the chord's inversion (I - I6)."""
+    names_before = {p.name if known_tones else p.nameWithOctave for p in before}
     names_after = {p.nameWithOctave for p in after}
-    new = [p for p in now if p.nameWithOctave not in names_before]
+    new = [p for p in now[1:] if (p.name if known_tones else p.nameWithOctave) not in names_before]
+    if now[0].nameWithOctave != before[0].nameWithOctave:
+        new.insert(0, now[0])
     if not new:
         return True
     for p in new:
@@ -60,16 +67,66 @@ def _decorates(now: tuple[pitch.Pitch, ...], before: tuple[pitch.Pitch, ...], af
     return True
 
 
-def _resolves_into(now: Chord, after: Chord, dissonant: bool) -> bool:
-    """A suspension or appoggiatura: `now` is no stack of thirds (`dissonant`), or a seventh chord or second
-    inversion before a consonant triad; it has the bass of `after`, and each of its notes that `after` lacks moves
-    to `after` by step (a 4-3 or 9-8 over the same bass, a 6-5 onto a triad)."""
+def _resolves_into(now: Chord, sounding: tuple[pitch.Pitch, ...], after: Chord, dissonant: bool) -> bool:
+    """A suspension or appoggiatura: `now` (all of whose notes are `sounding`) is no stack of thirds (`dissonant`),
+    or a seventh chord or one without a third before a consonant triad; it has the bass of `after`, and each of its
+    notes that `after` lacks moves to `after` by step (a 4-3 or 9-8 over the same bass, a 6-5 onto a triad)."""
     if not (dissonant or (after.is_triad and not now.is_triad)):
         return False
     names_after = {p.name for p in after.pitches}
-    return now.bass.name == after.bass.name and all(
-        any(_steps_apart(p, q) for q in after.pitches) for p in now.pitches if p.name not in names_after
+    return sounding[0].name == after.bass.name and all(
+        any(_steps_apart(p, q) for q in after.pitches) for p in sounding if p.name not in names_after
     )
+
+
+def _ornaments(between: Slice, now: tuple[pitch.Pitch, ...], resolution: tuple[pitch.Pitch, ...]) -> bool:
+    """Whether the slice `between` a dissonance (`now`) and its `resolution` only ornaments the resolution: it comes
+    on a weaker part of the beat over the same bass, and each of its notes that `now` lacks moves by step into
+    `resolution` (the 4 of a 4-3 going down to the 2 before the 3)."""
+    pitches, _, _, _, beat = between
+    names_now = {p.nameWithOctave for p in now}
+    return (
+        beat % 1 != 0
+        and pitches[0].nameWithOctave == now[0].nameWithOctave
+        and all(any(_steps_apart(p, q) for q in resolution) for p in pitches if p.nameWithOctave not in names_now)
+    )
+
+
+def _suspended_over(now: tuple[pitch.Pitch, ...], after: tuple[pitch.Pitch, ...]) -> tuple[pitch.Pitch, ...] | None:
+    """The chord of a suspension that resolves as the bass moves on (bwv66.6 bar 8: C#4 and E4 held over B2 go down
+    to B3 and D4 as the bass goes to C#3): the bass of `now`, the notes a third, fifth or octave above it, and the
+    notes the others go down to by step in `after`, if those make a triad on the bass; None otherwise."""
+    bass = now[0]
+    tones = [bass]
+    resolved = False
+    for p in now[1:]:
+        if (step_of(p) - step_of(bass)) % 7 in (0, 2, 4):
+            tones.append(p)
+            continue
+        below = [q for q in after if q.ps < p.ps and _steps_apart(p, q) and q.ps > bass.ps]
+        if not below:
+            return None
+        tones.append(below[0])
+        resolved = True
+    pitches = tuple(sorted(set(tones), key=lambda p: p.ps))
+    root = tertian_root(pitches)
+    if not resolved or root is None or root.name != bass.name:
+        return None
+    return pitches
+
+
+def _resolution(slices: list[Slice], raw: list[Chord], tertian: list[bool], index: int) -> int | None:
+    """Where the slice at `index` resolves (`_resolves_into`), if it is a suspension or appoggiatura: into the next
+    slice, or into the one after when the slice between only ornaments the resolution (bwv26.6 bar 10: the alto's
+    4, D4, goes down to B3 on the half beat before its 3, C#4). A resolution is a stack of thirds itself: a
+    dissonance moving into another (a neighbour note reaching the beat, bwv103.6 bar 4) resolves nothing yet."""
+    sounding = slices[index][0]
+    for target in range(index + 1, min(index + 3, len(slices))):
+        if target == index + 2 and not _ornaments(slices[index + 1], sounding, slices[target][0]):
+            return None
+        if tertian[target] and _resolves_into(raw[index], sounding, raw[target], not tertian[index]):
+            return target
+    return None
 
 
 Slice = tuple[tuple[pitch.Pitch, ...], float, float, "int | None", float]
@@ -211,38 +268,52 @@ def chords(music: stream.Score) -> list[Chord]:
 
     `chordify` slices at every onset in any part; a slice whose new notes arrive and leave by step (passing and
     neighbour notes, anticipations) belongs to the chord before it, and a slice that is no chord but resolves by
-    step over the same bass (a suspension, an appoggiatura) belongs to the chord after it. Computed once per
-    parsed score (apps.tools.services.derived), from the music as it sounds: the list and its chords are shared,
-    read-only."""
+    step over the same bass (a suspension, an appoggiatura, its resolution ornamented or not) belongs to the chord
+    after it; one whose suspensions resolve as the bass moves on is the chord they resolve to over its own bass.
+    Computed once per parsed score (apps.tools.services.derived), from the music as it sounds: the list and its
+    chords are shared, read-only."""
     music = sounding(music)
     return derived(music, "harmonies", lambda: _harmonies(music))
 
 
 def _harmonies(music: stream.Score) -> list[Chord]:
     slices = _slices(music)
-    raw = [chord_of(*slice_) for slice_ in slices]
+    roots = [tertian_root(slice_[0]) for slice_ in slices]
+    raw = [chord_of(*slice_, stacked_on=root) for slice_, root in zip(slices, roots, strict=True)]
+    tertian = [root is not None for root in roots]
     harmonies: list[Chord] = []
     index = 0
     while index < len(raw):
         current = raw[index]
-        following = raw[index + 1] if index + 1 < len(raw) else None
-        dissonant = tertian_root(slices[index][0]) is None
-        if following is not None and _resolves_into(current, following, dissonant):
-            # The chord is the resolution, from the dissonance's onset.
-            current = replace(following, offset=current.offset, measure=current.measure, beat=current.beat)
-            index += 1
+        target = _resolution(slices, raw, tertian, index)
+        known_tones = tertian[index] or target is not None
+        if target is not None:
+            # The chord is the resolution, from the dissonance's onset to the resolution's end.
+            resolved = raw[target]
+            length = resolved.offset + resolved.quarter_length - current.offset
+            current = replace(
+                resolved, offset=current.offset, quarter_length=length, measure=current.measure, beat=current.beat
+            )
+            index = target
+        elif not tertian[index] and index + 1 < len(slices):
+            suspended = _suspended_over(slices[index][0], slices[index + 1][0])
+            if suspended is not None:
+                current = chord_of(suspended, *slices[index][1:], stacked_on=suspended[0])
+                known_tones = True
         harmonies.append(current)
         index += 1
         while index < len(raw):
             now, _, _, _, beat = slices[index]
             after = slices[index + 1][0] if index + 1 < len(slices) else ()
             off_beat = beat % 1 != 0
-            if not (off_beat and _decorates(now, harmonies[-1].pitches, after)):
+            if not (off_beat and _decorates(now, harmonies[-1].pitches, after, known_tones=known_tones)):
                 break
             harmony = harmonies[-1]
             added = raw[index]
-            if added.root.name == harmony.root.name and harmony.seventh is None and added.seventh is not None:
-                # A passing seventh over the same root (V - V7) makes the chord a seventh chord.
+            seventh = added.root.name == harmony.root.name and harmony.seventh is None and added.seventh is not None
+            # A passing seventh over the same root and bass (V - V7) makes the chord a seventh chord; one in the
+            # bass (I - passing 7 - IV6) only passes: the chord keeps the bass it has on the beat.
+            if seventh and now[0].name == harmony.bass.name:
                 pitches = tuple(sorted({*harmony.pitches, *added.pitches}, key=lambda p: p.ps))
                 harmony = replace(harmony, pitches=pitches, seventh=added.seventh)
             harmonies[-1] = replace(harmony, quarter_length=added.offset + added.quarter_length - harmony.offset)
@@ -250,13 +321,17 @@ def _harmonies(music: stream.Score) -> list[Chord]:
     return harmonies
 
 
-def _labelled(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> list[str]:
-    """The Roman numeral of each harmony in `in_key`, worked out once per score and key."""
+def _labelled(music: stream.Score, harmonies: list[Chord], in_key: Tonality) -> list[str | None]:
+    """The Roman numeral of each harmony in `in_key`, worked out once per score and key; None for a lone note (a
+    melody alone, a unison): one pitch is no chord, and naming it as the root of one (music21 makes A4 `vi` in C
+    major) would invent a harmony."""
 
-    def figures() -> list[str]:
+    def figures() -> list[str | None]:
+        chords_only = [None if c.is_lone_note else c for c in harmonies]
+        following = [*chords_only[1:], None]
         return [
-            roman_figure(c, in_key, harmonies[position + 1] if position + 1 < len(harmonies) else None)
-            for position, c in enumerate(harmonies)
+            None if c is None else roman_figure(c, in_key, after)
+            for c, after in zip(chords_only, following, strict=True)
         ]
 
     return derived(music, ("figures", in_key.name), figures)
@@ -320,7 +395,7 @@ def harmony_analysis(music: stream.Score, *, analysis_type: str = "roman") -> di
     harmonies = chords(music)
     base = {"key": in_key.name, "analysis_type": analysis_type}
     if analysis_type == "cadences":
-        found = cadences(music, harmonies, in_key)
+        found = cadences(music, [c for c in harmonies if not c.is_lone_note], in_key)
         melody = melody_part(music)
         parts = parts_of(music)
         index = next((i for i, part in enumerate(parts) if part is melody), 0)
@@ -350,9 +425,10 @@ def harmony_analysis(music: stream.Score, *, analysis_type: str = "roman") -> di
     }
 
 
-def _merge_repeats(harmonies: list[Chord], figures: list[str]) -> list[tuple[Chord, str]]:
+def _merge_repeats(harmonies: list[Chord], figures: list[str | None]) -> list[tuple[Chord, str]]:
+    """The harmonies with a numeral (lone notes left out), a chord repeated without another between counted once."""
     merged: list[tuple[Chord, str]] = []
     for c, figure in zip(harmonies, figures, strict=True):
-        if not merged or merged[-1][1] != figure:
+        if figure is not None and (not merged or merged[-1][1] != figure):
             merged.append((c, figure))
     return merged
