@@ -104,25 +104,33 @@ def _first_in_window(kind: str, party: tuple[str, str] | None) -> bool:
         return False
 
 
+# The block window is counted in this many slices, so that events within the last window are counted exactly, but for
+# the oldest slice, which reaches partly past it and counts for the part still inside.
+WINDOW_SLICES = 10
+
+
 def _count_toward_block(target: str, value: str) -> None:
     """Count one event against `target` and block it when the events of the last window reach the threshold.
 
-    Counts are kept per fixed window, and the last window's events are estimated from this window's count and the
-    previous one's, weighted by how much of it still lies within the last `window` seconds: with fixed windows
-    alone, events that straddle a boundary would be split into two counts and never block (an attacker could even
-    time them so)."""
+    Events are counted per slice of the window (WINDOW_SLICES): the events of the last window are those of the
+    slices it covers, the oldest weighted by how much of it still lies within the window. With whole windows
+    alone, events straddling a boundary were split between two counts, and an estimate of the earlier one's share
+    came out a fraction short of twenty events that all fell within seconds of each other."""
     window = settings.SECURITY_BLOCK_WINDOW
+    width = window / WINDOW_SLICES
     now = time.time()
-    bucket = int(now // window)
-    key = f"{settings.GUARD_NAMESPACE}:violations:{target}:{value}:{bucket}"
+    slice_ = int(now // width)
+    prefix = f"{settings.GUARD_NAMESPACE}:violations:{target}:{value}"
+    earlier = [f"{prefix}:{slice_ - back}" for back in range(1, WINDOW_SLICES + 1)]
     try:
-        cache.add(key, 0, 2 * window)  # read again as the previous window's count
-        count = cache.incr(key)
-        previous = cache.get(f"{settings.GUARD_NAMESPACE}:violations:{target}:{value}:{bucket - 1}") or 0
+        cache.add(f"{prefix}:{slice_}", 0, window + 2 * width)  # read again while it lies within a window
+        count = cache.incr(f"{prefix}:{slice_}")
+        counts = cache.get_many(earlier)
     except Exception:  # the cache is down: no block decision, the events are still stored
         logger.exception("could not count a security event toward a block")
         return
-    recent = count + previous * (1 - (now % window) / window)
+    inside = 1 - (now % width) / width  # of the oldest slice
+    recent = count + sum(counts.get(key, 0) for key in earlier[:-1]) + counts.get(earlier[-1], 0) * inside
     if not recent >= settings.SECURITY_BLOCK_THRESHOLD > recent - 1:  # block once, when the threshold is reached
         return
     count = round(recent)
