@@ -358,15 +358,16 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         if done:
             self.message_user(request, f"{done} request(s) {verb}.")
 
-    @admin.action(description="Approve (erasures run after the grace period)")
+    # Actions change requests, so they need the change permission: a view-only staff member sees the list only.
+    @admin.action(description="Approve (erasures run after the grace period)", permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._each(request, queryset, "approved", lambda r: _approve(r, by=request.user, run_now=False))
 
-    @admin.action(description="Run now (skip the grace period)")
+    @admin.action(description="Run now (skip the grace period)", permissions=["change"])
     def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._each(request, queryset, "started", lambda r: _approve(r, by=request.user, run_now=True))
 
-    @admin.action(description="Cancel")
+    @admin.action(description="Cancel", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         cancel = services.subject_request_cancel
         self._each(request, queryset, "cancelled", lambda r: cancel(request=r, by=request.user))
@@ -438,16 +439,17 @@ class PlatformUserAdmin(UserAdmin):
                 request, f"{started} {kind} request(s) filed; approve them under Data-subject requests to run them."
             )
 
-    @admin.action(description="Revoke every token of the selected users")
+    # A staff member who may only view users may not act on them: each action needs the change permission.
+    @admin.action(description="Revoke every token of the selected users", permissions=["change"])
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet) -> None:
         revoked = sum(token_revoke_all(user=person) for person in queryset)
         self.message_user(request, f"Revoked {revoked} token(s); the applications must ask the users again.")
 
-    @admin.action(description="Start an export of their data (awaits approval)")
+    @admin.action(description="Start an export of their data (awaits approval)", permissions=["change"])
     def start_export(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._start(request, queryset, DataSubjectRequest.Kind.EXPORT)
 
-    @admin.action(description="Start an erasure of their data (awaits approval)")
+    @admin.action(description="Start an erasure of their data (awaits approval)", permissions=["change"])
     def start_erasure(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._start(request, queryset, DataSubjectRequest.Kind.ERASURE)
 

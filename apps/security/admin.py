@@ -103,24 +103,31 @@ class PlatformApplicationAdmin(ApplicationAdmin):
         policy = getattr(application, "policy", None)
         return policy is not None and policy.may_introspect
 
-    @admin.action(description="Disable the selected clients (and revoke their tokens)")
+    def has_client_status_permission(self, request: Any) -> bool:
+        """Disabling, enabling and revoking a client's tokens change its status (its policy), which the security
+        officer may do without the right to change the client itself: rotating a secret needs that right."""
+        return request.user.has_perm("security.change_clientpolicy")
+
+    @admin.action(description="Disable the selected clients (and revoke their tokens)", permissions=["client_status"])
     def disable_clients(self, request: Any, queryset: Any) -> None:
         for application in queryset:
             client_disable(application=application, reason=f"disabled by {request.user.get_username()}")
         messages.success(request, f"Disabled {queryset.count()} client(s); their tokens were revoked.")
 
-    @admin.action(description="Enable the selected clients")
+    @admin.action(description="Enable the selected clients", permissions=["client_status"])
     def enable_clients(self, request: Any, queryset: Any) -> None:
         for application in queryset:
             client_enable(application=application)
         messages.success(request, f"Enabled {queryset.count()} client(s).")
 
-    @admin.action(description="Revoke every token of the selected clients")
+    @admin.action(description="Revoke every token of the selected clients", permissions=["client_status"])
     def revoke_client_tokens(self, request: Any, queryset: Any) -> None:
         revoked = sum(token_revoke_all(application=application) for application in queryset)
         messages.success(request, f"Revoked {revoked} token(s).")
 
-    @admin.action(description="Rotate the secret of the selected confidential clients (shown once)")
+    @admin.action(
+        description="Rotate the secret of the selected confidential clients (shown once)", permissions=["change"]
+    )
     def rotate_secrets(self, request: Any, queryset: Any) -> None:
         for application in queryset:
             if application.client_type != Application.CLIENT_CONFIDENTIAL:
@@ -186,7 +193,7 @@ class BlockAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: Any) -> bool:
         return False
 
-    @admin.action(description="Lift the selected blocks now")
+    @admin.action(description="Lift the selected blocks now", permissions=["change"])
     def lift_blocks(self, request: Any, queryset: Any) -> None:
         for block in queryset:
             block_lift(block=block)

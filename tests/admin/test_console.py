@@ -76,6 +76,70 @@ def test_a_compliance_officer_cannot_change_an_oauth_client(db: None) -> None:
     assert application.name == "c"
 
 
+def test_a_staff_member_who_may_only_view_requests_cannot_approve_run_or_cancel_them(alice: Any) -> None:
+    from django.contrib.auth.models import Permission
+
+    from apps.compliance import services
+    from apps.compliance.models import DataSubjectRequest
+
+    filed = services.subject_request_create(subject=alice, kind="erasure", handled_by=superuser(), via="admin")
+    viewer = staff_user("viewer")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_datasubjectrequest"))
+    client = signed_in(viewer)
+    listed = client.get("/admin/compliance/datasubjectrequest/").content.decode()
+    assert 'name="_selected_action"' not in listed  # no checkbox: no action is offered
+    for action in ("approve", "run_now", "cancel"):
+        client.post("/admin/compliance/datasubjectrequest/", {"action": action, "_selected_action": [filed.pk]})
+        filed.refresh_from_db()
+        assert filed.status == DataSubjectRequest.Status.PENDING, action
+    assert alice.__class__.objects.filter(pk=alice.pk).exists()
+    officer = signed_in(_staff("officer", "compliance officer"))
+    officer.post("/admin/compliance/datasubjectrequest/", {"action": "cancel", "_selected_action": [filed.pk]})
+    filed.refresh_from_db()
+    assert filed.status == DataSubjectRequest.Status.CANCELLED
+
+
+def test_a_security_officer_disables_a_client_but_cannot_rotate_and_read_its_secret(db: None) -> None:
+    from oauth2_provider.models import Application
+
+    application = Application.objects.create(
+        name="billing robot", client_type="confidential", authorization_grant_type="client-credentials"
+    )
+    secret_before = application.client_secret
+    client = signed_in(_staff("sec", "security officer"))
+    page = client.post(
+        "/admin/oauth2_provider/application/",
+        {"action": "rotate_secrets", "_selected_action": [application.pk]},
+        follow=True,
+    ).content.decode()
+    assert "shown only now" not in page
+    application.refresh_from_db()
+    assert application.client_secret == secret_before
+    client.post(
+        "/admin/oauth2_provider/application/", {"action": "disable_clients", "_selected_action": [application.pk]}
+    )
+    application.refresh_from_db()
+    assert application.policy.disabled
+
+
+def test_a_staff_member_who_may_only_view_users_cannot_start_their_erasure_or_revoke_their_tokens(
+    alice: Any, token_for: Any
+) -> None:
+    from django.contrib.auth.models import Permission
+    from oauth2_provider.models import AccessToken
+
+    from apps.compliance.models import DataSubjectRequest
+
+    token_for(alice)
+    viewer = staff_user("viewer")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_user"))
+    client = signed_in(viewer)
+    for action in ("start_erasure", "start_export", "revoke_tokens"):
+        client.post("/admin/auth/user/", {"action": action, "_selected_action": [alice.pk]})
+    assert not DataSubjectRequest.objects.filter(subject=alice).exists()
+    assert AccessToken.objects.filter(user=alice).count() == 1
+
+
 def test_a_security_officer_resets_an_open_breaker_and_calls_go_through(alice: Any, settings: Any) -> None:
     settings.CB_FAILURE_THRESHOLD = 1
     settings.CB_RECOVERY_TIMEOUT = 300
