@@ -9,6 +9,7 @@ but nothing links them to the person any more and their IP addresses can no long
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -81,6 +82,9 @@ class AuditChainHead(models.Model):
         return f"audit chain at {self.seq}"
 
 
+MAX_RETENTION_DAYS = 36_500
+
+
 class RetentionPolicy(models.Model):
     class Category(models.TextChoices):
         SCORES = "scores", "scores"
@@ -91,7 +95,17 @@ class RetentionPolicy(models.Model):
         EXPORT_FILES = "export_files", "finished export files"
 
     category = models.CharField(max_length=32, choices=Category.choices, unique=True)
-    days = models.PositiveIntegerField(help_text="Keep records of this category this many days, then delete them.")
+    # A run deletes what was created before now minus `days`: a period reaching back before year 1 cannot be
+    # reckoned (every run failed on it), and "keep for ever" is what disabling the policy says.
+    days = models.PositiveIntegerField(
+        validators=[
+            MaxValueValidator(
+                MAX_RETENTION_DAYS,
+                message=f"At most {MAX_RETENTION_DAYS} days (100 years); to keep records for ever, disable the policy.",
+            )
+        ],
+        help_text="Keep records of this category this many days, then delete them.",
+    )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -75,6 +75,29 @@ def test_retention_edits_are_kept_in_the_model_history(db: None) -> None:
     assert change.changes_dict["days"] == ["180", "60"] and change.actor.username == "root"
 
 
+def test_a_period_too_long_to_reckon_is_refused_with_its_limit_and_runs_go_on(db: None) -> None:
+    import html
+
+    client = signed_in(superuser())
+    policy, _ = RetentionPolicy.objects.update_or_create(
+        category="security_events", defaults={"days": 180, "enabled": True}
+    )
+    response = client.post(
+        f"/admin/compliance/retentionpolicy/{policy.pk}/change/",
+        {"category": "security_events", "days": 999999, "enabled": "on"},
+    )
+    assert response.status_code == 200
+    assert "At most 36500 days (100 years); to keep records for ever, disable the policy." in html.unescape(
+        response.content.decode()
+    )
+    policy.refresh_from_db()
+    assert policy.days == 180
+    dry_run = client.post(
+        "/admin/compliance/retentionpolicy/", {"action": "preview", "_selected_action": [policy.pk]}, follow=True
+    )
+    assert dry_run.status_code == 200 and "A run now would remove" in dry_run.content.decode()
+
+
 def test_the_compliance_report_reads_as_sections_in_the_admin_and_downloads_as_json(alice: Any, chorale: Any) -> None:
     import html
     import json
