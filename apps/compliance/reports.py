@@ -32,7 +32,10 @@ def _bounds(start_date: Any, end_date: Any) -> tuple[datetime, datetime]:
     if end < start:
         raise RequestRefused("end_date is before start_date.")
     tz = timezone.get_current_timezone()
-    # Both dates are included: the range runs to the end of end_date.
+    # Both dates are included: the range runs to the end of end_date, the next midnight, except after the last day
+    # a date can name (9999-12-31, what "everything to date" is often asked as), which has none.
+    if end == date.max:
+        return datetime.combine(start, time.min, tz), datetime.combine(end, time.max, tz)
     return datetime.combine(start, time.min, tz), datetime.combine(end + timedelta(days=1), time.min, tz)
 
 
@@ -48,7 +51,7 @@ def report_build(*, report_type: str, start_date: Any, end_date: Any) -> dict[st
     return {
         "report_type": report_type,
         "start_date": start.date().isoformat(),
-        "end_date": (end - timedelta(days=1)).date().isoformat(),
+        "end_date": (end - timedelta(microseconds=1)).date().isoformat(),
         "generated_at": timezone.now().isoformat(),
         **body,
     }

@@ -137,6 +137,18 @@ def _application(name: str) -> Any:
     )
 
 
+def test_a_report_over_every_date_there_is_counts_everything(alice: Any) -> None:
+    import json
+
+    services.subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
+    client = signed_in(superuser())
+    url = "/compliance/report/view?report_type=gdpr&start_date=0001-01-01&end_date=9999-12-31"
+    assert client.get(url).status_code == 200
+    report = json.loads(client.get(f"{url}&format=json").content)
+    assert report["start_date"] == "0001-01-01" and report["end_date"] == "9999-12-31"
+    assert report["requests"]["received"] == 1
+
+
 def test_the_audit_list_finds_a_person_by_username_and_a_client_by_name(alice: Any, bob: Any, call: Any) -> None:
     from apps.security import scopes
     from apps.tools.invocation import Caller, invoke_tool
