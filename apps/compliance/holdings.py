@@ -51,7 +51,7 @@ class Erased:
 class Holding:
     """One kind of personal data an app keeps, under `name` (the key of its counts in the erasure's and the
     export's audit events), answering for `categories` (the inventory's, the export's and the retention policies'
-    names, RetentionPolicy.Category values).
+    names: a category with a retention policy is a RetentionPolicy.Category value).
 
     - `inventory(user)`: how many records of each category the person has;
     - `export(user, archive)`: write the person's records into the ZIP being built;

@@ -3,6 +3,7 @@ registered with its holdings registry from ToolsConfig.ready()."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from apps.compliance.holdings import Erased, Exported, Holding, export_time
 from apps.compliance.models import RetentionPolicy
 from apps.compliance.retention import delete_in_batches
 from apps.core.errors import ApplicationError
-from apps.tools.models import Score, SourceFormat
+from apps.tools.models import AnalysisResult, Score, SourceFormat
 from apps.tools.services.cache import parsed_scores_purge
 from apps.tools.services.export import export_score
 from apps.tools.services.scores import score_stream
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 SCORES = RetentionPolicy.Category.SCORES.value
 DERIVED_SCORES = RetentionPolicy.Category.DERIVED_SCORES.value
+# The analysis answers kept for a person's scores (apps.tools.results): no retention policy of their own, they go
+# with their score.
+ANALYSIS_RESULTS = "analysis_results"
+ANALYSIS_RESULTS_FILE = "analysis_results.json"
 # The file extension of each original source format in a person's export.
 EXTENSIONS = {
     SourceFormat.TINYNOTATION: "tnc",
@@ -40,6 +45,7 @@ def scores_inventory(user: AbstractBaseUser) -> dict[str, int]:
     return {
         SCORES: scores.filter(derivation="").count(),
         DERIVED_SCORES: scores.exclude(derivation="").count(),
+        ANALYSIS_RESULTS: AnalysisResult.objects.filter(score__owner=user).count(),
     }
 
 
@@ -95,11 +101,32 @@ def scores_export(user: AbstractBaseUser, archive: zipfile.ZipFile) -> Exported:
             }
         )
     counted = {category: sum(1 for entry in scores if entry["category"] == category) for category in files}
+    answers = _analysis_results(user)
+    archive.writestr(ANALYSIS_RESULTS_FILE, json.dumps(answers, indent=2))
     return Exported(
-        categories={category: {"count": counted[category], "files": names} for category, names in files.items()},
+        categories={
+            **{category: {"count": counted[category], "files": names} for category, names in files.items()},
+            ANALYSIS_RESULTS: {"count": len(answers), "files": [ANALYSIS_RESULTS_FILE]},
+        },
         manifest={"scores": scores},
         count=len(scores),
     )
+
+
+def _analysis_results(user: AbstractBaseUser) -> list[dict[str, Any]]:
+    """The analysis answers kept for the person's scores (apps.tools.results): which score, which tool, when first
+    and last given, and the answer itself."""
+    kept = AnalysisResult.objects.filter(score__owner=user).select_related("score").order_by("score__score_id", "pk")
+    return [
+        {
+            "score_id": row.score.score_id,
+            "tool": row.tool,
+            "created_at": export_time(row.created_at),
+            "last_used_at": export_time(row.used_at),
+            "answer": json.loads(row.result),
+        }
+        for row in kept.iterator()
+    ]
 
 
 def scores_erase(user: AbstractBaseUser) -> Erased:
@@ -129,7 +156,7 @@ def scores_report() -> dict[str, int]:
 
 SCORES_HOLDING = Holding(
     name="scores",
-    categories=(SCORES, DERIVED_SCORES),
+    categories=(SCORES, DERIVED_SCORES, ANALYSIS_RESULTS),
     inventory=scores_inventory,
     export=scores_export,
     erase=scores_erase,

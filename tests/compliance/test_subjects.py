@@ -83,7 +83,7 @@ def test_the_export_holds_every_score_as_musicxml_and_as_given_and_nothing_of_bo
     archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
     manifest = json.loads(archive.read("manifest.json"))
     assert set(manifest["categories"]) == {
-        "account", "scores", "derived_scores", "oauth_clients", "oauth_tokens", "oauth_grants",
+        "account", "scores", "derived_scores", "analysis_results", "oauth_clients", "oauth_tokens", "oauth_grants",
         "security_events", "audit_events", "privacy_requests",
     }  # fmt: skip
     entries = {entry["score_id"]: entry for entry in manifest["scores"]}
@@ -114,6 +114,26 @@ def test_the_export_holds_every_score_as_musicxml_and_as_given_and_nothing_of_bo
     readme = archive.read("README.txt").decode()
     assert "you filed it (privacy page)" in readme and "MusicXML" in readme
     assert manifest["request"]["filed_by"]["by"] == "you"
+
+
+def test_the_export_holds_the_analysis_answers_kept_for_her_scores_and_none_of_bobs(
+    alice: Any, bob: Any, call: Any
+) -> None:
+    call(alice, "import_score", score_id="tune", source="tinyNotation: 4/4 c4 d e f g1", source_type="tinynotation")
+    answer = call(alice, "key_analysis", score_id="tune")
+    call(bob, "import_score", score_id="bobs-secret", source="tinyNotation: 3/4 a4 b c'", source_type="tinynotation")
+    call(bob, "key_analysis", score_id="bobs-secret")
+    held = services.subject_inventory(user=alice)
+    assert held["analysis_results"] == 1
+    request = services.subject_request_create(subject=alice, kind="export")
+    services.subject_request_run(request_id=request.pk)
+    archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
+    answers = json.loads(archive.read("analysis_results.json"))
+    assert [(a["score_id"], a["tool"]) for a in answers] == [("tune", "key_analysis")]
+    assert answers[0]["answer"]["key"] == answer["key"]
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["categories"]["analysis_results"] == {"count": 1, "files": ["analysis_results.json"]}
+    assert b"bobs-secret" not in b"".join(archive.read(name) for name in archive.namelist())
 
 
 def test_the_export_lists_every_token_and_grant_but_never_a_token_itself(

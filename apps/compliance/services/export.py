@@ -90,6 +90,8 @@ def _readme(user: AbstractBaseUser, request: DataSubjectRequest, counts: dict[st
         "  music; a score you gave in another format is also kept exactly as you gave it, under originals/.",
         "  Scores imported from the music21 corpus are written out as the music itself; their corpus path is in",
         "  the manifest.",
+        "- analysis_results.json: the analysis answers kept for your scores (key, chords, harmony...), each with",
+        "  its score, its tool and when it was first and last given.",
         "- oauth_clients.json, oauth_tokens.json, oauth_grants.json: the applications you authorised, every token",
         "  (application, permissions, dates, whether revoked or expired; never the token itself) and every",
         "  authorization code not yet exchanged.",
