@@ -84,7 +84,7 @@ def test_the_export_holds_every_score_as_musicxml_and_as_given_and_nothing_of_bo
     manifest = json.loads(archive.read("manifest.json"))
     assert set(manifest["categories"]) == {
         "account", "scores", "derived_scores", "analysis_results", "oauth_clients", "oauth_tokens", "oauth_grants",
-        "security_events", "audit_events", "privacy_requests",
+        "security_events", "audit_events", "sign_ins", "privacy_requests",
     }  # fmt: skip
     entries = {entry["score_id"]: entry for entry in manifest["scores"]}
     assert set(entries) == set(alices_library) == {"chorale", "tune", "ping", "tune-transposed"}
@@ -134,6 +134,23 @@ def test_the_export_holds_the_analysis_answers_kept_for_her_scores_and_none_of_b
     manifest = json.loads(archive.read("manifest.json"))
     assert manifest["categories"]["analysis_results"] == {"count": 1, "files": ["analysis_results.json"]}
     assert b"bobs-secret" not in b"".join(archive.read(name) for name in archive.namelist())
+
+
+def test_the_export_holds_her_sign_ins_and_none_of_bobs(alice: Any, bob: Any) -> None:
+    from django.test import Client
+
+    for username, password in (("alice", PASSWORD), ("bob", "tr0ub4dor&3 but longer")):
+        signed = Client(HTTP_USER_AGENT=f"{username}'s browser").post(
+            "/accounts/login/", {"username": username, "password": password}
+        )
+        assert signed.status_code == 302
+    assert services.subject_inventory(user=alice)["sign_ins"] == 1
+    request = services.subject_request_create(subject=alice, kind="export")
+    services.subject_request_run(request_id=request.pk)
+    archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
+    sign_ins = json.loads(archive.read("sign_ins.json"))
+    assert [(s["ip"], s["browser"]) for s in sign_ins] == [("127.0.0.1", "alice's browser")]
+    assert json.loads(archive.read("manifest.json"))["categories"]["sign_ins"]["count"] == 1
 
 
 def test_the_export_lists_every_token_and_grant_but_never_a_token_itself(

@@ -9,6 +9,7 @@ import zipfile
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from axes.models import AccessLog
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -96,6 +97,7 @@ def _readme(user: AbstractBaseUser, request: DataSubjectRequest, counts: dict[st
         "  (application, permissions, dates, whether revoked or expired; never the token itself) and every",
         "  authorization code not yet exchanged.",
         "- audit_events.json, security_events.json: the records about your activity.",
+        "- sign_ins.json: each time you signed in: when, from which address and browser, and when you signed out.",
         "- account.json, privacy_requests.json: your account and your privacy requests, with who filed each.",
         "",
         "Counts:",
@@ -177,6 +179,16 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                     "request_id": e.request_id,
                 }
                 for e in AuditEvent.objects.filter(actor=subject.pseudonym).order_by("id")
+            ],
+            # django-axes' record of each sign-in (the erasure deletes them with the account).
+            "sign_ins": [
+                {
+                    "at": export_time(a.attempt_time),
+                    "signed_out": export_time(a.logout_time),
+                    "ip": a.ip_address,
+                    "browser": a.user_agent,
+                }
+                for a in AccessLog.objects.filter(username=user.get_username()).order_by("attempt_time", "pk")
             ],
             "privacy_requests": [
                 {

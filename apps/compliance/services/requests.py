@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from axes.models import AccessLog
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -48,6 +49,7 @@ def subject_inventory(*, user: AbstractBaseUser) -> dict[str, int]:
         "oauth_clients": len(applications_authorised(user=user)),
         "audit_events": AuditEvent.objects.filter(actor=subject.pseudonym).count() if subject else 0,
         "security_events": SecurityEvent.objects.filter(user=user).count(),
+        "sign_ins": AccessLog.objects.filter(username=user.get_username()).count(),
         "privacy_requests": DataSubjectRequest.objects.filter(subject=user).count(),
     }
 
