@@ -153,6 +153,16 @@ def test_the_export_holds_her_sign_ins_and_none_of_bobs(alice: Any, bob: Any) ->
     assert json.loads(archive.read("manifest.json"))["categories"]["sign_ins"]["count"] == 1
 
 
+def test_the_export_holds_the_name_entered_on_her_account(alice: Any) -> None:
+    alice.first_name, alice.last_name = "Alice", "Liddell"
+    alice.save()
+    request = services.subject_request_create(subject=alice, kind="export")
+    services.subject_request_run(request_id=request.pk)
+    archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
+    account = json.loads(archive.read("account.json"))
+    assert (account["first_name"], account["last_name"]) == ("Alice", "Liddell")
+
+
 def test_the_export_lists_every_token_and_grant_but_never_a_token_itself(
     alice: Any, bob: Any, chorale: Any, token_for: Any
 ) -> None:

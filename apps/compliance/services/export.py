@@ -132,6 +132,9 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
             "account": {
                 "username": user.get_username(),
                 "email": getattr(user, "email", ""),
+                # The name an administrator may have entered on the account (Django's user has no other).
+                "first_name": getattr(user, "first_name", ""),
+                "last_name": getattr(user, "last_name", ""),
                 "date_joined": export_time(getattr(user, "date_joined", None)),
                 "last_login": export_time(user.last_login),
             },
