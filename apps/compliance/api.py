@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotAuthenticated
@@ -32,6 +34,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
         return response
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses a body past DATA_UPLOAD_MAX_MEMORY_SIZE when it is first read (looking for a token in it,
+        # before any view), and would answer its bare HTML 400: here it is the JSON error naming the limit.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        message = f"The request body is larger than the {limit:,} bytes this API accepts."
+        return Response({"status": "error", "error": "request_too_large", "message": message}, status=413)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, APIException):
         response.data = {"status": "error", "error": exc.default_code, "message": _message(exc.detail)}

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
@@ -83,6 +84,22 @@ def test_a_request_body_that_is_not_a_json_object_is_refused_with_the_reason(
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["status"] == "error" and named in response.json()["message"]
+    assert not DataSubjectRequest.objects.exists()
+
+
+def test_a_request_body_too_large_is_refused_in_json_naming_the_limit(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    body = json.dumps({"kind": "export", "note": "x" * 3_000_000})
+    with _client(live_site, token_for(alice, "music21:read music21:write", resource="api")) as api:
+        response = api.post("/privacy/api/requests/", content=body, headers={"Content-Type": "application/json"})
+    limit = f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,}"
+    assert response.status_code == 413
+    assert response.json() == {
+        "status": "error",
+        "error": "request_too_large",
+        "message": f"The request body is larger than the {limit} bytes this API accepts.",
+    }
     assert not DataSubjectRequest.objects.exists()
 
 
