@@ -21,7 +21,12 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 from oauth2_provider.models import Application
 
-from apps.compliance import audit, services, tasks
+from apps.compliance import (
+    admin_schedules,  # noqa: F401 - registers the periodic tasks' admin, with the checks django-celery-beat's lacks
+    audit,
+    services,
+    tasks,
+)
 from apps.compliance.api import export_response
 from apps.compliance.display import (
     audited_actions,

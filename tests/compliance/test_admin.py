@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from typing import Any
 
+import pytest
 from django.contrib.auth import get_user_model
 
 from apps.compliance import services
@@ -76,8 +78,6 @@ def test_retention_edits_are_kept_in_the_model_history(db: None) -> None:
 
 
 def test_a_period_too_long_to_reckon_is_refused_with_its_limit_and_runs_go_on(db: None) -> None:
-    import html
-
     client = signed_in(superuser())
     policy, _ = RetentionPolicy.objects.update_or_create(
         category="security_events", defaults={"days": 180, "enabled": True}
@@ -96,6 +96,84 @@ def test_a_period_too_long_to_reckon_is_refused_with_its_limit_and_runs_go_on(db
         "/admin/compliance/retentionpolicy/", {"action": "preview", "_selected_action": [policy.pk]}, follow=True
     )
     assert dry_run.status_code == 200 and "A run now would remove" in dry_run.content.decode()
+
+
+def _nightly_retention() -> Any:
+    """The nightly retention task as the migrations create it (a test that flushes the database removes it)."""
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    nightly, _ = CrontabSchedule.objects.get_or_create(
+        minute="30", hour="3", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
+    )
+    task, _ = PeriodicTask.objects.get_or_create(
+        name="Apply retention policies", defaults={"task": "compliance.apply_retention", "crontab": nightly}
+    )
+    return task
+
+
+def _schedule_form(schedule: Any, changed: dict[str, str]) -> dict[str, Any]:
+    """The periodic task's admin form as its page fills it in, with `changed` typed over it."""
+    blank = (
+        "task",
+        "queue",
+        "exchange",
+        "routing_key",
+        "priority",
+        "expires",
+        "expire_seconds",
+        "one_off",
+        "start_time",
+    )
+    return {
+        **dict.fromkeys((*blank, "description"), ""),
+        "name": schedule.name,
+        "regtask": schedule.task,
+        "enabled": "on",
+        "crontab": schedule.crontab_id or "",
+        "interval": schedule.interval_id or "",
+        "args": "[]",
+        "kwargs": "{}",
+        "headers": "{}",
+        **changed,
+    }
+
+
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ({"headers": "{oops"}, "This is not JSON"),
+        ({"headers": "[]"}, 'Give a JSON object, such as {"header": "value"}, or leave it blank.'),
+        ({"kwargs": "[1]"}, 'Give a JSON object, such as {"argument": "value"}, or leave it blank.'),
+        ({"args": "{}"}, 'Give a JSON list, such as ["arg1", 2], or leave it blank.'),
+        ({"regtask": "compliance.no_such_task"}, "No task 'compliance.no_such_task' is registered"),
+        ({"regtask": "", "task": "x" * 201}, "Ensure this value has at most 200 characters"),
+    ],
+)
+def test_a_schedule_the_scheduler_could_not_run_is_refused_with_the_reason(
+    db: None, changed: dict[str, str], message: str
+) -> None:
+    retention = _nightly_retention()
+    client = signed_in(superuser())
+    url = f"/admin/django_celery_beat/periodictask/{retention.pk}/change/"
+    response = client.post(url, _schedule_form(retention, changed))
+    assert response.status_code == 200 and message in html.unescape(response.content.decode())
+    retention.refresh_from_db()  # unchanged: django-celery-beat's scheduler would skip it without a word
+    assert (retention.task, retention.args, retention.kwargs, retention.headers) == (
+        "compliance.apply_retention",
+        "[]",
+        "{}",
+        "{}",
+    )
+
+
+def test_blank_headers_on_a_schedule_mean_none(db: None) -> None:
+    retention = _nightly_retention()
+    client = signed_in(superuser())
+    url = f"/admin/django_celery_beat/periodictask/{retention.pk}/change/"
+    response = client.post(url, _schedule_form(retention, {"headers": "", "description": "nightly"}))
+    assert response.status_code == 302
+    retention.refresh_from_db()
+    assert retention.headers == "{}" and retention.description == "nightly"
 
 
 def test_the_compliance_report_reads_as_sections_in_the_admin_and_downloads_as_json(alice: Any, chorale: Any) -> None:
