@@ -5,7 +5,9 @@ checks only that the arguments are JSON and not the headers at all, and its sche
 whose stored arguments or headers it cannot use: a typo in the admin silently stopped the nightly retention. Its
 model stores blank headers as NULL, which the column refuses (a 500), and its form's `clean` reads a task name
 that its field has refused (another 500). Here each JSON field must be what the scheduler needs, blank meaning
-none, and a registered task must be one of the list.
+none, and a registered task must be one of the list. A crontab schedule's page described the schedule being typed
+in words, and a value its fields refuse (a minute of -1) made that description fail: a 500 instead of the fields'
+messages.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from celery.schedules import ParseException
 from django import forms
 from django.contrib import admin
-from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.admin import CrontabScheduleAdmin, PeriodicTaskAdmin, PeriodicTaskForm
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 
 class CheckedPeriodicTaskForm(PeriodicTaskForm):
@@ -58,5 +61,19 @@ class CheckedPeriodicTaskAdmin(PeriodicTaskAdmin):
     form = CheckedPeriodicTaskForm
 
 
+class CheckedCrontabScheduleAdmin(CrontabScheduleAdmin):
+    fields = ("described", *CrontabScheduleAdmin.fields[1:])
+    readonly_fields = ("described",)
+
+    @admin.display(description="human readable")
+    def described(self, schedule: CrontabSchedule) -> str:
+        try:
+            return schedule.human_readable
+        except (ParseException, ValueError):  # what was typed is refused, and each field says why
+            return "(not a schedule yet: see the fields below)"
+
+
 admin.site.unregister(PeriodicTask)
 admin.site.register(PeriodicTask, CheckedPeriodicTaskAdmin)
+admin.site.unregister(CrontabSchedule)
+admin.site.register(CrontabSchedule, CheckedCrontabScheduleAdmin)

@@ -176,6 +176,17 @@ def test_blank_headers_on_a_schedule_mean_none(db: None) -> None:
     assert retention.headers == "{}" and retention.description == "nightly"
 
 
+def test_a_crontab_minute_out_of_range_is_refused_on_the_page(db: None) -> None:
+    from django_celery_beat.models import CrontabSchedule
+
+    client = signed_in(superuser())
+    fields = {"minute": "-1", "hour": "4", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*"}
+    response = client.post("/admin/django_celery_beat/crontabschedule/add/", {**fields, "timezone": "UTC"})
+    assert response.status_code == 200 and "errorlist" in response.content.decode()
+    assert "(not a schedule yet: see the fields below)" in response.content.decode()
+    assert not CrontabSchedule.objects.filter(minute="-1").exists()
+
+
 def test_the_compliance_report_reads_as_sections_in_the_admin_and_downloads_as_json(alice: Any, chorale: Any) -> None:
     import html
     import json
