@@ -229,6 +229,16 @@ def test_an_export_filed_by_an_administrator_says_who_filed_it(alice: Any, chora
     assert filed.detail == {"subject": SubjectKey.objects.get(user=alice).pseudonym}
 
 
+def test_her_page_names_the_administrator_who_filed_a_request_not_the_one_who_approved_it(alice: Any) -> None:
+    from tests.support import staff_user
+
+    filer = superuser()
+    request = services.subject_request_create(subject=alice, kind="erasure", handled_by=filer, via="admin")
+    services.subject_request_approve(request=request, by=staff_user("approver"))
+    page = signed_in(alice).get("/privacy/").content.decode()
+    assert "filed by an administrator, root" in page and "approver" not in page
+
+
 def test_an_erasure_keeps_her_pending_export_as_a_cancelled_record(alice: Any, chorale: Any) -> None:
     admin = superuser()
     export = services.subject_request_create(subject=alice, kind="export", handled_by=admin, via="admin")
