@@ -239,6 +239,16 @@ def test_her_page_names_the_administrator_who_filed_a_request_not_the_one_who_ap
     assert "filed by an administrator, root" in page and "approver" not in page
 
 
+def test_her_page_offers_to_cancel_an_erasure_only_while_it_can_be(alice: Any) -> None:
+    request = services.subject_request_create(subject=alice, kind="erasure", password=PASSWORD)
+    client = signed_in(alice)
+    page = " ".join(client.get("/privacy/").content.decode().split())
+    assert f"Your erasure is scheduled for {request.scheduled_for:%-d %b %Y %H:%M} UTC. You can cancel it" in page
+    DataSubjectRequest.objects.filter(pk=request.pk).update(status="running")
+    page = " ".join(client.get("/privacy/").content.decode().split())
+    assert "Your erasure is running: it can no longer be cancelled." in page and "You can cancel" not in page
+
+
 def test_an_erasure_keeps_her_pending_export_as_a_cancelled_record(alice: Any, chorale: Any) -> None:
     admin = superuser()
     export = services.subject_request_create(subject=alice, kind="export", handled_by=admin, via="admin")
