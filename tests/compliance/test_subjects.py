@@ -249,6 +249,19 @@ def test_her_page_offers_to_cancel_an_erasure_only_while_it_can_be(alice: Any) -
     assert "Your erasure is running: it can no longer be cancelled." in page and "You can cancel" not in page
 
 
+def test_an_erasure_deletes_her_expired_sessions_too(alice: Any, bob: Any) -> None:
+    from django.contrib.sessions.models import Session
+
+    signed_in(alice)
+    signed_in(bob)
+    Session.objects.update(expire_date=timezone.now() - timedelta(days=1))  # both signed in long ago
+    signed_in(alice)
+    request = _erasure_due(alice)
+    services.subject_request_run(request_id=request.pk)
+    left = [s.get_decoded().get("_auth_user_id") for s in Session.objects.all()]
+    assert left == [str(bob.pk)]
+
+
 def test_an_erasure_keeps_her_pending_export_as_a_cancelled_record(alice: Any, chorale: Any) -> None:
     admin = superuser()
     export = services.subject_request_create(subject=alice, kind="export", handled_by=admin, via="admin")
