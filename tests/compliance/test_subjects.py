@@ -84,7 +84,7 @@ def test_the_export_holds_every_score_as_musicxml_and_as_given_and_nothing_of_bo
     manifest = json.loads(archive.read("manifest.json"))
     assert set(manifest["categories"]) == {
         "account", "scores", "derived_scores", "analysis_results", "oauth_clients", "oauth_tokens", "oauth_grants",
-        "security_events", "audit_events", "sign_ins", "privacy_requests",
+        "security_events", "audit_events", "administrator_events", "sign_ins", "privacy_requests",
     }  # fmt: skip
     entries = {entry["score_id"]: entry for entry in manifest["scores"]}
     assert set(entries) == set(alices_library) == {"chorale", "tune", "ping", "tune-transposed"}
@@ -161,6 +161,27 @@ def test_the_export_holds_the_name_entered_on_her_account(alice: Any) -> None:
     archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
     account = json.loads(archive.read("account.json"))
     assert (account["first_name"], account["last_name"]) == ("Alice", "Liddell")
+
+
+def test_the_export_says_what_administrators_did_with_her_data_and_nothing_of_bobs(
+    alice: Any, bob: Any, call: Any
+) -> None:
+    call(alice, "import_score", score_id="tune", source="tinyNotation: 4/4 c4 d e f g1", source_type="tinynotation")
+    call(bob, "import_score", score_id="bobs-secret", source="tinyNotation: 3/4 a4 b c'", source_type="tinynotation")
+    admin = superuser()
+    client = signed_in(admin)
+    for score in Score.objects.all():  # the score's page shows its notation
+        assert client.get(f"/admin/tools/score/{score.pk}/change/").status_code == 200
+    request = services.subject_request_create(subject=alice, kind="export", handled_by=admin, via="admin")
+    services.subject_request_approve(request=request, by=admin, run_now=True)
+    services.subject_request_run(request_id=request.pk)
+    archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
+    events = json.loads(archive.read("administrator_events.json"))
+    assert [(e["action"], e["target"], e["outcome"]) for e in events] == [
+        ("admin.render_score", "score:tune", "success"),
+        ("privacy.export_requested", f"request:{request.pk}", "pending"),
+    ]
+    assert b"bobs-secret" not in b"".join(archive.read(name) for name in archive.namelist())
 
 
 def test_the_export_lists_every_token_and_grant_but_never_a_token_itself(

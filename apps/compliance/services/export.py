@@ -24,6 +24,9 @@ from apps.security.models import SecurityEvent
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
+# The audit actions of an administrator filing a request for a person (services.requests.subject_request_create).
+ADMINISTRATOR_FILINGS = ("privacy.export_requested", "privacy.erasure_requested")
+
 
 def _filed_by(request: DataSubjectRequest) -> dict[str, Any]:
     """Who filed the request, as the export tells the person."""
@@ -97,6 +100,8 @@ def _readme(user: AbstractBaseUser, request: DataSubjectRequest, counts: dict[st
         "  (application, permissions, dates, whether revoked or expired; never the token itself) and every",
         "  authorization code not yet exchanged.",
         "- audit_events.json, security_events.json: the records about your activity.",
+        "- administrator_events.json: what administrators did with your data (a score of yours they looked at, a",
+        "  request they filed for you), from the audit trail.",
         "- sign_ins.json: each time you signed in: when, from which address and browser, and when you signed out.",
         "- account.json, privacy_requests.json: your account and your privacy requests, with who filed each.",
         "",
@@ -182,6 +187,15 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                     "request_id": e.request_id,
                 }
                 for e in AuditEvent.objects.filter(actor=subject.pseudonym).order_by("id")
+            ],
+            # What administrators did with her data (read a score of hers, filed a request for her): their events,
+            # which name her by pseudonym in `detail` (not as their actor), without the administrator's address.
+            "administrator_events": [
+                {"at": export_time(e.created_at), "action": e.action, "target": e.target, "outcome": e.outcome}
+                for e in AuditEvent.objects.filter(
+                    Q(action__startswith="admin.") | Q(action__in=ADMINISTRATOR_FILINGS),
+                    detail__subject=subject.pseudonym,
+                ).order_by("id")
             ],
             # django-axes' record of each sign-in (the erasure deletes them with the account).
             "sign_ins": [
