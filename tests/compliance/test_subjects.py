@@ -184,6 +184,19 @@ def test_the_export_says_what_administrators_did_with_her_data_and_nothing_of_bo
     assert b"bobs-secret" not in b"".join(archive.read(name) for name in archive.namelist())
 
 
+def test_the_export_holds_a_block_placed_on_her_account(alice: Any, bob: Any) -> None:
+    until = timezone.now() + timedelta(minutes=5)
+    Block.objects.create(target=Block.Target.USER, value=str(alice.pk), reason="too many refused calls", until=until)
+    Block.objects.create(target=Block.Target.USER, value=str(bob.pk), reason="bob's own", until=until)
+    request = services.subject_request_create(subject=alice, kind="export")
+    services.subject_request_run(request_id=request.pk)
+    archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
+    blocks = json.loads(archive.read("account.json"))["blocks"]
+    assert [(b["reason"], b["until"], b["lifted"]) for b in blocks] == [
+        ("too many refused calls", until.isoformat(), False)
+    ]
+
+
 def test_the_export_lists_every_token_and_grant_but_never_a_token_itself(
     alice: Any, bob: Any, chorale: Any, token_for: Any
 ) -> None:

@@ -19,7 +19,7 @@ from apps.compliance import audit
 from apps.compliance.holdings import Exported, export_time, holdings
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionPolicy
 from apps.core.errors import NotFound
-from apps.security.models import SecurityEvent
+from apps.security.models import Block, SecurityEvent
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -103,7 +103,8 @@ def _readme(user: AbstractBaseUser, request: DataSubjectRequest, counts: dict[st
         "- administrator_events.json: what administrators did with your data (a score of yours they looked at, a",
         "  request they filed for you), from the audit trail.",
         "- sign_ins.json: each time you signed in: when, from which address and browser, and when you signed out.",
-        "- account.json, privacy_requests.json: your account and your privacy requests, with who filed each.",
+        "- account.json, privacy_requests.json: your account (with any block placed on it) and your privacy",
+        "  requests, with who filed each.",
         "",
         "Counts:",
         *[f"  {category}: {count}" for category, count in counts.items()],
@@ -140,6 +141,16 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                 # The name an administrator may have entered on the account (Django's user has no other).
                 "first_name": getattr(user, "first_name", ""),
                 "last_name": getattr(user, "last_name", ""),
+                # Blocks of the account (after too many security events of hers), which the erasure deletes with it.
+                "blocks": [
+                    {
+                        "reason": b.reason,
+                        "from": export_time(b.created_at),
+                        "until": export_time(b.until),
+                        "lifted": b.lifted,
+                    }
+                    for b in Block.objects.filter(target=Block.Target.USER, value=str(user.pk)).order_by("created_at")
+                ],
                 "date_joined": export_time(getattr(user, "date_joined", None)),
                 "last_login": export_time(user.last_login),
             },
