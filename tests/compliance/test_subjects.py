@@ -197,6 +197,25 @@ def test_the_export_holds_a_block_placed_on_her_account(alice: Any, bob: Any) ->
     ]
 
 
+def test_the_export_holds_how_she_configured_a_client_of_her_own(alice: Any, bob: Any) -> None:
+    from oauth2_provider.models import Application
+
+    Application.objects.create(
+        name="alice's notebook",
+        user=alice,
+        client_type=Application.CLIENT_PUBLIC,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris="http://127.0.0.1:8765/callback https://alice.example/cb",
+    )
+    request = services.subject_request_create(subject=alice, kind="export")
+    services.subject_request_run(request_id=request.pk)
+    archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
+    (client,) = json.loads(archive.read("oauth_clients.json"))
+    assert client["name"] == "alice's notebook" and client["registered_by_you"] is True
+    assert client["grant_type"] == "authorization-code"
+    assert client["redirect_uris"] == ["http://127.0.0.1:8765/callback", "https://alice.example/cb"]
+
+
 def test_the_export_lists_every_token_and_grant_but_never_a_token_itself(
     alice: Any, bob: Any, chorale: Any, token_for: Any
 ) -> None:

@@ -161,6 +161,12 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                     "client_type": c.client_type,
                     "created": export_time(c.created),
                     "registered_by_you": c.user_id == user.pk,
+                    # What she configured on a client of her own (another's is not hers to read).
+                    **(
+                        {"grant_type": c.authorization_grant_type, "redirect_uris": c.redirect_uris.split()}
+                        if c.user_id == user.pk
+                        else {}
+                    ),
                 }
                 for c in clients
             ],
