@@ -421,6 +421,12 @@ class PlatformUserAdmin(UserAdmin):
     fieldsets = (*UserAdmin.fieldsets, ("Activity", {"fields": ("audit_trail",)}))
     readonly_fields = ("audit_trail",)
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Deleting an account here would leave its name and e-mail in the model history (its creation and its
+        # deletion), its sign-ins, its security events with their addresses, its parsed scores in the processes'
+        # memory: an account goes by an erasure (the "Start an erasure" action), which removes all of that.
+        return False
+
     @admin.display(description="audit trail")
     def audit_trail(self, person: Any) -> str:
         """The person's events, found through their pseudonym (the trail never stores who they are)."""

@@ -140,6 +140,18 @@ def test_a_staff_member_who_may_only_view_users_cannot_start_their_erasure_or_re
     assert AccessToken.objects.filter(user=alice).count() == 1
 
 
+def test_an_account_is_not_deleted_from_the_admin_but_erased(alice: Any) -> None:
+    from auditlog.models import LogEntry
+
+    client = signed_in(superuser())
+    assert client.post(f"/admin/auth/user/{alice.pk}/delete/", {"post": "yes"}).status_code == 403
+    client.post("/admin/auth/user/", {"action": "delete_selected", "_selected_action": [alice.pk], "post": "yes"})
+    assert alice.__class__.objects.filter(pk=alice.pk).exists()
+    assert not LogEntry.objects.filter(object_repr="alice", action=LogEntry.Action.DELETE).exists()
+    page = client.get(f"/admin/auth/user/{alice.pk}/change/").content.decode()
+    assert "deletelink" not in page
+
+
 def test_a_security_officer_resets_an_open_breaker_and_calls_go_through(alice: Any, settings: Any) -> None:
     settings.CB_FAILURE_THRESHOLD = 1
     settings.CB_RECOVERY_TIMEOUT = 300
