@@ -319,6 +319,11 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # requests are filed by their subject, or from the user's page (start an export or erasure)
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A request is the record that a person's right was asked for and answered (the GDPR report counts them,
+        # overdue ones included): one not wanted is cancelled, which keeps it, with who cancelled it.
+        return False
+
     @admin.display(description="due", ordering="due_at")
     def due(self, obj: DataSubjectRequest) -> str:
         if obj.is_overdue:

@@ -51,6 +51,15 @@ def test_an_administrator_cancels_a_scheduled_erasure(alice: Any, chorale: Any) 
     assert get_user_model().objects.filter(username="alice").exists()
 
 
+def test_a_request_cannot_be_deleted_from_the_admin_only_cancelled(alice: Any) -> None:
+    client = signed_in(superuser())
+    request = services.subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
+    url = "/admin/compliance/datasubjectrequest/"
+    assert client.post(f"{url}{request.pk}/delete/", {"post": "yes"}).status_code == 403
+    client.post(url, {"action": "delete_selected", "_selected_action": [request.pk], "post": "yes"})
+    assert DataSubjectRequest.objects.get(pk=request.pk).status == "scheduled"
+
+
 def test_run_now_erases_at_once(alice: Any, chorale: Any, celery_worker: None) -> None:
     client = signed_in(superuser())
     request = services.subject_request_create(subject=alice, kind="erasure", password="correct horse battery staple")
