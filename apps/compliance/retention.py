@@ -14,7 +14,7 @@ from oauth2_provider.models import AccessToken, Grant, RefreshToken
 from apps.compliance import audit
 from apps.compliance.holdings import holding_for
 from apps.compliance.models import AuditChainHead, AuditEvent, ExportArchive, RetentionPolicy, RetentionRun
-from apps.security.models import SecurityEvent
+from apps.security.models import ConsumedAuthorizationCode, SecurityEvent
 
 BATCH = 1000
 Category = RetentionPolicy.Category
@@ -60,9 +60,11 @@ def _audit_events(cutoff: datetime, *, dry_run: bool) -> int:
 
 
 def _expired_tokens(cutoff: datetime, *, dry_run: bool) -> int:
-    """Tokens and grants expired (or revoked) longer ago than the period."""
+    """Tokens and grants expired (or revoked) longer ago than the period, and the records of codes exchanged that
+    long ago (kept to recognise a code used twice, which it could not be once expired: nothing else removes them)."""
     return (
         delete_in_batches(RefreshToken.objects.filter(revoked__lt=cutoff), dry_run=dry_run)
+        + delete_in_batches(ConsumedAuthorizationCode.objects.filter(consumed_at__lt=cutoff), dry_run=dry_run)
         + delete_in_batches(
             AccessToken.objects.filter(expires__lt=cutoff).filter(
                 Q(refresh_token__isnull=True) | Q(refresh_token__revoked__isnull=False)

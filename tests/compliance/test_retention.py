@@ -90,3 +90,19 @@ def test_a_disabled_policy_removes_nothing(alice: Any, call: Any) -> None:
     _aged(alice, call, "old", 400)
     call_command("apply_retention", stdout=StringIO())
     assert Score.objects.filter(score_id="old").exists()
+
+
+def test_records_of_codes_exchanged_longer_ago_than_the_period_are_removed(db: None) -> None:
+    from oauth2_provider.models import Application
+
+    from apps.security.models import ConsumedAuthorizationCode
+
+    _policy("expired_tokens", 30)
+    client = Application.objects.create(
+        name="c", client_type="public", authorization_grant_type="authorization-code", redirect_uris="http://127.0.0.1/"
+    )
+    old = ConsumedAuthorizationCode.objects.create(code_sha256="a" * 64, application=client)
+    ConsumedAuthorizationCode.objects.filter(pk=old.pk).update(consumed_at=timezone.now() - timedelta(days=31))
+    recent = ConsumedAuthorizationCode.objects.create(code_sha256="b" * 64, application=client)
+    call_command("apply_retention", stdout=StringIO())
+    assert list(ConsumedAuthorizationCode.objects.values_list("pk", flat=True)) == [recent.pk]
