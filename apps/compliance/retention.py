@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -75,6 +76,15 @@ def _expired_tokens(cutoff: datetime, *, dry_run: bool) -> int:
     )
 
 
+def _sign_in_records(cutoff: datetime, *, dry_run: bool) -> int:
+    """django-axes' records of sign-ins and failed sign-ins (address, browser, the name typed) made longer ago than
+    the period: nothing else removes them (a lockout looks back LOCKOUT_DURATION only)."""
+    return sum(
+        delete_in_batches(model.objects.filter(attempt_time__lt=cutoff), dry_run=dry_run)
+        for model in (AccessLog, AccessAttempt, AccessFailureLog)
+    )
+
+
 def retention_apply(*, dry_run: bool = False, now: datetime | None = None) -> RetentionRun:
     """Apply every enabled policy: a category a registered holding answers for (scores, derived scores) is expired
     by that holding. Finished export files are also removed once their download window closed, whatever the
@@ -93,7 +103,7 @@ def retention_apply(*, dry_run: bool = False, now: datetime | None = None) -> Re
             case Category.SECURITY_EVENTS:
                 removed[policy.category] = delete_in_batches(
                     SecurityEvent.objects.filter(created_at__lt=cutoff), dry_run=dry_run
-                )
+                ) + _sign_in_records(cutoff, dry_run=dry_run)
             case Category.EXPIRED_TOKENS:
                 removed[policy.category] = _expired_tokens(cutoff, dry_run=dry_run)
             case Category.EXPORT_FILES:

@@ -106,3 +106,18 @@ def test_records_of_codes_exchanged_longer_ago_than_the_period_are_removed(db: N
     recent = ConsumedAuthorizationCode.objects.create(code_sha256="b" * 64, application=client)
     call_command("apply_retention", stdout=StringIO())
     assert list(ConsumedAuthorizationCode.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_sign_in_records_older_than_the_security_events_period_are_removed(alice: Any) -> None:
+    from axes.models import AccessAttempt, AccessLog
+
+    _policy("security_events", 90)
+    long_ago = timezone.now() - timedelta(days=91)
+    old = AccessLog.objects.create(username="alice", ip_address="203.0.113.5", user_agent="old browser")
+    AccessLog.objects.filter(pk=old.pk).update(attempt_time=long_ago)
+    fresh = AccessLog.objects.create(username="alice", ip_address="203.0.113.6", user_agent="new browser")
+    failed = AccessAttempt.objects.create(username="alice", ip_address="203.0.113.7", failures_since_start=1)
+    AccessAttempt.objects.filter(pk=failed.pk).update(attempt_time=long_ago)
+    call_command("apply_retention", stdout=StringIO())
+    assert list(AccessLog.objects.values_list("pk", flat=True)) == [fresh.pk]
+    assert not AccessAttempt.objects.exists()
