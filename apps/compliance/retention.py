@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -61,10 +62,12 @@ def _audit_events(cutoff: datetime, *, dry_run: bool) -> int:
 
 
 def _expired_tokens(cutoff: datetime, *, dry_run: bool) -> int:
-    """Tokens and grants expired (or revoked) longer ago than the period, and the records of codes exchanged that
-    long ago (kept to recognise a code used twice, which it could not be once expired: nothing else removes them)."""
+    """Tokens and grants expired (or revoked) longer ago than the period, the records of codes exchanged that long
+    ago (kept to recognise a code used twice, which it could not be once expired) and the sessions expired that
+    long ago (each names its person): nothing else removes these."""
     return (
         delete_in_batches(RefreshToken.objects.filter(revoked__lt=cutoff), dry_run=dry_run)
+        + delete_in_batches(Session.objects.filter(expire_date__lt=cutoff), dry_run=dry_run)
         + delete_in_batches(ConsumedAuthorizationCode.objects.filter(consumed_at__lt=cutoff), dry_run=dry_run)
         + delete_in_batches(
             AccessToken.objects.filter(expires__lt=cutoff).filter(

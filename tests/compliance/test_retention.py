@@ -121,3 +121,16 @@ def test_sign_in_records_older_than_the_security_events_period_are_removed(alice
     call_command("apply_retention", stdout=StringIO())
     assert list(AccessLog.objects.values_list("pk", flat=True)) == [fresh.pk]
     assert not AccessAttempt.objects.exists()
+
+
+def test_sessions_expired_longer_ago_than_the_tokens_period_are_removed(alice: Any) -> None:
+    from django.contrib.sessions.models import Session
+
+    from tests.support import signed_in
+
+    _policy("expired_tokens", 30)
+    signed_in(alice)
+    Session.objects.update(expire_date=timezone.now() - timedelta(days=31))
+    live = signed_in(alice).session.session_key
+    call_command("apply_retention", stdout=StringIO())
+    assert list(Session.objects.values_list("session_key", flat=True)) == [live]
