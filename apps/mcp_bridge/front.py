@@ -161,14 +161,13 @@ class _OneRequest:
         return None
 
 
-# The body of a POST that McpFront read ahead; None when it did not (one sent without a length: the stream answers).
-_peeked_body: ContextVar[bytes | None] = ContextVar("mcp_peeked_body", default=None)
+# The body of the POST that McpFront read ahead, before it handed the request to the SDK's app.
+_peeked_body: ContextVar[bytes] = ContextVar("mcp_peeked_body", default=b"")
 
 
 def _progress_wanted() -> bool:
-    """Whether this request is answered as an event stream: it asked for progress, or its body was not read."""
-    body = _peeked_body.get()
-    return body is None or _asks_for_progress(body)
+    """Whether this request is answered as an event stream: it asked for progress."""
+    return _asks_for_progress(_peeked_body.get())
 
 
 def _asks_for_progress(body: bytes) -> bool:
@@ -188,22 +187,21 @@ class McpFront:
     - answers every other method than POST with 405 (`admission.method_not_allowed`): the SDK's stateless
       transport would hold a GET's event stream open, sending nothing, for as long as the client kept it, and
       answered DELETE and the rest with a 405 whose `Allow` was missing or named GET and DELETE;
-    - reads a POST's body ahead, as its Content-Length declares (the SDK's transport reads a body whole before
-      it parses it, so this costs nothing), and after the transport's Host, Origin and Content-Type checks
-      answers one that is not one JSON-RPC message of MCP's with 400 (`admission.message_problem`: JSON-RPC 2.0
-      section 5's -32600, with a message naming the problem), and one under an `MCP-Protocol-Version` this
-      server does not speak with 400 naming it and those it does (`admission.unsupported_version`). A call that
-      wants one JSON body and passes the transport's checks is answered here by the SDK's single-request driver
-      (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request transport,
-      memory streams and dispatcher task the SDK sets up to carry a stream. Anything else goes to the SDK's app
-      with the same body: a stream, `initialize`, a notification, a body that is not JSON; a body sent without
-      a length goes to it unread;
+    - reads a POST's body ahead, whether it declares its length or is sent in chunks (the SDK's transport reads a body
+      whole before it parses it, so this costs nothing), and after the transport's Host, Origin and Content-Type checks
+      answers one that is not one JSON-RPC message of MCP's with 400 (`admission.message_problem`: JSON-RPC 2.0 section
+      5's -32600, with a message naming the problem), and one under an `MCP-Protocol-Version` this server does not speak
+      with 400 naming it and those it does (`admission.unsupported_version`). A call that wants one JSON body and passes
+      the transport's checks is answered here by the SDK's single-request driver (`ResponseModePerRequest.answer_one`),
+      without the Starlette router, middlewares, per-request transport, memory streams and dispatcher task the SDK sets
+      up to carry a stream. Anything else goes to the SDK's app with the same body: a stream, `initialize`, a
+      notification, a body that is not JSON;
     - owns the connection's receive channel once it has read the body: when the client goes away before its
       answer (it closed the call), the call is cancelled, whichever way it was to be answered; the tool's worker
       stops at its next step;
-    - answers an authenticated POST whose Content-Length is over the transport's limit (`max_body_bytes`) with
-      413 and a JSON-RPC error naming the limit and MAX_SCORE_BYTES; the SDK's transport, which has the same
-      limit, answers its own plain 413 to a body sent without a length that turns out larger.
+    - answers an authenticated POST whose body is over the transport's limit (`max_body_bytes`) with 413 and a
+      JSON-RPC error naming the limit and MAX_SCORE_BYTES: before reading it when its Content-Length says so,
+      and as soon as a body sent in chunks passes the limit.
     """
 
     def __init__(
@@ -234,10 +232,8 @@ class McpFront:
         try:
             if scope["method"] != "POST":
                 await admission.method_not_allowed(scope["method"])(scope, receive, send)
-            elif (declared := _declared_length(scope)) is None:  # the SDK's transport reads it, against its limit
-                await self.app(scope, receive, send)
-            elif declared > self.max_body:
-                response = await self._too_large(request, declared)
+            elif (declared := _declared_length(scope)) is not None and declared > self.max_body:
+                response = await self._too_large(request, f"{declared:,} bytes")
                 await response(scope, receive, send)
             else:
                 await self._post(request, receive, send)
@@ -261,11 +257,17 @@ class McpFront:
     async def _post(self, request: Request, receive: Any, send: Any) -> None:
         scope = request.scope
         chunks: list[bytes] = []
+        received = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away while sending
                 return
             chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_body:  # sent without a length (chunked), and longer than the limit
+                response = await self._too_large(request, f"more than {self.max_body:,} bytes")
+                await response(scope, receive, send)
+                return
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
@@ -319,9 +321,9 @@ class McpFront:
         message = self.manager.answerable(request, body, decoded)
         return None if message is None else await self.manager.answer_one(message, request)
 
-    async def _too_large(self, request: Request, declared: int) -> Response:
+    async def _too_large(self, request: Request, size: str) -> Response:
         message = (
-            f"The request body is {declared:,} bytes, over this server's limit of {self.max_body:,} bytes for /mcp, "
+            f"The request body is {size}, over this server's limit of {self.max_body:,} bytes for /mcp, "
             f"which follows MAX_SCORE_BYTES ({settings.MAX_SCORE_BYTES:,} bytes, the largest score source): three "
             "times it, plus 64 KiB."
         )
