@@ -285,6 +285,8 @@ def test_call_tool_reports_errors_in_one_line(chorale: Any) -> None:
         call_command("call_tool", "score_info", user="alice", arguments="{score_id")
     with pytest.raises(CommandError, match="no user 'mallory'"):
         call_command("call_tool", "score_info", user="mallory", arguments="{}")
+    with pytest.raises(CommandError, match=r"not valid JSON \(the JSON is nested too deeply\)"):
+        call_command("call_tool", "score_info", user="alice", arguments="[" * 100_000)
 
 
 def _notes(score: Any) -> list[tuple[float, str, float]]:
