@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
-from music21 import key, pitch, roman
+from music21 import interval, key, pitch, roman
 
 from apps.core.errors import InvalidArguments
 from apps.tools.selectors import score_get
@@ -16,6 +17,7 @@ from apps.tools.services.spelling import pitch_name
 
 MELODY = "4/4 c'4 d' e' c' f' e' d'2 e'4 g' f' d' c'1"
 FUX_DORIAN = "4/4 d1 f e d g f a g f e d"  # Fux's cantus firmus in the dorian mode
+AEOLIAN = "4/4 a1 c' b a d' c' e' d' c' b a"
 
 
 def _music(user: Any, score_id: str) -> Any:
@@ -148,6 +150,12 @@ def test_the_melody_must_be_among_the_voices(melody: str, alice: Any, call: Any)
 # --- Counterpoint -----------------------------------------------------------------------------------------------
 
 NOTES_PER_INNER_MEASURE = {1: 1, 2: 2, 3: 4}
+AUGMENTED_OR_DIMINISHED = {
+    interval.Specifier.AUGMENTED,
+    interval.Specifier.DIMINISHED,
+    interval.Specifier.DBLAUG,
+    interval.Specifier.DBLDIM,
+}
 
 
 @pytest.mark.parametrize("species", [1, 2, 3, 4, 5])
@@ -175,6 +183,40 @@ def test_every_species_against_fux_cantus_breaks_no_rule(
 def _aligned(line: Any, cf: Any) -> list[tuple[Any, Any]]:
     cantus_by_measure = {m.number: m.notes[0] for m in cf.getElementsByClass("Measure")}
     return [(n, cantus_by_measure[n.measureNumber]) for n in line.recurse().notes]
+
+
+@pytest.mark.parametrize("species", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("position", ["above", "below"])
+@pytest.mark.parametrize("source", [FUX_DORIAN, AEOLIAN], ids=["dorian", "aeolian"])
+def test_counterpoint_moves_by_no_chromatic_step_or_augmented_interval(
+    alice: Any, call: Any, species: int, position: str, source: str
+) -> None:
+    # Fux's dorian cantus, above, once cadenced C5 C#5 D5: a chromatic semitone that strict counterpoint forbids
+    # (the leading tone comes from elsewhere, or the seventh stays natural); the checker did not see it.
+    call(alice, "import_score", score_id="cf", source=source, source_type="tinynotation")
+    result = call(alice, "generate_counterpoint", score_id="cf", species=species, voice_position=position)
+    music = _music(alice, result["new_score_id"])
+    line = music.parts[0] if position == "above" else music.parts[1]
+    struck = [n.pitch for n in line.recurse().notes if n.tie is None or n.tie.type == "start"]
+    for a, b in itertools.pairwise(struck):
+        assert interval.Interval(a, b).specifier not in AUGMENTED_OR_DIMINISHED, (a, b)
+    assert result["violations"] == []
+
+
+def test_the_checker_catches_a_chromatic_step_when_it_knows_the_spelling() -> None:
+    cantus = [62, 64, 62]  # D E D
+    notes = [
+        {"measure": 1, "beat": 1.0, "midi": 74, "held": False, "name": "D5"},
+        {"measure": 2, "beat": 1.0, "midi": 72, "held": False, "name": "C5"},
+        {"measure": 2, "beat": 3.0, "midi": 73, "held": False, "name": "C#5"},  # C to C#: a chromatic step
+        {"measure": 3, "beat": 1.0, "midi": 74, "held": False, "name": "D5"},
+    ]
+    found = [(v["rule"], v["measure"]) for v in check_counterpoint(cantus, notes, species=2)]
+    assert ("augmented_or_diminished_step", 2) in found
+    plain = [{**n, "name": "D-5"} if n["midi"] == 73 else n for n in notes]  # C to Db: a minor second
+    assert ("augmented_or_diminished_step", 2) not in [
+        (v["rule"], v["measure"]) for v in check_counterpoint(cantus, plain, species=2)
+    ]
 
 
 def test_the_checker_catches_planted_parallel_fifths_and_a_bad_ending() -> None:
