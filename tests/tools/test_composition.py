@@ -270,6 +270,19 @@ def test_imitation_is_in_the_key_of_the_whole_score(alice: Any, call: Any) -> No
     assert [s.sharps for s in melody.recurse().getElementsByClass("KeySignature")] == [2]
 
 
+def test_imitation_spells_each_note_as_the_model_spells_it(chorale: Any, alice: Any, call: Any) -> None:
+    # bwv66.6 is in F# minor, its leading tone E#: the imitation once wrote it as F natural, a note of no F# minor.
+    call(alice, "imitate_style", score_id="chorale", length=8, seed=0, new_score_id="imitation")
+    model = _music(alice, "chorale").parts[0].recurse().notes
+    spelled = {n.pitch.pitchClass: n.pitch.name for n in model}
+    assert spelled[5] == "E#"
+    written = [n.pitch for n in _music(alice, "imitation").parts[0].recurse().notes]
+    assert 5 in {p.pitchClass for p in written}  # this seed writes the leading tone
+    assert [p.name for p in written if p.pitchClass in spelled] == [
+        spelled[p.pitchClass] for p in written if p.pitchClass in spelled
+    ]
+
+
 def test_imitation_of_a_corpus_composer(alice: Any, call: Any) -> None:
     result = call(alice, "imitate_style", composer="bach", length=4, seed=1)
     assert result["new_score_id"] == "bach-imitation"

@@ -70,6 +70,11 @@ def _top(element: Any) -> pitch.Pitch:
 
 # --- Style imitation --------------------------------------------------------------------------------------------
 
+# The notes outside a key's scale, as intervals above its tonic, spelled as music in the key spells them: in major
+# the raised tonic, fourth and fifth, the lowered third and seventh; in minor the leading tone and the raised sixth
+# (E# and D# in F# minor, never F or Eb), the major third and the raised fourth, and the Neapolitan's lowered second.
+CHROMATIC = {"major": ("A1", "m3", "A4", "A5", "m7"), "minor": ("m2", "M3", "A4", "M6", "M7")}
+
 
 def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counter[float], key.Key, list[int]]:
     """Second-order transitions of (scale step from the tonic, duration) over every source's melody part, each
@@ -143,6 +148,8 @@ def imitate_style(
     part.append(meter.TimeSignature("4/4"))
     part.append(in_key)
     names = {p.pitchClass: p.name for p in in_key.getScale().getPitches()}
+    for chromatic in CHROMATIC[in_key.mode]:
+        names.setdefault(in_key.tonic.transpose(chromatic).pitchClass, in_key.tonic.transpose(chromatic).name)
     for step, duration in melody:
         part.append(note.Note(_spelled(tonic + step, names), quarterLength=duration))
     result = stream.Score()
@@ -160,10 +167,8 @@ def imitate_style(
 
 
 def _spelled(midi: int, names: dict[int, str]) -> pitch.Pitch:
-    """The pitch `midi` spelled as the key spells its scale degrees (Bb rather than A# in F major)."""
+    """The pitch `midi` spelled as the key spells it (Bb rather than A# in F major, E# rather than F in F# minor)."""
     plain = pitch.Pitch(midi=midi)
-    if plain.pitchClass not in names:
-        return plain
     spelled = pitch.Pitch(names[plain.pitchClass])
     spelled.octave = plain.octave
     while spelled.midi < midi:
