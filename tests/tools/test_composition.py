@@ -283,6 +283,27 @@ def test_imitation_spells_each_note_as_the_model_spells_it(chorale: Any, alice: 
     ]
 
 
+@pytest.mark.parametrize(
+    ("tune", "bar"),
+    [
+        ("3/4 c'4 e'8 f' g'4 a'2 g'4 f'4 e' d' c'2.", 3.0),
+        ("6/8 c'4 e'8 g'4 e'8 f'4 d'8 b4. c'4 e'8 d'4 b8 c'2.", 3.0),
+        ("2/4 g'8 e' c' e' f'4 d' e'8 c' d' b c'2", 2.0),
+    ],
+    ids=["3/4", "6/8", "2/4"],
+)
+def test_imitation_is_in_the_meter_of_its_model(alice: Any, call: Any, tune: str, bar: float) -> None:
+    # A waltz was once imitated in 4/4: every imitation was in common time, whatever its model's meter.
+    call(alice, "import_score", score_id="tune", source=tune, source_type="tinynotation")
+    meter = tune.split()[0]
+    result = call(alice, "imitate_style", score_id="tune", length=5, new_score_id="imitation")
+    assert result["time_signature"] == meter
+    part = _music(alice, "imitation").parts[0]
+    assert [ts.ratioString for ts in part.recurse().getElementsByClass("TimeSignature")] == [meter]
+    measures = part.getElementsByClass("Measure")
+    assert len(measures) == 5 and all(m.duration.quarterLength == bar for m in measures)
+
+
 def test_imitation_of_a_corpus_composer(alice: Any, call: Any) -> None:
     result = call(alice, "imitate_style", composer="bach", length=4, seed=1)
     assert result["new_score_id"] == "bach-imitation"

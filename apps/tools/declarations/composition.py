@@ -120,9 +120,10 @@ def imitate_style(caller: Caller, args: ImitateArgs) -> dict[str, Any]:
     Returns:
     - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
       objects), notes: its size.
-    - key (e.g. `Bb major`), time_signature, measures: of the new melody; seed: the random seed used (pass it
-      again for the same melody); sources: works learnt from; notes: notes written; durations_learnt: the note
-      lengths it chose from, in quarter notes."""
+    - key (e.g. `Bb major`), time_signature, measures: of the new melody, in the key and meter most of the music
+      learnt from is in (notes outside the key's scale spelled as the key spells them: E# in F# minor); seed: the
+      random seed used (pass it again for the same melody); sources: works learnt from; notes: notes written;
+      durations_learnt: the note lengths it chose from, in quarter notes."""
     parent = None
     if args.score_id is not None:
         parent, music = score_and_music(caller, args.score_id)

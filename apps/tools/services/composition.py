@@ -76,13 +76,17 @@ def _top(element: Any) -> pitch.Pitch:
 CHROMATIC = {"major": ("A1", "m3", "A4", "A5", "m7"), "minor": ("m2", "M3", "A4", "M6", "M7")}
 
 
-def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counter[float], key.Key, list[int]]:
+def _learn(
+    sources: list[stream.Score],
+) -> tuple[dict[Any, Counter[Any]], Counter[float], key.Key, meter.TimeSignature, list[int]]:
     """Second-order transitions of (scale step from the tonic, duration) over every source's melody part, each
     source read as it sounds, its steps counted from the tonic of the whole score's key: a tune alone can say
-    another key than its harmony does (bwv103.6's soprano alone reads as A major; the chorale is in B minor)."""
+    another key than its harmony does (bwv103.6's soprano alone reads as A major; the chorale is in B minor).
+    The key and the meter are the sources' most common, counted in notes and in measures."""
     transitions: dict[Any, Counter[Any]] = defaultdict(Counter)
     durations: Counter[float] = Counter()
     keys: Counter[tuple[str, str]] = Counter()
+    meters: Counter[str] = Counter()
     heights: list[int] = []
     for source in map(sounding, sources):
         # The tune, not whatever part comes first (a horn or a trumpet in many chorales), chosen as harmonisation does.
@@ -95,6 +99,10 @@ def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counte
             continue
         found = score_key(source)
         keys[(found.tonic.name, found.mode)] += len(notes)
+        for measure in melody.getElementsByClass(stream.Measure):
+            signature = measure.timeSignature or measure.getContextByClass(meter.TimeSignature)
+            if signature is not None:
+                meters[signature.ratioString] += 1
         tonic = found.tonic.midi % 12
         states = []
         for n in notes:
@@ -111,19 +119,21 @@ def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counte
     if not keys:
         raise AnalysisError("The sources have no melody to learn from (their melody parts have fewer than 3 notes).")
     (tonic_name, mode), _ = keys.most_common(1)[0]
-    return transitions, durations, key.Key(tonic_name, mode), heights
+    # Sources without bars (a MIDI-like stream) say nothing of their meter: common time.
+    ratio = meters.most_common(1)[0][0] if meters else "4/4"
+    return transitions, durations, key.Key(tonic_name, mode), meter.TimeSignature(ratio), heights
 
 
 def imitate_style(
     sources: list[stream.Score], *, length: int = 8, seed: int = 0
 ) -> tuple[stream.Score, dict[str, Any]]:
-    """A new melody of `length` 4/4 measures from a second-order Markov model of the sources' melody parts, in their
-    most common key (each source's melody is learnt relative to its own tonic), ending on the tonic."""
-    transitions, durations, in_key, heights = _learn(sources)
+    """A new melody of `length` measures from a second-order Markov model of the sources' melody parts, in their
+    most common key (each source's melody is learnt relative to its own tonic) and meter, ending on the tonic."""
+    transitions, durations, in_key, time_signature, heights = _learn(sources)
     rng = random.Random(seed)  # noqa: S311 - reproducible music, not secrets
     tonic = in_key.tonic.midi % 12 + 60
     low, high = min(heights) - 60, max(heights) - 60  # the learnt range, in semitones from the tonic
-    bar = 4.0
+    bar = float(time_signature.barDuration.quarterLength)
     total = bar * length
     starts = [state for state in transitions if len(state) == 2]
     history = list(rng.choice(sorted(starts, key=repr)))
@@ -145,7 +155,7 @@ def imitate_style(
 
     part = stream.Part(id="Melody")
     part.partName = "Melody"
-    part.append(meter.TimeSignature("4/4"))
+    part.append(time_signature)
     part.append(in_key)
     names = {p.pitchClass: p.name for p in in_key.getScale().getPitches()}
     for chromatic in CHROMATIC[in_key.mode]:
@@ -156,7 +166,7 @@ def imitate_style(
     result.insert(0, part.makeMeasures())
     info = {
         "key": key_name(in_key),
-        "time_signature": "4/4",
+        "time_signature": time_signature.ratioString,
         "measures": length,
         "seed": seed,
         "sources": len(sources),
