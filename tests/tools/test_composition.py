@@ -60,6 +60,39 @@ def test_transposing_down_by_a_named_interval(chorale: Any, alice: Any, call: An
     assert (pitch.Pitch(key["tonic"]).pitchClass, key["mode"]) == (3, "minor")  # D# (or E-, as music21 spells it)
 
 
+@pytest.mark.parametrize(
+    ("asked", "semitones", "sharps_after", "tonic", "respelled"),
+    [
+        # F# minor up a tritone: C minor (three flats), not B# minor's nine sharps with a double sharp a note.
+        ("A4", 6, -3, "C", True),
+        ("-d5", -6, -3, "C", True),  # down a diminished fifth is B# minor too
+        ("A1", 1, -2, "G", True),  # G minor, not F## minor's ten sharps
+        ("d5", 6, -3, "C", False),  # as asked: C minor
+    ],
+)
+def test_transposition_writes_no_key_signature_of_more_than_seven_accidentals(
+    chorale: Any, alice: Any, call: Any, asked: str, semitones: int, sharps_after: int, tonic: str, respelled: bool
+) -> None:
+    result = call(alice, "transpose_score", score_id="chorale", interval=asked, new_score_id="moved")
+    moved = _music(alice, "moved")
+    assert {s.sharps for s in moved.recurse().getElementsByClass("KeySignature")} == {sharps_after}
+    assert (result["key_signature_before"], result["key_signature_after"]) == ("3 sharps", f"{-sharps_after} flats")
+    for original, part in zip(_music(alice, "chorale").parts, moved.parts, strict=True):
+        assert [p + semitones for p in _pitches(original)] == _pitches(part)
+    assert call(alice, "key_analysis", score_id="moved")["key"] == f"{tonic} minor"
+    assert (interval.Interval(asked).directedName != result["interval"]) == respelled
+    assert bool(result["warnings"]) == respelled
+
+
+def test_a_legible_interval_is_kept_as_asked(alice: Any, call: Any) -> None:
+    # C major up an augmented fourth is F# major (six sharps), up a diminished fifth Gb major (six flats).
+    call(alice, "import_score", score_id="scale", source="4/4 c4 d e f g a b c'", source_type="tinynotation")
+    for asked, first in (("A4", "F#4"), ("d5", "G-4")):
+        result = call(alice, "transpose_score", score_id="scale", interval=asked, new_score_id=asked)
+        assert (result["interval"], result["warnings"]) == (asked, [])
+        assert _music(alice, asked).parts[0].recurse().notes[0].pitch.nameWithOctave == first
+
+
 @pytest.mark.parametrize("bad", ["P6", "fifth", "X9", "P36"])
 def test_a_bad_interval_is_refused_by_name(chorale: Any, alice: Any, call: Any, bad: str) -> None:
     with pytest.raises(InvalidArguments, match=bad):

@@ -178,8 +178,13 @@ def transpose_score(caller: Caller, args: TransposeArgs) -> dict[str, Any]:
     Returns:
     - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
       objects), notes: its size.
-    - interval: music21's name of the interval (e.g. `Major Second`); semitones; direction: up, down or none.
-    - key_signature_before, key_signature_after: the opening signature at concert pitch, e.g. `3 sharps`, `none`."""
+    - interval: the interval transposed by, as music21 names it (`M2`; `m-3` down a minor third): the one asked
+      for, or the one of as many semitones a letter away (`d5` for `A4`) when the asked one would write a key
+      signature of more than seven sharps or flats (F# minor up `A4` is C minor, not B# minor in nine sharps);
+      semitones; direction: up, down or none.
+    - key_signature_before, key_signature_after: the opening signature at concert pitch, e.g. `3 sharps`,
+      `no sharps or flats` (`none` for music without one).
+    - warnings: an interval respelled, and why."""
     score, music = score_and_music(caller, args.score_id)
     result, info = composition.transpose(music, interval=args.interval)
     new = score_store_generated(

@@ -33,7 +33,8 @@ def _key_signature_name(music: stream.Score) -> str:
 
 
 def transpose(music: stream.Score, *, interval: str) -> tuple[stream.Score, dict[str, Any]]:
-    """The score transposed by `interval` ('P5', 'M2', '-m3'), key signatures included."""
+    """The score transposed by `interval` ('P5', 'M2', '-m3'), key signatures included; by the enharmonic interval
+    of the same size instead when `interval` would write a key signature of more than seven sharps or flats."""
     name = interval.strip()
     try:
         step = _interval(name)
@@ -44,15 +45,48 @@ def transpose(music: stream.Score, *, interval: str) -> tuple[stream.Score, dict
         ) from None
     if abs(step.semitones) > 48:
         raise InvalidArguments(f"{name!r} is more than four octaves; transpose by at most 'P29'.")
+    signatures = key_signatures(music)
+    asked, step = step, _readable(step, signatures[0] if signatures else 0)
     result = music.transpose(step)
+    warnings = []
+    if step is not asked:
+        warnings.append(
+            f"{asked.directedName} would write a key signature of "
+            f"{key_signature_name(key.KeySignature(signatures[0] if signatures else 0).transpose(asked).sharps)}: "
+            f"transposed by the same number of semitones spelled as {step.directedName} instead."
+        )
     info = {
         "interval": step.directedName,
         "semitones": step.semitones,
         "direction": "up" if step.semitones > 0 else "down" if step.semitones < 0 else "none",
         "key_signature_before": _key_signature_name(music),
         "key_signature_after": _key_signature_name(result),
+        "warnings": warnings,
     }
     return result, info
+
+
+# A key signature has at most seven sharps or flats. F# minor up an augmented fourth is B# minor, nine sharps and a
+# double sharp on every other note, which no musician reads: it is written as C minor, up a diminished fifth.
+MOST_ACCIDENTALS = 7
+
+
+def _readable(step: m21interval.Interval, sharps: int) -> m21interval.Interval:
+    """`step`, or the interval of as many semitones one letter either side of it (d5 for A4) when `step` would take
+    the key signature of `sharps` past seven sharps or flats, whichever leaves the fewest."""
+    if abs(key.KeySignature(sharps).transpose(step).sharps) <= MOST_ACCIDENTALS:
+        return step
+    generic = step.generic.directed
+    found = []
+    for other in {generic - 1, generic + 1, -generic - 1, -generic + 1} - {0, generic}:
+        try:
+            respelled = m21interval.intervalFromGenericAndChromatic(other, step.semitones)
+        except Exception:  # noqa: S112 - no interval of this size spans so many semitones
+            continue
+        after = abs(key.KeySignature(sharps).transpose(respelled).sharps)
+        if respelled.semitones == step.semitones and after <= MOST_ACCIDENTALS:
+            found.append((after, abs(other - generic), respelled))
+    return min(found, key=lambda option: option[:2])[2] if found else step
 
 
 def _interval(name: str) -> m21interval.Interval:
