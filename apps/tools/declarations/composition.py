@@ -48,7 +48,9 @@ def harmonize_melody(caller: Caller, args: HarmonizeArgs) -> dict[str, Any]:
 
     Returns:
     - new_score_id, title, parts, measures, notes: the stored score (measures and notes are counts).
-    - key: the key harmonised in, e.g. "F# minor"; style; voice_parts: the voices written, top down.
+    - key: the key harmonised in, e.g. "F# minor": the score's, or, when the melody's last note is not in its tonic
+      chord, the likeliest key correlating nearly as well (within 0.1) whose tonic chord holds it; style;
+      voice_parts: the voices written, top down.
     - melody_part: {"part": 0-based index, "part_label": label} of the part used as the melody.
     - chords: how many chords (one per melody note that is not tied over); progression: their Roman numerals in
       order, "6" marking a first inversion.

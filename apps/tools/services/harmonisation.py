@@ -46,6 +46,8 @@ MELODY_LABEL = re.compile(r"\b(soprano|sopran|melody|melodie|voice|vocals?|cantu
 # Cost of moving between chord roots, by the rise in scale degrees (mod 7): falling fifths are the strongest motion.
 ROOT_MOTION = {3: 0.0, 1: 1.0, 5: 1.0, 4: 1.5, 0: 1.5, 2: 2.0, 6: 2.5}
 FORBIDDEN = 1e6
+# The tonic chord's pitch classes above the tonic, by mode.
+TONIC_TRIAD = {"major": (0, 4, 7), "minor": (0, 3, 7)}
 
 
 # --- The generator ------------------------------------------------------------------------------------------------
@@ -393,7 +395,10 @@ def harmonize_melody(
     new_notes = [element for element, kind in events if kind == "new"]
     if not new_notes:
         raise AnalysisError(f"The melody part {label!r} has no notes to harmonise.")
-    in_key = score_key(music)
+    # The key whose tonic chord can close under the tune's last note: a tune alone is a weak witness of its key,
+    # and an A minor tune ending on A, read as E major, ended on an E major chord under its A.
+    final = top_pitch(new_notes[-1]).pitchClass
+    in_key = score_key(music, fits=lambda guess: (final - guess.pitch_class) % 12 in TONIC_TRIAD[guess.mode])
     chords = _chords(style, in_key)
     leading_tone = (in_key.tonic.pitchClass + 11) % 12
     sopranos = [top_pitch(n) for n in new_notes]
