@@ -44,7 +44,8 @@ def harmonize_melody(caller: Caller, args: HarmonizeArgs) -> dict[str, Any]:
     crossing, every chord with its root and third, the final tonic chord complete, the voices within their
     textbook ranges (S C4-G5, A G3-D5, T C3-G4, B E2-C4) and spacing (an octave at most between soprano and alto
     and between alto and tenor, a twelfth between tenor and bass). A melody mostly outside the soprano's range
-    moves the lower voices by whole octaves, with a warning, rather than crowding them onto its notes.
+    moves the lower voices by whole octaves, with a warning, rather than crowding them onto its notes. A melody
+    note outside the key (F# in C major) is never set against its own letter with another accidental (an F).
 
     Returns:
     - new_score_id, title, parts, measures, notes: the stored score (measures and notes are counts).

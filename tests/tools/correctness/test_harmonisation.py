@@ -198,3 +198,10 @@ def test_a_tune_closes_on_a_tonic_chord_that_holds_its_last_note(tune: str, fina
     assert (last.root().name, last.quality) == final_chord
     assert info["key"] == " ".join(final_chord)
     assert info["checks"] == RULES_KEPT
+
+
+def test_a_chromatic_melody_note_is_never_set_against_its_own_letter() -> None:
+    # F#5 in a C major tune was set over IV, an F natural in the bass: the same note raised and not at once.
+    music, _ = harmonize_melody(_tune("4/4 c'4 d' e' f'# g'2 a'4 g' f' e' d'2 c'1"))
+    for soprano, *lower in _columns(music):
+        assert not [p for p in lower if p.step == soprano.step and p.pitchClass != soprano.pitchClass], soprano
