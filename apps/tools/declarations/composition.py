@@ -89,7 +89,7 @@ def generate_counterpoint(caller: Caller, args: CounterpointArgs) -> dict[str, A
     Returns:
     - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
       objects), notes: its size.
-    - species (1-4); voice_position: the counterpoint above or below the cantus; cantus_notes, counterpoint_notes:
+    - species (1-5); voice_position: the counterpoint above or below the cantus; cantus_notes, counterpoint_notes:
       notes struck in each; final: the cantus's last note at sounding pitch, spelled (e.g. `Bb`).
     - violations: each broken rule an independent check finds, with where (empty when the rules are kept)."""
     score, music = score_and_music(caller, args.score_id)
