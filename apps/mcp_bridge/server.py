@@ -149,7 +149,8 @@ def _failure(error: ApplicationError) -> types.CallToolResult:
 
 
 def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, int, str], None] | None:
-    """A function worker threads call to send MCP progress notifications, when the client asked for them."""
+    """A function worker threads call to send MCP progress notifications, when the client asked for them; a report
+    that does not advance the progress is not sent."""
     meta = ctx.meta or {}
     token = meta.get("progress_token", meta.get("progressToken"))  # type: ignore[call-overload]
     if token is None:
@@ -157,8 +158,12 @@ def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, in
 
     # The report comes from whichever thread runs the tool: hand it back to this event loop explicitly.
     loop = anyio.lowlevel.current_token()
+    sent = [-1]  # the progress last sent: MCP's progress "MUST increase with each notification"
 
     def report(done: int, total: int, message: str) -> None:
+        if done <= sent[0]:  # a tool's report that says nothing new (a job's start, then its first poll)
+            return
+        sent[0] = done
         with contextlib.suppress(Exception):  # progress is best effort; the call goes on if the client went away
             anyio.from_thread.run(
                 functools.partial(

@@ -241,9 +241,11 @@ def test_a_corpus_job_reports_progress_as_it_goes(
     assert not result.is_error, _text(result)
     works = result.structured_content["summary"]["works"]
     assert works > 8
-    assert len(progress) >= 3  # the start, at least one chunk, the end
+    # the start and the end, and between them the chunks the job saw finish (several may finish between its polls)
+    assert len(progress) >= 2
     assert progress[0][0] == 0 and progress[-1] == (works, works)
-    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+    # each notification advances it (MCP: progress "MUST increase with each notification")
+    assert [done for done, _ in progress] == sorted({done for done, _ in progress})
 
 
 def test_a_2025_client_stops_a_corpus_job_by_notification_while_its_stream_stays_open(
