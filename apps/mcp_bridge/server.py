@@ -125,6 +125,18 @@ def _listing() -> list[types.Tool]:
     return listing
 
 
+def _one_page(method: str, params: types.PaginatedRequestParams | None) -> None:
+    """A list that fits in one page has no cursor to continue from: one sent is refused, as the MCP specification
+    asks of an invalid cursor (-32602), rather than answered with the first page again."""
+    cursor = None if params is None else params.cursor
+    if cursor:
+        raise MCPError(
+            INVALID_PARAMS,
+            f"Unknown cursor {cursor[:64]!r}: {method} answers in one page, with no nextCursor; call it without one.",
+            data={"cursor": cursor[:64]},
+        )
+
+
 def _success(result: dict[str, Any]) -> types.CallToolResult:
     """Structured content for programs, and the same as JSON text for models; an SVG also as a picture.
 
@@ -201,6 +213,7 @@ def build_server(
             raise MCPError(INVALID_REQUEST, f"{error.code}: {error}") from error
 
     async def list_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListToolsResult:
+        _one_page("tools/list", params)
         return types.ListToolsResult(tools=_listing())
 
     async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
@@ -226,6 +239,13 @@ def build_server(
         try:
             page = await in_worker(invoke_tool, "list_scores", arguments, caller=caller)
         except ApplicationError as error:
+            if params.cursor and error.as_dict().get("argument") == "cursor":  # list_scores' words are its own
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"Unknown cursor {params.cursor[:64]!r}: pass a nextCursor of resources/list unchanged, or none "
+                    "for the first page.",
+                    data={"cursor": params.cursor[:64]},
+                ) from error
             raise MCPError(INVALID_PARAMS, f"{error.code}: {error}") from error
         return types.ListResourcesResult(
             resources=[
@@ -242,6 +262,7 @@ def build_server(
         )
 
     async def list_templates(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListResourceTemplatesResult:
+        _one_page("resources/templates/list", params)
         return types.ListResourceTemplatesResult(
             resource_templates=[
                 types.ResourceTemplate(
@@ -274,6 +295,7 @@ def build_server(
         )
 
     async def list_prompts(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListPromptsResult:
+        _one_page("prompts/list", params)
         return types.ListPromptsResult(prompts=[prompt.listed() for prompt in PROMPTS.values()])
 
     async def get_prompt(
