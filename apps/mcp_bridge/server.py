@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import re
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ from apps.mcp_bridge.prompts import PROMPTS, prompt_messages
 from apps.security import scopes
 from apps.tools import runner
 from apps.tools.invocation import Caller, get_tool, invoke_tool
+from apps.tools.models import SCORE_ID_PATTERN
 from apps.tools.registry import TOOLS
 from apps.tools.selectors import score_ids_starting
 
@@ -284,6 +286,13 @@ def build_server(
         if not uri.startswith(SCORE_URI_PREFIX):
             raise MCPError(INVALID_PARAMS, f"Unknown resource {uri!r}: scores are {SCORE_TEMPLATE}.", data={"uri": uri})
         score_id = uri.removeprefix(SCORE_URI_PREFIX)
+        if not re.fullmatch(SCORE_ID_PATTERN, score_id):  # else export_score's refusal would name that tool
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Unknown resource {uri!r}: {score_id!r} is not a score id (letters, digits, '.', '-', '_'); scores "
+                f"are {SCORE_TEMPLATE}.",
+                data={"uri": uri},
+            )
         try:
             exported = await in_worker(
                 invoke_tool, "export_score", {"score_id": score_id, "format": "musicxml"}, caller=caller

@@ -17,8 +17,10 @@ from tests.mcp_bridge.conftest import mcp_session
         ("score://nothing-here", "No score with id 'nothing-here'"),
         ("score://chorale", "No score with id 'chorale'"),  # alice's: to bob, as missing as any other
         ("file:///etc/passwd", "scores are score://{score_id}"),
+        ("score://", "'' is not a score id"),
+        ("score://chorale/musicxml", "'chorale/musicxml' is not a score id"),
     ],
-    ids=["missing-score", "another-users-score", "unknown-scheme"],
+    ids=["missing-score", "another-users-score", "unknown-scheme", "no-score-id", "not-a-score-id"],
 )
 def test_reading_a_resource_that_is_not_there_is_invalid_params_with_its_uri(
     mcp_mode: str, live_site: str, alice: Any, bob: Any, token_for: Any, call: Any, uri: str, said: str
@@ -36,6 +38,7 @@ def test_reading_a_resource_that_is_not_there_is_invalid_params_with_its_uri(
     assert error.code == -32602
     assert error.data == {"uri": uri}
     assert said in error.message
+    assert "export_score" not in error.message  # a tool the client never called
 
 
 def test_the_score_template_is_listed_and_read_as_musicxml(
