@@ -197,3 +197,21 @@ def test_metrics_and_server_stats_answer_promptly_while_the_broker_is_frozen(
     assert b"music21_analysis_queue_size" in response.content
     assert stats["queue_depth"] is None  # unknown, said so, rather than a scrape held up by the broker
     assert waited < PROMPT
+
+
+def test_readiness_tries_a_broker_that_is_down_once_without_pausing_to_try_again(
+    own_redis: OwnRedis, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kombu.utils.functional
+
+    from music21_platform.celery import app
+
+    pauses: list[float] = []
+    monkeypatch.setattr(kombu.utils.functional, "sleep", pauses.append)  # kombu's wait between two tries
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    monkeypatch.setattr(app.conf, "broker_url", own_redis.url)
+    own_redis.kill()
+    body = Client().get("/health/ready").json()
+    assert "broker" in body["down"], body
+    # Before: a second try after kombu's 2 s pause, so a probe waited 2 s and more (docs/operations.md: 0.5 s).
+    assert pauses == []
