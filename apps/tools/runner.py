@@ -278,7 +278,9 @@ class ToolProcesses:
     (`FairSemaphore`, BH_USER_SHARE): another user's call is not stuck behind a flood of heavy scores. The wait is
     part of the call's time limit: a call that gets no process before its deadline is refused without running.
     A process that has finished starting is taken before one still starting (after a kill, or at start-up), whose
-    start (whole interpreters, seconds) would otherwise be the wait of the call that took it.
+    start (whole interpreters, seconds) would otherwise be the wait of the call that took it; but a process started
+    in place of one killed for a user's call (its deadline, its memory) is that user's next call's to wait for, so
+    that the start is waited out by whoever caused it, not by the next user, who would find the warm one taken.
 
     Hand-written rather than pebble's process pool, which this replaced: pebble hands every call to a scheduling
     thread, sends it down one pipe shared by all its workers under a cross-process lock, and returns an
@@ -296,18 +298,22 @@ class ToolProcesses:
         self._all = {self._start() for _ in range(size)}
         self._idle = list(self._all)
         self._free = FairSemaphore(size, user_share(size))
+        self._started_for: dict[_ToolProcess, Any] = {}  # a process started after a kill: the owner who caused it
 
     def _start(self) -> _ToolProcess:
         return _ToolProcess(self._context, self._database_name)
 
-    def _replace(self, worker: _ToolProcess) -> _ToolProcess:
+    def _replace(self, worker: _ToolProcess, *, caused_by: Any = None) -> _ToolProcess:
         worker.stop()
         with self._lock:
+            self._started_for.pop(worker, None)
             if worker not in self._all:  # the pool has been stopped
                 return worker
             self._all.discard(worker)
             fresh = self._start()
             self._all.add(fresh)
+            if caused_by is not None:
+                self._started_for[fresh] = caused_by
         return fresh
 
     def run(self, call: tuple[Any, ...], *, owner: Any, deadline: float) -> dict[str, Any]:
@@ -332,10 +338,10 @@ class ToolProcesses:
                 worker = self._replace(worker)
                 raise gone from None
             except OverMemory:
-                worker = self._replace(worker)
+                worker = self._replace(worker, caused_by=owner)
                 raise
             if not answered:
-                worker = self._replace(worker)
+                worker = self._replace(worker, caused_by=owner)
                 raise FutureTimeout
             worker.resident = worker.memory()
             if worker.resident > memory_share():  # what it keeps has outgrown its share: a fresh process
@@ -369,10 +375,14 @@ class ToolProcesses:
                 raise NoProcess(f"your calls held {held} of the {self._free.size}, your share, the whole time")
             raise NoProcess(f"all {self._free.size} were running other calls the whole time")
         with self._lock:
-            for at, worker in enumerate(reversed(self._idle)):
-                if worker.ready or worker.pipe.poll(0):  # warm; poll: its "ready" has come since
-                    return self._idle.pop(len(self._idle) - 1 - at)
-            return self._idle.pop()  # all still starting: the call waits for one, within its deadline
+            warm = [worker for worker in self._idle if worker.ready or worker.pipe.poll(0)]  # poll: "ready" came
+            # The owner's own restart first, else a warm process, else one still starting (waited for, within the
+            # call's deadline).
+            own = [w for w in self._idle if w not in warm and owner is not None and self._started_for.get(w) == owner]
+            worker = (own or warm or self._idle)[-1]
+            self._idle.remove(worker)
+            self._started_for.pop(worker, None)
+            return worker
 
     def _give_back(self, worker: _ToolProcess, owner: Any) -> None:
         with self._lock:

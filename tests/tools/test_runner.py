@@ -309,14 +309,37 @@ def test_a_call_that_gets_no_process_before_its_deadline_is_told_busy_and_trips_
         assert holding.result(timeout=60)["status"] == "success"
 
 
-def test_a_warm_process_is_taken_before_one_still_starting(held: Path, alice: Any, call: Any, settings: Any) -> None:
+def test_a_warm_process_is_taken_before_one_still_starting(
+    held: Path, alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
     pids = _warm_processes(2, settings)
     settings.REQUEST_TIMEOUT = 1.0
     with pytest.raises(TimedOut):  # its process is killed, and a fresh one starts in its place
         call(alice, "test_hold", marker=str(held / "runaway"))
     settings.REQUEST_TIMEOUT = 30.0
     # Before: the process still starting was taken first, and the call waited for a whole interpreter to start.
-    assert call(alice, "health_check")["process"] in pids
+    assert call(bob, "health_check")["process"] in pids
+
+
+def test_the_process_started_after_a_users_runaway_call_is_that_users_to_wait_for(
+    held: Path, alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
+    pids = _warm_processes(2, settings)
+    settings.REQUEST_TIMEOUT = 1.0
+    with pytest.raises(TimedOut):  # alice's heavy score: her process is killed, and a fresh one starts
+        call(alice, "test_hold", marker=str(held / "runaway"))
+    settings.REQUEST_TIMEOUT = 30.0
+    with ThreadPoolExecutor(max_workers=1) as threads:
+        again = held / "again"
+        try:
+            alices = threads.submit(with_connections, call, alice, "test_hold", marker=str(again))
+            _until(lambda: Path(f"{again}.started").exists(), "alice's next call running")
+            # Before: alice's next call took the warm process, and bob's waited seconds for the fresh one to start
+            # (7 s under a flood of heavy scores on two cores).
+            assert call(bob, "health_check")["process"] in pids
+        finally:
+            _release(again)
+        assert alices.result(timeout=60)["process"] not in pids  # alice waited for the start her call caused
 
 
 def test_a_tool_process_remembers_an_answer_after_sending_it(worker_processes: None, alice: Any, call: Any) -> None:
