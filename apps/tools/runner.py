@@ -28,6 +28,7 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -107,11 +108,14 @@ def runner_start() -> None:
         _process_pool()
 
 
-def run_tool(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> dict[str, Any]:
+def run_tool(
+    tool: Tool, caller: Caller, parsed: Any, *, deadline: float, after_waiting: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Run the tool's function before `deadline` (time.monotonic(): the call's admission plus its time limit, so
-    that any wait for a thread or a tool process is part of the limit), or raise TimedOut."""
+    that any wait for a thread or a tool process is part of the limit), or raise TimedOut. A call that waited in
+    line for a tool process calls `after_waiting` before it runs (`ToolProcesses.run`)."""
     if not tools_run_here() and tool.isolated:
-        return _in_process(tool, caller, parsed, deadline=deadline)
+        return _in_process(tool, caller, parsed, deadline=deadline, after_waiting=after_waiting)
     gate = CallGate()  # the thread runs on past the deadline: what it may still change (apps.tools.gate)
     future = _thread_pool().submit(with_connections, _run_collecting, tool, caller, parsed, gate)
     try:
@@ -133,7 +137,9 @@ def _run_collecting(tool: Tool, caller: Caller, parsed: Any, gate: CallGate) -> 
         return _run_here(tool, caller, parsed), later
 
 
-def _in_process(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> dict[str, Any]:
+def _in_process(
+    tool: Tool, caller: Caller, parsed: Any, *, deadline: float, after_waiting: Callable[[], None] | None
+) -> dict[str, Any]:
     call = (
         tool.name,
         caller.user.pk,
@@ -144,7 +150,7 @@ def _in_process(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> 
         parsed.model_dump(),
     )
     try:
-        return _process_pool().run(call, owner=caller.user.pk, deadline=deadline)
+        return _process_pool().run(call, owner=caller.user.pk, deadline=deadline, after_waiting=after_waiting)
     except NoProcess as waited:
         raise Busy(
             f"The server is busy: no tool process came free for {tool.name!r} within its time limit "
@@ -316,13 +322,18 @@ class ToolProcesses:
                 self._started_for[fresh] = caused_by
         return fresh
 
-    def run(self, call: tuple[Any, ...], *, owner: Any, deadline: float) -> dict[str, Any]:
+    def run(
+        self, call: tuple[Any, ...], *, owner: Any, deadline: float, after_waiting: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         """The result of `call` in an idle tool process, for `owner` (a user: at most their share of the processes
-        at once), before `deadline` (time.monotonic()). Raises the call's ApplicationError, NoProcess when no
-        process was ready in time (nothing ran), FutureTimeout at the deadline or OverMemory (the process is then
-        killed), or WorkerGone."""
-        worker = self._take(owner, deadline)
+        at once), before `deadline` (time.monotonic()). A call that had to wait for a process calls `after_waiting`
+        once it has one, before it runs: whatever that raises ends the call unrun. Raises the call's
+        ApplicationError, NoProcess when no process was ready in time (nothing ran), FutureTimeout at the deadline
+        or OverMemory (the process is then killed), or WorkerGone."""
+        worker, waited = self._take(owner, deadline)
         try:
+            if waited and after_waiting is not None:
+                after_waiting()
             try:
                 if not worker.ready and not worker.pipe.poll(max(0.0, deadline - time.monotonic())):
                     raise NoProcess("the only free one was still starting")
@@ -367,9 +378,11 @@ class ToolProcesses:
             if grown > allowed:
                 raise OverMemory(grown, allowed)
 
-    def _take(self, owner: Any, deadline: float | None) -> _ToolProcess:
+    def _take(self, owner: Any, deadline: float | None) -> tuple[_ToolProcess, bool]:
+        """An idle process for `owner`, and whether the call had to wait in line for it."""
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if self._free.acquire(timeout=timeout, owner=owner) is None:
+        free = self._free.acquire(timeout=timeout, owner=owner)
+        if free is None:
             held = self._free.holds(owner)
             if self._free.share < self._free.size and held >= self._free.share:
                 raise NoProcess(f"your calls held {held} of the {self._free.size}, your share, the whole time")
@@ -382,7 +395,7 @@ class ToolProcesses:
             worker = (own or warm or self._idle)[-1]
             self._idle.remove(worker)
             self._started_for.pop(worker, None)
-            return worker
+            return worker, not free
 
     def _give_back(self, worker: _ToolProcess, owner: Any) -> None:
         with self._lock:
