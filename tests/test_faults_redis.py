@@ -197,3 +197,41 @@ def test_metrics_and_server_stats_answer_promptly_while_the_broker_is_frozen(
     assert b"music21_analysis_queue_size" in response.content
     assert stats["queue_depth"] is None  # unknown, said so, rather than a scrape held up by the broker
     assert waited < PROMPT
+
+
+def test_readiness_tries_a_broker_that_is_down_once_without_pausing_to_try_again(
+    own_redis: OwnRedis, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kombu.utils.functional
+
+    from music21_platform.celery import app
+
+    pauses: list[float] = []
+    monkeypatch.setattr(kombu.utils.functional, "sleep", pauses.append)  # kombu's wait between two tries
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    monkeypatch.setattr(app.conf, "broker_url", own_redis.url)
+    own_redis.kill()
+    body = Client().get("/health/ready").json()
+    assert "broker" in body["down"], body
+    # Before: a second try after kombu's 2 s pause, so a probe waited 2 s and more (docs/operations.md: 0.5 s).
+    assert pauses == []
+
+
+def test_a_redis_outage_is_not_logged_again_at_each_retry(
+    alice: Any, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.tools.services import cache as score_cache
+
+    _import_chorale(alice)
+    _timed_calls(alice, 2)
+    own_redis.kill()
+    # Each call asks Redis again and reads the purge log, as calls do once the outage's 5 s have passed.
+    monkeypatch.setattr(guard_redis, "RETRY_AFTER_FAILURE", 0.0)
+    monkeypatch.setattr(score_cache, "PURGE_CHECK_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO):
+        _timed_calls(alice, 10)
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    purge_log = [record for record in caplog.records if "purge log" in record.getMessage()]
+    # Before: "cannot read the parsed-score purge log" with its traceback at each retry, in every process.
+    assert not tracebacks, [record.getMessage() for record in tracebacks]
+    assert len(purge_log) <= 1, [record.getMessage() for record in purge_log]

@@ -7,9 +7,10 @@ limit (which follows MAX_SCORE_BYTES) applied and explained.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,18 +162,59 @@ class _OneRequest:
         return None
 
 
-# The body of a POST that McpFront read ahead; None when it did not (one sent without a length: the stream answers).
-_peeked_body: ContextVar[bytes | None] = ContextVar("mcp_peeked_body", default=None)
+# The body of the POST that McpFront read ahead, before it handed the request to the SDK's app.
+_peeked_body: ContextVar[bytes] = ContextVar("mcp_peeked_body", default=b"")
 
 
 def _progress_wanted() -> bool:
-    """Whether this request is answered as an event stream: it asked for progress, or its body was not read."""
-    body = _peeked_body.get()
-    return body is None or _asks_for_progress(body)
+    """Whether this request is answered as an event stream: it asked for progress."""
+    return _asks_for_progress(_peeked_body.get())
 
 
 def _asks_for_progress(body: bytes) -> bool:
     return b'"progressToken"' in body
+
+
+class InFlight:
+    """The calls this process is answering, by bearer token and JSON-RPC request id: what a 2025-era client's
+    `notifications/cancelled` names. That notification comes in a POST of its own, which the SDK's stateless
+    transport serves in a fresh session that has no such request, and drops (so does its 2026-07-28 entry, where a
+    client cancels by closing the call's response). Keyed by the token, one caller can only cancel its own calls;
+    a request id that two of them share (two clients of one token) cancels neither, rather than the wrong one.
+    A call answered by another worker process is not found here: that one stops when its client closes it."""
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[str, str, RequestId], list[anyio.CancelScope]] = {}
+
+    @staticmethod
+    def _key(token: str, request_id: RequestId) -> tuple[str, str, RequestId]:
+        return (token, type(request_id).__name__, request_id)  # JSON-RPC ids 1 and "1" differ
+
+    @contextlib.contextmanager
+    def registered(self, token: str, request_id: RequestId, call: anyio.CancelScope) -> Iterator[None]:
+        key = self._key(token, request_id)
+        self._calls.setdefault(key, []).append(call)
+        try:
+            yield
+        finally:
+            calls = self._calls[key]
+            calls.remove(call)
+            if not calls:
+                del self._calls[key]
+
+    def cancel(self, token: str, request_id: Any) -> bool:
+        """Cancel the one call of `token` under `request_id`; whether there was one."""
+        if not _is_request_id(request_id):
+            return False
+        calls = self._calls.get(self._key(token, request_id), [])
+        if len(calls) != 1:
+            return False
+        calls[0].cancel()
+        return True
+
+
+def _is_request_id(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 class McpFront:
@@ -188,22 +230,22 @@ class McpFront:
     - answers every other method than POST with 405 (`admission.method_not_allowed`): the SDK's stateless
       transport would hold a GET's event stream open, sending nothing, for as long as the client kept it, and
       answered DELETE and the rest with a 405 whose `Allow` was missing or named GET and DELETE;
-    - reads a POST's body ahead, as its Content-Length declares (the SDK's transport reads a body whole before
-      it parses it, so this costs nothing), and after the transport's Host, Origin and Content-Type checks
-      answers one that is not one JSON-RPC message of MCP's with 400 (`admission.message_problem`: JSON-RPC 2.0
-      section 5's -32600, with a message naming the problem), and one under an `MCP-Protocol-Version` this
-      server does not speak with 400 naming it and those it does (`admission.unsupported_version`). A call that
-      wants one JSON body and passes the transport's checks is answered here by the SDK's single-request driver
-      (`ResponseModePerRequest.answer_one`), without the Starlette router, middlewares, per-request transport,
-      memory streams and dispatcher task the SDK sets up to carry a stream. Anything else goes to the SDK's app
-      with the same body: a stream, `initialize`, a notification, a body that is not JSON; a body sent without
-      a length goes to it unread;
+    - reads a POST's body ahead, whether it declares its length or is sent in chunks (the SDK's transport reads a body
+      whole before it parses it, so this costs nothing), and after the transport's Host, Origin and Content-Type checks
+      answers one that is not one JSON-RPC message of MCP's with 400 (`admission.message_problem`: JSON-RPC 2.0 section
+      5's -32600, with a message naming the problem), and one under an `MCP-Protocol-Version` this server does not speak
+      with 400 naming it and those it does (`admission.unsupported_version`). A call that wants one JSON body and passes
+      the transport's checks is answered here by the SDK's single-request driver (`ResponseModePerRequest.answer_one`),
+      without the Starlette router, middlewares, per-request transport, memory streams and dispatcher task the SDK sets
+      up to carry a stream. Anything else goes to the SDK's app with the same body: a stream, `initialize`, a
+      notification, a body that is not JSON;
     - owns the connection's receive channel once it has read the body: when the client goes away before its
       answer (it closed the call), the call is cancelled, whichever way it was to be answered; the tool's worker
-      stops at its next step;
-    - answers an authenticated POST whose Content-Length is over the transport's limit (`max_body_bytes`) with
-      413 and a JSON-RPC error naming the limit and MAX_SCORE_BYTES; the SDK's transport, which has the same
-      limit, answers its own plain 413 to a body sent without a length that turns out larger.
+      stops at its next step. A `notifications/cancelled` naming a call of the same token that this process is
+      answering (`InFlight`) cancels it alike: 2025-era clients cancel so and keep the call's connection open;
+    - answers an authenticated POST whose body is over the transport's limit (`max_body_bytes`) with 413 and a
+      JSON-RPC error naming the limit and MAX_SCORE_BYTES: before reading it when its Content-Length says so,
+      and as soon as a body sent in chunks passes the limit.
     """
 
     def __init__(
@@ -214,6 +256,7 @@ class McpFront:
         self.backend = backend
         self.resource_metadata_url = resource_metadata_url
         self.max_body = manager.max_request_body_size
+        self.in_flight = InFlight()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -234,10 +277,8 @@ class McpFront:
         try:
             if scope["method"] != "POST":
                 await admission.method_not_allowed(scope["method"])(scope, receive, send)
-            elif (declared := _declared_length(scope)) is None:  # the SDK's transport reads it, against its limit
-                await self.app(scope, receive, send)
-            elif declared > self.max_body:
-                response = await self._too_large(request, declared)
+            elif (declared := _declared_length(scope)) is not None and declared > self.max_body:
+                response = await self._too_large(request, f"{declared:,} bytes")
                 await response(scope, receive, send)
             else:
                 await self._post(request, receive, send)
@@ -261,11 +302,17 @@ class McpFront:
     async def _post(self, request: Request, receive: Any, send: Any) -> None:
         scope = request.scope
         chunks: list[bytes] = []
+        received = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away while sending
                 return
             chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_body:  # sent without a length (chunked), and longer than the limit
+                response = await self._too_large(request, f"more than {self.max_body:,} bytes")
+                await response(scope, receive, send)
+                return
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
@@ -288,21 +335,38 @@ class McpFront:
             gone.set()
             call.cancel()
 
+        sent: list[dict[str, Any]] = []  # how far the answer went, when the client's notification cancels it
+
+        async def send_noting_start(message: dict[str, Any]) -> None:
+            sent[:] = [message]
+            await send(message)
+
         peeked = _peeked_body.set(body)
         watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            with call:
-                response = await self._answer_here(request, body)
+            with contextlib.ExitStack() as registration, call:
+                response = await self._answer_here(request, body, call, registration)
                 if response is None:
-                    await self.app(scope, replay, send)
+                    await self.app(scope, replay, send_noting_start)
                     return
-                await response(scope, replay, send)
+                await response(scope, replay, send_noting_start)
+            if call.cancelled_caught and not gone.is_set():
+                # cancelled by the client's notification: the request gets no answer (the MCP specification's
+                # "SHOULD NOT respond"); the HTTP exchange ends, as an empty 202 or where its event stream was
+                if not sent:
+                    await Response(status_code=202)(scope, replay, send)
+                elif sent[0]["type"] == "http.response.start" or sent[0].get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
             _peeked_body.reset(peeked)
 
-    async def _answer_here(self, request: Request, body: bytes) -> Response | None:
-        """The answer to a POST whose body was read, when this front gives it; None when the SDK's app does."""
+    async def _answer_here(
+        self, request: Request, body: bytes, call: anyio.CancelScope, registration: contextlib.ExitStack
+    ) -> Response | None:
+        """The answer to a POST whose body was read, when this front gives it; None when the SDK's app does. A
+        request is registered (under `registration`, for as long as it is answered) as the `call` a later
+        `notifications/cancelled` of the same token cancels; such a notification cancels it."""
         refused = await self.manager.security.validate_request(request, is_post=True)
         if refused is not None:  # the SDK's own answer, before anything of the body is believed
             return refused
@@ -313,15 +377,20 @@ class McpFront:
         problem = admission.message_problem(decoded)
         if problem is not None:
             return problem
+        token = request.scope["user"].access_token.token
+        if "method" in decoded and "id" in decoded:
+            registration.enter_context(self.in_flight.registered(token, decoded["id"], call))
+        elif decoded.get("method") == "notifications/cancelled":
+            self.in_flight.cancel(token, (decoded.get("params") or {}).get("requestId"))
         version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
         if version is not None and version not in admission.PROTOCOL_VERSIONS:
             return admission.unsupported_version(version, decoded.get("id"))
         message = self.manager.answerable(request, body, decoded)
         return None if message is None else await self.manager.answer_one(message, request)
 
-    async def _too_large(self, request: Request, declared: int) -> Response:
+    async def _too_large(self, request: Request, size: str) -> Response:
         message = (
-            f"The request body is {declared:,} bytes, over this server's limit of {self.max_body:,} bytes for /mcp, "
+            f"The request body is {size}, over this server's limit of {self.max_body:,} bytes for /mcp, "
             f"which follows MAX_SCORE_BYTES ({settings.MAX_SCORE_BYTES:,} bytes, the largest score source): three "
             "times it, plus 64 KiB."
         )

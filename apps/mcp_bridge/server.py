@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import re
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ from apps.mcp_bridge.prompts import PROMPTS, prompt_messages
 from apps.security import scopes
 from apps.tools import runner
 from apps.tools.invocation import Caller, get_tool, invoke_tool
+from apps.tools.models import SCORE_ID_PATTERN
 from apps.tools.registry import TOOLS
 from apps.tools.selectors import score_ids_starting
 
@@ -125,6 +127,18 @@ def _listing() -> list[types.Tool]:
     return listing
 
 
+def _one_page(method: str, params: types.PaginatedRequestParams | None) -> None:
+    """A list that fits in one page has no cursor to continue from: one sent is refused, as the MCP specification
+    asks of an invalid cursor (-32602), rather than answered with the first page again."""
+    cursor = None if params is None else params.cursor
+    if cursor:
+        raise MCPError(
+            INVALID_PARAMS,
+            f"Unknown cursor {cursor[:64]!r}: {method} answers in one page, with no nextCursor; call it without one.",
+            data={"cursor": cursor[:64]},
+        )
+
+
 def _success(result: dict[str, Any]) -> types.CallToolResult:
     """Structured content for programs, and the same as JSON text for models; an SVG also as a picture.
 
@@ -149,7 +163,8 @@ def _failure(error: ApplicationError) -> types.CallToolResult:
 
 
 def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, int, str], None] | None:
-    """A function worker threads call to send MCP progress notifications, when the client asked for them."""
+    """A function worker threads call to send MCP progress notifications, when the client asked for them; a report
+    that does not advance the progress is not sent."""
     meta = ctx.meta or {}
     token = meta.get("progress_token", meta.get("progressToken"))  # type: ignore[call-overload]
     if token is None:
@@ -157,8 +172,12 @@ def _progress_reporter(ctx: ServerRequestContext[Any, Any]) -> Callable[[int, in
 
     # The report comes from whichever thread runs the tool: hand it back to this event loop explicitly.
     loop = anyio.lowlevel.current_token()
+    sent = [-1]  # the progress last sent: MCP's progress "MUST increase with each notification"
 
     def report(done: int, total: int, message: str) -> None:
+        if done <= sent[0]:  # a tool's report that says nothing new (a job's start, then its first poll)
+            return
+        sent[0] = done
         with contextlib.suppress(Exception):  # progress is best effort; the call goes on if the client went away
             anyio.from_thread.run(
                 functools.partial(
@@ -196,6 +215,7 @@ def build_server(
             raise MCPError(INVALID_REQUEST, f"{error.code}: {error}") from error
 
     async def list_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListToolsResult:
+        _one_page("tools/list", params)
         return types.ListToolsResult(tools=_listing())
 
     async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
@@ -221,6 +241,13 @@ def build_server(
         try:
             page = await in_worker(invoke_tool, "list_scores", arguments, caller=caller)
         except ApplicationError as error:
+            if params.cursor and error.as_dict().get("argument") == "cursor":  # list_scores' words are its own
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"Unknown cursor {params.cursor[:64]!r}: pass a nextCursor of resources/list unchanged, or none "
+                    "for the first page.",
+                    data={"cursor": params.cursor[:64]},
+                ) from error
             raise MCPError(INVALID_PARAMS, f"{error.code}: {error}") from error
         return types.ListResourcesResult(
             resources=[
@@ -237,6 +264,7 @@ def build_server(
         )
 
     async def list_templates(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListResourceTemplatesResult:
+        _one_page("resources/templates/list", params)
         return types.ListResourceTemplatesResult(
             resource_templates=[
                 types.ResourceTemplate(
@@ -258,6 +286,13 @@ def build_server(
         if not uri.startswith(SCORE_URI_PREFIX):
             raise MCPError(INVALID_PARAMS, f"Unknown resource {uri!r}: scores are {SCORE_TEMPLATE}.", data={"uri": uri})
         score_id = uri.removeprefix(SCORE_URI_PREFIX)
+        if not re.fullmatch(SCORE_ID_PATTERN, score_id):  # else export_score's refusal would name that tool
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Unknown resource {uri!r}: {score_id!r} is not a score id (letters, digits, '.', '-', '_'); scores "
+                f"are {SCORE_TEMPLATE}.",
+                data={"uri": uri},
+            )
         try:
             exported = await in_worker(
                 invoke_tool, "export_score", {"score_id": score_id, "format": "musicxml"}, caller=caller
@@ -269,6 +304,7 @@ def build_server(
         )
 
     async def list_prompts(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListPromptsResult:
+        _one_page("prompts/list", params)
         return types.ListPromptsResult(prompts=[prompt.listed() for prompt in PROMPTS.values()])
 
     async def get_prompt(

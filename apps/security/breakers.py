@@ -202,6 +202,18 @@ def breaker_guarding(group: str) -> Iterator[None]:
             guard.trial.release()
 
 
+def breaker_still_closed(group: str) -> None:
+    """Refuse (CircuitOpen) a call that passed the group's breaker and then waited (for a tool process) while the
+    breaker opened: when the tool processes fail slowly (a database outage: each call waits out its connection
+    timeout), the calls queued behind them would otherwise each fail as slowly in turn. An open breaker whose
+    recovery time is up lets the call on, as it would let a trial through."""
+    guard = _guard(group)
+    if _reading(guard.storage)[0] == pybreaker.STATE_OPEN:
+        opened_at = guard.storage.opened_at
+        if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=guard.breaker.reset_timeout):
+            _refuse(group)
+
+
 def _fail(exc: BaseException) -> NoReturn:
     raise exc
 

@@ -17,7 +17,7 @@ from apps.core import metrics
 from apps.core.errors import InsufficientScope, RateLimited
 from apps.core.tracing import span
 from apps.security import events, scopes
-from apps.security.breakers import breaker_guarding
+from apps.security.breakers import breaker_guarding, breaker_still_closed
 from apps.security.bulkheads import bulkhead
 from apps.security.ratelimits import bucket_of, token_take
 
@@ -41,6 +41,8 @@ class Guarded(Protocol):
     def required_scope(self) -> str | None: ...
     @property
     def deadline(self) -> float | None: ...
+
+    after_waiting: Callable[[], None] | None
 
 
 Proceed = Callable[[Any], T]
@@ -92,8 +94,11 @@ class Bulkhead:
 
 class Breaker:
     """The group's circuit breaker: refused while it is open; only dependency failures count toward opening it
-    (apps.security.breakers)."""
+    (apps.security.breakers). A call that then waits in line for a tool process is asked again once it has one:
+    the breaker may have opened meanwhile, and when the processes fail slowly (a database outage: each call waits
+    out its connection timeout) the calls queued behind them would each fail as slowly in turn."""
 
     def __call__(self, call: Guarded, proceed: Proceed[T]) -> T:
+        call.after_waiting = lambda: breaker_still_closed(call.group)
         with breaker_guarding(call.group):
             return proceed(call)

@@ -89,11 +89,15 @@ async def token_epoch_async() -> int | None:
         return pushed_epoch
     try:
         value = await async_redis(backend).get(backend.make_and_validate_key(TOKEN_EPOCH_KEY))
-        return int(value) if value is not None else None
     except (RedisError, OSError) as exc:  # not again for a while: the worker-thread path answers meanwhile
-        logger.warning("cannot read the token epoch from Redis (%s); verifying tokens in worker threads", exc)
+        # Said once per outage: not again at each retry, nor by each call that was waiting on the same reply.
+        if not _async_epoch_unreadable_until[0]:
+            logger.warning("cannot read the token epoch from Redis (%s); verifying tokens in worker threads", exc)
         _async_epoch_unreadable_until[0] = time.monotonic() + RETRY_AFTER_FAILURE
         return None
+    _async_epoch_unreadable_until[0] = 0.0
+    try:
+        return int(value) if value is not None else None
     except ValueError:
         return None
 

@@ -61,6 +61,7 @@ class Call:
     subject: Any = None  # the audit actor's subject (pseudonym): the caller, or the staff acting for them
     parsed: Any = None  # the arguments, validated (ValidArguments)
     deadline: float | None = None  # time.monotonic() by which the call must end (TimeLimit)
+    after_waiting: Callable[[], None] | None = None  # asked again after a wait for a tool process (Breaker)
     started: float = field(default_factory=time.perf_counter)
     outcome: str = "error"  # the status it ended with, once audited
 
@@ -131,7 +132,9 @@ def _through(steps: Sequence[Any], call: Call) -> Result:
 
 def _run(call: Call) -> Result:
     with span("music21.run"):
-        result = runner.run_tool(call.tool, call.caller, call.parsed, deadline=call.deadline)
+        result = runner.run_tool(
+            call.tool, call.caller, call.parsed, deadline=call.deadline, after_waiting=call.after_waiting
+        )
     return {"status": "success", **result}
 
 

@@ -28,6 +28,7 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -107,11 +108,14 @@ def runner_start() -> None:
         _process_pool()
 
 
-def run_tool(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> dict[str, Any]:
+def run_tool(
+    tool: Tool, caller: Caller, parsed: Any, *, deadline: float, after_waiting: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Run the tool's function before `deadline` (time.monotonic(): the call's admission plus its time limit, so
-    that any wait for a thread or a tool process is part of the limit), or raise TimedOut."""
+    that any wait for a thread or a tool process is part of the limit), or raise TimedOut. A call that waited in
+    line for a tool process calls `after_waiting` before it runs (`ToolProcesses.run`)."""
     if not tools_run_here() and tool.isolated:
-        return _in_process(tool, caller, parsed, deadline=deadline)
+        return _in_process(tool, caller, parsed, deadline=deadline, after_waiting=after_waiting)
     gate = CallGate()  # the thread runs on past the deadline: what it may still change (apps.tools.gate)
     future = _thread_pool().submit(with_connections, _run_collecting, tool, caller, parsed, gate)
     try:
@@ -133,7 +137,9 @@ def _run_collecting(tool: Tool, caller: Caller, parsed: Any, gate: CallGate) -> 
         return _run_here(tool, caller, parsed), later
 
 
-def _in_process(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> dict[str, Any]:
+def _in_process(
+    tool: Tool, caller: Caller, parsed: Any, *, deadline: float, after_waiting: Callable[[], None] | None
+) -> dict[str, Any]:
     call = (
         tool.name,
         caller.user.pk,
@@ -144,7 +150,7 @@ def _in_process(tool: Tool, caller: Caller, parsed: Any, *, deadline: float) -> 
         parsed.model_dump(),
     )
     try:
-        return _process_pool().run(call, owner=caller.user.pk, deadline=deadline)
+        return _process_pool().run(call, owner=caller.user.pk, deadline=deadline, after_waiting=after_waiting)
     except NoProcess as waited:
         raise Busy(
             f"The server is busy: no tool process came free for {tool.name!r} within its time limit "
@@ -278,7 +284,9 @@ class ToolProcesses:
     (`FairSemaphore`, BH_USER_SHARE): another user's call is not stuck behind a flood of heavy scores. The wait is
     part of the call's time limit: a call that gets no process before its deadline is refused without running.
     A process that has finished starting is taken before one still starting (after a kill, or at start-up), whose
-    start (whole interpreters, seconds) would otherwise be the wait of the call that took it.
+    start (whole interpreters, seconds) would otherwise be the wait of the call that took it; but a process started
+    in place of one killed for a user's call (its deadline, its memory) is that user's next call's to wait for, so
+    that the start is waited out by whoever caused it, not by the next user, who would find the warm one taken.
 
     Hand-written rather than pebble's process pool, which this replaced: pebble hands every call to a scheduling
     thread, sends it down one pipe shared by all its workers under a cross-process lock, and returns an
@@ -296,27 +304,36 @@ class ToolProcesses:
         self._all = {self._start() for _ in range(size)}
         self._idle = list(self._all)
         self._free = FairSemaphore(size, user_share(size))
+        self._started_for: dict[_ToolProcess, Any] = {}  # a process started after a kill: the owner who caused it
 
     def _start(self) -> _ToolProcess:
         return _ToolProcess(self._context, self._database_name)
 
-    def _replace(self, worker: _ToolProcess) -> _ToolProcess:
+    def _replace(self, worker: _ToolProcess, *, caused_by: Any = None) -> _ToolProcess:
         worker.stop()
         with self._lock:
+            self._started_for.pop(worker, None)
             if worker not in self._all:  # the pool has been stopped
                 return worker
             self._all.discard(worker)
             fresh = self._start()
             self._all.add(fresh)
+            if caused_by is not None:
+                self._started_for[fresh] = caused_by
         return fresh
 
-    def run(self, call: tuple[Any, ...], *, owner: Any, deadline: float) -> dict[str, Any]:
+    def run(
+        self, call: tuple[Any, ...], *, owner: Any, deadline: float, after_waiting: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         """The result of `call` in an idle tool process, for `owner` (a user: at most their share of the processes
-        at once), before `deadline` (time.monotonic()). Raises the call's ApplicationError, NoProcess when no
-        process was ready in time (nothing ran), FutureTimeout at the deadline or OverMemory (the process is then
-        killed), or WorkerGone."""
-        worker = self._take(owner, deadline)
+        at once), before `deadline` (time.monotonic()). A call that had to wait for a process calls `after_waiting`
+        once it has one, before it runs: whatever that raises ends the call unrun. Raises the call's
+        ApplicationError, NoProcess when no process was ready in time (nothing ran), FutureTimeout at the deadline
+        or OverMemory (the process is then killed), or WorkerGone."""
+        worker, waited = self._take(owner, deadline)
         try:
+            if waited and after_waiting is not None:
+                after_waiting()
             try:
                 if not worker.ready and not worker.pipe.poll(max(0.0, deadline - time.monotonic())):
                     raise NoProcess("the only free one was still starting")
@@ -332,10 +349,10 @@ class ToolProcesses:
                 worker = self._replace(worker)
                 raise gone from None
             except OverMemory:
-                worker = self._replace(worker)
+                worker = self._replace(worker, caused_by=owner)
                 raise
             if not answered:
-                worker = self._replace(worker)
+                worker = self._replace(worker, caused_by=owner)
                 raise FutureTimeout
             worker.resident = worker.memory()
             if worker.resident > memory_share():  # what it keeps has outgrown its share: a fresh process
@@ -361,18 +378,24 @@ class ToolProcesses:
             if grown > allowed:
                 raise OverMemory(grown, allowed)
 
-    def _take(self, owner: Any, deadline: float | None) -> _ToolProcess:
+    def _take(self, owner: Any, deadline: float | None) -> tuple[_ToolProcess, bool]:
+        """An idle process for `owner`, and whether the call had to wait in line for it."""
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if self._free.acquire(timeout=timeout, owner=owner) is None:
+        free = self._free.acquire(timeout=timeout, owner=owner)
+        if free is None:
             held = self._free.holds(owner)
             if self._free.share < self._free.size and held >= self._free.share:
                 raise NoProcess(f"your calls held {held} of the {self._free.size}, your share, the whole time")
             raise NoProcess(f"all {self._free.size} were running other calls the whole time")
         with self._lock:
-            for at, worker in enumerate(reversed(self._idle)):
-                if worker.ready or worker.pipe.poll(0):  # warm; poll: its "ready" has come since
-                    return self._idle.pop(len(self._idle) - 1 - at)
-            return self._idle.pop()  # all still starting: the call waits for one, within its deadline
+            warm = [worker for worker in self._idle if worker.ready or worker.pipe.poll(0)]  # poll: "ready" came
+            # The owner's own restart first, else a warm process, else one still starting (waited for, within the
+            # call's deadline).
+            own = [w for w in self._idle if w not in warm and owner is not None and self._started_for.get(w) == owner]
+            worker = (own or warm or self._idle)[-1]
+            self._idle.remove(worker)
+            self._started_for.pop(worker, None)
+            return worker, not free
 
     def _give_back(self, worker: _ToolProcess, owner: Any) -> None:
         with self._lock:

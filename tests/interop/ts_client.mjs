@@ -5,6 +5,8 @@
 //   node ts_client.mjs token URL CLIENT                 bearer token in $MCP_TOKEN
 //   node ts_client.mjs oauth-start URL STATE_DIR        prints the authorization URL the person must visit
 //   node ts_client.mjs oauth-finish URL STATE_DIR       $OAUTH_CALLBACK: the redirect URL the browser came back to
+//   node ts_client.mjs cancel URL CLIENT                bearer token in $MCP_TOKEN; aborts a long call, prints
+//                                                        {"aborted": ...}, then waits for a line on stdin to close
 //
 // CLIENT is one of the keys of CLIENTS below: the v2 client (`@modelcontextprotocol/client`, the SDK's current line)
 // pinned to the 2026-07-28 protocol (server/discover, no initialize) or in its legacy mode (the 2025 initialize
@@ -147,6 +149,42 @@ async function conversation(url, kind, transportOptions, { scoreId = 'chorale', 
     }
 }
 
+/** Abort a long call (analyze_corpus over Bach's works) at its first progress notification, as an application does
+ *  when its user stops it; say so on stdout, and keep the connection open until a line comes on stdin: meanwhile
+ *  the test looks at whether the job stopped, which then only the client's cancellation can have done. */
+async function cancelling(url, kind, transportOptions) {
+    const spec = CLIENTS[kind];
+    const wire = [];
+    const client = spec.make();
+    const transport = spec.transport(new URL(url), { ...transportOptions, fetch: recordingFetch(wire) });
+    await client.connect(transport);
+    try {
+        const abort = new AbortController();
+        const progress = [];
+        const options = {
+            signal: abort.signal,
+            timeout: 600_000,
+            onprogress: (notification) => {
+                progress.push(notification.progress);
+                abort.abort('stopped by the user');
+            },
+        };
+        const params = { name: 'analyze_corpus', arguments: { composer: 'bach', limit: 400 } };
+        let error;
+        try {
+            // the v1 client takes a result schema before the options
+            await (kind.startsWith('v1') ? client.callTool(params, undefined, options) : client.callTool(params, options));
+        } catch (caught) {
+            error = String(caught);
+        }
+        process.stdout.write(`${JSON.stringify({ aborted: abort.signal.aborted, error })}\n`);
+        await new Promise((resolve) => process.stdin.once('data', resolve));
+        return { progress, callError: error, wire };
+    } finally {
+        await client.close();
+    }
+}
+
 /** The OAuth client's side of the flow, kept in a directory between the two invocations. */
 class FileOAuthProvider {
     constructor(dir) {
@@ -278,6 +316,8 @@ async function main() {
         if (!token) throw new Error('MCP_TOKEN is not set');
         if (!CLIENTS[arg]) throw new Error(`unknown client ${arg}; one of ${Object.keys(CLIENTS).join(', ')}`);
         out = await conversation(url, arg, { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+    } else if (mode === 'cancel') {
+        out = await cancelling(url, arg, { requestInit: { headers: { Authorization: `Bearer ${process.env.MCP_TOKEN}` } } });
     } else if (mode === 'oauth-start') {
         out = await oauthStart(url, arg);
     } else if (mode === 'oauth-finish') {

@@ -17,7 +17,7 @@ from oauth2_provider.models import AccessToken
 from apps.security import scopes
 from apps.tools.registry import TOOLS
 from tests.mcp_bridge.conftest import INITIALIZE, MCP_HEADERS, mcp_session
-from tests.support import in_another_process
+from tests.support import eventually, in_another_process
 
 
 def _text(result: Any) -> str:
@@ -241,9 +241,55 @@ def test_a_corpus_job_reports_progress_as_it_goes(
     assert not result.is_error, _text(result)
     works = result.structured_content["summary"]["works"]
     assert works > 8
-    assert len(progress) >= 3  # the start, at least one chunk, the end
+    # the start and the end, and between them the chunks the job saw finish (several may finish between its polls)
+    assert len(progress) >= 2
     assert progress[0][0] == 0 and progress[-1] == (works, works)
-    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+    # each notification advances it (MCP: progress "MUST increase with each notification")
+    assert [done for done, _ in progress] == sorted({done for done, _ in progress})
+
+
+def test_a_2025_client_stops_a_corpus_job_by_notification_while_its_stream_stays_open(
+    live_site: str, alice: Any, bob: Any, token_for: Any, celery_worker: None
+) -> None:
+    # What the TypeScript SDK's 2025-era clients do when a call is aborted: POST `notifications/cancelled` naming
+    # the request, and keep the call's event stream open. The stateless transport serves that notification in a
+    # session of its own, so it used to be dropped and the job ran on to its end.
+    from apps.compliance.models import AuditEvent
+
+    def headers(token: str) -> dict[str, str]:
+        return dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": "2025-11-25"})
+
+    def cancel(token: str) -> int:
+        body = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "stop"}}
+        return httpx.post(f"{live_site}/mcp", json=body, headers=headers(token)).status_code
+
+    alice_token, bob_token = token_for(alice, scopes.READ), token_for(bob, scopes.READ)
+    params = {
+        "name": "analyze_corpus",
+        "arguments": {"composer": "bach", "limit": 400},
+        "_meta": {"progressToken": "j"},
+    }
+    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}
+    messages: list[dict[str, Any]] = []
+    with (
+        httpx.Client(timeout=120) as http,
+        http.stream("POST", f"{live_site}/mcp", json=call, headers=headers(alice_token)) as stream,
+    ):
+        for line in stream.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            messages.append(json.loads(line.removeprefix("data: ")))
+            if len(messages) == 2:  # the job is under way: someone else's notification of the same id is ignored
+                assert cancel(bob_token) == 202
+            elif len(messages) == 3:  # it went on; its own caller's stops it
+                assert cancel(alice_token) == 202
+
+    assert len(messages) >= 3
+    assert [message.get("method") for message in messages] == ["notifications/progress"] * len(messages)
+    assert messages[-1]["params"]["progress"] < 400  # stopped, and the cancelled request is not answered
+    # the job stops at its next step, and records so
+    assert eventually(lambda: AuditEvent.objects.filter(action="tool.analyze_corpus").exists(), seconds=60)
+    assert AuditEvent.objects.get(action="tool.analyze_corpus").outcome == "cancelled"
 
 
 def test_a_call_is_answered_as_json_unless_it_asks_for_progress(live_site: str, alice: Any, token_for: Any) -> None:

@@ -123,24 +123,40 @@ def test_a_body_over_the_http_limit_is_refused_naming_the_limit_and_its_setting(
     assert (event.user, event.detail["input_kind"]) == (alice, "oversize")
 
 
-def test_the_sdk_transport_applies_the_same_limit_to_a_body_sent_without_a_length(
+def _chunked(body: bytes) -> Iterator[bytes]:
+    """`body` as a client sends it without a Content-Length: httpx then sends it with Transfer-Encoding: chunked."""
+    for at in range(0, len(body), 64 * 1024):
+        yield body[at : at + 64 * 1024]
+
+
+def test_a_body_sent_in_chunks_is_held_to_the_same_limit_and_answered_as_any_other(
     small_scores: int, live_site: str, alice: Any, token_for: Any
 ) -> None:
-    # A chunked body is not declared, so McpFront cannot refuse it up front: the SDK's transport counts it, with
-    # the limit it was given (its public max_request_body_size), and answers its own 413.
     headers = dict(MCP_HEADERS, Authorization=f"Bearer {token_for(alice)}")
     limit = max_body_bytes()
 
-    def chunked(body: bytes) -> Iterator[bytes]:
-        for at in range(0, len(body), 64 * 1024):
-            yield body[at : at + 64 * 1024]
-
     over = _import_body("x" * limit, "musicxml")
-    response = httpx.post(f"{live_site}/mcp", content=chunked(over), headers=headers, timeout=60)
+    response = httpx.post(f"{live_site}/mcp", content=_chunked(over), headers=headers, timeout=60)
     assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["message"].startswith(f"The request body is more than {limit:,} bytes, over this server's limit")
+    assert error["data"] == {"max_body_bytes": limit, "setting": "MAX_SCORE_BYTES"}
 
     under = _import_body(_chorale_musicxml(small_scores), "musicxml")
-    response = httpx.post(f"{live_site}/mcp", content=chunked(under), headers=headers, timeout=60)
+    response = httpx.post(f"{live_site}/mcp", content=_chunked(under), headers=headers, timeout=60)
     assert response.status_code == 200, response.text[:300]
-    data = [line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: ")]
-    assert json.loads(data[-1])["result"]["structuredContent"]["notes"] == 165
+    assert response.headers["content-type"] == "application/json"  # one JSON body, as for a declared length
+    assert response.json()["result"]["structuredContent"]["notes"] == 165
+    assert list(alice.scores.values_list("score_id", flat=True)) == ["big"]
+
+
+def test_a_body_in_chunks_that_is_not_one_json_rpc_message_is_told_why(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    # The SDK's transport, which read such bodies before, answered a batch with a dump of pydantic's errors.
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token_for(alice)}")
+    batch = json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "ping"}] * 2).encode()
+    response = httpx.post(f"{live_site}/mcp", content=_chunked(batch), headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32600
+    assert response.json()["error"]["message"].startswith("JSON-RPC batches are not supported")

@@ -17,8 +17,10 @@ from tests.mcp_bridge.conftest import mcp_session
         ("score://nothing-here", "No score with id 'nothing-here'"),
         ("score://chorale", "No score with id 'chorale'"),  # alice's: to bob, as missing as any other
         ("file:///etc/passwd", "scores are score://{score_id}"),
+        ("score://", "'' is not a score id"),
+        ("score://chorale/musicxml", "'chorale/musicxml' is not a score id"),
     ],
-    ids=["missing-score", "another-users-score", "unknown-scheme"],
+    ids=["missing-score", "another-users-score", "unknown-scheme", "no-score-id", "not-a-score-id"],
 )
 def test_reading_a_resource_that_is_not_there_is_invalid_params_with_its_uri(
     mcp_mode: str, live_site: str, alice: Any, bob: Any, token_for: Any, call: Any, uri: str, said: str
@@ -36,6 +38,7 @@ def test_reading_a_resource_that_is_not_there_is_invalid_params_with_its_uri(
     assert error.code == -32602
     assert error.data == {"uri": uri}
     assert said in error.message
+    assert "export_score" not in error.message  # a tool the client never called
 
 
 def test_the_score_template_is_listed_and_read_as_musicxml(
@@ -57,3 +60,32 @@ def test_the_score_template_is_listed_and_read_as_musicxml(
             assert read.mime_type == "application/vnd.recordare.musicxml+xml" and "<score-partwise" in read.text
 
     anyio.run(conversation)
+
+
+def test_a_malformed_cursor_is_invalid_params_in_every_list(
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any
+) -> None:
+    # The MCP specification: "Invalid cursors SHOULD result in an error with code -32602". The lists that fit in
+    # one page answered the first page again, and resources/list spoke of list_scores and its next_cursor.
+    token = token_for(alice)
+
+    async def conversation() -> dict[str, MCPError]:
+        refused = {}
+        async with mcp_session(live_site, token, mcp_mode) as session:
+            for method, listing in [
+                ("tools/list", session.list_tools),
+                ("prompts/list", session.list_prompts),
+                ("resources/list", session.list_resources),
+                ("resources/templates/list", session.list_resource_templates),
+            ]:
+                with pytest.raises(MCPError) as raised:
+                    await listing(cursor="not-a-cursor")
+                refused[method] = raised.value
+            assert (await session.list_tools()).tools  # without a cursor, the list as ever
+        return refused
+
+    for method, error in anyio.run(conversation).items():
+        assert error.code == -32602, method
+        assert error.message.startswith("Unknown cursor 'not-a-cursor'"), error.message
+        assert method in error.message and "list_scores" not in error.message
+        assert error.data == {"cursor": "not-a-cursor"}

@@ -9,15 +9,21 @@ PKCE authorization URL; the test plays the person at the browser; the SDK exchan
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from oauth2_provider.models import AccessToken, Application
 
+from apps.compliance.models import AuditEvent
+from apps.security import scopes
 from apps.tools.registry import TOOLS
-from tests.interop import package_version, run_json
+from tests.interop import TESTS, node, package_version, run_json
 from tests.security.oauth_flow import REDIRECT_URI, Browser
+from tests.support import eventually
 
 SCRIPT = "interop/ts_client.mjs"
 
@@ -61,6 +67,34 @@ def test_the_typescript_sdk_lists_analyses_renders_and_reads_a_chorale(
     assert summary["resource"]["uri"] == "score://chorale"
     assert summary["resource"]["hasScorePartwise"]
     assert alice.scores.get(score_id="chorale").notes_count == 165
+
+
+@pytest.mark.parametrize("client", ["v2-2026-07-28", "v2-2025-11-25", "v1-2025-11-25"])
+def test_a_corpus_job_the_typescript_sdk_aborts_stops_while_the_client_stays_connected(
+    live_site: str, alice: Any, token_for: Any, celery_worker: None, client: str
+) -> None:
+    # 2026-07-28 clients cancel by closing the call's stream; 2025-era ones POST notifications/cancelled and keep
+    # it open, which the stateless transport used to drop: the job ran through every chunk.
+    script = subprocess.Popen(  # noqa: S603 - our own pinned binary and script
+        [node(), SCRIPT, "cancel", f"{live_site}/mcp", client],
+        cwd=TESTS,
+        env={**os.environ, "MCP_TOKEN": token_for(alice, scopes.READ)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        aborted = json.loads(script.stdout.readline())
+        assert aborted["aborted"] and "stopped by the user" in aborted["error"], aborted
+
+        # the client is still connected: only its cancellation can stop the job before it ends
+        assert eventually(lambda: AuditEvent.objects.filter(action="tool.analyze_corpus").exists(), seconds=300)
+        assert AuditEvent.objects.get(action="tool.analyze_corpus").outcome == "cancelled"
+    finally:
+        out, _ = script.communicate("close\n", timeout=120)
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert "error" not in summary and summary["callError"] == aborted["error"], summary
+    assert summary["progress"] == [0]
 
 
 def test_the_typescript_sdk_with_only_the_url_signs_in_with_oauth_and_works(

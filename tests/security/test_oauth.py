@@ -587,6 +587,36 @@ def test_with_redis_unreachable_the_event_loop_leaves_tokens_to_the_worker_threa
     assert anyio.run(services.token_epoch_async) is None
 
 
+def test_with_redis_unreachable_the_event_loop_says_so_once_not_at_each_retry(
+    monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import anyio
+
+    from apps.core.cache import RedisCache
+    from apps.security import services
+    from tests.support import free_port
+
+    unreachable = RedisCache(f"redis://127.0.0.1:{free_port()}/0", {})
+    monkeypatch.setattr(services, "caches", {"default": unreachable})
+    monkeypatch.setattr(services, "_async_epoch_unreadable_until", [0.0])
+    monkeypatch.setattr(services, "RETRY_AFTER_FAILURE", 0.0)  # each read asks Redis, as one every 5 s does
+
+    async def calls_at_once() -> None:
+        async with anyio.create_task_group() as calls:
+            for _ in range(5):
+                calls.start_soon(services.token_epoch_async)
+
+    with caplog.at_level(logging.WARNING, logger="apps.security.services"):
+        for _ in range(3):
+            anyio.run(calls_at_once)
+    said = [record.getMessage() for record in caplog.records if "token epoch" in record.getMessage()]
+    # Before: once by every call waiting on the failed reply, and again at every retry (28 lines in 13 s of a
+    # frozen Redis, from two serving processes).
+    assert len(said) == 1, said
+
+
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="epochs are pushed to each process through Redis")
 def test_the_event_loop_knows_the_epoch_without_asking_redis_and_hears_a_bump_at_once(monkeypatch: Any) -> None:
     import time

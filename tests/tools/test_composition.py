@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
-from music21 import key, pitch, roman
+from music21 import interval, key, pitch, roman
 
 from apps.core.errors import InvalidArguments
 from apps.tools.selectors import score_get
@@ -16,6 +17,7 @@ from apps.tools.services.spelling import pitch_name
 
 MELODY = "4/4 c'4 d' e' c' f' e' d'2 e'4 g' f' d' c'1"
 FUX_DORIAN = "4/4 d1 f e d g f a g f e d"  # Fux's cantus firmus in the dorian mode
+AEOLIAN = "4/4 a1 c' b a d' c' e' d' c' b a"
 
 
 def _music(user: Any, score_id: str) -> Any:
@@ -56,6 +58,39 @@ def test_transposing_down_by_a_named_interval(chorale: Any, alice: Any, call: An
     assert (result["new_score_id"], result["semitones"], result["direction"]) == ("lower", -3, "down")
     key = call(alice, "key_analysis", score_id="lower")
     assert (pitch.Pitch(key["tonic"]).pitchClass, key["mode"]) == (3, "minor")  # D# (or E-, as music21 spells it)
+
+
+@pytest.mark.parametrize(
+    ("asked", "semitones", "sharps_after", "tonic", "respelled"),
+    [
+        # F# minor up a tritone: C minor (three flats), not B# minor's nine sharps with a double sharp a note.
+        ("A4", 6, -3, "C", True),
+        ("-d5", -6, -3, "C", True),  # down a diminished fifth is B# minor too
+        ("A1", 1, -2, "G", True),  # G minor, not F## minor's ten sharps
+        ("d5", 6, -3, "C", False),  # as asked: C minor
+    ],
+)
+def test_transposition_writes_no_key_signature_of_more_than_seven_accidentals(
+    chorale: Any, alice: Any, call: Any, asked: str, semitones: int, sharps_after: int, tonic: str, respelled: bool
+) -> None:
+    result = call(alice, "transpose_score", score_id="chorale", interval=asked, new_score_id="moved")
+    moved = _music(alice, "moved")
+    assert {s.sharps for s in moved.recurse().getElementsByClass("KeySignature")} == {sharps_after}
+    assert (result["key_signature_before"], result["key_signature_after"]) == ("3 sharps", f"{-sharps_after} flats")
+    for original, part in zip(_music(alice, "chorale").parts, moved.parts, strict=True):
+        assert [p + semitones for p in _pitches(original)] == _pitches(part)
+    assert call(alice, "key_analysis", score_id="moved")["key"] == f"{tonic} minor"
+    assert (interval.Interval(asked).directedName != result["interval"]) == respelled
+    assert bool(result["warnings"]) == respelled
+
+
+def test_a_legible_interval_is_kept_as_asked(alice: Any, call: Any) -> None:
+    # C major up an augmented fourth is F# major (six sharps), up a diminished fifth Gb major (six flats).
+    call(alice, "import_score", score_id="scale", source="4/4 c4 d e f g a b c'", source_type="tinynotation")
+    for asked, first in (("A4", "F#4"), ("d5", "G-4")):
+        result = call(alice, "transpose_score", score_id="scale", interval=asked, new_score_id=asked)
+        assert (result["interval"], result["warnings"]) == (asked, [])
+        assert _music(alice, asked).parts[0].recurse().notes[0].pitch.nameWithOctave == first
 
 
 @pytest.mark.parametrize("bad", ["P6", "fifth", "X9", "P36"])
@@ -148,6 +183,12 @@ def test_the_melody_must_be_among_the_voices(melody: str, alice: Any, call: Any)
 # --- Counterpoint -----------------------------------------------------------------------------------------------
 
 NOTES_PER_INNER_MEASURE = {1: 1, 2: 2, 3: 4}
+AUGMENTED_OR_DIMINISHED = {
+    interval.Specifier.AUGMENTED,
+    interval.Specifier.DIMINISHED,
+    interval.Specifier.DBLAUG,
+    interval.Specifier.DBLDIM,
+}
 
 
 @pytest.mark.parametrize("species", [1, 2, 3, 4, 5])
@@ -175,6 +216,40 @@ def test_every_species_against_fux_cantus_breaks_no_rule(
 def _aligned(line: Any, cf: Any) -> list[tuple[Any, Any]]:
     cantus_by_measure = {m.number: m.notes[0] for m in cf.getElementsByClass("Measure")}
     return [(n, cantus_by_measure[n.measureNumber]) for n in line.recurse().notes]
+
+
+@pytest.mark.parametrize("species", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("position", ["above", "below"])
+@pytest.mark.parametrize("source", [FUX_DORIAN, AEOLIAN], ids=["dorian", "aeolian"])
+def test_counterpoint_moves_by_no_chromatic_step_or_augmented_interval(
+    alice: Any, call: Any, species: int, position: str, source: str
+) -> None:
+    # Fux's dorian cantus, above, once cadenced C5 C#5 D5: a chromatic semitone that strict counterpoint forbids
+    # (the leading tone comes from elsewhere, or the seventh stays natural); the checker did not see it.
+    call(alice, "import_score", score_id="cf", source=source, source_type="tinynotation")
+    result = call(alice, "generate_counterpoint", score_id="cf", species=species, voice_position=position)
+    music = _music(alice, result["new_score_id"])
+    line = music.parts[0] if position == "above" else music.parts[1]
+    struck = [n.pitch for n in line.recurse().notes if n.tie is None or n.tie.type == "start"]
+    for a, b in itertools.pairwise(struck):
+        assert interval.Interval(a, b).specifier not in AUGMENTED_OR_DIMINISHED, (a, b)
+    assert result["violations"] == []
+
+
+def test_the_checker_catches_a_chromatic_step_when_it_knows_the_spelling() -> None:
+    cantus = [62, 64, 62]  # D E D
+    notes = [
+        {"measure": 1, "beat": 1.0, "midi": 74, "held": False, "name": "D5"},
+        {"measure": 2, "beat": 1.0, "midi": 72, "held": False, "name": "C5"},
+        {"measure": 2, "beat": 3.0, "midi": 73, "held": False, "name": "C#5"},  # C to C#: a chromatic step
+        {"measure": 3, "beat": 1.0, "midi": 74, "held": False, "name": "D5"},
+    ]
+    found = [(v["rule"], v["measure"]) for v in check_counterpoint(cantus, notes, species=2)]
+    assert ("augmented_or_diminished_step", 2) in found
+    plain = [{**n, "name": "D-5"} if n["midi"] == 73 else n for n in notes]  # C to Db: a minor second
+    assert ("augmented_or_diminished_step", 2) not in [
+        (v["rule"], v["measure"]) for v in check_counterpoint(cantus, plain, species=2)
+    ]
 
 
 def test_the_checker_catches_planted_parallel_fifths_and_a_bad_ending() -> None:
@@ -226,6 +301,40 @@ def test_imitation_is_in_the_key_of_the_whole_score(alice: Any, call: Any) -> No
     melody = _music(alice, result["new_score_id"]).parts[0]
     assert melody.recurse().notes[-1].pitch.name == "B"
     assert [s.sharps for s in melody.recurse().getElementsByClass("KeySignature")] == [2]
+
+
+def test_imitation_spells_each_note_as_the_model_spells_it(chorale: Any, alice: Any, call: Any) -> None:
+    # bwv66.6 is in F# minor, its leading tone E#: the imitation once wrote it as F natural, a note of no F# minor.
+    call(alice, "imitate_style", score_id="chorale", length=8, seed=0, new_score_id="imitation")
+    model = _music(alice, "chorale").parts[0].recurse().notes
+    spelled = {n.pitch.pitchClass: n.pitch.name for n in model}
+    assert spelled[5] == "E#"
+    written = [n.pitch for n in _music(alice, "imitation").parts[0].recurse().notes]
+    assert 5 in {p.pitchClass for p in written}  # this seed writes the leading tone
+    assert [p.name for p in written if p.pitchClass in spelled] == [
+        spelled[p.pitchClass] for p in written if p.pitchClass in spelled
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tune", "bar"),
+    [
+        ("3/4 c'4 e'8 f' g'4 a'2 g'4 f'4 e' d' c'2.", 3.0),
+        ("6/8 c'4 e'8 g'4 e'8 f'4 d'8 b4. c'4 e'8 d'4 b8 c'2.", 3.0),
+        ("2/4 g'8 e' c' e' f'4 d' e'8 c' d' b c'2", 2.0),
+    ],
+    ids=["3/4", "6/8", "2/4"],
+)
+def test_imitation_is_in_the_meter_of_its_model(alice: Any, call: Any, tune: str, bar: float) -> None:
+    # A waltz was once imitated in 4/4: every imitation was in common time, whatever its model's meter.
+    call(alice, "import_score", score_id="tune", source=tune, source_type="tinynotation")
+    meter = tune.split()[0]
+    result = call(alice, "imitate_style", score_id="tune", length=5, new_score_id="imitation")
+    assert result["time_signature"] == meter
+    part = _music(alice, "imitation").parts[0]
+    assert [ts.ratioString for ts in part.recurse().getElementsByClass("TimeSignature")] == [meter]
+    measures = part.getElementsByClass("Measure")
+    assert len(measures) == 5 and all(m.duration.quarterLength == bar for m in measures)
 
 
 def test_imitation_of_a_corpus_composer(alice: Any, call: Any) -> None:

@@ -309,6 +309,17 @@ def test_base64_that_is_not_midi_is_refused(alice: Any, call: Any) -> None:
         call(alice, "import_score", score_id="m", source=base64.b64encode(b"hello").decode(), source_type="midi")
 
 
+def test_an_abc_parse_error_is_told_without_music21s_objects(alice: Any, call: Any) -> None:
+    # music21's ABC parser appends "tPrev: None, token: <music21.abcFormat.ABCNote 'a'>, tNext: ..." to its reason
+    with pytest.raises(ScoreParseError) as refused:
+        call(alice, "import_score", score_id="x", source="not abc at all", source_type="abc")
+
+    assert str(refused.value) == (
+        "The abc source could not be parsed: no active default note length provided for note processing."
+    )
+    assert not alice.scores.exists()
+
+
 def test_malformed_musicxml_names_the_problem(alice: Any, call: Any) -> None:
     with pytest.raises(ScoreParseError, match="not well-formed"):
         call(alice, "import_score", score_id="x", source="<score-partwise><part>", source_type="musicxml")

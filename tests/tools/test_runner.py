@@ -164,11 +164,12 @@ def test_calls_waiting_for_a_busy_worker_get_it_in_their_order_of_arrival(settin
     worker = SimpleNamespace(ready=True)
     pool._free = type(pool._free)(1)
     pool._idle.append(worker)  # type: ignore[arg-type]
-    assert pool._take("alice", None) is worker
+    assert pool._take("alice", None) == (worker, False)  # free: taken without waiting
     served: list[int] = []
 
     def wait_for_the_worker(n: int) -> None:
-        got = pool._take("alice", None)
+        got, waited = pool._take("alice", None)
+        assert waited
         served.append(n)
         pool._give_back(got, "alice")  # each passes it on when done, as a finished call does
 
@@ -309,14 +310,66 @@ def test_a_call_that_gets_no_process_before_its_deadline_is_told_busy_and_trips_
         assert holding.result(timeout=60)["status"] == "success"
 
 
-def test_a_warm_process_is_taken_before_one_still_starting(held: Path, alice: Any, call: Any, settings: Any) -> None:
+def test_a_call_that_waited_for_a_process_while_its_breaker_opened_is_refused_unrun(
+    held: Path, alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
+    from apps.core.errors import CircuitOpen
+    from apps.security import breakers
+
+    _warm_processes(1, settings)
+    hog = held / "hog"
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        try:
+            holding = threads.submit(with_connections, call, bob, "test_hold", marker=str(hog))
+            _until(lambda: Path(f"{hog}.started").exists(), "bob's call running")
+            waiting = threads.submit(with_connections, call, alice, "test_hold", marker=str(held / "queued"))
+            from apps.tools import runner
+
+            _until(lambda: len(runner._process_pool()._free._waiting) == 1, "alice's call in line for the process")
+            # Meanwhile the group's calls fail (a database outage: each waits out its connection timeout) and the
+            # breaker opens. Before: alice's call ran when it got the process, and failed as slowly in its turn.
+            breakers.breaker("music_analysis").open()
+        finally:
+            _release(hog)
+        assert holding.result(timeout=60)["status"] == "success"  # it was running: it ends as it would
+        with pytest.raises(CircuitOpen, match="circuit breaker open"):
+            waiting.result(timeout=60)  # functional bound only
+        assert not Path(f"{held / 'queued'}.started").exists()  # refused unrun
+    breakers.breaker("music_analysis").close()
+    assert call(alice, "health_check")["status"] == "success"  # the process went back to the pool
+
+
+def test_a_warm_process_is_taken_before_one_still_starting(
+    held: Path, alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
     pids = _warm_processes(2, settings)
     settings.REQUEST_TIMEOUT = 1.0
     with pytest.raises(TimedOut):  # its process is killed, and a fresh one starts in its place
         call(alice, "test_hold", marker=str(held / "runaway"))
     settings.REQUEST_TIMEOUT = 30.0
     # Before: the process still starting was taken first, and the call waited for a whole interpreter to start.
-    assert call(alice, "health_check")["process"] in pids
+    assert call(bob, "health_check")["process"] in pids
+
+
+def test_the_process_started_after_a_users_runaway_call_is_that_users_to_wait_for(
+    held: Path, alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
+    pids = _warm_processes(2, settings)
+    settings.REQUEST_TIMEOUT = 1.0
+    with pytest.raises(TimedOut):  # alice's heavy score: her process is killed, and a fresh one starts
+        call(alice, "test_hold", marker=str(held / "runaway"))
+    settings.REQUEST_TIMEOUT = 30.0
+    with ThreadPoolExecutor(max_workers=1) as threads:
+        again = held / "again"
+        try:
+            alices = threads.submit(with_connections, call, alice, "test_hold", marker=str(again))
+            _until(lambda: Path(f"{again}.started").exists(), "alice's next call running")
+            # Before: alice's next call took the warm process, and bob's waited seconds for the fresh one to start
+            # (7 s under a flood of heavy scores on two cores).
+            assert call(bob, "health_check")["process"] in pids
+        finally:
+            _release(again)
+        assert alices.result(timeout=60)["process"] not in pids  # alice waited for the start her call caused
 
 
 def test_a_tool_process_remembers_an_answer_after_sending_it(worker_processes: None, alice: Any, call: Any) -> None:

@@ -164,9 +164,23 @@ def test_render_a_measure_range_draws_fewer_notes(chorale: Any, alice: Any, call
     assert 0 < part < whole
 
 
-def test_render_refuses_measures_the_score_does_not_have(chorale: Any, alice: Any, call: Any) -> None:
-    with pytest.raises(InvalidArguments, match="numbered 0 to 9"):
-        call(alice, "render_score", score_id="chorale", measure_start=3, measure_end=40)
+@pytest.mark.parametrize(
+    ("bounds", "said"),
+    [
+        ({"measure_start": 3, "measure_end": 40}, "measure_end 40 is not a measure of this score"),
+        # alone past the end: out of range, not "after" a measure_end that was never given
+        ({"measure_start": 50}, "measure_start 50 is not a measure of this score"),
+        ({"measure_start": 12, "measure_end": 10}, "measure_start 12 is not a measure of this score"),
+        ({"measure_start": 5, "measure_end": 2}, r"measure_start \(5\) is after measure_end \(2\)"),
+    ],
+)
+def test_render_refuses_measures_the_score_does_not_have(
+    chorale: Any, alice: Any, call: Any, bounds: dict[str, int], said: str
+) -> None:
+    with pytest.raises(InvalidArguments, match=said) as refused:
+        call(alice, "render_score", score_id="chorale", **bounds)
+    if "after" not in said:
+        assert "numbered 0 to 9" in str(refused.value)
 
 
 def test_a_read_only_caller_cannot_import_and_is_told_the_scope(alice: Any, call: Any) -> None:
@@ -285,6 +299,8 @@ def test_call_tool_reports_errors_in_one_line(chorale: Any) -> None:
         call_command("call_tool", "score_info", user="alice", arguments="{score_id")
     with pytest.raises(CommandError, match="no user 'mallory'"):
         call_command("call_tool", "score_info", user="mallory", arguments="{}")
+    with pytest.raises(CommandError, match=r"not valid JSON \(the JSON is nested too deeply\)"):
+        call_command("call_tool", "score_info", user="alice", arguments="[" * 100_000)
 
 
 def _notes(score: Any) -> list[tuple[float, str, float]]:

@@ -44,11 +44,14 @@ def harmonize_melody(caller: Caller, args: HarmonizeArgs) -> dict[str, Any]:
     crossing, every chord with its root and third, the final tonic chord complete, the voices within their
     textbook ranges (S C4-G5, A G3-D5, T C3-G4, B E2-C4) and spacing (an octave at most between soprano and alto
     and between alto and tenor, a twelfth between tenor and bass). A melody mostly outside the soprano's range
-    moves the lower voices by whole octaves, with a warning, rather than crowding them onto its notes.
+    moves the lower voices by whole octaves, with a warning, rather than crowding them onto its notes. A melody
+    note outside the key (F# in C major) is never set against its own letter with another accidental (an F).
 
     Returns:
     - new_score_id, title, parts, measures, notes: the stored score (measures and notes are counts).
-    - key: the key harmonised in, e.g. "F# minor"; style; voice_parts: the voices written, top down.
+    - key: the key harmonised in, e.g. "F# minor": the score's, or, when the melody's last note is not in its tonic
+      chord, the likeliest key correlating nearly as well (within 0.1) whose tonic chord holds it; style;
+      voice_parts: the voices written, top down.
     - melody_part: {"part": 0-based index, "part_label": label} of the part used as the melody.
     - chords: how many chords (one per melody note that is not tied over); progression: their Roman numerals in
       order, "6" marking a first inversion.
@@ -86,7 +89,7 @@ def generate_counterpoint(caller: Caller, args: CounterpointArgs) -> dict[str, A
     Returns:
     - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
       objects), notes: its size.
-    - species (1-4); voice_position: the counterpoint above or below the cantus; cantus_notes, counterpoint_notes:
+    - species (1-5); voice_position: the counterpoint above or below the cantus; cantus_notes, counterpoint_notes:
       notes struck in each; final: the cantus's last note at sounding pitch, spelled (e.g. `Bb`).
     - violations: each broken rule an independent check finds, with where (empty when the rules are kept)."""
     score, music = score_and_music(caller, args.score_id)
@@ -120,9 +123,10 @@ def imitate_style(caller: Caller, args: ImitateArgs) -> dict[str, Any]:
     Returns:
     - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
       objects), notes: its size.
-    - key (e.g. `Bb major`), time_signature, measures: of the new melody; seed: the random seed used (pass it
-      again for the same melody); sources: works learnt from; notes: notes written; durations_learnt: the note
-      lengths it chose from, in quarter notes."""
+    - key (e.g. `Bb major`), time_signature, measures: of the new melody, in the key and meter most of the music
+      learnt from is in (notes outside the key's scale spelled as the key spells them: E# in F# minor); seed: the
+      random seed used (pass it again for the same melody); sources: works learnt from; notes: notes written;
+      durations_learnt: the note lengths it chose from, in quarter notes."""
     parent = None
     if args.score_id is not None:
         parent, music = score_and_music(caller, args.score_id)
@@ -177,8 +181,13 @@ def transpose_score(caller: Caller, args: TransposeArgs) -> dict[str, Any]:
     Returns:
     - new_score_id: the id the result is stored under (yours, for the other tools); title; parts, measures (measure
       objects), notes: its size.
-    - interval: music21's name of the interval (e.g. `Major Second`); semitones; direction: up, down or none.
-    - key_signature_before, key_signature_after: the opening signature at concert pitch, e.g. `3 sharps`, `none`."""
+    - interval: the interval transposed by, as music21 names it (`M2`; `m-3` down a minor third): the one asked
+      for, or the one of as many semitones a letter away (`d5` for `A4`) when the asked one would write a key
+      signature of more than seven sharps or flats (F# minor up `A4` is C minor, not B# minor in nine sharps);
+      semitones; direction: up, down or none.
+    - key_signature_before, key_signature_after: the opening signature at concert pitch, e.g. `3 sharps`,
+      `no sharps or flats` (`none` for music without one).
+    - warnings: an interval respelled, and why."""
     score, music = score_and_music(caller, args.score_id)
     result, info = composition.transpose(music, interval=args.interval)
     new = score_store_generated(

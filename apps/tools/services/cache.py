@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from apps.core.cache import Memory, MemoryStats
 from apps.core.runtime import collect_everything, keep_out_of_sight
-from apps.security.redis import redis_failed, shared_redis
+from apps.security.redis import redis_degraded, redis_failed, shared_redis
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +152,11 @@ def _purges_since(position: str | None) -> tuple[list[int], str | None] | None:
         try:
             raw = client.xrange(_log_key(), min=f"({position}" if position else "-", max="+")
         except RedisError as exc:
+            # Said when the outage begins (with the outage itself, apps.core.redis), not at each retry every few
+            # seconds, with its traceback, by every process.
+            if not redis_degraded():
+                logger.warning("cannot read the parsed-score purge log (%s); purges wait for it", exc)
             redis_failed(exc)
-            logger.warning("cannot read the parsed-score purge log", exc_info=True)
             return None
         entries = [(at.decode(), json.loads(fields[b"pks"])) for at, fields in raw]
     if not entries:

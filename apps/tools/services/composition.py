@@ -33,7 +33,8 @@ def _key_signature_name(music: stream.Score) -> str:
 
 
 def transpose(music: stream.Score, *, interval: str) -> tuple[stream.Score, dict[str, Any]]:
-    """The score transposed by `interval` ('P5', 'M2', '-m3'), key signatures included."""
+    """The score transposed by `interval` ('P5', 'M2', '-m3'), key signatures included; by the enharmonic interval
+    of the same size instead when `interval` would write a key signature of more than seven sharps or flats."""
     name = interval.strip()
     try:
         step = _interval(name)
@@ -44,15 +45,48 @@ def transpose(music: stream.Score, *, interval: str) -> tuple[stream.Score, dict
         ) from None
     if abs(step.semitones) > 48:
         raise InvalidArguments(f"{name!r} is more than four octaves; transpose by at most 'P29'.")
+    signatures = key_signatures(music)
+    asked, step = step, _readable(step, signatures[0] if signatures else 0)
     result = music.transpose(step)
+    warnings = []
+    if step is not asked:
+        warnings.append(
+            f"{asked.directedName} would write a key signature of "
+            f"{key_signature_name(key.KeySignature(signatures[0] if signatures else 0).transpose(asked).sharps)}: "
+            f"transposed by the same number of semitones spelled as {step.directedName} instead."
+        )
     info = {
         "interval": step.directedName,
         "semitones": step.semitones,
         "direction": "up" if step.semitones > 0 else "down" if step.semitones < 0 else "none",
         "key_signature_before": _key_signature_name(music),
         "key_signature_after": _key_signature_name(result),
+        "warnings": warnings,
     }
     return result, info
+
+
+# A key signature has at most seven sharps or flats. F# minor up an augmented fourth is B# minor, nine sharps and a
+# double sharp on every other note, which no musician reads: it is written as C minor, up a diminished fifth.
+MOST_ACCIDENTALS = 7
+
+
+def _readable(step: m21interval.Interval, sharps: int) -> m21interval.Interval:
+    """`step`, or the interval of as many semitones one letter either side of it (d5 for A4) when `step` would take
+    the key signature of `sharps` past seven sharps or flats, whichever leaves the fewest."""
+    if abs(key.KeySignature(sharps).transpose(step).sharps) <= MOST_ACCIDENTALS:
+        return step
+    generic = step.generic.directed
+    found = []
+    for other in {generic - 1, generic + 1, -generic - 1, -generic + 1} - {0, generic}:
+        try:
+            respelled = m21interval.intervalFromGenericAndChromatic(other, step.semitones)
+        except Exception:  # noqa: S112 - no interval of this size spans so many semitones
+            continue
+        after = abs(key.KeySignature(sharps).transpose(respelled).sharps)
+        if respelled.semitones == step.semitones and after <= MOST_ACCIDENTALS:
+            found.append((after, abs(other - generic), respelled))
+    return min(found, key=lambda option: option[:2])[2] if found else step
 
 
 def _interval(name: str) -> m21interval.Interval:
@@ -70,14 +104,23 @@ def _top(element: Any) -> pitch.Pitch:
 
 # --- Style imitation --------------------------------------------------------------------------------------------
 
+# The notes outside a key's scale, as intervals above its tonic, spelled as music in the key spells them: in major
+# the raised tonic, fourth and fifth, the lowered third and seventh; in minor the leading tone and the raised sixth
+# (E# and D# in F# minor, never F or Eb), the major third and the raised fourth, and the Neapolitan's lowered second.
+CHROMATIC = {"major": ("A1", "m3", "A4", "A5", "m7"), "minor": ("m2", "M3", "A4", "M6", "M7")}
 
-def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counter[float], key.Key, list[int]]:
+
+def _learn(
+    sources: list[stream.Score],
+) -> tuple[dict[Any, Counter[Any]], Counter[float], key.Key, meter.TimeSignature, list[int]]:
     """Second-order transitions of (scale step from the tonic, duration) over every source's melody part, each
     source read as it sounds, its steps counted from the tonic of the whole score's key: a tune alone can say
-    another key than its harmony does (bwv103.6's soprano alone reads as A major; the chorale is in B minor)."""
+    another key than its harmony does (bwv103.6's soprano alone reads as A major; the chorale is in B minor).
+    The key and the meter are the sources' most common, counted in notes and in measures."""
     transitions: dict[Any, Counter[Any]] = defaultdict(Counter)
     durations: Counter[float] = Counter()
     keys: Counter[tuple[str, str]] = Counter()
+    meters: Counter[str] = Counter()
     heights: list[int] = []
     for source in map(sounding, sources):
         # The tune, not whatever part comes first (a horn or a trumpet in many chorales), chosen as harmonisation does.
@@ -90,6 +133,10 @@ def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counte
             continue
         found = score_key(source)
         keys[(found.tonic.name, found.mode)] += len(notes)
+        for measure in melody.getElementsByClass(stream.Measure):
+            signature = measure.timeSignature or measure.getContextByClass(meter.TimeSignature)
+            if signature is not None:
+                meters[signature.ratioString] += 1
         tonic = found.tonic.midi % 12
         states = []
         for n in notes:
@@ -106,19 +153,21 @@ def _learn(sources: list[stream.Score]) -> tuple[dict[Any, Counter[Any]], Counte
     if not keys:
         raise AnalysisError("The sources have no melody to learn from (their melody parts have fewer than 3 notes).")
     (tonic_name, mode), _ = keys.most_common(1)[0]
-    return transitions, durations, key.Key(tonic_name, mode), heights
+    # Sources without bars (a MIDI-like stream) say nothing of their meter: common time.
+    ratio = meters.most_common(1)[0][0] if meters else "4/4"
+    return transitions, durations, key.Key(tonic_name, mode), meter.TimeSignature(ratio), heights
 
 
 def imitate_style(
     sources: list[stream.Score], *, length: int = 8, seed: int = 0
 ) -> tuple[stream.Score, dict[str, Any]]:
-    """A new melody of `length` 4/4 measures from a second-order Markov model of the sources' melody parts, in their
-    most common key (each source's melody is learnt relative to its own tonic), ending on the tonic."""
-    transitions, durations, in_key, heights = _learn(sources)
+    """A new melody of `length` measures from a second-order Markov model of the sources' melody parts, in their
+    most common key (each source's melody is learnt relative to its own tonic) and meter, ending on the tonic."""
+    transitions, durations, in_key, time_signature, heights = _learn(sources)
     rng = random.Random(seed)  # noqa: S311 - reproducible music, not secrets
     tonic = in_key.tonic.midi % 12 + 60
     low, high = min(heights) - 60, max(heights) - 60  # the learnt range, in semitones from the tonic
-    bar = 4.0
+    bar = float(time_signature.barDuration.quarterLength)
     total = bar * length
     starts = [state for state in transitions if len(state) == 2]
     history = list(rng.choice(sorted(starts, key=repr)))
@@ -140,16 +189,18 @@ def imitate_style(
 
     part = stream.Part(id="Melody")
     part.partName = "Melody"
-    part.append(meter.TimeSignature("4/4"))
+    part.append(time_signature)
     part.append(in_key)
     names = {p.pitchClass: p.name for p in in_key.getScale().getPitches()}
+    for chromatic in CHROMATIC[in_key.mode]:
+        names.setdefault(in_key.tonic.transpose(chromatic).pitchClass, in_key.tonic.transpose(chromatic).name)
     for step, duration in melody:
         part.append(note.Note(_spelled(tonic + step, names), quarterLength=duration))
     result = stream.Score()
     result.insert(0, part.makeMeasures())
     info = {
         "key": key_name(in_key),
-        "time_signature": "4/4",
+        "time_signature": time_signature.ratioString,
         "measures": length,
         "seed": seed,
         "sources": len(sources),
@@ -160,10 +211,8 @@ def imitate_style(
 
 
 def _spelled(midi: int, names: dict[int, str]) -> pitch.Pitch:
-    """The pitch `midi` spelled as the key spells its scale degrees (Bb rather than A# in F major)."""
+    """The pitch `midi` spelled as the key spells it (Bb rather than A# in F major, E# rather than F in F# minor)."""
     plain = pitch.Pitch(midi=midi)
-    if plain.pitchClass not in names:
-        return plain
     spelled = pitch.Pitch(names[plain.pitchClass])
     spelled.octave = plain.octave
     while spelled.midi < midi:

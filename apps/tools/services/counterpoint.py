@@ -23,6 +23,9 @@ PERFECT = {0, 7}
 BROKEN = 1000.0  # the cost of breaking a rule
 BEAM = 150
 MAX_CANTUS = 200
+# Semitones of the major, minor and perfect intervals of each generic size, unison to seventh: a melodic interval
+# spelled with other semitones is augmented or diminished (C-C#, F-G#, C#-F), which strict counterpoint forbids.
+PLAIN = ({0}, {1, 2}, {3, 4}, {5}, {7}, {8, 9}, {10, 11})
 # Rhythm of each inner measure per species, in quarter notes of a 4/4 bar (species 5 cycles through these).
 FLORID = ([2.0, 2.0], [1.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0], [2.0, 1.0, 1.0])
 
@@ -118,7 +121,7 @@ def generate_counterpoint(
     pitches = _search(cantus, slots, _candidates(cantus, signature, above), above, species)
     result = _score(cantus, slots, pitches, above, signature)
     notes = [
-        {"measure": s.measure + 1, "beat": s.beat, "midi": p.midi, "held": s.held}
+        {"measure": s.measure + 1, "beat": s.beat, "midi": p.midi, "held": s.held, "name": p.nameWithOctave}
         for s, p in zip(slots, pitches, strict=True)
     ]
     info = {
@@ -209,8 +212,8 @@ def _cost(
             cost += BROKEN
     if abs(step) > 12 or abs(step) in (6, 10, 11):
         cost += BROKEN  # a leap beyond the octave, a tritone or a seventh
-    if abs(step) == 3 and before.name != choice.name and _is_augmented(before, choice):
-        cost += BROKEN
+    if step and augmented_or_diminished(before, choice):
+        cost += BROKEN  # a chromatic step (C-C#) or an augmented second, a diminished fourth
     cost += 0.0 if abs(step) <= 2 else 0.6 * abs(step) / 2
     if step == 0 and not slot.held:
         cost += 3.0 if species > 1 else 1.5
@@ -231,10 +234,13 @@ def _cost(
     return cost
 
 
-def _is_augmented(a: pitch.Pitch, b: pitch.Pitch) -> bool:
-    from music21 import interval
-
-    return interval.Interval(a, b).name.startswith(("A", "d"))
+def augmented_or_diminished(a: pitch.Pitch, b: pitch.Pitch) -> bool:
+    """Whether the interval from `a` to `b`, as spelled, is augmented or diminished (C-C#, Bb-C#, C#-F), counted
+    from the letters and octaves rather than with music21's Interval, which is too slow for the search."""
+    low, high = sorted((a, b), key=lambda p: (p.diatonicNoteNum, p.ps))
+    generic = high.diatonicNoteNum - low.diatonicNoteNum
+    semitones = round(high.ps - low.ps) - 12 * (generic // 7)
+    return semitones not in PLAIN[generic % 7]
 
 
 def _last_downbeat_vertical(
@@ -290,8 +296,9 @@ def check_counterpoint(
     cantus: list[int], notes: list[dict[str, Any]], *, species: int, above: bool = True
 ) -> list[dict[str, Any]]:
     """Mark a counterpoint exercise. `cantus`: MIDI numbers, one per measure; `notes`: the counterpoint as dicts
-    with `measure` (1-based), `beat` (1-based quarters), `midi` and `held` (tied over from the previous note).
-    Returns the rules broken, each with its measure."""
+    with `measure` (1-based), `beat` (1-based quarters), `midi`, `held` (tied over from the previous note) and, if
+    known, `name` (the pitch as spelled, `C#5`: without it an augmented or diminished step that sounds like a plain
+    one, C-C# like C-Db, is not caught). Returns the rules broken, each with its measure."""
     found: list[dict[str, Any]] = []
 
     def flag(rule: str, measure: int, detail: str) -> None:
@@ -348,4 +355,7 @@ def check_counterpoint(
             flag("leap_too_large", b["measure"], f"a leap of {leap} semitones")
         elif leap in (6, 10, 11):
             flag("forbidden_leap", b["measure"], f"a melodic tritone or seventh ({leap} semitones)")
+        elif "name" in a and "name" in b and augmented_or_diminished(pitch.Pitch(a["name"]), pitch.Pitch(b["name"])):
+            spelled = " to ".join(pitch_name(pitch.Pitch(n["name"]), octave=True) for n in (a, b))
+            flag("augmented_or_diminished_step", b["measure"], f"an augmented or diminished melodic step ({spelled})")
     return found

@@ -46,6 +46,10 @@ MELODY_LABEL = re.compile(r"\b(soprano|sopran|melody|melodie|voice|vocals?|cantu
 # Cost of moving between chord roots, by the rise in scale degrees (mod 7): falling fifths are the strongest motion.
 ROOT_MOTION = {3: 0.0, 1: 1.0, 5: 1.0, 4: 1.5, 0: 1.5, 2: 2.0, 6: 2.5}
 FORBIDDEN = 1e6
+# A chord holding the melody's letter with another accidental: always avoided where any other chord will do.
+CLASH = 100.0
+# The tonic chord's pitch classes above the tonic, by mode.
+TONIC_TRIAD = {"major": (0, 4, 7), "minor": (0, 3, 7)}
 
 
 # --- The generator ------------------------------------------------------------------------------------------------
@@ -115,12 +119,11 @@ def _candidates(
     shift: int,
 ) -> _Position:
     """Every acceptable voicing of every chord under `soprano`, widening the ranges only if none fits."""
-    melody_pc = soprano.pitchClass
     for tier in (0, 1, 2):
         rows: list[tuple[tuple[int, ...], int, float, tuple[pitch.Pitch, ...], str]] = []
         for index, harmony in enumerate(chords):
             for midi, pitches, cost, figure in _voicings(soprano, harmony, place=place, tier=tier, shift=shift):
-                cost += _chord_cost(melody_pc, harmony, index, chords, place)
+                cost += _chord_cost(soprano, harmony, index, chords, place)
                 if sum(1 for m in midi if m % 12 == leading_tone) > 1:
                     continue  # a doubled leading tone
                 rows.append((midi, index, cost, pitches, figure))
@@ -142,8 +145,11 @@ def _candidates(
     raise AnalysisError(f"No chord of the vocabulary can be voiced under {pitch_name(soprano, octave=True)}.")
 
 
-def _chord_cost(melody_pc: int, harmony: _Chord, index: int, chords: list[_Chord], place: str) -> float:
+def _chord_cost(soprano: pitch.Pitch, harmony: _Chord, index: int, chords: list[_Chord], place: str) -> float:
+    melody_pc = soprano.pitchClass
     cost = 0.0 if melody_pc in harmony.pitch_classes else 6.0  # a non-chord melody note
+    if any(name[0] == soprano.step and pc != melody_pc for pc, name in harmony.names.items()):
+        cost += CLASH  # the melody's F# over a chord's F: the same note at once raised and not
     tonic = index == 0
     if place == "first" and not tonic:
         cost += 2.0
@@ -393,7 +399,10 @@ def harmonize_melody(
     new_notes = [element for element, kind in events if kind == "new"]
     if not new_notes:
         raise AnalysisError(f"The melody part {label!r} has no notes to harmonise.")
-    in_key = score_key(music)
+    # The key whose tonic chord can close under the tune's last note: a tune alone is a weak witness of its key,
+    # and an A minor tune ending on A, read as E major, ended on an E major chord under its A.
+    final = top_pitch(new_notes[-1]).pitchClass
+    in_key = score_key(music, fits=lambda guess: (final - guess.pitch_class) % 12 in TONIC_TRIAD[guess.mode])
     chords = _chords(style, in_key)
     leading_tone = (in_key.tonic.pitchClass + 11) % 12
     sopranos = [top_pitch(n) for n in new_notes]

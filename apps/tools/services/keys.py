@@ -5,7 +5,7 @@ The stream comes from the shared parsed-score cache, so nothing here may change 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from statistics import fmean
@@ -29,6 +29,9 @@ KEY_ALGORITHMS = {
     "simple": "SimpleWeights",
 }
 DEFAULT_KEY_ALGORITHM = "aarden"
+# How much less well than the best a key may correlate and still be chosen for fitting a caller's condition: a
+# tune alone says little (an A minor tune with its G#s correlates 0.53 with E major, 0.48 with A minor).
+NEAR_BEST = 0.1
 
 # Below this mean correlation (of each profile with its own best key) a score has no clear key. Measured with the
 # five profiles on the bundled corpus (2026-12): tonal works from 0.80 (chopin/mazurka06-2, the lowest; its aarden
@@ -205,14 +208,17 @@ def profile_keys(music: stream.Score, profile: str) -> tuple[KeyGuess, ...]:
     return derived(music, ("profile keys", profile), ranked)
 
 
-def score_key(music: stream.Score) -> key.Key:
+def score_key(music: stream.Score, *, fits: Callable[[KeyGuess], bool] | None = None) -> key.Key:
     """The key of the whole score (every part, as it sounds) by music21's default profile, its tonic spelled as the
     score's key signature at concert pitch spells it (a score in 6 sharps is in F# major or D# minor, never Gb or
     Eb), so that Roman numerals read against it are spelled as the score is. A new `key.Key` each call: callers may
-    use it as they like."""
+    use it as they like. With `fits`, the likeliest key that fits among those correlating nearly as well as the best
+    (within NEAR_BEST), else the best."""
     _require_notes(music)
     profile = KEY_ALGORITHMS[DEFAULT_KEY_ALGORITHM]
-    best = profile_keys(music, profile)[0]
+    ranked = profile_keys(music, profile)
+    near = [guess for guess in ranked if guess.correlation >= ranked[0].correlation - NEAR_BEST]
+    best = next((guess for guess in near if fits(guess)), ranked[0]) if fits is not None else ranked[0]
     tonic = spelled_tonic(best.tonic, best.pitch_class, best.mode, key_signatures(music))
     found = key.Key(_tonic_pitch(best.pitch_class, best.mode, profile) if tonic == best.tonic else tonic, best.mode)
     found.correlationCoefficient = best.correlation

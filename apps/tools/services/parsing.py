@@ -456,5 +456,9 @@ def _as_score(parsed: object, source_format: str) -> stream.Score:
 
 
 def _describe(exc: Exception) -> str:
+    """A parser's complaint in the caller's words: its first line, without the sentences that show music21's own
+    objects (the ABC parser appends "tPrev: None, token: <music21.abcFormat.ABCNote 'a'>, ..." to its reason)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:300]
+    sentences = re.split(r"(?<=\.)\s+", text)
+    kept = [sentence for sentence in sentences if "<music21." not in sentence]
+    return (" ".join(kept) if kept else type(exc).__name__)[:300]

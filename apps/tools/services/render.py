@@ -69,10 +69,15 @@ def _measure_range(score: stream.Score, start: int | None, end: int | None) -> s
     if not numbers:
         raise AnalysisError("This score has no measures to select from.")
     first, last = numbers[0], numbers[-1]
+    # Each bound given is checked against the score before the two are compared: a measure_start past the end
+    # alone is out of range, not "after" a measure_end the caller never gave.
+    for name, given in (("measure_start", start), ("measure_end", end)):
+        if given is not None and not first <= given <= last:
+            raise InvalidArguments(
+                f"{name} {given} is not a measure of this score: its measures are numbered {first} to {last}."
+            )
     start = first if start is None else start
     end = last if end is None else end
     if start > end:
         raise InvalidArguments(f"measure_start ({start}) is after measure_end ({end}).")
-    if start < first or end > last:
-        raise InvalidArguments(f"The score's measures are numbered {first} to {last}; asked for {start} to {end}.")
     return score.measures(start, end)

@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 import pytest
+from music21 import chord as m21chord
 from music21 import converter, corpus, key, pitch, roman, stream
 
 from apps.core.errors import InvalidArguments
@@ -173,3 +174,34 @@ def test_the_checker_counts_octaves_crossing_range_spacing_and_an_incomplete_fin
     assert violation_counts(voice_leading_violations(wide))["spacing"] == 2
     high = _four_parts("a'4", "c'4", "e4", "AA4")  # the soprano's A5, above G5
     assert violation_counts(voice_leading_violations(high))["out_of_range"] == 1
+
+
+def _tune(tiny: str) -> stream.Score:
+    music = stream.Score()
+    music.insert(0, converter.parse(f"tinyNotation: {tiny}"))
+    return music
+
+
+@pytest.mark.parametrize(
+    ("tune", "final_chord"),
+    [
+        # An A minor tune with its leading tone G#, ending on A: its pitch profile alone says E major (0.53 against
+        # A minor's 0.48), and it was closed on an E major chord under its A.
+        ("4/4 a4 b c' e' g#2 a2 f'4 e' d' b g#2 a2", ("A", "minor")),
+        # C D E F E D C ending on C, read as Bb major (0.61 against C major's 0.60): a Bb chord under the last C.
+        ("4/4 c'2 d'2~ d'4 e'4 f'2~ f'2 e'2 d'1 c'1", ("C", "major")),
+    ],
+)
+def test_a_tune_closes_on_a_tonic_chord_that_holds_its_last_note(tune: str, final_chord: tuple[str, str]) -> None:
+    music, info = harmonize_melody(_tune(tune))
+    last = m21chord.Chord(_columns(music)[-1])
+    assert (last.root().name, last.quality) == final_chord
+    assert info["key"] == " ".join(final_chord)
+    assert info["checks"] == RULES_KEPT
+
+
+def test_a_chromatic_melody_note_is_never_set_against_its_own_letter() -> None:
+    # F#5 in a C major tune was set over IV, an F natural in the bass: the same note raised and not at once.
+    music, _ = harmonize_melody(_tune("4/4 c'4 d' e' f'# g'2 a'4 g' f' e' d'2 c'1"))
+    for soprano, *lower in _columns(music):
+        assert not [p for p in lower if p.step == soprano.step and p.pitchClass != soprano.pitchClass], soprano

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.errors import ApplicationError
+from apps.core.json_input import json_parse
 from apps.tools.invocation import Caller, invoke_tool
 from apps.tools.registry import TOOLS
 
@@ -30,11 +31,13 @@ class Command(BaseCommand):
         if not options["tool"] or not options["user"]:
             raise CommandError("Give a tool name and --user USERNAME (or --list).")
         try:
-            arguments = json.loads(options["arguments"])
+            arguments = json_parse(options["arguments"])
         except json.JSONDecodeError as exc:
             raise CommandError(
                 f"invalid_arguments: --args is not valid JSON ({exc.msg} at column {exc.colno})."
             ) from None
+        except ValueError as exc:
+            raise CommandError(f"invalid_arguments: --args is not valid JSON ({exc}).") from None
         try:
             user = get_user_model().objects.get(username=options["user"])
         except get_user_model().DoesNotExist:
