@@ -221,7 +221,8 @@ class Audited:
         action, detail = f"tool.{call.tool.name}", None
         if caller.staff is not None:
             # The staff member's access to the person's data, naming the person by pseudonym: it is not the
-            # person's own activity (their dashboard and export select events by actor).
+            # person's own activity (their dashboard selects events by actor); her export lists it apart, as what
+            # administrators did with her data.
             owner = subject_for(caller.user)
             action, detail = f"admin.{call.tool.name}", {"subject": owner.pseudonym if owner else ""}
         try:
