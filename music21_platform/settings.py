@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -372,6 +374,10 @@ STORAGES = {
 }
 # Serve static files straight from the apps in development so `make run` needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
+if DEPLOYMENT_ENV in ("development", "test") and not STATIC_ROOT.is_dir():
+    # ...and so whitenoise's warning that STATIC_ROOT is missing says nothing wrong there (staging and production,
+    # which collect the files, still warn).
+    warnings.filterwarnings("ignore", message=re.escape(f"No directory at: {STATIC_ROOT}"), category=UserWarning)
 WHITENOISE_AUTOREFRESH = DEBUG
 
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -175,3 +175,23 @@ def _when_served(url: str, server: subprocess.Popen[bytes]) -> httpx2.Response:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.25)
+
+
+def test_make_run_without_collectstatic_serves_static_files_without_a_warning() -> None:
+    """In development `make run` serves static files from the apps (WHITENOISE_USE_FINDERS): no collectstatic is
+    needed, so a missing STATIC_ROOT is no cause for whitenoise's 'No directory at' warning on every start."""
+    if (ROOT / "staticfiles").exists():
+        pytest.skip("staticfiles/ exists in this checkout (collectstatic was run)")
+    result = _python(
+        "-W",
+        "default",
+        "-c",
+        "import django; django.setup()\n"
+        "from whitenoise.middleware import WhiteNoiseMiddleware\n"
+        "WhiteNoiseMiddleware(lambda request: None)\n"
+        "print('started')",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "started" in result.stdout
+    assert "No directory at" not in result.stderr
