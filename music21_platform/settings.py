@@ -374,7 +374,7 @@ STORAGES = {
 }
 # Serve static files straight from the apps in development so `make run` needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
-if DEPLOYMENT_ENV in ("development", "test") and not STATIC_ROOT.is_dir():
+if DEPLOYMENT_ENV in ("development", "test"):
     # ...and so whitenoise's warning that STATIC_ROOT is missing says nothing wrong there (staging and production,
     # which collect the files, still warn).
     warnings.filterwarnings("ignore", message=re.escape(f"No directory at: {STATIC_ROOT}"), category=UserWarning)

@@ -177,21 +177,30 @@ def _when_served(url: str, server: subprocess.Popen[bytes]) -> httpx2.Response:
             time.sleep(0.25)
 
 
-def test_make_run_without_collectstatic_serves_static_files_without_a_warning() -> None:
+# What a start prints when STATIC_ROOT is missing: whitenoise's middleware started as it is for each worker, and
+# its warning for a missing directory given once more, since a checkout where collectstatic ran has the directory.
+_START_WITHOUT_STATIC_ROOT = (
+    "import django, warnings; django.setup()\n"
+    "from django.conf import settings\n"
+    "from whitenoise.middleware import WhiteNoiseMiddleware\n"
+    "WhiteNoiseMiddleware(lambda request: None)\n"
+    "warnings.warn(f'No directory at: {settings.STATIC_ROOT}', UserWarning)\n"
+    "print('started')"
+)
+
+
+def test_make_run_without_collectstatic_starts_without_a_static_files_warning() -> None:
     """In development `make run` serves static files from the apps (WHITENOISE_USE_FINDERS): no collectstatic is
     needed, so a missing STATIC_ROOT is no cause for whitenoise's 'No directory at' warning on every start."""
-    if (ROOT / "staticfiles").exists():
-        pytest.skip("staticfiles/ exists in this checkout (collectstatic was run)")
-    result = _python(
-        "-W",
-        "default",
-        "-c",
-        "import django; django.setup()\n"
-        "from whitenoise.middleware import WhiteNoiseMiddleware\n"
-        "WhiteNoiseMiddleware(lambda request: None)\n"
-        "print('started')",
-    )
+    result = _python("-W", "default", "-c", _START_WITHOUT_STATIC_ROOT)
 
     assert result.returncode == 0, result.stderr
     assert "started" in result.stdout
     assert "No directory at" not in result.stderr
+
+
+def test_a_production_start_still_warns_of_a_missing_static_root() -> None:
+    result = _python("-W", "default", "-c", _START_WITHOUT_STATIC_ROOT, **HTTPS_PRODUCTION)
+
+    assert result.returncode == 0, result.stderr
+    assert "No directory at" in result.stderr
