@@ -21,6 +21,8 @@ from django.contrib import admin
 from django_celery_beat.admin import CrontabScheduleAdmin, PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from apps.core.json_input import json_parse
+
 
 class CheckedPeriodicTaskForm(PeriodicTaskForm):
     def clean_regtask(self) -> str:
@@ -44,7 +46,7 @@ class CheckedPeriodicTaskForm(PeriodicTaskForm):
         """The field's JSON if it is `kind` (blank: an empty one), else a message saying what is expected."""
         value = (self.cleaned_data.get(field) or "").strip() or json.dumps(kind())
         try:
-            parsed = json.loads(value)
+            parsed = json_parse(value)
         except ValueError as exc:
             raise forms.ValidationError(f"This is not JSON ({exc}): give {named}, such as {example}.") from None
         if not isinstance(parsed, kind):

@@ -335,10 +335,11 @@ class McpFront:
             gone.set()
             call.cancel()
 
-        sent: list[dict[str, Any]] = []  # how far the answer went, when the client's notification cancels it
+        last_sent: dict[str, Any] | None = None  # how far the answer went, when the client's notification cancels it
 
-        async def send_noting_start(message: dict[str, Any]) -> None:
-            sent[:] = [message]
+        async def send_noting(message: dict[str, Any]) -> None:
+            nonlocal last_sent
+            last_sent = message
             await send(message)
 
         peeked = _peeked_body.set(body)
@@ -347,15 +348,15 @@ class McpFront:
             with contextlib.ExitStack() as registration, call:
                 response = await self._answer_here(request, body, call, registration)
                 if response is None:
-                    await self.app(scope, replay, send_noting_start)
+                    await self.app(scope, replay, send_noting)
                     return
-                await response(scope, replay, send_noting_start)
+                await response(scope, replay, send_noting)
             if call.cancelled_caught and not gone.is_set():
                 # cancelled by the client's notification: the request gets no answer (the MCP specification's
                 # "SHOULD NOT respond"); the HTTP exchange ends, as an empty 202 or where its event stream was
-                if not sent:
+                if last_sent is None:
                     await Response(status_code=202)(scope, replay, send)
-                elif sent[0]["type"] == "http.response.start" or sent[0].get("more_body", False):
+                elif last_sent["type"] == "http.response.start" or last_sent.get("more_body", False):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()

@@ -127,16 +127,17 @@ def _listing() -> list[types.Tool]:
     return listing
 
 
+def _unknown_cursor(cursor: str, what_to_do: str) -> MCPError:
+    """A cursor this server never gave, refused as the MCP specification asks of an invalid one (-32602)."""
+    return MCPError(INVALID_PARAMS, f"Unknown cursor {cursor[:64]!r}: {what_to_do}", data={"cursor": cursor[:64]})
+
+
 def _one_page(method: str, params: types.PaginatedRequestParams | None) -> None:
-    """A list that fits in one page has no cursor to continue from: one sent is refused, as the MCP specification
-    asks of an invalid cursor (-32602), rather than answered with the first page again."""
+    """A list that fits in one page has no cursor to continue from: one sent is refused, rather than answered with
+    the first page again."""
     cursor = None if params is None else params.cursor
     if cursor:
-        raise MCPError(
-            INVALID_PARAMS,
-            f"Unknown cursor {cursor[:64]!r}: {method} answers in one page, with no nextCursor; call it without one.",
-            data={"cursor": cursor[:64]},
-        )
+        raise _unknown_cursor(cursor, f"{method} answers in one page, with no nextCursor; call it without one.")
 
 
 def _success(result: dict[str, Any]) -> types.CallToolResult:
@@ -242,11 +243,8 @@ def build_server(
             page = await in_worker(invoke_tool, "list_scores", arguments, caller=caller)
         except ApplicationError as error:
             if params.cursor and error.as_dict().get("argument") == "cursor":  # list_scores' words are its own
-                raise MCPError(
-                    INVALID_PARAMS,
-                    f"Unknown cursor {params.cursor[:64]!r}: pass a nextCursor of resources/list unchanged, or none "
-                    "for the first page.",
-                    data={"cursor": params.cursor[:64]},
+                raise _unknown_cursor(
+                    params.cursor, "pass a nextCursor of resources/list unchanged, or none for the first page."
                 ) from error
             raise MCPError(INVALID_PARAMS, f"{error.code}: {error}") from error
         return types.ListResourcesResult(
