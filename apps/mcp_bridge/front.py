@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,7 @@ from starlette.responses import Response
 
 from apps.core.errors import ServiceUnavailable
 from apps.mcp_bridge import admission
+from apps.mcp_bridge.cancellation import Cancellations
 from apps.mcp_bridge.server import in_worker
 from apps.security.events import security_event_record
 
@@ -175,48 +176,6 @@ def _asks_for_progress(body: bytes) -> bool:
     return b'"progressToken"' in body
 
 
-class InFlight:
-    """The calls this process is answering, by bearer token and JSON-RPC request id: what a 2025-era client's
-    `notifications/cancelled` names. That notification comes in a POST of its own, which the SDK's stateless
-    transport serves in a fresh session that has no such request, and drops (so does its 2026-07-28 entry, where a
-    client cancels by closing the call's response). Keyed by the token, one caller can only cancel its own calls;
-    a request id that two of them share (two clients of one token) cancels neither, rather than the wrong one.
-    A call answered by another worker process is not found here: that one stops when its client closes it."""
-
-    def __init__(self) -> None:
-        self._calls: dict[tuple[str, str, RequestId], list[anyio.CancelScope]] = {}
-
-    @staticmethod
-    def _key(token: str, request_id: RequestId) -> tuple[str, str, RequestId]:
-        return (token, type(request_id).__name__, request_id)  # JSON-RPC ids 1 and "1" differ
-
-    @contextlib.contextmanager
-    def registered(self, token: str, request_id: RequestId, call: anyio.CancelScope) -> Iterator[None]:
-        key = self._key(token, request_id)
-        self._calls.setdefault(key, []).append(call)
-        try:
-            yield
-        finally:
-            calls = self._calls[key]
-            calls.remove(call)
-            if not calls:
-                del self._calls[key]
-
-    def cancel(self, token: str, request_id: Any) -> bool:
-        """Cancel the one call of `token` under `request_id`; whether there was one."""
-        if not _is_request_id(request_id):
-            return False
-        calls = self._calls.get(self._key(token, request_id), [])
-        if len(calls) != 1:
-            return False
-        calls[0].cancel()
-        return True
-
-
-def _is_request_id(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-
-
 class McpFront:
     """The front of /mcp, before the SDK's Starlette app:
 
@@ -242,21 +201,28 @@ class McpFront:
     - owns the connection's receive channel once it has read the body: when the client goes away before its
       answer (it closed the call), the call is cancelled, whichever way it was to be answered; the tool's worker
       stops at its next step. A `notifications/cancelled` naming a call of the same token that this process is
-      answering (`InFlight`) cancels it alike: 2025-era clients cancel so and keep the call's connection open;
+      answering cancels it alike, in this process or another (`apps.mcp_bridge.cancellation`): 2025-era clients
+      cancel so and keep the call's connection open;
     - answers an authenticated POST whose body is over the transport's limit (`max_body_bytes`) with 413 and a
       JSON-RPC error naming the limit and MAX_SCORE_BYTES: before reading it when its Content-Length says so,
       and as soon as a body sent in chunks passes the limit.
     """
 
     def __init__(
-        self, app: Any, manager: ResponseModePerRequest, backend: BearerAuthBackend, *, resource_metadata_url: str
+        self,
+        app: Any,
+        manager: ResponseModePerRequest,
+        backend: BearerAuthBackend,
+        *,
+        resource_metadata_url: str,
+        cancellations: Cancellations,
     ) -> None:
         self.app = app
         self.manager = manager
         self.backend = backend
         self.resource_metadata_url = resource_metadata_url
         self.max_body = manager.max_request_body_size
-        self.in_flight = InFlight()
+        self.cancellations = cancellations
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -380,9 +346,9 @@ class McpFront:
             return problem
         token = request.scope["user"].access_token.token
         if "method" in decoded and "id" in decoded:
-            registration.enter_context(self.in_flight.registered(token, decoded["id"], call))
+            registration.enter_context(self.cancellations.registered(token, decoded["id"], call))
         elif decoded.get("method") == "notifications/cancelled":
-            self.in_flight.cancel(token, (decoded.get("params") or {}).get("requestId"))
+            await self.cancellations.cancel(token, (decoded.get("params") or {}).get("requestId"))
         version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
         if version is not None and version not in admission.PROTOCOL_VERSIONS:
             return admission.unsupported_version(version, decoded.get("id"))

@@ -14,9 +14,11 @@ stream for messages the server never sends unasked, is answered 405, as the MCP 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +38,7 @@ from starlette.routing import Route
 from apps.core import metrics
 from apps.core.errors import ApplicationError
 from apps.mcp_bridge.admission import PROTOCOL_VERSIONS
+from apps.mcp_bridge.cancellation import Cancellations
 from apps.mcp_bridge.front import DatabaseUnavailable, McpFront, ResponseModePerRequest, max_body_bytes
 from apps.mcp_bridge.server import build_server, in_worker
 from apps.security.services import token_authenticate, token_authenticate_remembered, token_epoch_async
@@ -178,7 +181,8 @@ def _cross_origin(app: Any, security: TransportSecuritySettings) -> CORSMiddlewa
 def build_mcp_app() -> Any:
     """/mcp: `McpFront` (bearer tokens, the 401 with resource metadata, calls answered with one JSON body) before
     the SDK's app: its stateless Streamable HTTP transport (any worker or replica can answer any request); the
-    lifespan runs the SDK's session manager. CORS, from the transport's own list of origins, is in front of it all."""
+    lifespan runs the SDK's session manager and listens for the cancellations other processes relay. CORS, from
+    the transport's own list of origins, is in front of it all."""
     security = _transport_security()
     manager = ResponseModePerRequest(
         app=build_server(identify=identify, protocol_versions=PROTOCOL_VERSIONS),
@@ -192,7 +196,20 @@ def build_mcp_app() -> Any:
         [],  # each tool checks its own scope on the invocation path
         metadata_url,
     )
-    app = Starlette(routes=[Route(MCP_PATH, endpoint=endpoint)], lifespan=lambda app: manager.run())
+    cancellations = Cancellations.from_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with manager.run(), cancellations.listening():
+            yield
+
+    app = Starlette(routes=[Route(MCP_PATH, endpoint=endpoint)], lifespan=lifespan)
     # token_authenticate refuses tokens issued for another resource itself
-    front = McpFront(app, manager, BearerAuthBackend(PlatformTokenVerifier()), resource_metadata_url=str(metadata_url))
+    front = McpFront(
+        app,
+        manager,
+        BearerAuthBackend(PlatformTokenVerifier()),
+        resource_metadata_url=str(metadata_url),
+        cancellations=cancellations,
+    )
     return _cross_origin(front, security)
