@@ -3,7 +3,6 @@ two processes of one deployment tell each other through Redis (a redis-server of
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from apps.core.redis import outages_forget
 from apps.mcp_bridge.cancellation import Cancellations
 from apps.security import scopes
-from tests.mcp_bridge.conftest import MCP_HEADERS
+from tests.mcp_bridge.conftest import corpus_job_cancelled_by_notification
 from tests.support import OwnRedis, eventually, free_port, subprocess_database_url
 
 CHANNEL = "test:mcp:cancelled"
@@ -118,34 +117,8 @@ def test_a_notification_reaching_another_process_stops_the_call(
     # the other. That one used to find no such call and drop it: the job ran on to its end.
     from apps.compliance.models import AuditEvent
 
-    def headers(token: str) -> dict[str, str]:
-        return dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": "2025-11-25"})
-
-    def cancel_elsewhere(token: str) -> int:
-        body = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "stop"}}
-        return httpx.post(f"{second_server}/mcp", json=body, headers=headers(token), timeout=30).status_code
-
     alice_token, bob_token = token_for(alice, scopes.READ), token_for(bob, scopes.READ)
-    params = {
-        "name": "analyze_corpus",
-        "arguments": {"composer": "bach", "limit": 400},
-        "_meta": {"progressToken": "j"},
-    }
-    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}
-    messages: list[dict[str, Any]] = []
-    with (
-        httpx.Client(timeout=120) as http,
-        http.stream("POST", f"{live_site}/mcp", json=call, headers=headers(alice_token)) as stream,
-    ):
-        for line in stream.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            messages.append(json.loads(line.removeprefix("data: ")))
-            if len(messages) == 2:  # under way: someone else's notification of the same id is ignored
-                assert cancel_elsewhere(bob_token) == 202
-            elif len(messages) == 3:  # it went on; its own caller's, sent to the other server, stops it
-                assert cancel_elsewhere(alice_token) == 202
-
+    messages = corpus_job_cancelled_by_notification(live_site, alice_token, bob_token, notified=second_server)
     assert len(messages) >= 3
     assert [message.get("method") for message in messages] == ["notifications/progress"] * len(messages)
     assert messages[-1]["params"]["progress"] < 400  # stopped, and the cancelled request is not answered

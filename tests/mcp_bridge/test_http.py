@@ -16,7 +16,7 @@ from oauth2_provider.models import AccessToken
 
 from apps.security import scopes
 from apps.tools.registry import TOOLS
-from tests.mcp_bridge.conftest import INITIALIZE, MCP_HEADERS, mcp_session
+from tests.mcp_bridge.conftest import INITIALIZE, MCP_HEADERS, corpus_job_cancelled_by_notification, mcp_session
 from tests.support import eventually, in_another_process
 
 
@@ -256,34 +256,9 @@ def test_a_2025_client_stops_a_corpus_job_by_notification_while_its_stream_stays
     # session of its own, so it used to be dropped and the job ran on to its end.
     from apps.compliance.models import AuditEvent
 
-    def headers(token: str) -> dict[str, str]:
-        return dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": "2025-11-25"})
-
-    def cancel(token: str) -> int:
-        body = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "stop"}}
-        return httpx.post(f"{live_site}/mcp", json=body, headers=headers(token)).status_code
-
-    alice_token, bob_token = token_for(alice, scopes.READ), token_for(bob, scopes.READ)
-    params = {
-        "name": "analyze_corpus",
-        "arguments": {"composer": "bach", "limit": 400},
-        "_meta": {"progressToken": "j"},
-    }
-    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}
-    messages: list[dict[str, Any]] = []
-    with (
-        httpx.Client(timeout=120) as http,
-        http.stream("POST", f"{live_site}/mcp", json=call, headers=headers(alice_token)) as stream,
-    ):
-        for line in stream.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            messages.append(json.loads(line.removeprefix("data: ")))
-            if len(messages) == 2:  # the job is under way: someone else's notification of the same id is ignored
-                assert cancel(bob_token) == 202
-            elif len(messages) == 3:  # it went on; its own caller's stops it
-                assert cancel(alice_token) == 202
-
+    messages = corpus_job_cancelled_by_notification(
+        live_site, token_for(alice, scopes.READ), token_for(bob, scopes.READ)
+    )
     assert len(messages) >= 3
     assert [message.get("method") for message in messages] == ["notifications/progress"] * len(messages)
     assert messages[-1]["params"]["progress"] < 400  # stopped, and the cancelled request is not answered
