@@ -84,7 +84,7 @@ def test_the_export_holds_every_score_as_musicxml_and_as_given_and_nothing_of_bo
     manifest = json.loads(archive.read("manifest.json"))
     assert set(manifest["categories"]) == {
         "account", "scores", "derived_scores", "analysis_results", "oauth_clients", "oauth_tokens", "oauth_grants",
-        "security_events", "audit_events", "administrator_events", "sign_ins", "privacy_requests",
+        "security_events", "audit_events", "administrator_events", "sign_ins", "failed_sign_ins", "privacy_requests",
     }  # fmt: skip
     entries = {entry["score_id"]: entry for entry in manifest["scores"]}
     assert set(entries) == set(alices_library) == {"chorale", "tune", "ping", "tune-transposed"}
@@ -151,6 +151,32 @@ def test_the_export_holds_her_sign_ins_and_none_of_bobs(alice: Any, bob: Any) ->
     sign_ins = json.loads(archive.read("sign_ins.json"))
     assert [(s["ip"], s["browser"]) for s in sign_ins] == [("127.0.0.1", "alice's browser")]
     assert json.loads(archive.read("manifest.json"))["categories"]["sign_ins"]["count"] == 1
+
+
+def test_the_export_holds_failed_sign_ins_under_her_name_or_e_mail_and_none_of_bobs(alice: Any, bob: Any) -> None:
+    # A failed sign-in has no user: it names her only by what was typed, in whatever case.
+    from django.test import Client
+
+    for typed, browser in (("ALICE", "a stranger's browser"), ("alice@example.com", "her phone"), ("bob", "bob's")):
+        refused = Client(HTTP_USER_AGENT=browser).post("/accounts/login/", {"username": typed, "password": "not it"})
+        assert refused.status_code == 200  # the form again, with its error
+    held = services.subject_inventory(user=alice)
+    assert (held["failed_sign_ins"], held["security_events"]) == (2, 2)
+    request = services.subject_request_create(subject=alice, kind="export")
+    services.subject_request_run(request_id=request.pk)
+    archive = zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=request).content)))
+    failed = json.loads(archive.read("failed_sign_ins.json"))
+    assert sorted((f["name_typed"], f["browser"], f["failures"]) for f in failed) == [
+        ("ALICE", "a stranger's browser", 1),
+        ("alice@example.com", "her phone", 1),
+    ]
+    events = json.loads(archive.read("security_events.json"))
+    assert sorted((e["kind"], e["detail"]["username"]) for e in events) == [
+        ("login_failure", "ALICE"),
+        ("login_failure", "alice@example.com"),
+    ]
+    assert json.loads(archive.read("manifest.json"))["categories"]["failed_sign_ins"]["count"] == 2
+    assert "failed_sign_ins.json: failed sign-ins under your name" in archive.read("README.txt").decode()
 
 
 def test_the_export_holds_the_name_entered_on_her_account(alice: Any) -> None:

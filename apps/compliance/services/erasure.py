@@ -12,13 +12,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from oauth2_provider.models import Application, Grant, IDToken, RefreshToken
 
 from apps.compliance import audit
 from apps.compliance.holdings import holdings
 from apps.compliance.models import DataSubjectRequest, ExportArchive, SubjectKey
+from apps.compliance.services.names import names_of, security_events_of, typed_as
 from apps.core.errors import NotFound
 from apps.security.models import Block, ClientPolicy, SecurityEvent
 from apps.security.ratelimits import rate_limits_forget
@@ -42,8 +42,8 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
     user = request.subject
     if user is None:
         raise NotFound(f"The subject of request #{request.pk} no longer exists.")
-    user_id, username = user.pk, user.get_username()
-    names = [name for name in {username, getattr(user, "email", "")} if name]
+    user_id = user.pk
+    names = names_of(user)
     subject = audit.subject_for(user)
     now = timezone.now()
     with transaction.atomic():
@@ -58,7 +58,7 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
         counts["security_events"] = _security_events_anonymise(user=user, names=names)
         # A block of the person names her by her id: it goes with her (a block protects no one from an erased account).
         counts["blocks"] = Block.objects.filter(target=Block.Target.USER, value=str(user_id)).delete()[0]
-        counts["sign_in_records"] = _sign_ins_delete(names)
+        counts["sign_in_records"] = _sign_ins_delete(user=user, names=names)
         _history_forget(user_id)
         counts["sessions"] = _sessions_delete(user_id)
         ExportArchive.objects.filter(request__subject=user).delete()
@@ -135,22 +135,16 @@ def _own_clients_delete(*, user: AbstractBaseUser) -> int:
 def _security_events_anonymise(*, user: AbstractBaseUser, names: list[str]) -> int:
     """The person's security events stay (they count toward what happened) without her: no link, no address, no
     detail. A failed sign-in under her name or e-mail is stored with no user, its detail naming her: anonymised too."""
-    typed = Q()
-    for name in names:
-        typed |= Q(detail__username__iexact=name)
-    return SecurityEvent.objects.filter(Q(user=user) | typed).update(user=None, ip=None, detail={})
+    return SecurityEvent.objects.filter(security_events_of(user, names=names)).update(user=None, ip=None, detail={})
 
 
-def _sign_ins_delete(names: list[str]) -> int:
+def _sign_ins_delete(*, user: AbstractBaseUser, names: list[str]) -> int:
     """django-axes' records of sign-ins and failed sign-ins under the person's name or e-mail, with their
     addresses (whatever case was typed)."""
-    deleted = 0
-    for model in (AccessAttempt, AccessLog, AccessFailureLog):
-        typed = Q()
-        for name in names:
-            typed |= Q(username__iexact=name)
-        deleted += model.objects.filter(typed).delete()[0]
-    return deleted
+    return sum(
+        model.objects.filter(typed_as(user, "username", names=names)).delete()[0]
+        for model in (AccessAttempt, AccessLog, AccessFailureLog)
+    )
 
 
 def _history_forget(user_id: int) -> None:

@@ -9,7 +9,7 @@ import zipfile
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from axes.models import AccessLog
+from axes.models import AccessAttempt, AccessLog
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -18,6 +18,7 @@ from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 from apps.compliance import audit
 from apps.compliance.holdings import Exported, export_time, holdings
 from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionPolicy
+from apps.compliance.services.names import security_events_of, typed_as
 from apps.core.errors import NotFound
 from apps.security.models import Block, SecurityEvent
 
@@ -99,10 +100,13 @@ def _readme(user: AbstractBaseUser, request: DataSubjectRequest, counts: dict[st
         "- oauth_clients.json, oauth_tokens.json, oauth_grants.json: the applications you authorised, every token",
         "  (application, permissions, dates, whether revoked or expired; never the token itself) and every",
         "  authorization code not yet exchanged.",
-        "- audit_events.json, security_events.json: the records about your activity.",
+        "- audit_events.json, security_events.json: the records about your activity (the security events include",
+        "  failed sign-ins under your name or e-mail address, whoever typed them).",
         "- administrator_events.json: what administrators did with your data (a score of yours they looked at, a",
         "  request they filed for you), from the audit trail.",
         "- sign_ins.json: each time you signed in: when, from which address and browser, and when you signed out.",
+        "- failed_sign_ins.json: failed sign-ins under your name or e-mail address since the last one that",
+        "  succeeded from the same address: how many, the last one's time, the address and browser.",
         "- account.json, privacy_requests.json: your account (with any block placed on it) and your privacy",
         "  requests, with who filed each.",
         "",
@@ -190,7 +194,7 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                     "detail": e.detail,
                     "at": export_time(e.created_at),
                 }
-                for e in SecurityEvent.objects.filter(user=user).order_by("created_at")
+                for e in SecurityEvent.objects.filter(security_events_of(user)).order_by("created_at", "pk")
             ],
             "audit_events": [
                 {
@@ -214,7 +218,7 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                     detail__subject=subject.pseudonym,
                 ).order_by("id")
             ],
-            # django-axes' record of each sign-in (the erasure deletes them with the account).
+            # django-axes' record of each sign-in under her name or e-mail (the erasure deletes them with the account).
             "sign_ins": [
                 {
                     "at": export_time(a.attempt_time),
@@ -222,7 +226,19 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
                     "ip": a.ip_address,
                     "browser": a.user_agent,
                 }
-                for a in AccessLog.objects.filter(username=user.get_username()).order_by("attempt_time", "pk")
+                for a in AccessLog.objects.filter(typed_as(user, "username")).order_by("attempt_time", "pk")
+            ],
+            # django-axes' count of failed sign-ins under her name or e-mail since the last that succeeded, per
+            # address: what locks the name out (the erasure deletes them too).
+            "failed_sign_ins": [
+                {
+                    "last_at": export_time(a.attempt_time),
+                    "name_typed": a.username,
+                    "failures": a.failures_since_start,
+                    "ip": a.ip_address,
+                    "browser": a.user_agent,
+                }
+                for a in AccessAttempt.objects.filter(typed_as(user, "username")).order_by("attempt_time", "pk")
             ],
             "privacy_requests": [
                 {

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from axes.models import AccessLog
+from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -17,6 +17,7 @@ from apps.compliance.holdings import holdings
 from apps.compliance.models import AuditEvent, DataSubjectRequest, SubjectKey
 from apps.compliance.services.erasure import subject_erase
 from apps.compliance.services.export import subject_export_build
+from apps.compliance.services.names import security_events_of, typed_as
 from apps.core.errors import ApplicationError
 from apps.security.models import SecurityEvent
 from apps.security.selectors import applications_authorised
@@ -48,8 +49,9 @@ def subject_inventory(*, user: AbstractBaseUser) -> dict[str, int]:
         "oauth_grants": Grant.objects.filter(user=user).count(),
         "oauth_clients": len(applications_authorised(user=user)),
         "audit_events": AuditEvent.objects.filter(actor=subject.pseudonym).count() if subject else 0,
-        "security_events": SecurityEvent.objects.filter(user=user).count(),
-        "sign_ins": AccessLog.objects.filter(username=user.get_username()).count(),
+        "security_events": SecurityEvent.objects.filter(security_events_of(user)).count(),
+        "sign_ins": AccessLog.objects.filter(typed_as(user, "username")).count(),
+        "failed_sign_ins": AccessAttempt.objects.filter(typed_as(user, "username")).count(),
         "privacy_requests": DataSubjectRequest.objects.filter(subject=user).count(),
     }
 
