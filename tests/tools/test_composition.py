@@ -265,6 +265,25 @@ def test_the_checker_catches_planted_parallel_fifths_and_a_bad_ending() -> None:
     assert ("ending", 4) in rules
 
 
+def test_the_checker_catches_fifths_from_a_weak_beat_to_the_next_downbeat() -> None:
+    # Second species over D F: the half note on beat 3 is a fifth above D, the next downbeat a fifth above F, both
+    # voices rising. The downbeats alone (an octave, then a fifth) hid them.
+    cantus = [62, 65, 62]
+    notes = [
+        {"measure": 1, "beat": 1.0, "midi": 74, "held": False},  # D5: an octave
+        {"measure": 1, "beat": 3.0, "midi": 69, "held": False},  # A4: a fifth
+        {"measure": 2, "beat": 1.0, "midi": 72, "held": False},  # C5: a fifth again
+        {"measure": 2, "beat": 3.0, "midi": 74, "held": False},
+        {"measure": 3, "beat": 1.0, "midi": 74, "held": False},
+    ]
+    found = [(v["rule"], v["measure"]) for v in check_counterpoint(cantus, notes, species=2)]
+    assert found.count(("parallel_fifths", 2)) == 1
+    # the same line with the weak beat a sixth (B4) breaks no such rule
+    sixth = [{**n, "midi": 71} if n["beat"] == 3.0 and n["measure"] == 1 else n for n in notes]
+    rules = {v["rule"] for v in check_counterpoint(cantus, sixth, species=2)}
+    assert "parallel_fifths" not in rules and "parallel_octaves" not in rules
+
+
 def test_the_checker_catches_an_unprepared_dissonance() -> None:
     cantus = [62, 64, 62]
     notes = [

@@ -341,8 +341,11 @@ def check_counterpoint(
             if not (0 < abs(into) <= 2 and 0 < abs(out) <= 2 and (into > 0) == (out > 0)):
                 flag("dissonance_not_passing", n["measure"], "a weak-beat dissonance must pass by step")
 
+    # Fifths or octaves in a row, both voices moving: from downbeat to downbeat (what the ear follows across the
+    # weak beats between them), and from a weak beat to the next downbeat (the notes next to each other).
     downbeats = [n for n in notes if n["beat"] == 1.0]
-    for a, b in itertools.pairwise(downbeats):
+    weak_to_strong = [(a, b) for a, b in itertools.pairwise(notes) if a["beat"] != 1.0 and b["beat"] == 1.0]
+    for a, b in [*itertools.pairwise(downbeats), *weak_to_strong]:
         ia, ib = interval_above(a) % 12, interval_above(b) % 12
         moved = a["midi"] != b["midi"] and cantus[a["measure"] - 1] != cantus[b["measure"] - 1]
         if ia == ib and ia in PERFECT and moved:
