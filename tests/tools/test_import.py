@@ -142,6 +142,22 @@ def test_a_file_is_refused_as_its_text_would_be(alice: Any, call: Any, settings:
     assert not Score.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("source_type", "name", "text"), [("abc", "tune.abc", ABC), ("humdrum", "tune.krn", KERN)], ids=["abc", "humdrum"]
+)
+def test_an_abc_or_humdrum_source_is_never_read_as_a_server_file_name(
+    alice: Any, call: Any, settings: Any, tmp_path: Any, source_type: str, name: str, text: str
+) -> None:
+    # music21's converter.parse reads a string naming an existing file (or fetches an http URL) instead of parsing
+    # it: the server's files would be imported by anyone, with or without SCORE_IMPORT_ROOT.
+    settings.SCORE_IMPORT_ROOT = None
+    (tmp_path / name).write_text(text)
+
+    with pytest.raises(ScoreParseError, match=f"The {source_type} source could not be parsed"):
+        call(alice, "import_score", score_id="server-file", source=str(tmp_path / name), source_type=source_type)
+    assert not alice.scores.exists()
+
+
 def test_file_import_is_refused_when_no_root_is_configured(alice: Any, call: Any, settings: Any) -> None:
     settings.SCORE_IMPORT_ROOT = None
 

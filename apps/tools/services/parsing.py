@@ -430,11 +430,13 @@ def _parse_midi(data: bytes) -> stream.Score:
 _PARSERS = {
     "corpus": _parse_corpus,
     "tinynotation": _parse_tinynotation,
-    "abc": lambda text: converter.parse(text, format="abc"),
+    # parseData, not parse: music21's parse reads a string naming an existing file (a leading ~ or $VAR expanded)
+    # and fetches an http(s) URL, so that a caller's "/etc/..." would import the server's own files.
+    "abc": lambda text: converter.parseData(text, format="abc"),
     "musicxml": _parse_musicxml,
     "mxl": _parse_mxl,
     "midi": _parse_midi,
-    "humdrum": lambda text: converter.parse(text, format="humdrum"),
+    "humdrum": lambda text: converter.parseData(text, format="humdrum"),
 }
 
 
