@@ -336,6 +336,13 @@ def test_an_abc_parse_error_is_told_without_music21s_objects(alice: Any, call: A
     assert not alice.scores.exists()
 
 
+@pytest.mark.parametrize("source_type", ["corpus", "tinynotation", "abc", "musicxml", "midi", "humdrum", "auto"])
+def test_an_empty_source_is_refused_as_empty(alice: Any, call: Any, source_type: str) -> None:
+    with pytest.raises(InvalidArguments, match=f"source is empty: give the music to import as '{source_type}'"):
+        call(alice, "import_score", score_id="x", source=" \n", source_type=source_type)
+    assert not alice.scores.exists()
+
+
 def test_malformed_musicxml_names_the_problem(alice: Any, call: Any) -> None:
     with pytest.raises(ScoreParseError, match="not well-formed"):
         call(alice, "import_score", score_id="x", source="<score-partwise><part>", source_type="musicxml")

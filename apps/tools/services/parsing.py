@@ -91,6 +91,9 @@ def parse_source(source_type: str, source: object, *, max_bytes: int, import_roo
     if not isinstance(source, str):
         raise InvalidArguments(f"source must be a string, got {type(source).__name__}.")
     _check_size(len(source.encode("utf-8", errors="surrogatepass")), max_bytes, "source")
+    if not source.strip():
+        # Said here for every type: music21's ABC and Humdrum readers answer an empty text with their internals.
+        raise InvalidArguments(f"source is empty: give the music to import as {source_type!r}.")
     if source_type == "auto":
         source_type = detect_source_type(source)
     parsed = _parse_new(source_type, source, max_bytes=max_bytes, import_root=import_root)
