@@ -379,6 +379,29 @@ def test_unknown_corpus_work_is_named(alice: Any, call: Any) -> None:
         call(alice, "import_score", score_id="x", source="bach/bwv9999", source_type="corpus")
 
 
+@pytest.mark.parametrize(
+    ("source", "meant"),
+    [
+        ("bach", "could mean 430: 'bach/bwv1.6', 'bach/bwv10.7'"),
+        ("bach/bwv66", "could mean 1: 'bach/bwv66.6'"),
+        ("beethoven/opus18no1", "could mean 4: 'beethoven/opus18no1/movement1'"),
+    ],
+)
+def test_a_corpus_path_naming_no_single_work_is_refused_with_the_works_it_could_mean(
+    alice: Any, call: Any, source: str, meant: str
+) -> None:
+    # music21 would parse the first work it finds by any part of its path: 'bach' imported bwv1.6.
+    with pytest.raises(InvalidArguments, match=f"{source!r} is not the path of one work .* {meant}"):
+        call(alice, "import_score", score_id="x", source=source, source_type="corpus")
+    assert not alice.scores.exists()
+
+
+@pytest.mark.parametrize("source", ["bach/bwv66.6.mxl", "BACH/BWV66.6", "bwv66.6"])
+def test_a_corpus_work_is_found_by_its_file_name_case_or_last_part(alice: Any, call: Any, source: str) -> None:
+    imported = call(alice, "import_score", score_id="x", source=source, source_type="corpus")
+    assert (imported["parts"], imported["measures"], imported["notes"]) == (4, 10, 165)
+
+
 def test_a_duplicate_id_is_refused_and_the_original_kept(chorale: Any, alice: Any, call: Any) -> None:
     with pytest.raises(AlreadyExists, match="already have a score with id 'chorale'"):
         call(alice, "import_score", score_id="chorale", source="4/4 c4 d e f", source_type="tinynotation")

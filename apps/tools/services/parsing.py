@@ -19,7 +19,7 @@ from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from music21 import converter, corpus, meter, midi, stream
+from music21 import common, converter, corpus, meter, midi, stream
 from music21.midi.base import MetaEvents
 from music21.midi.translate import midiFileToStream
 from music21.musicxml.xmlToM21 import MusicXMLImporter
@@ -111,6 +111,7 @@ def _parse_new(source_type: str, source: str, *, max_bytes: int, import_root: Pa
     _check_no_nul(source, "source")
     if source_type == "corpus":
         path = source.strip()
+        _check_one_corpus_work(path)
         return ParsedSource(parse_stored("corpus", text=path), "corpus", text=path, origin=path)
     return ParsedSource(parse_stored(source_type, text=source), source_type, text=source)
 
@@ -396,6 +397,34 @@ def _parse_corpus(path: str) -> stream.Score:
     if not _in_corpus(path):
         raise InvalidArguments(f"No work {path!r} in the music21 corpus.")
     return corpus.parse(path)
+
+
+def _check_one_corpus_work(path: str) -> None:
+    """At import, `path` must name one work of the corpus (a score stored before this check still parses)."""
+    if not CORPUS_PATH.match(path) or ".." in path or not _in_corpus(path):
+        return  # _parse_corpus says what is wrong with it
+    wanted = path.lower()
+    works = _corpus_works(path)
+    # music21 finds works by any part of their path ('bach' is all 433 of Bach's, 'bach/bwv66' is bwv66.6) and
+    # parses the first it finds: the path must name one work, or the caller is told which ones it could mean.
+    named = {
+        stem for stem, file in works if wanted in (stem.lower(), file.lower()) or stem.lower().endswith("/" + wanted)
+    }
+    if len(named) != 1:
+        candidates = sorted(named or {stem for stem, _ in works})
+        shown = ", ".join(repr(work) for work in candidates[:5]) + (", ..." if len(candidates) > 5 else "")
+        raise InvalidArguments(
+            f"{path!r} is not the path of one work in the music21 corpus; it could mean {len(candidates)}: "
+            f"{shown}; give one of them whole."
+        )
+
+
+def _corpus_works(path: str) -> list[tuple[str, str]]:
+    """The corpus works music21 finds for `path`, each as its path in the corpus without and with its extension."""
+    found = corpus.getWork(path)
+    root = Path(common.getCorpusFilePath())
+    relative = [Path(p).relative_to(root) for p in (found if isinstance(found, list) else [found])]
+    return [(p.with_suffix("").as_posix(), p.as_posix()) for p in relative]
 
 
 def _in_corpus(path: str) -> bool:
