@@ -343,6 +343,23 @@ def test_an_empty_source_is_refused_as_empty(alice: Any, call: Any, source_type:
     assert not alice.scores.exists()
 
 
+@pytest.mark.parametrize(("source", "word"), [("4/4 c4 zz d", "zz"), ("2/4 c4 C,4", "C,4"), ("4/4 c1000 d", "c1000")])
+def test_a_tinynotation_word_music21_cannot_read_is_named_not_left_out(
+    alice: Any, call: Any, source: str, word: str
+) -> None:
+    # music21 leaves such a word out: "4/4 c4 zz d" was imported as two notes, with no word of what was lost.
+    with pytest.raises(ScoreParseError, match=f"Could not parse token: {word!r}"):
+        call(alice, "import_score", score_id="x", source=source, source_type="tinynotation")
+    assert not alice.scores.exists()
+
+
+def test_a_tinynotation_score_stored_before_the_words_were_checked_still_reads(alice: Any, call: Any) -> None:
+    call(alice, "import_score", score_id="tune", source="4/4 c4 d e f", source_type="tinynotation")
+    Score.objects.filter(owner=alice, score_id="tune").update(source_text="4/4 c4 zz d e f", content_sha256="old")
+
+    assert call(alice, "score_info", score_id="tune")["notes"] == 4
+
+
 def test_malformed_musicxml_names_the_problem(alice: Any, call: Any) -> None:
     with pytest.raises(ScoreParseError, match="not well-formed"):
         call(alice, "import_score", score_id="x", source="<score-partwise><part>", source_type="musicxml")

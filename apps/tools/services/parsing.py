@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -113,7 +115,7 @@ def _parse_new(source_type: str, source: str, *, max_bytes: int, import_root: Pa
         path = source.strip()
         _check_one_corpus_work(path)
         return ParsedSource(parse_stored("corpus", text=path), "corpus", text=path, origin=path)
-    return ParsedSource(parse_stored(source_type, text=source), source_type, text=source)
+    return ParsedSource(_parse(_IMPORT_PARSERS, source_type, text=source), source_type, text=source)
 
 
 def _check_no_nul(text: str, what: str) -> None:
@@ -125,7 +127,13 @@ def _check_no_nul(text: str, what: str) -> None:
 
 def parse_stored(source_format: str, *, text: str = "", data: bytes | None = None) -> stream.Score:
     """Parse a source already accepted and stored (also the path for re-parsing after a cache miss)."""
-    parser = _PARSERS.get(source_format)
+    return _parse(_PARSERS, source_format, text=text, data=data)
+
+
+def _parse(
+    parsers: dict[str, Callable[[Any], Any]], source_format: str, *, text: str = "", data: bytes | None = None
+) -> stream.Score:
+    parser = parsers.get(source_format)
     if parser is None:
         raise UnsupportedFormat(f"Cannot parse stored format {source_format!r}.")
     if source_format in _WRITTEN_METERS:
@@ -309,7 +317,7 @@ def _parse_file(name: str, *, max_bytes: int, import_root: Path | None) -> Parse
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
     _check_no_nul(text, f"the file {origin!r}")
-    return ParsedSource(parse_stored(source_format, text=text), source_format, text=text, origin=origin)
+    return ParsedSource(_parse(_IMPORT_PARSERS, source_format, text=text), source_format, text=text, origin=origin)
 
 
 def _check_mxl(raw: bytes, max_bytes: int) -> None:
@@ -371,8 +379,9 @@ def _parse_mxl(data: bytes) -> stream.Score:
         return _parse_musicxml(archive.read(xml_names[0]))
 
 
-def _parse_tinynotation(text: str) -> stream.Score:
-    """One part per non-empty line, top part first (e.g. "4/4 c'2 d'2" over "4/4 c2 g2")."""
+def _parse_tinynotation(text: str, *, strict: bool = False) -> stream.Score:
+    """One part per non-empty line, top part first (e.g. "4/4 c'2 d'2" over "4/4 c2 g2"). `strict`: a word music21
+    cannot read is an error; otherwise it is left out, as music21 does."""
     body = text.strip()
     if body.lower().startswith("tinynotation:"):
         body = body[len("tinynotation:") :]
@@ -387,7 +396,7 @@ def _parse_tinynotation(text: str) -> stream.Score:
         )
     score = stream.Score()
     for line in lines:
-        score.insert(0, converter.parse("tinyNotation: " + line))
+        score.insert(0, converter.parse("tinyNotation: " + line, raiseExceptions=strict))
     return score
 
 
@@ -470,6 +479,9 @@ _PARSERS = {
     "midi": _parse_midi,
     "humdrum": lambda text: converter.parseData(text, format="humdrum"),
 }
+# A new source's tinyNotation is read strictly: music21 leaves out every word it cannot read ("4/4 c4 zz d" was
+# imported as two notes, "C,4" or "c1000" not at all). Scores stored before are still read as they were.
+_IMPORT_PARSERS = {**_PARSERS, "tinynotation": functools.partial(_parse_tinynotation, strict=True)}
 
 
 def _as_score(parsed: object, source_format: str) -> stream.Score:
