@@ -60,6 +60,16 @@ def test_transposing_down_by_a_named_interval(chorale: Any, alice: Any, call: An
     assert (pitch.Pitch(key["tonic"]).pitchClass, key["mode"]) == (3, "minor")  # D# (or E-, as music21 spells it)
 
 
+@pytest.mark.parametrize("asked", ["--P5", "-P-5", "P--5", "P5-"])
+def test_an_interval_with_more_than_one_direction_sign_is_refused(
+    chorale: Any, alice: Any, call: Any, asked: str
+) -> None:
+    # music21 reads every one of them as down a fifth: '-P-5' (down twice) and 'P5-' were transposed down, unasked.
+    with pytest.raises(InvalidArguments, match=f"{asked!r} is not an interval"):
+        call(alice, "transpose_score", score_id="chorale", interval=asked)
+    assert list(alice.scores.values_list("score_id", flat=True)) == ["chorale"]
+
+
 @pytest.mark.parametrize(
     ("asked", "semitones", "sharps_after", "tonic", "respelled"),
     [

@@ -7,6 +7,7 @@ copies or from scratch. Species counterpoint lives in `counterpoint.py`, four-pa
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -90,7 +91,9 @@ def _readable(step: m21interval.Interval, sharps: int) -> m21interval.Interval:
 
 
 def _interval(name: str) -> m21interval.Interval:
-    if not name or len(name) > 6 or not name.lstrip("-")[:1].isalpha():
+    # One '-' at most, before the name or music21's own before the size ('-m3', 'm-3'): music21 reads any number,
+    # anywhere, as down ('-P-5', 'P5-'), so that a sign given twice was not the direction asked.
+    if not name or len(name) > 6 or not re.fullmatch(r"-?[A-Za-z]+-?\d+", name) or name.count("-") > 1:
         raise ValueError(name)
     return m21interval.Interval(name)
 
