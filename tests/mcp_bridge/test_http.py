@@ -160,6 +160,27 @@ def test_bob_cannot_reach_alices_scores_even_by_guessing_ids(
     anyio.run(conversation)
 
 
+def test_an_abc_source_naming_a_server_file_is_a_tool_error_and_stores_nothing(
+    mcp_mode: str, live_site: str, alice: Any, token_for: Any, tmp_path: Any
+) -> None:
+    # music21's converter.parse read a file named by the source: any caller could import the server's own files.
+    secret = tmp_path / "secret.abc"
+    secret.write_text("X:1\nT:Server secret\nM:4/4\nL:1/4\nK:C\ncdef|\n")
+    token = token_for(alice)
+
+    async def conversation() -> None:
+        async with mcp_session(live_site, token, mcp_mode) as session:
+            result = await session.call_tool(
+                "import_score", {"score_id": "s", "source": str(secret), "source_type": "abc"}
+            )
+            assert result.is_error
+            assert result.structured_content["error"] == "unparseable_score"
+            assert "The abc source could not be parsed" in _text(result)
+            assert (await session.call_tool("list_scores", {})).structured_content["scores"] == []
+
+    anyio.run(conversation)
+
+
 def test_a_revoked_token_stops_working_at_once(mcp_mode: str, live_site: str, alice: Any, token_for: Any) -> None:
     token = token_for(alice)
 
