@@ -325,6 +325,26 @@ def test_base64_that_is_not_midi_is_refused(alice: Any, call: Any) -> None:
         call(alice, "import_score", score_id="m", source=base64.b64encode(b"hello").decode(), source_type="midi")
 
 
+@pytest.mark.parametrize(
+    ("source_type", "source", "told"),
+    [
+        ("tinynotation", "4/0 c4 d e f", "a time signature or a note length has 0 below the line"),
+        ("abc", "X:1\nM:4/4\nL:1/0\nK:C\nCDEF|\n", "a time signature or a note length has 0 below the line"),
+        ("abc", "X:1\nM:4/0\nL:1/4\nK:C\nCDEF|\n", "a time signature or a note length has 0 below the line"),
+        ("midi", "TVRoZAAAAAYAAQ==", "the MIDI data ends in the middle of its header or of a track"),  # 10 bytes
+    ],
+    ids=["tinynotation-meter", "abc-length", "abc-meter", "midi-cut-short"],
+)
+def test_a_fault_music21_reports_as_a_python_error_is_told_in_musical_words(
+    alice: Any, call: Any, source_type: str, source: str, told: str
+) -> None:
+    # They were "float division by zero", "division by zero" and "index out of range"
+    with pytest.raises(ScoreParseError) as refused:
+        call(alice, "import_score", score_id="x", source=source, source_type=source_type)
+    assert str(refused.value).startswith(f"The {source_type} source could not be parsed: {told}")
+    assert not Score.objects.filter(score_id="x").exists()
+
+
 def test_an_abc_parse_error_is_told_without_music21s_objects(alice: Any, call: Any) -> None:
     # music21's ABC parser appends "tPrev: None, token: <music21.abcFormat.ABCNote 'a'>, tNext: ..." to its reason
     with pytest.raises(ScoreParseError) as refused:

@@ -144,7 +144,9 @@ def _parse(
     except (RejectedInput, ScoreParseError, InvalidArguments):
         raise
     except Exception as exc:  # music21's parsers raise a wide variety of exceptions on bad input
-        raise ScoreParseError(f"The {source_format} source could not be parsed: {_describe(exc)}") from exc
+        raise ScoreParseError(
+            f"The {source_format} source could not be parsed: {_describe(exc, source_format)}"
+        ) from exc
     return _as_score(parsed, source_format)
 
 
@@ -501,9 +503,14 @@ def _as_score(parsed: object, source_format: str) -> stream.Score:
     return parsed
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: Exception, source_format: str) -> str:
     """A parser's complaint in the caller's words: its first line, without the sentences that show music21's own
-    objects (the ABC parser appends "tPrev: None, token: <music21.abcFormat.ABCNote 'a'>, ..." to its reason)."""
+    objects (the ABC parser appends "tPrev: None, token: <music21.abcFormat.ABCNote 'a'>, ..." to its reason).
+    The faults music21 reports only as Python's own errors are told as what they are in the music."""
+    if isinstance(exc, ZeroDivisionError):  # "float division by zero"
+        return "a time signature or a note length has 0 below the line (such as 4/0, or L:1/0 in ABC)"
+    if source_format == "midi" and isinstance(exc, IndexError):  # "index out of range"
+        return "the MIDI data ends in the middle of its header or of a track (the file is cut short)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     sentences = re.split(r"(?<=\.)\s+", text)
     kept = [sentence for sentence in sentences if "<music21." not in sentence]
