@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import secrets
+import sys
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -448,4 +449,6 @@ LOGGING = {
 }
 
 if _problems:
-    raise ImproperlyConfigured("Invalid configuration:\n  " + "\n  ".join(_problems))
+    # The operator reads these lines, not a traceback through Django's start-up: exit with them, whatever runs the
+    # settings (manage.py, uvicorn, celery).
+    sys.exit("Invalid configuration:\n  " + "\n  ".join(_problems))

@@ -52,11 +52,12 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"REQUIRE_AUTH": "false"}, "REQUIRE_AUTH: /mcp always requires an OAuth bearer token, so false is not"),
     ],
 )
-def test_a_bad_value_stops_start_up_and_is_named(env: dict[str, str], message: str) -> None:
+def test_a_bad_value_stops_start_up_and_is_named_without_a_traceback(env: dict[str, str], message: str) -> None:
     result = _start(**env)
 
     assert result.returncode != 0
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_embedded_defaults_start_without_any_environment() -> None:
