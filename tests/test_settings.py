@@ -45,6 +45,8 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"RATE_LIMIT_PER_MINUTE": "-5"}, "RATE_LIMIT_PER_MINUTE: must be at least 1"),
         ({"BH_USER_SHARE": "1.5"}, "BH_USER_SHARE: must be at most 1"),
         ({"BH_USER_SHARE": "0"}, "BH_USER_SHARE: must be greater than 0"),
+        ({"REQUEST_TIMEOUT": "nan"}, "REQUEST_TIMEOUT: expected a finite number, got 'nan'"),
+        ({"MAX_MEMORY_GB": "inf"}, "MAX_MEMORY_GB: expected a finite number, got 'inf'"),
         ({"DATABASE_URL": "mysql2://x"}, "DATABASE_URL: scheme must be one of"),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),

@@ -4,6 +4,7 @@ which settings.py refuses at start-up all at once, each with its name."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -50,6 +51,10 @@ def env_number(name: str, default: float, *, kind: type = int, minimum: float = 
         number = kind(value.strip())
     except ValueError:
         problems.append(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+        return default
+    if not math.isfinite(number):
+        # float() reads "nan" and "inf", which every comparison below lets through: a time limit of nan never stops.
+        problems.append(f"{name}: expected a finite number, got {value!r}")
         return default
     if number < minimum or (strict_min and number == minimum):
         relation = "greater than" if strict_min else "at least"
