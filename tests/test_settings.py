@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -50,6 +51,7 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"DATABASE_URL": "mysql2://x"}, "DATABASE_URL: scheme must be one of"),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'VERBOSE'"),
         ({"DEPLOYMENT_ENV": "prod"}, "DEPLOYMENT_ENV: expected development, test, staging or production"),
         ({"REQUIRE_AUTH": "false"}, "REQUIRE_AUTH: /mcp always requires an OAuth bearer token, so false is not"),
     ],
@@ -64,6 +66,15 @@ def test_a_bad_value_stops_start_up_and_is_named_without_a_traceback(env: dict[s
 
 def test_embedded_defaults_start_without_any_environment() -> None:
     assert _start().returncode == 0
+
+
+def test_the_log_level_may_be_given_in_lower_case() -> None:
+    result = _python(
+        "-c", "import django, logging; django.setup(); print(logging.getLogger().level)", LOG_LEVEL="debug"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == str(logging.DEBUG)
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:
