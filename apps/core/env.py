@@ -71,4 +71,12 @@ def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str 
     if parts.scheme not in schemes:
         problems.append(f"{name}: scheme must be one of {', '.join(schemes)}, got {value!r}")
         return default
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        problems.append(f"{name}: the port must be a number from 0 to 65535, got {value!r}")
+        return default
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        problems.append(f"{name}: a URL such as https://example.org names its host, got {value!r}")
+        return default
     return value
