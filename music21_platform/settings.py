@@ -293,6 +293,15 @@ for _cidr in _env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/
     except ValueError:
         _problems.append(f"METRICS_ALLOWED_NETWORKS: {_cidr!r} is not a network such as 10.0.0.0/8")
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself when the metrics are declared: a missing folder would fail
+# there, in a traceback.
+_multiproc_dir = env_str("PROMETHEUS_MULTIPROC_DIR")
+if _multiproc_dir and not Path(_multiproc_dir).is_dir():
+    _problems.append(f"PROMETHEUS_MULTIPROC_DIR: {_multiproc_dir!r} is not a directory")
+# A Celery worker's own /metrics (music21_platform/celery.py); 0: none.
+WORKER_METRICS_PORT = env_number("WORKER_METRICS_PORT", 0, minimum=1)
+if WORKER_METRICS_PORT > 65535:
+    _problems.append(f"WORKER_METRICS_PORT: must be at most 65535, got {WORKER_METRICS_PORT!r}")
 OTEL_ENABLED = env_bool("OTEL_ENABLED", False)
 AUDIT_LOG_ENABLED = env_bool("AUDIT_LOG_ENABLED", True)
 # Seconds between writing audit events and sealing them into the hash chain (a thread per process); 0 leaves
