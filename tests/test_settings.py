@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -224,3 +225,20 @@ def test_a_production_start_still_warns_of_a_missing_static_root() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "No directory at" in result.stderr
+
+
+def _readme_variables() -> set[str]:
+    """The variables named in the first column of the README's configuration table."""
+    text = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in text.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+
+
+def test_the_readme_lists_every_variable_the_settings_read_and_no_other() -> None:
+    source = (ROOT / "music21_platform" / "settings.py").read_text()
+    read = set(re.findall(r'env_(?:str|bool|number|url)\(\s*"([A-Z_]+)"', source))
+    read |= set(re.findall(r'_env\.\w+\(\s*"([A-Z_]+)"', source))
+    read |= {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"}  # the OpenTelemetry SDK's own
+
+    assert read - _readme_variables() == set(), "read but not in the README's table"
+    assert _readme_variables() - read == set(), "in the README's table but read by nothing"
