@@ -297,10 +297,19 @@ def test_call_tool_reports_errors_in_one_line(chorale: Any) -> None:
         call_command("call_tool", "score_info", user="alice", arguments='{"score_id": "nope"}')
     with pytest.raises(CommandError, match="not valid JSON"):
         call_command("call_tool", "score_info", user="alice", arguments="{score_id")
-    with pytest.raises(CommandError, match="no user 'mallory'"):
+    with pytest.raises(CommandError, match="no active user 'mallory'"):
         call_command("call_tool", "score_info", user="mallory", arguments="{}")
     with pytest.raises(CommandError, match=r"not valid JSON \(the JSON is nested too deeply\)"):
         call_command("call_tool", "score_info", user="alice", arguments="[" * 100_000)
+
+
+def test_call_tool_refuses_a_deactivated_user(chorale: Any, alice: Any, capsys: Any) -> None:
+    alice.is_active = False
+    alice.save()
+
+    with pytest.raises(CommandError, match=r"^not_found: no active user 'alice'"):
+        call_command("call_tool", "score_info", user="alice", arguments='{"score_id": "chorale"}')
+    assert capsys.readouterr().out == ""
 
 
 def _notes(score: Any) -> list[tuple[float, str, float]]:

@@ -39,9 +39,10 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"invalid_arguments: --args is not valid JSON ({exc}).") from None
         try:
-            user = get_user_model().objects.get(username=options["user"])
+            # A deactivated account (blocked, or on its way out) acts for nobody, here as over HTTP and stdio.
+            user = get_user_model().objects.get(username=options["user"], is_active=True)
         except get_user_model().DoesNotExist:
-            raise CommandError(f"not_found: no user {options['user']!r}.") from None
+            raise CommandError(f"not_found: no active user {options['user']!r}.") from None
         try:
             result = invoke_tool(options["tool"], arguments, caller=Caller.operator(user))
         except ApplicationError as exc:
