@@ -152,11 +152,12 @@ def test_an_https_deployment_sends_hsts_and_secure_cookies_and_lets_probes_in_ov
     assert "301" not in lines["probe"].split()
 
 
-@pytest.mark.parametrize("host", [None, "0.0.0.0"])  # noqa: S104 - listening on every address is the case tested
+@pytest.mark.parametrize("host", [None, "0.0.0.0", "::1"])  # noqa: S104 - listening on every address is tested
 def test_make_run_on_another_port_tells_clients_that_port(tmp_path: Path, host: str | None) -> None:
     """`make run PORT=...` serves the OAuth discovery of that port: a client that meets the 401 there is sent to an
     authorization server and a resource it can reach, not to the default port 8000 where nothing listens. Listening
-    on every address (HOST=0.0.0.0), it names this machine's loopback address, which a local client reaches."""
+    on every address (HOST=0.0.0.0), it names this machine's loopback address, which a local client reaches; on an
+    IPv6 address, that address in brackets."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PUBLIC_URL")}
     server = subprocess.Popen(  # noqa: S603 - the project's own make target
@@ -168,7 +169,7 @@ def test_make_run_on_another_port_tells_clients_that_port(tmp_path: Path, host: 
         start_new_session=True,
     )
     try:
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://{'[::1]' if host == '::1' else '127.0.0.1'}:{port}"
         refused = _when_served(f"{base}/mcp", server)
         assert refused.status_code == 401
         metadata_url = refused.headers["WWW-Authenticate"].split('resource_metadata="')[1].split('"')[0]
