@@ -60,7 +60,13 @@ SECRET_KEY = _secret_key()
 
 PUBLIC_URL = (env_url("PUBLIC_URL", "http://127.0.0.1:8000", schemes=("http", "https")) or "").rstrip("/")
 _public_host = urlsplit(PUBLIC_URL).hostname or "127.0.0.1"
-ALLOWED_HOSTS = _env.list("ALLOWED_HOSTS", default=[_public_host, "127.0.0.1", "localhost", "[::1]"])
+# "a.example, b.example" as people write it: a host with a space around it would match no request.
+ALLOWED_HOSTS = [host.strip() for host in (env_str("ALLOWED_HOSTS") or "").split(",") if host.strip()] or [
+    _public_host,
+    "127.0.0.1",
+    "localhost",
+    "[::1]",
+]
 CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
 
 INSTALLED_APPS = [

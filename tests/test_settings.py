@@ -84,6 +84,24 @@ def test_the_log_level_may_be_given_in_lower_case() -> None:
     assert result.stdout.split()[-1] == str(logging.DEBUG)
 
 
+@pytest.mark.parametrize(
+    ("allowed_hosts", "answers"),
+    [(" music21.example.org , localhost ", ("200", "400")), ("", ("400", "200"))],
+)
+def test_allowed_hosts_as_people_write_them(allowed_hosts: str, answers: tuple[str, str]) -> None:
+    """Spaces around the commas are no part of a name; an empty value is the default (PUBLIC_URL's host, loopback)."""
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "print(Client(HTTP_HOST='music21.example.org').get('/health').status_code,"
+        " Client(HTTP_HOST='127.0.0.1').get('/health').status_code)\n"
+    )
+    result = _python("-c", script, ALLOWED_HOSTS=allowed_hosts)
+
+    assert result.returncode == 0, result.stderr
+    assert tuple(result.stdout.split()[-2:]) == answers
+
+
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text("k" * 50)
