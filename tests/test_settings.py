@@ -56,6 +56,7 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"WORKER_METRICS_PORT": "metrics"}, "WORKER_METRICS_PORT: expected an integer, got 'metrics'"),
         ({"WORKER_METRICS_PORT": "98080"}, "WORKER_METRICS_PORT: must be at most 65535"),
         ({"PROMETHEUS_MULTIPROC_DIR": "/no/such/folder"}, "PROMETHEUS_MULTIPROC_DIR: '/no/such/folder' is not a"),
+        ({"SECURE_HSTS_PRELOAD": "yes"}, "SECURE_HSTS_PRELOAD: expected true or false, got 'yes'"),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'VERBOSE'"),
