@@ -309,6 +309,9 @@ WORKER_METRICS_PORT = env_number("WORKER_METRICS_PORT", 0, minimum=1)
 if WORKER_METRICS_PORT > 65535:
     _problems.append(f"WORKER_METRICS_PORT: must be at most 65535, got {WORKER_METRICS_PORT!r}")
 OTEL_ENABLED = env_bool("OTEL_ENABLED", False)
+if OTEL_ENABLED:
+    # The OpenTelemetry SDK reads it itself, and would only log a failed export per batch of spans.
+    env_url("OTEL_EXPORTER_OTLP_ENDPOINT", None, schemes=("http", "https"))
 AUDIT_LOG_ENABLED = env_bool("AUDIT_LOG_ENABLED", True)
 # Seconds between writing audit events and sealing them into the hash chain (a thread per process); 0 leaves
 # sealing to the periodic task and to verify_audit_chain.
