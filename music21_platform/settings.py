@@ -192,7 +192,8 @@ else:
     DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+# Not unix://: Celery's broker and result backend, which follow REDIS_URL, do not read it.
+REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss"))
 if REDIS_URL:
     CACHES = {
         "default": {
