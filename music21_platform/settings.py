@@ -141,6 +141,10 @@ try:
 except (ImproperlyConfigured, ValueError) as exc:  # pragma: no cover - message path
     _problems.append(f"DATABASE_URL: {exc}")
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3") and DATABASES["default"]["NAME"] in ("", ":memory:"):
+    # sqlite:// is an in-memory database: a different, empty one for every thread's connection (tool calls run in
+    # threads), so nothing migrated or stored would be seen. (PostgreSQL without a name may take it from PGDATABASE.)
+    _problems.append(f"DATABASE_URL: names no database file (sqlite:///path/to/db.sqlite3), got {_database_url!r}")
 # PostgreSQL's connection pool (below; its size with the product limits, from which it follows): the idle time
 # after which it closes a connection it has spare, how long a thread waits for a connection.
 DB_POOL_MAX_IDLE = env_number("DB_POOL_MAX_IDLE", 10.0, kind=float, minimum=0, strict_min=True)

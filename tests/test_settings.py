@@ -62,6 +62,7 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
             "OTEL_EXPORTER_OTLP_ENDPOINT: scheme must be one of http, https, got 'jaeger:4318'",
         ),
         ({"REDIS_URL": "unix:///run/redis.sock"}, "REDIS_URL: scheme must be one of redis, rediss, got 'unix:"),
+        ({"DATABASE_URL": "sqlite://"}, "DATABASE_URL: names no database file (sqlite:///path/to/db.sqlite3), got"),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'VERBOSE'"),
