@@ -214,7 +214,10 @@ else:
 
 # --- Celery -----------------------------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp", "memory"))
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp"))
+if CELERY_BROKER_URL and not REDIS_URL:
+    # The results (a corpus job's chunks, read back as they finish) are kept in Redis whatever the broker.
+    _problems.append("CELERY_BROKER_URL: needs REDIS_URL as well (task results are kept there)")
 # Without a broker, tasks run in the calling process: the embedded default for a laptop and for tests.
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -63,6 +63,8 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ),
         ({"REDIS_URL": "unix:///run/redis.sock"}, "REDIS_URL: scheme must be one of redis, rediss, got 'unix:"),
         ({"DATABASE_URL": "sqlite://"}, "DATABASE_URL: names no database file (sqlite:///path/to/db.sqlite3), got"),
+        ({"CELERY_BROKER_URL": "amqp://rabbit:5672//"}, "CELERY_BROKER_URL: needs REDIS_URL as well"),
+        ({"CELERY_BROKER_URL": "memory://"}, "CELERY_BROKER_URL: scheme must be one of redis, rediss, amqp, got"),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'VERBOSE'"),
