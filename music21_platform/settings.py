@@ -59,7 +59,12 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 
 PUBLIC_URL = (env_url("PUBLIC_URL", "http://127.0.0.1:8000", schemes=("http", "https")) or "").rstrip("/")
-_public_host = urlsplit(PUBLIC_URL).hostname or "127.0.0.1"
+_public_parts = urlsplit(PUBLIC_URL)
+if _public_parts.path or _public_parts.query or _public_parts.fragment:
+    # The server answers at the root of its host (the sign-in page, the OAuth endpoints, the discovery documents):
+    # the issuer and the MCP resource are built on PUBLIC_URL, and under a path they would name pages nobody serves.
+    _problems.append(f"PUBLIC_URL: only scheme, host and port, such as https://music21.example.org, got {PUBLIC_URL!r}")
+_public_host = _public_parts.hostname or "127.0.0.1"
 # "a.example, b.example" as people write it: a host with a space around it would match no request.
 ALLOWED_HOSTS = [host.strip() for host in (env_str("ALLOWED_HOSTS") or "").split(",") if host.strip()] or [
     _public_host,
