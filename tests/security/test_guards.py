@@ -400,6 +400,24 @@ def test_resetting_breakers_while_redis_is_unreachable_says_so_and_fails(db: Non
     assert "reset: all" not in result.stdout
 
 
+def test_the_breakers_command_without_redis_points_to_the_admin(db: None) -> None:
+    environment = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "circuit_breakers", "--reset", "all"],
+        env={**environment, "DJANGO_SETTINGS_MODULE": "music21_platform.settings"},
+        cwd=django_settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "Without REDIS_URL each serving process keeps its own breakers" in result.stderr
+    assert "/admin/security/breakers/" in result.stderr
+    assert "reset: all" not in result.stdout
+
+
 def test_bad_input_does_not_open_a_breaker(alice: Any, settings: Any, tmp_path: Any) -> None:
     settings.SCORE_IMPORT_ROOT = tmp_path
     settings.CB_FAILURE_THRESHOLD = 1

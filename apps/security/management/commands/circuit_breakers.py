@@ -19,6 +19,12 @@ class Command(BaseCommand):
         parser.add_argument("--reset", metavar="GROUP", help=f"Close this group's breaker ({', '.join(GROUPS)}, all).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.REDIS_URL:
+            # Each serving process then keeps its breakers in its own memory, out of this process's reach.
+            raise CommandError(
+                "Without REDIS_URL each serving process keeps its own breakers, which this command cannot see or "
+                "reset: use the admin's page /admin/security/breakers/ of the server."
+            )
         group = options["reset"]
         if group:
             if group != "all" and group not in GROUPS:
