@@ -294,7 +294,8 @@ MAX_SCORE_BYTES = env_number("MAX_SCORE_BYTES", 5 * 1024 * 1024, minimum=1)
 ENABLE_CACHING = env_bool("ENABLE_CACHING", True)
 RATE_LIMIT_PER_MINUTE = env_number("RATE_LIMIT_PER_MINUTE", 100, minimum=1)
 RATE_LIMIT_BURST = env_number("RATE_LIMIT_BURST", 20, minimum=0)
-LOCKOUT_DURATION = env_number("LOCKOUT_DURATION", 300, minimum=0)
+# Not 0: a lockout or block of no seconds ends as it starts, which would switch both off without a word.
+LOCKOUT_DURATION = env_number("LOCKOUT_DURATION", 300, minimum=1)
 # Prefix of the guards' keys in Redis: replicas of one deployment share it; two deployments on one Redis must not.
 GUARD_NAMESPACE = env_str("GUARD_NAMESPACE", "m21") or "m21"
 CB_FAILURE_THRESHOLD = env_number("CB_FAILURE_THRESHOLD", 5, minimum=1)

@@ -66,6 +66,7 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"CELERY_BROKER_URL": "amqp://rabbit:5672//"}, "CELERY_BROKER_URL: needs REDIS_URL as well"),
         ({"CELERY_BROKER_URL": "memory://"}, "CELERY_BROKER_URL: scheme must be one of redis, rediss, amqp, got"),
         ({"PUBLIC_URL": "https://example.org/music21"}, "PUBLIC_URL: only scheme, host and port, such as https://"),
+        ({"LOCKOUT_DURATION": "0"}, "LOCKOUT_DURATION: must be at least 1, got '0'"),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'VERBOSE'"),
