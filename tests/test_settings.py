@@ -67,6 +67,10 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"CELERY_BROKER_URL": "memory://"}, "CELERY_BROKER_URL: scheme must be one of redis, rediss, amqp, got"),
         ({"PUBLIC_URL": "https://example.org/music21"}, "PUBLIC_URL: only scheme, host and port, such as https://"),
         ({"LOCKOUT_DURATION": "0"}, "LOCKOUT_DURATION: must be at least 1, got '0'"),
+        (
+            {"DATABASE_URL": "postgres://music21:pa#ss@db:5432/music21"},
+            "DATABASE_URL: the port must be a number from 0 to 65535 (in a user name or password, write : / ? # @ as",
+        ),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'VERBOSE'"),

@@ -74,7 +74,10 @@ def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str 
     try:
         parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
     except ValueError:
-        problems.append(f"{name}: the port must be a number from 0 to 65535, got {value!r}")
+        problems.append(
+            f"{name}: the port must be a number from 0 to 65535 (in a user name or password, write : / ? # @ as "
+            f"%3A %2F %3F %23 %40), got {value!r}"
+        )
         return default
     if parts.scheme in ("http", "https") and not parts.hostname:
         problems.append(f"{name}: a URL such as https://example.org names its host, got {value!r}")
