@@ -10,8 +10,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # The URL clients reach the server by (the OAuth issuer and the MCP resource, which tokens are bound to): where
 # `make run` listens (this machine, when it listens on every address), unless PUBLIC_URL is set. To serve other
-# machines (HOST=0.0.0.0), set it to the URL they use.
-PUBLIC_URL ?= http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
+# machines (HOST=0.0.0.0), set it to the URL they use. An IPv6 address is written in brackets in a URL.
+PUBLIC_URL ?= http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(if $(findstring :,$(HOST)),[$(HOST)],$(HOST))):$(PORT)
 
 .PHONY: install install-js run test lint format bench migrate
 

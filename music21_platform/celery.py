@@ -18,7 +18,9 @@ app.autodiscover_tasks()
 def _serve_worker_metrics(**kwargs: object) -> None:
     """A worker has no web server: with WORKER_METRICS_PORT set it serves its own /metrics (every pool process's
     values when PROMETHEUS_MULTIPROC_DIR is set)."""
-    port = os.environ.get("WORKER_METRICS_PORT")
+    from django.conf import settings
+
+    port = settings.WORKER_METRICS_PORT
     if not port:
         return
     from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
@@ -28,7 +30,7 @@ def _serve_worker_metrics(**kwargs: object) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-    start_http_server(int(port), registry=registry)
+    start_http_server(port, registry=registry)
 
 
 @worker_process_init.connect

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import secrets
+import sys
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -58,8 +59,19 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 
 PUBLIC_URL = (env_url("PUBLIC_URL", "http://127.0.0.1:8000", schemes=("http", "https")) or "").rstrip("/")
-_public_host = urlsplit(PUBLIC_URL).hostname or "127.0.0.1"
-ALLOWED_HOSTS = _env.list("ALLOWED_HOSTS", default=[_public_host, "127.0.0.1", "localhost", "[::1]"])
+_public_parts = urlsplit(PUBLIC_URL)
+if _public_parts.path or _public_parts.query or _public_parts.fragment:
+    # The server answers at the root of its host (the sign-in page, the OAuth endpoints, the discovery documents):
+    # the issuer and the MCP resource are built on PUBLIC_URL, and under a path they would name pages nobody serves.
+    _problems.append(f"PUBLIC_URL: only scheme, host and port, such as https://music21.example.org, got {PUBLIC_URL!r}")
+_public_host = _public_parts.hostname or "127.0.0.1"
+# "a.example, b.example" as people write it: a host with a space around it would match no request.
+ALLOWED_HOSTS = [host.strip() for host in (env_str("ALLOWED_HOSTS") or "").split(",") if host.strip()] or [
+    _public_host,
+    "127.0.0.1",
+    "localhost",
+    "[::1]",
+]
 CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
 
 INSTALLED_APPS = [
@@ -134,6 +146,10 @@ try:
 except (ImproperlyConfigured, ValueError) as exc:  # pragma: no cover - message path
     _problems.append(f"DATABASE_URL: {exc}")
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3") and DATABASES["default"]["NAME"] in ("", ":memory:"):
+    # sqlite:// is an in-memory database: a different, empty one for every thread's connection (tool calls run in
+    # threads), so nothing migrated or stored would be seen. (PostgreSQL without a name may take it from PGDATABASE.)
+    _problems.append(f"DATABASE_URL: names no database file (sqlite:///path/to/db.sqlite3), got {_database_url!r}")
 # PostgreSQL's connection pool (below; its size with the product limits, from which it follows): the idle time
 # after which it closes a connection it has spare, how long a thread waits for a connection.
 DB_POOL_MAX_IDLE = env_number("DB_POOL_MAX_IDLE", 10.0, kind=float, minimum=0, strict_min=True)
@@ -185,7 +201,8 @@ else:
     DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+# Not unix://: Celery's broker and result backend, which follow REDIS_URL, do not read it.
+REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss"))
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -202,7 +219,10 @@ else:
 
 # --- Celery -----------------------------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp", "memory"))
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp"))
+if CELERY_BROKER_URL and not REDIS_URL:
+    # The results (a corpus job's chunks, read back as they finish) are kept in Redis whatever the broker.
+    _problems.append("CELERY_BROKER_URL: needs REDIS_URL as well (task results are kept there)")
 # Without a broker, tasks run in the calling process: the embedded default for a laptop and for tests.
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -274,7 +294,8 @@ MAX_SCORE_BYTES = env_number("MAX_SCORE_BYTES", 5 * 1024 * 1024, minimum=1)
 ENABLE_CACHING = env_bool("ENABLE_CACHING", True)
 RATE_LIMIT_PER_MINUTE = env_number("RATE_LIMIT_PER_MINUTE", 100, minimum=1)
 RATE_LIMIT_BURST = env_number("RATE_LIMIT_BURST", 20, minimum=0)
-LOCKOUT_DURATION = env_number("LOCKOUT_DURATION", 300, minimum=0)
+# Not 0: a lockout or block of no seconds ends as it starts, which would switch both off without a word.
+LOCKOUT_DURATION = env_number("LOCKOUT_DURATION", 300, minimum=1)
 # Prefix of the guards' keys in Redis: replicas of one deployment share it; two deployments on one Redis must not.
 GUARD_NAMESPACE = env_str("GUARD_NAMESPACE", "m21") or "m21"
 CB_FAILURE_THRESHOLD = env_number("CB_FAILURE_THRESHOLD", 5, minimum=1)
@@ -292,7 +313,19 @@ for _cidr in _env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/
     except ValueError:
         _problems.append(f"METRICS_ALLOWED_NETWORKS: {_cidr!r} is not a network such as 10.0.0.0/8")
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself when the metrics are declared: a missing folder would fail
+# there, in a traceback.
+_multiproc_dir = env_str("PROMETHEUS_MULTIPROC_DIR")
+if _multiproc_dir and not Path(_multiproc_dir).is_dir():
+    _problems.append(f"PROMETHEUS_MULTIPROC_DIR: {_multiproc_dir!r} is not a directory")
+# A Celery worker's own /metrics (music21_platform/celery.py); 0: none.
+WORKER_METRICS_PORT = env_number("WORKER_METRICS_PORT", 0, minimum=1)
+if WORKER_METRICS_PORT > 65535:
+    _problems.append(f"WORKER_METRICS_PORT: must be at most 65535, got {WORKER_METRICS_PORT!r}")
 OTEL_ENABLED = env_bool("OTEL_ENABLED", False)
+if OTEL_ENABLED:
+    # The OpenTelemetry SDK reads it itself, and would only log a failed export per batch of spans.
+    env_url("OTEL_EXPORTER_OTLP_ENDPOINT", None, schemes=("http", "https"))
 AUDIT_LOG_ENABLED = env_bool("AUDIT_LOG_ENABLED", True)
 # Seconds between writing audit events and sealing them into the hash chain (a thread per process); 0 leaves
 # sealing to the periodic task and to verify_audit_chain.
@@ -383,6 +416,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Joining the browsers' preload list is hard to undo and concerns the whole domain: the operator's choice. Read (and
+# a typo refused) whatever the URL, though only an https one sends HSTS.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 if PUBLIC_URL.startswith("https://"):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -390,8 +426,6 @@ if PUBLIC_URL.startswith("https://"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = 365 * 24 * 3600
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    # Joining the browsers' preload list is hard to undo and concerns the whole domain: the operator's choice.
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
     if not SECURE_HSTS_PRELOAD:
         SILENCED_SYSTEM_CHECKS.append("security.W021")
     SECURE_SSL_REDIRECT = True
@@ -422,6 +456,10 @@ CONTENT_SECURITY_POLICY = {
 LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEPLOYMENT_ENV in ("development", "test") else "json")
 if LOG_FORMAT not in ("json", "plain"):
     _problems.append(f"LOG_FORMAT: expected json or plain, got {LOG_FORMAT!r}")
+LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    _problems.append(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+    LOG_LEVEL = "INFO"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -439,7 +477,7 @@ LOGGING = {
             "filters": ["call_context"],
         }
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # The MCP SDK logs every stateless request's transport start and end at INFO, and HTTP clients every request:
     # noise that costs a formatted line per call.
     "loggers": {
@@ -448,4 +486,6 @@ LOGGING = {
 }
 
 if _problems:
-    raise ImproperlyConfigured("Invalid configuration:\n  " + "\n  ".join(_problems))
+    # The operator reads these lines, not a traceback through Django's start-up: exit with them, whatever runs the
+    # settings (manage.py, uvicorn, celery).
+    sys.exit("Invalid configuration:\n  " + "\n  ".join(_problems))

@@ -173,7 +173,6 @@ READ_ELSEWHERE = {
     "WEB_WORKERS", "WORKER_CONCURRENCY", "MIGRATE_ON_START", "WEB_GRACEFUL_TIMEOUT",  # docker-entrypoint.sh
     "PUBLIC_HOSTNAME",  # the Kubernetes deployments build ALLOWED_HOSTS from it
     "FORWARDED_ALLOW_IPS",  # uvicorn
-    "PROMETHEUS_MULTIPROC_DIR", "WORKER_METRICS_PORT",  # apps/security/monitoring.py, music21_platform/celery.py
 }  # fmt: skip
 
 

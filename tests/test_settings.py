@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,22 +47,74 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"RATE_LIMIT_PER_MINUTE": "-5"}, "RATE_LIMIT_PER_MINUTE: must be at least 1"),
         ({"BH_USER_SHARE": "1.5"}, "BH_USER_SHARE: must be at most 1"),
         ({"BH_USER_SHARE": "0"}, "BH_USER_SHARE: must be greater than 0"),
+        ({"REQUEST_TIMEOUT": "nan"}, "REQUEST_TIMEOUT: expected a finite number, got 'nan'"),
+        ({"MAX_MEMORY_GB": "inf"}, "MAX_MEMORY_GB: expected a finite number, got 'inf'"),
         ({"DATABASE_URL": "mysql2://x"}, "DATABASE_URL: scheme must be one of"),
+        ({"PUBLIC_URL": "http://example.org:80a"}, "PUBLIC_URL: the port must be a number from 0 to 65535"),
+        ({"REDIS_URL": "redis://127.0.0.1:99999/0"}, "REDIS_URL: the port must be a number from 0 to 65535"),
+        ({"PUBLIC_URL": "https://"}, "PUBLIC_URL: a URL such as https://example.org names its host, got 'https://'"),
+        ({"WORKER_METRICS_PORT": "metrics"}, "WORKER_METRICS_PORT: expected an integer, got 'metrics'"),
+        ({"WORKER_METRICS_PORT": "98080"}, "WORKER_METRICS_PORT: must be at most 65535"),
+        ({"PROMETHEUS_MULTIPROC_DIR": "/no/such/folder"}, "PROMETHEUS_MULTIPROC_DIR: '/no/such/folder' is not a"),
+        ({"SECURE_HSTS_PRELOAD": "yes"}, "SECURE_HSTS_PRELOAD: expected true or false, got 'yes'"),
+        (
+            {"OTEL_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "jaeger:4318"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT: scheme must be one of http, https, got 'jaeger:4318'",
+        ),
+        ({"REDIS_URL": "unix:///run/redis.sock"}, "REDIS_URL: scheme must be one of redis, rediss, got 'unix:"),
+        ({"DATABASE_URL": "sqlite://"}, "DATABASE_URL: names no database file (sqlite:///path/to/db.sqlite3), got"),
+        ({"CELERY_BROKER_URL": "amqp://rabbit:5672//"}, "CELERY_BROKER_URL: needs REDIS_URL as well"),
+        ({"CELERY_BROKER_URL": "memory://"}, "CELERY_BROKER_URL: scheme must be one of redis, rediss, amqp, got"),
+        ({"PUBLIC_URL": "https://example.org/music21"}, "PUBLIC_URL: only scheme, host and port, such as https://"),
+        ({"LOCKOUT_DURATION": "0"}, "LOCKOUT_DURATION: must be at least 1, got '0'"),
+        (
+            {"DATABASE_URL": "postgres://music21:pa#ss@db:5432/music21"},
+            "DATABASE_URL: the port must be a number from 0 to 65535 (in a user name or password, write : / ? # @ as",
+        ),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'VERBOSE'"),
         ({"DEPLOYMENT_ENV": "prod"}, "DEPLOYMENT_ENV: expected development, test, staging or production"),
         ({"REQUIRE_AUTH": "false"}, "REQUIRE_AUTH: /mcp always requires an OAuth bearer token, so false is not"),
     ],
 )
-def test_a_bad_value_stops_start_up_and_is_named(env: dict[str, str], message: str) -> None:
+def test_a_bad_value_stops_start_up_and_is_named_without_a_traceback(env: dict[str, str], message: str) -> None:
     result = _start(**env)
 
     assert result.returncode != 0
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_embedded_defaults_start_without_any_environment() -> None:
     assert _start().returncode == 0
+
+
+def test_the_log_level_may_be_given_in_lower_case() -> None:
+    result = _python(
+        "-c", "import django, logging; django.setup(); print(logging.getLogger().level)", LOG_LEVEL="debug"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == str(logging.DEBUG)
+
+
+@pytest.mark.parametrize(
+    ("allowed_hosts", "answers"),
+    [(" music21.example.org , localhost ", ("200", "400")), ("", ("400", "200"))],
+)
+def test_allowed_hosts_as_people_write_them(allowed_hosts: str, answers: tuple[str, str]) -> None:
+    """Spaces around the commas are no part of a name; an empty value is the default (PUBLIC_URL's host, loopback)."""
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "print(Client(HTTP_HOST='music21.example.org').get('/health').status_code,"
+        " Client(HTTP_HOST='127.0.0.1').get('/health').status_code)\n"
+    )
+    result = _python("-c", script, ALLOWED_HOSTS=allowed_hosts)
+
+    assert result.returncode == 0, result.stderr
+    assert tuple(result.stdout.split()[-2:]) == answers
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:
@@ -131,11 +185,12 @@ def test_an_https_deployment_sends_hsts_and_secure_cookies_and_lets_probes_in_ov
     assert "301" not in lines["probe"].split()
 
 
-@pytest.mark.parametrize("host", [None, "0.0.0.0"])  # noqa: S104 - listening on every address is the case tested
+@pytest.mark.parametrize("host", [None, "0.0.0.0", "::1"])  # noqa: S104 - listening on every address is tested
 def test_make_run_on_another_port_tells_clients_that_port(tmp_path: Path, host: str | None) -> None:
     """`make run PORT=...` serves the OAuth discovery of that port: a client that meets the 401 there is sent to an
     authorization server and a resource it can reach, not to the default port 8000 where nothing listens. Listening
-    on every address (HOST=0.0.0.0), it names this machine's loopback address, which a local client reaches."""
+    on every address (HOST=0.0.0.0), it names this machine's loopback address, which a local client reaches; on an
+    IPv6 address, that address in brackets."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PUBLIC_URL")}
     server = subprocess.Popen(  # noqa: S603 - the project's own make target
@@ -147,7 +202,7 @@ def test_make_run_on_another_port_tells_clients_that_port(tmp_path: Path, host: 
         start_new_session=True,
     )
     try:
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://{'[::1]' if host == '::1' else '127.0.0.1'}:{port}"
         refused = _when_served(f"{base}/mcp", server)
         assert refused.status_code == 401
         metadata_url = refused.headers["WWW-Authenticate"].split('resource_metadata="')[1].split('"')[0]
@@ -204,3 +259,20 @@ def test_a_production_start_still_warns_of_a_missing_static_root() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "No directory at" in result.stderr
+
+
+def _readme_variables() -> set[str]:
+    """The variables named in the first column of the README's configuration table."""
+    text = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in text.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+
+
+def test_the_readme_lists_every_variable_the_settings_read_and_no_other() -> None:
+    source = (ROOT / "music21_platform" / "settings.py").read_text()
+    read = set(re.findall(r'env_(?:str|bool|number|url)\(\s*"([A-Z_]+)"', source))
+    read |= set(re.findall(r'_env\.\w+\(\s*"([A-Z_]+)"', source))
+    read |= {"OTEL_SERVICE_NAME"}  # the OpenTelemetry SDK's own
+
+    assert read - _readme_variables() == set(), "read but not in the README's table"
+    assert _readme_variables() - read == set(), "in the README's table but read by nothing"

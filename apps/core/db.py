@@ -32,3 +32,10 @@ def no_connection_to_be_had(error: BaseException) -> bool:
     refusing connections, or every connection taken) rather than a connection that broke: asking again at once
     would only wait as long again, so such an error is not retried."""
     return isinstance(error.__cause__, PoolTimeout)
+
+
+def database_problem(error: BaseException) -> str:
+    """What an operator's command says when the database cannot answer at all: its first line, and what to check,
+    instead of a traceback (a database that is down, a wrong DATABASE_URL, a new database not yet migrated)."""
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"cannot read the database ({first_line}): check DATABASE_URL, and run `manage.py migrate` on a new one."

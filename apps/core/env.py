@@ -4,6 +4,7 @@ which settings.py refuses at start-up all at once, each with its name."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,6 +52,10 @@ def env_number(name: str, default: float, *, kind: type = int, minimum: float = 
     except ValueError:
         problems.append(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
         return default
+    if not math.isfinite(number):
+        # float() reads "nan" and "inf", which every comparison below lets through: a time limit of nan never stops.
+        problems.append(f"{name}: expected a finite number, got {value!r}")
+        return default
     if number < minimum or (strict_min and number == minimum):
         relation = "greater than" if strict_min else "at least"
         problems.append(f"{name}: must be {relation} {minimum}, got {value!r}")
@@ -65,5 +70,16 @@ def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str 
     parts = urlsplit(value)
     if parts.scheme not in schemes:
         problems.append(f"{name}: scheme must be one of {', '.join(schemes)}, got {value!r}")
+        return default
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        problems.append(
+            f"{name}: the port must be a number from 0 to 65535 (in a user name or password, write : / ? # @ as "
+            f"%3A %2F %3F %23 %40), got {value!r}"
+        )
+        return default
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        problems.append(f"{name}: a URL such as https://example.org names its host, got {value!r}")
         return default
     return value

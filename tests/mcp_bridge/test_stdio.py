@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from typing import Any
 
@@ -45,3 +46,20 @@ def test_stdio_refuses_an_unknown_user(db: None) -> None:
 
     with pytest.raises(CommandError, match="No active user 'nobody'"):
         call_command("mcp_stdio", user="nobody")
+
+
+def test_stdio_on_a_database_not_yet_migrated_says_so_in_one_line(tmp_path: Any) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "mcp_stdio", "--user", "alice"],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"},
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("CommandError: cannot read the database (no such table: auth_user)")
+    assert "Traceback" not in result.stderr

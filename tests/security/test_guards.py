@@ -37,7 +37,7 @@ from apps.core.errors import (
 from apps.security import breakers, bulkheads
 from apps.security.models import Block, SecurityEvent
 from apps.tools.invocation import Caller, invoke_tool
-from tests.support import free_port
+from tests.support import free_port, subprocess_database_url
 
 ENTITY_BOMB = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
@@ -377,6 +377,45 @@ def test_two_processes_share_one_breaker(alice: Any, settings: Any, extra_tool: 
         capture_output=True,
     )
     assert invoke_tool("test_fine", {}, caller=_as(alice))["ok"] is True
+
+
+def test_resetting_breakers_while_redis_is_unreachable_says_so_and_fails(db: None) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "circuit_breakers", "--reset", "all"],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+            "DATABASE_URL": subprocess_database_url(),
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        },
+        cwd=django_settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "is unreachable: the shared breakers could not be reset" in result.stderr
+    assert "reset: all" not in result.stdout
+
+
+def test_the_breakers_command_without_redis_points_to_the_admin(db: None) -> None:
+    environment = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "circuit_breakers", "--reset", "all"],
+        env={**environment, "DJANGO_SETTINGS_MODULE": "music21_platform.settings"},
+        cwd=django_settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "Without REDIS_URL each serving process keeps its own breakers" in result.stderr
+    assert "/admin/security/breakers/" in result.stderr
+    assert "reset: all" not in result.stdout
 
 
 def test_bad_input_does_not_open_a_breaker(alice: Any, settings: Any, tmp_path: Any) -> None:

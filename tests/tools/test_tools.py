@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -297,10 +300,36 @@ def test_call_tool_reports_errors_in_one_line(chorale: Any) -> None:
         call_command("call_tool", "score_info", user="alice", arguments='{"score_id": "nope"}')
     with pytest.raises(CommandError, match="not valid JSON"):
         call_command("call_tool", "score_info", user="alice", arguments="{score_id")
-    with pytest.raises(CommandError, match="no user 'mallory'"):
+    with pytest.raises(CommandError, match="no active user 'mallory'"):
         call_command("call_tool", "score_info", user="mallory", arguments="{}")
     with pytest.raises(CommandError, match=r"not valid JSON \(the JSON is nested too deeply\)"):
         call_command("call_tool", "score_info", user="alice", arguments="[" * 100_000)
+
+
+def test_call_tool_refuses_a_deactivated_user(chorale: Any, alice: Any, capsys: Any) -> None:
+    alice.is_active = False
+    alice.save()
+
+    with pytest.raises(CommandError, match=r"^not_found: no active user 'alice'"):
+        call_command("call_tool", "score_info", user="alice", arguments='{"score_id": "chorale"}')
+    assert capsys.readouterr().out == ""
+
+
+def test_call_tool_on_a_database_not_yet_migrated_says_so_in_one_line(tmp_path: Any) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "call_tool", "list_scores", "--user", "alice"],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"},
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("CommandError: unavailable: cannot read the database (no such table: auth_user)")
+    assert "run `manage.py migrate`" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def _notes(score: Any) -> list[tuple[float, str, float]]:

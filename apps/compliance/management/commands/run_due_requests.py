@@ -2,13 +2,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from apps.compliance.services import subject_requests_run_due
+from apps.core.db import database_problem
 
 
 class Command(BaseCommand):
     help = "Run every data-subject request whose time has come (what the periodic task does; for cron without beat)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self.stdout.write(f"{subject_requests_run_due()} request(s) run.")
+        try:
+            count = subject_requests_run_due()
+        except DatabaseError as exc:
+            raise CommandError(database_problem(exc)) from None
+        self.stdout.write(f"{count} request(s) run.")

@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from apps.compliance.audit import audit_verify
+from apps.core.db import database_problem
 
 
 class Command(BaseCommand):
@@ -16,7 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-seal", action="store_true", help="Verify only; do not seal new events first.")
 
     def handle(self, *args: Any, no_seal: bool = False, **options: Any) -> None:
-        report = audit_verify(seal_first=not no_seal)
+        try:
+            report = audit_verify(seal_first=not no_seal)
+        except DatabaseError as exc:
+            raise CommandError(database_problem(exc)) from None
         if not report.ok:
             where = f"audit event id {report.broken_event_id} " if report.broken_event_id else ""
             raise CommandError(

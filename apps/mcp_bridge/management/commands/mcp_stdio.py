@@ -11,8 +11,10 @@ from typing import Any
 import anyio
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from mcp.server.stdio import stdio_server
 
+from apps.core.db import database_problem
 from apps.mcp_bridge.server import build_server
 from apps.tools.invocation import Caller
 
@@ -28,6 +30,8 @@ class Command(BaseCommand):
             user = get_user_model().objects.get(username=options["user"], is_active=True)
         except get_user_model().DoesNotExist:
             raise CommandError(f"No active user {options['user']!r}; create one with createsuperuser.") from None
+        except DatabaseError as exc:
+            raise CommandError(database_problem(exc)) from None
 
         async def identify(ctx: Any) -> Caller:
             return Caller.operator(user, transport="mcp-stdio")  # a fresh request id per call

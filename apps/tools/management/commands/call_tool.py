@@ -7,7 +7,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
+from apps.core.db import database_problem
 from apps.core.errors import ApplicationError
 from apps.core.json_input import json_parse
 from apps.tools.invocation import Caller, invoke_tool
@@ -39,9 +41,12 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"invalid_arguments: --args is not valid JSON ({exc}).") from None
         try:
-            user = get_user_model().objects.get(username=options["user"])
+            # A deactivated account (blocked, or on its way out) acts for nobody, here as over HTTP and stdio.
+            user = get_user_model().objects.get(username=options["user"], is_active=True)
         except get_user_model().DoesNotExist:
-            raise CommandError(f"not_found: no user {options['user']!r}.") from None
+            raise CommandError(f"not_found: no active user {options['user']!r}.") from None
+        except DatabaseError as exc:
+            raise CommandError(f"unavailable: {database_problem(exc)}") from None
         try:
             result = invoke_tool(options["tool"], arguments, caller=Caller.operator(user))
         except ApplicationError as exc:
