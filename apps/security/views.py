@@ -283,7 +283,15 @@ def _loopback_origin(request: HttpRequest) -> str | None:
     return origin if origin and urlsplit(origin).hostname in LOOPBACK_HOSTS else None
 
 
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# Grants oauthlib's server would still take up, refused before it sees them. The device grant: django-oauth-toolkit
+# routes it to its device flow before oauthlib (a 500 without device_code). The password grant: oauthlib
+# authenticates the client first, so a public client asking for it got 401 invalid_client, recorded as a wrong
+# client secret against its address, and a confidential one invalid_grant "Invalid credentials given." even with
+# the right password.
+REFUSED_GRANTS = {
+    "urn:ietf:params:oauth:grant-type:device_code": "The device authorization grant is not offered.",
+    "password": "The password grant is not offered (OAuth 2.1); use the authorization code grant with PKCE.",
+}
 
 
 def _token_error(response: HttpResponse) -> HttpResponse:
@@ -315,10 +323,9 @@ class TokenView(oauth2_views.TokenView):
         refused = _blocked_response(request)
         if refused is not None:
             return _token_error(refused)
-        if request.POST.get("grant_type") == DEVICE_CODE_GRANT:
-            # django-oauth-toolkit routes this grant to its device flow before oauthlib sees the request (a 500
-            # without device_code); the flow is not offered here.
-            return _token_error(_error("unsupported_grant_type", "The device authorization grant is not offered."))
+        refused_grant = REFUSED_GRANTS.get(request.POST.get("grant_type", ""))
+        if refused_grant is not None:
+            return _token_error(_error("unsupported_grant_type", refused_grant))
         response = _token_error(super().post(request, *args, **kwargs))
         if response.status_code == 401:
             # A wrong client secret counts toward blocking the address that sent it. The client_id in the request

@@ -14,6 +14,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
+from apps.security.models import SecurityEvent
 from apps.security.services import client_disable, token_verify
 from tests.security.oauth_flow import REDIRECT_URI, Browser, exchange, full_flow, pkce_pair, register
 
@@ -345,8 +346,11 @@ def test_the_password_grant_is_refused(live_site: str, alice: Any) -> None:
             "client_id": client["client_id"],
         },
     )
-    assert response.status_code in (400, 401)
+    # Named for what it is, as RFC 6749 section 5.2 has it, and not a wrong client secret: the request was honest
+    # about an unoffered grant, and its address is charged with nothing.
+    assert "password grant is not offered" in _is_json_error(response, 400, "unsupported_grant_type")
     assert not AccessToken.objects.filter(user=alice).exists()
+    assert not SecurityEvent.objects.filter(kind="auth_failure").exists()
 
 
 def test_a_token_for_another_resource_cannot_be_obtained(live_site: str, alice: Any) -> None:
