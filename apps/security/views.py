@@ -98,6 +98,13 @@ def _blocked_response(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
+def _not_cached(response: HttpResponse) -> HttpResponse:
+    # A registration's answers carry the client secret and the registration access token: like a token response
+    # (RFC 6749 section 5.1; RFC 7591 and 7592 show the same header), no cache on the way may keep them.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def client_metadata_refusal(request: HttpRequest) -> JsonResponse | None:
     """The platform's rules on the client metadata of a registration (RFC 7591) or of its update (RFC 7592), as
     the error to answer, or None; django-oauth-toolkit then checks the rest."""
@@ -140,7 +147,7 @@ class ClientRegistrationView(DynamicClientRegistrationView):
                 ip=client_ip(request),
                 target=f"client:{client_id}",
             )
-        return _cors(response)
+        return _cors(_not_cached(response))
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -179,7 +186,7 @@ class ClientManagementView(oauth2_views.DynamicClientRegistrationManagementView)
                 target=f"client:{client_id}",
                 detail={"status": response.status_code},
             )
-        return response
+        return _not_cached(response)
 
 
 class LoginView(auth_views.LoginView):

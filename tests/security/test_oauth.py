@@ -210,6 +210,24 @@ def test_a_confidential_client_gets_a_secret_that_works_for_client_credentials(l
     assert wrong.status_code == 401
 
 
+def test_a_registrations_answers_holding_its_credentials_are_not_to_be_cached(live_site: str) -> None:
+    # The registration and its reads and updates (RFC 7592) carry the client secret and the registration access
+    # token: like a token response (RFC 6749 section 5.1), no cache on the way may keep them.
+    body = {"client_name": "x", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "client_secret_post"}
+    registered = httpx2.post(f"{live_site}/o/register/", json=body)
+    assert registered.status_code == 201
+    assert registered.json()["client_secret"]
+    assert registered.headers["Cache-Control"] == "no-store"
+    client = registered.json()
+    manage = {"Authorization": f"Bearer {client['registration_access_token']}"}
+    read = httpx2.get(client["registration_client_uri"], headers=manage)
+    assert read.status_code == 200 and read.json()["registration_access_token"]
+    assert read.headers["Cache-Control"] == "no-store"
+    updated = httpx2.put(client["registration_client_uri"], json=body, headers=manage)
+    assert updated.status_code == 200 and updated.json()["registration_access_token"]
+    assert updated.headers["Cache-Control"] == "no-store"
+
+
 # --- The authorization-code flow --------------------------------------------------------------------------------
 
 
