@@ -137,7 +137,13 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         if response.status_code != 201:
             registration_release(key)
         else:
-            client_id = json.loads(response.content)["client_id"]
+            registered = json.loads(response.content)
+            client_id = registered["client_id"]
+            if "client_secret" in registered:
+                # RFC 7591 section 3.2.1 requires it with a secret, and django-oauth-toolkit leaves it out; 0 says
+                # that the secret does not expire, as none of this server's does.
+                registered["client_secret_expires_at"] = 0
+                response.content = json.dumps(registered)
             application = Application.objects.get(client_id=client_id)
             ClientPolicy.objects.create(application=application, registration_ip=client_ip(request) or None)
             audit_record(

@@ -196,6 +196,8 @@ def test_a_confidential_client_gets_a_secret_that_works_for_client_credentials(l
         redirect_uris=[],
     )
     assert client["client_secret"]
+    # RFC 7591 section 3.2.1: required with a secret; 0 is "does not expire", which this server's secrets do not.
+    assert client["client_secret_expires_at"] == 0
     token = httpx2.post(
         f"{live_site}/o/token/",
         data={"grant_type": "client_credentials", "scope": "music21:read"},
