@@ -341,6 +341,12 @@ class TokenView(oauth2_views.TokenView):
             return _token_error(_error("unsupported_grant_type", refused_grant))
         response = _token_error(super().post(request, *args, **kwargs))
         if response.status_code == 401:
+            # oauthlib challenges every 401 with "Bearer", which this endpoint does not take. RFC 6749 section 5.2:
+            # a client that authenticated in the Authorization header is challenged in its scheme (Basic); one that
+            # sent its credentials in the body is sent none, so that no browser answers with a password prompt.
+            del response["WWW-Authenticate"]
+            if request.headers.get("Authorization", "").lower().startswith("basic "):
+                response["WWW-Authenticate"] = 'Basic realm="token"'
             # A wrong client secret counts toward blocking the address that sent it. The client_id in the request
             # is only what the sender named (anyone can name any client), so it is kept as a detail and never
             # counted against that client.

@@ -210,6 +210,17 @@ def test_a_confidential_client_gets_a_secret_that_works_for_client_credentials(l
         f"{live_site}/o/token/", data={"grant_type": "client_credentials"}, auth=(client["client_id"], "nope")
     )
     assert wrong.status_code == 401
+    # RFC 6749 section 5.2: the challenge is in the scheme the client authenticated with; the token endpoint takes
+    # no bearer token, so a Bearer challenge named a way in that does not exist.
+    assert wrong.json()["error"] == "invalid_client"
+    assert wrong.headers["WWW-Authenticate"] == 'Basic realm="token"'
+    posted = httpx2.post(
+        f"{live_site}/o/token/",
+        data={"grant_type": "client_credentials", "client_id": client["client_id"], "client_secret": "nope"},
+    )
+    assert posted.status_code == 401
+    assert posted.json()["error"] == "invalid_client"
+    assert "WWW-Authenticate" not in posted.headers
 
 
 def test_a_registrations_answers_holding_its_credentials_are_not_to_be_cached(live_site: str) -> None:
