@@ -4,10 +4,12 @@ trusted resource servers only, and the login page."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -318,6 +320,16 @@ def _token_error(response: HttpResponse) -> HttpResponse:
     return response
 
 
+def _named_client_id(request: HttpRequest) -> str:
+    """The client_id a token request names: in its Basic credentials (RFC 6749 section 2.3.1: form-encoded, then
+    base64), or in its body."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        with contextlib.suppress(ValueError):  # not base64, or not text: nothing named
+            return unquote_plus(base64.b64decode(credentials.strip(), validate=True).decode().partition(":")[0])
+    return str(request.POST.get("client_id", ""))
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class TokenView(oauth2_views.TokenView):
     """DOT's token endpoint. Browser-based tools on this machine (the MCP Inspector on localhost) may read its
@@ -355,7 +367,7 @@ class TokenView(oauth2_views.TokenView):
                 ip=client_ip(request),
                 endpoint="/o/token/",
                 reason="client authentication failed",
-                named_client_id=str(request.POST.get("client_id", ""))[:100],
+                named_client_id=_named_client_id(request)[:100],
             )
         origin = _loopback_origin(request)
         if origin and "Access-Control-Allow-Origin" not in response:

@@ -530,6 +530,9 @@ def test_a_wrong_client_secret_is_recorded_and_a_blocked_address_is_refused(live
         )
         assert response.status_code == 401
     assert SecurityEvent.objects.filter(kind="auth_failure", detail__endpoint="/o/token/").count() == 3
+    # The client the sender named in its Basic credentials is kept for administrators to see (never counted).
+    named = SecurityEvent.objects.filter(kind="auth_failure").values_list("detail__named_client_id", flat=True)
+    assert set(named) == {client["client_id"]}
     refused = httpx2.post(
         f"{live_site}/o/token/",
         data={"grant_type": "client_credentials"},
