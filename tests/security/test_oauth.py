@@ -491,6 +491,34 @@ def _login_token(http: httpx2.Client) -> str:
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
 
 
+def test_a_sign_in_form_older_than_the_sign_in_is_refused_on_a_page_that_says_what_to_do(
+    live_site: str, alice: Any
+) -> None:
+    # Two tabs on the sign-in page: signing in on one renews the CSRF token, so the other's form is refused.
+    http = httpx2.Client(base_url=live_site)
+    older_tab = _login_token(http)
+    signed_in = http.post(
+        "/accounts/login/",
+        data={
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "csrfmiddlewaretoken": _login_token(http),
+        },
+    )
+    assert signed_in.status_code == 302
+    refused = http.post(
+        "/accounts/login/",
+        data={"username": "alice", "password": "correct horse battery staple", "csrfmiddlewaretoken": older_tab},
+    )
+    assert refused.status_code == 403
+    assert "This form has expired" in refused.text
+    assert "reload the page" in refused.text
+    # In the site's look, under its Content-Security-Policy: Django's own page is styled inline, which the policy
+    # (style-src 'self') makes the browser refuse.
+    assert 'href="/static/css/site.css"' in refused.text
+    assert "<style" not in refused.text and "style=" not in refused.text
+
+
 def test_repeated_failed_sign_ins_lock_the_account_from_that_address(live_site: str, alice: Any, settings: Any) -> None:
     from apps.security.models import SecurityEvent
 
