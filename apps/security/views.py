@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
@@ -100,6 +102,18 @@ def _blocked_response(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
+def _body_too_large(request: HttpRequest, error: str) -> JsonResponse | None:
+    """`error` naming the limit when the request's body is past DATA_UPLOAD_MAX_MEMORY_SIZE, or None. Django
+    refuses such a body when it is first read, and would answer its bare HTML "Bad Request (400)"; these endpoints
+    answer in their RFC's JSON (RFC 6749 section 5.2, RFC 7591 section 3.2.2)."""
+    try:
+        request.body  # noqa: B018  # read here, where the refusal can be answered
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return _error(error, f"The request body is larger than the {limit:,} bytes this endpoint accepts.")
+    return None
+
+
 def _not_cached(response: HttpResponse) -> HttpResponse:
     # A registration's answers carry the client secret and the registration access token: like a token response
     # (RFC 6749 section 5.1; RFC 7591 and 7592 show the same header), no cache on the way may keep them.
@@ -122,7 +136,11 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         return _cors(HttpResponse(status=204))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refused = _blocked_response(request) or client_metadata_refusal(request)
+        refused = (
+            _blocked_response(request)
+            or _body_too_large(request, "invalid_client_metadata")
+            or client_metadata_refusal(request)
+        )
         if refused is not None:
             return _cors(refused)
         key = registration_key(client_ip(request))
@@ -173,7 +191,7 @@ class ClientManagementView(oauth2_views.DynamicClientRegistrationManagementView)
         client_id = str(kwargs.get("client_id", ""))[:100]
         response = _blocked_response(request)
         if response is None and request.method == "PUT":
-            response = client_metadata_refusal(request)
+            response = _body_too_large(request, "invalid_client_metadata") or client_metadata_refusal(request)
         if response is None:
             response = super().dispatch(request, *args, **kwargs)
         if response.status_code == 401:
@@ -345,7 +363,7 @@ class TokenView(oauth2_views.TokenView):
         return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refused = _blocked_response(request)
+        refused = _blocked_response(request) or _body_too_large(request, "invalid_request")
         if refused is not None:
             return _token_error(refused)
         refused_grant = REFUSED_GRANTS.get(request.POST.get("grant_type", ""))

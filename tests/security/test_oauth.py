@@ -103,6 +103,22 @@ def test_bad_registrations_are_refused_with_the_reason(
     assert not Application.objects.exists()
 
 
+def test_a_body_too_large_to_read_is_refused_in_json_naming_the_limit(live_site: str, settings: Any) -> None:
+    # Django refuses a body past DATA_UPLOAD_MAX_MEMORY_SIZE when it is read: the answer is still the endpoint's
+    # own JSON error (RFC 7591 section 3.2.2, RFC 6749 section 5.2), not Django's bare HTML "Bad Request (400)".
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    uris = [f"https://app.example/{n}" for n in range(1000)]
+    registration = httpx2.post(f"{live_site}/o/register/", json={"client_name": "x", "redirect_uris": uris})
+    assert registration.status_code == 400
+    assert registration.headers["Content-Type"] == "application/json"
+    assert registration.headers["Access-Control-Allow-Origin"] == "*"  # a browser client can read why
+    assert registration.json()["error"] == "invalid_client_metadata"
+    assert "larger than the 10,000 bytes" in registration.json()["error_description"]
+    assert not Application.objects.exists()
+    token = httpx2.post(f"{live_site}/o/token/", data={"grant_type": "client_credentials", "scope": "a" * 20_000})
+    assert "larger than the 10,000 bytes" in _is_json_error(token, 400, "invalid_request")
+
+
 @pytest.mark.parametrize("separator", [" ", "\n", "\t", "\r"], ids=["space", "newline", "tab", "return"])
 def test_a_redirect_uri_hidden_behind_whitespace_is_refused(live_site: str, alice: Any, separator: str) -> None:
     smuggled = f"https://a.example/cb{separator}http://evil.example/cb"
