@@ -363,6 +363,15 @@ class TokenView(oauth2_views.TokenView):
         return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Every answer, the refusals made here before the library sees the request included, so that a local tool
+        # can show why it was refused rather than a CORS failure.
+        response = self._answer(request, *args, **kwargs)
+        origin = _loopback_origin(request)
+        if origin and "Access-Control-Allow-Origin" not in response:
+            response["Access-Control-Allow-Origin"] = origin
+        return response
+
+    def _answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         refused = _blocked_response(request) or _body_too_large(request, "invalid_request")
         if refused is not None:
             return _token_error(refused)
@@ -387,9 +396,6 @@ class TokenView(oauth2_views.TokenView):
                 reason="client authentication failed",
                 named_client_id=_named_client_id(request)[:100],
             )
-        origin = _loopback_origin(request)
-        if origin and "Access-Control-Allow-Origin" not in response:
-            response["Access-Control-Allow-Origin"] = origin
         return response
 
 

@@ -497,6 +497,11 @@ def test_a_browser_tool_on_localhost_may_read_the_token_response(live_site: str,
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:6274"
+    # Its refusals too, those answered before the library sees the request among them: the tool can show why.
+    for data in ({"grant_type": "password"}, {"grant_type": "refresh_token", "refresh_token": "gone"}):
+        refused = httpx2.post(f"{live_site}/o/token/", data=data, headers={"Origin": "http://localhost:6274"})
+        assert refused.status_code in (400, 401)
+        assert refused.headers["Access-Control-Allow-Origin"] == "http://localhost:6274"
 
 
 # --- Credentials under attack -----------------------------------------------------------------------------------
