@@ -125,6 +125,10 @@ class PlatformServer(Server):
     def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(request_validator, *args, **kwargs)
         self.auth_grant.custom_validators.pre_token.append(code_verifier_check)
+        # The code flow only: oauthlib would hand response_type=token to its implicit grant, whose refusal
+        # (unauthorized_client, in the fragment) says the client may not, when no client may (RFC 6749 section
+        # 4.1.2.1: unsupported_response_type, which the code grant answers in the query).
+        self._response_types = {"code": self.auth_grant}
 
 
 def is_registration_token(scope: str) -> bool:

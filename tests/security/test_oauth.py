@@ -7,6 +7,7 @@ import hashlib
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
@@ -287,6 +288,20 @@ def test_denying_consent_sends_the_client_an_access_denied(live_site: str, alice
     query = browser.consent(browser.authorize_page(client["client_id"], pkce_pair()[1]), allow=False)
     assert query["error"] == ["access_denied"]
     assert "code" not in query
+
+
+def test_the_implicit_response_type_is_answered_unsupported_response_type(live_site: str, alice: Any) -> None:
+    # RFC 6749 section 4.1.2.1: the server offers no implicit grant to anyone, which is unsupported_response_type
+    # (not unauthorized_client, "this client may not"), in the query like every answer of the code flow.
+    client = register(live_site)
+    browser = Browser.logged_in(live_site, "alice")
+    answer = browser.authorize_page(client["client_id"], pkce_pair()[1], response_type="token")
+    assert answer.status_code == 302
+    location = urlsplit(answer.headers["location"])
+    assert not location.fragment
+    query = parse_qs(location.query)
+    assert query["error"] == ["unsupported_response_type"]
+    assert query["state"] == ["st4te"] and query["iss"] == [live_site]
 
 
 @pytest.mark.parametrize(
