@@ -24,6 +24,8 @@ from mcp_types import (
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.responses import JSONResponse, Response
 
+from apps.tools.registry import TOOLS
+
 # Every protocol version /mcp serves, on any request: the initialize handshake's (the SDK's stateless transport
 # serves each as asked, a request without the handshake too) and the per-request envelope's.
 PROTOCOL_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
@@ -34,11 +36,20 @@ _NOT_POST = {
 }
 
 
+def _tool_scopes() -> str:
+    """The scopes the tools need, as a scope value (RFC 6749 section 3.3)."""
+    return " ".join(sorted({tool.scope for tool in TOOLS.values() if tool.scope}))
+
+
 def unauthorised(resource_metadata_url: str, *, token_refused: bool) -> Response:
     """The 401 of a request without a usable bearer token. RFC 6750 section 3.1: a request that carries no bearer
     token (none at all, or credentials of another scheme) is only told where to find out how to get one; a bearer
-    token that was refused (unknown, expired, revoked, for another resource) is also told it is invalid."""
-    challenge = f'resource_metadata="{resource_metadata_url}"'
+    token that was refused (unknown, expired, revoked, for another resource) is also told it is invalid.
+
+    Both name the scopes the tools need (RFC 6750 section 3, which the MCP authorization specification asks of a
+    server): SDK clients ask for the challenge's scope, and without it for every scope of the protected-resource
+    metadata, music21:admin among them, which no tool needs (staff would grant an assistant operator access)."""
+    challenge = f'resource_metadata="{resource_metadata_url}", scope="{_tool_scopes()}"'
     if token_refused:
         description = "The bearer token is unknown, expired or revoked, or was issued for another resource"
         challenge = f'error="invalid_token", error_description="{description}", {challenge}'

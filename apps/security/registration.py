@@ -5,10 +5,12 @@ The views (apps.security.views) answer with them."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from oauth2_provider.models import Application
 
 from apps.core.json_input import json_parse
 from apps.security.validators import redirect_uri_problem
@@ -17,6 +19,7 @@ REGISTRATION_WINDOW_SECONDS = 3600
 # The grants a client may register for (SPEC: OAuth 2.1). django-oauth-toolkit would also register the device flow's,
 # which this server does not offer.
 OFFERED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+CLIENT_NAME_MAX_LENGTH = Application._meta.get_field("name").max_length
 
 
 def client_metadata_problem(body: bytes) -> tuple[str, str] | None:
@@ -28,6 +31,16 @@ def client_metadata_problem(body: bytes) -> tuple[str, str] | None:
         return "invalid_client_metadata", f"The request body must be a JSON object; it is not JSON: {error}."
     if not isinstance(metadata, dict):
         return "invalid_client_metadata", "The request body must be a JSON object."
+    name = metadata.get("client_name", "")
+    # django-oauth-toolkit stores any value as the application's name: a list or a number became its Python
+    # text ("['x']"), and one too long was refused as "name", a field the client never sent.
+    if not isinstance(name, str):
+        return "invalid_client_metadata", f"client_name must be a string; it is {json.dumps(name)[:100]}."
+    if len(name) > CLIENT_NAME_MAX_LENGTH:
+        return (
+            "invalid_client_metadata",
+            f"client_name is {len(name)} characters; at most {CLIENT_NAME_MAX_LENGTH} are kept.",
+        )
     uris = metadata.get("redirect_uris", [])
     for uri in uris if isinstance(uris, list) else []:
         problem = redirect_uri_problem(uri)

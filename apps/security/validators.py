@@ -125,12 +125,21 @@ class PlatformServer(Server):
     def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(request_validator, *args, **kwargs)
         self.auth_grant.custom_validators.pre_token.append(code_verifier_check)
+        # The code flow only: oauthlib would hand response_type=token to its implicit grant, whose refusal
+        # (unauthorized_client, in the fragment) says the client may not, when no client may (RFC 6749 section
+        # 4.1.2.1: unsupported_response_type, which the code grant answers in the query).
+        self._response_types = {"code": self.auth_grant}
 
 
 def is_registration_token(scope: str) -> bool:
     """Whether a token's scope makes it an RFC 7592 registration access token: django-oauth-toolkit stores those
     as access tokens carrying its DCR_REGISTRATION_SCOPE. It manages its client's registration, nothing else."""
     return oauth2_settings.DCR_REGISTRATION_SCOPE in scope.split()
+
+
+def _active(user: Any) -> bool:
+    """Whether a token's person may still use it: an active account, or no person (a client's own token)."""
+    return user is None or user.is_active
 
 
 def _bearer_error(request: Any, description: str) -> None:
@@ -181,12 +190,17 @@ class PlatformOAuth2Validator(OAuth2Validator):
             return True
         return scopes.grantable(requested, user=request.user, grant_type=request.grant_type) == list(requested)
 
+    def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
+        # django-oauth-toolkit refreshes for whoever the token was issued to, an account disabled since included.
+        return super().validate_refresh_token(refresh_token, client, request, *args, **kwargs) and _active(request.user)
+
     def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
-            # The person may have lost staff rights since consenting: the token gets what they can grant now
-            # (the token response names the narrower scope).
+            # The person may have been disabled, or lost staff rights, since consenting: a disabled account gets no
+            # token (invalid_grant, as at a refresh), and the token gets what they can grant now (the token
+            # response names the narrower scope).
             request.scopes = scopes.grantable(request.scopes, user=request.user, grant_type=request.grant_type)
-            return True
+            return _active(request.user)
         replayed = ConsumedAuthorizationCode.objects.filter(code_sha256=_sha256(code), application=client).first()
         if replayed is not None and replayed.access_token_checksum:
             # The code leaked, or the client misbehaves: whatever was issued from it is no longer safe, including
@@ -206,10 +220,14 @@ class PlatformOAuth2Validator(OAuth2Validator):
 
     def validate_bearer_token(self, token: str, scopes_: list[str], request: Any) -> bool:
         if super().validate_bearer_token(token, scopes_, request):
-            if not is_registration_token(request.access_token.scope):
-                return True
-            _bearer_error(request, "A registration access token manages its client's registration, nothing else.")
-            return False
+            if is_registration_token(request.access_token.scope):
+                _bearer_error(request, "A registration access token manages its client's registration, nothing else.")
+                return False
+            if not _active(request.access_token.user):
+                # django-oauth-toolkit accepts a token whatever became of its person; /mcp refuses it as no_user.
+                _bearer_error(request, "The account this token was issued for is disabled.")
+                return False
+            return True
         stored = AccessToken.objects.filter(token_checksum=_sha256(token)).only("resource").first() if token else None
         request_uri = (getattr(request, "uri", None) or "").split("?")[0]
         if stored is not None and stored.resource and not stored.allows_audience(request_uri):

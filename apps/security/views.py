@@ -4,12 +4,16 @@ trusted resource servers only, and the login page."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
@@ -98,6 +102,25 @@ def _blocked_response(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
+def _body_too_large(request: HttpRequest, error: str) -> JsonResponse | None:
+    """`error` naming the limit when the request's body is past DATA_UPLOAD_MAX_MEMORY_SIZE, or None. Django
+    refuses such a body when it is first read, and would answer its bare HTML "Bad Request (400)"; these endpoints
+    answer in their RFC's JSON (RFC 6749 section 5.2, RFC 7591 section 3.2.2)."""
+    try:
+        request.body  # noqa: B018  # read here, where the refusal can be answered
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return _error(error, f"The request body is larger than the {limit:,} bytes this endpoint accepts.")
+    return None
+
+
+def _not_cached(response: HttpResponse) -> HttpResponse:
+    # A registration's answers carry the client secret and the registration access token: like a token response
+    # (RFC 6749 section 5.1; RFC 7591 and 7592 show the same header), no cache on the way may keep them.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def client_metadata_refusal(request: HttpRequest) -> JsonResponse | None:
     """The platform's rules on the client metadata of a registration (RFC 7591) or of its update (RFC 7592), as
     the error to answer, or None; django-oauth-toolkit then checks the rest."""
@@ -113,7 +136,11 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         return _cors(HttpResponse(status=204))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refused = _blocked_response(request) or client_metadata_refusal(request)
+        refused = (
+            _blocked_response(request)
+            or _body_too_large(request, "invalid_client_metadata")
+            or client_metadata_refusal(request)
+        )
         if refused is not None:
             return _cors(refused)
         key = registration_key(client_ip(request))
@@ -130,7 +157,13 @@ class ClientRegistrationView(DynamicClientRegistrationView):
         if response.status_code != 201:
             registration_release(key)
         else:
-            client_id = json.loads(response.content)["client_id"]
+            registered = json.loads(response.content)
+            client_id = registered["client_id"]
+            if "client_secret" in registered:
+                # RFC 7591 section 3.2.1 requires it with a secret, and django-oauth-toolkit leaves it out; 0 says
+                # that the secret does not expire, as none of this server's does.
+                registered["client_secret_expires_at"] = 0
+                response.content = json.dumps(registered)
             application = Application.objects.get(client_id=client_id)
             ClientPolicy.objects.create(application=application, registration_ip=client_ip(request) or None)
             audit_record(
@@ -140,7 +173,7 @@ class ClientRegistrationView(DynamicClientRegistrationView):
                 ip=client_ip(request),
                 target=f"client:{client_id}",
             )
-        return _cors(response)
+        return _cors(_not_cached(response))
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -158,7 +191,7 @@ class ClientManagementView(oauth2_views.DynamicClientRegistrationManagementView)
         client_id = str(kwargs.get("client_id", ""))[:100]
         response = _blocked_response(request)
         if response is None and request.method == "PUT":
-            response = client_metadata_refusal(request)
+            response = _body_too_large(request, "invalid_client_metadata") or client_metadata_refusal(request)
         if response is None:
             response = super().dispatch(request, *args, **kwargs)
         if response.status_code == 401:
@@ -179,7 +212,7 @@ class ClientManagementView(oauth2_views.DynamicClientRegistrationManagementView)
                 target=f"client:{client_id}",
                 detail={"status": response.status_code},
             )
-        return response
+        return _not_cached(response)
 
 
 class LoginView(auth_views.LoginView):
@@ -283,7 +316,15 @@ def _loopback_origin(request: HttpRequest) -> str | None:
     return origin if origin and urlsplit(origin).hostname in LOOPBACK_HOSTS else None
 
 
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# Grants oauthlib's server would still take up, refused before it sees them. The device grant: django-oauth-toolkit
+# routes it to its device flow before oauthlib (a 500 without device_code). The password grant: oauthlib
+# authenticates the client first, so a public client asking for it got 401 invalid_client, recorded as a wrong
+# client secret against its address, and a confidential one invalid_grant "Invalid credentials given." even with
+# the right password.
+REFUSED_GRANTS = {
+    "urn:ietf:params:oauth:grant-type:device_code": "The device authorization grant is not offered.",
+    "password": "The password grant is not offered (OAuth 2.1); use the authorization code grant with PKCE.",
+}
 
 
 def _token_error(response: HttpResponse) -> HttpResponse:
@@ -295,6 +336,16 @@ def _token_error(response: HttpResponse) -> HttpResponse:
         response["Content-Type"] = "application/json"
         response["Cache-Control"] = "no-store"
     return response
+
+
+def _named_client_id(request: HttpRequest) -> str:
+    """The client_id a token request names: in its Basic credentials (RFC 6749 section 2.3.1: form-encoded, then
+    base64), or in its body."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        with contextlib.suppress(ValueError):  # not base64, or not text: nothing named
+            return unquote_plus(base64.b64decode(credentials.strip(), validate=True).decode().partition(":")[0])
+    return str(request.POST.get("client_id", ""))
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -312,15 +363,29 @@ class TokenView(oauth2_views.TokenView):
         return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refused = _blocked_response(request)
+        # Every answer, the refusals made here before the library sees the request included, so that a local tool
+        # can show why it was refused rather than a CORS failure.
+        response = self._answer(request, *args, **kwargs)
+        origin = _loopback_origin(request)
+        if origin and "Access-Control-Allow-Origin" not in response:
+            response["Access-Control-Allow-Origin"] = origin
+        return response
+
+    def _answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refused = _blocked_response(request) or _body_too_large(request, "invalid_request")
         if refused is not None:
             return _token_error(refused)
-        if request.POST.get("grant_type") == DEVICE_CODE_GRANT:
-            # django-oauth-toolkit routes this grant to its device flow before oauthlib sees the request (a 500
-            # without device_code); the flow is not offered here.
-            return _token_error(_error("unsupported_grant_type", "The device authorization grant is not offered."))
+        refused_grant = REFUSED_GRANTS.get(request.POST.get("grant_type", ""))
+        if refused_grant is not None:
+            return _token_error(_error("unsupported_grant_type", refused_grant))
         response = _token_error(super().post(request, *args, **kwargs))
         if response.status_code == 401:
+            # oauthlib challenges every 401 with "Bearer", which this endpoint does not take. RFC 6749 section 5.2:
+            # a client that authenticated in the Authorization header is challenged in its scheme (Basic); one that
+            # sent its credentials in the body is sent none, so that no browser answers with a password prompt.
+            del response["WWW-Authenticate"]
+            if request.headers.get("Authorization", "").lower().startswith("basic "):
+                response["WWW-Authenticate"] = 'Basic realm="token"'
             # A wrong client secret counts toward blocking the address that sent it. The client_id in the request
             # is only what the sender named (anyone can name any client), so it is kept as a detail and never
             # counted against that client.
@@ -329,11 +394,8 @@ class TokenView(oauth2_views.TokenView):
                 ip=client_ip(request),
                 endpoint="/o/token/",
                 reason="client authentication failed",
-                named_client_id=str(request.POST.get("client_id", ""))[:100],
+                named_client_id=_named_client_id(request)[:100],
             )
-        origin = _loopback_origin(request)
-        if origin and "Access-Control-Allow-Origin" not in response:
-            response["Access-Control-Allow-Origin"] = origin
         return response
 
 

@@ -90,7 +90,7 @@ def test_a_browser_client_on_its_own_origin_discovers_the_server_and_calls_it(
         assert "error" not in fetched, seen
     assert seen["refused"]["status"] == 401
     metadata = f"{live_site}/.well-known/oauth-protected-resource/mcp"
-    assert seen["refused"]["challenge"] == f'Bearer resource_metadata="{metadata}"'
+    assert seen["refused"]["challenge"] == f'Bearer resource_metadata="{metadata}", scope="music21:read music21:write"'
     assert json.loads(seen["resource"]["body"])["resource"] == f"{live_site}/mcp"
     assert json.loads(seen["server"]["body"])["issuer"] == live_site
     assert json.loads(seen["call"]["body"]) == {"jsonrpc": "2.0", "id": 1, "result": {}}

@@ -37,7 +37,12 @@ def test_without_a_valid_token_mcp_answers_401_pointing_at_the_metadata(
         response = httpx.request(method, f"{live_site}/mcp", json=INITIALIZE, headers=headers)
         assert response.status_code == 401
         challenge = response.headers["WWW-Authenticate"]
-        metadata = f'resource_metadata="{live_site}/.well-known/oauth-protected-resource/mcp"'
+        # The scopes the tools need (RFC 6750 section 3; the MCP authorization specification's scope selection),
+        # which SDK clients ask for instead of every scope of the metadata, music21:admin among them.
+        metadata = (
+            f'resource_metadata="{live_site}/.well-known/oauth-protected-resource/mcp", '
+            'scope="music21:read music21:write"'
+        )
         if error is None:  # RFC 6750 section 3.1: no bearer token at all is told where to look, and no error
             assert challenge == f"Bearer {metadata}"
         else:

@@ -124,6 +124,9 @@ def test_the_typescript_sdk_with_only_the_url_signs_in_with_oauth_and_works(
     assert query["client_id"] == [started["clientId"]]
     assert query["redirect_uri"] == [REDIRECT_URI]
     assert query["resource"] == [mcp_url]
+    # The scopes the challenge named, which the SDK prefers to the metadata's scopes_supported: an assistant is
+    # not asked operator access (music21:admin) it has no use for at /mcp.
+    assert query["scope"] == ["music21:read music21:write"]
 
     # The person at the browser: signs in as alice and allows the client on the consent page.
     browser = Browser.logged_in(live_site, "alice")

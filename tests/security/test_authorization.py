@@ -14,7 +14,15 @@ from oauth2_provider.models import AccessToken, Application
 from apps.compliance.models import AuditEvent, DataSubjectRequest
 from apps.security.models import ClientPolicy
 from tests.mcp_bridge.conftest import INITIALIZE, MCP_HEADERS
-from tests.security.oauth_flow import REDIRECT_URI, Browser, _hidden_fields, exchange, pkce_pair, register
+from tests.security.oauth_flow import (
+    REDIRECT_URI,
+    Browser,
+    _hidden_fields,
+    exchange,
+    full_flow,
+    pkce_pair,
+    register,
+)
 from tests.support import signed_in, superuser, totp_device, totp_device_add
 
 REPORT = {"report_type": "soc2", "start_date": "2026-01-01", "end_date": "2026-01-02"}
@@ -445,6 +453,31 @@ def test_a_token_issued_without_a_resource_works_at_both(live_site: str, alice: 
     token = token_for(alice, resource=None)
     assert _mcp(live_site, token).status_code == 200
     assert httpx2.get(f"{live_site}/privacy/api/inventory", headers=_bearer(token)).status_code == 200
+
+
+def test_a_disabled_accounts_tokens_open_no_api_and_cannot_be_refreshed(
+    live_site: str, alice: Any, token_for: Any
+) -> None:
+    # An administrator unticks "Active": the person can no longer sign in, and what their applications hold stops
+    # working too (at /mcp, a call is refused as no_user).
+    api_token = token_for(alice, resource="api")
+    flow = full_flow(live_site)
+    assert httpx2.get(f"{live_site}/privacy/api/inventory", headers=_bearer(api_token)).status_code == 200
+    alice.is_active = False
+    alice.save()
+    refused = httpx2.get(f"{live_site}/privacy/api/inventory", headers=_bearer(api_token))
+    assert refused.status_code == 401
+    assert "disabled" in refused.json()["message"]
+    request = httpx2.post(f"{live_site}/privacy/api/requests/", headers=_bearer(api_token), json={"kind": "export"})
+    assert request.status_code == 401
+    assert not DataSubjectRequest.objects.exists()
+    refresh = httpx2.post(
+        f"{live_site}/o/token/",
+        data={"grant_type": "refresh_token", "refresh_token": flow["refresh_token"], "client_id": flow["client_id"]},
+    )
+    assert refresh.status_code == 400
+    assert refresh.json()["error"] == "invalid_grant"
+    assert AccessToken.objects.filter(user=alice).count() == 2  # the two above, and no new one
 
 
 # --- What the consent page names --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import hashlib
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
@@ -14,6 +15,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
+from apps.security.models import SecurityEvent
 from apps.security.services import client_disable, token_verify
 from tests.security.oauth_flow import REDIRECT_URI, Browser, exchange, full_flow, pkce_pair, register
 
@@ -86,6 +88,9 @@ def test_protected_resource_metadata_points_at_this_server(live_site: str, path:
         ({"grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}, "invalid_client_metadata", "device_code"),
         ({"grant_types": ["client_credentials"]}, "invalid_client_metadata", "for confidential clients"),
         ({"response_types": ["token"]}, "invalid_client_metadata", "response type"),
+        ({"client_name": ["x"]}, "invalid_client_metadata", "client_name must be a string"),
+        ({"client_name": 5}, "invalid_client_metadata", "client_name must be a string"),
+        ({"client_name": "x" * 256}, "invalid_client_metadata", "client_name is 256 characters"),
     ],
 )
 def test_bad_registrations_are_refused_with_the_reason(
@@ -96,7 +101,23 @@ def test_bad_registrations_are_refused_with_the_reason(
     assert response.status_code == 400
     assert response.json()["error"] == error
     assert named in response.json()["error_description"]
-    assert not Application.objects.filter(name="x").exists()
+    assert not Application.objects.exists()
+
+
+def test_a_body_too_large_to_read_is_refused_in_json_naming_the_limit(live_site: str, settings: Any) -> None:
+    # Django refuses a body past DATA_UPLOAD_MAX_MEMORY_SIZE when it is read: the answer is still the endpoint's
+    # own JSON error (RFC 7591 section 3.2.2, RFC 6749 section 5.2), not Django's bare HTML "Bad Request (400)".
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    uris = [f"https://app.example/{n}" for n in range(1000)]
+    registration = httpx2.post(f"{live_site}/o/register/", json={"client_name": "x", "redirect_uris": uris})
+    assert registration.status_code == 400
+    assert registration.headers["Content-Type"] == "application/json"
+    assert registration.headers["Access-Control-Allow-Origin"] == "*"  # a browser client can read why
+    assert registration.json()["error"] == "invalid_client_metadata"
+    assert "larger than the 10,000 bytes" in registration.json()["error_description"]
+    assert not Application.objects.exists()
+    token = httpx2.post(f"{live_site}/o/token/", data={"grant_type": "client_credentials", "scope": "a" * 20_000})
+    assert "larger than the 10,000 bytes" in _is_json_error(token, 400, "invalid_request")
 
 
 @pytest.mark.parametrize("separator", [" ", "\n", "\t", "\r"], ids=["space", "newline", "tab", "return"])
@@ -192,6 +213,8 @@ def test_a_confidential_client_gets_a_secret_that_works_for_client_credentials(l
         redirect_uris=[],
     )
     assert client["client_secret"]
+    # RFC 7591 section 3.2.1: required with a secret; 0 is "does not expire", which this server's secrets do not.
+    assert client["client_secret_expires_at"] == 0
     token = httpx2.post(
         f"{live_site}/o/token/",
         data={"grant_type": "client_credentials", "scope": "music21:read"},
@@ -204,6 +227,35 @@ def test_a_confidential_client_gets_a_secret_that_works_for_client_credentials(l
         f"{live_site}/o/token/", data={"grant_type": "client_credentials"}, auth=(client["client_id"], "nope")
     )
     assert wrong.status_code == 401
+    # RFC 6749 section 5.2: the challenge is in the scheme the client authenticated with; the token endpoint takes
+    # no bearer token, so a Bearer challenge named a way in that does not exist.
+    assert wrong.json()["error"] == "invalid_client"
+    assert wrong.headers["WWW-Authenticate"] == 'Basic realm="token"'
+    posted = httpx2.post(
+        f"{live_site}/o/token/",
+        data={"grant_type": "client_credentials", "client_id": client["client_id"], "client_secret": "nope"},
+    )
+    assert posted.status_code == 401
+    assert posted.json()["error"] == "invalid_client"
+    assert "WWW-Authenticate" not in posted.headers
+
+
+def test_a_registrations_answers_holding_its_credentials_are_not_to_be_cached(live_site: str) -> None:
+    # The registration and its reads and updates (RFC 7592) carry the client secret and the registration access
+    # token: like a token response (RFC 6749 section 5.1), no cache on the way may keep them.
+    body = {"client_name": "x", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "client_secret_post"}
+    registered = httpx2.post(f"{live_site}/o/register/", json=body)
+    assert registered.status_code == 201
+    assert registered.json()["client_secret"]
+    assert registered.headers["Cache-Control"] == "no-store"
+    client = registered.json()
+    manage = {"Authorization": f"Bearer {client['registration_access_token']}"}
+    read = httpx2.get(client["registration_client_uri"], headers=manage)
+    assert read.status_code == 200 and read.json()["registration_access_token"]
+    assert read.headers["Cache-Control"] == "no-store"
+    updated = httpx2.put(client["registration_client_uri"], json=body, headers=manage)
+    assert updated.status_code == 200 and updated.json()["registration_access_token"]
+    assert updated.headers["Cache-Control"] == "no-store"
 
 
 # --- The authorization-code flow --------------------------------------------------------------------------------
@@ -236,6 +288,20 @@ def test_denying_consent_sends_the_client_an_access_denied(live_site: str, alice
     query = browser.consent(browser.authorize_page(client["client_id"], pkce_pair()[1]), allow=False)
     assert query["error"] == ["access_denied"]
     assert "code" not in query
+
+
+def test_the_implicit_response_type_is_answered_unsupported_response_type(live_site: str, alice: Any) -> None:
+    # RFC 6749 section 4.1.2.1: the server offers no implicit grant to anyone, which is unsupported_response_type
+    # (not unauthorized_client, "this client may not"), in the query like every answer of the code flow.
+    client = register(live_site)
+    browser = Browser.logged_in(live_site, "alice")
+    answer = browser.authorize_page(client["client_id"], pkce_pair()[1], response_type="token")
+    assert answer.status_code == 302
+    location = urlsplit(answer.headers["location"])
+    assert not location.fragment
+    query = parse_qs(location.query)
+    assert query["error"] == ["unsupported_response_type"]
+    assert query["state"] == ["st4te"] and query["iss"] == [live_site]
 
 
 @pytest.mark.parametrize(
@@ -345,8 +411,11 @@ def test_the_password_grant_is_refused(live_site: str, alice: Any) -> None:
             "client_id": client["client_id"],
         },
     )
-    assert response.status_code in (400, 401)
+    # Named for what it is, as RFC 6749 section 5.2 has it, and not a wrong client secret: the request was honest
+    # about an unoffered grant, and its address is charged with nothing.
+    assert "password grant is not offered" in _is_json_error(response, 400, "unsupported_grant_type")
     assert not AccessToken.objects.filter(user=alice).exists()
+    assert not SecurityEvent.objects.filter(kind="auth_failure").exists()
 
 
 def test_a_token_for_another_resource_cannot_be_obtained(live_site: str, alice: Any) -> None:
@@ -443,6 +512,11 @@ def test_a_browser_tool_on_localhost_may_read_the_token_response(live_site: str,
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:6274"
+    # Its refusals too, those answered before the library sees the request among them: the tool can show why.
+    for data in ({"grant_type": "password"}, {"grant_type": "refresh_token", "refresh_token": "gone"}):
+        refused = httpx2.post(f"{live_site}/o/token/", data=data, headers={"Origin": "http://localhost:6274"})
+        assert refused.status_code in (400, 401)
+        assert refused.headers["Access-Control-Allow-Origin"] == "http://localhost:6274"
 
 
 # --- Credentials under attack -----------------------------------------------------------------------------------
@@ -451,6 +525,34 @@ def test_a_browser_tool_on_localhost_may_read_the_token_response(live_site: str,
 def _login_token(http: httpx2.Client) -> str:
     page = http.get("/accounts/login/")
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+
+
+def test_a_sign_in_form_older_than_the_sign_in_is_refused_on_a_page_that_says_what_to_do(
+    live_site: str, alice: Any
+) -> None:
+    # Two tabs on the sign-in page: signing in on one renews the CSRF token, so the other's form is refused.
+    http = httpx2.Client(base_url=live_site)
+    older_tab = _login_token(http)
+    signed_in = http.post(
+        "/accounts/login/",
+        data={
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "csrfmiddlewaretoken": _login_token(http),
+        },
+    )
+    assert signed_in.status_code == 302
+    refused = http.post(
+        "/accounts/login/",
+        data={"username": "alice", "password": "correct horse battery staple", "csrfmiddlewaretoken": older_tab},
+    )
+    assert refused.status_code == 403
+    assert "This form has expired" in refused.text
+    assert "reload the page" in refused.text
+    # In the site's look, under its Content-Security-Policy: Django's own page is styled inline, which the policy
+    # (style-src 'self') makes the browser refuse.
+    assert 'href="/static/css/site.css"' in refused.text
+    assert "<style" not in refused.text and "style=" not in refused.text
 
 
 def test_repeated_failed_sign_ins_lock_the_account_from_that_address(live_site: str, alice: Any, settings: Any) -> None:
@@ -492,6 +594,9 @@ def test_a_wrong_client_secret_is_recorded_and_a_blocked_address_is_refused(live
         )
         assert response.status_code == 401
     assert SecurityEvent.objects.filter(kind="auth_failure", detail__endpoint="/o/token/").count() == 3
+    # The client the sender named in its Basic credentials is kept for administrators to see (never counted).
+    named = SecurityEvent.objects.filter(kind="auth_failure").values_list("detail__named_client_id", flat=True)
+    assert set(named) == {client["client_id"]}
     refused = httpx2.post(
         f"{live_site}/o/token/",
         data={"grant_type": "client_credentials"},
