@@ -7,9 +7,10 @@ there and /metrics adds them up; each gauge says how (`multiprocess_mode`). With
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 REQUESTS = Counter("mcp_requests_total", "Tool calls by tool and outcome.", ["tool", "status"])
 REQUEST_DURATION = Histogram(
@@ -65,3 +66,11 @@ def series_initialise(
         BREAKER_OPEN.labels(circuit_name=group)
     for memory_type in ("rss", "vms"):
         MEMORY.labels(type=memory_type)
+
+
+def process_forget(pid: int) -> None:
+    """Take the process `pid`, which has ended, out of the sums of the live gauges (memory, CPU, open files, calls
+    in flight) in multiprocess mode. A process that exits cleanly does this itself (apps.security.monitoring); one
+    that is killed runs no exit handler, so whoever killed it must, or its last values stay in /metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)

@@ -270,6 +270,7 @@ class _ToolProcess:
         self.pipe.close()
         self.process.kill()
         self.process.join(timeout=5)
+        metrics.process_forget(self.process.pid)
 
     def gone(self) -> WorkerGone:
         self.process.join(timeout=1)
