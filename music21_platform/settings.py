@@ -422,6 +422,11 @@ CONTENT_SECURITY_POLICY = {
 LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEPLOYMENT_ENV in ("development", "test") else "json")
 if LOG_FORMAT not in ("json", "plain"):
     _problems.append(f"LOG_FORMAT: expected json or plain, got {LOG_FORMAT!r}")
+# Any case, as Celery's --loglevel (the entrypoint and the units pass it the same variable); logging wants it upper.
+LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    _problems.append(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {env_str('LOG_LEVEL')!r}")
+    LOG_LEVEL = "INFO"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -439,7 +444,7 @@ LOGGING = {
             "filters": ["call_context"],
         }
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # The MCP SDK logs every stateless request's transport start and end at INFO, and HTTP clients every request:
     # noise that costs a formatted line per call.
     "loggers": {

@@ -50,6 +50,7 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
         ({"DEPLOYMENT_ENV": "prod"}, "DEPLOYMENT_ENV: expected development, test, staging or production"),
         ({"REQUIRE_AUTH": "false"}, "REQUIRE_AUTH: /mcp always requires an OAuth bearer token, so false is not"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'verbose'"),
     ],
 )
 def test_a_bad_value_stops_start_up_and_is_named(env: dict[str, str], message: str) -> None:
@@ -61,6 +62,17 @@ def test_a_bad_value_stops_start_up_and_is_named(env: dict[str, str], message: s
 
 def test_embedded_defaults_start_without_any_environment() -> None:
     assert _start().returncode == 0
+
+
+def test_log_level_is_taken_in_any_case_as_celery_takes_it() -> None:
+    # Before: `LOG_LEVEL=debug`, which the worker's and beat's --loglevel accept, stopped the web process with
+    # "ValueError: Unable to configure root logger".
+    result = _python(
+        "-c", "import django; django.setup(); import logging; logging.getLogger('x').debug('a debug line')",
+        LOG_LEVEL="debug", LOG_FORMAT="plain",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG x a debug line" in result.stderr
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:
