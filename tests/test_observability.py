@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import psutil
 import pytest
 from django.conf import settings
 from django.test import Client
@@ -256,3 +257,69 @@ def test_a_celery_worker_reports_the_analyses_it_did(celery_worker: int, alice: 
     result = invoke_tool("analyze_corpus", {"path_pattern": "bach/bwv6*", "analysis": "key"}, caller=caller)
     analysed = len([w for w in result["results"] if "error" not in w])
     assert analysed > 0 and processed() - before == analysed
+
+
+def test_a_celery_workers_metrics_add_up_its_pool_processes_alive(db: None, tmp_path: Path, settings: Any) -> None:
+    port = free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+        "DATABASE_URL": subprocess_database_url(),
+        "CELERY_BROKER_URL": "memory://",  # a worker that only has to start: it is its pool that is measured
+        "WORKER_METRICS_PORT": str(port),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "AUDIT_SEAL_INTERVAL": "0",
+    }
+    env.pop("REDIS_URL", None)
+    command = [sys.executable, "-m", "celery", "-A", "music21_platform", "worker", "--pool=prefork"]
+    worker = subprocess.Popen(  # noqa: S603 - our own interpreter
+        [*command, "--concurrency=2", "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    main = psutil.Process(worker.pid)
+
+    def scraped() -> tuple[float, float]:
+        """The worker's /metrics resident memory, and the resident memory of its processes alive now."""
+        samples = _samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+        alive = [main, *main.children()]
+        return _value(samples, "music21_memory_usage_bytes", type="rss"), sum(p.memory_info().rss for p in alive)
+
+    def pool() -> list[psutil.Process]:
+        return [p for p in main.children() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    try:
+        for _ in range(600):  # the pool is started and every process of it has reported its memory
+            time.sleep(0.1)
+            try:
+                reported, alive = scraped()
+            except httpx.HTTPError:
+                continue
+            if len(pool()) == 2 and reported > 0.8 * alive:
+                break
+        # Before: only the worker's main process reported, not the pool processes that do the work.
+        reported, alive = scraped()
+        assert 0.8 * alive < reported < 1.25 * alive, (reported, alive)
+
+        killed = pool()
+        for process in killed:  # as the kernel or the hard time limit kills them: no exit handler runs
+            process.kill()
+        for _ in range(600):  # the worker has replaced them, and its new pool processes have reported
+            time.sleep(0.1)
+            fresh = pool()
+            replaced = len(fresh) == 2 and not set(fresh) & set(killed)
+            if replaced and all((metrics_dir / f"gauge_livesum_{p.pid}.db").exists() for p in fresh):
+                break
+        # Before: the killed processes' last memory stayed in the sum until the worker restarted.
+        reported, alive = scraped()
+        assert reported < 1.25 * alive, (reported, alive)
+    finally:
+        # Killed, not stopped: a worker whose pool processes were killed hangs in its warm shutdown (billiard).
+        for process in main.children():
+            process.kill()
+        worker.kill()
+        worker.wait(timeout=30)

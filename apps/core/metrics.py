@@ -7,9 +7,12 @@ there and /metrics adds them up; each gauge says how (`multiprocess_mode`). With
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 from collections.abc import Iterable
 
+import psutil
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 REQUESTS = Counter("mcp_requests_total", "Tool calls by tool and outcome.", ["tool", "status"])
@@ -74,3 +77,17 @@ def process_forget(pid: int) -> None:
     that is killed runs no exit handler, so whoever killed it must, or its last values stay in /metrics."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(pid)
+
+
+def processes_gone_forget() -> None:
+    """Forget every process of PROMETHEUS_MULTIPROC_DIR that has ended without saying so: a Celery pool process
+    killed at its hard time limit or by the kernel for memory, a uvicorn worker that crashed. Called at each scrape,
+    so that a sum of live gauges is over the processes that are alive."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = int(path.rsplit("_", 1)[1].removesuffix(".db"))
+        if not psutil.pid_exists(pid):
+            with contextlib.suppress(FileNotFoundError):  # another process of the target forgot it first
+                multiprocess.mark_process_dead(pid, directory)

@@ -61,6 +61,7 @@ def metrics_text() -> bytes:
     """The Prometheus exposition of every process (multiprocess mode) or of this one."""
     scrape_values_update()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics.processes_gone_forget()
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         return generate_latest(registry)
