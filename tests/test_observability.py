@@ -3,6 +3,7 @@ it is limited, a tool call is one span tree, logs are JSON lines about the call,
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -323,3 +324,39 @@ def test_a_celery_workers_metrics_add_up_its_pool_processes_alive(db: None, tmp_
             process.kill()
         worker.kill()
         worker.wait(timeout=30)
+
+
+def test_a_closed_breaker_reads_closed_whichever_worker_answers_the_scrape(
+    db: None, own_redis: Any, tmp_path: Path, settings: Any
+) -> None:
+    from apps.security.breakers import breaker, breaker_reset
+
+    def scraped_by_another_worker() -> float:
+        """The breaker as /metrics says it, answered by a fresh process of the same web container (the uvicorn
+        worker that Prometheus's kept-alive connection reaches is not the one that answered the last time)."""
+        script = "import django; django.setup(); from apps.tools import monitoring; print(monitoring.metrics_text())"
+        text = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", script],
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+                "DATABASE_URL": subprocess_database_url(),
+                "REDIS_URL": own_redis.url,
+                "GUARD_NAMESPACE": settings.GUARD_NAMESPACE,
+                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+            },
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        text = ast.literal_eval(text.strip()).decode()  # the bytes' repr
+        return _value(_samples(text), "music21_circuit_breaker_open", circuit_name="export")
+
+    breaker("export").open()
+    assert scraped_by_another_worker() == 1
+    breaker_reset("export")  # as `manage.py circuit_breakers --reset export` does
+    # Before: the worker that had answered while it was open still counted 1, and the highest value was shown, so
+    # CircuitBreakerOpen went on firing for a breaker that had closed.
+    assert scraped_by_another_worker() == 0

@@ -40,11 +40,14 @@ QUEUE_SIZE = Gauge("music21_analysis_queue_size", "Tasks waiting in the Celery q
 MEMORY = Gauge("music21_memory_usage_bytes", "Memory of the serving processes.", ["type"], multiprocess_mode="livesum")
 CPU = Gauge("music21_cpu_usage_percent", "CPU use of the serving processes.", multiprocess_mode="livesum")
 OPEN_FDS = Gauge("music21_open_file_descriptors", "Open file descriptors.", multiprocess_mode="livesum")
+# Set at each scrape from the state every process shares (Redis), by whichever process answers it: the latest
+# reading is the state, whereas the highest would keep a breaker open for as long as a worker that saw it open is
+# not the one Prometheus's connection reaches.
 BREAKER_OPEN = Gauge(
     "music21_circuit_breaker_open",
     "1 while a group's breaker is not closed (open, or half-open on a trial call).",
     ["circuit_name"],
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 READY = Gauge("music21_ready", "1 if the last readiness check passed.", multiprocess_mode="mostrecent")
 
