@@ -449,6 +449,9 @@ LOGGING = {
     # noise that costs a formatted line per call.
     "loggers": {
         **{name: {"level": "WARNING"} for name in ("music21", "mcp", "sse_starlette", "httpx", "httpx2")},
+        # uvicorn's own lines (start, stop, access, its tracebacks) in the same format, not its plain text among
+        # JSON lines. Its parent process with --workers loads no Django: its few lines stay uvicorn's.
+        **{name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "uvicorn.access")},
     },
 }
 

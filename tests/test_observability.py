@@ -414,3 +414,41 @@ def test_a_tool_process_logs_with_the_context_of_the_call_it_runs(alice: Any, ex
         logger.removeHandler(handler)
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert {key: line.get(key) for key in context} == context
+
+
+def test_with_json_logs_the_servers_own_lines_are_json_too(db: None, settings: Any) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+        "DATABASE_URL": subprocess_database_url(),
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "LOG_FORMAT": "json",
+        "AUDIT_SEAL_INTERVAL": "0",
+    }
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter
+        [sys.executable, "-m", "uvicorn", "music21_platform.asgi:application", "--port", str(port)],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{port}/no-such-page", timeout=5).status_code == 404
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    lines = [line for line in output.splitlines() if line.strip()]
+    # Before: uvicorn's own lines (start-up, shutdown, one access line per request) were plain text among the JSON
+    # ones, which a collector parsing JSON lines drops or files as unparsed.
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not not_json, not_json
+    messages = [json.loads(line)["message"] for line in lines]
+    assert any('"GET /no-such-page HTTP/1.1" 404' in message for message in messages), messages
