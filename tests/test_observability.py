@@ -452,3 +452,18 @@ def test_with_json_logs_the_servers_own_lines_are_json_too(db: None, settings: A
     assert not not_json, not_json
     messages = [json.loads(line)["message"] for line in lines]
     assert any('"GET /no-such-page HTTP/1.1" 404' in message for message in messages), messages
+
+
+def test_scrapes_during_a_redis_outage_do_not_log_it_each_time(
+    db: None, own_redis: Any, settings: Any, caplog: Any
+) -> None:
+    settings.CELERY_BROKER_URL = own_redis.url
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    assert "music21_analysis_queue_size 0.0" in Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    own_redis.kill()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # Prometheus scrapes every 15 s for as long as the outage lasts
+            assert _scrape() is not None
+    # Before: a warning "cannot read the Celery queue length" at every scrape, besides the outage's own line.
+    lines = [r.getMessage() for r in caplog.records if "Celery queue" in r.getMessage() or "Redis at" in r.getMessage()]
+    assert len(lines) == 1 and "is unreachable" in lines[0], lines
