@@ -456,9 +456,10 @@ CONTENT_SECURITY_POLICY = {
 LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEPLOYMENT_ENV in ("development", "test") else "json")
 if LOG_FORMAT not in ("json", "plain"):
     _problems.append(f"LOG_FORMAT: expected json or plain, got {LOG_FORMAT!r}")
+# Any case, as Celery's --loglevel (the entrypoint and the units pass it the same variable); logging wants it upper.
 LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-    _problems.append(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+    _problems.append(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {env_str('LOG_LEVEL')!r}")
     LOG_LEVEL = "INFO"
 LOGGING = {
     "version": 1,
@@ -482,6 +483,9 @@ LOGGING = {
     # noise that costs a formatted line per call.
     "loggers": {
         **{name: {"level": "WARNING"} for name in ("music21", "mcp", "sse_starlette", "httpx", "httpx2")},
+        # uvicorn's own lines (start, stop, access, its tracebacks) in the same format, not its plain text among
+        # JSON lines. Its parent process with --workers loads no Django: its few lines stay uvicorn's.
+        **{name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "uvicorn.access")},
     },
 }
 

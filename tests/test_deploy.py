@@ -229,3 +229,23 @@ def test_promtool_accepts_the_rules_and_the_config() -> None:
     monitoring = DEPLOY / "monitoring"
     subprocess.run(["promtool", "check", "rules", str(monitoring / "alert_rules.yml")], check=True)  # noqa: S603, S607
     subprocess.run(["promtool", "check", "config", str(monitoring / "prometheus.yml")], check=True)  # noqa: S603, S607
+
+
+def _bytes(quantity: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    for unit, factor in sorted(units.items(), key=lambda item: -len(item[0])):
+        if quantity.endswith(unit):
+            return float(quantity.removesuffix(unit)) * factor
+    return float(quantity)
+
+
+def test_kubernetes_web_pods_stop_a_runaway_call_before_the_kernel_kills_the_pod() -> None:
+    configmap = yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())["data"]
+    web = yaml.safe_load((DEPLOY / "k8s" / "web-deployment.yaml").read_text())
+    limit = _bytes(web["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"])
+    workers = int(configmap["WEB_WORKERS"])
+    tool_processes = float(configmap.get("MAX_MEMORY_GB", "8.0")) * 2**30  # per uvicorn worker; 8 is the default
+    uvicorn_worker = 2**28  # what a uvicorn worker itself holds (its tool processes apart), with room to spare
+    # Before: MAX_MEMORY_GB was left at 8 in 3Gi pods, so the memory guard never stopped a call: the OOM killer did,
+    # taking the pod and every call in it.
+    assert workers * (tool_processes + uvicorn_worker) <= limit

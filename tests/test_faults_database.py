@@ -90,6 +90,21 @@ def test_with_the_database_down_a_call_is_told_to_retry_and_works_again_within_a
     assert answer.json()["result"]["structuredContent"]["scores"] == []
 
 
+def test_with_the_database_down_server_stats_is_a_503_to_retry_not_a_500_page(live_site: str, token_for: Any) -> None:
+    from tests.support import staff_user
+
+    token = token_for(staff_user("ops"), "music21:admin", resource="api")  # never verified yet
+
+    with database_unavailable():
+        refused = httpx.get(f"{live_site}/server_stats", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    # Before: Django's "Server Error (500)" HTML page, to the operator looking at the server during the outage.
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["error"] == "unavailable" and "database" in refused.json()["message"]
+    answered = httpx.get(f"{live_site}/server_stats", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answered.status_code == 200 and answered.json()["status"] == "success"
+
+
 def _tool_error(response: httpx.Response) -> str:
     return str(response.json()["result"]["structuredContent"]["error"])
 

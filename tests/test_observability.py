@@ -3,6 +3,7 @@ it is limited, a tool call is one span tree, logs are JSON lines about the call,
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import psutil
 import pytest
 from django.conf import settings
 from django.test import Client
@@ -256,3 +258,212 @@ def test_a_celery_worker_reports_the_analyses_it_did(celery_worker: int, alice: 
     result = invoke_tool("analyze_corpus", {"path_pattern": "bach/bwv6*", "analysis": "key"}, caller=caller)
     analysed = len([w for w in result["results"] if "error" not in w])
     assert analysed > 0 and processed() - before == analysed
+
+
+def test_a_celery_workers_metrics_add_up_its_pool_processes_alive(db: None, tmp_path: Path, settings: Any) -> None:
+    port = free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+        "DATABASE_URL": subprocess_database_url(),
+        "CELERY_BROKER_URL": "memory://",  # a worker that only has to start: it is its pool that is measured
+        "WORKER_METRICS_PORT": str(port),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "AUDIT_SEAL_INTERVAL": "0",
+    }
+    env.pop("REDIS_URL", None)
+    command = [sys.executable, "-m", "celery", "-A", "music21_platform", "worker", "--pool=prefork"]
+    worker = subprocess.Popen(  # noqa: S603 - our own interpreter
+        [*command, "--concurrency=2", "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    main = psutil.Process(worker.pid)
+
+    def scraped() -> tuple[float, float]:
+        """The worker's /metrics resident memory, and the resident memory of its processes alive now."""
+        samples = _samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+        alive = [main, *main.children()]
+        return _value(samples, "music21_memory_usage_bytes", type="rss"), sum(p.memory_info().rss for p in alive)
+
+    def pool() -> list[psutil.Process]:
+        return [p for p in main.children() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    try:
+        for _ in range(600):  # the pool is started and every process of it has reported its memory
+            time.sleep(0.1)
+            try:
+                reported, alive = scraped()
+            except httpx.HTTPError:
+                continue
+            if len(pool()) == 2 and reported > 0.8 * alive:
+                break
+        # Before: only the worker's main process reported, not the pool processes that do the work.
+        reported, alive = scraped()
+        assert 0.8 * alive < reported < 1.25 * alive, (reported, alive)
+
+        killed = pool()
+        for process in killed:  # as the kernel or the hard time limit kills them: no exit handler runs
+            process.kill()
+        for _ in range(600):  # the worker has replaced them, and its new pool processes have reported
+            time.sleep(0.1)
+            fresh = pool()
+            replaced = len(fresh) == 2 and not set(fresh) & set(killed)
+            if replaced and all((metrics_dir / f"gauge_livesum_{p.pid}.db").exists() for p in fresh):
+                break
+        # Before: the killed processes' last memory stayed in the sum until the worker restarted.
+        reported, alive = scraped()
+        assert reported < 1.25 * alive, (reported, alive)
+    finally:
+        # Killed, not stopped: a worker whose pool processes were killed hangs in its warm shutdown (billiard).
+        for process in main.children():
+            process.kill()
+        worker.kill()
+        worker.wait(timeout=30)
+
+
+def test_a_closed_breaker_reads_closed_whichever_worker_answers_the_scrape(
+    db: None, own_redis: Any, tmp_path: Path, settings: Any
+) -> None:
+    from apps.security.breakers import breaker, breaker_reset
+
+    def scraped_by_another_worker() -> float:
+        """The breaker as /metrics says it, answered by a fresh process of the same web container (the uvicorn
+        worker that Prometheus's kept-alive connection reaches is not the one that answered the last time)."""
+        script = "import django; django.setup(); from apps.tools import monitoring; print(monitoring.metrics_text())"
+        text = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", script],
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+                "DATABASE_URL": subprocess_database_url(),
+                "REDIS_URL": own_redis.url,
+                "GUARD_NAMESPACE": settings.GUARD_NAMESPACE,
+                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+            },
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        text = ast.literal_eval(text.strip()).decode()  # the bytes' repr
+        return _value(_samples(text), "music21_circuit_breaker_open", circuit_name="export")
+
+    breaker("export").open()
+    assert scraped_by_another_worker() == 1
+    breaker_reset("export")  # as `manage.py circuit_breakers --reset export` does
+    # Before: the worker that had answered while it was open still counted 1, and the highest value was shown, so
+    # CircuitBreakerOpen went on firing for a breaker that had closed.
+    assert scraped_by_another_worker() == 0
+
+
+def _json_lines_of(logger_name: str) -> tuple[logging.Logger, logging.Handler, StringIO]:
+    from apps.core.logs import CallContextFilter, Formatter
+
+    stream = StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(Formatter())
+    handler.addFilter(CallContextFilter())
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    return logger, handler, stream
+
+
+def test_the_traceback_of_a_failed_call_carries_its_request_id(alice: Any, extra_tool: Any) -> None:
+    from apps.core.errors import InternalError
+
+    def broken(caller: Caller) -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    name = extra_tool("test_broken", broken)
+    logger, handler, stream = _json_lines_of("apps.tools.runner")
+    try:
+        caller = Caller(user=alice, scopes=frozenset({"music21:read"}), client_id="client-7")
+        with pytest.raises(InternalError) as raised:
+            invoke_tool(name, {}, caller=caller)
+    finally:
+        logger.removeHandler(handler)
+    assert caller.request_id in raised.value.message  # what the client is told
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    # Before: the line was written in the tool's thread, which did not have the call's context: the request id was
+    # only in the message text, so filtering the logs on "request_id" (docs/operations.md) missed the traceback.
+    assert line["request_id"] == caller.request_id and line["tool"] == name and line["client_id"] == "client-7"
+    assert "RuntimeError: a bug" in line["exc_info"]
+    assert line["user"] and line["user"] != "alice"  # the pseudonym
+
+
+def test_a_tool_process_logs_with_the_context_of_the_call_it_runs(alice: Any, extra_tool: Any) -> None:
+    from apps.core.errors import InternalError
+    from apps.tools import runner
+
+    def broken(caller: Caller) -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    name = extra_tool("test_broken", broken)
+    context = {"request_id": "r-1", "user": "pseudonym-1", "client_id": "client-7", "tool": name}
+    logger, handler, stream = _json_lines_of("apps.tools.runner")
+    try:  # what a tool process does with a call it receives from its serving process
+        with pytest.raises(InternalError):
+            runner._worker_call(name, alice.pk, ["music21:read"], "client-7", None, "r-1", {}, context)
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert {key: line.get(key) for key in context} == context
+
+
+def test_with_json_logs_the_servers_own_lines_are_json_too(db: None, settings: Any) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+        "DATABASE_URL": subprocess_database_url(),
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "LOG_FORMAT": "json",
+        "AUDIT_SEAL_INTERVAL": "0",
+    }
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter
+        [sys.executable, "-m", "uvicorn", "music21_platform.asgi:application", "--port", str(port)],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{port}/no-such-page", timeout=5).status_code == 404
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    lines = [line for line in output.splitlines() if line.strip()]
+    # Before: uvicorn's own lines (start-up, shutdown, one access line per request) were plain text among the JSON
+    # ones, which a collector parsing JSON lines drops or files as unparsed.
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not not_json, not_json
+    messages = [json.loads(line)["message"] for line in lines]
+    assert any('"GET /no-such-page HTTP/1.1" 404' in message for message in messages), messages
+
+
+def test_scrapes_during_a_redis_outage_do_not_log_it_each_time(
+    db: None, own_redis: Any, settings: Any, caplog: Any
+) -> None:
+    settings.CELERY_BROKER_URL = own_redis.url
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    assert "music21_analysis_queue_size 0.0" in Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    own_redis.kill()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # Prometheus scrapes every 15 s for as long as the outage lasts
+            assert _scrape() is not None
+    # Before: a warning "cannot read the Celery queue length" at every scrape, besides the outage's own line.
+    lines = [r.getMessage() for r in caplog.records if "Celery queue" in r.getMessage() or "Redis at" in r.getMessage()]
+    assert len(lines) == 1 and "is unreachable" in lines[0], lines

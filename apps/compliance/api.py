@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotAuthenticated
@@ -21,14 +22,23 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.compliance import reports, services, tasks
 from apps.compliance.models import DataSubjectRequest
-from apps.core.errors import ApplicationError, NotFound, RateLimited
+from apps.core.errors import ApplicationError, NotFound, RateLimited, ServiceUnavailable
 from apps.security import scopes
 from apps.security.permissions import InsufficientScope, token_scopes
 from apps.security.staff_otp import IsVerifiedStaffOrAdminToken
 
+# Seconds a client is told to wait when the database could not be reached (as /mcp says it).
+DATABASE_RETRY_AFTER = 2
+
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Domain errors become JSON with their code and message; a rate limit says when to retry."""
+    """Domain errors become JSON with their code and message; a rate limit says when to retry, and so does the
+    database being unreachable (checking a bearer token needs it): a 503, not Django's HTML 500 page."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        unavailable = ServiceUnavailable("The database is unavailable; try again in a moment.")
+        response = Response(unavailable.as_dict(), status=unavailable.http_status)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+        return response
     if isinstance(exc, ApplicationError):
         response = Response(exc.as_dict(), status=exc.http_status)
         if isinstance(exc, RateLimited):

@@ -7,9 +7,13 @@ there and /metrics adds them up; each gauge says how (`multiprocess_mode`). With
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram
+import psutil
+from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 REQUESTS = Counter("mcp_requests_total", "Tool calls by tool and outcome.", ["tool", "status"])
 REQUEST_DURATION = Histogram(
@@ -36,11 +40,14 @@ QUEUE_SIZE = Gauge("music21_analysis_queue_size", "Tasks waiting in the Celery q
 MEMORY = Gauge("music21_memory_usage_bytes", "Memory of the serving processes.", ["type"], multiprocess_mode="livesum")
 CPU = Gauge("music21_cpu_usage_percent", "CPU use of the serving processes.", multiprocess_mode="livesum")
 OPEN_FDS = Gauge("music21_open_file_descriptors", "Open file descriptors.", multiprocess_mode="livesum")
+# Set at each scrape from the state every process shares (Redis), by whichever process answers it: the latest
+# reading is the state, whereas the highest would keep a breaker open for as long as a worker that saw it open is
+# not the one Prometheus's connection reaches.
 BREAKER_OPEN = Gauge(
     "music21_circuit_breaker_open",
     "1 while a group's breaker is not closed (open, or half-open on a trial call).",
     ["circuit_name"],
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 READY = Gauge("music21_ready", "1 if the last readiness check passed.", multiprocess_mode="mostrecent")
 
@@ -65,3 +72,25 @@ def series_initialise(
         BREAKER_OPEN.labels(circuit_name=group)
     for memory_type in ("rss", "vms"):
         MEMORY.labels(type=memory_type)
+
+
+def process_forget(pid: int) -> None:
+    """Take the process `pid`, which has ended, out of the sums of the live gauges (memory, CPU, open files, calls
+    in flight) in multiprocess mode. A process that exits cleanly does this itself (apps.security.monitoring); one
+    that is killed runs no exit handler, so whoever killed it must, or its last values stay in /metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)
+
+
+def processes_gone_forget() -> None:
+    """Forget every process of PROMETHEUS_MULTIPROC_DIR that has ended without saying so: a Celery pool process
+    killed at its hard time limit or by the kernel for memory, a uvicorn worker that crashed. Called at each scrape,
+    so that a sum of live gauges is over the processes that are alive."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = int(path.rsplit("_", 1)[1].removesuffix(".db"))
+        if not psutil.pid_exists(pid):
+            with contextlib.suppress(FileNotFoundError):  # another process of the target forgot it first
+                multiprocess.mark_process_dead(pid, directory)

@@ -47,8 +47,9 @@ _started_for: list[int] = []
 
 def process_metrics_start() -> None:
     """Start this process's metrics thread once (per pid: a forked worker starts its own). In multiprocess mode,
-    a process that exits cleanly removes its live gauges from the sums; one that is killed leaves them until the
-    directory is emptied at the next start (the container entrypoint and the systemd units do)."""
+    a process that exits cleanly removes its live gauges from the sums; one that is killed leaves them until its
+    parent forgets it (a tool process's serving process does: apps.tools.runner) or the directory is emptied at the
+    next start (the container entrypoint and the systemd units do)."""
     if not settings.METRICS_ENABLED or os.getpid() in _started_for:
         return
     _started_for.append(os.getpid())

@@ -33,10 +33,12 @@ def queue_size() -> int | None:
         return None
     # With the product's short timeouts and its record of the server being down: a frozen broker must not hold
     # up a scrape or /server_stats (kombu's own connection waits its socket timeout, seconds).
+    broker = _broker(settings.CELERY_BROKER_URL)
     try:
-        return int(_broker(settings.CELERY_BROKER_URL).llen(settings.CELERY_TASK_DEFAULT_QUEUE))
+        return int(broker.llen(settings.CELERY_TASK_DEFAULT_QUEUE))
     except RedisError as exc:
-        logger.warning("cannot read the Celery queue length (%s)", exc)
+        if not broker.outage.down:  # an unreachable server is logged once by its outage record, not every scrape
+            logger.warning("cannot read the Celery queue length (%s)", exc)
         return None
 
 
@@ -61,6 +63,7 @@ def metrics_text() -> bytes:
     """The Prometheus exposition of every process (multiprocess mode) or of this one."""
     scrape_values_update()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics.processes_gone_forget()
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         return generate_latest(registry)

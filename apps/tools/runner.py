@@ -23,6 +23,7 @@ in a thread of the serving process in both modes (`Tool.isolated` is False).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import multiprocessing
 import signal
@@ -50,6 +51,7 @@ from apps.core.errors import (
     WorkerDied,
 )
 from apps.core.fairness import FairSemaphore, user_share
+from apps.core.logs import call_context
 from apps.core.runtime import Task, after_answer, deferred_work, garbage_after_call, gc_tune, run_deferred
 from apps.tools.caller import Caller
 from apps.tools.gate import CallGate, gated
@@ -117,7 +119,9 @@ def run_tool(
     if not tools_run_here() and tool.isolated:
         return _in_process(tool, caller, parsed, deadline=deadline, after_waiting=after_waiting)
     gate = CallGate()  # the thread runs on past the deadline: what it may still change (apps.tools.gate)
-    future = _thread_pool().submit(with_connections, _run_collecting, tool, caller, parsed, gate)
+    # In the call's context, so that what the tool logs carries the call's request id, user, client and tool.
+    run = contextvars.copy_context().run
+    future = _thread_pool().submit(run, with_connections, _run_collecting, tool, caller, parsed, gate)
     try:
         result, later = future.result(timeout=max(0.0, deadline - time.monotonic()))
     except FutureTimeout:
@@ -148,6 +152,7 @@ def _in_process(
         caller.ip,
         caller.request_id,
         parsed.model_dump(),
+        call_context.get(),  # what the tool process logs carries the call's request id, user, client and tool
     )
     try:
         return _process_pool().run(call, owner=caller.user.pk, deadline=deadline, after_waiting=after_waiting)
@@ -270,6 +275,7 @@ class _ToolProcess:
         self.pipe.close()
         self.process.kill()
         self.process.join(timeout=5)
+        metrics.process_forget(self.process.pid)
 
     def gone(self) -> WorkerGone:
         self.process.join(timeout=1)
@@ -458,6 +464,7 @@ def _worker_call(
     ip: str | None,
     request_id: str,
     arguments: dict[str, Any],
+    log_context: dict[str, Any] | None,
 ) -> dict[str, Any]:
     from django.contrib.auth import get_user_model  # the user model is known once Django is set up
 
@@ -474,7 +481,11 @@ def _worker_call(
         transport="worker",
         request_id=request_id,
     )
-    return _run_here(tool, caller, tool.arguments.model_validate(arguments))
+    context = call_context.set(log_context)
+    try:
+        return _run_here(tool, caller, tool.arguments.model_validate(arguments))
+    finally:
+        call_context.reset(context)
 
 
 def runner_shutdown() -> None:

@@ -60,6 +60,38 @@ def test_a_runaway_call_is_killed_with_its_worker_and_service_goes_on(
     assert call(alice, "score_info", score_id="quartet")["notes"] > 5000
 
 
+def test_metrics_leave_out_tool_processes_that_were_killed(
+    worker_processes: None, alice: Any, call: Any, settings: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client.parser import text_string_to_metric_families
+
+    # As in a web container: the tool processes (spawned after this) write their metrics there, /metrics adds up
+    # the directory. The test process itself was not started with it, so nothing else writes there.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    def scraped(name: str, **labels: str) -> float:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(tmp_path))
+        text = generate_latest(registry).decode()
+        families = text_string_to_metric_families(text)
+        return sum(s.value for f in families for s in f.samples if s.name == name and s.labels == labels)
+
+    call(alice, "import_score", score_id="quartet", source=HEAVY, source_type="corpus")
+    assert scraped("music21_memory_usage_bytes", type="rss") > 0  # the tool process reports its memory
+    settings.REQUEST_TIMEOUT = 0.2
+    with pytest.raises(TimedOut, match="was stopped"):
+        call(alice, "chord_analysis", score_id="quartet")
+    settings.REQUEST_TIMEOUT = 30.0
+    call(alice, "health_check")  # answered by the replacement
+    runner_shutdown()  # every tool process is killed: none is left whose memory, CPU or open files count
+    # Before: a killed process never took its gauges out of the sums, and each one killed at its deadline (or for
+    # its memory) added its last memory, CPU and open files to /metrics until the directory was emptied.
+    assert scraped("music21_memory_usage_bytes", type="rss") == 0
+    assert scraped("music21_open_file_descriptors") == 0
+
+
 def test_errors_cross_from_the_worker_with_their_details(worker_processes: None, alice: Any, call: Any) -> None:
     from apps.core.errors import NotFound
 
