@@ -372,6 +372,29 @@ def test_an_export_running_when_the_erasure_runs_is_thrown_away(alice: Any, chor
     assert export.status == "cancelled" and "superseded by erasure" in export.note
 
 
+def test_one_failing_request_does_not_hold_up_the_others_that_are_due(alice: Any, bob: Any, monkeypatch: Any) -> None:
+    from django.core.management.base import CommandError
+
+    from apps.compliance.services import requests as requests_service
+
+    build = requests_service.subject_export_build
+
+    def build_failing_for_alice(*, request: DataSubjectRequest) -> Any:
+        if request.subject == alice:
+            raise RuntimeError("the archive could not be written")
+        return build(request=request)
+
+    monkeypatch.setattr(requests_service, "subject_export_build", build_failing_for_alice)
+    hers = services.subject_request_create(subject=alice, kind="export")
+    his = services.subject_request_create(subject=bob, kind="export")
+    with pytest.raises(CommandError) as failed:
+        call_command("run_due_requests", stdout=StringIO())  # the periodic task's work, hers first (filed first)
+    assert str(failed.value).startswith(f"1 of 2 due request(s) failed: #{hers.pk} (RuntimeError)")
+    assert DataSubjectRequest.objects.get(pk=hers.pk).status == "failed"
+    assert DataSubjectRequest.objects.get(pk=his.pk).status == "completed"  # it waited for the next run
+    assert ExportArchive.objects.filter(request=his).exists()
+
+
 def test_an_export_cancelled_while_it_is_built_stores_nothing(alice: Any, chorale: Any, monkeypatch: Any) -> None:
     export = services.subject_request_create(subject=alice, kind="export")
     registered = export_service.holdings

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Grant, RefreshToken
 
@@ -159,15 +159,33 @@ def subject_request_is_due(*, request: DataSubjectRequest) -> bool:
     )
 
 
+class DueRequestsFailed(Exception):
+    """Some of the due requests failed (each is recorded as failed, logged and audited); the others ran."""
+
+
 def subject_requests_run_due() -> int:
-    """Run every scheduled request whose time has come (the periodic task). Returns how many."""
-    due = DataSubjectRequest.objects.filter(
-        status=DataSubjectRequest.Status.SCHEDULED, scheduled_for__lte=timezone.now()
-    ).values_list("pk", flat=True)
-    count = 0
+    """Run every scheduled request whose time has come (the periodic task). Returns how many; if any failed, raises
+    DueRequestsFailed naming them once every other due request has run: one person's failing request must not hold
+    up the others until the next run."""
+    due = (
+        DataSubjectRequest.objects.filter(status=DataSubjectRequest.Status.SCHEDULED, scheduled_for__lte=timezone.now())
+        .order_by("scheduled_for", "pk")  # the longest waiting first
+        .values_list("pk", flat=True)
+    )
+    count, failed = 0, []
     for pk in list(due):
-        subject_request_run(request_id=pk)
+        try:
+            subject_request_run(request_id=pk)
+        except (OperationalError, InterfaceError):
+            raise  # the database is gone: the next requests would fail alike
+        except Exception as exc:  # subject_request_run recorded it as failed, with its reason
+            failed.append(f"#{pk} ({type(exc).__name__})")
         count += 1
+    if failed:
+        raise DueRequestsFailed(
+            f"{len(failed)} of {count} due request(s) failed: {', '.join(failed)}; each is marked failed with its "
+            "reason in the admin (Data-subject requests), and the others ran."
+        )
     return count
 
 

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from apps.compliance.services import subject_requests_run_due
+from apps.compliance.services.requests import DueRequestsFailed
 from apps.core.db import database_problem
 
 
@@ -17,4 +18,6 @@ class Command(BaseCommand):
             count = subject_requests_run_due()
         except DatabaseError as exc:
             raise CommandError(database_problem(exc)) from None
+        except DueRequestsFailed as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(f"{count} request(s) run.")
