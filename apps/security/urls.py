@@ -3,7 +3,6 @@ from __future__ import annotations
 from csp.decorators import csp_replace
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from oauth2_provider import views as oauth2_views
 
 from apps.security import staff_otp, views
 
@@ -19,7 +18,7 @@ oauth_patterns = (
     [
         path("authorize/", _forms_answer_to_clients(views.AuthorizationView.as_view()), name="authorize"),
         path("token/", views.TokenView.as_view(), name="token"),
-        path("revoke_token/", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
+        path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
         path("introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
         path("register/", views.ClientRegistrationView.as_view(), name="dcr-register"),
         path(

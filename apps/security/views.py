@@ -349,9 +349,9 @@ def _named_client_id(request: HttpRequest) -> str:
 
 
 @method_decorator(csrf_exempt, name="dispatch")
-class TokenView(oauth2_views.TokenView):
-    """DOT's token endpoint. Browser-based tools on this machine (the MCP Inspector on localhost) may read its
-    answers: oauthlib allows CORS only for https origins, and a local tool's page is plain http."""
+class _CalledFromLoopback(View):
+    """A token endpoint that browser-based tools on this machine (the MCP Inspector on localhost) may call and read
+    the answers of: oauthlib allows CORS only for https origins, and a local tool's page is plain http."""
 
     def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = HttpResponse(status=204)
@@ -362,14 +362,29 @@ class TokenView(oauth2_views.TokenView):
             response["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
         return response
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        # Every answer, the refusals made here before the library sees the request included, so that a local tool
-        # can show why it was refused rather than a CORS failure.
-        response = self._answer(request, *args, **kwargs)
+    @staticmethod
+    def _readable(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """Every answer, refusals included, so that a local tool can show why it was refused rather than a CORS
+        failure."""
         origin = _loopback_origin(request)
         if origin and "Access-Control-Allow-Origin" not in response:
             response["Access-Control-Allow-Origin"] = origin
         return response
+
+
+class RevokeTokenView(_CalledFromLoopback, oauth2_views.RevokeTokenView):
+    """DOT's revocation endpoint (RFC 7009), callable from a local tool's page as the token endpoint is."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self._readable(request, super().post(request, *args, **kwargs))
+
+
+class TokenView(_CalledFromLoopback, oauth2_views.TokenView):
+    """DOT's token endpoint, callable from a local tool's page (`_CalledFromLoopback`)."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # the refusals made here before the library sees the request included
+        return self._readable(request, self._answer(request, *args, **kwargs))
 
     def _answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         refused = _blocked_response(request) or _body_too_large(request, "invalid_request")

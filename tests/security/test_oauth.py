@@ -517,6 +517,25 @@ def test_a_browser_tool_on_localhost_may_read_the_token_response(live_site: str,
         refused = httpx2.post(f"{live_site}/o/token/", data=data, headers={"Origin": "http://localhost:6274"})
         assert refused.status_code in (400, 401)
         assert refused.headers["Access-Control-Allow-Origin"] == "http://localhost:6274"
+    # And the tool can revoke the token when it is done with it (RFC 7009), its preflight answered.
+    preflight = httpx2.options(
+        f"{live_site}/o/revoke_token/",
+        headers={"Origin": "http://localhost:6274", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:6274"
+    revoked = httpx2.post(
+        f"{live_site}/o/revoke_token/",
+        data={"token": response.json()["access_token"], "client_id": client["client_id"]},
+        headers={"Origin": "http://localhost:6274"},
+    )
+    assert revoked.status_code == 200
+    assert revoked.headers["Access-Control-Allow-Origin"] == "http://localhost:6274"
+    assert (
+        httpx2.post(
+            f"{live_site}/mcp", json={}, headers={"Authorization": f"Bearer {response.json()['access_token']}"}
+        ).status_code
+        == 401
+    )
 
 
 # --- Credentials under attack -----------------------------------------------------------------------------------
