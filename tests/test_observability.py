@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.core.errors import NotFound
 from apps.tools.invocation import Caller, invoke_tool
-from tests.support import free_port, signed_in, staff_user, subprocess_database_url
+from tests.support import OwnRedis, free_port, signed_in, staff_user, subprocess_database_url
 
 SPEC_METRICS = [
     "mcp_requests_total",
@@ -264,16 +264,17 @@ def test_a_celery_workers_metrics_add_up_its_pool_processes_alive(db: None, tmp_
     port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
+    broker = OwnRedis()  # a worker that only has to start, on a broker of its own: it is its pool that is measured
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
         "DATABASE_URL": subprocess_database_url(),
-        "CELERY_BROKER_URL": "memory://",  # a worker that only has to start: it is its pool that is measured
+        "REDIS_URL": broker.url,
         "WORKER_METRICS_PORT": str(port),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "AUDIT_SEAL_INTERVAL": "0",
     }
-    env.pop("REDIS_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
     command = [sys.executable, "-m", "celery", "-A", "music21_platform", "worker", "--pool=prefork"]
     worker = subprocess.Popen(  # noqa: S603 - our own interpreter
         [*command, "--concurrency=2", "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
@@ -324,6 +325,7 @@ def test_a_celery_workers_metrics_add_up_its_pool_processes_alive(db: None, tmp_
             process.kill()
         worker.kill()
         worker.wait(timeout=30)
+        broker.kill()
 
 
 def test_a_closed_breaker_reads_closed_whichever_worker_answers_the_scrape(
