@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
@@ -17,16 +19,21 @@ app.autodiscover_tasks()
 @worker_init.connect
 def _serve_worker_metrics(**kwargs: object) -> None:
     """A worker has no web server: with WORKER_METRICS_PORT set it serves its own /metrics (every pool process's
-    values when PROMETHEUS_MULTIPROC_DIR is set)."""
+    values when PROMETHEUS_MULTIPROC_DIR is set), to whom the web processes' /metrics answers: loopback,
+    METRICS_ALLOWED_NETWORKS, or a bearer of METRICS_TOKEN; anyone else gets 403."""
     from django.conf import settings
 
     port = settings.WORKER_METRICS_PORT
     if not port:
         return
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
     from prometheus_client.multiprocess import MultiProcessCollector
 
     from apps.core.metrics import processes_gone_forget
+    from apps.security.monitoring import metrics_allowed
 
     class _ForgetTheGone:
         """Registered before the files are read: a pool process killed at its time limit, or by the kernel, ran
@@ -41,7 +48,23 @@ def _serve_worker_metrics(**kwargs: object) -> None:
         registry = CollectorRegistry()
         registry.register(_ForgetTheGone())  # type: ignore[arg-type]
         MultiProcessCollector(registry)
-    start_http_server(port, registry=registry)
+    exposition = make_wsgi_app(registry)
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        if metrics_allowed(ip=environ.get("REMOTE_ADDR"), authorization=environ.get("HTTP_AUTHORIZATION", "")):
+            return exposition(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        return [b"Metrics are readable from the allowed networks or with the metrics token.\n"]
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True  # a scraper that hangs holds no other scrape, nor the worker's exit
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # not a line on the worker's output per scrape
+
+    server = make_server("", port, guarded, server_class=Server, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
 
 
 @worker_process_init.connect

@@ -328,6 +328,51 @@ def test_a_celery_workers_metrics_add_up_its_pool_processes_alive(db: None, tmp_
         broker.kill()
 
 
+def test_a_celery_workers_metrics_answer_whom_the_web_processes_metrics_answer(
+    db: None, tmp_path: Path, settings: Any
+) -> None:
+    # Its own /metrics listens on every interface; it had no access control at all.
+    port = free_port()
+    broker = OwnRedis()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
+        "DATABASE_URL": subprocess_database_url(),
+        "REDIS_URL": broker.url,
+        "WORKER_METRICS_PORT": str(port),
+        "METRICS_ALLOWED_NETWORKS": "10.0.0.0/8",  # where Prometheus runs: not this test's loopback address
+        "METRICS_TOKEN": "scraper-secret",
+        "AUDIT_SEAL_INTERVAL": "0",
+    }
+    env.pop("CELERY_BROKER_URL", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "music21_platform", "worker", "--pool=solo", "--loglevel=WARNING"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        for _ in range(600):
+            try:
+                refused = httpx.get(url, timeout=10)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert refused.status_code == 403
+        assert "music21_memory_usage_bytes" not in refused.text
+        allowed = httpx.get(url, headers={"Authorization": "Bearer scraper-secret"}, timeout=10)
+        assert allowed.status_code == 200
+        assert _value(_samples(allowed.text), "music21_memory_usage_bytes", type="rss") > 0
+        assert httpx.get(url, headers={"Authorization": "Bearer guessed"}, timeout=10).status_code == 403
+    finally:
+        worker.kill()
+        worker.wait(timeout=30)
+        broker.kill()
+
+
 def test_a_closed_breaker_reads_closed_whichever_worker_answers_the_scrape(
     db: None, own_redis: Any, tmp_path: Path, settings: Any
 ) -> None:
