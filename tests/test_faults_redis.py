@@ -6,6 +6,7 @@ Each test starts its own redis-server on a free port, so that freezing or killin
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from typing import Any
@@ -197,6 +198,24 @@ def test_metrics_and_server_stats_answer_promptly_while_the_broker_is_frozen(
     assert b"music21_analysis_queue_size" in response.content
     assert stats["queue_depth"] is None  # unknown, said so, rather than a scrape held up by the broker
     assert waited < PROMPT
+
+
+def test_the_queue_size_reads_unknown_while_the_broker_is_down_not_its_last_length(
+    own_redis: OwnRedis, settings: Any
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = own_redis.url
+
+    def scraped() -> float:
+        text = Client().get("/metrics").content.decode()
+        families = text_string_to_metric_families(text)
+        return next(s.value for f in families for s in f.samples if s.name == "music21_analysis_queue_size")
+
+    assert scraped() == 0
+    own_redis.kill()
+    assert math.isnan(scraped())  # it went on reading 0, the length before the outage
 
 
 def test_readiness_tries_a_broker_that_is_down_once_without_pausing_to_try_again(

@@ -54,8 +54,8 @@ def scrape_values_update() -> None:
         # as each trial waits on the failing dependency.
         metrics.BREAKER_OPEN.labels(circuit_name=group).set(0 if state["state"] == "closed" else 1)
     waiting = queue_size()
-    if waiting is not None:
-        metrics.QUEUE_SIZE.set(waiting)
+    # Unknown (NaN) while the queue cannot be read: the length read before an outage would pass for the present.
+    metrics.QUEUE_SIZE.set(float("nan") if waiting is None else waiting)
     process_metrics_update()
 
 
