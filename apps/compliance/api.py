@@ -27,9 +27,6 @@ from apps.security import scopes
 from apps.security.permissions import InsufficientScope, token_scopes
 from apps.security.staff_otp import IsVerifiedStaffOrAdminToken
 
-# Seconds a client is told to wait when the database could not be reached (as /mcp says it).
-DATABASE_RETRY_AFTER = 2
-
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Domain errors become JSON with their code and message; a rate limit says when to retry, and so does the
@@ -37,7 +34,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, OperationalError | InterfaceError):
         unavailable = ServiceUnavailable("The database is unavailable; try again in a moment.")
         response = Response(unavailable.as_dict(), status=unavailable.http_status)
-        response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+        response["Retry-After"] = str(unavailable.RETRY_AFTER)
         return response
     if isinstance(exc, ApplicationError):
         response = Response(exc.as_dict(), status=exc.http_status)

@@ -157,6 +157,9 @@ class ServiceUnavailable(DependencyFailed):
 
     code = "unavailable"
     http_status = 503
+    # Seconds an HTTP client is told to wait (Retry-After): the server connects again at the first request after
+    # the database is back.
+    RETRY_AFTER = 2
 
 
 class WorkerDied(DependencyFailed):

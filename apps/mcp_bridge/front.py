@@ -386,8 +386,6 @@ class DatabaseUnavailable(ServiceUnavailable):
     """The database could not be reached to verify a bearer token: 503 with `Retry-After`, never a 401 (the client
     would throw a good token away and authorise again) nor a 500."""
 
-    RETRY_AFTER = 2  # seconds; the server connects again at the first request after the database is back
-
     def __init__(self) -> None:
         super().__init__(
             "The database is unavailable, so the server cannot check your token or serve calls right now; your "

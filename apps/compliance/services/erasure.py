@@ -18,7 +18,7 @@ from oauth2_provider.models import Application, Grant, IDToken, RefreshToken
 from apps.compliance import audit
 from apps.compliance.holdings import holdings
 from apps.compliance.models import DataSubjectRequest, ExportArchive, SubjectKey
-from apps.compliance.services.names import names_of, security_events_of, typed_as
+from apps.compliance.services.names import security_events_of, typed_as
 from apps.core.errors import NotFound
 from apps.security.models import Block, ClientPolicy, SecurityEvent
 from apps.security.ratelimits import rate_limits_forget
@@ -43,7 +43,6 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
     if user is None:
         raise NotFound(f"The subject of request #{request.pk} no longer exists.")
     user_id = user.pk
-    names = names_of(user)
     subject = audit.subject_for(user)
     now = timezone.now()
     with transaction.atomic():
@@ -55,10 +54,10 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
         counts["grants"] = Grant.objects.filter(user=user).delete()[0]
         IDToken.objects.filter(user=user).delete()
         counts["clients"] = _own_clients_delete(user=user)
-        counts["security_events"] = _security_events_anonymise(user=user, names=names)
+        counts["security_events"] = _security_events_anonymise(user=user)
         # A block of the person names her by her id: it goes with her (a block protects no one from an erased account).
         counts["blocks"] = Block.objects.filter(target=Block.Target.USER, value=str(user_id)).delete()[0]
-        counts["sign_in_records"] = _sign_ins_delete(user=user, names=names)
+        counts["sign_in_records"] = _sign_ins_delete(user=user)
         _history_forget(user_id)
         counts["sessions"] = _sessions_delete(user_id)
         ExportArchive.objects.filter(request__subject=user).delete()
@@ -132,17 +131,17 @@ def _own_clients_delete(*, user: AbstractBaseUser) -> int:
     return deleted
 
 
-def _security_events_anonymise(*, user: AbstractBaseUser, names: list[str]) -> int:
+def _security_events_anonymise(*, user: AbstractBaseUser) -> int:
     """The person's security events stay (they count toward what happened) without her: no link, no address, no
     detail. A failed sign-in under her name or e-mail is stored with no user, its detail naming her: anonymised too."""
-    return SecurityEvent.objects.filter(security_events_of(user, names=names)).update(user=None, ip=None, detail={})
+    return SecurityEvent.objects.filter(security_events_of(user)).update(user=None, ip=None, detail={})
 
 
-def _sign_ins_delete(*, user: AbstractBaseUser, names: list[str]) -> int:
+def _sign_ins_delete(*, user: AbstractBaseUser) -> int:
     """django-axes' records of sign-ins and failed sign-ins under the person's name or e-mail, with their
     addresses (whatever case was typed)."""
     return sum(
-        model.objects.filter(typed_as(user, "username", names=names)).delete()[0]
+        model.objects.filter(typed_as(user, "username")).delete()[0]
         for model in (AccessAttempt, AccessLog, AccessFailureLog)
     )
 

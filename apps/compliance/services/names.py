@@ -17,14 +17,14 @@ def names_of(user: AbstractBaseUser) -> list[str]:
     return [name for name in {user.get_username(), getattr(user, "email", "")} if name]
 
 
-def typed_as(user: AbstractBaseUser, field: str, *, names: list[str] | None = None) -> Q:
-    """The records whose `field` holds one of the person's names (`names`, by default `names_of(user)`), in any case."""
+def typed_as(user: AbstractBaseUser, field: str) -> Q:
+    """The records whose `field` holds one of the person's names, in any case."""
     typed = Q(pk__in=[])
-    for name in names_of(user) if names is None else names:
+    for name in names_of(user):
         typed |= Q(**{f"{field}__iexact": name})
     return typed
 
 
-def security_events_of(user: AbstractBaseUser, *, names: list[str] | None = None) -> Q:
+def security_events_of(user: AbstractBaseUser) -> Q:
     """The person's security events: those of her account, and failed sign-ins typed with one of her names."""
-    return Q(user=user) | typed_as(user, "detail__username", names=names)
+    return Q(user=user) | typed_as(user, "detail__username")

@@ -412,10 +412,10 @@ def _parse_corpus(path: str) -> stream.Score:
 
 def _check_one_corpus_work(path: str) -> None:
     """At import, `path` must name one work of the corpus (a score stored before this check still parses)."""
-    if not CORPUS_PATH.match(path) or ".." in path or not _in_corpus(path):
+    works = _corpus_works(path) if CORPUS_PATH.match(path) and ".." not in path else []
+    if not works:
         return  # _parse_corpus says what is wrong with it
     wanted = path.lower()
-    works = _corpus_works(path)
     # music21 finds works by any part of their path ('bach' is all 433 of Bach's, 'bach/bwv66' is bwv66.6) and
     # parses the first it finds: the path must name one work, or the caller is told which ones it could mean.
     named = {
@@ -431,8 +431,14 @@ def _check_one_corpus_work(path: str) -> None:
 
 
 def _corpus_works(path: str) -> list[tuple[str, str]]:
-    """The corpus works music21 finds for `path`, each as its path in the corpus without and with its extension."""
-    found = corpus.getWork(path)
+    """The corpus works music21 finds for `path`, each as its path in the corpus without and with its extension
+    (none for a path it finds nothing for)."""
+    try:
+        found = corpus.getWork(path)
+    except Exception:  # what _in_corpus takes for "not found"
+        return []
+    if not found:
+        return []
     root = Path(common.getCorpusFilePath())
     relative = [Path(p).relative_to(root) for p in (found if isinstance(found, list) else [found])]
     return [(p.with_suffix("").as_posix(), p.as_posix()) for p in relative]
