@@ -111,6 +111,21 @@ class OwnRedis:
         self.process.wait(timeout=10)
 
 
+def manage_py(*arguments: str, env: dict[str, str], **options: Any) -> subprocess.CompletedProcess[str]:
+    """`manage.py` with `arguments` in a fresh interpreter, with the environment `env` (whole, not added to this
+    one's), its output captured as text, its exit status left for the test to read."""
+    return subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "manage.py", *arguments],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        **options,
+    )
+
+
 def subprocess_database_url() -> str:
     """The URL of the database this test runs on, for a server or worker subprocess."""
     db = connection.settings_dict

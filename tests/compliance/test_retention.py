@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import timedelta
 from io import StringIO
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -18,6 +15,7 @@ from apps.compliance import audit
 from apps.compliance.models import AuditEvent, RetentionPolicy, RetentionRun
 from apps.security.models import SecurityEvent
 from apps.tools.models import Score
+from tests.support import manage_py
 
 
 def _policy(category: str, days: int) -> None:
@@ -143,15 +141,7 @@ def test_sessions_expired_longer_ago_than_the_tokens_period_are_removed(alice: A
 
 @pytest.mark.parametrize("command", ["apply_retention", "verify_audit_chain", "run_due_requests"])
 def test_the_cron_commands_on_a_database_not_yet_migrated_say_so_in_one_line(command: str, tmp_path: Any) -> None:
-    result = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "manage.py", command],
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"},
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = manage_py(command, env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"})
 
     assert result.returncode == 1
     assert "CommandError: cannot read the database (no such table: " in result.stderr

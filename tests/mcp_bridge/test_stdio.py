@@ -14,7 +14,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from apps.tools.registry import TOOLS
-from tests.support import subprocess_database_url
+from tests.support import manage_py, subprocess_database_url
 
 
 @pytest.mark.django_db(transaction=True)
@@ -49,14 +49,11 @@ def test_stdio_refuses_an_unknown_user(db: None) -> None:
 
 
 def test_stdio_on_a_database_not_yet_migrated_says_so_in_one_line(tmp_path: Any) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "mcp_stdio", "--user", "alice"],
+    result = manage_py(
+        "mcp_stdio",
+        "--user",
+        "alice",
         env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"},
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
         stdin=subprocess.DEVNULL,
     )
 

@@ -37,7 +37,7 @@ from apps.core.errors import (
 from apps.security import breakers, bulkheads
 from apps.security.models import Block, SecurityEvent
 from apps.tools.invocation import Caller, invoke_tool
-from tests.support import free_port, subprocess_database_url
+from tests.support import free_port, manage_py, subprocess_database_url
 
 ENTITY_BOMB = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
@@ -380,19 +380,16 @@ def test_two_processes_share_one_breaker(alice: Any, settings: Any, extra_tool: 
 
 
 def test_resetting_breakers_while_redis_is_unreachable_says_so_and_fails(db: None) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "circuit_breakers", "--reset", "all"],
+    result = manage_py(
+        "circuit_breakers",
+        "--reset",
+        "all",
         env={
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "music21_platform.settings",
             "DATABASE_URL": subprocess_database_url(),
             "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
         },
-        cwd=django_settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
 
     assert result.returncode == 1
@@ -402,14 +399,8 @@ def test_resetting_breakers_while_redis_is_unreachable_says_so_and_fails(db: Non
 
 def test_the_breakers_command_without_redis_points_to_the_admin(db: None) -> None:
     environment = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL")}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "circuit_breakers", "--reset", "all"],
-        env={**environment, "DJANGO_SETTINGS_MODULE": "music21_platform.settings"},
-        cwd=django_settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = manage_py(
+        "circuit_breakers", "--reset", "all", env={**environment, "DJANGO_SETTINGS_MODULE": "music21_platform.settings"}
     )
 
     assert result.returncode == 1

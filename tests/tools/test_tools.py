@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ from apps.tools.models import Score
 from apps.tools.registry import TOOLS
 from apps.tools.services.cache import ParsedScoreCache, parsed_scores
 from apps.tools.services.parsing import parse_stored
-from tests.support import in_another_process
+from tests.support import in_another_process, manage_py
 
 SCORE_TOOLS = [
     ("score_info", {}),
@@ -316,14 +314,12 @@ def test_call_tool_refuses_a_deactivated_user(chorale: Any, alice: Any, capsys: 
 
 
 def test_call_tool_on_a_database_not_yet_migrated_says_so_in_one_line(tmp_path: Any) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "call_tool", "list_scores", "--user", "alice"],
+    result = manage_py(
+        "call_tool",
+        "list_scores",
+        "--user",
+        "alice",
         env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"},
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
 
     assert result.returncode == 1
