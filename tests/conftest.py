@@ -36,6 +36,8 @@ from apps.tools.runner import runner_shutdown
 from apps.tools.services.cache import parsed_scores
 from tests.support import OwnRedis, free_port
 
+pytest_plugins = ["tests.all_skipped"]
+
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
     # Tools run in worker threads (the timeout guard), which have their own database connections: every test's
