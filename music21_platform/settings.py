@@ -327,6 +327,12 @@ if OTEL_ENABLED:
     # The OpenTelemetry SDK reads it itself, and would only log a failed export per batch of spans.
     env_url("OTEL_EXPORTER_OTLP_ENDPOINT", None, schemes=("http", "https"))
 AUDIT_LOG_ENABLED = env_bool("AUDIT_LOG_ENABLED", True)
+if not AUDIT_LOG_ENABLED and DEPLOYMENT_ENV in ("staging", "production"):
+    # The product promises that every tool call is in the audit trail (the compliance reports are built from it).
+    _problems.append(
+        f"AUDIT_LOG_ENABLED: every tool call must be in the audit trail in {DEPLOYMENT_ENV}, so false is refused "
+        "there; remove it or set it to true (only development and test may turn the trail off)"
+    )
 # Seconds between writing audit events and sealing them into the hash chain (a thread per process); 0 leaves
 # sealing to the periodic task and to verify_audit_chain.
 AUDIT_SEAL_INTERVAL = env_number("AUDIT_SEAL_INTERVAL", 1.0, kind=float, minimum=0)

@@ -76,6 +76,14 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'verbose'"),
         ({"DEPLOYMENT_ENV": "prod"}, "DEPLOYMENT_ENV: expected development, test, staging or production"),
         ({"REQUIRE_AUTH": "false"}, "REQUIRE_AUTH: /mcp always requires an OAuth bearer token, so false is not"),
+        (
+            {"DEPLOYMENT_ENV": "production", "SECRET_KEY": "k" * 50, "AUDIT_LOG_ENABLED": "false"},
+            "AUDIT_LOG_ENABLED: every tool call must be in the audit trail in production, so false is refused there",
+        ),
+        (
+            {"DEPLOYMENT_ENV": "staging", "SECRET_KEY": "k" * 50, "AUDIT_LOG_ENABLED": "False"},
+            "AUDIT_LOG_ENABLED: every tool call must be in the audit trail in staging, so false is refused there",
+        ),
     ],
 )
 def test_a_bad_value_stops_start_up_and_is_named_without_a_traceback(env: dict[str, str], message: str) -> None:
@@ -88,6 +96,19 @@ def test_a_bad_value_stops_start_up_and_is_named_without_a_traceback(env: dict[s
 
 def test_embedded_defaults_start_without_any_environment() -> None:
     assert _start().returncode == 0
+
+
+@pytest.mark.parametrize("deployment", ["development", "test"])
+def test_the_audit_trail_may_be_turned_off_in_development_and_test(deployment: str) -> None:
+    result = _python(
+        "-c",
+        "import django; django.setup(); from django.conf import settings; print(settings.AUDIT_LOG_ENABLED)",
+        DEPLOYMENT_ENV=deployment,
+        AUDIT_LOG_ENABLED="false",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "False"
 
 
 def test_the_log_level_may_be_given_in_lower_case() -> None:
