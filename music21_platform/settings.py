@@ -32,9 +32,12 @@ _problems = env.problems  # every bad value, refused together at the end of this
 
 # --- Core -------------------------------------------------------------------------------------------------------
 
-DEPLOYMENT_ENV = env_str("DEPLOYMENT_ENV", "development")
+# Any case ("Production" as people write it), as LOG_LEVEL and LOG_FORMAT; compared in lower case below.
+DEPLOYMENT_ENV = (env_str("DEPLOYMENT_ENV", "development") or "development").lower()
 if DEPLOYMENT_ENV not in ("development", "test", "staging", "production"):
-    _problems.append(f"DEPLOYMENT_ENV: expected development, test, staging or production, got {DEPLOYMENT_ENV!r}")
+    _problems.append(
+        f"DEPLOYMENT_ENV: expected development, test, staging or production, got {env_str('DEPLOYMENT_ENV')!r}"
+    )
 DEBUG = env_bool("DEBUG", False)
 
 
@@ -458,10 +461,10 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# JSON lines for log collectors outside development; plain lines to read in a terminal.
-LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEPLOYMENT_ENV in ("development", "test") else "json")
+# JSON lines for log collectors outside development; plain lines to read in a terminal. Any case, as LOG_LEVEL.
+LOG_FORMAT = (env_str("LOG_FORMAT") or ("plain" if DEPLOYMENT_ENV in ("development", "test") else "json")).lower()
 if LOG_FORMAT not in ("json", "plain"):
-    _problems.append(f"LOG_FORMAT: expected json or plain, got {LOG_FORMAT!r}")
+    _problems.append(f"LOG_FORMAT: expected json or plain (in any case), got {env_str('LOG_FORMAT')!r}")
 # Any case, as Celery's --loglevel (the entrypoint and the units pass it the same variable); logging wants it upper.
 LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

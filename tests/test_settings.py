@@ -75,6 +75,8 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'verbose'"),
         ({"DEPLOYMENT_ENV": "prod"}, "DEPLOYMENT_ENV: expected development, test, staging or production"),
+        ({"DEPLOYMENT_ENV": "Prod"}, "DEPLOYMENT_ENV: expected development, test, staging or production, got 'Prod'"),
+        ({"LOG_FORMAT": "XML"}, "LOG_FORMAT: expected json or plain (in any case), got 'XML'"),
         ({"REQUIRE_AUTH": "false"}, "REQUIRE_AUTH: /mcp always requires an OAuth bearer token, so false is not"),
         (
             {"DEPLOYMENT_ENV": "production", "SECRET_KEY": "k" * 50, "AUDIT_LOG_ENABLED": "false"},
@@ -109,6 +111,27 @@ def test_the_audit_trail_may_be_turned_off_in_development_and_test(deployment: s
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "False"
+
+
+@pytest.mark.parametrize(
+    ("env", "seen"),
+    [
+        ({"DEPLOYMENT_ENV": "Production", "SECRET_KEY": "k" * 50}, "production json"),
+        ({"DEPLOYMENT_ENV": "STAGING", "SECRET_KEY": "k" * 50, "LOG_FORMAT": "Plain"}, "staging plain"),
+        ({"DEPLOYMENT_ENV": "Test", "LOG_FORMAT": "JSON"}, "test json"),
+    ],
+)
+def test_the_deployment_and_the_log_format_may_be_given_in_any_case(env: dict[str, str], seen: str) -> None:
+    script = (
+        "import django, logging; django.setup()\n"
+        "from django.conf import settings\n"
+        "formatter = logging.getLogger().handlers[0].formatter\n"
+        "print(settings.DEPLOYMENT_ENV, 'json' if type(formatter).__module__ == 'apps.core.logs' else 'plain')\n"
+    )
+    result = _python("-c", script, **env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == seen
 
 
 def test_the_log_level_may_be_given_in_lower_case() -> None:
