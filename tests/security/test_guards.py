@@ -450,6 +450,7 @@ def test_an_administrator_can_reset_a_breaker(alice: Any, settings: Any, extra_t
             "xml_depth",
         ),
         ({"source": "../../etc/passwd", "source_type": "file"}, "path_traversal"),
+        ({"source": "/etc/passwd", "source_type": "abc"}, "path_traversal"),
         ({"source": "a" * (5 * 1024 * 1024 + 1), "source_type": "abc"}, "oversize"),
         ({"source": base64.b64encode(b"MThd" + b"\0" * 10).decode() + "!!", "source_type": "midi"}, None),
     ],

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
-from music21 import corpus, midi
+from music21 import common, corpus, midi
 
 from apps.core.errors import AlreadyExists, InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
+from apps.security.models import SecurityEvent
 from apps.tools.models import Score
 from apps.tools.services.export import musicxml_text
 from tests.support import ENDLESS_NOTE_MUSICXML
@@ -142,19 +145,53 @@ def test_a_file_is_refused_as_its_text_would_be(alice: Any, call: Any, settings:
     assert not Score.objects.exists()
 
 
-@pytest.mark.parametrize(
-    ("source_type", "name", "text"), [("abc", "tune.abc", ABC), ("humdrum", "tune.krn", KERN)], ids=["abc", "humdrum"]
-)
-def test_an_abc_or_humdrum_source_is_never_read_as_a_server_file_name(
-    alice: Any, call: Any, settings: Any, tmp_path: Any, source_type: str, name: str, text: str
-) -> None:
-    # music21's converter.parse reads a string naming an existing file (or fetches an http URL) instead of parsing
-    # it: the server's files would be imported by anyone, with or without SCORE_IMPORT_ROOT.
-    settings.SCORE_IMPORT_ROOT = None
-    (tmp_path / name).write_text(text)
+TINY = "4/4 c4 d e f g1"
 
-    with pytest.raises(ScoreParseError, match=f"The {source_type} source could not be parsed"):
-        call(alice, "import_score", score_id="server-file", source=str(tmp_path / name), source_type=source_type)
+
+def _server_file(tmp_path: Path, source_type: str) -> Path:
+    """A file on the server holding real music that `source_type` would read, were its name the music."""
+    if source_type == "corpus":  # music21 parses a corpus path given as an absolute file name
+        return Path(common.getCorpusFilePath()) / "bach" / "bwv66.6.mxl"
+    if source_type == "midi":
+        path = tmp_path / "tune.mid"
+        path.write_bytes(midi.translate.streamToMidiFile(corpus.parse("bach/bwv66.6")).writestr())
+        return path
+    name, text = {
+        "abc": ("tune.abc", ABC),
+        "humdrum": ("tune.krn", KERN),
+        "musicxml": ("tune.musicxml", musicxml_text(corpus.parse("bach/bwv66.6"))),
+        "tinynotation": ("tune.tny", TINY),
+        "auto": ("tune.abc", ABC),
+    }[source_type]
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("source_type", ["abc", "musicxml", "humdrum", "tinynotation", "midi", "corpus", "auto"])
+@pytest.mark.parametrize("form", ["absolute", "relative", "home", "url"])
+def test_a_file_path_given_as_the_source_is_refused_the_same_way_for_every_type_and_never_read(
+    alice: Any, call: Any, settings: Any, tmp_path: Path, source_type: str, form: str
+) -> None:
+    # music21's converter.parse opens a string naming an existing file (or fetches an http URL) instead of parsing
+    # it, and its corpus opens a file path: the server's files would be imported by anyone, with or without
+    # SCORE_IMPORT_ROOT. Each form names the file as the server process would find it.
+    settings.SCORE_IMPORT_ROOT = None
+    path = _server_file(tmp_path, source_type)
+    source = {
+        "absolute": str(path),
+        "relative": "../" * (len(Path.cwd().parts) - 1) + str(path).lstrip("/"),
+        "home": "~/" + os.path.relpath(path, Path.home()),
+        "url": path.as_uri(),
+    }[form]
+
+    with pytest.raises(RejectedInput, match="is a file path or URL, which the server does not open") as refused:
+        call(alice, "import_score", score_id="server-file", source=source, source_type=source_type)
+
+    assert refused.value.kind == "path_traversal"
+    assert "use source_type 'file'" in str(refused.value)
+    event = SecurityEvent.objects.get(kind="hostile_input", user=alice)
+    assert (event.detail["input_kind"], event.detail["tool"]) == ("path_traversal", "import_score")
     assert not alice.scores.exists()
 
 

@@ -68,6 +68,17 @@ FILE_EXTENSIONS = {
     ".krn": "humdrum",
     ".tny": "tinynotation",
 }
+# A source that is one line naming a file or a URL: /etc/passwd, ~/tune.abc, ../../x.abc, C:\scores\x.abc, a/../b,
+# file:///etc/passwd, https://example.org/x.abc. No text score, corpus path or base64 MIDI is written like that; a
+# caller sending one either expects the server to open it or is probing whether it does.
+PATH_OR_URL = re.compile(
+    r"^(?:[/\\~]|\.{1,2}[/\\]|[A-Za-z]:[/\\]|[A-Za-z][A-Za-z0-9+.\-]*://|file:)|(?:^|[/\\])\.\.(?:[/\\]|$)"
+)
+# What each type's source is, said when a path or URL is sent instead.
+SOURCE_CONTENTS = {
+    "corpus": "the name of a work in music21's corpus (such as 'bach/bwv66.6')",
+    "midi": "the MIDI file's bytes in base64",
+}
 # Segments as the corpus names its works: spaces and parentheses too ('trecento/PMFC_04-Cara mi donna').
 CORPUS_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-() ]*(/[A-Za-z0-9_][A-Za-z0-9_.\-() ]*)*$")
 
@@ -96,6 +107,8 @@ def parse_source(source_type: str, source: object, *, max_bytes: int, import_roo
     if not source.strip():
         # Said here for every type: music21's ABC and Humdrum readers answer an empty text with their internals.
         raise InvalidArguments(f"source is empty: give the music to import as {source_type!r}.")
+    if source_type != "file":
+        _check_not_a_path(source, source_type)
     if source_type == "auto":
         source_type = detect_source_type(source)
     parsed = _parse_new(source_type, source, max_bytes=max_bytes, import_root=import_root)
@@ -116,6 +129,22 @@ def _parse_new(source_type: str, source: str, *, max_bytes: int, import_root: Pa
         _check_one_corpus_work(path)
         return ParsedSource(parse_stored("corpus", text=path), "corpus", text=path, origin=path)
     return ParsedSource(_parse(_IMPORT_PARSERS, source_type, text=source), source_type, text=source)
+
+
+def _check_not_a_path(source: str, source_type: str) -> None:
+    """Refuse a source that names a file or URL instead of holding the music (see PATH_OR_URL), whatever its type:
+    the server opens no file or URL a caller names, except a `file` import under SCORE_IMPORT_ROOT."""
+    stripped = source.strip()
+    if "\n" in stripped or not PATH_OR_URL.search(stripped):
+        return
+    shown = stripped if len(stripped) <= 80 else stripped[:80] + "..."
+    contents = SOURCE_CONTENTS.get(source_type, "the text of the music itself")
+    raise RejectedInput(
+        f"The source {shown!r} is a file path or URL, which the server does not open: a {source_type!r} source is "
+        f"{contents}. To import a file on the server, use source_type 'file' with its name in the import folder "
+        "(SCORE_IMPORT_ROOT).",
+        kind="path_traversal",
+    )
 
 
 def _check_no_nul(text: str, what: str) -> None:
