@@ -410,6 +410,19 @@ def test_a_tinynotation_word_music21_cannot_read_is_named_not_left_out(
     assert not alice.scores.exists()
 
 
+@pytest.mark.parametrize(("source", "word"), [("4/4 c4 d e tune.xml", "tune.xml"), ("melody.abc", "melody.abc")])
+def test_a_tinynotation_line_ending_like_a_file_name_is_told_as_a_word_not_a_missing_file(
+    alice: Any, call: Any, source: str, word: str
+) -> None:
+    # music21's converter.parse takes a string ending in a score file's extension for a file name: it answered
+    # "Cannot find file in tinyNotation: ...", as if the server looked for files named in the music.
+    with pytest.raises(ScoreParseError) as refused:
+        call(alice, "import_score", score_id="x", source=source, source_type="tinynotation")
+
+    assert str(refused.value) == f"The tinynotation source could not be parsed: Could not parse token: {word!r}"
+    assert not alice.scores.exists()
+
+
 def test_a_tinynotation_score_stored_before_the_words_were_checked_still_reads(alice: Any, call: Any) -> None:
     call(alice, "import_score", score_id="tune", source="4/4 c4 d e f", source_type="tinynotation")
     Score.objects.filter(owner=alice, score_id="tune").update(source_text="4/4 c4 zz d e f", content_sha256="old")

@@ -427,7 +427,8 @@ def _parse_tinynotation(text: str, *, strict: bool = False) -> stream.Score:
         )
     score = stream.Score()
     for line in lines:
-        score.insert(0, converter.parse("tinyNotation: " + line, raiseExceptions=strict))
+        # parseData, as for every text format (_PARSERS): converter.parse looks for a file named by the line first.
+        score.insert(0, converter.parseData(line, format="tinyNotation", raiseExceptions=strict))
     return score
 
 
