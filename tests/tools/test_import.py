@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,36 @@ def test_text_formats_import_with_their_notes(
 
 def test_abc_title_is_kept(alice: Any, call: Any) -> None:
     assert call(alice, "import_score", score_id="tune", source=ABC, source_type="abc")["title"] == "Test Tune"
+
+
+@pytest.mark.parametrize(
+    ("fields", "note_type", "quarters"),
+    [
+        ("", "eighth", 0.5),  # no meter is free meter (M:none): 1/8
+        ("M:none\n", "eighth", 0.5),
+        ("M:4/4\n", "eighth", 0.5),
+        ("M:C\n", "eighth", 0.5),
+        ("M:C|\n", "eighth", 0.5),
+        ("M:3/4\n", "eighth", 0.5),
+        ("M:6/8\n", "eighth", 0.5),  # 0.75: eighths
+        ("M:2/4\n", "16th", 0.25),  # below 0.75: sixteenths
+        ("M:3/8\n", "16th", 0.25),
+        ("M:2/4\nL:1/4\n", "quarter", 1.0),  # an L: field decides, as before
+    ],
+    ids=["no-meter", "none", "4/4", "C", "C|", "3/4", "6/8", "2/4", "3/8", "2/4-with-L"],
+)
+def test_abc_without_a_unit_note_length_takes_the_standards_default(
+    alice: Any, call: Any, fields: str, note_type: str, quarters: float
+) -> None:
+    """ABC 2.1, 3.1.7: without L:, the unit note length is 1/16 when the meter is below 0.75, else 1/8."""
+    tune = f"X:1\nT:t\n{fields}K:C\nCDEF|\n"
+
+    imported = call(alice, "import_score", score_id="tune", source=tune, source_type="abc")
+
+    assert imported["notes"] == 4
+    assert call(alice, "score_info", score_id="tune")["duration_quarters"] == 4 * quarters
+    exported = call(alice, "export_score", score_id="tune", format="musicxml")["content"]
+    assert re.findall(r"<type>([^<]+)</type>", exported) == [note_type] * 4
 
 
 def test_musicxml_text_import_matches_the_original_notes(alice: Any, call: Any) -> None:

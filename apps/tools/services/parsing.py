@@ -21,7 +21,7 @@ from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from music21 import common, converter, corpus, meter, midi, stream
+from music21 import abcFormat, common, converter, corpus, meter, midi, stream
 from music21.midi.base import MetaEvents
 from music21.midi.translate import midiFileToStream
 from music21.musicxml.xmlToM21 import MusicXMLImporter
@@ -506,12 +506,43 @@ def _parse_midi(data: bytes) -> stream.Score:
     return midiFileToStream(read, encoding="utf-8")
 
 
+def _parse_abc(text: str) -> stream.Stream:
+    """music21's own ABC reading (`converter.parseData(text, format="abc")`, step by step), with the unit note length
+    ABC 2.1 gives a tune whose header sets neither L: nor M: (sections 3.1.6 and 3.1.7: no meter is free meter, whose
+    unit is 1/8). music21 derives the unit from M: itself, but without either field it refused every note ("no
+    active default note length"). Text with no tune header at all (no X: or K:) is left to music21: it is no tune."""
+    handler = abcFormat.ABCHandler()
+    handler.parseHeaderForVersionInformation(text[:100])
+    handler.tokenize(text)
+    if _unit_length_unset(handler.tokens):
+        handler.tokens.insert(0, abcFormat.ABCMetadata("L:1/8"))
+    handler.tokenProcess()
+    if handler.definesReferenceNumbers():
+        return abcFormat.translate.abcToStreamOpus(handler)
+    return abcFormat.translate.abcToStreamScore(handler)
+
+
+def _unit_length_unset(tokens: list[Any]) -> bool:
+    """Whether the first note of these ABC tokens follows a tune header (X: or K:) but no L: or M: field."""
+    header = False
+    for token in tokens:
+        if isinstance(token, abcFormat.ABCMetadata):
+            token.preParse()  # reads its tag; music21's tokenProcess reads it again, to the same effect
+            if token.isDefaultNoteLength() or token.isMeter():
+                return False
+            header = header or token.isReferenceNumber() or token.isKey()
+        elif isinstance(token, abcFormat.ABCNote):  # a chord is one too
+            return header
+    return False
+
+
 _PARSERS = {
     "corpus": _parse_corpus,
     "tinynotation": _parse_tinynotation,
-    # parseData, not parse: music21's parse reads a string naming an existing file (a leading ~ or $VAR expanded)
-    # and fetches an http(s) URL, so that a caller's "/etc/..." would import the server's own files.
-    "abc": lambda text: converter.parseData(text, format="abc"),
+    # Every text is read as the music itself (parseData, or music21's ABC handler), never with converter.parse:
+    # that reads a string naming an existing file (a leading ~ or $VAR expanded) and fetches an http(s) URL, so that
+    # a caller's "/etc/..." would import the server's own files.
+    "abc": _parse_abc,
     "musicxml": _parse_musicxml,
     "mxl": _parse_mxl,
     "midi": _parse_midi,
