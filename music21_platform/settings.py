@@ -39,10 +39,17 @@ if DEPLOYMENT_ENV not in ("development", "test", "staging", "production"):
         f"DEPLOYMENT_ENV: expected development, test, staging or production, got {env_str('DEPLOYMENT_ENV')!r}"
     )
 DEBUG = env_bool("DEBUG", False)
+if DEBUG and DEPLOYMENT_ENV == "production":
+    _problems.append(
+        "DEBUG: must be off in production (Django's debug pages show tracebacks, settings and queries to anyone who "
+        "makes a request fail)"
+    )
 
 
 def _secret_key() -> str:
     key = env_str("SECRET_KEY")
+    if DEPLOYMENT_ENV not in ("development", "test", "staging", "production"):
+        return key or ""  # refused above: which deployment this is decides what SECRET_KEY must be
     if key:
         if DEPLOYMENT_ENV in ("staging", "production") and len(key) < 32:
             _problems.append("SECRET_KEY: must be at least 32 characters outside development")

@@ -73,6 +73,10 @@ def _start(**env: str) -> subprocess.CompletedProcess[str]:
         ),
         ({"SCORE_IMPORT_ROOT": "/no/such/folder"}, "SCORE_IMPORT_ROOT: '/no/such/folder' is not a directory"),
         ({"DEPLOYMENT_ENV": "production"}, "SECRET_KEY: required when DEBUG is off"),
+        (
+            {"DEPLOYMENT_ENV": "production", "SECRET_KEY": "k" * 50, "DEBUG": "true"},
+            "DEBUG: must be off in production (Django's debug pages show tracebacks, settings and queries to anyone",
+        ),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'verbose'"),
         ({"DEPLOYMENT_ENV": "prod"}, "DEPLOYMENT_ENV: expected development, test, staging or production"),
         ({"DEPLOYMENT_ENV": "Prod"}, "DEPLOYMENT_ENV: expected development, test, staging or production, got 'Prod'"),
@@ -320,3 +324,26 @@ def test_the_readme_lists_every_variable_the_settings_read_and_no_other() -> Non
 
     assert read - _readme_variables() == set(), "read but not in the README's table"
     assert _readme_variables() - read == set(), "in the README's table but read by nothing"
+
+
+def test_an_unknown_deployment_is_named_alone() -> None:
+    """A misspelt DEPLOYMENT_ENV is the one problem: not also a SECRET_KEY that only its misspelling made required."""
+    result = _start(DEPLOYMENT_ENV="prod")
+
+    assert result.returncode != 0
+    assert "DEPLOYMENT_ENV: expected development, test, staging or production, got 'prod'" in result.stderr
+    assert "SECRET_KEY" not in result.stderr
+
+
+def test_debug_may_be_on_in_staging() -> None:
+    """Debugging a staging deployment is what staging is for; only production refuses DEBUG."""
+    result = _python(
+        "-c",
+        "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        DEPLOYMENT_ENV="staging",
+        SECRET_KEY="k" * 50,
+        DEBUG="true",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "True"
