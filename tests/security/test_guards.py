@@ -473,6 +473,18 @@ def test_hostile_input_is_recorded_and_counted(
     assert not alice.scores.exists()
 
 
+@pytest.mark.parametrize("pattern", ["../../etc/*", "/etc/pass*", "bach/../../../etc/*"])
+def test_a_corpus_pattern_reaching_out_of_the_corpus_is_hostile_input(alice: Any, pattern: str) -> None:
+    """analyze_corpus matches its pattern against the corpus's own list of works and opens nothing it names; a
+    pattern climbing out of the corpus is refused as import_score refuses a path, and recorded."""
+    with pytest.raises(RejectedInput, match="corpus path pattern") as refused:
+        invoke_tool("analyze_corpus", {"path_pattern": pattern}, caller=_as(alice))
+    assert refused.value.kind == "path_traversal"
+    event = SecurityEvent.objects.get(kind="hostile_input", user=alice)
+    assert event.detail["input_kind"] == "path_traversal"
+    assert event.detail["tool"] == "analyze_corpus"
+
+
 def test_scope_violations_and_cross_tenant_attempts_are_recorded(alice: Any, bob: Any, call: Any) -> None:
     call(alice, "import_score", score_id="secret", source="bach/bwv66.6")
     with pytest.raises(Exception, match=r"not_found|No score"):

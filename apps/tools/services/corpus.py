@@ -13,7 +13,7 @@ from typing import Any
 
 from music21 import common, corpus, stream
 
-from apps.core.errors import InvalidArguments
+from apps.core.errors import InvalidArguments, RejectedInput
 from apps.core.metrics import FILES_PROCESSED
 from apps.tools.services.keys import key_analysis
 from apps.tools.services.summary import score_summary
@@ -41,8 +41,16 @@ def corpus_select(*, composer: str | None = None, pattern: str | None = None, li
             raise InvalidArguments(f"The music21 corpus has no works by {composer!r}; try 'bach' or 'mozart'.")
     elif pattern is not None:
         glob = pattern.strip()
-        if not glob or glob.startswith("/") or ".." in glob:
+        if not glob:
             raise InvalidArguments(f"{pattern!r} is not a corpus path pattern (for example 'bach/bwv1*').")
+        if glob.startswith(("/", "\\", "~")) or ".." in glob.replace("\\", "/").split("/"):
+            # Nothing outside the corpus would be read (the pattern is matched against the corpus's own list of
+            # works), but a caller climbing out of it is probing, as with a path sent to import_score.
+            raise RejectedInput(
+                f"{pattern!r} is not a corpus path pattern: it points out of the corpus. Patterns name works inside "
+                "it, relative to its root (for example 'bach/bwv1*').",
+                kind="path_traversal",
+            )
         found = [Path(p) for p in corpus.getPaths() if _matches(Path(p).relative_to(root).as_posix(), glob)]
         if not found:
             raise InvalidArguments(f"No corpus work matches {pattern!r}.")
