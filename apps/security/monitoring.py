@@ -59,7 +59,8 @@ def process_metrics_start() -> None:
 
 
 def metrics_allowed(*, ip: str | None, authorization: str) -> bool:
-    """Loopback and METRICS_ALLOWED_NETWORKS may read /metrics; anyone else needs METRICS_TOKEN as a bearer."""
+    """METRICS_ALLOWED_NETWORKS (loopback unless set otherwise) may read /metrics; anyone else needs METRICS_TOKEN as
+    a bearer."""
     token = settings.METRICS_TOKEN
     if token and authorization.startswith("Bearer "):
         return hmac.compare_digest(authorization.removeprefix("Bearer ").strip(), token)
