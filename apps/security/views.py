@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus, urlsplit
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
@@ -37,6 +38,7 @@ from apps.security.registration import (
     registration_reserve,
 )
 from apps.security.resources import accepted_resources, resource_refusal
+from apps.security.services import client_secret_rotate
 from apps.security.staff_otp import second_factor_redirect, staff_needs_second_factor
 from apps.security.validators import (
     LOOPBACK_HOSTS,
@@ -213,6 +215,36 @@ class ClientManagementView(oauth2_views.DynamicClientRegistrationManagementView)
                 detail={"status": response.status_code},
             )
         return _not_cached(response)
+
+    def put(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """django-oauth-toolkit's update, and a new secret when the update changes whether the client has one.
+        RFC 7592 section 2.2 lets the answer carry a new client_secret. A public client that becomes confidential
+        has never been shown one (django-oauth-toolkit keeps the hash of a secret nobody knows), so it could never
+        authenticate at the token endpoint: it gets a new one, in this answer only. One that becomes public gets
+        a new one nobody is shown, so that its old secret no longer authenticates it."""
+        client_id = str(kwargs.get("client_id", ""))
+        with transaction.atomic():
+            # Locked, so that of two concurrent updates making a client confidential only one issues a secret:
+            # the other's would replace it, and the first client would hold a secret that no longer works.
+            type_before = (
+                Application.objects.select_for_update()
+                .filter(client_id=client_id)
+                .values_list("client_type", flat=True)
+                .first()
+            )
+            response = super().put(request, *args, **kwargs)
+            if response.status_code != 200 or type_before is None:
+                return response
+            application = Application.objects.get(client_id=client_id)
+            if application.client_type == type_before:
+                return response
+            secret = client_secret_rotate(application=application)
+        if application.client_type == Application.CLIENT_CONFIDENTIAL:
+            updated = json.loads(response.content)
+            updated["client_secret"] = secret
+            updated["client_secret_expires_at"] = 0  # as at registration: this server's secrets do not expire
+            response.content = json.dumps(updated)
+        return response
 
 
 class LoginView(auth_views.LoginView):

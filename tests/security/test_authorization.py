@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from django.contrib.auth.hashers import check_password
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
@@ -277,6 +278,78 @@ def test_registration_management_is_audited(live_site: str) -> None:
         ("oauth.client_updated", "success"),
         ("oauth.client_deleted", "success"),
     } <= set(recorded)
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_a_public_client_updated_to_a_confidential_method_gets_a_secret_that_works(live_site: str, method: str) -> None:
+    client = register(live_site)  # public: token_endpoint_auth_method "none"
+    assert "client_secret" not in client
+    updated = _manage(
+        live_site,
+        client,
+        "PUT",
+        json={
+            "client_name": "Now a service",
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": method,
+        },
+    )
+    assert updated.status_code == 200, updated.text
+    secret = updated.json().get("client_secret")
+    assert secret, updated.json()
+    assert updated.json()["client_secret_expires_at"] == 0  # RFC 7591 section 3.2.1: required with a secret
+    application = Application.objects.get(client_id=client["client_id"])
+    assert application.client_type == Application.CLIENT_CONFIDENTIAL
+    assert application.client_secret != secret and check_password(secret, application.client_secret)  # hashed
+    assert AuditEvent.objects.filter(
+        action="oauth.client_secret_rotated", target=f"client:{client['client_id']}"
+    ).exists()
+    credentials: dict[str, Any] = (
+        {"auth": (client["client_id"], secret)}
+        if method == "client_secret_basic"
+        else {"data": {"client_id": client["client_id"], "client_secret": secret}}
+    )
+    data = {"grant_type": "client_credentials", "scope": "music21:read", **credentials.pop("data", {})}
+    token = httpx2.post(f"{live_site}/o/token/", data=data, **credentials)
+    assert token.status_code == 200, token.text
+    assert token.json()["scope"] == "music21:read"
+    # The secret is shown once: reading the registration does not show it again.
+    client["registration_access_token"] = updated.json()["registration_access_token"]  # rotated on update
+    assert "client_secret" not in _manage(live_site, client, "GET").json()
+
+
+def test_a_confidential_client_updated_to_none_is_public_and_its_old_secret_no_longer_works(
+    live_site: str, alice: Any
+) -> None:
+    client = register(live_site, token_endpoint_auth_method="client_secret_basic")
+    old_secret = client["client_secret"]
+    updated = _manage(
+        live_site,
+        client,
+        "PUT",
+        json={"client_name": "Now public", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"},
+    )
+    assert updated.status_code == 200, updated.text
+    assert "client_secret" not in updated.json() and updated.json()["token_endpoint_auth_method"] == "none"
+    assert Application.objects.get(client_id=client["client_id"]).client_type == Application.CLIENT_PUBLIC
+    verifier, challenge = pkce_pair()
+    browser = Browser.logged_in(live_site, "alice")
+    code = browser.consent(browser.authorize_page(client["client_id"], challenge))["code"][0]
+    with_old_secret = httpx2.post(
+        f"{live_site}/o/token/",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+            "resource": f"{live_site}/mcp",
+        },
+        auth=(client["client_id"], old_secret),
+    )
+    assert with_old_secret.status_code == 401, with_old_secret.text
+    assert with_old_secret.json()["error"] == "invalid_client"
+    # As a public client it gets its token with PKCE alone.
+    assert exchange(live_site, client["client_id"], code, verifier).status_code == 200
 
 
 def test_guessing_registration_tokens_gets_the_address_blocked_from_managing_registrations(
