@@ -380,6 +380,20 @@ def _named_client_id(request: HttpRequest) -> str:
     return str(request.POST.get("client_id", ""))
 
 
+def _client_authentication_failed(request: HttpRequest, *, endpoint: str) -> None:
+    """Record a refused client authentication (a wrong client secret, an unknown client) at `endpoint` as an
+    `auth_failure` counting toward blocking the address that sent it, at every endpoint that checks a client's
+    secret, so that guesses are counted wherever they are made. The client_id in the request is only what the
+    sender named (anyone can name any client), so it is kept as a detail and never counted against that client."""
+    security_event_record(
+        kind="auth_failure",
+        ip=client_ip(request),
+        endpoint=endpoint,
+        reason="client authentication failed",
+        named_client_id=_named_client_id(request)[:100],
+    )
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class _CalledFromLoopback(View):
     """A token endpoint that browser-based tools on this machine (the MCP Inspector on localhost) may call and read
@@ -408,7 +422,18 @@ class RevokeTokenView(_CalledFromLoopback, oauth2_views.RevokeTokenView):
     """DOT's revocation endpoint (RFC 7009), callable from a local tool's page as the token endpoint is."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self._readable(request, super().post(request, *args, **kwargs))
+        return self._readable(request, self._answer(request, *args, **kwargs))
+
+    def _answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # A client authenticates here with its secret as at /o/token/: a blocked address is refused, and a wrong
+        # secret counts toward blocking it, or this endpoint would be where secrets are guessed without limit.
+        refused = _blocked_response(request)
+        if refused is not None:
+            return _token_error(refused)
+        response = super().post(request, *args, **kwargs)
+        if response.status_code == 401:  # oauthlib's invalid_client: the only 401 of RFC 7009's endpoint
+            _client_authentication_failed(request, endpoint="/o/revoke_token/")
+        return response
 
 
 class TokenView(_CalledFromLoopback, oauth2_views.TokenView):
@@ -433,19 +458,11 @@ class TokenView(_CalledFromLoopback, oauth2_views.TokenView):
             del response["WWW-Authenticate"]
             if request.headers.get("Authorization", "").lower().startswith("basic "):
                 response["WWW-Authenticate"] = 'Basic realm="token"'
-            # A wrong client secret counts toward blocking the address that sent it. The client_id in the request
-            # is only what the sender named (anyone can name any client), so it is kept as a detail and never
-            # counted against that client.
-            security_event_record(
-                kind="auth_failure",
-                ip=client_ip(request),
-                endpoint="/o/token/",
-                reason="client authentication failed",
-                named_client_id=_named_client_id(request)[:100],
-            )
+            _client_authentication_failed(request, endpoint="/o/token/")
         return response
 
 
+@method_decorator(csrf_exempt, name="dispatch")  # as django-oauth-toolkit's: its dispatch is overridden here
 class IntrospectTokenView(oauth2_views.IntrospectTokenView):
     """RFC 7662 introspection, for the resource servers an administrator trusts (ClientPolicy.may_introspect):
     anyone can register a confidential client, and the answer tells whose a token is and what it may do. Every
@@ -453,7 +470,14 @@ class IntrospectTokenView(oauth2_views.IntrospectTokenView):
 
     validator_class = ResourceServerValidator
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # A blocked address is refused here as at /o/token/, before any secret is checked.
+        refused = _blocked_response(request) if request.method != "OPTIONS" else None
+        return _not_cached(refused) if refused is not None else super().dispatch(request, *args, **kwargs)
+
     def unauthenticated_response(self, request: HttpRequest, oauthlib_request: Any = None) -> HttpResponse:
+        if _guessable_client_credentials(request):
+            _client_authentication_failed(request, endpoint="/o/introspect/")
         response = _error(
             "invalid_client",
             "Token introspection is only for resource servers an administrator of this server trusts; this "
@@ -462,3 +486,17 @@ class IntrospectTokenView(oauth2_views.IntrospectTokenView):
         )
         response["WWW-Authenticate"] = 'Basic realm="introspection"'
         return response
+
+
+def _guessable_client_credentials(request: HttpRequest) -> bool:
+    """Whether an introspection request refused as unauthenticated was a guess at a client secret: it sent client
+    credentials (Basic, or a client_secret in its body), naming a client that is unknown or one an administrator
+    trusts (whose secret was then wrong). A bearer token is no guess (tokens cannot be guessed, as at /mcp), and
+    neither is a client not trusted to introspect: its answer is the same 401 whatever secret it sends, so it tests
+    no guess, and an honest resource server an administrator has not yet trusted is not blocked for asking."""
+    sent_basic = request.headers.get("Authorization", "").lower().startswith("basic ")
+    if not sent_basic and not request.POST.get("client_secret"):
+        return False
+    named = _named_client_id(request)
+    known = Application.objects.filter(client_id=named).exists()
+    return not known or ClientPolicy.objects.filter(application__client_id=named, may_introspect=True).exists()
