@@ -4,6 +4,9 @@ would send them."""
 
 from __future__ import annotations
 
+import html
+import re
+from datetime import UTC
 from typing import Any
 
 import httpx2
@@ -11,7 +14,7 @@ import pytest
 
 from apps.security.events import block_lift
 from apps.security.models import Block, ClientPolicy, SecurityEvent
-from tests.security.oauth_flow import register
+from tests.security.oauth_flow import PASSWORDS, REDIRECT_URI, register
 
 
 def _confidential_client(live_site: str) -> dict[str, Any]:
@@ -102,3 +105,77 @@ def test_an_untrusted_client_refused_introspection_with_its_right_secret_is_not_
         assert "resource servers an administrator of this server trusts" in answer.json()["error_description"]
     assert not SecurityEvent.objects.filter(kind="auth_failure").exists()
     assert not Block.objects.exists()
+
+
+# --- Password spraying: one address, one wrong password each for many usernames ----------------------------------
+
+SPRAYED = ["alice", "bob", "carol", "dave", "erin", "frank"]
+
+
+def _form_token(page: httpx2.Response) -> str:
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+def _sign_in(http: httpx2.Client, path: str, username: str, password: str, token: str) -> httpx2.Response:
+    return http.post(path, data={"username": username, "password": password, "csrfmiddlewaretoken": token})
+
+
+def _text(page: httpx2.Response) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.text)).split())
+
+
+def _refused_as_blocked(page: httpx2.Response, until: str) -> None:
+    assert page.status_code == 429, page.text[:500]
+    assert int(page.headers["Retry-After"]) > 0
+    words = _text(page)
+    assert "Too many failed sign-ins came from this address" in words
+    assert f"until {until}" in words
+    # In the site's look, under its Content-Security-Policy (no inline style).
+    assert 'href="/static/css/site.css"' in page.text and "style=" not in page.text
+
+
+def test_password_spraying_from_one_address_pauses_sign_in_there_and_locks_out_no_username(
+    live_site: str, alice: Any, bob: Any, settings: Any
+) -> None:
+    settings.SECURITY_BLOCK_THRESHOLD = len(SPRAYED)  # fewer than the usernames tried, more than axes' limit
+    assert settings.AXES_FAILURE_LIMIT > 1  # each username is tried once: axes alone never locks any of them
+    client = register(live_site)  # before the address is blocked, which would refuse its registration
+    sprayer = httpx2.Client(base_url=live_site)
+    page = sprayer.get("/accounts/login/")
+    for username in SPRAYED:
+        page = _sign_in(sprayer, "/accounts/login/", username, "Winter2026!", _form_token(page))
+        assert page.status_code == 200 and "didn't match" in page.text  # the form again, with its error
+    failures = SecurityEvent.objects.filter(kind="login_failure", ip="127.0.0.1")
+    assert failures.count() == len(SPRAYED)
+    assert not SecurityEvent.objects.filter(kind="blocked", detail__lockout="login").exists()  # no axes lockout
+    block = Block.objects.get(target=Block.Target.IP, value="127.0.0.1")
+    until = block.until.astimezone(UTC).strftime("%H:%M:%S UTC")
+
+    # From that address even the right password is refused, on a page that says why and until when ...
+    refused = _sign_in(sprayer, "/accounts/login/", "alice", PASSWORDS["alice"], _form_token(page))
+    _refused_as_blocked(refused, until)
+    assert "sessionid" not in sprayer.cookies
+    _refused_as_blocked(sprayer.get("/accounts/login/"), until)
+    # ... as is the sign-in an application's authorization request leads to ...
+    authorize = sprayer.get(
+        "/o/authorize/",
+        params={"response_type": "code", "client_id": client["client_id"], "redirect_uri": REDIRECT_URI},
+    )
+    assert authorize.status_code == 302 and authorize.headers["location"].startswith("/accounts/login/?next=")
+    _refused_as_blocked(sprayer.get(authorize.headers["location"]), until)
+    # ... and the admin's.
+    _refused_as_blocked(sprayer.get("/admin/login/"), until)
+    admin_refused = _sign_in(sprayer, "/admin/login/", "alice", PASSWORDS["alice"], _form_token(page))
+    _refused_as_blocked(admin_refused, until)
+    assert failures.count() == len(SPRAYED)  # refused before any password is checked: nothing more counted
+
+    # The usernames are not locked: from another address alice and bob sign in.
+    for username in ("alice", "bob"):
+        elsewhere = httpx2.Client(base_url=live_site, transport=httpx2.HTTPTransport(local_address="127.0.0.2"))
+        signed_in = _sign_in(
+            elsewhere, "/accounts/login/", username, PASSWORDS[username], _form_token(elsewhere.get("/accounts/login/"))
+        )
+        assert signed_in.status_code == 302, signed_in.text[:500]
+        assert "sessionid" in elsewhere.cookies
