@@ -380,6 +380,17 @@ def _named_client_id(request: HttpRequest) -> str:
     return str(request.POST.get("client_id", ""))
 
 
+def _challenge_as_sent(request: HttpRequest, response: HttpResponse, *, realm: str) -> None:
+    """The challenge of a refused client authentication at an endpoint that takes client credentials only (token,
+    revocation). oauthlib challenges every 401 with "Bearer", which these endpoints do not take. RFC 6749 section
+    5.2: a client that authenticated in the Authorization header is challenged in its scheme (Basic); one that sent
+    its credentials in the body is sent none, so that no browser answers with a password prompt."""
+    if "WWW-Authenticate" in response:
+        del response["WWW-Authenticate"]
+    if request.headers.get("Authorization", "").lower().startswith("basic "):
+        response["WWW-Authenticate"] = f'Basic realm="{realm}"'
+
+
 def _client_authentication_failed(request: HttpRequest, *, endpoint: str) -> None:
     """Record a refused client authentication (a wrong client secret, an unknown client) at `endpoint` as an
     `auth_failure` counting toward blocking the address that sent it, at every endpoint that checks a client's
@@ -432,6 +443,7 @@ class RevokeTokenView(_CalledFromLoopback, oauth2_views.RevokeTokenView):
             return _token_error(refused)
         response = super().post(request, *args, **kwargs)
         if response.status_code == 401:  # oauthlib's invalid_client: the only 401 of RFC 7009's endpoint
+            _challenge_as_sent(request, response, realm="revocation")
             _client_authentication_failed(request, endpoint="/o/revoke_token/")
         return response
 
@@ -452,12 +464,7 @@ class TokenView(_CalledFromLoopback, oauth2_views.TokenView):
             return _token_error(_error("unsupported_grant_type", refused_grant))
         response = _token_error(super().post(request, *args, **kwargs))
         if response.status_code == 401:
-            # oauthlib challenges every 401 with "Bearer", which this endpoint does not take. RFC 6749 section 5.2:
-            # a client that authenticated in the Authorization header is challenged in its scheme (Basic); one that
-            # sent its credentials in the body is sent none, so that no browser answers with a password prompt.
-            del response["WWW-Authenticate"]
-            if request.headers.get("Authorization", "").lower().startswith("basic "):
-                response["WWW-Authenticate"] = 'Basic realm="token"'
+            _challenge_as_sent(request, response, realm="token")
             _client_authentication_failed(request, endpoint="/o/token/")
         return response
 

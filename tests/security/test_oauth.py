@@ -485,6 +485,26 @@ def test_a_revoked_token_is_refused(live_site: str, alice: Any) -> None:
     assert _verify(live_site, tokens["access_token"]) is None
 
 
+def test_a_wrong_secret_at_revocation_is_challenged_only_in_the_scheme_the_client_used(live_site: str) -> None:
+    # RFC 6749 section 5.2, which RFC 7009 section 2.2.1 refers to: the revocation endpoint takes client
+    # credentials, never a bearer token, so a Bearer challenge named a way in that does not exist.
+    client = register(
+        live_site,
+        grant_types=["client_credentials"],
+        token_endpoint_auth_method="client_secret_basic",
+        redirect_uris=[],
+    )
+    basic = httpx2.post(f"{live_site}/o/revoke_token/", data={"token": "any"}, auth=(client["client_id"], "nope"))
+    assert basic.status_code == 401 and basic.json()["error"] == "invalid_client"
+    assert basic.headers["WWW-Authenticate"] == 'Basic realm="revocation"'
+    posted = httpx2.post(
+        f"{live_site}/o/revoke_token/",
+        data={"token": "any", "client_id": client["client_id"], "client_secret": "nope"},
+    )
+    assert posted.status_code == 401 and posted.json()["error"] == "invalid_client"
+    assert "WWW-Authenticate" not in posted.headers  # no browser answers it with a password prompt
+
+
 def test_a_disabled_client_loses_its_tokens_and_cannot_get_new_ones(live_site: str, alice: Any) -> None:
     tokens = full_flow(live_site)
     client_disable(application=Application.objects.get(client_id=tokens["client_id"]), reason="test")
