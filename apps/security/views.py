@@ -438,7 +438,7 @@ class RevokeTokenView(_CalledFromLoopback, oauth2_views.RevokeTokenView):
     def _answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # A client authenticates here with its secret as at /o/token/: a blocked address is refused, and a wrong
         # secret counts toward blocking it, or this endpoint would be where secrets are guessed without limit.
-        refused = _blocked_response(request)
+        refused = _blocked_response(request) or _body_too_large(request, "invalid_request")
         if refused is not None:
             return _token_error(refused)
         response = super().post(request, *args, **kwargs)
@@ -478,9 +478,12 @@ class IntrospectTokenView(oauth2_views.IntrospectTokenView):
     validator_class = ResourceServerValidator
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        # A blocked address is refused here as at /o/token/, before any secret is checked.
-        refused = _blocked_response(request) if request.method != "OPTIONS" else None
-        return _not_cached(refused) if refused is not None else super().dispatch(request, *args, **kwargs)
+        # A blocked address is refused here as at /o/token/, before any secret is checked; so is a body too large
+        # to read, in JSON rather than Django's bare HTML.
+        if request.method == "OPTIONS":
+            return super().dispatch(request, *args, **kwargs)
+        refused = _blocked_response(request) or _body_too_large(request, "invalid_request")
+        return _token_error(refused) if refused is not None else super().dispatch(request, *args, **kwargs)
 
     def unauthenticated_response(self, request: HttpRequest, oauthlib_request: Any = None) -> HttpResponse:
         if _guessable_client_credentials(request):

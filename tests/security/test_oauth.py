@@ -118,6 +118,10 @@ def test_a_body_too_large_to_read_is_refused_in_json_naming_the_limit(live_site:
     assert not Application.objects.exists()
     token = httpx2.post(f"{live_site}/o/token/", data={"grant_type": "client_credentials", "scope": "a" * 20_000})
     assert "larger than the 10,000 bytes" in _is_json_error(token, 400, "invalid_request")
+    # Revocation (RFC 7009 section 2.2.1) and introspection answer their errors in the same JSON.
+    for endpoint in ("/o/revoke_token/", "/o/introspect/"):
+        answer = httpx2.post(f"{live_site}{endpoint}", data={"token": "a" * 20_000}, auth=("someone", "secret"))
+        assert "larger than the 10,000 bytes" in _is_json_error(answer, 400, "invalid_request"), endpoint
 
 
 @pytest.mark.parametrize("separator", [" ", "\n", "\t", "\r"], ids=["space", "newline", "tab", "return"])
