@@ -482,6 +482,16 @@ class IntrospectTokenView(oauth2_views.IntrospectTokenView):
         # to read, in JSON rather than Django's bare HTML.
         if request.method == "OPTIONS":
             return super().dispatch(request, *args, **kwargs)
+        if request.method != "POST":
+            # django-oauth-toolkit also answers a GET with the token in its query string, which every access log on
+            # the way keeps. RFC 7662 section 2.1: the token is POSTed.
+            refused = _error(
+                "invalid_request",
+                "Send the token to introspect in a POST body (RFC 7662 section 2.1), never in the URL.",
+                status=405,
+            )
+            refused["Allow"] = "POST, OPTIONS"
+            return _token_error(refused)
         refused = _blocked_response(request) or _body_too_large(request, "invalid_request")
         return _token_error(refused) if refused is not None else super().dispatch(request, *args, **kwargs)
 

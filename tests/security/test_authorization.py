@@ -431,6 +431,24 @@ def test_a_resource_server_an_administrator_trusts_may_introspect(live_site: str
     assert by_bearer.status_code == 200 and by_bearer.json()["username"] == "alice"
 
 
+def test_introspection_takes_the_token_in_a_post_body_never_in_the_url(live_site: str, alice: Any) -> None:
+    # RFC 7662 section 2.1: POST. A token in the URL is written to every access log on the way.
+    tokens = _authorized(live_site, "alice", "music21:read", f"{live_site}/mcp")
+    trusted = _resource_server(live_site)
+    ClientPolicy.objects.filter(application__client_id=trusted["client_id"]).update(may_introspect=True)
+    in_url = httpx2.get(
+        f"{live_site}/o/introspect/",
+        params={"token": tokens["access_token"]},
+        auth=(trusted["client_id"], trusted["client_secret"]),
+    )
+    assert in_url.status_code == 405, in_url.text
+    assert in_url.headers["Allow"] == "POST, OPTIONS"
+    assert in_url.json()["error"] == "invalid_request" and "POST" in in_url.json()["error_description"]
+    assert "alice" not in in_url.text and "active" not in in_url.json()
+    posted = _introspect(live_site, tokens["access_token"], auth=(trusted["client_id"], trusted["client_secret"]))
+    assert posted.status_code == 200 and posted.json()["username"] == "alice"
+
+
 # --- The consent page is always shown ---------------------------------------------------------------------------
 
 
