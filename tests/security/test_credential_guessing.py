@@ -49,7 +49,7 @@ def test_wrong_client_secrets_get_the_address_blocked_and_never_the_client(
     # Introspection answers only a resource server an administrator trusts: its secret is the one worth guessing.
     ClientPolicy.objects.filter(application__client_id=client["client_id"]).update(may_introspect=True)
     token = _client_token(live_site, client)
-    for guess in ("guess-1", "guess-2", "guess-3"):
+    for count, guess in enumerate(("guess-1", "guess-2", "guess-3"), start=1):
         if sent_as == "basic":
             answer = httpx2.post(f"{live_site}{endpoint}", data={"token": token}, auth=(client["client_id"], guess))
         else:
@@ -59,6 +59,8 @@ def test_wrong_client_secrets_get_the_address_blocked_and_never_the_client(
             )
         assert answer.status_code == 401, answer.text
         assert answer.json()["error"] == "invalid_client"
+        # Blocked at the threshold, not before.
+        assert Block.objects.filter(target=Block.Target.IP, value="127.0.0.1").exists() == (count == 3)
     failures = SecurityEvent.objects.filter(kind="auth_failure", detail__endpoint=endpoint)
     assert failures.count() == 3
     # As at /o/token/: charged to the address; the client named is kept for administrators, never counted.
