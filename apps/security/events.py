@@ -214,6 +214,13 @@ def block_check(
             )
 
 
+def address_blocked_until(*, ip: str) -> datetime | None:
+    """When the block of address `ip` ends, or None if it is not blocked: the list `block_check` reads."""
+    pair = (Block.Target.IP, ip)
+    until = _blocked_until([pair])[pair]
+    return datetime.fromtimestamp(until, tz=UTC) if until > time.time() else None
+
+
 def block_lift(*, block: Block) -> None:
     """Lift a block before it expires (an administrator's action)."""
     block.lifted = True

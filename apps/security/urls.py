@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from apps.security import staff_otp, views
+from apps.security.sign_in import sign_in_paused_when_blocked
 
 # Chromium applies form-action to every redirect that follows a form's submission: the consent form's answer, and
 # the sign-in form's when the application was approved before, redirect to the client's redirect URI, on its own
@@ -46,7 +47,11 @@ urlpatterns = [
         views.ResourceMetadataView.as_view(),
         name="oauth-resource-metadata-path",
     ),
-    path("accounts/login/", _forms_answer_to_clients(views.LoginView.as_view()), name="login"),
+    path(
+        "accounts/login/",
+        _forms_answer_to_clients(sign_in_paused_when_blocked(views.LoginView.as_view())),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/second-factor/", staff_otp.second_factor, name="staff-second-factor"),
     path("accounts/second-factor/enrol/", staff_otp.second_factor_enrol, name="staff-second-factor-enrol"),

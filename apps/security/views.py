@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus, urlsplit
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
@@ -37,6 +38,7 @@ from apps.security.registration import (
     registration_reserve,
 )
 from apps.security.resources import accepted_resources, resource_refusal
+from apps.security.services import client_secret_rotate
 from apps.security.staff_otp import second_factor_redirect, staff_needs_second_factor
 from apps.security.validators import (
     LOOPBACK_HOSTS,
@@ -214,6 +216,36 @@ class ClientManagementView(oauth2_views.DynamicClientRegistrationManagementView)
             )
         return _not_cached(response)
 
+    def put(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """django-oauth-toolkit's update, and a new secret when the update changes whether the client has one.
+        RFC 7592 section 2.2 lets the answer carry a new client_secret. A public client that becomes confidential
+        has never been shown one (django-oauth-toolkit keeps the hash of a secret nobody knows), so it could never
+        authenticate at the token endpoint: it gets a new one, in this answer only. One that becomes public gets
+        a new one nobody is shown, so that its old secret no longer authenticates it."""
+        client_id = str(kwargs.get("client_id", ""))
+        with transaction.atomic():
+            # Locked, so that of two concurrent updates making a client confidential only one issues a secret:
+            # the other's would replace it, and the first client would hold a secret that no longer works.
+            type_before = (
+                Application.objects.select_for_update()
+                .filter(client_id=client_id)
+                .values_list("client_type", flat=True)
+                .first()
+            )
+            response = super().put(request, *args, **kwargs)
+            if response.status_code != 200 or type_before is None:
+                return response
+            application = Application.objects.get(client_id=client_id)
+            if application.client_type == type_before:
+                return response
+            secret = client_secret_rotate(application=application)
+        if application.client_type == Application.CLIENT_CONFIDENTIAL:
+            updated = json.loads(response.content)
+            updated["client_secret"] = secret
+            updated["client_secret_expires_at"] = 0  # as at registration: this server's secrets do not expire
+            response.content = json.dumps(updated)
+        return response
+
 
 class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
@@ -348,6 +380,31 @@ def _named_client_id(request: HttpRequest) -> str:
     return str(request.POST.get("client_id", ""))
 
 
+def _challenge_as_sent(request: HttpRequest, response: HttpResponse, *, realm: str) -> None:
+    """The challenge of a refused client authentication at an endpoint that takes client credentials only (token,
+    revocation). oauthlib challenges every 401 with "Bearer", which these endpoints do not take. RFC 6749 section
+    5.2: a client that authenticated in the Authorization header is challenged in its scheme (Basic); one that sent
+    its credentials in the body is sent none, so that no browser answers with a password prompt."""
+    if "WWW-Authenticate" in response:
+        del response["WWW-Authenticate"]
+    if request.headers.get("Authorization", "").lower().startswith("basic "):
+        response["WWW-Authenticate"] = f'Basic realm="{realm}"'
+
+
+def _client_authentication_failed(request: HttpRequest, *, endpoint: str) -> None:
+    """Record a refused client authentication (a wrong client secret, an unknown client) at `endpoint` as an
+    `auth_failure` counting toward blocking the address that sent it, at every endpoint that checks a client's
+    secret, so that guesses are counted wherever they are made. The client_id in the request is only what the
+    sender named (anyone can name any client), so it is kept as a detail and never counted against that client."""
+    security_event_record(
+        kind="auth_failure",
+        ip=client_ip(request),
+        endpoint=endpoint,
+        reason="client authentication failed",
+        named_client_id=_named_client_id(request)[:100],
+    )
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class _CalledFromLoopback(View):
     """A token endpoint that browser-based tools on this machine (the MCP Inspector on localhost) may call and read
@@ -376,7 +433,19 @@ class RevokeTokenView(_CalledFromLoopback, oauth2_views.RevokeTokenView):
     """DOT's revocation endpoint (RFC 7009), callable from a local tool's page as the token endpoint is."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self._readable(request, super().post(request, *args, **kwargs))
+        return self._readable(request, self._answer(request, *args, **kwargs))
+
+    def _answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # A client authenticates here with its secret as at /o/token/: a blocked address is refused, and a wrong
+        # secret counts toward blocking it, or this endpoint would be where secrets are guessed without limit.
+        refused = _blocked_response(request) or _body_too_large(request, "invalid_request")
+        if refused is not None:
+            return _token_error(refused)
+        response = super().post(request, *args, **kwargs)
+        if response.status_code == 401:  # oauthlib's invalid_client: the only 401 of RFC 7009's endpoint
+            _challenge_as_sent(request, response, realm="revocation")
+            _client_authentication_failed(request, endpoint="/o/revoke_token/")
+        return response
 
 
 class TokenView(_CalledFromLoopback, oauth2_views.TokenView):
@@ -395,25 +464,12 @@ class TokenView(_CalledFromLoopback, oauth2_views.TokenView):
             return _token_error(_error("unsupported_grant_type", refused_grant))
         response = _token_error(super().post(request, *args, **kwargs))
         if response.status_code == 401:
-            # oauthlib challenges every 401 with "Bearer", which this endpoint does not take. RFC 6749 section 5.2:
-            # a client that authenticated in the Authorization header is challenged in its scheme (Basic); one that
-            # sent its credentials in the body is sent none, so that no browser answers with a password prompt.
-            del response["WWW-Authenticate"]
-            if request.headers.get("Authorization", "").lower().startswith("basic "):
-                response["WWW-Authenticate"] = 'Basic realm="token"'
-            # A wrong client secret counts toward blocking the address that sent it. The client_id in the request
-            # is only what the sender named (anyone can name any client), so it is kept as a detail and never
-            # counted against that client.
-            security_event_record(
-                kind="auth_failure",
-                ip=client_ip(request),
-                endpoint="/o/token/",
-                reason="client authentication failed",
-                named_client_id=_named_client_id(request)[:100],
-            )
+            _challenge_as_sent(request, response, realm="token")
+            _client_authentication_failed(request, endpoint="/o/token/")
         return response
 
 
+@method_decorator(csrf_exempt, name="dispatch")  # as django-oauth-toolkit's: its dispatch is overridden here
 class IntrospectTokenView(oauth2_views.IntrospectTokenView):
     """RFC 7662 introspection, for the resource servers an administrator trusts (ClientPolicy.may_introspect):
     anyone can register a confidential client, and the answer tells whose a token is and what it may do. Every
@@ -421,7 +477,27 @@ class IntrospectTokenView(oauth2_views.IntrospectTokenView):
 
     validator_class = ResourceServerValidator
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # A blocked address is refused here as at /o/token/, before any secret is checked; so is a body too large
+        # to read, in JSON rather than Django's bare HTML.
+        if request.method == "OPTIONS":
+            return super().dispatch(request, *args, **kwargs)
+        if request.method != "POST":
+            # django-oauth-toolkit also answers a GET with the token in its query string, which every access log on
+            # the way keeps. RFC 7662 section 2.1: the token is POSTed.
+            refused = _error(
+                "invalid_request",
+                "Send the token to introspect in a POST body (RFC 7662 section 2.1), never in the URL.",
+                status=405,
+            )
+            refused["Allow"] = "POST, OPTIONS"
+            return _token_error(refused)
+        refused = _blocked_response(request) or _body_too_large(request, "invalid_request")
+        return _token_error(refused) if refused is not None else super().dispatch(request, *args, **kwargs)
+
     def unauthenticated_response(self, request: HttpRequest, oauthlib_request: Any = None) -> HttpResponse:
+        if _guessable_client_credentials(request):
+            _client_authentication_failed(request, endpoint="/o/introspect/")
         response = _error(
             "invalid_client",
             "Token introspection is only for resource servers an administrator of this server trusts; this "
@@ -430,3 +506,17 @@ class IntrospectTokenView(oauth2_views.IntrospectTokenView):
         )
         response["WWW-Authenticate"] = 'Basic realm="introspection"'
         return response
+
+
+def _guessable_client_credentials(request: HttpRequest) -> bool:
+    """Whether an introspection request refused as unauthenticated was a guess at a client secret: it sent client
+    credentials (Basic, or a client_secret in its body), naming a client that is unknown or one an administrator
+    trusts (whose secret was then wrong). A bearer token is no guess (tokens cannot be guessed, as at /mcp), and
+    neither is a client not trusted to introspect: its answer is the same 401 whatever secret it sends, so it tests
+    no guess, and an honest resource server an administrator has not yet trusted is not blocked for asking."""
+    sent_basic = request.headers.get("Authorization", "").lower().startswith("basic ")
+    if not sent_basic and not request.POST.get("client_secret"):
+        return False
+    named = _named_client_id(request)
+    known = Application.objects.filter(client_id=named).exists()
+    return not known or ClientPolicy.objects.filter(application__client_id=named, may_introspect=True).exists()

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from django.contrib.auth.hashers import check_password
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
@@ -279,6 +280,78 @@ def test_registration_management_is_audited(live_site: str) -> None:
     } <= set(recorded)
 
 
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_a_public_client_updated_to_a_confidential_method_gets_a_secret_that_works(live_site: str, method: str) -> None:
+    client = register(live_site)  # public: token_endpoint_auth_method "none"
+    assert "client_secret" not in client
+    updated = _manage(
+        live_site,
+        client,
+        "PUT",
+        json={
+            "client_name": "Now a service",
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": method,
+        },
+    )
+    assert updated.status_code == 200, updated.text
+    secret = updated.json().get("client_secret")
+    assert secret, updated.json()
+    assert updated.json()["client_secret_expires_at"] == 0  # RFC 7591 section 3.2.1: required with a secret
+    application = Application.objects.get(client_id=client["client_id"])
+    assert application.client_type == Application.CLIENT_CONFIDENTIAL
+    assert application.client_secret != secret and check_password(secret, application.client_secret)  # hashed
+    assert AuditEvent.objects.filter(
+        action="oauth.client_secret_rotated", target=f"client:{client['client_id']}"
+    ).exists()
+    credentials: dict[str, Any] = (
+        {"auth": (client["client_id"], secret)}
+        if method == "client_secret_basic"
+        else {"data": {"client_id": client["client_id"], "client_secret": secret}}
+    )
+    data = {"grant_type": "client_credentials", "scope": "music21:read", **credentials.pop("data", {})}
+    token = httpx2.post(f"{live_site}/o/token/", data=data, **credentials)
+    assert token.status_code == 200, token.text
+    assert token.json()["scope"] == "music21:read"
+    # The secret is shown once: reading the registration does not show it again.
+    client["registration_access_token"] = updated.json()["registration_access_token"]  # rotated on update
+    assert "client_secret" not in _manage(live_site, client, "GET").json()
+
+
+def test_a_confidential_client_updated_to_none_is_public_and_its_old_secret_no_longer_works(
+    live_site: str, alice: Any
+) -> None:
+    client = register(live_site, token_endpoint_auth_method="client_secret_basic")
+    old_secret = client["client_secret"]
+    updated = _manage(
+        live_site,
+        client,
+        "PUT",
+        json={"client_name": "Now public", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"},
+    )
+    assert updated.status_code == 200, updated.text
+    assert "client_secret" not in updated.json() and updated.json()["token_endpoint_auth_method"] == "none"
+    assert Application.objects.get(client_id=client["client_id"]).client_type == Application.CLIENT_PUBLIC
+    verifier, challenge = pkce_pair()
+    browser = Browser.logged_in(live_site, "alice")
+    code = browser.consent(browser.authorize_page(client["client_id"], challenge))["code"][0]
+    with_old_secret = httpx2.post(
+        f"{live_site}/o/token/",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+            "resource": f"{live_site}/mcp",
+        },
+        auth=(client["client_id"], old_secret),
+    )
+    assert with_old_secret.status_code == 401, with_old_secret.text
+    assert with_old_secret.json()["error"] == "invalid_client"
+    # As a public client it gets its token with PKCE alone.
+    assert exchange(live_site, client["client_id"], code, verifier).status_code == 200
+
+
 def test_guessing_registration_tokens_gets_the_address_blocked_from_managing_registrations(
     live_site: str, settings: Any
 ) -> None:
@@ -356,6 +429,24 @@ def test_a_resource_server_an_administrator_trusts_may_introspect(live_site: str
         live_site, tokens["access_token"], headers=_bearer(_introspection_token(trusted["client_id"]))
     )
     assert by_bearer.status_code == 200 and by_bearer.json()["username"] == "alice"
+
+
+def test_introspection_takes_the_token_in_a_post_body_never_in_the_url(live_site: str, alice: Any) -> None:
+    # RFC 7662 section 2.1: POST. A token in the URL is written to every access log on the way.
+    tokens = _authorized(live_site, "alice", "music21:read", f"{live_site}/mcp")
+    trusted = _resource_server(live_site)
+    ClientPolicy.objects.filter(application__client_id=trusted["client_id"]).update(may_introspect=True)
+    in_url = httpx2.get(
+        f"{live_site}/o/introspect/",
+        params={"token": tokens["access_token"]},
+        auth=(trusted["client_id"], trusted["client_secret"]),
+    )
+    assert in_url.status_code == 405, in_url.text
+    assert in_url.headers["Allow"] == "POST, OPTIONS"
+    assert in_url.json()["error"] == "invalid_request" and "POST" in in_url.json()["error_description"]
+    assert "alice" not in in_url.text and "active" not in in_url.json()
+    posted = _introspect(live_site, tokens["access_token"], auth=(trusted["client_id"], trusted["client_secret"]))
+    assert posted.status_code == 200 and posted.json()["username"] == "alice"
 
 
 # --- The consent page is always shown ---------------------------------------------------------------------------

@@ -118,6 +118,10 @@ def test_a_body_too_large_to_read_is_refused_in_json_naming_the_limit(live_site:
     assert not Application.objects.exists()
     token = httpx2.post(f"{live_site}/o/token/", data={"grant_type": "client_credentials", "scope": "a" * 20_000})
     assert "larger than the 10,000 bytes" in _is_json_error(token, 400, "invalid_request")
+    # Revocation (RFC 7009 section 2.2.1) and introspection answer their errors in the same JSON.
+    for endpoint in ("/o/revoke_token/", "/o/introspect/"):
+        answer = httpx2.post(f"{live_site}{endpoint}", data={"token": "a" * 20_000}, auth=("someone", "secret"))
+        assert "larger than the 10,000 bytes" in _is_json_error(answer, 400, "invalid_request"), endpoint
 
 
 @pytest.mark.parametrize("separator", [" ", "\n", "\t", "\r"], ids=["space", "newline", "tab", "return"])
@@ -483,6 +487,26 @@ def test_a_revoked_token_is_refused(live_site: str, alice: Any) -> None:
     )
     assert response.status_code == 200
     assert _verify(live_site, tokens["access_token"]) is None
+
+
+def test_a_wrong_secret_at_revocation_is_challenged_only_in_the_scheme_the_client_used(live_site: str) -> None:
+    # RFC 6749 section 5.2, which RFC 7009 section 2.2.1 refers to: the revocation endpoint takes client
+    # credentials, never a bearer token, so a Bearer challenge named a way in that does not exist.
+    client = register(
+        live_site,
+        grant_types=["client_credentials"],
+        token_endpoint_auth_method="client_secret_basic",
+        redirect_uris=[],
+    )
+    basic = httpx2.post(f"{live_site}/o/revoke_token/", data={"token": "any"}, auth=(client["client_id"], "nope"))
+    assert basic.status_code == 401 and basic.json()["error"] == "invalid_client"
+    assert basic.headers["WWW-Authenticate"] == 'Basic realm="revocation"'
+    posted = httpx2.post(
+        f"{live_site}/o/revoke_token/",
+        data={"token": "any", "client_id": client["client_id"], "client_secret": "nope"},
+    )
+    assert posted.status_code == 401 and posted.json()["error"] == "invalid_client"
+    assert "WWW-Authenticate" not in posted.headers  # no browser answers it with a password prompt
 
 
 def test_a_disabled_client_loses_its_tokens_and_cannot_get_new_ones(live_site: str, alice: Any) -> None:
