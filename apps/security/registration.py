@@ -1,6 +1,6 @@
 """The platform's rules on dynamic client registration (RFC 7591) and its updates (RFC 7592), beyond
 django-oauth-toolkit's: what client metadata may ask for, and how many clients an address may register an hour.
-The views (apps.security.views) answer with them."""
+The views (apps.security.registration_views) answer with them."""
 
 from __future__ import annotations
 

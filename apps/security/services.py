@@ -301,7 +301,7 @@ def client_enable(*, application: Application) -> None:
 def client_secret_rotate(*, application: Application) -> str:
     """Give a client a new secret (stored hashed) and return it, once. Its tokens stay valid; the old secret stops
     working for new grants at once. (A client becoming public gets one too, shown to nobody: see
-    views.ClientManagementView.put.)"""
+    registration_views.ClientManagementView.put.)"""
     from oauth2_provider.generators import generate_client_secret
 
     secret = generate_client_secret()

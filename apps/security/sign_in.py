@@ -22,7 +22,7 @@ from django.utils.cache import add_never_cache_headers
 from apps.compliance.audit import audit_record
 from apps.core import metrics
 from apps.security.events import address_blocked_until
-from apps.security.views import client_ip
+from apps.security.oauth_replies import client_ip
 
 
 def sign_in_paused_when_blocked(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

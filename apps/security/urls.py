@@ -4,7 +4,7 @@ from csp.decorators import csp_replace
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from apps.security import staff_otp, views
+from apps.security import registration_views, staff_otp, token_views, views
 from apps.security.sign_in import sign_in_paused_when_blocked
 
 # Chromium applies form-action to every redirect that follows a form's submission: the consent form's answer, and
@@ -18,13 +18,13 @@ _forms_answer_to_clients = csp_replace({"form-action": None})
 oauth_patterns = (
     [
         path("authorize/", _forms_answer_to_clients(views.AuthorizationView.as_view()), name="authorize"),
-        path("token/", views.TokenView.as_view(), name="token"),
-        path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
-        path("introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
-        path("register/", views.ClientRegistrationView.as_view(), name="dcr-register"),
+        path("token/", token_views.TokenView.as_view(), name="token"),
+        path("revoke_token/", token_views.RevokeTokenView.as_view(), name="revoke-token"),
+        path("introspect/", token_views.IntrospectTokenView.as_view(), name="introspect"),
+        path("register/", registration_views.ClientRegistrationView.as_view(), name="dcr-register"),
         path(
             "register/<str:client_id>/",
-            views.ClientManagementView.as_view(),
+            registration_views.ClientManagementView.as_view(),
             name="dcr-register-management",
         ),
     ],
