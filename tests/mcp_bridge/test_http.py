@@ -179,8 +179,8 @@ def test_an_abc_source_naming_a_server_file_is_a_tool_error_and_stores_nothing(
                 "import_score", {"score_id": "s", "source": str(secret), "source_type": "abc"}
             )
             assert result.is_error
-            assert result.structured_content["error"] == "unparseable_score"
-            assert "The abc source could not be parsed" in _text(result)
+            assert result.structured_content["error"] == "rejected_input"
+            assert "is a file path or URL, which the server does not open" in _text(result)
             assert (await session.call_tool("list_scores", {})).structured_content["scores"] == []
 
     anyio.run(conversation)
