@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import time
 import zipfile
 from datetime import timedelta
@@ -17,6 +18,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 from music21 import converter, midi
 from oauth2_provider.models import AccessToken, Grant, RefreshToken
@@ -484,6 +486,30 @@ def test_erasure_needs_the_password_and_waits_for_the_grace_period(alice: Any, c
     DataSubjectRequest.objects.filter(pk=request.pk).update(scheduled_for=request.requested_at)
     assert services.subject_requests_run_due() == 0  # cancelled requests never run
     assert Score.objects.filter(owner=alice).count() == 1
+
+
+@pytest.mark.parametrize(("kind", "url"), [("export", "/privacy/export"), ("erasure", "/privacy/erasure")])
+def test_a_request_asked_for_four_times_at_once_is_filed_once(alice: Any, kind: str, url: str) -> None:
+    """A double click, or the same page in several tabs: one request is filed, the others are told it is open."""
+    start = threading.Barrier(4)
+    pages: list[str] = []
+
+    def ask() -> None:
+        client = signed_in(alice)
+        start.wait()
+        try:
+            pages.append(client.post(url, {"password": PASSWORD}, follow=True).content.decode())
+        finally:
+            connection.close()  # this thread's own connection
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert DataSubjectRequest.objects.filter(subject=alice, kind=kind).count() == 1
+    refused = [page for page in pages if f"An {kind} request is already open for this account." in page]
+    assert len(pages) == 4 and len(refused) == 3
 
 
 def test_an_administrator_approves_a_request_filed_for_someone(alice: Any, chorale: Any, celery_worker: None) -> None:
