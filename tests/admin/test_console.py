@@ -258,6 +258,34 @@ def test_the_dashboard_counts_the_calls_of_the_last_24_hours_and_each_count_open
     assert 'class="tick" x="' in page and f">{first_hour}</text>" in page
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        # A NUL character in a text filter (PostgreSQL refuses it), in our lists and Django's own filters alike.
+        ("/admin/compliance/auditevent/?action=%00", "'action' holds a NUL character (%00)"),
+        ("/admin/compliance/datasubjectrequest/?status__exact=%00", "'status__exact' holds a NUL character (%00)"),
+        ("/admin/axes/accessattempt/?path_info=%00", "'path_info' holds a NUL character (%00)"),
+        # A year past 9999 in a date drill-down.
+        ("/admin/security/securityevent/?created_at__year=99999999999999999999", "created_at__year: "),
+        # django-auditlog's filter by model, which takes an id.
+        ("/admin/auditlog/logentry/?resource_type=abc", "resource_type: Field 'id' expected a number but got 'abc'"),
+    ],
+)
+def test_a_list_filtered_by_a_value_it_cannot_take_shows_the_whole_list_and_says_why(
+    alice: Any, url: str, problem: str
+) -> None:
+    from apps.compliance import services
+
+    root = superuser()
+    services.subject_request_create(subject=alice, kind="export", handled_by=root, via="admin")
+    client = signed_in(root)
+    response = client.get(url, follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0].endswith("?e=1")  # the list, unfiltered
+    page = html.unescape(response.content.decode())
+    assert "This list cannot be filtered as the address asks (" in page and problem in page
+
+
 def test_the_breakers_page_is_listed_under_security_in_the_app_list(db: None) -> None:
     client = signed_in(_staff("sec", "security officer"))
     security = client.get("/admin/security/").content.decode()
