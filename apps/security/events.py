@@ -153,6 +153,24 @@ def _count_toward_block(target: str, value: str) -> None:
     )
 
 
+def security_counts_forget(*, user_id: Any) -> None:
+    """Forget what the cache counts of a user toward a block, and the floods stored of her (erasure): those keys
+    name her by her id, and would otherwise stay until their window ends. The slices still alive are those of the
+    last window and the two it may reach past (the timeout `_count_toward_block` gives them)."""
+    width = settings.SECURITY_BLOCK_WINDOW / WINDOW_SLICES
+    current = int(time.time() // width)
+    party = f"{Block.Target.USER}:{user_id}"
+    counted = [
+        f"{settings.GUARD_NAMESPACE}:violations:{party}:{slice_}"
+        for slice_ in range(current - WINDOW_SLICES - 2, current + 1)
+    ]
+    recorded = [f"{settings.GUARD_NAMESPACE}:recorded:{kind}:{party}" for kind in Kind.values]
+    try:
+        cache.delete_many([*counted, *recorded])
+    except Exception:  # the cache is down: the keys expire with their window
+        logger.exception("could not forget the security counts of user %s", user_id)
+
+
 # Every call checks the block list, and blocks are rare: each process remembers what it found for a party under
 # the token epoch (apps.security.services.epoch_memory), which placing, changing or lifting a block bumps in every
 # process (apps.security.signals), as revoking a token does (docs/caching.md). Without an epoch (Redis

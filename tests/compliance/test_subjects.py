@@ -474,6 +474,33 @@ def test_erasure_leaves_no_row_that_refers_to_alice(
     assert not SubjectKey.objects.filter(pseudonym=erased.actor).exists()
 
 
+def test_an_erasure_leaves_her_id_in_no_block_history_nor_redis_key(alice: Any, bob: Any, settings: Any) -> None:
+    """Blocked after too many security events (the cache counted them under her id), her block lifted by an
+    administrator: the erasure removes the block's history and the counts, and keeps bob's."""
+    from auditlog.models import LogEntry
+
+    from apps.security.events import block_lift, security_event_record
+
+    settings.SECURITY_BLOCK_THRESHOLD = 3
+    for person in (alice, bob):
+        for _ in range(3):
+            security_event_record(kind="scope_violation", user=person, ip="198.51.100.9", tool="import_score")
+        security_event_record(kind="rate_limit", user=person, ip="198.51.100.9")
+    block_lift(block=Block.objects.get(value=str(alice.pk)))
+    bobs_block = Block.objects.get(value=str(bob.pk))
+    alice_id = alice.pk
+    assert LogEntry.objects.get_for_model(Block).count() == 3  # hers placed and lifted, bob's placed
+
+    _erasure_due(alice)
+    services.subject_requests_run_due()
+
+    assert list(LogEntry.objects.get_for_model(Block).values_list("object_pk", flat=True)) == [str(bobs_block.pk)]
+    if settings.REDIS_URL:  # the keys that counted her events named her id; bob's stay
+        held = [key.decode() for key in shared_redis().scan_iter(f"*{settings.GUARD_NAMESPACE}:*")]
+        assert not [key for key in held if f":user:{alice_id}:" in key or key.endswith(f":user:{alice_id}")]
+        assert [key for key in held if key.endswith(f":recorded:rate_limit:user:{bob.pk}")]
+
+
 def test_erasure_needs_the_password_and_waits_for_the_grace_period(alice: Any, chorale: Any) -> None:
     with pytest.raises(RequestRefused, match="password"):
         services.subject_request_create(subject=alice, kind="erasure", password="guess")
