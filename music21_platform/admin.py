@@ -49,6 +49,24 @@ class PlatformAdminSite(OTPAdminSite):
         for model in models:
             model_admin = self._registry[model]
             model_admin.get_changelist_instance = _filters_checked(model_admin)
+            model_admin.get_actions = _actions_checked(model_admin)
+
+
+def _actions_checked(model_admin: ModelAdmin) -> Callable[[HttpRequest], dict[str, Any]]:
+    """`model_admin`'s actions, those that declare no permission offered only to staff who may change what the
+    list holds. Django offers an action that names no permission to whoever may see the list, and the apps we
+    embed declare none on actions that change or delete: django-oauth-toolkit's "revoke tokens", django-celery-
+    beat's "enable", "disable", "toggle" and "run" (which runs retention, deleting audit events), django-axes'
+    "clean up expired attempts". An action of ours that only reads declares the view permission."""
+    get_actions = model_admin.get_actions
+
+    def checked(request: HttpRequest) -> dict[str, Any]:
+        actions = get_actions(request)
+        if model_admin.has_change_permission(request):
+            return actions
+        return {name: entry for name, entry in actions.items() if getattr(entry[0], "allowed_permissions", None)}
+
+    return checked
 
 
 def _filters_checked(model_admin: ModelAdmin) -> Callable[[HttpRequest], ChangeList]:

@@ -261,7 +261,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     list_editable = ("days", "enabled")
     actions = ["preview"]
 
-    @admin.action(description="Dry run: count what every policy would remove now")
+    @admin.action(description="Dry run: count what every policy would remove now", permissions=["view"])
     def preview(self, request: HttpRequest, queryset: QuerySet) -> None:
         run = retention_apply(dry_run=True)
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(run.removed.items())) or "nothing"
