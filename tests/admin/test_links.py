@@ -115,6 +115,23 @@ def test_an_administrator_downloads_a_persons_export_from_the_request_list(alice
     assert downloaded.actor == root_key.pseudonym and downloaded.target == f"request:{request.pk}"
 
 
+def test_an_administrators_download_of_her_export_is_in_her_next_export_and_found_by_her_name(
+    alice: Any, chorale: Any
+) -> None:
+    root = superuser()
+    first = _export_ready(alice)
+    client = signed_in(root)
+    assert client.get(f"/admin/compliance/datasubjectrequest/{first.pk}/download/").status_code == 200
+    signed_in(alice).get(f"/privacy/requests/{first.pk}/download")  # her own download is her own activity
+
+    found = client.get("/admin/compliance/auditevent/", {"q": "alice"}).content.decode()
+    assert found.count("privacy.<wbr>export_<wbr>downloaded") == 2  # hers, and the administrator's
+    second = _export_ready(alice)
+    with zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=second).content))) as archive:
+        told = json.loads(archive.read("administrator_events.json"))
+    assert [(e["action"], e["target"]) for e in told] == [("privacy.export_downloaded", f"request:{first.pk}")]
+
+
 def test_an_administrator_looking_at_a_persons_score_is_recorded_as_their_access(alice: Any, chorale: Any) -> None:
     root = superuser()
     score = Score.objects.get(score_id="chorale")
