@@ -501,6 +501,26 @@ def test_an_erasure_leaves_her_id_in_no_block_history_nor_redis_key(alice: Any, 
         assert [key for key in held if key.endswith(f":recorded:rate_limit:user:{bob.pk}")]
 
 
+def test_the_trail_names_a_blocked_account_by_its_pseudonym_never_its_id(alice: Any, settings: Any) -> None:
+    from apps.compliance.audit import subject_for
+    from apps.security.events import block_lift, security_event_record
+
+    alice_id, pseudonym = alice.pk, subject_for(alice).pseudonym
+    settings.SECURITY_BLOCK_THRESHOLD = 3
+    for _ in range(3):
+        security_event_record(kind="scope_violation", user=alice, ip="198.51.100.9", tool="import_score")
+    block_lift(block=Block.objects.get(value=str(alice.pk)))
+
+    events = AuditEvent.objects.filter(action__in=["security.blocked", "security.block_lifted"])
+    assert sorted(events.values_list("action", "target", "actor")) == [
+        ("security.block_lifted", f"user:{pseudonym}", pseudonym),
+        ("security.blocked", f"user:{pseudonym}", pseudonym),
+    ]
+    _erasure_due(alice)
+    services.subject_requests_run_due()
+    assert not AuditEvent.objects.filter(target=f"user:{alice_id}").exists()  # the trail outlives her
+
+
 def test_erasure_needs_the_password_and_waits_for_the_grace_period(alice: Any, chorale: Any) -> None:
     with pytest.raises(RequestRefused, match="password"):
         services.subject_request_create(subject=alice, kind="erasure", password="guess")
