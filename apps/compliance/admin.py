@@ -36,6 +36,7 @@ from apps.compliance.display import (
 )
 from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy, RetentionRun, SubjectKey
 from apps.compliance.retention import retention_apply
+from apps.compliance.services.export import ADMINISTRATOR_ACTIONS
 from apps.core.errors import ApplicationError
 from apps.security.models import SecurityEvent
 from apps.security.selectors import clients_named
@@ -214,9 +215,10 @@ class AuditEventAdmin(ReadOnlyAdmin):
             | Q(request_id=term)
             | Q(target=term)
             | Q(client_id__in=list(client_ids))
-            # Administrators' access to the person's data names them in `detail`; the action prefix keeps the
-            # JSON lookup to those few rows (the action's index).
+            # Administrators' access to the person's data names them in `detail`; the actions keep the JSON
+            # lookup to those few rows (the action's index).
             | Q(action__startswith="admin.", detail__subject__in=pseudonyms)
+            | Q(action__in=ADMINISTRATOR_ACTIONS, detail__subject__in=pseudonyms)
         ), False
 
     @admin.display(description="time", ordering="created_at")
@@ -261,7 +263,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     list_editable = ("days", "enabled")
     actions = ["preview"]
 
-    @admin.action(description="Dry run: count what every policy would remove now")
+    @admin.action(description="Dry run: count what every policy would remove now", permissions=["view"])
     def preview(self, request: HttpRequest, queryset: QuerySet) -> None:
         run = retention_apply(dry_run=True)
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(run.removed.items())) or "nothing"
@@ -315,6 +317,10 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         "export",
     )
     actions = ["approve", "run_now", "cancel"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The export column needs the archive's size and dates, never its content: a ZIP of megabytes per row.
+        return super().get_queryset(request).select_related(*self.list_select_related).defer("archive__content")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # requests are filed by their subject, or from the user's page (start an export or erasure)

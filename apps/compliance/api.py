@@ -11,7 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
+from django.db.models import QuerySet
 from django.http import HttpResponse
+from django.utils import timezone
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotAuthenticated
 from rest_framework.permissions import BasePermission
@@ -85,9 +87,17 @@ class RequestSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "status", "requested_at", "due_at", "scheduled_for", "completed_at", "download_url"]
 
     def get_download_url(self, obj: DataSubjectRequest) -> str | None:
-        if obj.kind == DataSubjectRequest.Kind.EXPORT and obj.status == DataSubjectRequest.Status.COMPLETED:
-            return f"/privacy/api/requests/{obj.pk}/download"
-        return None
+        """Only while the archive is offered: once its download window closed (and retention purged it), the URL
+        would answer 404."""
+        archive = getattr(obj, "archive", None)
+        if archive is None or archive.expires_at <= timezone.now():
+            return None
+        return f"/privacy/api/requests/{obj.pk}/download"
+
+
+def _with_archive(requests: QuerySet[DataSubjectRequest]) -> QuerySet[DataSubjectRequest]:
+    """The requests with their archive's dates (for `download_url`), not its content."""
+    return requests.select_related("archive").defer("archive__content")
 
 
 class NewRequestSerializer(serializers.Serializer):
@@ -102,7 +112,7 @@ class _PrivacyView(APIView):
         return scopes.READ
 
     def _own_request(self, request: Request, pk: int) -> DataSubjectRequest:
-        found = DataSubjectRequest.objects.filter(pk=pk, subject=request.user).first()
+        found = _with_archive(DataSubjectRequest.objects.filter(pk=pk, subject=request.user)).first()
         if found is None:
             raise NotFound(f"You have no request #{pk}.")
         return found
@@ -122,7 +132,7 @@ class RequestListView(_PrivacyView):
         return scopes.READ
 
     def get(self, request: Request) -> Response:
-        rows = DataSubjectRequest.objects.filter(subject=request.user)
+        rows = _with_archive(DataSubjectRequest.objects.filter(subject=request.user))
         return Response({"status": "success", "requests": RequestSerializer(rows, many=True).data})
 
     def post(self, request: Request) -> Response:

@@ -6,7 +6,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from auditlog.context import disable_auditlog
+from auditlog.models import LogEntry
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -16,7 +19,7 @@ from oauth2_provider.models import AccessToken, Grant, RefreshToken
 from apps.compliance import audit
 from apps.compliance.holdings import holding_for
 from apps.compliance.models import AuditChainHead, AuditEvent, ExportArchive, RetentionPolicy, RetentionRun
-from apps.security.models import ConsumedAuthorizationCode, SecurityEvent
+from apps.security.models import Block, ConsumedAuthorizationCode, SecurityEvent
 
 BATCH = 1000
 Category = RetentionPolicy.Category
@@ -88,6 +91,19 @@ def _sign_in_records(cutoff: datetime, *, dry_run: bool) -> int:
     )
 
 
+def _blocks_ended(cutoff: datetime, *, dry_run: bool) -> int:
+    """Blocks that ended longer ago than the period: an address's block holds the address, a user's her id, and
+    nothing else removes them. Their django-auditlog history (which holds the same) goes with them; the deletion
+    is not recorded again (the retention run records it)."""
+    block_type = ContentType.objects.get_for_model(Block)
+
+    def history_forget(pks: list[int]) -> None:
+        LogEntry.objects.filter(content_type=block_type, object_pk__in=[str(pk) for pk in pks]).delete()
+
+    with disable_auditlog():
+        return delete_in_batches(Block.objects.filter(until__lt=cutoff), dry_run=dry_run, on_batch=history_forget)
+
+
 def retention_apply(*, dry_run: bool = False, now: datetime | None = None) -> RetentionRun:
     """Apply every enabled policy: a category a registered holding answers for (scores, derived scores) is expired
     by that holding. Finished export files are also removed once their download window closed, whatever the
@@ -104,9 +120,11 @@ def retention_apply(*, dry_run: bool = False, now: datetime | None = None) -> Re
             case Category.AUDIT_EVENTS:
                 removed[policy.category] = _audit_events(cutoff, dry_run=dry_run)
             case Category.SECURITY_EVENTS:
-                removed[policy.category] = delete_in_batches(
-                    SecurityEvent.objects.filter(created_at__lt=cutoff), dry_run=dry_run
-                ) + _sign_in_records(cutoff, dry_run=dry_run)
+                removed[policy.category] = (
+                    delete_in_batches(SecurityEvent.objects.filter(created_at__lt=cutoff), dry_run=dry_run)
+                    + _sign_in_records(cutoff, dry_run=dry_run)
+                    + _blocks_ended(cutoff, dry_run=dry_run)
+                )
             case Category.EXPIRED_TOKENS:
                 removed[policy.category] = _expired_tokens(cutoff, dry_run=dry_run)
             case Category.EXPORT_FILES:

@@ -26,7 +26,12 @@ def privacy_home(request: HttpRequest) -> HttpResponse:
 
 
 def _privacy_page(request: HttpRequest, *, erase_error: str = "", status: int = 200) -> HttpResponse:
-    own = DataSubjectRequest.objects.filter(subject=request.user).select_related("archive", "filed_by")
+    # The download column needs each archive's dates, not its content (a ZIP of megabytes).
+    own = (
+        DataSubjectRequest.objects.filter(subject=request.user)
+        .select_related("archive", "filed_by")
+        .defer("archive__content")
+    )
     return render(
         request,
         "compliance/privacy.html",

@@ -20,12 +20,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.compliance.audit import audit_record
+from apps.compliance.audit import Subject, audit_record, subject_for
 from apps.core import metrics
 from apps.core.errors import Blocked
 from apps.security.models import Block, SecurityEvent
@@ -142,7 +143,8 @@ def _count_toward_block(target: str, value: str) -> None:
         until=until,
     )
     metrics.SECURITY_VIOLATIONS.labels(kind="blocked").inc()
-    audit_record(action="security.blocked", outcome="blocked", target=f"{target}:{value}"[:300])
+    audited, subject = _audited_party(target, value)
+    audit_record(action="security.blocked", outcome="blocked", subject=subject, target=audited)
     SecurityEvent.objects.create(
         kind=Kind.BLOCKED,
         severity=SecurityEvent.Severity.HIGH,
@@ -151,6 +153,24 @@ def _count_toward_block(target: str, value: str) -> None:
         ip=value if target == Block.Target.IP else None,
         detail={"target": target, "until": until.isoformat(), "events": count},
     )
+
+
+def security_counts_forget(*, user_id: Any) -> None:
+    """Forget what the cache counts of a user toward a block, and the floods stored of her (erasure): those keys
+    name her by her id, and would otherwise stay until their window ends. The slices still alive are those of the
+    last window and the two it may reach past (the timeout `_count_toward_block` gives them)."""
+    width = settings.SECURITY_BLOCK_WINDOW / WINDOW_SLICES
+    current = int(time.time() // width)
+    party = f"{Block.Target.USER}:{user_id}"
+    counted = [
+        f"{settings.GUARD_NAMESPACE}:violations:{party}:{slice_}"
+        for slice_ in range(current - WINDOW_SLICES - 2, current + 1)
+    ]
+    recorded = [f"{settings.GUARD_NAMESPACE}:recorded:{kind}:{party}" for kind in Kind.values]
+    try:
+        cache.delete_many([*counted, *recorded])
+    except Exception:  # the cache is down: the keys expire with their window
+        logger.exception("could not forget the security counts of user %s", user_id)
 
 
 # Every call checks the block list, and blocks are rare: each process remembers what it found for a party under
@@ -225,4 +245,15 @@ def block_lift(*, block: Block) -> None:
     """Lift a block before it expires (an administrator's action)."""
     block.lifted = True
     block.save(update_fields=["lifted"])  # bumps the token epoch: every process forgets what it remembered
-    audit_record(action="security.block_lifted", outcome="success", target=f"{block.target}:{block.value}"[:300])
+    audited, subject = _audited_party(block.target, block.value)
+    audit_record(action="security.block_lifted", outcome="success", subject=subject, target=audited)
+
+
+def _audited_party(target: str, value: str) -> tuple[str, Subject | None]:
+    """How the audit trail names a blocked party: an address or a client as it is; a user by her pseudonym, as her
+    events' actor too (an event never stores a person's id: erasure leaves the trail untouched, and her id would
+    outlive her account in it)."""
+    if target != Block.Target.USER:
+        return f"{target}:{value}"[:300], None
+    subject = subject_for(get_user_model().objects.filter(pk=value).first())
+    return (f"user:{subject.pseudonym}" if subject else "user"), subject

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from apps.compliance.admin import PlatformUserAdmin, ReadOnlyInline
+from apps.compliance.audit import audit_record, subject_for
 from apps.compliance.display import audit_actions_register
 from apps.core.errors import ApplicationError
 from apps.tools.invocation import Caller, invoke_tool
@@ -149,8 +150,19 @@ class ScoreAdmin(admin.ModelAdmin):
         """The score's source byte for byte, for staff who may view scores."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        score = get_object_or_404(Score, pk=pk)
+        score = get_object_or_404(Score.objects.select_related("owner"), pk=pk)
         source = score.source
+        # The staff member's read of the person's score, as the notation preview's: audited as theirs, naming the
+        # person by pseudonym (her export's administrator_events, the audit list's search for her).
+        owner = subject_for(score.owner)
+        audit_record(
+            action="admin.score_source",
+            outcome="success",
+            user=request.user,
+            target=f"score:{score.score_id[:128]}",
+            detail={"subject": owner.pseudonym if owner else ""},
+            transport="admin",
+        )
         body = source if isinstance(source, bytes) else source.encode("utf-8")
         media = "application/octet-stream" if isinstance(source, bytes) else "text/plain; charset=utf-8"
         response = HttpResponse(body, content_type=media)
@@ -163,8 +175,8 @@ class ScoreAdmin(admin.ModelAdmin):
 # The audit list's action filter and the dashboard's tool table offer one action per tool (read when shown: the
 # registry fills at ready()).
 audit_actions_register(lambda: [f"tool.{name}" for name in sorted(TOOLS)])
-# ...and the administrators' reads of a person's score (ScoreAdmin.notation, Caller.administrator).
-audit_actions_register(lambda: ["admin.render_score"])
+# ...and the administrators' reads of a person's score (ScoreAdmin.notation, Caller.administrator; its source).
+audit_actions_register(lambda: ["admin.render_score", "admin.score_source"])
 
 
 class ScoreInline(ReadOnlyInline):

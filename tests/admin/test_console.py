@@ -99,6 +99,46 @@ def test_a_staff_member_who_may_only_view_requests_cannot_approve_run_or_cancel_
     assert filed.status == DataSubjectRequest.Status.CANCELLED
 
 
+def test_a_staff_member_who_may_only_view_schedules_or_tokens_is_offered_no_action_that_changes_them(
+    alice: Any, token_for: Any
+) -> None:
+    """The actions of the apps we embed, as ours: running or disabling a schedule (retention deletes audit events),
+    revoking a token, need the right to change them."""
+    from django.contrib.auth.models import Permission
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+    from oauth2_provider.models import AccessToken
+
+    from apps.compliance.models import AuditEvent
+
+    every_minute = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.MINUTES)
+    retention = PeriodicTask.objects.create(
+        name="retention now", task="compliance.apply_retention", interval=every_minute, enabled=True
+    )
+    token_for(alice)
+    token = AccessToken.objects.get(user=alice)
+    viewer = staff_user("viewer")
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_periodictask", "view_accesstoken"]))
+    client = signed_in(viewer)
+    for url, actions, pk in [
+        ("/admin/django_celery_beat/periodictask/", ["disable_tasks", "toggle_tasks", "run_tasks"], retention.pk),
+        ("/admin/oauth2_provider/accesstoken/", ["revoke_tokens"], token.pk),
+    ]:
+        assert 'name="_selected_action"' not in client.get(url).content.decode(), url  # no checkbox: no action
+        for action in actions:
+            client.post(url, {"action": action, "_selected_action": [pk]})
+    retention.refresh_from_db()
+    assert retention.enabled and retention.total_run_count == 0
+    assert AccessToken.objects.filter(pk=token.pk).exists()
+    assert not AuditEvent.objects.filter(action="retention.run").exists()  # retention did not run
+    # Who may change schedules is offered them.
+    viewer.user_permissions.add(Permission.objects.get(codename="change_periodictask"))
+    signed_in(viewer).post(
+        "/admin/django_celery_beat/periodictask/", {"action": "disable_tasks", "_selected_action": [retention.pk]}
+    )
+    retention.refresh_from_db()
+    assert not retention.enabled
+
+
 def test_a_security_officer_disables_a_client_but_cannot_rotate_and_read_its_secret(db: None) -> None:
     from oauth2_provider.models import Application
 
@@ -256,6 +296,34 @@ def test_the_dashboard_counts_the_calls_of_the_last_24_hours_and_each_count_open
     assert page.count('class="axis-title"') == 2 and "hour of the day" in page
     first_hour = f"{timezone.now() - timedelta(hours=23):%H}:00"
     assert 'class="tick" x="' in page and f">{first_hour}</text>" in page
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        # A NUL character in a text filter (PostgreSQL refuses it), in our lists and Django's own filters alike.
+        ("/admin/compliance/auditevent/?action=%00", "'action' holds a NUL character (%00)"),
+        ("/admin/compliance/datasubjectrequest/?status__exact=%00", "'status__exact' holds a NUL character (%00)"),
+        ("/admin/axes/accessattempt/?path_info=%00", "'path_info' holds a NUL character (%00)"),
+        # A year past 9999 in a date drill-down.
+        ("/admin/security/securityevent/?created_at__year=99999999999999999999", "created_at__year: "),
+        # django-auditlog's filter by model, which takes an id.
+        ("/admin/auditlog/logentry/?resource_type=abc", "resource_type: Field 'id' expected a number but got 'abc'"),
+    ],
+)
+def test_a_list_filtered_by_a_value_it_cannot_take_shows_the_whole_list_and_says_why(
+    alice: Any, url: str, problem: str
+) -> None:
+    from apps.compliance import services
+
+    root = superuser()
+    services.subject_request_create(subject=alice, kind="export", handled_by=root, via="admin")
+    client = signed_in(root)
+    response = client.get(url, follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0].endswith("?e=1")  # the list, unfiltered
+    page = html.unescape(response.content.decode())
+    assert "This list cannot be filtered as the address asks (" in page and problem in page
 
 
 def test_the_breakers_page_is_listed_under_security_in_the_app_list(db: None) -> None:

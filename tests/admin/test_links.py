@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import re
 import zipfile
 from typing import Any
@@ -14,7 +15,7 @@ from django.test import Client
 from oauth2_provider.models import AccessToken, Application
 
 from apps.compliance import services
-from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionRun, SubjectKey
+from apps.compliance.models import AuditEvent, DataSubjectRequest, ExportArchive, RetentionRun, SubjectKey
 from apps.security.models import ClientPolicy, SecurityEvent
 from apps.tools.models import Score
 from tests.support import signed_in, superuser
@@ -114,6 +115,23 @@ def test_an_administrator_downloads_a_persons_export_from_the_request_list(alice
     assert downloaded.actor == root_key.pseudonym and downloaded.target == f"request:{request.pk}"
 
 
+def test_an_administrators_download_of_her_export_is_in_her_next_export_and_found_by_her_name(
+    alice: Any, chorale: Any
+) -> None:
+    root = superuser()
+    first = _export_ready(alice)
+    client = signed_in(root)
+    assert client.get(f"/admin/compliance/datasubjectrequest/{first.pk}/download/").status_code == 200
+    signed_in(alice).get(f"/privacy/requests/{first.pk}/download")  # her own download is her own activity
+
+    found = client.get("/admin/compliance/auditevent/", {"q": "alice"}).content.decode()
+    assert found.count("privacy.<wbr>export_<wbr>downloaded") == 2  # hers, and the administrator's
+    second = _export_ready(alice)
+    with zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=second).content))) as archive:
+        told = json.loads(archive.read("administrator_events.json"))
+    assert [(e["action"], e["target"]) for e in told] == [("privacy.export_downloaded", f"request:{first.pk}")]
+
+
 def test_an_administrator_looking_at_a_persons_score_is_recorded_as_their_access(alice: Any, chorale: Any) -> None:
     root = superuser()
     score = Score.objects.get(score_id="chorale")
@@ -132,6 +150,26 @@ def test_an_administrator_looking_at_a_persons_score_is_recorded_as_their_access
     # Searching the trail for her finds the administrator's access too, shown as such.
     found = signed_in(root).get("/admin/compliance/auditevent/", {"q": "alice"}).content.decode()
     assert "admin.<wbr>render_<wbr>score" in found and "tool.<wbr>render_<wbr>score" not in found
+
+
+def test_an_administrator_downloading_a_persons_score_source_is_recorded_and_in_her_export(
+    alice: Any, chorale: Any
+) -> None:
+    root = superuser()
+    score = Score.objects.get(score_id="chorale")
+    response = signed_in(root).get(f"/admin/tools/score/{score.pk}/source/")
+    assert response.status_code == 200 and response.content == b"bach/bwv66.6"
+
+    alice_key, root_key = SubjectKey.objects.get(user=alice), SubjectKey.objects.get(user=root)
+    access = AuditEvent.objects.get(actor=root_key.pseudonym, action="admin.score_source")
+    assert access.detail["subject"] == alice_key.pseudonym and access.target == "score:chorale"
+    found = signed_in(root).get("/admin/compliance/auditevent/", {"q": "alice"}).content.decode()
+    assert "admin.<wbr>score_<wbr>source" in found
+    export = services.subject_request_create(subject=alice, kind="export")
+    services.subject_request_run(request_id=export.pk)
+    with zipfile.ZipFile(io.BytesIO(bytes(ExportArchive.objects.get(request=export).content))) as archive:
+        told = json.loads(archive.read("administrator_events.json"))
+    assert [(e["action"], e["target"]) for e in told] == [("admin.score_source", "score:chorale")]
 
 
 def test_only_staff_read_another_persons_score(alice: Any, bob: Any, chorale: Any) -> None:

@@ -345,3 +345,26 @@ def test_a_requests_page_shows_who_filed_it_and_its_note_and_changes_nothing(ali
     client.post(url, {"note": "rewritten", "filed_by": ""})
     request.refresh_from_db()
     assert request.note == "superseded by erasure (request #99)" and request.filed_by == admin
+
+
+def test_the_request_lists_offer_the_export_without_reading_its_archive(alice: Any, chorale: Any) -> None:
+    """The lists of requests (the admin's, the person's page) show each export's size and download link: they read
+    the archive's size and dates, never the ZIP itself, which may be megabytes per row."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.compliance.models import ExportArchive
+
+    built = services.subject_request_create(subject=alice, kind="export")
+    services.subject_request_run(request_id=built.pk)
+    ExportArchive.objects.filter(request=built).update(content=b"PK" + b"\0" * 3_000_000, size=3_000_002)
+    pages = [
+        (signed_in(superuser()), "/admin/compliance/datasubjectrequest/", "ZIP, 2929 KB"),
+        (signed_in(alice), "/privacy/", f"/privacy/requests/{built.pk}/download"),
+    ]
+    for client, url, offered in pages:
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(url).content.decode()
+        assert offered in page, url
+        read = [q["sql"] for q in queries if '"compliance_exportarchive"."content"' in q["sql"]]
+        assert read == [], url

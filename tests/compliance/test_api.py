@@ -182,3 +182,23 @@ def test_a_gdpr_report_counts_requests_and_retention(live_site: str, alice: Any,
     assert requests["received"] == 3 and requests["cancelled"] == 1 and requests["open"] == 2
     assert requests["overdue"] == 1 and overdue.is_overdue
     assert report.json()["retention"] == {"runs": 1, "rows_removed": {"scores": 4, "audit_events": 10}}
+
+
+def test_an_export_no_longer_offered_has_no_download_url(alice: Any, chorale: Any, token_for: Any) -> None:
+    from django.test import Client
+
+    from apps.compliance import services
+    from apps.compliance.models import ExportArchive
+
+    built = services.subject_request_create(subject=alice, kind="export")
+    services.subject_request_run(request_id=built.pk)
+    api = Client(headers={"Authorization": f"Bearer {token_for(alice, 'music21:read', resource='api')}"})
+    offered = api.get(f"/privacy/api/requests/{built.pk}").json()["request"]
+    assert offered["download_url"] == f"/privacy/api/requests/{built.pk}/download"
+    assert api.get(offered["download_url"]).status_code == 200
+
+    ExportArchive.objects.filter(request=built).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert api.get(f"/privacy/api/requests/{built.pk}").json()["request"]["download_url"] is None
+    assert api.get("/privacy/api/requests/").json()["requests"][0]["download_url"] is None
+    gone = api.get(offered["download_url"])
+    assert gone.status_code == 404 and "no longer offered" in gone.json()["message"]

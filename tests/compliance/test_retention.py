@@ -88,6 +88,25 @@ def test_security_events_past_their_period_are_removed(alice: Any) -> None:
     assert list(SecurityEvent.objects.values_list("pk", flat=True)) == [fresh.pk]
 
 
+def test_blocks_that_ended_longer_ago_than_the_security_events_period_are_removed_with_their_history(
+    db: None,
+) -> None:
+    from auditlog.models import LogEntry
+
+    from apps.security.models import Block
+
+    _policy("security_events", 90)
+    now = timezone.now()
+    Block.objects.create(target="ip", value="203.0.113.9", reason="test", until=now - timedelta(days=91))
+    recent = Block.objects.create(target="ip", value="203.0.113.10", reason="test", until=now - timedelta(days=89))
+    call_command("apply_retention", stdout=StringIO())
+    assert list(Block.objects.values_list("pk", flat=True)) == [recent.pk]
+    # Its history held the address too: only the kept block's remains.
+    assert list(LogEntry.objects.get_for_model(Block).values_list("object_pk", flat=True)) == [str(recent.pk)]
+    assert not [e for e in LogEntry.objects.all() if "203.0.113.9" in str(e.changes) + e.object_repr]
+    assert RetentionRun.objects.latest("started_at").removed["security_events"] == 1
+
+
 def test_a_disabled_policy_removes_nothing(alice: Any, call: Any) -> None:
     RetentionPolicy.objects.update_or_create(category="scores", defaults={"days": 1, "enabled": False})
     _aged(alice, call, "old", 400)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
+import threading
 import time
 import zipfile
 from datetime import timedelta
@@ -17,6 +19,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 from music21 import converter, midi
 from oauth2_provider.models import AccessToken, Grant, RefreshToken
@@ -472,6 +475,53 @@ def test_erasure_leaves_no_row_that_refers_to_alice(
     assert not SubjectKey.objects.filter(pseudonym=erased.actor).exists()
 
 
+def test_an_erasure_leaves_her_id_in_no_block_history_nor_redis_key(alice: Any, bob: Any, settings: Any) -> None:
+    """Blocked after too many security events (the cache counted them under her id), her block lifted by an
+    administrator: the erasure removes the block's history and the counts, and keeps bob's."""
+    from auditlog.models import LogEntry
+
+    from apps.security.events import block_lift, security_event_record
+
+    settings.SECURITY_BLOCK_THRESHOLD = 3
+    for person in (alice, bob):
+        for _ in range(3):
+            security_event_record(kind="scope_violation", user=person, ip="198.51.100.9", tool="import_score")
+        security_event_record(kind="rate_limit", user=person, ip="198.51.100.9")
+    block_lift(block=Block.objects.get(value=str(alice.pk)))
+    bobs_block = Block.objects.get(value=str(bob.pk))
+    alice_id = alice.pk
+    assert LogEntry.objects.get_for_model(Block).count() == 3  # hers placed and lifted, bob's placed
+
+    _erasure_due(alice)
+    services.subject_requests_run_due()
+
+    assert list(LogEntry.objects.get_for_model(Block).values_list("object_pk", flat=True)) == [str(bobs_block.pk)]
+    if settings.REDIS_URL:  # the keys that counted her events named her id; bob's stay
+        held = [key.decode() for key in shared_redis().scan_iter(f"*{settings.GUARD_NAMESPACE}:*")]
+        assert not [key for key in held if f":user:{alice_id}:" in key or key.endswith(f":user:{alice_id}")]
+        assert [key for key in held if key.endswith(f":recorded:rate_limit:user:{bob.pk}")]
+
+
+def test_the_trail_names_a_blocked_account_by_its_pseudonym_never_its_id(alice: Any, settings: Any) -> None:
+    from apps.compliance.audit import subject_for
+    from apps.security.events import block_lift, security_event_record
+
+    alice_id, pseudonym = alice.pk, subject_for(alice).pseudonym
+    settings.SECURITY_BLOCK_THRESHOLD = 3
+    for _ in range(3):
+        security_event_record(kind="scope_violation", user=alice, ip="198.51.100.9", tool="import_score")
+    block_lift(block=Block.objects.get(value=str(alice.pk)))
+
+    events = AuditEvent.objects.filter(action__in=["security.blocked", "security.block_lifted"])
+    assert sorted(events.values_list("action", "target", "actor")) == [
+        ("security.block_lifted", f"user:{pseudonym}", pseudonym),
+        ("security.blocked", f"user:{pseudonym}", pseudonym),
+    ]
+    _erasure_due(alice)
+    services.subject_requests_run_due()
+    assert not AuditEvent.objects.filter(target=f"user:{alice_id}").exists()  # the trail outlives her
+
+
 def test_erasure_needs_the_password_and_waits_for_the_grace_period(alice: Any, chorale: Any) -> None:
     with pytest.raises(RequestRefused, match="password"):
         services.subject_request_create(subject=alice, kind="erasure", password="guess")
@@ -484,6 +534,34 @@ def test_erasure_needs_the_password_and_waits_for_the_grace_period(alice: Any, c
     DataSubjectRequest.objects.filter(pk=request.pk).update(scheduled_for=request.requested_at)
     assert services.subject_requests_run_due() == 0  # cancelled requests never run
     assert Score.objects.filter(owner=alice).count() == 1
+
+
+@pytest.mark.parametrize(("kind", "url"), [("export", "/privacy/export"), ("erasure", "/privacy/erasure")])
+def test_a_request_asked_for_four_times_at_once_is_filed_once(alice: Any, kind: str, url: str) -> None:
+    """A double click, or the same page in several tabs: one request is filed, the others are told it is open."""
+    start = threading.Barrier(4)
+    pages: list[str] = []
+
+    def ask() -> None:
+        client = signed_in(alice)
+        start.wait()
+        try:
+            pages.append(client.post(url, {"password": PASSWORD}, follow=True).content.decode())
+        finally:
+            connection.close()  # this thread's own connection
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    filed = list(DataSubjectRequest.objects.filter(subject=alice, kind=kind).order_by("requested_at"))
+    # Never two open at once: a request was filed only once the one before it was over. (Without a broker an
+    # export is built in the request that filed it, and may be over before the next asks.)
+    for earlier, later in itertools.pairwise(filed):
+        assert earlier.completed_at is not None and earlier.completed_at <= later.requested_at
+    refused = [page for page in pages if f"An {kind} request is already open for this account." in page]
+    assert len(pages) == 4 and len(refused) == 4 - len(filed)
 
 
 def test_an_administrator_approves_a_request_filed_for_someone(alice: Any, chorale: Any, celery_worker: None) -> None:

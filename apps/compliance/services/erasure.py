@@ -20,6 +20,7 @@ from apps.compliance.holdings import holdings
 from apps.compliance.models import DataSubjectRequest, ExportArchive, SubjectKey
 from apps.compliance.services.names import security_events_of, typed_as
 from apps.core.errors import NotFound
+from apps.security.events import security_counts_forget
 from apps.security.models import Block, ClientPolicy, SecurityEvent
 from apps.security.ratelimits import rate_limits_forget
 from apps.security.services import token_revoke_all
@@ -55,8 +56,7 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
         IDToken.objects.filter(user=user).delete()
         counts["clients"] = _own_clients_delete(user=user)
         counts["security_events"] = _security_events_anonymise(user=user)
-        # A block of the person names her by her id: it goes with her (a block protects no one from an erased account).
-        counts["blocks"] = Block.objects.filter(target=Block.Target.USER, value=str(user_id)).delete()[0]
+        counts["blocks"] = _blocks_delete(user_id)
         counts["sign_in_records"] = _sign_ins_delete(user=user)
         _history_forget(user_id)
         counts["sessions"] = _sessions_delete(user_id)
@@ -94,6 +94,7 @@ def subject_erase(*, request: DataSubjectRequest) -> None:
     for done in erased.values():
         done.after()
     rate_limits_forget(user_id=user_id)
+    security_counts_forget(user_id=user_id)
 
 
 def _requests_supersede(*, user: AbstractBaseUser, erasure: DataSubjectRequest, at: Any) -> list[tuple[int, str]]:
@@ -129,6 +130,30 @@ def _own_clients_delete(*, user: AbstractBaseUser) -> int:
     for content_type, pks in histories:
         LogEntry.objects.filter(content_type=content_type, object_pk__in=pks).delete()
     return deleted
+
+
+def _blocks_delete(user_id: int) -> int:
+    """A block of the person names her by her id: it goes with her (a block protects no one from an erased
+    account), with its django-auditlog history: every entry of it (placed, lifted, deleted) holds her id, in its
+    values or its title. A block deleted earlier is found by its first entry, whose values name her. The deletion
+    is not recorded."""
+    hers = Block.objects.filter(target=Block.Target.USER, value=str(user_id))
+    pks = {str(pk) for pk in hers.values_list("pk", flat=True)}
+    with disable_auditlog():
+        deleted = hers.delete()[0]
+    histories = LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Block))
+    pks |= {
+        entry.object_pk
+        for entry in histories.only("object_pk", "changes").iterator()
+        if _names_user(entry.changes or {}, user_id)
+    }
+    histories.filter(object_pk__in=pks).delete()
+    return deleted
+
+
+def _names_user(changes: dict[str, Any], user_id: int) -> bool:
+    """Whether a block's django-auditlog entry ({"field": [old, new]}) sets or clears a block of this user."""
+    return Block.Target.USER in changes.get("target", []) and str(user_id) in changes.get("value", [])
 
 
 def _security_events_anonymise(*, user: AbstractBaseUser) -> int:

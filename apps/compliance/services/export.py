@@ -25,8 +25,9 @@ from apps.security.models import Block, SecurityEvent
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-# The audit actions of an administrator filing a request for a person (services.requests.subject_request_create).
-ADMINISTRATOR_FILINGS = ("privacy.export_requested", "privacy.erasure_requested")
+# The audit actions of an administrator that name the person in `detail.subject`, besides the admin.* reads of her
+# data: filing a request for her (services.requests.subject_request_create), downloading her export.
+ADMINISTRATOR_ACTIONS = ("privacy.export_requested", "privacy.erasure_requested", "privacy.export_downloaded")
 
 
 def _filed_by(request: DataSubjectRequest) -> dict[str, Any]:
@@ -214,7 +215,7 @@ def subject_export_build(*, request: DataSubjectRequest) -> ExportArchive:
             "administrator_events": [
                 {"at": export_time(e.created_at), "action": e.action, "target": e.target, "outcome": e.outcome}
                 for e in AuditEvent.objects.filter(
-                    Q(action__startswith="admin.") | Q(action__in=ADMINISTRATOR_FILINGS),
+                    Q(action__startswith="admin.") | Q(action__in=ADMINISTRATOR_ACTIONS),
                     detail__subject=subject.pseudonym,
                 ).order_by("id")
             ],
@@ -306,5 +307,13 @@ def subject_export_download(*, request: DataSubjectRequest, by: AbstractBaseUser
     if archive is None:
         raise NotFound(f"The export of request #{request.pk} is not ready, or no longer offered.")
     ExportArchive.objects.filter(pk=archive.pk).update(downloads=archive.downloads + 1)
-    audit.audit_record(action="privacy.export_downloaded", outcome="success", user=by, target=f"request:{request.pk}")
+    # A staff member's download is their access to everything held about her: it names her by pseudonym, as the
+    # admin's reads of her data do, so that her next export and the audit list's search for her show it.
+    audit.audit_record(
+        action="privacy.export_downloaded",
+        outcome="success",
+        user=by,
+        target=f"request:{request.pk}",
+        detail=None if by.pk == request.subject_id else {"subject": request.subject_pseudonym},
+    )
     return archive

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Grant, RefreshToken
@@ -78,28 +79,34 @@ def subject_request_create(
         raise RequestRefused(
             "The password is not correct; erasure needs the account's password.", extra={"field": "password"}
         )
-    if DataSubjectRequest.objects.filter(subject=subject, kind=kind, status__in=DataSubjectRequest.OPEN).exists():
-        raise RequestRefused(f"An {kind} request is already open for this account.")
-    now = timezone.now()
-    if not by_subject:
-        status, scheduled_for = DataSubjectRequest.Status.PENDING, None
-    elif kind == DataSubjectRequest.Kind.ERASURE:
-        status = DataSubjectRequest.Status.SCHEDULED
-        scheduled_for = now + timedelta(hours=settings.ERASURE_GRACE_HOURS)
-    else:
-        status, scheduled_for = DataSubjectRequest.Status.SCHEDULED, now
-    request = DataSubjectRequest.objects.create(
-        subject=subject,
-        subject_pseudonym=audit.subject_for(subject).pseudonym,
-        kind=kind,
-        status=status,
-        requested_at=now,
-        due_at=now + RESPONSE_DEADLINE,
-        scheduled_for=scheduled_for,
-        via=via,
-        handled_by=handled_by,
-        filed_by=handled_by,
-    )
+    pseudonym = audit.subject_for(subject).pseudonym
+    with transaction.atomic():
+        # The same request asked twice at once (a double click, two tabs, a retrying client) must be filed once:
+        # the person's row is locked while her open requests are checked, so the second filing waits for the
+        # first to commit and then finds it open.
+        get_user_model().objects.select_for_update().filter(pk=subject.pk).first()
+        if DataSubjectRequest.objects.filter(subject=subject, kind=kind, status__in=DataSubjectRequest.OPEN).exists():
+            raise RequestRefused(f"An {kind} request is already open for this account.")
+        now = timezone.now()
+        if not by_subject:
+            status, scheduled_for = DataSubjectRequest.Status.PENDING, None
+        elif kind == DataSubjectRequest.Kind.ERASURE:
+            status = DataSubjectRequest.Status.SCHEDULED
+            scheduled_for = now + timedelta(hours=settings.ERASURE_GRACE_HOURS)
+        else:
+            status, scheduled_for = DataSubjectRequest.Status.SCHEDULED, now
+        request = DataSubjectRequest.objects.create(
+            subject=subject,
+            subject_pseudonym=pseudonym,
+            kind=kind,
+            status=status,
+            requested_at=now,
+            due_at=now + RESPONSE_DEADLINE,
+            scheduled_for=scheduled_for,
+            via=via,
+            handled_by=handled_by,
+            filed_by=handled_by,
+        )
     # Filed by an administrator: the administrator's act, naming the person by pseudonym (it is not her activity).
     audit.audit_record(
         action=f"privacy.{kind}_requested",
