@@ -109,44 +109,56 @@ class _CalledFromLoopback(View):
         return response
 
 
-class RevokeTokenView(_CalledFromLoopback, oauth2_views.RevokeTokenView):
-    """DOT's revocation endpoint (RFC 7009), callable from a local tool's page as the token endpoint is."""
+class _ClientAuthenticated(_CalledFromLoopback):
+    """An endpoint where a client authenticates with its secret (token, revocation): a blocked address is refused,
+    and a wrong secret counts toward blocking it, or the endpoint would be where secrets are guessed without
+    limit. A subclass names its `ENDPOINT` and the `REALM` of its challenge, and may refuse a request itself
+    (`refused`) or shape the library's answer (`answered`)."""
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self._readable(request, self._answer(request, *args, **kwargs))
-
-    def _answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        # A client authenticates here with its secret as at /o/token/: a blocked address is refused, and a wrong
-        # secret counts toward blocking it, or this endpoint would be where secrets are guessed without limit.
-        refused = blocked_response(request) or body_too_large(request, "invalid_request")
-        if refused is not None:
-            return _token_error(refused)
-        response = super().post(request, *args, **kwargs)
-        if response.status_code == 401:  # oauthlib's invalid_client: the only 401 of RFC 7009's endpoint
-            _challenge_as_sent(request, response, realm="revocation")
-            _client_authentication_failed(request, endpoint="/o/revoke_token/")
-        return response
-
-
-class TokenView(_CalledFromLoopback, oauth2_views.TokenView):
-    """DOT's token endpoint, callable from a local tool's page (`_CalledFromLoopback`)."""
+    ENDPOINT = ""
+    REALM = ""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # the refusals made here before the library sees the request included
         return self._readable(request, self._answer(request, *args, **kwargs))
 
     def _answer(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refused = blocked_response(request) or body_too_large(request, "invalid_request")
+        refused = blocked_response(request) or body_too_large(request, "invalid_request") or self.refused(request)
         if refused is not None:
             return _token_error(refused)
-        refused_grant = REFUSED_GRANTS.get(request.POST.get("grant_type", ""))
-        if refused_grant is not None:
-            return _token_error(oauth_error("unsupported_grant_type", refused_grant))
-        response = _token_error(super().post(request, *args, **kwargs))
+        response = self.answered(super().post(request, *args, **kwargs))
         if response.status_code == 401:
-            _challenge_as_sent(request, response, realm="token")
-            _client_authentication_failed(request, endpoint="/o/token/")
+            _challenge_as_sent(request, response, realm=self.REALM)
+            _client_authentication_failed(request, endpoint=self.ENDPOINT)
         return response
+
+    def refused(self, request: HttpRequest) -> HttpResponse | None:
+        return None
+
+    def answered(self, response: HttpResponse) -> HttpResponse:
+        return response
+
+
+class RevokeTokenView(_ClientAuthenticated, oauth2_views.RevokeTokenView):
+    """DOT's revocation endpoint (RFC 7009), callable from a local tool's page as the token endpoint is. Its only
+    401 is oauthlib's invalid_client."""
+
+    ENDPOINT = "/o/revoke_token/"
+    REALM = "revocation"
+
+
+class TokenView(_ClientAuthenticated, oauth2_views.TokenView):
+    """DOT's token endpoint, callable from a local tool's page (`_CalledFromLoopback`)."""
+
+    ENDPOINT = "/o/token/"
+    REALM = "token"
+
+    def refused(self, request: HttpRequest) -> HttpResponse | None:
+        refused_grant = REFUSED_GRANTS.get(request.POST.get("grant_type", ""))
+        return None if refused_grant is None else oauth_error("unsupported_grant_type", refused_grant)
+
+    def answered(self, response: HttpResponse) -> HttpResponse:
+        return _token_error(response)
 
 
 @method_decorator(csrf_exempt, name="dispatch")  # as django-oauth-toolkit's: its dispatch is overridden here
