@@ -339,14 +339,9 @@ def test_rotating_a_secret_from_the_admin_retires_the_old_one(live_site: str) ->
     import httpx2
     from oauth2_provider.models import Application
 
-    from tests.security.oauth_flow import register
+    from tests.security.oauth_flow import register_service
 
-    registered = register(
-        live_site,
-        grant_types=["client_credentials"],
-        token_endpoint_auth_method="client_secret_basic",
-        redirect_uris=[],
-    )
+    registered = register_service(live_site)
     application = Application.objects.get(client_id=registered["client_id"])
     root = superuser()
     response = signed_in(root).post(

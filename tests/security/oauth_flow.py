@@ -39,6 +39,14 @@ def register(base_url: str, **metadata: Any) -> dict[str, Any]:
     return response.json()
 
 
+def register_service(base_url: str) -> dict[str, Any]:
+    """Register a service: a confidential client of the client_credentials grant, with no redirect URI, that
+    authenticates with its secret in Basic credentials."""
+    return register(
+        base_url, grant_types=["client_credentials"], token_endpoint_auth_method="client_secret_basic", redirect_uris=[]
+    )
+
+
 def _hidden_fields(html: str) -> dict[str, str]:
     fields = {}
     for tag in re.findall(r"<input[^>]+>", html):

@@ -23,6 +23,7 @@ from tests.security.oauth_flow import (
     full_flow,
     pkce_pair,
     register,
+    register_service,
 )
 from tests.support import signed_in, superuser, totp_device, totp_device_add
 
@@ -193,12 +194,7 @@ def test_a_refresh_neither_keeps_nor_regains_admin_once_staff_rights_are_withdra
 
 
 def test_client_credentials_never_get_admin(live_site: str, alice: Any) -> None:
-    client = register(
-        live_site,
-        grant_types=["client_credentials"],
-        token_endpoint_auth_method="client_secret_basic",
-        redirect_uris=[],
-    )
+    client = register_service(live_site)
     credentials = (client["client_id"], client["client_secret"])
     token_url = f"{live_site}/o/token/"
     refused = httpx2.post(
@@ -374,15 +370,6 @@ def _introspect(live_site: str, token: str, **kwargs: Any) -> httpx2.Response:
     return httpx2.post(f"{live_site}/o/introspect/", data={"token": token}, **kwargs)
 
 
-def _resource_server(live_site: str) -> dict[str, Any]:
-    return register(
-        live_site,
-        grant_types=["client_credentials"],
-        token_endpoint_auth_method="client_secret_basic",
-        redirect_uris=[],
-    )
-
-
 def _introspection_token(client_id: str) -> str:
     """A bearer token with DOT's `introspection` scope for the client, as an administrator could make one."""
     from datetime import timedelta
@@ -401,7 +388,7 @@ def _introspection_token(client_id: str) -> str:
 
 def test_a_self_registered_confidential_client_cannot_introspect_anyones_token(live_site: str, alice: Any) -> None:
     tokens = _authorized(live_site, "alice", "music21:read", f"{live_site}/mcp")
-    snoop = _resource_server(live_site)
+    snoop = register_service(live_site)
     for refused in (
         _introspect(live_site, tokens["access_token"], auth=(snoop["client_id"], snoop["client_secret"])),
         _introspect(live_site, tokens["access_token"], headers=_bearer(_introspection_token(snoop["client_id"]))),
@@ -414,7 +401,7 @@ def test_a_self_registered_confidential_client_cannot_introspect_anyones_token(l
 
 def test_a_resource_server_an_administrator_trusts_may_introspect(live_site: str, alice: Any) -> None:
     tokens = _authorized(live_site, "alice", "music21:read", f"{live_site}/mcp")
-    trusted = _resource_server(live_site)
+    trusted = register_service(live_site)
     application = Application.objects.get(client_id=trusted["client_id"])
     admin = signed_in(superuser())
     change_page = admin.get(f"/admin/oauth2_provider/application/{application.pk}/change/").text
@@ -434,7 +421,7 @@ def test_a_resource_server_an_administrator_trusts_may_introspect(live_site: str
 def test_introspection_takes_the_token_in_a_post_body_never_in_the_url(live_site: str, alice: Any) -> None:
     # RFC 7662 section 2.1: POST. A token in the URL is written to every access log on the way.
     tokens = _authorized(live_site, "alice", "music21:read", f"{live_site}/mcp")
-    trusted = _resource_server(live_site)
+    trusted = register_service(live_site)
     ClientPolicy.objects.filter(application__client_id=trusted["client_id"]).update(may_introspect=True)
     in_url = httpx2.get(
         f"{live_site}/o/introspect/",
@@ -460,7 +447,7 @@ def test_the_metadata_advertises_the_introspection_methods_a_trusted_resource_se
     assert advertised == ["client_secret_basic", "client_secret_post", "Bearer"]
     assert "none" in meta["token_endpoint_auth_methods_supported"]  # where public clients do authenticate so
     tokens = _authorized(live_site, "alice", "music21:read", f"{live_site}/mcp")
-    trusted = _resource_server(live_site)
+    trusted = register_service(live_site)
     ClientPolicy.objects.filter(application__client_id=trusted["client_id"]).update(may_introspect=True)
     credentials = {"client_id": trusted["client_id"], "client_secret": trusted["client_secret"]}
     answers = {

@@ -14,16 +14,7 @@ import pytest
 
 from apps.security.events import block_lift
 from apps.security.models import Block, ClientPolicy, SecurityEvent
-from tests.security.oauth_flow import PASSWORDS, REDIRECT_URI, register
-
-
-def _confidential_client(live_site: str) -> dict[str, Any]:
-    return register(
-        live_site,
-        grant_types=["client_credentials"],
-        token_endpoint_auth_method="client_secret_basic",
-        redirect_uris=[],
-    )
+from tests.security.oauth_flow import PASSWORDS, REDIRECT_URI, register, register_service
 
 
 def _client_token(live_site: str, client: dict[str, Any]) -> str:
@@ -45,7 +36,7 @@ def test_wrong_client_secrets_get_the_address_blocked_and_never_the_client(
     live_site: str, settings: Any, endpoint: str, sent_as: str
 ) -> None:
     settings.SECURITY_BLOCK_THRESHOLD = 3
-    client = _confidential_client(live_site)
+    client = register_service(live_site)
     # Introspection answers only a resource server an administrator trusts: its secret is the one worth guessing.
     ClientPolicy.objects.filter(application__client_id=client["client_id"]).update(may_introspect=True)
     token = _client_token(live_site, client)
@@ -97,7 +88,7 @@ def test_an_untrusted_client_refused_introspection_with_its_right_secret_is_not_
     # Its answer is the same 401 whatever secret it sends, so no guess can be tested there; an honest resource
     # server not yet trusted by an administrator must not get its address blocked for asking.
     settings.SECURITY_BLOCK_THRESHOLD = 3
-    client = _confidential_client(live_site)
+    client = register_service(live_site)
     token = _client_token(live_site, client)
     for _ in range(4):
         answer = httpx2.post(

@@ -17,7 +17,7 @@ from oauth2_provider.models import AccessToken, Application
 
 from apps.security.models import SecurityEvent
 from apps.security.services import client_disable, token_verify
-from tests.security.oauth_flow import REDIRECT_URI, Browser, exchange, full_flow, pkce_pair, register
+from tests.security.oauth_flow import REDIRECT_URI, Browser, exchange, full_flow, pkce_pair, register, register_service
 
 
 def _verify(base_url: str, raw: str) -> Any:
@@ -210,12 +210,7 @@ def test_registrations_refused_for_their_metadata_do_not_count_toward_the_limit(
 
 
 def test_a_confidential_client_gets_a_secret_that_works_for_client_credentials(live_site: str) -> None:
-    client = register(
-        live_site,
-        grant_types=["client_credentials"],
-        token_endpoint_auth_method="client_secret_basic",
-        redirect_uris=[],
-    )
+    client = register_service(live_site)
     assert client["client_secret"]
     # RFC 7591 section 3.2.1: required with a secret; 0 is "does not expire", which this server's secrets do not.
     assert client["client_secret_expires_at"] == 0
@@ -492,12 +487,7 @@ def test_a_revoked_token_is_refused(live_site: str, alice: Any) -> None:
 def test_a_wrong_secret_at_revocation_is_challenged_only_in_the_scheme_the_client_used(live_site: str) -> None:
     # RFC 6749 section 5.2, which RFC 7009 section 2.2.1 refers to: the revocation endpoint takes client
     # credentials, never a bearer token, so a Bearer challenge named a way in that does not exist.
-    client = register(
-        live_site,
-        grant_types=["client_credentials"],
-        token_endpoint_auth_method="client_secret_basic",
-        redirect_uris=[],
-    )
+    client = register_service(live_site)
     basic = httpx2.post(f"{live_site}/o/revoke_token/", data={"token": "any"}, auth=(client["client_id"], "nope"))
     assert basic.status_code == 401 and basic.json()["error"] == "invalid_client"
     assert basic.headers["WWW-Authenticate"] == 'Basic realm="revocation"'
@@ -625,12 +615,7 @@ def test_a_wrong_client_secret_is_recorded_and_a_blocked_address_is_refused(live
     from apps.security.models import SecurityEvent
 
     settings.SECURITY_BLOCK_THRESHOLD = 3
-    client = register(
-        live_site,
-        grant_types=["client_credentials"],
-        token_endpoint_auth_method="client_secret_basic",
-        redirect_uris=[],
-    )
+    client = register_service(live_site)
     for _ in range(3):
         response = httpx2.post(
             f"{live_site}/o/token/", data={"grant_type": "client_credentials"}, auth=(client["client_id"], "guess")
