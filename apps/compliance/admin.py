@@ -36,7 +36,7 @@ from apps.compliance.display import (
 )
 from apps.compliance.models import AuditEvent, DataSubjectRequest, RetentionPolicy, RetentionRun, SubjectKey
 from apps.compliance.retention import retention_apply
-from apps.compliance.services.export import ADMINISTRATOR_ACTIONS
+from apps.compliance.services.export import administrator_access_to
 from apps.core.errors import ApplicationError
 from apps.security.models import SecurityEvent
 from apps.security.selectors import clients_named
@@ -215,10 +215,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
             | Q(request_id=term)
             | Q(target=term)
             | Q(client_id__in=list(client_ids))
-            # Administrators' access to the person's data names them in `detail`; the actions keep the JSON
-            # lookup to those few rows (the action's index).
-            | Q(action__startswith="admin.", detail__subject__in=pseudonyms)
-            | Q(action__in=ADMINISTRATOR_ACTIONS, detail__subject__in=pseudonyms)
+            | administrator_access_to(pseudonyms)
         ), False
 
     @admin.display(description="time", ordering="created_at")
