@@ -317,7 +317,7 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # The export column needs the archive's size and dates, never its content: a ZIP of megabytes per row.
-        return super().get_queryset(request).select_related(*self.list_select_related).defer("archive__content")
+        return super().get_queryset(request).with_archive_dates()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # requests are filed by their subject, or from the user's page (start an export or erasure)

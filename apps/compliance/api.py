@@ -11,7 +11,6 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
-from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import serializers, status
@@ -95,11 +94,6 @@ class RequestSerializer(serializers.ModelSerializer):
         return f"/privacy/api/requests/{obj.pk}/download"
 
 
-def _with_archive(requests: QuerySet[DataSubjectRequest]) -> QuerySet[DataSubjectRequest]:
-    """The requests with their archive's dates (for `download_url`), not its content."""
-    return requests.select_related("archive").defer("archive__content")
-
-
 class NewRequestSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=DataSubjectRequest.Kind.choices)
     password = serializers.CharField(required=False, allow_blank=True, write_only=True)
@@ -112,7 +106,7 @@ class _PrivacyView(APIView):
         return scopes.READ
 
     def _own_request(self, request: Request, pk: int) -> DataSubjectRequest:
-        found = _with_archive(DataSubjectRequest.objects.filter(pk=pk, subject=request.user)).first()
+        found = DataSubjectRequest.objects.filter(pk=pk, subject=request.user).with_archive_dates().first()
         if found is None:
             raise NotFound(f"You have no request #{pk}.")
         return found
@@ -132,7 +126,7 @@ class RequestListView(_PrivacyView):
         return scopes.READ
 
     def get(self, request: Request) -> Response:
-        rows = _with_archive(DataSubjectRequest.objects.filter(subject=request.user))
+        rows = DataSubjectRequest.objects.filter(subject=request.user).with_archive_dates()
         return Response({"status": "success", "requests": RequestSerializer(rows, many=True).data})
 
     def post(self, request: Request) -> Response:

@@ -27,11 +27,7 @@ def privacy_home(request: HttpRequest) -> HttpResponse:
 
 def _privacy_page(request: HttpRequest, *, erase_error: str = "", status: int = 200) -> HttpResponse:
     # The download column needs each archive's dates, not its content (a ZIP of megabytes).
-    own = (
-        DataSubjectRequest.objects.filter(subject=request.user)
-        .select_related("archive", "filed_by")
-        .defer("archive__content")
-    )
+    own = DataSubjectRequest.objects.filter(subject=request.user).with_archive_dates().select_related("filed_by")
     return render(
         request,
         "compliance/privacy.html",
