@@ -601,17 +601,17 @@ def test_a_transient_database_error_on_a_read_is_retried(chorale: Any, alice: An
 
 
 def test_with_the_database_down_calls_fail_fast_with_a_clear_error(chorale: Any, alice: Any, monkeypatch: Any) -> None:
-    from django.db.models import QuerySet
+    from django.db.models.query import RawQuerySet
 
     from apps.core.errors import ServiceUnavailable
 
     tries: list[Any] = []
 
-    def down(queryset: Any, *args: Any, **kwargs: Any) -> Any:  # score_get's query, as the driver fails it
-        tries.append(kwargs)
+    def down(queryset: Any) -> Any:  # score_get's query, as the driver fails it
+        tries.append(queryset.params)
         raise OperationalError("could not connect to server: Connection refused")
 
-    monkeypatch.setattr(QuerySet, "get", down)
+    monkeypatch.setattr(RawQuerySet, "__iter__", down)
     with pytest.raises(ServiceUnavailable, match="database is unavailable; nothing was changed"):
         invoke_tool("score_info", {"score_id": "chorale"}, caller=_as(alice))
     assert len(tries) == 3  # a bounded number of tries (the last two after short backoffs), then the clear error

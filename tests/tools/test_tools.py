@@ -90,6 +90,25 @@ def test_list_scores_pages_through_every_score_once(alice: Any, call: Any) -> No
     assert seen[0] == "s4"  # newest first
 
 
+def test_the_score_read_every_call_makes_is_the_orms_row_without_its_source(
+    chorale: Any, alice: Any, bob: Any, django_assert_num_queries: Any
+) -> None:
+    from apps.tools.selectors import score_get
+
+    with django_assert_num_queries(1):
+        read = score_get(owner=alice, score_id="chorale")
+    stored = Score.objects.get(owner=alice, score_id="chorale")
+    assert read.get_deferred_fields() == set(Score.SOURCE_FIELDS)
+    for field in Score._meta.concrete_fields:
+        if field.name not in Score.SOURCE_FIELDS:
+            assert getattr(read, field.attname) == getattr(stored, field.attname), field.name
+    assert read.key_signatures and isinstance(read.key_signatures, list)  # JSON converted, as the ORM does
+    assert read.created_at.tzinfo is not None
+    assert read.source == stored.source  # the source, asked for, is read then
+    with pytest.raises(NotFound, match="No score with id 'chorale'"):
+        score_get(owner=bob, score_id="chorale")
+
+
 def test_delete_removes_the_score_and_its_parsed_copy(chorale: Any, alice: Any, call: Any) -> None:
     pk = Score.objects.get(owner=alice, score_id="chorale").pk
     call(alice, "score_info", score_id="chorale")
