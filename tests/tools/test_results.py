@@ -62,13 +62,13 @@ def test_each_analysis_answers_the_same_value_remembered_as_computed(alice: Any,
 def answer_reads(monkeypatch: Any) -> list[str]:
     """Each read of a remembered answer from the database, a mark."""
     reads: list[str] = []
-    real = AnalysisResult.objects.filter
+    real = AnalysisResult.objects.raw
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         reads.append("read")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(AnalysisResult.objects, "filter", counted)
+    monkeypatch.setattr(AnalysisResult.objects, "raw", counted)
     return reads
 
 
@@ -156,6 +156,26 @@ def test_a_corpus_work_is_answered_once_for_everyone(
     answer = call(bob, "key_analysis", score_id="bwv66")
     assert answer["score_id"] == "bwv66" and answer["key"] == "F# minor"
     assert key_work == ["run"]
+
+
+def test_an_answer_read_back_from_the_database_marks_it_used_at_most_once_a_minute(
+    alice: Any, chorale: Any, call: Any, monkeypatch: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    monkeypatch.setattr(results, "LARGEST_BESIDE", 100)  # read back from the database, not from beside the score
+    first = call(alice, "voice_leading_analysis", score_id="chorale")
+    row = AnalysisResult.objects.get(tool="voice_leading_analysis")
+    recently = timezone.now() - timedelta(seconds=20)
+    AnalysisResult.objects.filter(pk=row.pk).update(used_at=recently)
+    assert call(alice, "voice_leading_analysis", score_id="chorale") == first
+    assert AnalysisResult.objects.get(pk=row.pk).used_at == recently  # used within the minute: not written again
+    long_ago = timezone.now() - timedelta(minutes=5)
+    AnalysisResult.objects.filter(pk=row.pk).update(used_at=long_ago)
+    assert call(alice, "voice_leading_analysis", score_id="chorale") == first
+    assert AnalysisResult.objects.get(pk=row.pk).used_at > timezone.now() - timedelta(seconds=30)
 
 
 def test_a_changed_score_is_analysed_again(alice: Any, call: Any) -> None:
