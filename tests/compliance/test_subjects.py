@@ -289,6 +289,27 @@ def test_the_export_lists_every_token_and_grant_but_never_a_token_itself(
     assert b"test client of bob" not in everything
 
 
+def test_every_download_of_an_export_is_counted_even_when_two_happen_at_once(
+    alice: Any, monkeypatch: Any, celery_worker: None
+) -> None:
+    from django.db.models import F, QuerySet
+
+    request = services.subject_request_create(subject=alice, kind="export")
+    tasks.subject_request_start(request)
+    _wait_for(request.pk)
+    real_first = QuerySet.first
+
+    def another_download_meanwhile(queryset: Any) -> Any:
+        found = real_first(queryset)  # this download has read the archive; another one is counted before it writes
+        if isinstance(found, ExportArchive):
+            ExportArchive.objects.filter(pk=found.pk).update(downloads=F("downloads") + 1)
+        return found
+
+    monkeypatch.setattr(QuerySet, "first", another_download_meanwhile)
+    export_service.subject_export_download(request=request, by=alice)
+    assert ExportArchive.objects.get(request=request).downloads == 2
+
+
 def test_an_export_filed_by_an_administrator_says_who_filed_it(alice: Any, chorale: Any) -> None:
     admin = superuser()
     request = services.subject_request_create(subject=alice, kind="export", handled_by=admin, via="admin")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from axes.models import AccessAttempt, AccessLog
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 
@@ -310,7 +310,8 @@ def subject_export_download(*, request: DataSubjectRequest, by: AbstractBaseUser
     archive = ExportArchive.objects.filter(request=request, expires_at__gt=timezone.now()).first()
     if archive is None:
         raise NotFound(f"The export of request #{request.pk} is not ready, or no longer offered.")
-    ExportArchive.objects.filter(pk=archive.pk).update(downloads=archive.downloads + 1)
+    # Counted in the database: two downloads at once are both counted (a count read here would lose one).
+    ExportArchive.objects.filter(pk=archive.pk).update(downloads=F("downloads") + 1)
     # A staff member's download is their access to everything held about her: it names her by pseudonym, as the
     # admin's reads of her data do, so that her next export and the audit list's search for her show it.
     audit.audit_record(
