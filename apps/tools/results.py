@@ -32,10 +32,10 @@ from typing import Any
 
 import music21
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from apps.core.cache import Memory
+from apps.core.db import select_by_equality
 from apps.core.runtime import after_answer
 from apps.tools.models import AnalysisResult, Score, SourceFormat
 from apps.tools.services.derived import derived
@@ -115,16 +115,12 @@ def _remembered_row(key: dict[str, str], *, score: Score | None) -> Any:
     return AnalysisResult.objects.raw(_REMEMBERED_ROW[whose], [*(key[name] for name in _KEY_FIELDS), value])
 
 
-def _remembered_row_sql(whose: str) -> str:
-    quote = connection.ops.quote_name
-    column = AnalysisResult._meta.get_field
-    conditions = " AND ".join(f"{quote(column(name).column)} = %s" for name in (*_KEY_FIELDS, whose))
-    selected = ", ".join(quote(column(name).column) for name in ("id", "result", "used_at"))
-    return f"SELECT {selected} FROM {quote(AnalysisResult._meta.db_table)} WHERE {conditions} LIMIT 1"  # noqa: S608 - quoted names from the model, values as parameters
-
-
 _KEY_FIELDS = ("content_sha256", "tool", "arguments_sha256", "code_version")
-_REMEMBERED_ROW = {whose: _remembered_row_sql(whose) for whose in ("shared", "score")}
+_REMEMBERED_ROW = {
+    whose: select_by_equality(AnalysisResult, fields=("id", "result", "used_at"), where=(*_KEY_FIELDS, whose))
+    + " LIMIT 1"
+    for whose in ("shared", "score")
+}
 
 
 def _keep(answer: dict[str, Any], *, score: Score, shared: bool, used_at: Any, key: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import QuerySet
 from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from apps.core.db import no_connection_to_be_had
+from apps.core.db import no_connection_to_be_had, select_by_equality
 from apps.core.errors import InvalidArguments, NotFound
 from apps.core.json_input import json_parse
 from apps.tools.models import Score
@@ -82,15 +82,10 @@ def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
 
 
 # Every column but the source's, named from the model so that a new field is read too; (owner, score_id) is unique.
-_SCORE_ROW = "SELECT {columns} FROM {table} WHERE {owner} = %s AND {score_id} = %s".format(  # noqa: S608 - quoted names from the model, values as parameters
-    columns=", ".join(
-        connection.ops.quote_name(field.column)
-        for field in Score._meta.concrete_fields
-        if field.name not in Score.SOURCE_FIELDS
-    ),
-    table=connection.ops.quote_name(Score._meta.db_table),
-    owner=connection.ops.quote_name(Score._meta.get_field("owner").column),
-    score_id=connection.ops.quote_name(Score._meta.get_field("score_id").column),
+_SCORE_ROW = select_by_equality(
+    Score,
+    fields=tuple(field.name for field in Score._meta.concrete_fields if field.name not in Score.SOURCE_FIELDS),
+    where=("owner", "score_id"),
 )
 
 
