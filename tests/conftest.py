@@ -7,11 +7,13 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
+from music21 import environment
 from oauth2_provider.models import AccessToken, Application, set_token_value
 
 from apps.compliance import audit
@@ -37,6 +40,17 @@ from apps.tools.services.cache import parsed_scores
 from tests.support import OwnRedis, free_port
 
 pytest_plugins = ["tests.all_skipped"]
+
+
+def pytest_configure() -> None:
+    # music21 keeps a pickle of each corpus work it parses in its scratch directory and rewrites it in place: two
+    # xdist workers parsing the same work for the first time (at collection, both at once) would read each other's
+    # half-written file. Each worker keeps its own (the service's own parsing survives a torn one: test_import).
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        scratch = Path(tempfile.gettempdir()) / f"music21-tests-{worker}"
+        scratch.mkdir(exist_ok=True)
+        environment.Environment()["directoryScratch"] = str(scratch)
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

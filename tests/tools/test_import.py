@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from music21 import common, corpus, midi
+from music21 import common, corpus, environment, midi
 
 from apps.core.errors import AlreadyExists, InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
 from apps.security.models import SecurityEvent
@@ -44,6 +44,28 @@ def test_bach_chorale_from_the_corpus_has_the_known_shape(alice: Any, call: Any)
     assert stored.key_signatures == ["3 sharps"]
     assert stored.time_signatures == ["4/4"]
     assert stored.source_text == "bach/bwv66.6"
+
+
+@pytest.mark.parametrize("kept", [0, 200], ids=["being-written", "cut-short"])
+def test_a_corpus_work_imports_whole_when_music21s_pickle_of_it_is_torn(
+    tmp_path: Path, alice: Any, call: Any, kept: int
+) -> None:
+    """music21 rewrites its pickle of a corpus work in place: another process can find it empty (being written) or
+    cut short for good (its writer killed). The work still imports whole, and music21 reads it again afterwards."""
+    music21_settings = environment.Environment()
+    scratch = music21_settings["directoryScratch"]
+    music21_settings["directoryScratch"] = str(tmp_path)
+    try:
+        whole = corpus.parse("bach/bwv10.7")  # music21 writes its pickle of the work here
+        (pickled,) = tmp_path.glob("*.p.gz")
+        pickled.write_bytes(pickled.read_bytes()[:kept])
+
+        result = call(alice, "import_score", score_id="torn", source="bach/bwv10.7", source_type="corpus")
+
+        assert (result["parts"], result["notes"]) == (len(whole.parts), len(whole.flatten().notes))
+        assert len(corpus.parse("bach/bwv10.7").flatten().notes) == result["notes"]
+    finally:
+        music21_settings["directoryScratch"] = scratch
 
 
 def test_score_info_reports_parts_measures_and_signatures(chorale: Any, alice: Any, call: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any, Literal
 
-from music21 import corpus, stream
+from music21 import stream
 from pydantic import Field, model_validator
 
 from apps.core.errors import InvalidArguments
@@ -15,6 +15,7 @@ from apps.tools.invocation import Caller
 from apps.tools.registry import ToolArguments, tool
 from apps.tools.services import composition
 from apps.tools.services.corpus import composer_paths
+from apps.tools.services.parsing import parse_corpus_work
 from apps.tools.services.scores import score_store_generated
 
 VoicePart = Literal["soprano", "alto", "tenor", "bass"]
@@ -158,7 +159,7 @@ def _composer_sources(composer: str) -> tuple[stream.Score, ...]:
     paths = composer_paths(composer)
     scores: list[stream.Score] = []
     for path in sorted(paths, key=str)[: COMPOSER_SAMPLE * 3]:
-        parsed = corpus.parse(path)
+        parsed = parse_corpus_work(path)
         if isinstance(parsed, stream.Score) and parsed.parts:
             scores.append(parsed)
         if len(scores) == COMPOSER_SAMPLE:

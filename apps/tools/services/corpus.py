@@ -16,6 +16,7 @@ from music21 import common, corpus, stream
 from apps.core.errors import InvalidArguments, RejectedInput
 from apps.core.metrics import FILES_PROCESSED
 from apps.tools.services.keys import key_analysis
+from apps.tools.services.parsing import parse_corpus_work
 from apps.tools.services.summary import score_summary
 
 CORPUS_ANALYSES = ("key", "summary")
@@ -71,7 +72,7 @@ def corpus_analyze_works(paths: list[str], analysis: str) -> list[dict[str, Any]
     for path in paths:
         started = time.perf_counter()
         try:
-            music = corpus.parse(path)
+            music = parse_corpus_work(path)
             if not isinstance(music, stream.Score):
                 raise InvalidArguments("not a single score")
             if analysis == "key":

@@ -11,8 +11,11 @@ import base64
 import binascii
 import functools
 import io
+import logging
+import pickle
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +24,14 @@ from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from music21 import abcFormat, common, converter, corpus, meter, midi, stream
+from music21 import abcFormat, common, converter, corpus, freezeThaw, meter, midi, stream
 from music21.midi.base import MetaEvents
 from music21.midi.translate import midiFileToStream
 from music21.musicxml.xmlToM21 import MusicXMLImporter
 
 from apps.core.errors import InvalidArguments, RejectedInput, ScoreParseError, UnsupportedFormat
+
+logger = logging.getLogger(__name__)
 
 SOURCE_TYPES = ("corpus", "tinynotation", "abc", "musicxml", "midi", "humdrum", "file", "auto")
 
@@ -437,7 +442,29 @@ def _parse_corpus(path: str) -> stream.Score:
         raise InvalidArguments(f"{path!r} is not a corpus path (for example 'bach/bwv66.6').")
     if not _in_corpus(path):
         raise InvalidArguments(f"No work {path!r} in the music21 corpus.")
-    return corpus.parse(path)
+    return parse_corpus_work(path)
+
+
+# What reading a torn pickle raises: zlib on a cut-off stream, pickle on a cut-off or mixed one, music21 on the rest.
+_TORN_PICKLE = (zlib.error, EOFError, pickle.UnpicklingError, freezeThaw.FreezeThawException)
+
+
+def parse_corpus_work(path: str) -> stream.Score:
+    """`corpus.parse(path)`, whole even when music21's pickle of the work is torn.
+
+    music21 keeps a pickle of each corpus work it has parsed in its scratch directory and rewrites it in place, so a
+    process can read it half written by another (two tool processes or test workers parsing the same work for the first
+    time), or cut short for good by a process killed while writing it. The work's source is always whole: the torn
+    pickle is removed (the next parse writes it again) and the work is read from its source.
+    """
+    try:
+        return corpus.parse(path)
+    except _TORN_PICKLE as exc:
+        torn = converter.PickleFilter(corpus.getWork(path)).status()[2]
+        logger.warning("music21's pickle of corpus work %s is torn (%s); reading the work from its source", path, exc)
+        if torn is not None:
+            torn.unlink(missing_ok=True)
+        return corpus.parse(path, forceSource=True)
 
 
 def _check_one_corpus_work(path: str) -> None:
