@@ -2,7 +2,7 @@
 steps in the order they apply, each a small object with one job that lets the call go on or ends it:
 
     security events -> after the answer -> answer -> count -> audit -> block list -> scope -> arguments
-    -> rate limit -> time limit -> bulkhead -> breaker -> run
+    -> rate limit -> time limit -> bulkhead -> breaker -> remembered answer -> run
 
 The outer steps see every outcome: a call is audited (and answered only once its event is committed), counted,
 answered, then the work the tool left for after its answer runs, and a refusal that matters to security is
@@ -43,6 +43,7 @@ from apps.tools import runner
 from apps.tools.caller import Caller
 from apps.tools.models import Score
 from apps.tools.registry import TOOLS, Tool
+from apps.tools.results import Question, question_read
 
 logger = logging.getLogger(__name__)
 calls_log = logging.getLogger("music21_platform.calls")
@@ -62,6 +63,7 @@ class Call:
     parsed: Any = None  # the arguments, validated (ValidArguments)
     deadline: float | None = None  # time.monotonic() by which the call must end (TimeLimit)
     after_waiting: Callable[[], None] | None = None  # asked again after a wait for a tool process (Breaker)
+    question: Question | None = None  # a remembered tool's question, its score row read (Remembered)
     started: float = field(default_factory=time.perf_counter)
     outcome: str = "error"  # the status it ended with, once audited
 
@@ -133,7 +135,12 @@ def _through(steps: Sequence[Any], call: Call) -> Result:
 def _run(call: Call) -> Result:
     with span("music21.run"):
         result = runner.run_tool(
-            call.tool, call.caller, call.parsed, deadline=call.deadline, after_waiting=call.after_waiting
+            call.tool,
+            call.caller,
+            call.parsed,
+            deadline=call.deadline,
+            after_waiting=call.after_waiting,
+            question=call.question,
         )
     return {"status": "success", **result}
 
@@ -273,6 +280,23 @@ class TimeLimit:
         return proceed(call)
 
 
+class Remembered:
+    """A remembered tool's question asked before is answered here, on the call's own thread, from beside the parsed
+    score if this process holds it, else from the database (apps.tools.results): no tool thread or process, no
+    music21. A new question goes on to the run with the score row read here, which the tool thread or process
+    then does not read again."""
+
+    def __call__(self, call: Call, proceed: Proceed) -> Result:
+        if not call.tool.remembered:
+            return proceed(call)
+        with runner.tool_errors(call.tool, call.caller):
+            call.question = question_read(owner=call.caller.user, tool=call.tool.name, arguments=call.parsed)
+            result = call.question.remembered()
+        if result is None:
+            return proceed(call)
+        return {"status": "success", **result}
+
+
 PIPELINE = (
     SecurityEventsRecorded(),
     Afterwards(),
@@ -286,6 +310,7 @@ PIPELINE = (
     TimeLimit(),
     guards.Bulkhead(),
     guards.Breaker(),
+    Remembered(),
 )
 
 

@@ -17,6 +17,8 @@ from apps.security import scopes
 from apps.security.groups import GROUPS
 
 if TYPE_CHECKING:
+    from music21 import stream
+
     from apps.tools.caller import Caller
 
 
@@ -26,7 +28,9 @@ class ToolArguments(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-ToolFunction = Callable[["Caller", Any], dict[str, Any]]
+# A tool's function takes the caller and its validated arguments; a remembered analysis's takes the parsed music of
+# the score its arguments name instead of the caller (below).
+ToolFunction = Callable[["Caller", Any], dict[str, Any]] | Callable[["stream.Score", Any], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class Tool:
     isolated: bool = True
     # Whether a call destroys what the caller stored (clients ask before calling such a tool).
     destructive: bool = False
+    # Whether the tool analyses one of the caller's scores (its arguments' score_id) from the music alone, so that
+    # its answers are remembered (apps.tools.results): a question asked before is answered on the call's own
+    # thread, and the function, `function(music, arguments)`, runs only for a new one.
+    remembered: bool = False
 
     @property
     def read_only(self) -> bool:
@@ -65,10 +73,13 @@ def tool(
     timeout_setting: str = "REQUEST_TIMEOUT",
     isolated: bool = True,
     destructive: bool = False,
+    remembered: bool = False,
 ) -> Callable[[ToolFunction], ToolFunction]:
     """Declare the decorated function as the tool `name`; its docstring is the description clients see."""
     if group not in GROUPS:
         raise ValueError(f"Unknown guard group {group!r} for tool {name!r}")
+    if remembered and "score_id" not in arguments.model_fields:
+        raise ValueError(f"Remembered tool {name!r} takes no score_id: a remembered answer is an answer on one score")
 
     def register(function: ToolFunction) -> ToolFunction:
         if name in TOOLS:
@@ -84,6 +95,7 @@ def tool(
             timeout_setting=timeout_setting,
             isolated=isolated,
             destructive=destructive,
+            remembered=remembered,
         )
         return function
 

@@ -13,6 +13,9 @@ every caller who imported the same work (nothing personal is in them).
 The table holds about `ANALYSIS_RESULTS_KEPT` rows (0 turns remembering off): every so many new rows, the least
 recently used beyond the bound are deleted. Reads refresh a row's `used_at` at most once a minute.
 
+A question is read and looked for on the call's own thread (apps.tools.invocation.Remembered): one asked before is
+answered there, without a tool thread or process; only a new one is worked out there, with the score row read once.
+
 A process that holds the score parsed also keeps the answers given on it beside the parsed score
 (apps.tools.services.derived: at most ANSWERS_BESIDE_SCORE per score, of at most LARGEST_BESIDE characters each, as
 JSON text), so a question asked again there is answered without the database read. They leave with the parsed
@@ -26,6 +29,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,13 +37,15 @@ from typing import Any
 import music21
 from django.conf import settings
 from django.utils import timezone
+from music21 import stream
 
 from apps.core.cache import Memory
 from apps.core.db import select_by_equality
 from apps.core.runtime import after_answer
 from apps.tools.models import AnalysisResult, Score, SourceFormat
+from apps.tools.selectors import score_get
 from apps.tools.services.derived import derived
-from apps.tools.services.scores import score_stream_held
+from apps.tools.services.scores import score_stream, score_stream_held
 
 # Answers larger than this are computed each time: a row per question of that size would crowd the table.
 LARGEST_KEPT = 1_000_000  # characters of JSON
@@ -69,40 +75,70 @@ def _arguments_digest(arguments: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(arguments, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def result_remembered(
-    *, score: Score, tool: str, arguments: dict[str, Any], compute: Callable[[], dict[str, Any]]
-) -> dict[str, Any]:
-    """`compute()`'s answer for `tool` with `arguments` on `score`, remembered: read back when the same question was
-    answered on the same content before (on this score, or on any caller's copy of a corpus work), else computed
-    and kept. Errors are never remembered: `compute` raising raises here."""
-    if settings.ANALYSIS_RESULTS_KEPT <= 0:
-        return compute()
-    question = (tool, _arguments_digest(arguments))
-    beside = _beside(score)
-    text = beside.get(question) if beside is not None else None
-    if text is not None:
-        return json.loads(text)  # a fresh copy for each caller, as from the database
-    shared = score.source_format == SourceFormat.CORPUS
-    key = {
-        "content_sha256": score.content_sha256,
-        "tool": tool,
-        "arguments_sha256": question[1],
+@dataclass
+class Question:
+    """A question to a remembered analysis tool about one stored score: the score's row, read once for the call, the
+    tool and its arguments but the score id. Asked on the call's own thread (`remembered`), and sent with the call to
+    the tool thread or process (`worked_out`) only when it is new there."""
+
+    score: Score
+    tool: str
+    arguments: dict[str, Any]
+
+    def remembered(self) -> dict[str, Any] | None:
+        """The tool's result as given before on the same content: from beside the parsed score when this process
+        holds it, else from the database (on this score, or on any caller's copy of a corpus work); None when the
+        question is new, or when remembering is off."""
+        if settings.ANALYSIS_RESULTS_KEPT <= 0:
+            return None
+        asked = (self.tool, _arguments_digest(self.arguments))
+        beside = _beside(self.score)
+        text = beside.get(asked) if beside is not None else None
+        if text is None:
+            now = timezone.now()
+            for row in _remembered_row(_key(self), score=None if _shared(self.score) else self.score):
+                if row.used_at < now - _REFRESH_AFTER:
+                    AnalysisResult.objects.filter(pk=row.pk).update(used_at=now)
+                if beside is not None:
+                    _put_beside(beside, asked, row.result)
+                text = row.result
+                break
+        # Parsed from its JSON for each caller, a fresh copy.
+        return None if text is None else self._result(json.loads(text))
+
+    def worked_out(self, analyse: Callable[[stream.Score], dict[str, Any]]) -> dict[str, Any]:
+        """The tool's result from `analyse` on the score's parsed music, remembered once the call has been answered
+        (apps.core.runtime.after_answer: the caller waits neither for the row nor for the answer's JSON). Errors
+        are never remembered: `analyse` raising raises here. The analysis services answer in JSON's own types
+        (lists, string keys: pinned by tests/tools/test_results.py), so the answer read back later is this one."""
+        answer = analyse(score_stream(score=self.score))
+        if settings.ANALYSIS_RESULTS_KEPT > 0:
+            after_answer(functools.partial(_keep, answer, question=self, used_at=timezone.now()))
+        return self._result(answer)
+
+    def _result(self, answer: dict[str, Any]) -> dict[str, Any]:
+        return {"score_id": self.score.score_id, **answer}
+
+
+def question_read(*, owner: Any, tool: str, arguments: Any) -> Question:
+    """`owner`'s question `arguments` (the tool's validated arguments, with their score id) to `tool`. Another
+    user's score is reported exactly as a missing one (score_get)."""
+    score = score_get(owner=owner, score_id=arguments.score_id)
+    return Question(score, tool, arguments.model_dump(mode="json", exclude={"score_id"}))
+
+
+def _key(question: Question) -> dict[str, str]:
+    return {
+        "content_sha256": question.score.content_sha256,
+        "tool": question.tool,
+        "arguments_sha256": _arguments_digest(question.arguments),
         "code_version": code_version(),
     }
-    now = timezone.now()
-    for row in _remembered_row(key, score=None if shared else score):
-        if row.used_at < now - _REFRESH_AFTER:
-            AnalysisResult.objects.filter(pk=row.pk).update(used_at=now)
-        if beside is not None:
-            _put_beside(beside, question, row.result)
-        return json.loads(row.result)
 
-    answer = compute()
-    # Kept once the answer has left (apps.core.runtime.after_answer): the caller waits neither for the row nor for
-    # the answer's JSON. The analysis services answer in JSON's own types (lists, string keys: pinned by
-    # tests/tools/test_results.py), so the answer read back later is this one.
-    after_answer(functools.partial(_keep, answer, score=score, shared=shared, used_at=now, key=key))
-    return answer
+
+def _shared(score: Score) -> bool:
+    """Whether answers on `score` are everyone's: a public corpus work's (nothing personal is in them)."""
+    return score.source_format == SourceFormat.CORPUS
 
 
 def _remembered_row(key: dict[str, str], *, score: Score | None) -> Any:
@@ -123,7 +159,7 @@ _REMEMBERED_ROW = {
 }
 
 
-def _keep(answer: dict[str, Any], *, score: Score, shared: bool, used_at: Any, key: dict[str, str]) -> None:
+def _keep(answer: dict[str, Any], *, question: Question, used_at: Any) -> None:
     """Store a new answer (unless another call stored the same one meanwhile, or it is too large to keep), pruning
     now and then."""
     global _written
@@ -133,11 +169,13 @@ def _keep(answer: dict[str, Any], *, score: Score, shared: bool, used_at: Any, k
         return  # not JSON (a tool's own business): answered, not kept
     if len(text) > LARGEST_KEPT:
         return
-    beside = _beside(score)  # held since `compute`, unless dropped meanwhile
+    score, key = question.score, _key(question)
+    beside = _beside(score)  # held since the analysis, unless dropped meanwhile
     if beside is not None:
         _put_beside(beside, (key["tool"], key["arguments_sha256"]), text)
     AnalysisResult.objects.bulk_create(
-        [AnalysisResult(score=score, shared=shared, result=text, used_at=used_at, **key)], ignore_conflicts=True
+        [AnalysisResult(score=score, shared=_shared(score), result=text, used_at=used_at, **key)],
+        ignore_conflicts=True,
     )
     _written += 1
     if _written % PRUNE_EVERY == 0:

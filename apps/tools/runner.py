@@ -23,16 +23,17 @@ in a thread of the serving process in both modes (`Tool.isolated` is False).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from django.conf import settings
@@ -56,6 +57,9 @@ from apps.core.runtime import Task, after_answer, deferred_work, garbage_after_c
 from apps.tools.caller import Caller
 from apps.tools.gate import CallGate, gated
 from apps.tools.registry import TOOLS, Tool
+
+if TYPE_CHECKING:  # the tool processes import this module before Django is set up, so not its models
+    from apps.tools.results import Question
 
 logger = logging.getLogger(__name__)
 
@@ -111,17 +115,25 @@ def runner_start() -> None:
 
 
 def run_tool(
-    tool: Tool, caller: Caller, parsed: Any, *, deadline: float, after_waiting: Callable[[], None] | None = None
+    tool: Tool,
+    caller: Caller,
+    parsed: Any,
+    *,
+    deadline: float,
+    after_waiting: Callable[[], None] | None = None,
+    question: Question | None = None,
 ) -> dict[str, Any]:
     """Run the tool's function before `deadline` (time.monotonic(): the call's admission plus its time limit, so
     that any wait for a thread or a tool process is part of the limit), or raise TimedOut. A call that waited in
-    line for a tool process calls `after_waiting` before it runs (`ToolProcesses.run`)."""
+    line for a tool process calls `after_waiting` before it runs (`ToolProcesses.run`). A remembered tool's call
+    brings its `question` (apps.tools.results), which the tool thread or process answers without reading the score
+    row again."""
     if not tools_run_here() and tool.isolated:
-        return _in_process(tool, caller, parsed, deadline=deadline, after_waiting=after_waiting)
+        return _in_process(tool, caller, parsed, deadline=deadline, after_waiting=after_waiting, question=question)
     gate = CallGate()  # the thread runs on past the deadline: what it may still change (apps.tools.gate)
     # In the call's context, so that what the tool logs carries the call's request id, user, client and tool.
     run = contextvars.copy_context().run
-    future = _thread_pool().submit(run, with_connections, _run_collecting, tool, caller, parsed, gate)
+    future = _thread_pool().submit(run, with_connections, _run_collecting, tool, caller, parsed, question, gate)
     try:
         result, later = future.result(timeout=max(0.0, deadline - time.monotonic()))
     except FutureTimeout:
@@ -134,15 +146,23 @@ def run_tool(
     return result
 
 
-def _run_collecting(tool: Tool, caller: Caller, parsed: Any, gate: CallGate) -> tuple[dict[str, Any], list[Task]]:
+def _run_collecting(
+    tool: Tool, caller: Caller, parsed: Any, question: Question | None, gate: CallGate
+) -> tuple[dict[str, Any], list[Task]]:
     """`_run_here` in a tool thread under the call's `gate`, with the work it leaves for after the answer, for the
     calling thread."""
     with deferred_work() as later, gated(gate):
-        return _run_here(tool, caller, parsed), later
+        return _run_here(tool, caller, parsed, question), later
 
 
 def _in_process(
-    tool: Tool, caller: Caller, parsed: Any, *, deadline: float, after_waiting: Callable[[], None] | None
+    tool: Tool,
+    caller: Caller,
+    parsed: Any,
+    *,
+    deadline: float,
+    after_waiting: Callable[[], None] | None,
+    question: Question | None,
 ) -> dict[str, Any]:
     call = (
         tool.name,
@@ -153,6 +173,7 @@ def _in_process(
         caller.request_id,
         parsed.model_dump(),
         call_context.get(),  # what the tool process logs carries the call's request id, user, client and tool
+        question,  # the score row goes along (without its source, which the tool process reads if it parses)
     )
     try:
         return _process_pool().run(call, owner=caller.user.pk, deadline=deadline, after_waiting=after_waiting)
@@ -198,11 +219,24 @@ def _timed_out(tool: Tool, *, changed: bool = False) -> TimedOut:
     return TimedOut(f"{late} and was stopped; try a smaller score, a measure range or fewer works.")
 
 
-def _run_here(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
+def _run_here(tool: Tool, caller: Caller, parsed: Any, question: Question | None) -> dict[str, Any]:
     """The tool's own work, wherever the runner puts it: unexpected exceptions become an InternalError."""
     started = time.perf_counter()
     try:
-        return tool.function(caller, parsed)
+        with tool_errors(tool, caller):
+            if question is not None:  # a remembered tool's (apps.tools.invocation.Remembered)
+                return question.worked_out(lambda music: tool.function(music, parsed))
+            return tool.function(caller, parsed)
+    finally:
+        metrics.ANALYSIS_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def tool_errors(tool: Tool, caller: Caller) -> Iterator[None]:
+    """What a tool's work raises, as the caller is told it: an ApplicationError as it is, the database failing as
+    ServiceUnavailable, anything else as an InternalError logged with its traceback."""
+    try:
+        yield
     except ApplicationError:
         raise
     except (OperationalError, InterfaceError) as exc:
@@ -216,8 +250,6 @@ def _run_here(tool: Tool, caller: Caller, parsed: Any) -> dict[str, Any]:
             f"The tool {tool.name!r} failed unexpectedly; the error was logged under request id {caller.request_id}.",
             extra={"request_id": caller.request_id},
         ) from exc
-    finally:
-        metrics.ANALYSIS_DURATION.labels(tool=tool.name).observe(time.perf_counter() - started)
 
 
 class WorkerGone(Exception):
@@ -465,6 +497,7 @@ def _worker_call(
     request_id: str,
     arguments: dict[str, Any],
     log_context: dict[str, Any] | None,
+    question: Question | None,
 ) -> dict[str, Any]:
     from django.contrib.auth import get_user_model  # the user model is known once Django is set up
 
@@ -483,7 +516,7 @@ def _worker_call(
     )
     context = call_context.set(log_context)
     try:
-        return _run_here(tool, caller, tool.arguments.model_validate(arguments))
+        return _run_here(tool, caller, tool.arguments.model_validate(arguments), question)
     finally:
         call_context.reset(context)
 

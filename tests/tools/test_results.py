@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from django.db import DatabaseError
 
-from apps.tools import results
+from apps.tools import results, selectors
 from apps.tools.invocation import Caller, invoke_tool
-from apps.tools.models import AnalysisResult
+from apps.tools.models import AnalysisResult, Score
 from apps.tools.monitoring import server_stats
 from apps.tools.results import ANSWERS_BESIDE_SCORE, results_prune
 from apps.tools.services import keys, voiceleading
@@ -42,6 +42,23 @@ def test_a_question_asked_again_is_answered_the_same_without_the_music21_work(
     assert key_work == ["run"]
     other = call(alice, "key_analysis", score_id="chorale", algorithm="aarden")  # other arguments: a new question
     assert other["algorithm"] == "aarden" and key_work == ["run", "run"]
+
+
+def test_a_new_question_reads_the_score_row_once(alice: Any, chorale: Any, call: Any, monkeypatch: Any) -> None:
+    """The call's own thread reads the row to look for a remembered answer; the tool thread that works the answer
+    out uses that row (with tool processes, it is sent along) rather than reading it again."""
+    reads: list[Any] = []
+    real = Score.objects.raw
+
+    def counted(query: str, params: Any = (), *args: Any, **kwargs: Any) -> Any:
+        if query == selectors._SCORE_ROW:
+            reads.append(params[1])
+        return real(query, params, *args, **kwargs)
+
+    monkeypatch.setattr(Score.objects, "raw", counted)
+    call(alice, "pattern_recognition", score_id="chorale")  # new: worked out in a tool thread
+    call(alice, "pattern_recognition", score_id="chorale")  # asked before
+    assert reads == ["chorale", "chorale"]
 
 
 @pytest.mark.parametrize(

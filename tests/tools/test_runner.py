@@ -431,3 +431,25 @@ def test_a_tool_process_ends_quietly_when_its_serving_process_closes_the_pipe(ca
         assert "Traceback" not in capfd.readouterr().err  # no error in the logs for an ordinary shutdown
     finally:
         worker.process.kill()
+
+
+def test_a_question_asked_before_is_answered_while_every_tool_process_is_busy(
+    held: Path, alice: Any, bob: Any, call: Any, settings: Any
+) -> None:
+    _warm_processes(1, settings)
+    call(alice, "import_score", score_id="chorale", source="bach/bwv66.6", source_type="corpus")
+    first = call(alice, "voice_leading_analysis", score_id="chorale")  # worked out in the tool process
+    hog = held / "hog"
+    with ThreadPoolExecutor(max_workers=1) as threads:
+        try:
+            holding = threads.submit(with_connections, call, bob, "test_hold", marker=str(hog))  # admitted with 30 s
+            _until(lambda: Path(f"{hog}.started").exists(), "bob's call running")
+            settings.REQUEST_TIMEOUT = 1.0
+            # Answered on the call's own thread, from the database. Before, it waited for the only tool process
+            # and was told busy at its time limit.
+            assert call(alice, "voice_leading_analysis", score_id="chorale") == first
+            with pytest.raises(Busy, match="no tool process came free"):  # a new question needs the process
+                call(alice, "key_analysis", score_id="chorale")
+        finally:
+            _release(hog)
+        assert holding.result(timeout=60)["status"] == "success"

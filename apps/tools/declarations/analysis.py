@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from music21 import stream
 from pydantic import Field, model_validator
 
 from apps.security.scopes import READ
 from apps.tools.corpus_jobs import corpus_job_run
-from apps.tools.declarations.common import ScoreArgs, analysis_answer
+from apps.tools.declarations.common import ScoreArgs
 from apps.tools.invocation import Caller
 from apps.tools.registry import ToolArguments, tool
 from apps.tools.services import harmony, keys, patterns, voiceleading
@@ -21,8 +22,8 @@ class KeyArgs(ScoreArgs):
     )
 
 
-@tool("key_analysis", arguments=KeyArgs, scope=READ, group="music_analysis")
-def key_analysis(caller: Caller, args: KeyArgs) -> dict[str, Any]:
+@tool("key_analysis", arguments=KeyArgs, scope=READ, group="music_analysis", remembered=True)
+def key_analysis(music: stream.Score, args: KeyArgs) -> dict[str, Any]:
     """Find the key of the whole score (all parts) with its confidence, the next likeliest keys and each
     algorithm's answer. Keys are named from pitch-class profiles and spelled as the key signature spells them
     (6 sharps: `F# major` or `D# minor`, never `Gb`/`Eb`), with # and b.
@@ -39,17 +40,15 @@ def key_analysis(caller: Caller, args: KeyArgs) -> dict[str, Any]:
       pitch (Weber's clarinet concertino: `3 flats`, not the clarinet in Bb's written `1 flat`).
     - algorithm: the profile the key comes from; alternatives: the next 4 keys with their correlation;
       by_algorithm: each profile's key, tonic, mode and correlation."""
-    return analysis_answer(
-        caller, "key_analysis", args, lambda music: keys.key_analysis(music, algorithm=args.algorithm)
-    )
+    return keys.key_analysis(music, algorithm=args.algorithm)
 
 
 class ChordArgs(ScoreArgs):
     limit: int = Field(500, ge=1, le=5000, description="At most this many chords in the answer.")
 
 
-@tool("chord_analysis", arguments=ChordArgs, scope=READ, group="music_analysis")
-def chord_analysis(caller: Caller, args: ChordArgs) -> dict[str, Any]:
+@tool("chord_analysis", arguments=ChordArgs, scope=READ, group="music_analysis", remembered=True)
+def chord_analysis(music: stream.Score, args: ChordArgs) -> dict[str, Any]:
     """List the score's harmonies (all parts sounded together) with measure, beat, pitches and Roman numeral in
     the score's key. A slice that only decorates a chord is folded into it: passing and neighbour notes and
     anticipations into the chord before, suspensions and appoggiaturas into the chord they resolve to. Roman
@@ -64,9 +63,7 @@ def chord_analysis(caller: Caller, args: ChordArgs) -> dict[str, Any]:
     - chords: each with measure (printed bar number), beat (1-based), quarter_length (its length in quarter notes),
       pitches (low to high, `C#5`), root and bass (`F#`), name (`A major triad`) and roman_numeral (`V6/III`; null
       for a lone note)."""
-    return analysis_answer(
-        caller, "chord_analysis", args, lambda music: harmony.chord_analysis(music, limit=args.limit)
-    )
+    return harmony.chord_analysis(music, limit=args.limit)
 
 
 class HarmonyArgs(ScoreArgs):
@@ -77,8 +74,8 @@ class HarmonyArgs(ScoreArgs):
     )
 
 
-@tool("harmony_analysis", arguments=HarmonyArgs, scope=READ, group="music_analysis")
-def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
+@tool("harmony_analysis", arguments=HarmonyArgs, scope=READ, group="music_analysis", remembered=True)
+def harmony_analysis(music: stream.Score, args: HarmonyArgs) -> dict[str, Any]:
     """Analyse the harmony as a Roman-numeral progression, as harmonic functions, or as cadences, on the harmonies
     chord_analysis lists (decorations folded in, the same Roman-numeral style), repeated chords counted once and
     lone notes (no chords) left out.
@@ -98,16 +95,11 @@ def harmony_analysis(caller: Caller, args: HarmonyArgs) -> dict[str, Any]:
       cadences in: the score's, or the one the phrase turns to, `A major`), chords (the two Roman numerals in that
       key) and chords_in_home_key; count; melody: the part read for the phrase ends (part: 0-based index,
       part_label)."""
-    return analysis_answer(
-        caller,
-        "harmony_analysis",
-        args,
-        lambda music: harmony.harmony_analysis(music, analysis_type=args.analysis_type),
-    )
+    return harmony.harmony_analysis(music, analysis_type=args.analysis_type)
 
 
-@tool("voice_leading_analysis", arguments=ScoreArgs, scope=READ, group="music_analysis")
-def voice_leading_analysis(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
+@tool("voice_leading_analysis", arguments=ScoreArgs, scope=READ, group="music_analysis", remembered=True)
+def voice_leading_analysis(music: stream.Score, args: ScoreArgs) -> dict[str, Any]:
     """Find parallel fifths and octaves, deliberate doublings and voice crossings between every pair of parts.
 
     Parallels are two parts moving in similar motion from one perfect fifth (octave, unison; compound or not, as
@@ -123,7 +115,7 @@ def voice_leading_analysis(caller: Caller, args: ScoreArgs) -> dict[str, Any]:
       parallel_octaves (count inside)}`.
     - `voice_crossings` (neighbouring parts only): `{upper, lower, measure, beat, pitches, detail}`.
     - `summary`: the count of each list."""
-    return analysis_answer(caller, "voice_leading_analysis", args, voiceleading.voice_leading_analysis)
+    return voiceleading.voice_leading_analysis(music)
 
 
 class PatternArgs(ScoreArgs):
@@ -134,8 +126,8 @@ class PatternArgs(ScoreArgs):
     )
 
 
-@tool("pattern_recognition", arguments=PatternArgs, scope=READ, group="music_analysis")
-def pattern_recognition(caller: Caller, args: PatternArgs) -> dict[str, Any]:
+@tool("pattern_recognition", arguments=PatternArgs, scope=READ, group="music_analysis", remembered=True)
+def pattern_recognition(music: stream.Score, args: PatternArgs) -> dict[str, Any]:
     """Find repeated melodic motifs and rhythmic patterns in every part with their locations, and the phrase
     structure of the top part.
 
@@ -152,13 +144,8 @@ def pattern_recognition(caller: Caller, args: PatternArgs) -> dict[str, Any]:
       (pitches, e.g. "Bb4")}`; melodic ones add their own `intervals`.
     - `phrases`: the top part's phrases `{part, part_label, start, end ({measure, beat}), notes (count),
       quarter_length (quarter notes), final_pitch}`; `phrase_structure`: their count and lengths in quarters."""
-    return analysis_answer(
-        caller,
-        "pattern_recognition",
-        args,
-        lambda music: patterns.pattern_recognition(
-            music, pattern_type=args.pattern_type, min_length=args.min_length, uniform_rhythms=args.uniform_rhythms
-        ),
+    return patterns.pattern_recognition(
+        music, pattern_type=args.pattern_type, min_length=args.min_length, uniform_rhythms=args.uniform_rhythms
     )
 
 

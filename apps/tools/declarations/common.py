@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from music21 import stream
@@ -11,7 +10,6 @@ from pydantic import Field
 from apps.tools.invocation import Caller
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.registry import ToolArguments
-from apps.tools.results import result_remembered
 from apps.tools.selectors import score_get
 from apps.tools.services.scores import score_stream
 
@@ -42,19 +40,6 @@ class ScoreArgs(ToolArguments):
 def score_and_music(caller: Caller, score_id: str) -> tuple[Score, stream.Score]:
     score = score_get(owner=caller.user, score_id=score_id)
     return score, score_stream(score=score)
-
-
-def analysis_answer(
-    caller: Caller, name: str, args: ScoreArgs, analyse: Callable[[stream.Score], dict[str, Any]]
-) -> dict[str, Any]:
-    """An analysis tool's answer on the caller's score `args.score_id`, remembered across calls
-    (apps.tools.results): the score is parsed only when the question is new."""
-    score = score_get(owner=caller.user, score_id=args.score_id)
-    question = args.model_dump(mode="json", exclude={"score_id"})
-    answer = result_remembered(
-        score=score, tool=name, arguments=question, compute=lambda: analyse(score_stream(score=score))
-    )
-    return {"score_id": score.score_id, **answer}
 
 
 def stored_score_reply(score: Score, info: dict[str, Any]) -> dict[str, Any]:

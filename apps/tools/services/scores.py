@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from music21 import stream
 
-from apps.core.errors import AlreadyExists, InvalidArguments
+from apps.core.errors import AlreadyExists, InvalidArguments, NotFound
 from apps.core.metrics import FILES_PROCESSED
 from apps.tools.gate import changing
 from apps.tools.models import SCORE_ID_PATTERN, Score
@@ -69,7 +69,10 @@ def score_stream(*, score: Score) -> stream.Score:
     if cached is not None:
         return cached
     if score.get_deferred_fields() & set(Score.SOURCE_FIELDS):  # the selectors leave them behind: read on a miss
-        score.refresh_from_db(fields=Score.SOURCE_FIELDS)
+        try:
+            score.refresh_from_db(fields=Score.SOURCE_FIELDS)
+        except Score.DoesNotExist:  # deleted since its row was read
+            raise NotFound(f"No score with id {score.score_id!r}. Use list_scores to see your scores.") from None
     data = bytes(score.source_bytes) if score.source_bytes is not None else None
     music = parse_stored(score.source_format, text=score.source_text, data=data)
     parsed_scores.put(key, music)
