@@ -456,7 +456,7 @@ def test_a_tool_process_logs_with_the_context_of_the_call_it_runs(alice: Any, ex
     logger, handler, stream = _json_lines_of("apps.tools.runner")
     try:  # what a tool process does with a call it receives from its serving process
         with pytest.raises(InternalError):
-            runner._worker_call(name, alice.pk, ["music21:read"], "client-7", None, "r-1", {}, context)
+            runner._worker_call(name, alice.pk, ["music21:read"], "client-7", None, "r-1", {}, context, None)
     finally:
         logger.removeHandler(handler)
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
