@@ -144,6 +144,13 @@ def of_a_chorales_size(paths: Iterator[str]) -> Iterator[str]:
             yield path
 
 
+def cold_chorales(count: int) -> Iterator[str]:
+    """The first `count` chorales of a chorale's size (`of_a_chorales_size`), chosen now, for an MCP client's cold
+    calls: choosing them while calls are timed would leave each probe's parse (a large reference cycle) as garbage
+    for the client's next full collection, a pause of a few hundred milliseconds in whichever call it fell in."""
+    return iter(list(itertools.islice(of_a_chorales_size(chorales()), count)))
+
+
 def fresh_pairs(paths: Iterator[str], count: int) -> list[tuple[Music, Music]]:
     """`count` chorales of a chorale's size (`of_a_chorales_size`), each parsed twice (one copy per side, so
     neither side finds the other's work on the stream)."""

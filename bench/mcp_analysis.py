@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run alone: python bench/mcp_analysis.py
 
-from bench.analysis import TARGET_MS, chorales, of_a_chorales_size
+from bench.analysis import TARGET_MS, cold_chorales
 from bench.harness import Timing, lean_client_heap
 from bench.mcp_roundtrip import bench_token, uvicorn_serving
 
@@ -53,8 +54,9 @@ def run(repeat: int = 20, cold: int = 15) -> str:
     # collected in its thread while the event loop may wait for the GIL to send the answer.
     deployed = {"TOOL_WORKER_PROCESSES": str(os.cpu_count() or 2)}
     since = timezone.now()
+    fresh = cold_chorales(cold * len(TOOLS))
     with uvicorn_serving(deployed) as base, lean_client_heap():
-        found = anyio.run(_measured, base, token, repeat, cold)
+        found = anyio.run(_measured, base, token, fresh, repeat, cold)
     lines = [
         "\n### Analysis tools over MCP (Python SDK client, default arguments, remembered answers on)\n",
         "| tool | target ms | warm p50 / p99 ms | cold p50 / p99 ms | cold, in the platform's path p50 ms | |",
@@ -79,13 +81,14 @@ def _in_the_platform(tool: str, since: Any) -> float:
     return statistics.median(events.values_list("duration_ms", flat=True))
 
 
-async def _measured(base: str, token: str, repeat: int, cold: int) -> dict[str, tuple[Timing, Timing]]:
+async def _measured(
+    base: str, token: str, fresh: Iterator[str], repeat: int, cold: int
+) -> dict[str, tuple[Timing, Timing]]:
     import httpx2
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
     names = itertools.count()
-    fresh = of_a_chorales_size(chorales())  # the service rows' cold chorales (bench/analysis.py)
     found: dict[str, tuple[Timing, Timing]] = {}
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,

@@ -36,7 +36,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Timing, setup_django
+from bench.harness import Timing, lean_client_heap, setup_django
 
 TOOLS = ("key_analysis", "chord_analysis", "harmony_analysis", "voice_leading_analysis", "pattern_recognition")
 SIDES = ("other", "platform")
@@ -44,14 +44,14 @@ SIDES = ("other", "platform")
 
 def run(other_url: str, *, warm: int, cold: int, tool_processes: int) -> str:
     from apps.tools.models import AnalysisResult
-    from bench.analysis import chorales, of_a_chorales_size
+    from bench.analysis import cold_chorales
     from bench.mcp_roundtrip import bench_token, uvicorn_serving
 
     token = bench_token("bench-side-by-side")
     # A cold call must find no remembered answer (answers on corpus works are shared by everyone who imported them).
     AnalysisResult.objects.filter(shared=True).delete()
-    fresh = of_a_chorales_size(chorales())
-    with uvicorn_serving({"TOOL_WORKER_PROCESSES": str(tool_processes)}) as base:
+    fresh = cold_chorales(cold * len(TOOLS))
+    with uvicorn_serving({"TOOL_WORKER_PROCESSES": str(tool_processes)}) as base, lean_client_heap():
         found = anyio.run(_measured, other_url, f"{base}/mcp", token, fresh, warm, cold)
     lines = [
         f"\n### Side by side with {other_url} (Python SDK client, default arguments, calls alternating)\n",
