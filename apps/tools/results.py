@@ -14,7 +14,8 @@ The table holds about `ANALYSIS_RESULTS_KEPT` rows (0 turns remembering off): ev
 recently used beyond the bound are deleted. Reads refresh a row's `used_at` at most once a minute.
 
 A question is read and looked for on the call's own thread (apps.tools.invocation.Remembered): one asked before is
-answered there, without a tool thread or process; only a new one is worked out there, with the score row read once.
+answered there, without a tool thread or process; only a new one goes to a tool thread or process to be worked out,
+with the score row the call read (`Question`), so that the row is read once per call.
 
 A process that holds the score parsed also keeps the answers given on it beside the parsed score
 (apps.tools.services.derived: at most ANSWERS_BESIDE_SCORE per score, of at most LARGEST_BESIDE characters each, as
