@@ -92,16 +92,15 @@ class Question:
         question is new, or when remembering is off."""
         if settings.ANALYSIS_RESULTS_KEPT <= 0:
             return None
-        asked = (self.tool, _arguments_digest(self.arguments))
         beside = _beside(self.score)
-        text = beside.get(asked) if beside is not None else None
+        text = beside.get(self.asked) if beside is not None else None
         if text is None:
             now = timezone.now()
-            for row in _remembered_row(_key(self), score=None if _shared(self.score) else self.score):
+            for row in _remembered_row(self.key, score=None if _shared(self.score) else self.score):
                 if row.used_at < now - _REFRESH_AFTER:
                     AnalysisResult.objects.filter(pk=row.pk).update(used_at=now)
                 if beside is not None:
-                    _put_beside(beside, asked, row.result)
+                    _put_beside(beside, self.asked, row.result)
                 text = row.result
                 break
         # Parsed from its JSON for each caller, a fresh copy.
@@ -117,6 +116,21 @@ class Question:
             after_answer(functools.partial(_keep, answer, question=self, used_at=timezone.now()))
         return self._result(answer)
 
+    @functools.cached_property
+    def key(self) -> dict[str, str]:
+        """What decides the answer: the row's key in the database."""
+        return {
+            "content_sha256": self.score.content_sha256,
+            "tool": self.tool,
+            "arguments_sha256": _arguments_digest(self.arguments),
+            "code_version": code_version(),
+        }
+
+    @property
+    def asked(self) -> tuple[str, str]:
+        """The question's key beside the parsed score (the content is the parsed score's own)."""
+        return (self.tool, self.key["arguments_sha256"])
+
     def _result(self, answer: dict[str, Any]) -> dict[str, Any]:
         return {"score_id": self.score.score_id, **answer}
 
@@ -126,15 +140,6 @@ def question_read(*, owner: Any, tool: str, arguments: Any) -> Question:
     user's score is reported exactly as a missing one (score_get)."""
     score = score_get(owner=owner, score_id=arguments.score_id)
     return Question(score, tool, arguments.model_dump(mode="json", exclude={"score_id"}))
-
-
-def _key(question: Question) -> dict[str, str]:
-    return {
-        "content_sha256": question.score.content_sha256,
-        "tool": question.tool,
-        "arguments_sha256": _arguments_digest(question.arguments),
-        "code_version": code_version(),
-    }
 
 
 def _shared(score: Score) -> bool:
@@ -170,12 +175,12 @@ def _keep(answer: dict[str, Any], *, question: Question, used_at: Any) -> None:
         return  # not JSON (a tool's own business): answered, not kept
     if len(text) > LARGEST_KEPT:
         return
-    score, key = question.score, _key(question)
+    score = question.score
     beside = _beside(score)  # held since the analysis, unless dropped meanwhile
     if beside is not None:
-        _put_beside(beside, (key["tool"], key["arguments_sha256"]), text)
+        _put_beside(beside, question.asked, text)
     AnalysisResult.objects.bulk_create(
-        [AnalysisResult(score=score, shared=_shared(score), result=text, used_at=used_at, **key)],
+        [AnalysisResult(score=score, shared=_shared(score), result=text, used_at=used_at, **question.key)],
         ignore_conflicts=True,
     )
     _written += 1

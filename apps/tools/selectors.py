@@ -78,7 +78,12 @@ def score_get(*, owner: AbstractBaseUser, score_id: str) -> Score:
     (docs/performance.md, "What a call's time goes to")."""
     for score in Score.objects.raw(_SCORE_ROW, [owner.pk, score_id]):
         return score
-    raise NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.")
+    raise score_missing(score_id)
+
+
+def score_missing(score_id: str) -> NotFound:
+    """What a caller is told of a score id they have no score under (or one deleted since its row was read)."""
+    return NotFound(f"No score with id {score_id!r}. Use list_scores to see your scores.")
 
 
 # Every column but the source's, named from the model so that a new field is read too; (owner, score_id) is unique.

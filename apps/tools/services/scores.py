@@ -10,11 +10,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from music21 import stream
 
-from apps.core.errors import AlreadyExists, InvalidArguments, NotFound
+from apps.core.errors import AlreadyExists, InvalidArguments
 from apps.core.metrics import FILES_PROCESSED
 from apps.tools.gate import changing
 from apps.tools.models import SCORE_ID_PATTERN, Score
-from apps.tools.selectors import score_get
+from apps.tools.selectors import score_get, score_missing
 from apps.tools.services.cache import CacheKey, parsed_scores
 from apps.tools.services.parsing import ParsedSource, parse_source, parse_stored
 from apps.tools.services.render import musicxml_text
@@ -72,7 +72,7 @@ def score_stream(*, score: Score) -> stream.Score:
         try:
             score.refresh_from_db(fields=Score.SOURCE_FIELDS)
         except Score.DoesNotExist:  # deleted since its row was read
-            raise NotFound(f"No score with id {score.score_id!r}. Use list_scores to see your scores.") from None
+            raise score_missing(score.score_id) from None
     data = bytes(score.source_bytes) if score.source_bytes is not None else None
     music = parse_stored(score.source_format, text=score.source_text, data=data)
     parsed_scores.put(key, music)
