@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from music21 import corpus, pitch
 
+from apps.tools.services import voiceleading
+
 TWO_VOICES_WITH_PARALLEL_FIFTHS = "\n".join(
     [
         "4/4 e'4 d' e' f' g'1",  # upper voice: F5 -> G5 into measure 2
@@ -144,6 +146,24 @@ def test_a_line_doubled_in_octaves_is_a_doubling_not_five_errors(alice: Any, cal
     assert doubling["interval"] == "octave"
     assert (doubling["start"], doubling["end"]) == ({"measure": 1, "beat": 1.0}, {"measure": 2, "beat": 1.0})
     assert (doubling["notes"], doubling["parallel_octaves"]) == (5, 4)
+
+
+def test_the_first_voice_leading_call_on_a_new_score_finds_its_part_lines_ready(
+    alice: Any, call: Any, monkeypatch: Any
+) -> None:
+    """Each part's line is worked out once the import has been answered, so the first voice-leading (or pattern)
+    call on the score does not wait for it."""
+    source = "4/4 e'4 f' g' a' b'1\n4/4 c'4 d' c' d' g1"  # no other test's score: nothing of it is held already
+    call(alice, "import_score", score_id="new", source=source, source_type="tinynotation")
+
+    def worked_out_again(part: Any) -> Any:
+        raise AssertionError("a part's line was worked out again")
+
+    monkeypatch.setattr(voiceleading, "_line", worked_out_again)
+    result = call(alice, "voice_leading_analysis", score_id="new")
+    assert [(p["measure"], p["beat"], p["to"]) for p in result["parallel_fifths"]] == [
+        (1, 4.0, {"upper": "A5", "lower": "D5"})
+    ]
 
 
 def test_bach_writes_no_parallel_fifths_in_bwv66_6(chorale: Any, alice: Any, call: Any) -> None:

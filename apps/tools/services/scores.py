@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from music21 import stream
 
 from apps.core.errors import AlreadyExists, InvalidArguments
 from apps.core.metrics import FILES_PROCESSED
+from apps.core.runtime import after_answer
 from apps.tools.gate import changing
 from apps.tools.models import SCORE_ID_PATTERN, Score
 from apps.tools.selectors import score_get, score_missing
@@ -19,6 +21,7 @@ from apps.tools.services.cache import CacheKey, parsed_scores
 from apps.tools.services.parsing import ParsedSource, parse_source, parse_stored
 from apps.tools.services.render import musicxml_text
 from apps.tools.services.summary import score_summary
+from apps.tools.services.voiceleading import part_lines
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -138,7 +141,17 @@ def _store(
         # Another request stored the same id between our check and this insert.
         raise AlreadyExists(f"You already have a score with id {score_id!r}.") from None
     parsed_scores.put(_held_as(score), parsed.score)
+    # The first analysis of a new score would otherwise work out each part's line (voice leading and patterns
+    # read them, apps.tools.services.derived): done once the store is answered, while the caller reads the answer.
+    after_answer(functools.partial(_lines_ahead, score))
     return score
+
+
+def _lines_ahead(score: Score) -> None:
+    """Each part's line of a score just stored, kept with its parsed music if this process still holds it."""
+    music = score_stream_held(score=score)
+    if music is not None:
+        part_lines(music)
 
 
 def _check_score_id(score_id: str) -> None:

@@ -127,6 +127,12 @@ def part_line(part: stream.Stream) -> list[Event]:
     return derived(part, "line", lambda: _line(part))
 
 
+def part_lines(music: stream.Stream) -> list[list[Event]]:
+    """Each part's line (`part_line`) of the music as it sounds, in score order; a stream without parts is one."""
+    music = sounding(music)
+    return [part_line(part) for part in list(music.parts) or [music]]
+
+
 def _line(part: stream.Stream) -> list[Event]:
     events: list[Event] = []
     beats: dict[tuple[int, Offset], float] = {}
@@ -306,13 +312,12 @@ def voice_leading_analysis(music: stream.Score) -> dict[str, Any]:
     Every part is read as it sounds (apps.tools.services.derived.sounding): a Bb clarinet's written D4 is a C4."""
     music = sounding(music)
     _require_notes(music)
-    parts = list(music.parts) or [music]
     refs = [_part_ref(i, label) for i, label in enumerate(part_labels(music))]
-    lines = [part_line(p) for p in parts]
+    lines = part_lines(music)
     parallels: list[dict[str, Any]] = []
     doublings: list[dict[str, Any]] = []
     crossings: list[dict[str, Any]] = []
-    for upper, lower in itertools.combinations(range(len(parts)), 2):  # every pair, upper part first in score order
+    for upper, lower in itertools.combinations(range(len(lines)), 2):  # every pair, upper part first in score order
         found, doubled, crossed = _pair(refs[upper], refs[lower], lines[upper], lines[lower], lower == upper + 1)
         parallels += found
         doublings += doubled
