@@ -18,7 +18,7 @@ from functools import cached_property
 from math import isfinite
 from typing import Any
 
-from music21 import base, interval, meter, note, pitch, stream
+from music21 import base, meter, note, pitch, stream
 from music21.common.numberTools import opFrac
 
 from apps.tools.services.derived import derived, sounding
@@ -71,6 +71,17 @@ class Event:
     @cached_property
     def name(self) -> str:
         return pitch_name(self.pitch, octave=True) if self.pitch is not None else "rest"
+
+    # Read once each, as music21 works a pitch's name and letter position out anew on every read. Notes only.
+    @cached_property
+    def spelling(self) -> str:
+        """The pitch's name without its octave, as spelled (`C#`)."""
+        return self.pitch.name  # type: ignore[union-attr]
+
+    @cached_property
+    def letter_position(self) -> int:
+        """The pitch's letter name and octave as one number (music21's `diatonicNoteNum`): differences are steps."""
+        return self.pitch.diatonicNoteNum  # type: ignore[union-attr]
 
 
 def _elements(
@@ -212,8 +223,7 @@ def _slices(upper: list[Event], lower: list[Event]) -> list[tuple[Offset, Event,
 
 def _is_octave(a: Event, b: Event) -> bool:
     """A perfect unison or octave (compound or not), as spelled: C4/C5 yes, C4/B#4 no. Notes only."""
-    # The semitones first: music21 builds a pitch's name anew on every read, and most slices differ there already.
-    return a.ps % 12 == b.ps % 12 and a.pitch.name == b.pitch.name  # type: ignore[operator,union-attr]
+    return a.ps % 12 == b.ps % 12 and a.spelling == b.spelling  # type: ignore[operator]
 
 
 def _perfect(a0: Event, b0: Event, a1: Event, b1: Event) -> str | None:
@@ -226,10 +236,18 @@ def _perfect(a0: Event, b0: Event, a1: Event, b1: Event) -> str | None:
     if first == second == 0:
         return "parallel octaves" if _is_octave(a0, b0) and _is_octave(a1, b1) else None
     if first == second == 7 or first == second == 5:  # 5: the upper part crossed below
-        # Only a spelled perfect fifth counts (not a diminished sixth); the interval is built only for candidates.
-        names = {interval.Interval(noteStart=b.pitch, noteEnd=a.pitch).semiSimpleName for a, b in ((a0, b0), (a1, b1))}
-        return "parallel fifths" if names == {"P5"} else None
+        # Only a spelled perfect fifth counts (not a diminished sixth).
+        return "parallel fifths" if _spelled_fifth(a0, b0) and _spelled_fifth(a1, b1) else None
     return None
+
+
+def _spelled_fifth(a: Event, b: Event) -> bool:
+    """Whether two notes a fifth apart in semitones (7 or 5 mod 12, either above) are a perfect fifth as spelled,
+    compound or not: music21's `Interval(noteStart=b.pitch, noteEnd=a.pitch).semiSimpleName == "P5"`, read from
+    the letters and the semitones instead of building the interval (tests/tools/correctness/
+    test_music21_equivalence.py pins that they agree). A fifth's spellings span fewer than 12 semitones, so one
+    that is a fifth by its letters and 7 semitones mod 12 is perfect."""
+    return abs(a.letter_position - b.letter_position) % 7 == 4 and abs(a.ps - b.ps) % 12 == 7  # type: ignore[operator]
 
 
 def _pair(

@@ -10,9 +10,9 @@ import gc
 import weakref
 
 import pytest
-from music21 import analysis, corpus
+from music21 import analysis, corpus, interval, note, pitch
 
-from apps.tools.services import derived, harmony, keys
+from apps.tools.services import derived, harmony, keys, voiceleading
 
 
 def _names(slices: list[harmony.Slice]) -> list[tuple[object, ...]]:
@@ -109,3 +109,27 @@ def test_the_music_as_it_sounds_leaves_with_the_score() -> None:
     gc.collect()  # frees the copy (one more reference cycle) and its own entry
     assert score() is None
     assert len(derived._derived) == held
+
+
+def test_a_spelled_perfect_fifth_is_musics21s_p5() -> None:
+    """The voice-leading tool tells a parallel fifth's spelling from the letters and the semitones; music21's
+    interval names it. Every pair of pitches a fifth apart in semitones (either above, compound or not, double
+    accidentals and quarter tones included) is a perfect fifth to one exactly when it is to the other."""
+    spellings = [
+        f"{step}{accidental}{octave}"
+        for step in "CDEFGAB"
+        for accidental in ("", "#", "-", "##", "--", "~", "`")
+        for octave in (2, 3, 4, 5)
+    ]
+    pitches = [pitch.Pitch(name) for name in spellings]
+    candidates = [(a, b) for a in pitches for b in pitches if (a.ps - b.ps) % 12 in (5, 7)]
+    fifths = 0
+    for a, b in candidates:
+        expected = interval.Interval(noteStart=b, noteEnd=a).semiSimpleName == "P5"
+        assert voiceleading._spelled_fifth(_event(a), _event(b)) == expected, (a, b)
+        fifths += expected
+    assert len(candidates) > 3000 and fifths > 300, (len(candidates), fifths)
+
+
+def _event(p: pitch.Pitch) -> voiceleading.Event:
+    return voiceleading.Event(0.0, 1.0, p, note.Note(p), 1, None, 0.0, {}, p.ps)
