@@ -61,6 +61,19 @@ def lean_client_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+@contextlib.contextmanager
+def collected_after() -> Iterator[None]:
+    """One timed client call with this process's garbage collector off: a collection that the call's allocations
+    set off runs at the first allocation after it, untimed. Without it, the MCP client's full collections (20-120
+    ms each, walking what the client kept of the calls before) fell inside whichever call, of either server, was
+    being timed: a p99 set by the bench's own client."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def measure(work: Callable[[], object], *, repeat: int, warmup: int = 3) -> Timing:
     for _ in range(warmup):
         work()

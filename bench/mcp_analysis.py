@@ -25,7 +25,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run alone: python bench/mcp_analysis.py
 
 from bench.analysis import TARGET_MS, cold_chorales
-from bench.harness import Timing, lean_client_heap
+from bench.harness import Timing, collected_after, lean_client_heap
 from bench.mcp_roundtrip import bench_token, uvicorn_serving
 
 TOOLS = {  # the targets' names (bench.analysis.TARGET_MS) and each tool's call with its default arguments
@@ -98,9 +98,10 @@ async def _measured(
         await session.initialize()
 
         async def call(tool: str, arguments: dict[str, Any]) -> float:
-            start = time.perf_counter()
-            result = await session.call_tool(tool, arguments)
-            elapsed = time.perf_counter() - start
+            with collected_after():
+                start = time.perf_counter()
+                result = await session.call_tool(tool, arguments)
+                elapsed = time.perf_counter() - start
             if result.is_error:
                 raise RuntimeError(f"{tool} failed: {result.content}")
             return elapsed

@@ -36,7 +36,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Timing, lean_client_heap, setup_django
+from bench.harness import Timing, collected_after, lean_client_heap, setup_django
 
 TOOLS = ("key_analysis", "chord_analysis", "harmony_analysis", "voice_leading_analysis", "pattern_recognition")
 SIDES = ("other", "platform")
@@ -95,9 +95,10 @@ async def _measured(
             sessions[side] = session
 
         async def call(side: str, tool: str, arguments: dict[str, Any]) -> float:
-            start = time.perf_counter()
-            result = await sessions[side].call_tool(tool, arguments)
-            elapsed = time.perf_counter() - start
+            with collected_after():
+                start = time.perf_counter()
+                result = await sessions[side].call_tool(tool, arguments)
+                elapsed = time.perf_counter() - start
             text = result.content[0].text if result.content and hasattr(result.content[0], "text") else ""
             # The public server answers its errors as a successful result with "status": "error" in the text.
             if result.is_error or '"status": "error"' in text[:300]:
