@@ -111,7 +111,7 @@ def test_the_music_as_it_sounds_leaves_with_the_score() -> None:
     assert len(derived._derived) == held
 
 
-def test_a_spelled_perfect_fifth_is_musics21s_p5() -> None:
+def test_a_spelled_perfect_fifth_is_music21s_p5() -> None:
     """The voice-leading tool tells a parallel fifth's spelling from the letters and the semitones; music21's
     interval names it. Every pair of pitches a fifth apart in semitones (either above, compound or not, double
     accidentals and quarter tones included) is a perfect fifth to one exactly when it is to the other."""
