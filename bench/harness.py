@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def setup_django() -> None:
@@ -61,15 +62,16 @@ def lean_client_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-@contextlib.contextmanager
-def collected_after() -> Iterator[None]:
-    """One timed client call with this process's garbage collector off: a collection that the call's allocations
-    set off runs at the first allocation after it, untimed. Without it, the MCP client's full collections (20-120
-    ms each, walking what the client kept of the calls before) fell inside whichever call, of either server, was
-    being timed: a p99 set by the bench's own client."""
+async def timed_call(session: Any, tool: str, arguments: dict[str, Any]) -> tuple[Any, float]:
+    """One MCP tool call through the client `session`, and its seconds, timed with this process's garbage collector
+    off: a collection that the call's allocations set off runs at the first allocation after it, untimed. Without
+    that, the MCP client's full collections (20-120 ms each, walking what the client kept of the calls before) fell
+    inside whichever call, of either server, was being timed: a p99 set by the bench's own client."""
     gc.disable()
     try:
-        yield
+        start = time.perf_counter()
+        result = await session.call_tool(tool, arguments)
+        return result, time.perf_counter() - start
     finally:
         gc.enable()
 

@@ -15,7 +15,6 @@ import itertools
 import os
 import statistics
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run alone: python bench/mcp_analysis.py
 
 from bench.analysis import TARGET_MS, cold_chorales
-from bench.harness import Timing, collected_after, lean_client_heap
+from bench.harness import Timing, lean_client_heap, timed_call
 from bench.mcp_roundtrip import bench_token, uvicorn_serving
 
 TOOLS = {  # the targets' names (bench.analysis.TARGET_MS) and each tool's call with its default arguments
@@ -98,10 +97,7 @@ async def _measured(
         await session.initialize()
 
         async def call(tool: str, arguments: dict[str, Any]) -> float:
-            with collected_after():
-                start = time.perf_counter()
-                result = await session.call_tool(tool, arguments)
-                elapsed = time.perf_counter() - start
+            result, elapsed = await timed_call(session, tool, arguments)
             if result.is_error:
                 raise RuntimeError(f"{tool} failed: {result.content}")
             return elapsed

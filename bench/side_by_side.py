@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Timing, collected_after, lean_client_heap, setup_django
+from bench.harness import Timing, lean_client_heap, setup_django, timed_call
 
 TOOLS = ("key_analysis", "chord_analysis", "harmony_analysis", "voice_leading_analysis", "pattern_recognition")
 SIDES = ("other", "platform")
@@ -95,10 +94,7 @@ async def _measured(
             sessions[side] = session
 
         async def call(side: str, tool: str, arguments: dict[str, Any]) -> float:
-            with collected_after():
-                start = time.perf_counter()
-                result = await sessions[side].call_tool(tool, arguments)
-                elapsed = time.perf_counter() - start
+            result, elapsed = await timed_call(sessions[side], tool, arguments)
             text = result.content[0].text if result.content and hasattr(result.content[0], "text") else ""
             # The public server answers its errors as a successful result with "status": "error" in the text.
             if result.is_error or '"status": "error"' in text[:300]:

@@ -50,7 +50,7 @@ def _runs(part: stream.Stream, index: int, label: str) -> list[list[_Note]]:
             if runs[-1]:
                 runs.append([])
             continue
-        runs[-1].append(_Note(index, label, event, event.pitch.diatonicNoteNum, event.ps))
+        runs[-1].append(_Note(index, label, event, event.letter_position, event.ps))
     return [run for run in runs if run]
 
 
